@@ -1,0 +1,24 @@
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config.ts';
+import { registerServeCommand } from './commands/serve.ts';
+import { registerTokenCommand } from './commands/token.ts';
+
+const program = new Command('echoes-storage')
+  .description('Audio storage for the Echoes app: API server and operator tools.')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerServeCommand(program);
+registerTokenCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(2);
+  }
+  console.error(`echoes-storage: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}

@@ -1,0 +1,170 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface AuthConfig {
+  readonly jwksUrl: string | undefined;
+  readonly issuer: string | undefined;
+  readonly audience: string | undefined;
+  readonly jwtSecret: string | undefined;
+  /** No issuer of tokens configured: a secret kept in DATA_DIR signs and checks dev tokens. */
+  readonly dev: boolean;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly publicBaseUrl: string;
+  readonly dataDir: string;
+  readonly storageBackend: 'local' | 's3';
+  readonly metadataBackend: 'sqlite' | 'dynamodb';
+  readonly s3: {
+    readonly bucket: string | undefined;
+    readonly region: string;
+    readonly profile: string | undefined;
+    readonly endpoint: string | undefined;
+    readonly forcePathStyle: boolean;
+  };
+  readonly dynamodb: {
+    readonly table: string | undefined;
+    readonly endpoint: string | undefined;
+  };
+  readonly presignedUrlExpiration: number;
+  readonly maxAudioFileSize: number;
+  readonly auth: AuthConfig;
+  readonly corsOrigins: readonly string[];
+  readonly production: boolean;
+  readonly logLevel: string;
+  /** 0 turns periodic cleanup inside the server off. */
+  readonly cleanupIntervalMinutes: number;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Environment with `.env` from the working directory underneath it (real variables win). */
+export function environmentWithDotEnv(env: Env = process.env, dir = process.cwd()): Env {
+  const file = resolve(dir, '.env');
+  if (!existsSync(file)) return env;
+  return { ...parseEnv(readFileSync(file, 'utf8')), ...env };
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const str = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
+      problems.push(`${name}="${raw}" must be a whole number from ${min} to ${max}.`);
+      return fallback;
+    }
+    return n;
+  };
+  const oneOf = <T extends string>(name: string, values: readonly T[], fallback: T): T => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    if (!(values as readonly string[]).includes(raw)) {
+      problems.push(`${name}="${raw}" must be one of: ${values.join(', ')}.`);
+      return fallback;
+    }
+    return raw as T;
+  };
+  const bool = (name: string): boolean => {
+    const raw = str(name)?.toLowerCase();
+    if (raw === undefined) return false;
+    if (['true', '1', 'yes'].includes(raw)) return true;
+    if (['false', '0', 'no'].includes(raw)) return false;
+    problems.push(`${name}="${raw}" must be true or false.`);
+    return false;
+  };
+  const url = (name: string): string | undefined => {
+    const raw = str(name);
+    if (raw === undefined) return undefined;
+    try {
+      const u = new URL(raw);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+      return raw.replace(/\/+$/, '');
+    } catch {
+      problems.push(`${name}="${raw}" must be an http:// or https:// URL.`);
+      return undefined;
+    }
+  };
+
+  const port = int('PORT', 8000, 0, 65535);
+  const host = str('HOST') ?? '127.0.0.1';
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const publicBaseUrl = url('PUBLIC_BASE_URL') ?? `http://${urlHost}:${port}`;
+  const bucket = str('S3_BUCKET_NAME');
+  const table = str('DYNAMODB_TABLE_NAME');
+  const storageBackend = oneOf('STORAGE_BACKEND', ['local', 's3'] as const, bucket ? 's3' : 'local');
+  const metadataBackend = oneOf('METADATA_BACKEND', ['sqlite', 'dynamodb'] as const, table ? 'dynamodb' : 'sqlite');
+  if (storageBackend === 's3' && !bucket) problems.push('STORAGE_BACKEND=s3 needs S3_BUCKET_NAME (run `echoes-storage setup dev` to create a bucket).');
+  if (metadataBackend === 'dynamodb' && !table) problems.push('METADATA_BACKEND=dynamodb needs DYNAMODB_TABLE_NAME.');
+  const region = str('AWS_REGION') ?? str('AWS_DEFAULT_REGION') ?? 'us-east-1';
+  if (!/^[a-z0-9-]{2,32}$/.test(region)) problems.push(`AWS_REGION="${region}" must be a region name such as us-east-1.`);
+
+  const production = str('NODE_ENV') === 'production';
+  const jwksUrl = url('AUTH_JWKS_URL');
+  const jwtSecret = str('AUTH_JWT_SECRET');
+  if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('AUTH_JWT_SECRET must be at least 32 characters.');
+  if (jwksUrl && jwtSecret) problems.push('Set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both.');
+  const dev = !jwksUrl && !jwtSecret;
+  if (dev && production) {
+    problems.push('NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.');
+  }
+
+  const corsRaw = str('CORS_ORIGINS') ?? 'http://localhost:3000,http://localhost:8000';
+  const corsOrigins = corsRaw.split(',').map((o) => o.trim()).filter(Boolean);
+  for (const origin of corsOrigins) {
+    if (origin === '*') continue;
+    try {
+      const u = new URL(origin);
+      if (u.origin !== origin.replace(/\/$/, '')) throw new Error('not an origin');
+    } catch {
+      problems.push(`CORS_ORIGINS has "${origin}", which is not an origin such as https://echoes.app (or *).`);
+    }
+  }
+
+  const logLevel = oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
+
+  const config: Config = {
+    port,
+    host,
+    publicBaseUrl,
+    dataDir: resolve(str('DATA_DIR') ?? './data'),
+    storageBackend,
+    metadataBackend,
+    s3: {
+      bucket,
+      region,
+      profile: str('AWS_PROFILE'),
+      endpoint: url('S3_ENDPOINT'),
+      forcePathStyle: bool('S3_FORCE_PATH_STYLE'),
+    },
+    dynamodb: { table, endpoint: url('DYNAMODB_ENDPOINT') },
+    presignedUrlExpiration: int('S3_PRESIGNED_URL_EXPIRATION', 3600, 1, 604800),
+    maxAudioFileSize: int('MAX_AUDIO_FILE_SIZE', 10485760, 1, 5 * 1024 ** 3),
+    auth: { jwksUrl, issuer: str('AUTH_ISSUER'), audience: str('AUTH_AUDIENCE'), jwtSecret, dev },
+    corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')),
+    production,
+    logLevel,
+    cleanupIntervalMinutes: int('CLEANUP_INTERVAL_MINUTES', 0, 0, 7 * 24 * 60),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,6 @@
+export * from './errors.ts';
+export * from './formats.ts';
+export * from './ids.ts';
+export * from './keys.ts';
+export * from './upload-policy.ts';
+export * from './echo.ts';

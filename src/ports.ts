@@ -1,0 +1,120 @@
+import type { EchoRecord, EchoMetadata, EchoStatus } from './domain/echo.ts';
+
+/** What a signed direct upload needs: the URL and the exact headers the client must send. */
+export interface SignedUpload {
+  readonly url: string;
+  readonly method: 'PUT';
+  /** Never includes Content-Length: the client's HTTP stack sets it from the body. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface UploadSpec {
+  readonly key: string;
+  /** Exact Content-Type header value to bind (may carry parameters). */
+  readonly contentType: string;
+  /** Bound as Content-Length when given. */
+  readonly contentLength?: number | undefined;
+  /** Base64 SHA-256 of the body, bound as x-amz-checksum-sha256 when given. */
+  readonly checksumSha256?: string | undefined;
+  readonly expiresInSeconds: number;
+  /** Largest body accepted when no length is bound (the local store enforces it while streaming). */
+  readonly maxBytes: number;
+}
+
+export interface DownloadSpec {
+  readonly expiresInSeconds: number;
+  /** Content-Type the download answers with. */
+  readonly contentType?: string | undefined;
+}
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  readonly lastModified: Date;
+  /** As stored with the object; undefined when the store did not say (listings). */
+  readonly contentType?: string | undefined;
+}
+
+export interface DeleteManyResult {
+  readonly deleted: readonly string[];
+  readonly failed: readonly { key: string; message: string }[];
+}
+
+/**
+ * Object storage seam (local disk, S3): a direct-upload URL with the headers it binds,
+ * head, read of the first bytes, delete, list by prefix.
+ */
+export interface ObjectStore {
+  readonly name: string;
+  signUpload(spec: UploadSpec): Promise<SignedUpload>;
+  /** A GET URL that supports HTTP Range. */
+  signDownload(key: string, spec: DownloadSpec): Promise<string>;
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Up to `length` bytes from the start of the object; empty when it does not exist. */
+  readStart(key: string, length: number): Promise<Uint8Array>;
+  /** Idempotent: deleting a missing key succeeds. */
+  delete(key: string): Promise<void>;
+  deleteMany(keys: readonly string[]): Promise<DeleteManyResult>;
+  /** Streams every object whose key starts with `prefix`, page by page, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Throws with a message that says what is missing when the store cannot be used. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface EchoKey {
+  readonly userId: string;
+  readonly echoId: string;
+}
+
+export interface ListQuery {
+  readonly limit: number;
+  /** Exclusive: only ids strictly below this one (the cursor). */
+  readonly beforeEchoId?: string | undefined;
+  /** Inclusive id bounds, from date filters. */
+  readonly fromEchoId?: string | undefined;
+  readonly toEchoId?: string | undefined;
+}
+
+export interface EchoPage {
+  /** Ready echoes, newest first (descending echo_id). */
+  readonly items: readonly EchoRecord[];
+  /** True when more ready echoes follow the last item. */
+  readonly more: boolean;
+}
+
+export interface ReadyUpdate {
+  readonly fileSize: number;
+  readonly metadata: EchoMetadata;
+}
+
+export interface ScanOptions {
+  readonly userId?: string | undefined;
+  readonly statuses?: readonly EchoStatus[] | undefined;
+  /** Records per page; the repository may return fewer. */
+  readonly pageSize?: number | undefined;
+}
+
+/** Echo metadata seam (SQLite, DynamoDB). */
+export interface EchoRepository {
+  readonly name: string;
+  /** Stores a new pending echo; throws if the id is taken. */
+  createPending(record: EchoRecord): Promise<void>;
+  get(key: EchoKey): Promise<EchoRecord | undefined>;
+  /**
+   * Moves a pending echo to ready. Only one caller can win a race; everyone gets the
+   * stored record back (undefined when there is none).
+   */
+  markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined>;
+  /** Marks an echo as being deleted; undefined when there is none. */
+  markDeleting(key: EchoKey): Promise<EchoRecord | undefined>;
+  /** Idempotent. */
+  remove(key: EchoKey): Promise<void>;
+  listReady(userId: string, query: ListQuery): Promise<EchoPage>;
+  /** Batch lookup, any number of keys; missing ones are left out. */
+  getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]>;
+  /** Streams records page by page (all users, or one), memory independent of the table size. */
+  scan(options?: ScanOptions): AsyncIterable<readonly EchoRecord[]>;
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
