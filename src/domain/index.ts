@@ -4,3 +4,4 @@ export * from './ids.ts';
 export * from './keys.ts';
 export * from './upload-policy.ts';
 export * from './echo.ts';
+export * from './listing.ts';

@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Config } from '../config.ts';
+import { AppError } from '../domain/errors.ts';
+import { assertSafeUserId } from '../domain/keys.ts';
+import { loadOrCreateSecret } from './secrets.ts';
+
+export const DEV_ISSUER = 'echoes-storage-dev';
+const DEV_TOKEN_TTL = '24h';
+
+export function devSecretFile(dataDir: string): string {
+  return join(dataDir, 'dev-jwt-secret');
+}
+
+/** Checks bearer tokens; built once at start-up (keys and JWKS cache live here). */
+export class TokenVerifier {
+  private readonly key: Uint8Array | JWTVerifyGetKey;
+  private readonly algorithms: string[];
+  private readonly issuer: string | undefined;
+  private readonly audience: string | undefined;
+
+  constructor(config: Pick<Config, 'auth' | 'dataDir'>) {
+    const { auth } = config;
+    if (auth.jwksUrl) {
+      this.key = createRemoteJWKSet(new URL(auth.jwksUrl), { cacheMaxAge: 10 * 60_000, timeoutDuration: 5000 });
+      this.algorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'];
+    } else {
+      this.key = auth.jwtSecret ? new TextEncoder().encode(auth.jwtSecret) : loadOrCreateSecret(devSecretFile(config.dataDir));
+      this.algorithms = ['HS256'];
+    }
+    this.issuer = auth.dev ? DEV_ISSUER : auth.issuer;
+    this.audience = auth.dev ? undefined : auth.audience;
+  }
+
+  /** The user id (the token's `sub`), or an UNAUTHORIZED / INVALID_USER error. */
+  async verify(authorization: string | undefined): Promise<string> {
+    const match = authorization ? /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(authorization) : null;
+    if (!match?.[1]) {
+      throw new AppError('UNAUTHORIZED', 'Send "Authorization: Bearer <token>". In dev mode, `npm run --silent token -- <user_id>` prints one.');
+    }
+    const options = { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, clockTolerance: 5 };
+    let sub: unknown;
+    try {
+      const { payload } = typeof this.key === 'function'
+        ? await jwtVerify(match[1], this.key, options)
+        : await jwtVerify(match[1], this.key, options);
+      sub = payload.sub;
+    } catch (err) {
+      throw new AppError('UNAUTHORIZED', describeJwtError(err));
+    }
+    return assertSafeUserId(sub);
+  }
+}
+
+function describeJwtError(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'The token has expired; get a new one.';
+  if (err instanceof errors.JWTClaimValidationFailed) return `The token's "${err.claim}" claim is not accepted here.`;
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'The token\'s signing algorithm is not accepted here.';
+  if (err instanceof errors.JWKSNoMatchingKey) return 'No key of the issuer matches the token.';
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JOSENotSupported) return 'The token could not be checked; try again.';
+  return 'The token is not valid: its signature or format is wrong.';
+}
+
+/** Signs dev tokens with the secret in DATA_DIR; only for dev auth. */
+export async function signDevToken(dataDir: string, userId: string, ttl = DEV_TOKEN_TTL): Promise<string> {
+  const sub = assertSafeUserId(userId);
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(sub)
+    .setIssuer(DEV_ISSUER)
+    .setIssuedAt()
+    .setExpirationTime(ttl)
+    .sign(loadOrCreateSecret(devSecretFile(dataDir)));
+}

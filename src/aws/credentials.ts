@@ -1,0 +1,69 @@
+import { fromIni, fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+
+export interface AwsCredentialOptions {
+  /** A profile of the shared config/credentials files (AWS_PROFILE). */
+  readonly profile?: string | undefined;
+  /** Fixed credentials (tests, or a caller that resolves them itself). */
+  readonly credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider | undefined;
+}
+
+/** Refresh this long before expiry, so that a URL signed now is not signed with a dying session. */
+const REFRESH_MARGIN_MS = 5 * 60 * 1000;
+
+/**
+ * One credential provider per adapter: explicit credentials, else the named profile (files
+ * located by AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE), else the SDK default chain.
+ * The result caches the identity and refreshes it only when it nears expiry, with one
+ * refresh in flight at a time, so the signing hot path is a property read.
+ */
+export function credentialProvider(options: AwsCredentialOptions): AwsCredentialIdentityProvider {
+  const given = options.credentials;
+  if (given !== undefined && typeof given !== 'function') return async () => given;
+  const source: AwsCredentialIdentityProvider =
+    given ?? (options.profile ? fromIni({ profile: options.profile }) : fromNodeProviderChain());
+  return cachedProvider(source);
+}
+
+export function cachedProvider(source: AwsCredentialIdentityProvider, now: () => number = Date.now): AwsCredentialIdentityProvider {
+  let current: AwsCredentialIdentity | undefined;
+  let refreshing: Promise<AwsCredentialIdentity> | undefined;
+  const fresh = (c: AwsCredentialIdentity | undefined): c is AwsCredentialIdentity =>
+    c !== undefined && (c.expiration === undefined || c.expiration.getTime() - now() > REFRESH_MARGIN_MS);
+  return async () => {
+    if (fresh(current)) return current;
+    refreshing ??= source({ forceRefresh: current !== undefined }).then(
+      (c) => {
+        current = c;
+        refreshing = undefined;
+        return c;
+      },
+      (err: unknown) => {
+        refreshing = undefined;
+        throw err;
+      },
+    );
+    return refreshing;
+  };
+}
+
+/**
+ * HTTP settings shared by the AWS clients: keep-alive is the handler's default; these bound
+ * how long a dead endpoint can hold a request.
+ */
+export const AWS_HTTP = {
+  connectionTimeout: 3_000,
+  requestTimeout: 30_000,
+  maxAttempts: 3,
+} as const;
+
+/** Start-up checks answer within this time, whatever the endpoint does. */
+export const CHECK_TIMEOUT_MS = 8_000;
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    return `${err.name}${status ? ` (HTTP ${status})` : ''}: ${err.message || 'no message'}`;
+  }
+  return String(err);
+}

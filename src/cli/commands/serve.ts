@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { environmentWithDotEnv, loadConfig } from '../../config.ts';
+import { startServer } from '../../server.ts';
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('Run the API (embedded local disk + SQLite unless S3/DynamoDB are configured).')
+    .action(async () => {
+      const config = loadConfig(environmentWithDotEnv());
+      const server = await startServer(config);
+      const mode = `${server.composition.store.name} + ${server.composition.repo.name}`;
+      console.error(`echoes-storage listening on ${server.url} (${mode}, data in ${config.dataDir})`);
+      if (config.auth.dev) console.error('Dev auth: get a token with `npm run --silent token -- <user_id>`; API docs at /docs.');
+      const stop = async (): Promise<void> => {
+        await server.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}

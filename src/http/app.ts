@@ -1,0 +1,102 @@
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { TokenVerifier } from '../auth/tokens.ts';
+import type { EchoRepository, ObjectStore } from '../ports.ts';
+import type { EchoService } from '../services/echoes.ts';
+import type { UploadService } from '../services/uploads.ts';
+import { LocalObjectStore } from '../storage/local.ts';
+import { installErrorHandlers } from './errors.ts';
+import { registerLocalStorageRoutes } from './local-storage-routes.ts';
+import { devRoutes } from './routes/dev.ts';
+import { echoRoutes } from './routes/echoes.ts';
+import { healthRoutes } from './routes/health.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    userId: string;
+  }
+}
+
+export interface AppDeps {
+  readonly store: ObjectStore;
+  readonly repo: EchoRepository;
+  readonly uploads: UploadService;
+  readonly echoes: EchoService;
+  readonly tokens: TokenVerifier;
+  readonly corsOrigins: readonly string[];
+  /** Set in dev auth mode: enables POST /dev/token. */
+  readonly devDataDir?: string | undefined;
+  readonly logger?: FastifyServerOptions['logger'];
+  /** Extra routes mounted inside the app (the recorder page). */
+  readonly plugins?: readonly ((app: FastifyInstance) => Promise<void>)[];
+}
+
+export const BODY_LIMIT = 64 * 1024;
+
+/** Signed URLs must never reach the logs: their query is a bearer credential. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&](?:signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&]*/gi, '$1[redacted]');
+}
+
+// Bodies are checked as sent (a string is never a number); query strings are text, so they coerce.
+const bodyAjv = new Ajv({ coerceTypes: false, removeAdditional: true, useDefaults: true, allErrors: false, strict: false });
+const queryAjv = new Ajv({ coerceTypes: true, removeAdditional: true, useDefaults: true, allErrors: false, strict: false });
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: BODY_LIMIT,
+    logger: deps.logger ?? false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestIdLogLabel: 'request_id',
+    disableRequestLogging: false,
+    routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+  }).withTypeProvider();
+
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const ajv = httpPart === 'body' ? bodyAjv : queryAjv;
+    return ajv.compile(schema);
+  });
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+
+  installErrorHandlers(app);
+
+  await app.register(cors, {
+    origin: deps.corsOrigins.includes('*') ? true : [...deps.corsOrigins],
+    methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'x-amz-server-side-encryption', 'x-amz-checksum-sha256', 'If-None-Match', 'Range', 'X-Request-Id'],
+    exposedHeaders: ['Deprecation', 'Link', 'ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'X-Request-Id'],
+    maxAge: 3600,
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'echoes-storage', version: '1.0.0', description: 'Direct-to-storage audio uploads for the Echoes app.' },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  if (deps.store instanceof LocalObjectStore) await registerLocalStorageRoutes(app, deps.store);
+
+  await app.register(async (scope) => {
+    scope.decorateRequest('userId', '');
+    scope.addHook('onRequest', async (request) => {
+      request.userId = await deps.tokens.verify(request.headers.authorization);
+    });
+    await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
+  });
+
+  await healthRoutes(app, { store: deps.store, repo: deps.repo });
+  if (deps.devDataDir) await devRoutes(app, { dataDir: deps.devDataDir });
+  for (const plugin of deps.plugins ?? []) await app.register(plugin);
+  return app;
+}

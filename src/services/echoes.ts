@@ -1,0 +1,106 @@
+import type { EchoMetadata, EchoRecord } from '../domain/echo.ts';
+import { AppError } from '../domain/errors.ts';
+import { baseContentType, formatForExtension, sniffMatches } from '../domain/formats.ts';
+import { isEchoId } from '../domain/ids.ts';
+import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
+import { inspectStoredObject } from '../domain/upload-policy.ts';
+import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
+
+export interface EchoSettings {
+  readonly maxAudioFileSize: number;
+  readonly audioUrlExpiresInSeconds: number;
+}
+
+/** A ready echo with a fresh playback URL. */
+export interface EchoView {
+  readonly record: EchoRecord;
+  readonly audioUrl: string;
+  readonly audioUrlExpiresIn: number;
+}
+
+export interface ListRequest {
+  readonly limit: number;
+  readonly cursor?: string | undefined;
+  readonly from?: string | undefined;
+  readonly to?: string | undefined;
+}
+
+const echoNotFound = (): AppError => new AppError('ECHO_NOT_FOUND', 'No echo with this id for this user.');
+
+/** Turns verified uploads into echoes, and reads and deletes them. */
+export class EchoService {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly repo: EchoRepository,
+    private readonly settings: EchoSettings,
+  ) {}
+
+  /** Verifies the uploaded object and makes it an echo; `created` is false for a repeat. */
+  async create(userId: string, echoId: string, metadata: EchoMetadata): Promise<{ view: EchoView; created: boolean }> {
+    const notFound = new AppError('UPLOAD_NOT_FOUND', 'No upload URL was issued to you for this echo_id; call POST /echoes/upload-url first.');
+    if (!isEchoId(echoId)) throw notFound;
+    const pending = await this.repo.get({ userId, echoId });
+    if (!pending || pending.status === 'deleting') throw notFound;
+    if (pending.status === 'ready') return { view: await this.view(pending), created: false };
+
+    const object = await this.store.head(pending.key);
+    if (!object) {
+      throw new AppError('UPLOAD_INCOMPLETE', 'Nothing was uploaded for this echo yet. PUT the audio to upload_url with the returned headers, then try again.');
+    }
+    const format = formatForExtension(pending.extension);
+    const firstBytes = await this.store.readStart(pending.key, SNIFF_BYTES);
+    const problem = inspectStoredObject({
+      size: object.size,
+      maxBytes: this.settings.maxAudioFileSize,
+      declaredSize: pending.declaredSize ?? undefined,
+      storedContentType: baseContentType(object.contentType),
+      expectedContentType: pending.contentType,
+      sniffOk: sniffMatches(format, await sniffExtension(firstBytes)),
+    });
+    if (problem) {
+      await this.store.delete(pending.key);
+      throw new AppError('UPLOAD_INVALID', problem.message);
+    }
+    const stored = await this.repo.markReady({ userId, echoId }, { fileSize: object.size, metadata });
+    if (!stored || stored.status !== 'ready') throw notFound;
+    // A racing request may have won with other metadata: everyone answers with what is stored.
+    return { view: await this.view(stored), created: true };
+  }
+
+  async get(userId: string, echoId: string): Promise<EchoView> {
+    if (!isEchoId(echoId)) throw echoNotFound();
+    const record = await this.repo.get({ userId, echoId });
+    if (record?.status !== 'ready') throw echoNotFound();
+    return this.view(record);
+  }
+
+  async list(userId: string, request: ListRequest): Promise<{ views: EchoView[]; nextCursor: string | null }> {
+    const bounds = listBounds(request.from, request.to);
+    const beforeEchoId = request.cursor === undefined ? undefined : decodeCursor(request.cursor);
+    const page = await this.repo.listReady(userId, { limit: request.limit, beforeEchoId, ...bounds });
+    const views = await Promise.all(page.items.map((r) => this.view(r)));
+    const last = page.items[page.items.length - 1];
+    return { views, nextCursor: page.more && last ? encodeCursor(last.echoId) : null };
+  }
+
+  /** Object first, then record; a failed object delete leaves the record `deleting` for cleanup. */
+  async delete(userId: string, echoId: string): Promise<void> {
+    if (!isEchoId(echoId)) throw echoNotFound();
+    const record = await this.repo.get({ userId, echoId });
+    if (!record || record.status === 'pending') throw echoNotFound();
+    await this.repo.markDeleting({ userId, echoId });
+    try {
+      await this.store.delete(record.key);
+    } catch {
+      throw new AppError('SERVICE_UNAVAILABLE', 'The audio could not be deleted right now; the echo is hidden and cleanup will finish it. You can retry DELETE.');
+    }
+    await this.repo.remove({ userId, echoId });
+  }
+
+  private async view(record: EchoRecord): Promise<EchoView> {
+    const expiresIn = this.settings.audioUrlExpiresInSeconds;
+    const audioUrl = await this.store.signDownload(record.key, { expiresInSeconds: expiresIn, contentType: record.uploadContentType });
+    return { record, audioUrl, audioUrlExpiresIn: expiresIn };
+  }
+}
