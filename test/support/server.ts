@@ -1,0 +1,36 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { signDevToken } from '../../src/auth/tokens.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
+import { freePort } from './moto.ts';
+
+export interface TestServer {
+  readonly url: string;
+  readonly config: Config;
+  readonly server: RunningServer;
+  readonly dataDir: string;
+  /** A dev token for the user (dev auth only). */
+  token(userId: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A real API server on a free 127.0.0.1 port, on a fresh DATA_DIR unless one is given. */
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'echoes-test-'));
+  const port = await freePort();
+  const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, ...env });
+  const server = await startServer(config);
+  return {
+    url: server.url,
+    config,
+    server,
+    dataDir,
+    token: (userId) => signDevToken(dataDir, userId),
+    async close() {
+      await server.close();
+      if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
