@@ -1,0 +1,321 @@
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, describeError } from '../aws/credentials.ts';
+import { NodeSha256 } from '../aws/sha256.ts';
+import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
+
+export interface S3ObjectStoreOptions {
+  readonly bucket: string;
+  readonly region: string;
+  /** MinIO, R2, a local S3 server… (S3_ENDPOINT). */
+  readonly endpoint?: string | undefined;
+  readonly forcePathStyle: boolean;
+  /** AWS_PROFILE: read from the shared config and credentials files. */
+  readonly profile?: string | undefined;
+  readonly credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider | undefined;
+  /** Keys per ListObjectsV2 page (1-1000); small values let tests cross pages cheaply. */
+  readonly listPageSize?: number | undefined;
+  /** Total attempts per request, first one included. */
+  readonly maxAttempts?: number | undefined;
+  /** Signing time; tests fix it to compare URLs with other signers. */
+  readonly clock?: (() => Date) | undefined;
+}
+
+const SSE = 'AES256';
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+/** Spelled as the SDK's presigner spells it, so that our URLs are byte-equal to getSignedUrl's. */
+const CONTENT_SHA256 = 'X-Amz-Content-Sha256';
+/** Without this S3 would accept these x-amz-* values from the query and ignore the headers. */
+const UNHOISTABLE = new Set(['x-amz-server-side-encryption', 'x-amz-checksum-sha256']);
+const DELETE_BATCH = 1000;
+
+/** RFC 3986 escaping as S3 (and the SDK's extendedEncodeURIComponent) wants it. */
+function escapeUri(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+function encodeKey(key: string): string {
+  return key.split('/').map(escapeUri).join('/');
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string } | undefined)?.name;
+  return statusOf(err) === 404 || name === 'NotFound' || name === 'NoSuchKey';
+}
+
+interface UrlBase {
+  readonly protocol: string;
+  readonly hostname: string;
+  readonly port: number | undefined;
+  /** Path up to the key, without a trailing slash: "" (virtual host) or "/bucket" (path style). */
+  readonly path: string;
+  readonly host: string;
+  readonly signingRegion: string;
+  readonly signingService: string;
+}
+
+function formatUrl(req: { protocol: string; hostname: string; port?: number | undefined; path: string; query: Record<string, string | string[] | null> }): string {
+  const query = Object.keys(req.query)
+    .sort()
+    .map((k) => `${escapeUri(k)}=${escapeUri(String(req.query[k]))}`)
+    .join('&');
+  return `${req.protocol}//${req.hostname}${req.port ? `:${req.port}` : ''}${req.path}?${query}`;
+}
+
+/**
+ * Objects in one S3 bucket (or an S3-compatible store) through one S3Client. Upload and
+ * download URLs are presigned with the SDK's SignatureV4 directly: the endpoint is resolved
+ * once by the SDK's own endpoint rules and the credentials are cached, so a URL costs one
+ * HMAC chain instead of a pass through the command middleware stack.
+ */
+export class S3ObjectStore implements ObjectStore {
+  readonly name = 's3';
+  readonly bucket: string;
+  readonly region: string;
+  readonly endpoint: string | undefined;
+  private readonly client: S3Client;
+  private readonly signer: SignatureV4;
+  private readonly listPageSize: number;
+  private readonly clock: () => Date;
+  private base: UrlBase | undefined;
+
+  constructor(options: S3ObjectStoreOptions) {
+    this.bucket = options.bucket;
+    this.region = options.region;
+    this.endpoint = options.endpoint;
+    this.clock = options.clock ?? (() => new Date());
+    this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
+    const credentials = credentialProvider(options);
+    this.client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.forcePathStyle,
+      credentials,
+      maxAttempts: options.maxAttempts ?? AWS_HTTP.maxAttempts,
+      // Otherwise the SDK puts a CRC32 of an empty body into presigned URLs and S3 refuses the upload.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: { connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout },
+    });
+    this.signer = new SignatureV4({
+      service: 's3',
+      region: options.region,
+      credentials,
+      sha256: NodeSha256,
+      // S3 keys are escaped once, by us; the signer must not escape them again.
+      uriEscapePath: false,
+      applyChecksum: false,
+    });
+  }
+
+  /** Where the bucket's objects live, by the SDK's endpoint rules (virtual host, path style, custom endpoint). */
+  private urlBase(): UrlBase {
+    if (this.base) return this.base;
+    const resolved = this.client.config.endpointProvider({
+      Bucket: this.bucket,
+      Region: this.region,
+      Endpoint: this.endpoint,
+      ForcePathStyle: this.client.config.forcePathStyle,
+      UseFIPS: false,
+      UseDualStack: false,
+      Accelerate: false,
+    });
+    const url = resolved.url;
+    const scheme = (resolved.properties?.authSchemes as { signingRegion?: string; signingName?: string; name?: string }[] | undefined)?.[0];
+    if (scheme?.name && scheme.name !== 'sigv4') throw new Error(`Bucket "${this.bucket}" needs ${scheme.name} signing, which is not supported.`);
+    const port = url.port ? Number(url.port) : undefined;
+    this.base = {
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port,
+      path: url.pathname.replace(/\/+$/, ''),
+      host: `${url.hostname}${port !== undefined ? `:${port}` : ''}`,
+      signingRegion: scheme?.signingRegion ?? this.region,
+      signingService: scheme?.signingName ?? 's3',
+    };
+    return this.base;
+  }
+
+  private async presign(
+    method: 'PUT' | 'GET',
+    key: string,
+    headers: Record<string, string>,
+    query: Record<string, string>,
+    expiresIn: number,
+  ): Promise<string> {
+    const base = this.urlBase();
+    const request = new HttpRequest({
+      method,
+      protocol: base.protocol,
+      hostname: base.hostname,
+      port: base.port,
+      path: `${base.path}/${encodeKey(key)}`,
+      query,
+      headers: { ...headers, [CONTENT_SHA256]: UNSIGNED_PAYLOAD, host: base.host },
+    });
+    const signed = await this.signer.presign(request, {
+      expiresIn,
+      signingDate: this.clock(),
+      unhoistableHeaders: new Set(UNHOISTABLE),
+      signingRegion: base.signingRegion,
+      signingService: base.signingService,
+    });
+    return formatUrl({ ...signed, path: signed.path, query: signed.query as Record<string, string> });
+  }
+
+  async signUpload(spec: UploadSpec): Promise<SignedUpload> {
+    const clientHeaders: Record<string, string> = {
+      'Content-Type': spec.contentType,
+      'x-amz-server-side-encryption': SSE,
+    };
+    if (spec.checksumSha256) clientHeaders['x-amz-checksum-sha256'] = spec.checksumSha256;
+    // S3 conditional write: the URL can create the object once and never replace it.
+    clientHeaders['If-None-Match'] = '*';
+    const signedHeaders: Record<string, string> = { ...clientHeaders };
+    // Bound but not handed to the client: its HTTP stack sets Content-Length from the body.
+    if (spec.contentLength !== undefined) signedHeaders['Content-Length'] = String(spec.contentLength);
+    const url = await this.presign('PUT', spec.key, signedHeaders, { 'x-id': 'PutObject' }, spec.expiresInSeconds);
+    return { url, method: 'PUT', headers: clientHeaders };
+  }
+
+  async signDownload(key: string, spec: DownloadSpec): Promise<string> {
+    const query: Record<string, string> = { 'x-id': 'GetObject' };
+    if (spec.contentType) query['response-content-type'] = spec.contentType;
+    return this.presign('GET', key, {}, query, spec.expiresInSeconds);
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return {
+        key,
+        size: res.ContentLength ?? 0,
+        lastModified: res.LastModified ?? new Date(0),
+        contentType: res.ContentType,
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async readStart(key: string, length: number): Promise<Uint8Array> {
+    if (length <= 0) return new Uint8Array(0);
+    let body: AsyncIterable<Uint8Array> | undefined;
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${length - 1}` }));
+      body = res.Body as AsyncIterable<Uint8Array> | undefined;
+    } catch (err) {
+      // 416: the object is empty, no byte range of it is satisfiable.
+      if (isNotFound(err) || statusOf(err) === 416 || (err as { name?: string }).name === 'InvalidRange') return new Uint8Array(0);
+      throw err;
+    }
+    if (!body) return new Uint8Array(0);
+    const out = new Uint8Array(length);
+    let filled = 0;
+    // A server that ignores Range must not make us read the whole object: stop at `length`.
+    for await (const chunk of body) {
+      const take = Math.min(chunk.byteLength, length - filled);
+      out.set(chunk.subarray(0, take), filled);
+      filled += take;
+      if (filled >= length) break;
+    }
+    return out.subarray(0, filled);
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      // S3 answers 204 for a missing key; some compatible stores say 404.
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
+    const deleted: string[] = [];
+    const failed: { key: string; message: string }[] = [];
+    const unique = [...new Set(keys)];
+    for (let i = 0; i < unique.length; i += DELETE_BATCH) {
+      const batch = unique.slice(i, i + DELETE_BATCH);
+      try {
+        const res = await this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        );
+        const errors = new Map<string, string>();
+        for (const e of res.Errors ?? []) {
+          if (e.Key !== undefined && e.Code !== 'NoSuchKey') errors.set(e.Key, `${e.Code ?? 'Error'}: ${e.Message ?? ''}`.trim());
+        }
+        for (const key of batch) {
+          const message = errors.get(key);
+          if (message === undefined) deleted.push(key);
+          else failed.push({ key, message });
+        }
+      } catch (err) {
+        const message = describeError(err);
+        for (const key of batch) failed.push({ key, message });
+      }
+    }
+    return { deleted, failed };
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      const res = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: this.listPageSize, ContinuationToken: token }),
+      );
+      for (const o of res.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
+      }
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), {
+        abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS),
+        requestTimeout: CHECK_TIMEOUT_MS,
+      });
+    } catch (err) {
+      throw new Error(this.checkMessage(err), { cause: err });
+    }
+  }
+
+  private checkMessage(err: unknown): string {
+    const where = `${this.endpoint ?? 'AWS S3'} (region ${this.region})`;
+    const endpointArg = this.endpoint ? ` --endpoint-url ${this.endpoint}` : '';
+    const location = this.region === 'us-east-1' ? '' : ` --create-bucket-configuration LocationConstraint=${this.region}`;
+    const create =
+      `Create it with \`echoes-storage setup dev\` (local S3 server) or ` +
+      `\`aws s3api create-bucket --bucket ${this.bucket} --region ${this.region}${location}${endpointArg}\`.`;
+    const status = statusOf(err);
+    if (status === 404 || (err as { name?: string }).name === 'NotFound' || (err as { name?: string }).name === 'NoSuchBucket') {
+      return `S3 bucket "${this.bucket}" does not exist at ${where}. ${create}`;
+    }
+    if (status === 403 || status === 401) {
+      return `S3 bucket "${this.bucket}" at ${where} refused access (${describeError(err)}). Check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and that the bucket is yours. If it does not exist: ${create}`;
+    }
+    return `S3 bucket "${this.bucket}" at ${where} could not be reached: ${describeError(err)}. Check S3_ENDPOINT, AWS_REGION and the network. If the bucket does not exist: ${create}`;
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
