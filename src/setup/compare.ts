@@ -4,7 +4,7 @@
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-/** Sorted keys, undefined dropped, one-element lists as their element. */
+/** Sorted keys, undefined and empty lists dropped, one-element lists as their element. */
 export function canonical(value: unknown): Json {
   if (value === undefined || value === null) return null;
   if (Array.isArray(value)) {
@@ -15,7 +15,8 @@ export function canonical(value: unknown): Json {
     const out: { [k: string]: Json } = {};
     for (const key of Object.keys(value).sort()) {
       const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = canonical(v);
+      if (v === undefined || (Array.isArray(v) && v.length === 0)) continue;
+      out[key] = canonical(v);
     }
     return out;
   }

@@ -1,0 +1,65 @@
+import { resolve } from 'node:path';
+import { Argument, type Command } from 'commander';
+import {
+  ENVIRONMENTS,
+  formatEnvFileChange,
+  formatItem,
+  formatSummary,
+  mergeEnvFile,
+  runSetup,
+  type EnvFileChange,
+  type EnvironmentName,
+} from '../../setup/index.ts';
+
+interface SetupFlags {
+  profile?: string;
+  region?: string;
+  endpoint?: string;
+  writeEnv?: string | boolean;
+  json?: boolean;
+}
+
+function checkEndpoint(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.protocol === 'http:' || u.protocol === 'https:') return raw.replace(/\/+$/, '');
+  } catch {
+    // fall through to the message below
+  }
+  throw new Error(`--endpoint "${raw}" must be an http:// or https:// URL, such as http://127.0.0.1:5000.`);
+}
+
+export function registerSetupCommand(program: Command): void {
+  program
+    .command('setup')
+    .description('Create or update the S3 bucket, its log bucket and the DynamoDB table of an environment. Safe to re-run: only differences are written.')
+    .addArgument(new Argument('<env>', 'environment').choices(ENVIRONMENTS))
+    .option('--profile <name>', 'AWS profile from ~/.aws/config (default: AWS_PROFILE)')
+    .option('--region <region>', 'AWS region (default: AWS_REGION, the profile\'s region, else us-east-1)')
+    .option('--endpoint <url>', 'one endpoint for S3, STS and DynamoDB, e.g. a local moto_server')
+    .option('--write-env [file]', 'write or merge the settings into a .env file (default: ./.env)')
+    .option('--json', 'print a machine-readable result instead of text')
+    .action(async (env: EnvironmentName, flags: SetupFlags) => {
+      const endpoint = flags.endpoint === undefined ? undefined : checkEndpoint(flags.endpoint);
+      if (!flags.json) console.log(`Setting up echoes-storage "${env}"...`);
+      const result = await runSetup({
+        environment: env,
+        ...(flags.profile ? { profile: flags.profile } : {}),
+        ...(flags.region ? { region: flags.region } : {}),
+        ...(endpoint ? { endpoint } : {}),
+        ...(flags.json ? {} : { onItem: (item) => console.log(formatItem(item)) }),
+      });
+      let envFile: EnvFileChange | undefined;
+      if (flags.writeEnv !== undefined && flags.writeEnv !== false) {
+        envFile = mergeEnvFile(resolve(typeof flags.writeEnv === 'string' ? flags.writeEnv : '.env'), result.env);
+      }
+      if (flags.json) {
+        console.log(JSON.stringify({ ...result, envFile: envFile ?? null }, null, 2));
+        return;
+      }
+      console.log(`\nAccount ${result.account}, region ${result.region}.`);
+      console.log(formatSummary(result));
+      if (envFile) console.log(`\n${formatEnvFileChange(envFile)}`);
+      else console.log('\n(Add these lines to .env, or run again with --write-env.)');
+    });
+}
