@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerTokenCommand } from './commands/token.ts';
+import { registerSetupCommand } from './commands/setup.ts';
 
 const program = new Command('echoes-storage')
   .description('Audio storage for the Echoes app: API server and operator tools.')
@@ -10,6 +11,7 @@ const program = new Command('echoes-storage')
 
 registerServeCommand(program);
 registerTokenCommand(program);
+registerSetupCommand(program);
 
 try {
   await program.parseAsync(process.argv);
