@@ -1,0 +1,410 @@
+import { DescribeTableCommand, DynamoDBClient, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetCommand,
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateCommand,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, describeError } from '../aws/credentials.ts';
+import type { EchoMetadata, EchoRecord, EchoStatus } from '../domain/echo.ts';
+import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
+
+export interface DynamoEchoRepositoryOptions {
+  readonly table: string;
+  readonly region: string;
+  /** DYNAMODB_ENDPOINT: DynamoDB Local, dynalite, moto. */
+  readonly endpoint?: string | undefined;
+  readonly profile?: string | undefined;
+  readonly credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider | undefined;
+  readonly maxAttempts?: number | undefined;
+}
+
+/** Pending items outlive their upload URL by this much before DynamoDB's TTL may drop them. */
+export const PENDING_GRACE_SECONDS = 24 * 60 * 60;
+export const TTL_ATTRIBUTE = 'ttl';
+const BATCH_GET = 100;
+const BATCH_RETRIES = 8;
+
+/** The table of DESIGN.md, for `setup` and tests (TTL is enabled separately on `ttl`). */
+export function echoTableDefinition(table: string): CreateTableCommandInput {
+  return {
+    TableName: table,
+    AttributeDefinitions: [
+      { AttributeName: 'user_id', AttributeType: 'S' },
+      { AttributeName: 'echo_id', AttributeType: 'S' },
+    ],
+    KeySchema: [
+      { AttributeName: 'user_id', KeyType: 'HASH' },
+      { AttributeName: 'echo_id', KeyType: 'RANGE' },
+    ],
+    BillingMode: 'PAY_PER_REQUEST',
+  };
+}
+
+/** An item as stored: snake_case, null fields left out. */
+interface EchoItem {
+  user_id: string;
+  echo_id: string;
+  s3_key: string;
+  file_extension: string;
+  content_type: string;
+  upload_content_type: string;
+  declared_size?: number;
+  checksum_sha256?: string;
+  file_size?: number;
+  status: EchoStatus;
+  created_at: string;
+  expires_at: string;
+  emotion?: string;
+  tags?: string[];
+  caption?: string;
+  duration_seconds?: number;
+  location?: { lat: number; lng: number };
+  ttl?: number;
+}
+
+const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+
+function toItem(r: EchoRecord): EchoItem {
+  return {
+    user_id: r.userId,
+    echo_id: r.echoId,
+    s3_key: r.key,
+    file_extension: r.extension,
+    content_type: r.contentType,
+    upload_content_type: r.uploadContentType,
+    declared_size: orUndefined(r.declaredSize),
+    checksum_sha256: orUndefined(r.checksumSha256),
+    file_size: orUndefined(r.fileSize),
+    status: r.status,
+    created_at: r.createdAt.toISOString(),
+    expires_at: r.expiresAt.toISOString(),
+    emotion: orUndefined(r.emotion),
+    tags: [...r.tags],
+    caption: orUndefined(r.caption),
+    duration_seconds: orUndefined(r.durationSeconds),
+    location: r.location ? { lat: r.location.lat, lng: r.location.lng } : undefined,
+    ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : undefined,
+  };
+}
+
+function pendingTtl(expiresAt: Date): number {
+  return Math.floor(expiresAt.getTime() / 1000) + PENDING_GRACE_SECONDS;
+}
+
+function fromItem(raw: Record<string, unknown>): EchoRecord {
+  const i = raw as unknown as EchoItem;
+  const num = (v: unknown): number | null => (v === undefined || v === null ? null : Number(v));
+  const loc = i.location;
+  return {
+    userId: i.user_id,
+    echoId: i.echo_id,
+    key: i.s3_key,
+    extension: i.file_extension,
+    contentType: i.content_type,
+    uploadContentType: i.upload_content_type ?? i.content_type,
+    declaredSize: num(i.declared_size),
+    checksumSha256: i.checksum_sha256 ?? null,
+    fileSize: num(i.file_size),
+    status: i.status,
+    createdAt: new Date(i.created_at),
+    expiresAt: new Date(i.expires_at),
+    emotion: i.emotion ?? null,
+    tags: Array.isArray(i.tags) ? i.tags.map(String) : [],
+    caption: i.caption ?? null,
+    durationSeconds: num(i.duration_seconds),
+    location: loc ? { lat: Number(loc.lat), lng: Number(loc.lng) } : null,
+  };
+}
+
+function errorName(err: unknown): string | undefined {
+  return (err as { name?: string } | undefined)?.name;
+}
+
+const isConditionFailed = (err: unknown): boolean => errorName(err) === 'ConditionalCheckFailedException';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The metadata fields that markReady writes, by attribute name. */
+function metadataAttributes(m: EchoMetadata): [string, unknown][] {
+  return [
+    ['emotion', m.emotion],
+    ['tags', [...m.tags]],
+    ['caption', m.caption],
+    ['duration_seconds', m.durationSeconds],
+    ['location', m.location ? { lat: m.location.lat, lng: m.location.lng } : null],
+  ];
+}
+
+/**
+ * Echo metadata in one DynamoDB table (partition `user_id`, sort `echo_id`). Every state
+ * change is a conditional write, so concurrent API nodes cannot both win a transition.
+ */
+export class DynamoEchoRepository implements EchoRepository {
+  readonly name = 'dynamodb';
+  readonly table: string;
+  readonly region: string;
+  readonly endpoint: string | undefined;
+  private readonly client: DynamoDBClient;
+  private readonly doc: DynamoDBDocumentClient;
+
+  constructor(options: DynamoEchoRepositoryOptions) {
+    this.table = options.table;
+    this.region = options.region;
+    this.endpoint = options.endpoint;
+    this.client = new DynamoDBClient({
+      region: options.region,
+      endpoint: options.endpoint,
+      credentials: credentialProvider(options),
+      maxAttempts: options.maxAttempts ?? AWS_HTTP.maxAttempts,
+      requestHandler: { connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout },
+    });
+    this.doc = DynamoDBDocumentClient.from(this.client, {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+  }
+
+  async createPending(record: EchoRecord): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: toItem({ ...record, status: 'pending' }),
+          ConditionExpression: 'attribute_not_exists(echo_id)',
+        }),
+      );
+    } catch (err) {
+      if (isConditionFailed(err)) throw new Error(`Echo ${record.echoId} of user ${record.userId} already exists.`, { cause: err });
+      throw err;
+    }
+  }
+
+  async get(key: EchoKey): Promise<EchoRecord | undefined> {
+    const res = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ConsistentRead: true }),
+    );
+    return res.Item ? fromItem(res.Item) : undefined;
+  }
+
+  async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
+    const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE };
+    const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
+    const sets = ['#status = :ready', 'file_size = :size'];
+    const removes = ['#ttl'];
+    metadataAttributes(update.metadata).forEach(([attr, value], n) => {
+      names[`#m${n}`] = attr;
+      if (value === null) {
+        removes.push(`#m${n}`);
+      } else {
+        values[`:m${n}`] = value;
+        sets.push(`#m${n} = :m${n}`);
+      }
+    });
+    try {
+      const res = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { user_id: key.userId, echo_id: key.echoId },
+          UpdateExpression: `SET ${sets.join(', ')} REMOVE ${removes.join(', ')}`,
+          ConditionExpression: '#status = :pending',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return res.Attributes ? fromItem(res.Attributes) : undefined;
+    } catch (err) {
+      // Lost the race, or it was never pending: answer with what is stored now.
+      if (isConditionFailed(err)) return this.get(key);
+      throw err;
+    }
+  }
+
+  async markDeleting(key: EchoKey): Promise<EchoRecord | undefined> {
+    try {
+      const res = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { user_id: key.userId, echo_id: key.echoId },
+          // No TTL while deleting: the record must outlive its object, or the object is untracked.
+          UpdateExpression: 'SET #status = :deleting REMOVE #ttl',
+          ConditionExpression: 'attribute_exists(echo_id)',
+          ExpressionAttributeNames: { '#status': 'status', '#ttl': TTL_ATTRIBUTE },
+          ExpressionAttributeValues: { ':deleting': 'deleting' },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return res.Attributes ? fromItem(res.Attributes) : undefined;
+    } catch (err) {
+      if (isConditionFailed(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async remove(key: EchoKey): Promise<void> {
+    await this.doc.send(new DeleteCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId } }));
+  }
+
+  async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
+    const limit = Math.max(1, Math.floor(query.limit));
+    const { fromEchoId: from, beforeEchoId: before } = query;
+    let to = query.toEchoId;
+    // A key condition cannot say "strictly below", so the cursor becomes the exclusive start
+    // key of a descending query; it must lie inside the key condition's range.
+    let startAfter: string | undefined;
+    if (before !== undefined && (to === undefined || before <= to)) {
+      if (from !== undefined && before <= from) return { items: [], more: false };
+      startAfter = before;
+      to = undefined;
+    }
+    if (from !== undefined && to !== undefined && from > to) return { items: [], more: false };
+
+    const values: Record<string, unknown> = { ':u': userId, ':ready': 'ready' };
+    let condition = 'user_id = :u';
+    if (from !== undefined && to !== undefined) {
+      condition += ' AND echo_id BETWEEN :from AND :to';
+      values[':from'] = from;
+      values[':to'] = to;
+    } else if (from !== undefined) {
+      condition += ' AND echo_id >= :from';
+      values[':from'] = from;
+    } else if (to !== undefined) {
+      condition += ' AND echo_id <= :to';
+      values[':to'] = to;
+    }
+
+    const items: EchoRecord[] = [];
+    let startKey: Record<string, unknown> | undefined = startAfter === undefined ? undefined : { user_id: userId, echo_id: startAfter };
+    // One item past the limit tells whether more follow without a second round trip at the end.
+    do {
+      const input: QueryCommandInput = {
+        TableName: this.table,
+        KeyConditionExpression: condition,
+        FilterExpression: '#status = :ready',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: values,
+        ScanIndexForward: false,
+        Limit: limit + 1 - items.length,
+        ExclusiveStartKey: startKey,
+      };
+      const res = await this.doc.send(new QueryCommand(input));
+      for (const item of res.Items ?? []) items.push(fromItem(item));
+      startKey = res.LastEvaluatedKey;
+    } while (startKey !== undefined && items.length <= limit);
+    return { items: items.slice(0, limit), more: items.length > limit };
+  }
+
+  async getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]> {
+    const unique = new Map<string, EchoKey>();
+    for (const k of keys) unique.set(`${k.userId}\n${k.echoId}`, k);
+    const all = [...unique.values()];
+    const found = new Map<string, EchoRecord>();
+    for (let i = 0; i < all.length; i += BATCH_GET) {
+      let pending: Record<string, unknown>[] = all.slice(i, i + BATCH_GET).map((k) => ({ user_id: k.userId, echo_id: k.echoId }));
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > BATCH_RETRIES) throw new Error(`DynamoDB kept ${pending.length} keys of table "${this.table}" unprocessed; try again later.`);
+        if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt) * Math.random());
+        const res = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }));
+        for (const item of res.Responses?.[this.table] ?? []) {
+          const r = fromItem(item);
+          found.set(`${r.userId}\n${r.echoId}`, r);
+        }
+        pending = (res.UnprocessedKeys?.[this.table]?.Keys as Record<string, unknown>[] | undefined) ?? [];
+      }
+    }
+    // Input order, so callers and tests see a stable result.
+    return all.flatMap((k) => found.get(`${k.userId}\n${k.echoId}`) ?? []);
+  }
+
+  async *scan(options: ScanOptions = {}): AsyncIterable<readonly EchoRecord[]> {
+    const pageSize = Math.max(1, Math.floor(options.pageSize ?? 100));
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    let filter: string | undefined;
+    if (options.statuses && options.statuses.length > 0) {
+      names['#status'] = 'status';
+      filter = `#status IN (${options.statuses.map((s, n) => {
+        values[`:s${n}`] = s;
+        return `:s${n}`;
+      }).join(', ')})`;
+    }
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const common = {
+        TableName: this.table,
+        Limit: pageSize,
+        ExclusiveStartKey: startKey,
+        FilterExpression: filter,
+        ExpressionAttributeNames: Object.keys(names).length > 0 ? names : undefined,
+      };
+      const res =
+        options.userId !== undefined
+          ? await this.doc.send(
+              new QueryCommand({ ...common, KeyConditionExpression: 'user_id = :u', ExpressionAttributeValues: { ...values, ':u': options.userId } }),
+            )
+          : await this.doc.send(
+              new ScanCommand({ ...common, ExpressionAttributeValues: Object.keys(values).length > 0 ? values : undefined }),
+            );
+      const page = (res.Items ?? []).map(fromItem);
+      if (page.length > 0) yield page;
+      startKey = res.LastEvaluatedKey;
+    } while (startKey !== undefined);
+  }
+
+  async check(): Promise<void> {
+    let status: string | undefined;
+    try {
+      const res = await this.client.send(new DescribeTableCommand({ TableName: this.table }), {
+        abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS),
+        requestTimeout: CHECK_TIMEOUT_MS,
+      });
+      status = res.Table?.TableStatus;
+    } catch (err) {
+      throw new Error(this.checkMessage(err), { cause: err });
+    }
+    if (status !== undefined && status !== 'ACTIVE' && status !== 'UPDATING') {
+      throw new Error(`DynamoDB table "${this.table}" at ${this.where()} is ${status}, not ACTIVE; wait for it and start again.`);
+    }
+  }
+
+  private where(): string {
+    return `${this.endpoint ?? 'AWS DynamoDB'} (region ${this.region})`;
+  }
+
+  /** The aws CLI lines that create the table of DESIGN.md. */
+  createTableCommand(): string {
+    const endpoint = this.endpoint ? ` --endpoint-url ${this.endpoint}` : '';
+    const region = ` --region ${this.region}`;
+    return (
+      `aws dynamodb create-table --table-name ${this.table}` +
+      ' --attribute-definitions AttributeName=user_id,AttributeType=S AttributeName=echo_id,AttributeType=S' +
+      ' --key-schema AttributeName=user_id,KeyType=HASH AttributeName=echo_id,KeyType=RANGE' +
+      ` --billing-mode PAY_PER_REQUEST${region}${endpoint}` +
+      ` && aws dynamodb update-time-to-live --table-name ${this.table}` +
+      ` --time-to-live-specification Enabled=true,AttributeName=${TTL_ATTRIBUTE}${region}${endpoint}`
+    );
+  }
+
+  private checkMessage(err: unknown): string {
+    const create = `Create it with \`echoes-storage setup dev\` (local DynamoDB) or \`${this.createTableCommand()}\`.`;
+    if (errorName(err) === 'ResourceNotFoundException') {
+      return `DynamoDB table "${this.table}" does not exist at ${this.where()}. ${create}`;
+    }
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 403 || status === 400 && /AccessDenied|UnrecognizedClient|InvalidSignature/.test(errorName(err) ?? '')) {
+      return `DynamoDB table "${this.table}" at ${this.where()} refused access (${describeError(err)}). Check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID). If the table does not exist: ${create}`;
+    }
+    return `DynamoDB table "${this.table}" at ${this.where()} could not be reached: ${describeError(err)}. Check DYNAMODB_ENDPOINT, AWS_REGION and the network. If the table does not exist: ${create}`;
+  }
+
+  async close(): Promise<void> {
+    this.doc.destroy();
+    this.client.destroy();
+  }
+}
