@@ -11,9 +11,7 @@ import {
   type TableDescription,
 } from '@aws-sdk/client-dynamodb';
 import { isAwsError, reconcile, SetupError, type ItemSink, type SetupItem } from './items.ts';
-
-export const TABLE_KEYS = { partition: 'user_id', sort: 'echo_id' } as const;
-export const TTL_ATTRIBUTE = 'ttl';
+import { TABLE_KEYS, TTL_ATTRIBUTE } from './templates.ts';
 
 async function describe(db: DynamoDBClient, TableName: string): Promise<TableDescription | undefined> {
   try {

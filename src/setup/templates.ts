@@ -55,6 +55,10 @@ export const CONFIG_DIR = new URL('../../config/', import.meta.url);
 /** Where server access logs land inside the log bucket (setup and CDK use the same). */
 export const ACCESS_LOG_PREFIX = 'access-logs/';
 
+/** The echoes table's keys and TTL attribute (DESIGN.md, "Metadata tables"). */
+export const TABLE_KEYS = { partition: 'user_id', sort: 'echo_id' } as const;
+export const TTL_ATTRIBUTE = 'ttl';
+
 export function bucketName(env: EnvironmentName, accountId: string): string {
   return `echoes-audio-${env}-${accountId}`;
 }

@@ -1,0 +1,150 @@
+import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+// The same templates `echoes-storage setup` applies, so both paths build identical buckets.
+import {
+  ACCESS_LOG_PREFIX,
+  audioLifecycleRules,
+  bucketName,
+  bucketPolicy,
+  corsRules,
+  environmentSettings,
+  logBucketName,
+  logLifecycleRules,
+  TABLE_KEYS,
+  tableName,
+  TTL_ATTRIBUTE,
+  type CorsRuleJson,
+  type EnvironmentName,
+  type LifecycleRuleJson,
+  type PolicyStatementJson,
+} from '../../src/setup/templates.ts';
+
+export interface EchoesStorageStackProps extends StackProps {
+  readonly environment: EnvironmentName;
+}
+
+/** What the API may do, and nothing more: its objects, listing for cleanup, its table's items. */
+export const API_S3_OBJECT_ACTIONS = ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'];
+export const API_S3_BUCKET_ACTIONS = ['s3:ListBucket'];
+export const API_DYNAMODB_ACTIONS = [
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:Query',
+  'dynamodb:BatchGetItem',
+  'dynamodb:DescribeTable',
+  // cleanup and integrity checks walk every user's echoes
+  'dynamodb:Scan',
+];
+
+function toCdkCors(rules: readonly CorsRuleJson[]): s3.CorsRule[] {
+  const methods = new Set<string>(Object.values(s3.HttpMethods));
+  return rules.map((r) => ({
+    ...(r.ID ? { id: r.ID } : {}),
+    allowedOrigins: r.AllowedOrigins,
+    allowedMethods: r.AllowedMethods.map((m) => {
+      if (!methods.has(m)) throw new Error(`config/s3-cors.json: method ${m} is not one of ${[...methods].join(', ')}`);
+      return m as s3.HttpMethods;
+    }),
+    ...(r.AllowedHeaders ? { allowedHeaders: r.AllowedHeaders } : {}),
+    ...(r.ExposeHeaders ? { exposedHeaders: r.ExposeHeaders } : {}),
+    ...(r.MaxAgeSeconds !== undefined ? { maxAge: r.MaxAgeSeconds } : {}),
+  }));
+}
+
+function toCdkLifecycle(rules: readonly LifecycleRuleJson[]): s3.LifecycleRule[] {
+  return rules.map((r) => ({
+    id: r.ID,
+    enabled: r.Status === 'Enabled',
+    ...(r.Filter.Prefix ? { prefix: r.Filter.Prefix } : {}),
+    ...(r.AbortIncompleteMultipartUpload
+      ? { abortIncompleteMultipartUploadAfter: Duration.days(r.AbortIncompleteMultipartUpload.DaysAfterInitiation) }
+      : {}),
+    ...(r.Transitions
+      ? { transitions: r.Transitions.map((t) => ({ storageClass: new s3.StorageClass(t.StorageClass), transitionAfter: Duration.days(t.Days) })) }
+      : {}),
+    ...(r.Expiration ? { expiration: Duration.days(r.Expiration.Days) } : {}),
+  }));
+}
+
+/** enforceSSL already writes the TLS deny; adding the config's copy would only duplicate it. */
+function isTlsDeny(s: PolicyStatementJson): boolean {
+  return s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false';
+}
+
+/**
+ * Audio bucket (+ access-log bucket), echoes table and the API's managed policy. Environment
+ * agnostic: names use the deploying account's id, so `cdk synth` needs no AWS lookups.
+ */
+export class EchoesStorageStack extends Stack {
+  readonly bucket: s3.Bucket;
+  readonly logBucket: s3.Bucket;
+  readonly table: dynamodb.Table;
+  readonly apiPolicy: iam.ManagedPolicy;
+
+  constructor(scope: Construct, id: string, props: EchoesStorageStackProps) {
+    super(scope, id, props);
+    const env = props.environment;
+    const settings = environmentSettings(env);
+    const name = bucketName(env, Aws.ACCOUNT_ID);
+    const values = { BUCKET_NAME: name, AWS_PARTITION: Aws.PARTITION };
+    Tags.of(this).add('project', 'echoes-storage');
+    Tags.of(this).add('environment', env);
+
+    this.logBucket = new s3.Bucket(this, 'AccessLogsBucket', {
+      bucketName: logBucketName(env, Aws.ACCOUNT_ID),
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: toCdkLifecycle(logLifecycleRules(settings)),
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.bucket = new s3.Bucket(this, 'AudioBucket', {
+      bucketName: name,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      cors: toCdkCors(corsRules(settings, values)),
+      lifecycleRules: toCdkLifecycle(audioLifecycleRules(settings)),
+      serverAccessLogsBucket: this.logBucket,
+      serverAccessLogsPrefix: ACCESS_LOG_PREFIX,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    for (const statement of bucketPolicy(settings, values).Statement) {
+      if (isTlsDeny(statement)) continue;
+      this.bucket.addToResourcePolicy(iam.PolicyStatement.fromJson(statement));
+    }
+
+    this.table = new dynamodb.Table(this, 'EchoesTable', {
+      tableName: tableName(env),
+      partitionKey: { name: TABLE_KEYS.partition, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: TABLE_KEYS.sort, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      timeToLiveAttribute: TTL_ATTRIBUTE,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.apiPolicy = new iam.ManagedPolicy(this, 'ApiPolicy', {
+      description: `echoes-storage API (${env}): audio objects, bucket listing, echoes table items`,
+      statements: [
+        new iam.PolicyStatement({ sid: 'AudioObjects', actions: API_S3_OBJECT_ACTIONS, resources: [this.bucket.arnForObjects('*')] }),
+        new iam.PolicyStatement({ sid: 'AudioBucketList', actions: API_S3_BUCKET_ACTIONS, resources: [this.bucket.bucketArn] }),
+        new iam.PolicyStatement({ sid: 'EchoesTable', actions: API_DYNAMODB_ACTIONS, resources: [this.table.tableArn] }),
+      ],
+    });
+
+    new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName, description: 'S3_BUCKET_NAME' });
+    new CfnOutput(this, 'LogBucketName', { value: this.logBucket.bucketName, description: 'server access logs' });
+    new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'DYNAMODB_TABLE_NAME' });
+    new CfnOutput(this, 'Region', { value: Aws.REGION, description: 'AWS_REGION' });
+    new CfnOutput(this, 'ApiPolicyArn', { value: this.apiPolicy.managedPolicyArn, description: 'attach to the role the API runs as' });
+  }
+}
