@@ -1,0 +1,49 @@
+import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { cleanupOldFiles, type OldFilesOptions, type OldFilesResult } from './lifecycle/old-files.ts';
+import { cleanupOrphans, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
+import { getStorageReport, type ReportOptions, type StorageReport } from './lifecycle/report.ts';
+import { verifyFileIntegrity, type IntegrityResult, type VerifyOptions } from './lifecycle/integrity.ts';
+
+export type { Failure, Failures, KeySet, SweepOptions, SweepPhase, SweepProgress } from './lifecycle/common.ts';
+export { DEFAULT_GRACE_HOURS, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
+export type { OldFilesOptions, OldFilesResult } from './lifecycle/old-files.ts';
+export { DEFAULT_TOP_USERS, type ReportOptions, type StorageReport, type Usage, type UserUsage } from './lifecycle/report.ts';
+export type { IntegrityResult, Mismatches, SizeMismatch, TypeMismatch, VerifyOptions } from './lifecycle/integrity.ts';
+export { scheduleCleanup, type CleanupLogger, type CleanupSchedule } from './lifecycle/schedule.ts';
+
+/**
+ * The audio lifecycle (the integration guide's AudioCleanupService) over the two ports, so it
+ * runs the same on local disk + SQLite and on S3 + DynamoDB. Every sweep streams: memory
+ * holds one batch, a few counters and capped key lists, whatever the number of objects.
+ */
+export class CleanupService {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly repo: EchoRepository,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  /** Objects with no echo, expired uploads and unfinished deletes, past the grace period. */
+  cleanupOrphans(options: OrphanCleanupOptions): Promise<OrphanCleanupResult> {
+    return cleanupOrphans(this.store, this.repo, options, this.clock);
+  }
+
+  /** Echoes created more than `olderThanDays` ago: object, then record. */
+  cleanupOldFiles(options: OldFilesOptions): Promise<OldFilesResult>;
+  /** The guide's form: `cleanupOldFiles('user123', { olderThanDays: 365, dryRun: false })`. */
+  cleanupOldFiles(userId: string | undefined, options: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult>;
+  cleanupOldFiles(first: OldFilesOptions | string | undefined, second?: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult> {
+    const options = typeof first === 'object' ? first : { ...(second as Omit<OldFilesOptions, 'userId'>), userId: first };
+    return cleanupOldFiles(this.store, this.repo, options, this.clock);
+  }
+
+  /** Counts and bytes of one user, or of everyone with the largest users. */
+  getStorageReport(userId?: string, options: Omit<ReportOptions, 'userId'> = {}): Promise<StorageReport> {
+    return getStorageReport(this.repo, { ...options, userId }, this.clock);
+  }
+
+  /** Storage against metadata; `fix` repairs what is safe and says what it did. */
+  verifyFileIntegrity(userId?: string, options: Omit<VerifyOptions, 'userId'> = { fix: false }): Promise<IntegrityResult> {
+    return verifyFileIntegrity(this.store, this.repo, { ...options, userId }, this.clock);
+  }
+}

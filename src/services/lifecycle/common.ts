@@ -1,0 +1,171 @@
+import { isSafeUserId } from '../../domain/keys.ts';
+import type { EchoRecord } from '../../domain/echo.ts';
+import type { DeleteManyResult, EchoKey, ObjectStore, EchoRepository } from '../../ports.ts';
+
+/** Keys shown per category: results stay small however many objects a sweep touches. */
+export const DEFAULT_KEY_LIMIT = 1000;
+/** Objects per repository lookup (one query on SQLite, BatchGet pages on DynamoDB). */
+export const LOOKUP_BATCH = 500;
+/** Keys per deleteMany call: bounds the delete concurrency of the local store, one request on S3. */
+export const DELETE_BATCH = 100;
+/** Parallel single-item calls (head, record removal) at any moment. */
+export const CONCURRENCY = 16;
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+
+/** A category of affected items: exact count and bytes, the first `limit` keys. */
+export interface KeySet {
+  readonly count: number;
+  readonly bytes: number;
+  readonly keys: readonly string[];
+  /** True when `keys` holds fewer than `count`. */
+  readonly truncated: boolean;
+}
+
+export interface Failure {
+  readonly key: string;
+  readonly message: string;
+}
+
+export interface Failures {
+  readonly count: number;
+  readonly items: readonly Failure[];
+}
+
+export type SweepPhase = 'records' | 'objects';
+
+export interface SweepProgress {
+  readonly phase: SweepPhase;
+  /** Items of this phase looked at so far. */
+  readonly scanned: number;
+}
+
+/** Shared by every sweep. */
+export interface SweepOptions {
+  /** One user's data only; every user when left out. */
+  readonly userId?: string | undefined;
+  /** The moment every age is measured against (defaults to the service clock). */
+  readonly now?: Date | undefined;
+  /** Keys kept per category in the result. */
+  readonly keyLimit?: number | undefined;
+  readonly onProgress?: ((progress: SweepProgress) => void) | undefined;
+}
+
+/** Collects one category: exact totals, a capped list of keys. */
+export class KeyTally {
+  count = 0;
+  bytes = 0;
+  private readonly keys: string[] = [];
+  constructor(private readonly limit: number) {}
+
+  add(key: string, bytes: number): void {
+    this.count += 1;
+    this.bytes += bytes;
+    if (this.keys.length < this.limit) this.keys.push(key);
+  }
+
+  result(): KeySet {
+    return { count: this.count, bytes: this.bytes, keys: [...this.keys], truncated: this.keys.length < this.count };
+  }
+}
+
+export class FailureTally {
+  private count = 0;
+  private readonly items: Failure[] = [];
+  constructor(private readonly limit: number) {}
+
+  add(failure: Failure): void {
+    this.count += 1;
+    if (this.items.length < this.limit) this.items.push(failure);
+  }
+
+  result(): Failures {
+    return { count: this.count, items: [...this.items] };
+  }
+}
+
+export function userPrefix(userId: string | undefined): string {
+  if (userId === undefined) return '';
+  if (!isSafeUserId(userId)) throw new RangeError(`"${userId}" is not a valid user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`);
+  return `${userId}/`;
+}
+
+export function assertNonNegative(name: string, value: number): void {
+  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number of 0 or more.`);
+}
+
+export const recordId = (userId: string, echoId: string): string => `${userId}/${echoId}`;
+export const echoKeyOf = (r: EchoRecord): EchoKey => ({ userId: r.userId, echoId: r.echoId });
+
+/** A pending echo whose URL expired more than `graceMs` ago: nobody can finish it any more. */
+export function isStalePending(record: EchoRecord, nowMs: number, graceMs: number): boolean {
+  return record.status === 'pending' && record.expiresAt.getTime() + graceMs < nowMs;
+}
+
+/** Groups a stream into arrays of `size`, holding one group at a time. */
+export async function* chunked<T>(source: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
+  let batch: T[] = [];
+  for await (const item of source) {
+    batch.push(item);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** Maps with at most `limit` calls in flight; results keep the input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** deleteMany in slices, so neither store ever has more than DELETE_BATCH deletes in flight. */
+export async function deleteObjects(store: ObjectStore, keys: readonly string[]): Promise<DeleteManyResult> {
+  const deleted: string[] = [];
+  const failed: Failure[] = [];
+  for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+    const res = await store.deleteMany(keys.slice(i, i + DELETE_BATCH));
+    deleted.push(...res.deleted);
+    failed.push(...res.failed);
+  }
+  return { deleted, failed };
+}
+
+/**
+ * Object first, then record: a record is only removed once its object is gone, so a failure
+ * leaves a tracked record for the next run and never an untracked object.
+ */
+export async function removeEchoes(
+  store: ObjectStore,
+  repo: EchoRepository,
+  records: readonly EchoRecord[],
+): Promise<{ removed: EchoRecord[]; failed: Failure[] }> {
+  if (records.length === 0) return { removed: [], failed: [] };
+  const res = await deleteObjects(store, records.map((r) => r.key));
+  const gone = new Set(res.deleted);
+  const failed: Failure[] = [...res.failed];
+  const removed: EchoRecord[] = [];
+  await mapLimit(records.filter((r) => gone.has(r.key)), CONCURRENCY, async (r) => {
+    try {
+      await repo.remove(echoKeyOf(r));
+      removed.push(r);
+    } catch (err) {
+      failed.push({ key: r.key, message: `object deleted, record kept: ${errorMessage(err)}` });
+    }
+  });
+  return { removed, failed };
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,186 @@
+import { baseContentType } from '../../domain/formats.ts';
+import type { EchoRecord } from '../../domain/echo.ts';
+import type { EchoRepository, ObjectInfo, ObjectStore } from '../../ports.ts';
+import {
+  CONCURRENCY, DEFAULT_KEY_LIMIT, FailureTally, HOUR_MS, KeyTally, assertNonNegative, deleteObjects, echoKeyOf,
+  errorMessage, isStalePending, mapLimit, userPrefix,
+  type Failures, type KeySet, type SweepOptions,
+} from './common.ts';
+import { classifyObjects } from './objects.ts';
+import { DEFAULT_GRACE_HOURS } from './orphans.ts';
+
+export interface VerifyOptions extends SweepOptions {
+  /** Repair what is safe: remove records whose object is gone, delete orphans past the grace period. */
+  readonly fix: boolean;
+  /** Orphan objects younger than this are reported but never deleted. */
+  readonly graceHours?: number | undefined;
+}
+
+export interface SizeMismatch {
+  readonly key: string;
+  readonly recordSize: number | null;
+  readonly objectSize: number;
+}
+
+export interface TypeMismatch {
+  readonly key: string;
+  readonly recordType: string;
+  readonly objectType: string;
+}
+
+export interface Mismatches<T> {
+  readonly count: number;
+  readonly items: readonly T[];
+}
+
+export interface IntegrityResult {
+  readonly fix: boolean;
+  readonly userId: string | null;
+  readonly graceHours: number;
+  readonly now: string;
+  readonly scannedObjects: number;
+  readonly scannedRecords: number;
+  /** Ready echoes whose object is gone; bytes are the recorded sizes. Fixed by removing the record. */
+  readonly missingObjects: KeySet;
+  /** Objects no echo points at. Fixed (past the grace period only) by deleting the object. */
+  readonly orphanObjects: KeySet;
+  /** The orphans older than the grace period: what `fix` deletes. */
+  readonly orphanObjectsPastGrace: KeySet;
+  /**
+   * Object size differs from the verified size. Never fixed: the bytes changed after they were
+   * verified (write-once URLs cannot do that), so neither side is known good and deleting
+   * would lose audio. Inspect the object, then delete the echo or restore the file.
+   */
+  readonly sizeMismatches: Mismatches<SizeMismatch>;
+  /** Stored content type differs from the record's; reported for the same reason. */
+  readonly typeMismatches: Mismatches<TypeMismatch>;
+  /** Keys outside the echo layout; not echo data, never touched. */
+  readonly foreign: KeySet;
+  /** Work `cleanup orphans` owns (expired uploads, unfinished deletes); not counted as inconsistencies. */
+  readonly unfinished: { readonly stalePending: number; readonly deleting: number };
+  readonly fixed: { readonly removedRecords: KeySet; readonly deletedObjects: KeySet };
+  readonly failed: Failures;
+  /** Inconsistencies found. */
+  readonly inconsistencies: number;
+  /** Inconsistencies still there after this run (all of them without `fix`). */
+  readonly remaining: number;
+}
+
+/**
+ * Objects against records (listing + batched lookups), then records against objects (one
+ * head per ready echo, bounded in flight: it gives existence, size and content type at once,
+ * where a listing carries no content type).
+ */
+export async function verifyFileIntegrity(
+  store: ObjectStore,
+  repo: EchoRepository,
+  options: VerifyOptions,
+  clock: () => Date,
+): Promise<IntegrityResult> {
+  const graceHours = options.graceHours ?? DEFAULT_GRACE_HOURS;
+  assertNonNegative('graceHours', graceHours);
+  const prefix = userPrefix(options.userId);
+  const now = options.now ?? clock();
+  const nowMs = now.getTime();
+  const graceMs = graceHours * HOUR_MS;
+  const limit = options.keyLimit ?? DEFAULT_KEY_LIMIT;
+  const missing = new KeyTally(limit);
+  const orphans = new KeyTally(limit);
+  const pastGrace = new KeyTally(limit);
+  const foreign = new KeyTally(limit);
+  const removedRecords = new KeyTally(limit);
+  const deletedObjects = new KeyTally(limit);
+  const failed = new FailureTally(limit);
+  const sizeMismatches: SizeMismatch[] = [];
+  const typeMismatches: TypeMismatch[] = [];
+  let sizeCount = 0;
+  let typeCount = 0;
+  let stalePending = 0;
+  let deleting = 0;
+
+  let scannedObjects = 0;
+  for await (const batch of classifyObjects(store, repo, prefix)) {
+    const doomed: ObjectInfo[] = [];
+    for (const { info, parsed, record } of batch) {
+      scannedObjects += 1;
+      if (!parsed) foreign.add(info.key, info.size);
+      else if (!record) {
+        orphans.add(info.key, info.size);
+        if (info.lastModified.getTime() + graceMs <= nowMs) {
+          pastGrace.add(info.key, info.size);
+          doomed.push(info);
+        }
+      }
+    }
+    options.onProgress?.({ phase: 'objects', scanned: scannedObjects });
+    if (!options.fix || doomed.length === 0) continue;
+    const res = await deleteObjects(store, doomed.map((o) => o.key));
+    const gone = new Set(res.deleted);
+    for (const o of doomed) if (gone.has(o.key)) deletedObjects.add(o.key, o.size);
+    for (const f of res.failed) failed.add(f);
+  }
+
+  let scannedRecords = 0;
+  for await (const page of repo.scan({ userId: options.userId })) {
+    scannedRecords += page.length;
+    options.onProgress?.({ phase: 'records', scanned: scannedRecords });
+    const ready: EchoRecord[] = [];
+    for (const r of page) {
+      if (r.status === 'ready') ready.push(r);
+      else if (r.status === 'deleting') deleting += 1;
+      else if (isStalePending(r, nowMs, graceMs)) stalePending += 1;
+    }
+    const heads = await mapLimit(ready, CONCURRENCY, (r) => store.head(r.key));
+    const lost: EchoRecord[] = [];
+    ready.forEach((r, i) => {
+      const head = heads[i];
+      if (!head) {
+        missing.add(r.key, r.fileSize ?? 0);
+        lost.push(r);
+        return;
+      }
+      if (r.fileSize !== head.size) {
+        sizeCount += 1;
+        if (sizeMismatches.length < limit) sizeMismatches.push({ key: r.key, recordSize: r.fileSize, objectSize: head.size });
+      }
+      const stored = baseContentType(head.contentType);
+      if (stored !== undefined && stored !== r.contentType) {
+        typeCount += 1;
+        if (typeMismatches.length < limit) typeMismatches.push({ key: r.key, recordType: r.contentType, objectType: stored });
+      }
+    });
+    if (!options.fix) continue;
+    await mapLimit(lost, CONCURRENCY, async (r) => {
+      try {
+        // A record is only dropped if it is still the ready echo whose object was found missing.
+        const current = await repo.get(echoKeyOf(r));
+        if (current?.status !== 'ready' || (await store.head(r.key))) return;
+        await repo.remove(echoKeyOf(r));
+        removedRecords.add(r.key, r.fileSize ?? 0);
+      } catch (err) {
+        failed.add({ key: r.key, message: errorMessage(err) });
+      }
+    });
+  }
+
+  const inconsistencies = missing.count + orphans.count + sizeCount + typeCount;
+  return {
+    fix: options.fix,
+    userId: options.userId ?? null,
+    graceHours,
+    now: now.toISOString(),
+    scannedObjects,
+    scannedRecords,
+    missingObjects: missing.result(),
+    orphanObjects: orphans.result(),
+    orphanObjectsPastGrace: pastGrace.result(),
+    sizeMismatches: { count: sizeCount, items: sizeMismatches },
+    typeMismatches: { count: typeCount, items: typeMismatches },
+    foreign: foreign.result(),
+    unfinished: { stalePending, deleting },
+    fixed: { removedRecords: removedRecords.result(), deletedObjects: deletedObjects.result() },
+    failed: failed.result(),
+    inconsistencies,
+    remaining: inconsistencies - removedRecords.count - deletedObjects.count,
+  };
+}
