@@ -3,6 +3,7 @@ import type { Config } from './config.ts';
 import { compose, createTokenVerifier, type Composition } from './compose.ts';
 import { buildApp, redactUrl } from './http/app.ts';
 import { webRoutes } from './http/routes/web.ts';
+import { CleanupService, scheduleCleanup } from './services/cleanup.ts';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -52,7 +53,14 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     logger,
     plugins: [webRoutes],
   });
-  app.addHook('onClose', async () => composition.close());
+  // Periodic orphan cleanup (CLEANUP_INTERVAL_MINUTES); stopped, and its run awaited, before the adapters close.
+  const cleanup = config.cleanupIntervalMinutes > 0
+    ? scheduleCleanup(config.cleanupIntervalMinutes, () => new CleanupService(composition.store, composition.repo).cleanupOrphans({ dryRun: false }), app.log)
+    : undefined;
+  app.addHook('onClose', async () => {
+    await cleanup?.stop();
+    await composition.close();
+  });
   return { app, composition };
 }
 
