@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Config } from '../config.ts';
 import { AppError } from '../domain/errors.ts';
 import { assertSafeUserId } from '../domain/keys.ts';
@@ -7,6 +7,7 @@ import { loadOrCreateSecret } from './secrets.ts';
 
 export const DEV_ISSUER = 'echoes-storage-dev';
 const DEV_TOKEN_TTL = '24h';
+const VERIFIED_CACHE_SIZE = 10_000;
 
 export function devSecretFile(dataDir: string): string {
   return join(dataDir, 'dev-jwt-secret');
@@ -18,6 +19,8 @@ export class TokenVerifier {
   private readonly algorithms: string[];
   private readonly issuer: string | undefined;
   private readonly audience: string | undefined;
+  /** Tokens already verified, until their exp: clients send the same token on every request. */
+  private readonly verified = new Map<string, { userId: string; expiresAtMs: number }>();
 
   constructor(config: Pick<Config, 'auth' | 'dataDir'>) {
     const { auth } = config;
@@ -38,17 +41,25 @@ export class TokenVerifier {
     if (!match?.[1]) {
       throw new AppError('UNAUTHORIZED', 'Send "Authorization: Bearer <token>". In dev mode, `npm run --silent token -- <user_id>` prints one.');
     }
+    const token = match[1];
+    const cached = this.verified.get(token);
+    if (cached && cached.expiresAtMs > Date.now()) return cached.userId;
     const options = { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, clockTolerance: 5 };
-    let sub: unknown;
+    let payload: JWTPayload;
     try {
-      const { payload } = typeof this.key === 'function'
-        ? await jwtVerify(match[1], this.key, options)
-        : await jwtVerify(match[1], this.key, options);
-      sub = payload.sub;
+      ({ payload } = typeof this.key === 'function'
+        ? await jwtVerify(token, this.key, options)
+        : await jwtVerify(token, this.key, options));
     } catch (err) {
       throw new AppError('UNAUTHORIZED', describeJwtError(err));
     }
-    return assertSafeUserId(sub);
+    const userId = assertSafeUserId(payload.sub);
+    // Only tokens with an expiry are remembered, and never past it.
+    if (typeof payload.exp === 'number') {
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value ?? '');
+      this.verified.set(token, { userId, expiresAtMs: payload.exp * 1000 });
+    }
+    return userId;
   }
 }
 

@@ -116,6 +116,8 @@ export class SqliteEchoRepository implements EchoRepository {
   readonly name = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmt;
+  private readonly pendingInserts: { row: Row; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private readonly insertBatch: (batch: readonly { row: Row }[], outcomes: (Error | undefined)[]) => void;
 
   constructor(options: SqliteEchoRepositoryOptions) {
     if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true });
@@ -148,11 +150,42 @@ export class SqliteEchoRepository implements EchoRepository {
         ORDER BY echo_id LIMIT ?`),
       ping: db.prepare('SELECT 1'),
     };
+    const insert = this.stmt.insert;
+    this.insertBatch = db.transaction((batch: readonly { row: Row }[], outcomes: (Error | undefined)[]) => {
+      for (const { row } of batch) {
+        try {
+          insert.run(row);
+          outcomes.push(undefined);
+        } catch (err) {
+          // One taken id must not fail the others in the batch.
+          outcomes.push(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    });
   }
 
-  async createPending(record: EchoRecord): Promise<void> {
-    this.stmt.insert.run(toRow({ ...record, status: 'pending' }));
+  /**
+   * Inserts made in the same event-loop turn share one transaction (group commit): under load
+   * the commit, not the insert, is what costs.
+   */
+  createPending(record: EchoRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.pendingInserts.length === 0) setImmediate(this.flushInserts);
+      this.pendingInserts.push({ row: toRow({ ...record, status: 'pending' }), resolve, reject });
+    });
   }
+
+  private readonly flushInserts = (): void => {
+    const batch = this.pendingInserts.splice(0);
+    const outcomes: (Error | undefined)[] = [];
+    try {
+      this.insertBatch(batch, outcomes);
+    } catch (err) {
+      for (const item of batch) item.reject(err);
+      return;
+    }
+    batch.forEach((item, i) => (outcomes[i] ? item.reject(outcomes[i]) : item.resolve()));
+  };
 
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
     const row = this.stmt.get.get(key.userId, key.echoId);

@@ -1,0 +1,17 @@
+// Child process of upload-url.bench.ts: the real server plus a bare route, so the load
+// generator and the server do not share one event loop.
+import { loadConfig } from '../src/config.ts';
+import { createServer } from '../src/server.ts';
+
+const config = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
+const { app } = await createServer(config, false);
+// Same HTTP stack and JSON body, none of the work: the baseline the ratio is taken against.
+app.post('/bench/bare', async (request) => ({ ok: true, received: typeof request.body }));
+await app.listen({ port: config.port, host: '127.0.0.1' });
+process.send?.('ready');
+process.on('message', async (m) => {
+  if (m === 'stop') {
+    await app.close();
+    process.exit(0);
+  }
+});

@@ -1,0 +1,121 @@
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient } from './support/api.ts';
+import { startTestServer, type TestServer } from './support/server.ts';
+
+const SECRET = 'a-test-secret-that-is-long-enough-1234567890';
+const enc = new TextEncoder();
+
+function unsignedToken(payload: Record<string, unknown>): string {
+  const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${part({ alg: 'none', typ: 'JWT' })}.${part(payload)}.`;
+}
+
+async function status(srv: TestServer, token: string): Promise<[number, string]> {
+  const res = await apiClient(srv.url, token).call<{ error?: { code: string } }>('GET', '/echoes');
+  return [res.status, res.body.error?.code ?? 'OK'];
+}
+
+describe('AUTH_JWT_SECRET (HS256) with issuer and audience', () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startTestServer({ AUTH_JWT_SECRET: SECRET, AUTH_ISSUER: 'https://auth.echoes.app/', AUTH_AUDIENCE: 'echoes-api' });
+  });
+  afterAll(async () => srv?.close());
+
+  const token = (claims: { sub?: string; iss?: string; aud?: string; exp?: string | number }, key: Uint8Array = enc.encode(SECRET)) => {
+    const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' });
+    if (claims.sub !== undefined) jwt.setSubject(claims.sub);
+    jwt.setIssuer(claims.iss ?? 'https://auth.echoes.app/').setAudience(claims.aud ?? 'echoes-api').setExpirationTime(claims.exp ?? '1h');
+    return jwt.sign(key);
+  };
+
+  it('accepts a valid token and takes the user from sub', async () => {
+    expect(await status(srv, await token({ sub: 'auth0|abc' }))).toEqual([200, 'OK']);
+  });
+
+  it('refuses alg none, a wrong signature, an expired token, a wrong issuer or audience', async () => {
+    const bad = [
+      unsignedToken({ sub: 'alice', iss: 'https://auth.echoes.app/', aud: 'echoes-api', exp: Math.floor(Date.now() / 1000) + 3600 }),
+      await token({ sub: 'alice' }, enc.encode('another-secret-that-is-long-enough-123456')),
+      await token({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 60 }),
+      await token({ sub: 'alice', iss: 'https://evil.example/' }),
+      await token({ sub: 'alice', aud: 'other-api' }),
+      'not.a.jwt',
+      `${await token({ sub: 'alice' })}x`,
+    ];
+    for (const t of bad) expect(await status(srv, t)).toEqual([401, 'UNAUTHORIZED']);
+  });
+
+  it('refuses a token without a safe sub', async () => {
+    for (const sub of ['..', '.', 'a/b', 'x'.repeat(129), '']) {
+      expect(await status(srv, await token({ sub }))).toEqual([401, 'INVALID_USER']);
+    }
+    expect(await status(srv, await token({}))).toEqual([401, 'INVALID_USER']);
+  });
+
+  it('does not offer dev tokens', async () => {
+    const res = await fetch(`${srv.url}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user_id":"alice"}' });
+    expect(res.status).toBe(404);
+  });
+});
+
+describe('AUTH_JWKS_URL (RS256 / ES256)', () => {
+  let srv: TestServer;
+  let jwks: Server;
+  const keys = { rsa: generateKeyPair('RS256'), ec: generateKeyPair('ES256'), stranger: generateKeyPair('RS256') };
+
+  beforeAll(async () => {
+    const rsa = await keys.rsa;
+    const ec = await keys.ec;
+    const body = JSON.stringify({
+      keys: [
+        { ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' },
+        { ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256', use: 'sig' },
+      ],
+    });
+    jwks = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
+    const address = jwks.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    srv = await startTestServer({ AUTH_JWKS_URL: `http://127.0.0.1:${port}/.well-known/jwks.json`, AUTH_ISSUER: 'https://issuer.test/' });
+  });
+  afterAll(async () => {
+    await srv?.close();
+    jwks?.close();
+  });
+
+  const sign = async (alg: 'RS256' | 'ES256', kid: string, key: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'], iss = 'https://issuer.test/') =>
+    new SignJWT({}).setProtectedHeader({ alg, kid }).setSubject('carol').setIssuer(iss).setExpirationTime('5m').sign(key);
+
+  it('accepts tokens signed by a key of the set', async () => {
+    expect(await status(srv, await sign('RS256', 'rsa-1', (await keys.rsa).privateKey))).toEqual([200, 'OK']);
+    expect(await status(srv, await sign('ES256', 'ec-1', (await keys.ec).privateKey))).toEqual([200, 'OK']);
+  });
+
+  it('refuses a key outside the set, a wrong issuer, HS256 and alg none', async () => {
+    expect(await status(srv, await sign('RS256', 'rsa-1', (await keys.stranger).privateKey))).toEqual([401, 'UNAUTHORIZED']);
+    expect(await status(srv, await sign('RS256', 'rsa-1', (await keys.rsa).privateKey, 'https://other/'))).toEqual([401, 'UNAUTHORIZED']);
+    const hs = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('carol').setIssuer('https://issuer.test/').setExpirationTime('5m').sign(enc.encode(SECRET));
+    expect(await status(srv, hs)).toEqual([401, 'UNAUTHORIZED']);
+    expect(await status(srv, unsignedToken({ sub: 'carol', iss: 'https://issuer.test/' }))).toEqual([401, 'UNAUTHORIZED']);
+  });
+});
+
+describe('dev auth', () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await startTestServer();
+  });
+  afterAll(async () => srv?.close());
+
+  it('hands out tokens the server accepts, and refuses unsafe user ids', async () => {
+    const res = await apiClient(srv.url).call<{ token: string; user_id: string }>('POST', '/dev/token', { user_id: 'dana' });
+    expect(res.status).toBe(200);
+    expect(await status(srv, res.body.token)).toEqual([200, 'OK']);
+    const bad = await apiClient(srv.url).call<{ error: { code: string } }>('POST', '/dev/token', { user_id: '../x' });
+    expect(bad.status).toBe(401);
+    expect(bad.body.error.code).toBe('INVALID_USER');
+  });
+});

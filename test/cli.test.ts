@@ -1,0 +1,48 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { freePort } from './support/moto.ts';
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '..');
+const BIN = join(ROOT, 'bin', 'echoes-storage.js');
+
+describe('echoes-storage CLI', () => {
+  it('`npm run --silent token` prints only a token that `serve` on the same DATA_DIR accepts', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'echoes-cli-'));
+    const port = await freePort();
+    const env = { ...process.env, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' };
+    const { stdout } = await run('npm', ['run', '--silent', 'token', '--', 'alice'], { cwd: ROOT, env });
+    expect(stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+    const server = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    server.stderr.on('data', (d: Buffer) => { log += d.toString(); });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!log.includes('listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(log).toContain(`http://127.0.0.1:${port}`);
+      const res = await fetch(`http://127.0.0.1:${port}/echoes`, { headers: { authorization: `Bearer ${stdout.trim()}` } });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ echoes: [], next_cursor: null });
+    } finally {
+      server.kill('SIGTERM');
+    }
+  });
+
+  it('stops at start-up with a message that names a bad variable', async () => {
+    const env = { ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), 'echoes-cli-')), PORT: 'eighty' };
+    const err = await run(process.execPath, [BIN, 'serve'], { env }).then(() => undefined, (e: { code: number; stderr: string }) => e);
+    expect(err?.code).toBe(2);
+    expect(err?.stderr).toContain('PORT="eighty" must be a whole number');
+  });
+
+  it('refuses dev tokens in production', async () => {
+    const env = { ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), 'echoes-cli-')), NODE_ENV: 'production' };
+    const err = await run(process.execPath, [BIN, 'token', 'alice'], { env }).then(() => undefined, (e: { code: number; stderr: string }) => e);
+    expect(err?.code).toBe(2);
+    expect(err?.stderr).toContain('dev tokens are refused in production');
+  });
+});

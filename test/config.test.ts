@@ -1,0 +1,60 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, environmentWithDotEnv, loadConfig } from '../src/config.ts';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('config', () => {
+  it('defaults to the embedded deployment on 127.0.0.1:8000', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 8000, host: '127.0.0.1', publicBaseUrl: 'http://127.0.0.1:8000', storageBackend: 'local', metadataBackend: 'sqlite',
+      presignedUrlExpiration: 3600, maxAudioFileSize: 10485760, corsOrigins: ['http://localhost:3000', 'http://localhost:8000'],
+    });
+    expect(c.auth.dev).toBe(true);
+    expect(c.s3.region).toBe('us-east-1');
+  });
+
+  it('picks the AWS backends when their names are set', () => {
+    const c = loadConfig({ S3_BUCKET_NAME: 'b', DYNAMODB_TABLE_NAME: 't', S3_FORCE_PATH_STYLE: 'true', S3_ENDPOINT: 'http://127.0.0.1:5000/' });
+    expect(c.storageBackend).toBe('s3');
+    expect(c.metadataBackend).toBe('dynamodb');
+    expect(c.s3.forcePathStyle).toBe(true);
+    expect(c.s3.endpoint).toBe('http://127.0.0.1:5000');
+  });
+
+  it('names every bad variable and what it accepts', () => {
+    const found = problems({
+      PORT: 'eighty', S3_PRESIGNED_URL_EXPIRATION: '0', MAX_AUDIO_FILE_SIZE: '-1', STORAGE_BACKEND: 'ftp',
+      S3_FORCE_PATH_STYLE: 'maybe', CORS_ORIGINS: 'not an origin', AUTH_JWKS_URL: 'ftp://x', S3_ENDPOINT: 'nope',
+    });
+    for (const name of ['PORT', 'S3_PRESIGNED_URL_EXPIRATION', 'MAX_AUDIO_FILE_SIZE', 'STORAGE_BACKEND', 'S3_FORCE_PATH_STYLE', 'CORS_ORIGINS', 'AUTH_JWKS_URL', 'S3_ENDPOINT']) {
+      expect(found.some((p) => p.includes(name)), name).toBe(true);
+    }
+  });
+
+  it('refuses dev auth in production and half-configured backends', () => {
+    expect(problems({ NODE_ENV: 'production' }).join()).toMatch(/AUTH_JWKS_URL or AUTH_JWT_SECRET/);
+    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40) })).toEqual([]);
+    expect(problems({ AUTH_JWT_SECRET: 'short' }).join()).toMatch(/AUTH_JWT_SECRET/);
+    expect(problems({ STORAGE_BACKEND: 's3' }).join()).toMatch(/S3_BUCKET_NAME/);
+    expect(problems({ METADATA_BACKEND: 'dynamodb' }).join()).toMatch(/DYNAMODB_TABLE_NAME/);
+  });
+
+  it('reads .env under the real environment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echoes-env-'));
+    writeFileSync(join(dir, '.env'), 'PORT=9001\nMAX_AUDIO_FILE_SIZE=123\n');
+    const env = environmentWithDotEnv({ PORT: '9002' }, dir);
+    expect(loadConfig(env)).toMatchObject({ port: 9002, maxAudioFileSize: 123 });
+  });
+});

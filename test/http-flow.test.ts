@@ -1,0 +1,308 @@
+import { SignJWT } from 'jose';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient, fixture, FORMATS, putBytes, sha256, type Ticket } from './support/api.ts';
+import { backends } from './support/backends.ts';
+import { startTestServer, type TestServer } from './support/server.ts';
+
+interface Echo {
+  echo_id: string;
+  user_id: string;
+  s3_key: string;
+  file_extension: string;
+  content_type: string;
+  file_size: number;
+  emotion: string | null;
+  tags: string[];
+  caption: string | null;
+  duration_seconds: number | null;
+  location: { lat: number; lng: number } | null;
+  created_at: string;
+  audio_url: string;
+  audio_url_expires_in: number;
+}
+interface ErrorBody { error: { code: string; message: string } }
+
+for (const backend of backends()) {
+  describe.skipIf(!backend.available)(`HTTP API on ${backend.name}`, () => {
+    let srv: TestServer;
+    let alice: ReturnType<typeof apiClient>;
+    let bob: ReturnType<typeof apiClient>;
+    let anonymous: ReturnType<typeof apiClient>;
+
+    beforeAll(async () => {
+      srv = await startTestServer({ ...(await backend.env()), MAX_AUDIO_FILE_SIZE: '100000' });
+      alice = apiClient(srv.url, await srv.token('alice'));
+      bob = apiClient(srv.url, await srv.token('bob'));
+      anonymous = apiClient(srv.url);
+    });
+    afterAll(async () => {
+      await srv?.close();
+      await backend.stop();
+    });
+
+    async function upload(ext: string, type: string, bytes: Uint8Array, extra: Record<string, unknown> = {}, client = alice): Promise<Ticket> {
+      const res = await client.call<Ticket>('POST', '/echoes/upload-url', { file_extension: ext, content_type: type, ...extra });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      const put = await putBytes(res.body, bytes);
+      expect(put.status, await put.text()).toBe(200);
+      return res.body;
+    }
+
+    it.each(FORMATS)('round-trips a real $ext file through the whole flow', async ({ ext, type }) => {
+      const bytes = fixture(ext);
+      const t0 = Date.now();
+      const res = await alice.call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: ext.toUpperCase(), content_type: type, file_size: bytes.length, checksum_sha256: sha256(bytes),
+      });
+      expect(res.status).toBe(200);
+      const ticket = res.body;
+      expect(ticket.method).toBe('PUT');
+      expect(ticket.echo_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const day = new Date().toISOString().slice(0, 10).replace(/-/g, '/');
+      expect([day, new Date(t0).toISOString().slice(0, 10).replace(/-/g, '/')]).toContain(ticket.s3_key.slice(6, 16));
+      expect(ticket.s3_key).toBe(`alice/${ticket.s3_key.slice(6, 16)}/${ticket.echo_id}.${ext}`);
+      expect(ticket.headers['Content-Type']).toBe(type);
+      expect(ticket.headers['x-amz-server-side-encryption']).toBe('AES256');
+      expect(ticket.headers['x-amz-checksum-sha256']).toBe(sha256(bytes));
+      expect(ticket.headers['If-None-Match']).toBe('*');
+      expect(Object.keys(ticket.headers).map((h) => h.toLowerCase())).not.toContain('content-length');
+      expect(ticket.expires_in).toBe(3600);
+      expect(Date.parse(ticket.expires_at) - Date.now()).toBeGreaterThan(3500_000);
+
+      expect((await putBytes(ticket, bytes)).status).toBe(200);
+
+      const meta = { echo_id: ticket.echo_id, emotion: 'calm', tags: ['tone', ext], caption: 'A', duration_seconds: 1, location: { lat: 48.85, lng: 2.35 } };
+      const created = await alice.call<Echo>('POST', '/echoes', meta);
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const echo = created.body;
+      expect(echo).toMatchObject({
+        echo_id: ticket.echo_id, user_id: 'alice', s3_key: ticket.s3_key, file_extension: ext, content_type: type.split(';')[0],
+        file_size: bytes.length, emotion: 'calm', tags: ['tone', ext], caption: 'A', duration_seconds: 1, location: { lat: 48.85, lng: 2.35 },
+        audio_url_expires_in: 3600,
+      });
+      expect(Math.abs(Date.parse(echo.created_at) - t0)).toBeLessThan(5000);
+
+      const again = await alice.call<Echo>('POST', '/echoes', { echo_id: ticket.echo_id, emotion: 'changed' });
+      expect(again.status).toBe(200);
+      expect({ ...again.body, audio_url: '' }).toEqual({ ...echo, audio_url: '' });
+
+      const got = await alice.call<Echo>('GET', `/echoes/${ticket.echo_id}`);
+      expect(got.status).toBe(200);
+      const whole = await fetch(got.body.audio_url);
+      expect(whole.status).toBe(200);
+      expect(Buffer.from(await whole.arrayBuffer()).equals(bytes)).toBe(true);
+      const part = await fetch(got.body.audio_url, { headers: { range: 'bytes=10-109' } });
+      expect(part.status).toBe(206);
+      expect(part.headers.get('content-range')).toBe(`bytes 10-109/${bytes.length}`);
+      expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(10, 110))).toBe(true);
+
+      const list = await alice.call<{ echoes: Echo[] }>('GET', '/echoes?limit=100');
+      expect(list.body.echoes.map((e) => e.echo_id)).toContain(ticket.echo_id);
+
+      expect((await alice.call('DELETE', `/echoes/${ticket.echo_id}`)).status).toBe(204);
+      const gone = await alice.call<ErrorBody>('GET', `/echoes/${ticket.echo_id}`);
+      expect(gone.status).toBe(404);
+      expect(gone.body.error.code).toBe('ECHO_NOT_FOUND');
+      const stale = await fetch(got.body.audio_url);
+      expect([403, 404]).toContain(stale.status);
+      expect((await alice.call('DELETE', `/echoes/${ticket.echo_id}`)).status).toBe(404);
+      expect(await srv.server.composition.store.head(ticket.s3_key)).toBeUndefined();
+      expect(await srv.server.composition.repo.get({ userId: 'alice', echoId: ticket.echo_id })).toBeUndefined();
+    });
+
+    it('answers the legacy endpoint with deprecation headers and the same body', async () => {
+      const res = await alice.call<Ticket>('POST', '/echoes/init-upload', { file_extension: 'wav', content_type: 'audio/wav' });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('deprecation')).toBe('true');
+      expect(res.headers.get('link')).toBe('</echoes/upload-url>; rel="successor-version"');
+      expect(Object.keys(res.body).sort()).toEqual(['echo_id', 'expires_at', 'expires_in', 'headers', 'method', 's3_key', 'upload_url']);
+    });
+
+    it('refuses bytes that are not the declared format with 422 and deletes them', async () => {
+      const ticket = await upload('wav', 'audio/wav', fixture('mp3'));
+      expect(await srv.server.composition.store.head(ticket.s3_key)).toBeDefined();
+      const res = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: ticket.echo_id });
+      expect(res.status).toBe(422);
+      expect(res.body.error.code).toBe('UPLOAD_INVALID');
+      expect(await srv.server.composition.store.head(ticket.s3_key)).toBeUndefined();
+      const text = await upload('ogg', 'audio/ogg', Buffer.from('this is plain text, not audio '.repeat(20)));
+      expect((await alice.call<ErrorBody>('POST', '/echoes', { echo_id: text.echo_id })).body.error.code).toBe('UPLOAD_INVALID');
+      expect((await alice.call('GET', `/echoes/${ticket.echo_id}`)).status).toBe(404);
+    });
+
+    it('tells apart an unknown upload, a missing upload and another user\'s upload', async () => {
+      const res = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+      const early = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: res.body.echo_id });
+      expect(early.status).toBe(409);
+      expect(early.body.error.code).toBe('UPLOAD_INCOMPLETE');
+      const foreign = await bob.call<ErrorBody>('POST', '/echoes', { echo_id: res.body.echo_id });
+      expect(foreign.status).toBe(404);
+      expect(foreign.body.error.code).toBe('UPLOAD_NOT_FOUND');
+      const unknown = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: '01900000-0000-7000-8000-000000000000' });
+      expect(unknown.body.error.code).toBe('UPLOAD_NOT_FOUND');
+      const malformed = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: '../../etc/passwd' });
+      expect(malformed.body.error.code).toBe('UPLOAD_NOT_FOUND');
+    });
+
+    it('keeps each user\'s echoes private', async () => {
+      const ticket = await upload('wav', 'audio/wav', fixture('wav'));
+      expect((await alice.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
+      const get = await bob.call<ErrorBody>('GET', `/echoes/${ticket.echo_id}`);
+      expect(get.status).toBe(404);
+      expect(get.body.error.code).toBe('ECHO_NOT_FOUND');
+      expect((await bob.call('DELETE', `/echoes/${ticket.echo_id}`)).status).toBe(404);
+      const list = await bob.call<{ echoes: Echo[] }>('GET', '/echoes');
+      expect(list.body.echoes.map((e) => e.echo_id)).not.toContain(ticket.echo_id);
+      expect((await alice.call('GET', `/echoes/${ticket.echo_id}`)).status).toBe(200);
+    });
+
+    it('lists newest first with a cursor and inclusive date filters', async () => {
+      const carol = apiClient(srv.url, await srv.token('carol'));
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t = await upload('wav', 'audio/wav', fixture('wav'), {}, carol);
+        expect((await carol.call('POST', '/echoes', { echo_id: t.echo_id })).status).toBe(201);
+        ids.push(t.echo_id);
+      }
+      // A pending upload never shows in the list.
+      await carol.call('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const q: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+        const page = await carol.call<{ echoes: Echo[]; next_cursor: string | null }>('GET', `/echoes?limit=2${q}`);
+        expect(page.status).toBe(200);
+        expect(page.body.echoes.length).toBeLessThanOrEqual(2);
+        seen.push(...page.body.echoes.map((e) => e.echo_id));
+        cursor = page.body.next_cursor;
+      } while (cursor);
+      expect(seen).toEqual([...ids].reverse());
+      const today = new Date().toISOString().slice(0, 10);
+      const byDay = await carol.call<{ echoes: Echo[] }>('GET', `/echoes?from=${today}&to=${today}`);
+      expect(byDay.body.echoes.length).toBe(5);
+      const future = await carol.call<{ echoes: Echo[]; next_cursor: null }>('GET', '/echoes?from=2999-01-01');
+      expect(future.body).toEqual({ echoes: [], next_cursor: null });
+      const past = await carol.call<{ echoes: Echo[] }>('GET', '/echoes?to=2000-01-01');
+      expect(past.body.echoes).toEqual([]);
+      for (const bad of ['limit=0', 'limit=101', 'limit=abc', 'cursor=forged', 'from=yesterday', 'to=2026-13-01']) {
+        const res = await carol.call<ErrorBody>('GET', `/echoes?${bad}`);
+        expect(res.status, bad).toBe(400);
+        expect(res.body.error.code).toBe('INVALID_REQUEST');
+      }
+    });
+
+    it('refuses bad upload requests with the contract\'s codes', async () => {
+      const cases: [unknown, number, string][] = [
+        [{ file_extension: 'exe', content_type: 'audio/wav' }, 400, 'UNSUPPORTED_FORMAT'],
+        [{ file_extension: '../../wav', content_type: 'audio/wav' }, 400, 'UNSUPPORTED_FORMAT'],
+        [{ file_extension: 'wav/x', content_type: 'audio/wav' }, 400, 'UNSUPPORTED_FORMAT'],
+        [{ file_extension: 'wav', content_type: 'audio/mpeg' }, 400, 'CONTENT_TYPE_MISMATCH'],
+        [{ file_extension: 'wav', content_type: 'audio/wav', file_size: 100001 }, 413, 'FILE_TOO_LARGE'],
+        [{ file_extension: 'wav', content_type: 'audio/wav', file_size: 0 }, 400, 'INVALID_REQUEST'],
+        [{ file_extension: 'wav', content_type: 'audio/wav', file_size: '12' }, 400, 'INVALID_REQUEST'],
+        [{ file_extension: 'wav', content_type: 'audio/wav', file_size: 1.5 }, 400, 'INVALID_REQUEST'],
+        [{ file_extension: 'wav', content_type: 'audio/wav', checksum_sha256: 'nope' }, 400, 'INVALID_REQUEST'],
+        [{ file_extension: 'wav' }, 400, 'INVALID_REQUEST'],
+        [{ file_extension: 42, content_type: 'audio/wav' }, 400, 'INVALID_REQUEST'],
+        [{ file_extension: 'wav', content_type: 'audio/wav\r\nx: y' }, 400, 'INVALID_REQUEST'],
+        [[], 400, 'INVALID_REQUEST'],
+        ['null', 400, 'INVALID_REQUEST'],
+        ['{"file_extension": "wav",', 400, 'INVALID_REQUEST'],
+      ];
+      for (const [body, status, code] of cases) {
+        const res = await alice.call<ErrorBody>('POST', '/echoes/upload-url', body);
+        expect(res.status, JSON.stringify(body)).toBe(status);
+        expect(res.body.error.code, JSON.stringify(body)).toBe(code);
+        expect(res.body.error.message.length).toBeGreaterThan(10);
+      }
+      const huge = await alice.call<ErrorBody>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', pad: 'x'.repeat(70_000) });
+      expect(huge.status).toBe(413);
+      expect(huge.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+      const noBody = await alice.call<ErrorBody>('POST', '/echoes/upload-url');
+      expect(noBody.status).toBe(400);
+      const form = await alice.call<ErrorBody>('POST', '/echoes/upload-url', 'a=b', { 'content-type': 'application/x-www-form-urlencoded' });
+      expect(form.status).toBe(415);
+      expect(form.body.error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    });
+
+    it('refuses bad echo metadata and malformed ids in paths', async () => {
+      const ticket = await upload('wav', 'audio/wav', fixture('wav'));
+      const bad: unknown[] = [
+        { echo_id: ticket.echo_id, tags: 'a' },
+        { echo_id: ticket.echo_id, tags: [1] },
+        { echo_id: ticket.echo_id, duration_seconds: -1 },
+        { echo_id: ticket.echo_id, location: { lat: 91, lng: 0 } },
+        { echo_id: ticket.echo_id, location: { lat: 1 } },
+        { echo_id: ticket.echo_id, caption: 'x'.repeat(5000) },
+        { echo_id: 12 },
+        {},
+      ];
+      for (const body of bad) {
+        const res = await alice.call<ErrorBody>('POST', '/echoes', body);
+        expect(res.status, JSON.stringify(body)).toBe(400);
+        expect(res.body.error.code).toBe('INVALID_REQUEST');
+      }
+      for (const path of ['not-an-id', '..%2F..%2Fetc%2Fpasswd', '%00', 'x'.repeat(300), '01900000-0000-7000-8000-000000000000']) {
+        for (const method of ['GET', 'DELETE']) {
+          const res = await alice.call<ErrorBody>(method, `/echoes/${path}`);
+          expect(res.status, `${method} ${path}`).toBe(404);
+          expect(res.body.error.code).toBe('ECHO_NOT_FOUND');
+        }
+      }
+      // Nothing above touched the pending upload: it can still become an echo.
+      expect((await alice.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
+    });
+
+    it('refuses missing, forged and unsafe tokens', async () => {
+      const noToken = await anonymous.call<ErrorBody>('GET', '/echoes');
+      expect(noToken.status).toBe(401);
+      expect(noToken.body.error.code).toBe('UNAUTHORIZED');
+      const secret = readFileSync(join(srv.dataDir, 'dev-jwt-secret'), 'utf8').trim();
+      const key = Buffer.from(secret, 'base64url');
+      const unsafe = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('..').setIssuer('echoes-storage-dev').setExpirationTime('1h').sign(key);
+      const res = await apiClient(srv.url, unsafe).call<ErrorBody>('GET', '/echoes');
+      expect(res.status).toBe(401);
+      expect(res.body.error.code).toBe('INVALID_USER');
+      const forged = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setIssuer('echoes-storage-dev').setExpirationTime('1h').sign(new Uint8Array(32));
+      expect((await apiClient(srv.url, forged).call('GET', '/echoes')).status).toBe(401);
+    });
+
+    it('reports health and readiness, and answers unknown routes in the contract shape', async () => {
+      const health = await anonymous.call('GET', '/health');
+      expect(health.status).toBe(200);
+      expect(health.body).toEqual({ status: 'ok', storage: srv.server.composition.store.name, metadata: srv.server.composition.repo.name });
+      const ready = await anonymous.call('GET', '/health/ready');
+      expect(ready.status).toBe(200);
+      const unknown = await anonymous.call<ErrorBody>('GET', '/nope');
+      expect(unknown.status).toBe(404);
+      expect(unknown.body.error.code).toBe('NOT_FOUND');
+    });
+
+    it('serves an OpenAPI document generated from the routes', async () => {
+      const doc = await anonymous.call<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('GET', '/docs/json');
+      expect(doc.status).toBe(200);
+      expect(doc.body.openapi).toMatch(/^3\./);
+      for (const path of ['/echoes/upload-url', '/echoes/init-upload', '/echoes', '/echoes/{echo_id}', '/health', '/health/ready']) {
+        expect(Object.keys(doc.body.paths)).toContain(path);
+      }
+      expect(Object.keys(doc.body.paths).some((p) => p.startsWith('/storage'))).toBe(false);
+      expect((await fetch(`${srv.url}/docs`)).status).toBe(200);
+    });
+
+    it('answers CORS preflights for configured origins only', async () => {
+      const ok = await fetch(`${srv.url}/echoes/upload-url`, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      });
+      expect(ok.status).toBe(204);
+      expect(ok.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
+      const other = await fetch(`${srv.url}/echoes/upload-url`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      });
+      expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    });
+  });
+}
