@@ -1,6 +1,7 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateTableCommand, DynamoDBClient, UpdateTimeToLiveCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
+import type { Server } from 'node:http';
 import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/dynamodb.ts';
 import { freePort } from './moto.ts';
 
@@ -10,6 +11,8 @@ export const TEST_REGION = 'us-east-1';
 
 export interface LocalServer {
   readonly endpoint: string;
+  /** The HTTP server, for tests that look at the requests it receives. */
+  readonly http: Server;
   stop(): Promise<void>;
 }
 
@@ -23,6 +26,7 @@ export async function startDynalite(): Promise<LocalServer> {
   });
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    http: server,
     stop: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
