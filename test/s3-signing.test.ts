@@ -107,7 +107,7 @@ describe.each(TARGETS)('S3 presigned URLs ($name)', ({ options }) => {
     const spec = upload({ contentLength: 4242, checksumSha256: CHECKSUM });
     const signed = await s3.signUpload(spec);
     const ours = new URL(signed.url).searchParams.get('X-Amz-Signature');
-    const sent = { ...signed.headers, 'Content-Length': '4242' };
+    const sent: Record<string, string> = { ...signed.headers, 'Content-Length': '4242' };
     const tampered: Record<string, string>[] = [
       { ...sent, 'Content-Type': 'audio/ogg' },
       { ...sent, 'Content-Type': 'audio/webm' },
