@@ -3,6 +3,9 @@ import { ConfigError } from '../config.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerTokenCommand } from './commands/token.ts';
 import { registerSetupCommand } from './commands/setup.ts';
+import { registerCleanupCommand } from './commands/cleanup.ts';
+import { registerReportCommand } from './commands/report.ts';
+import { registerVerifyCommand } from './commands/verify.ts';
 
 const program = new Command('echoes-storage')
   .description('Audio storage for the Echoes app: API server and operator tools.')
@@ -12,6 +15,9 @@ const program = new Command('echoes-storage')
 registerServeCommand(program);
 registerTokenCommand(program);
 registerSetupCommand(program);
+registerCleanupCommand(program);
+registerReportCommand(program);
+registerVerifyCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,72 @@
+import type { Command } from 'commander';
+import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
+import { runDestructive } from '../lifecycle/destructive.ts';
+import { openCleanupService } from '../lifecycle/open.ts';
+import { oldFilesSummary, orphanSummary } from '../lifecycle/summaries.ts';
+import { formatBytes, mayProceed, nonNegative, parseUser } from '../lifecycle/ui.ts';
+
+interface OrphanFlags {
+  user?: string;
+  graceHours: number;
+  dryRun?: boolean;
+  yes?: boolean;
+  json?: boolean;
+}
+
+interface OldFlags extends Omit<OrphanFlags, 'graceHours'> {
+  olderThanDays: number;
+}
+
+export function registerCleanupCommand(program: Command): void {
+  const cleanup = program
+    .command('cleanup')
+    .description('Delete what storage and metadata no longer need (orphans, expired uploads, old echoes).');
+
+  cleanup
+    .command('orphans')
+    .description('Delete objects with no echo, expired uploads and unfinished deletes older than the grace period.')
+    .option('--user <id>', 'one user only', parseUser)
+    .option('--grace-hours <n>', 'leave anything younger than this alone', nonNegative('--grace-hours'), DEFAULT_GRACE_HOURS)
+    .option('--dry-run', 'list what would be deleted, change nothing')
+    .option('--yes', 'delete without asking (needed when stdin is not a terminal)')
+    .option('--json', 'print one JSON document on stdout')
+    .action(async (flags: OrphanFlags) => {
+      if (!mayProceed(flags, 'cleanup orphans')) return;
+      const { service, close } = await openCleanupService();
+      try {
+        await runDestructive(flags, {
+          sweep: (apply, now, onProgress) =>
+            service.cleanupOrphans({ userId: flags.user, graceHours: flags.graceHours, dryRun: !apply, now, onProgress }),
+          summary: orphanSummary,
+          changes: (plan) => plan.deletedObjects + plan.removedRecords,
+          question: (plan) => `Delete ${plan.deletedObjects} objects (${formatBytes(plan.freedBytes)}) and ${plan.removedRecords} records?`,
+        });
+      } finally {
+        await close();
+      }
+    });
+
+  cleanup
+    .command('old')
+    .description('Delete echoes (object, then record) created more than N days ago.')
+    .requiredOption('--older-than-days <n>', 'age in days; older echoes are deleted', nonNegative('--older-than-days'))
+    .option('--user <id>', 'one user only', parseUser)
+    .option('--dry-run', 'list what would be deleted, change nothing')
+    .option('--yes', 'delete without asking (needed when stdin is not a terminal)')
+    .option('--json', 'print one JSON document on stdout')
+    .action(async (flags: OldFlags) => {
+      if (!mayProceed(flags, 'cleanup old')) return;
+      const { service, close } = await openCleanupService();
+      try {
+        await runDestructive(flags, {
+          sweep: (apply, now, onProgress) =>
+            service.cleanupOldFiles({ userId: flags.user, olderThanDays: flags.olderThanDays, dryRun: !apply, now, onProgress }),
+          summary: oldFilesSummary,
+          changes: (plan) => plan.deleted.count,
+          question: (plan) => `Delete ${plan.deleted.count} echoes (${formatBytes(plan.deleted.bytes)})? Their audio is gone for good.`,
+        });
+      } finally {
+        await close();
+      }
+    });
+}

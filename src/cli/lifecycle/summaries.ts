@@ -1,0 +1,87 @@
+import type { IntegrityResult, OldFilesResult, OrphanCleanupResult, StorageReport } from '../../services/cleanup.ts';
+import { formatBytes, keyList, scope, table } from './ui.ts';
+
+const join = (...parts: string[]): string => parts.filter(Boolean).join('\n\n');
+
+function failures(f: { count: number; items: readonly { key: string; message: string }[] }): string {
+  if (f.count === 0) return '';
+  const lines = f.items.slice(0, 20).map((i) => `    ${i.key}: ${i.message}`);
+  return `  failed (${f.count}), kept for the next run:\n${lines.join('\n')}`;
+}
+
+export function orphanSummary(r: OrphanCleanupResult): string {
+  const verb = r.dryRun ? 'would delete' : 'deleted';
+  const head = `Orphan cleanup, ${scope(r.userId)}, grace ${r.graceHours} h${r.dryRun ? ' (dry run: nothing changed)' : ''}`;
+  const rows = table([
+    ['objects scanned', r.scannedObjects, r.scannedBytes],
+    ['orphan objects', r.orphanObjects.count, r.orphanObjects.bytes, verb],
+    ['expired uploads', r.stalePending.count, r.stalePending.bytes, `${verb} (record and object)`],
+    ['unfinished deletes', r.deleting.count, r.deleting.bytes, r.dryRun ? 'would finish' : 'finished'],
+    ['recent orphans', r.recentOrphans.count, r.recentOrphans.bytes, 'kept: younger than the grace period'],
+    ['foreign keys', r.foreign.count, r.foreign.bytes, 'kept: not echo keys'],
+    ['failed', r.failed.count, null],
+  ]);
+  const total = `  ${r.dryRun ? 'Would remove' : 'Removed'} ${r.deletedObjects} objects (${formatBytes(r.freedBytes)}) and ${r.removedRecords} records.`;
+  const next = r.dryRun && r.deletedObjects + r.removedRecords > 0 ? '  Run again without --dry-run to delete them.' : '';
+  return join(head, rows, total,
+    keyList('orphan objects', r.orphanObjects), keyList('expired uploads', r.stalePending),
+    keyList('unfinished deletes', r.deleting), keyList('foreign keys (never deleted)', r.foreign),
+    failures(r.failed), next);
+}
+
+export function oldFilesSummary(r: OldFilesResult): string {
+  const head = `Old echoes, ${scope(r.userId)}, created before ${r.cutoff} (${r.olderThanDays} days)${r.dryRun ? ' (dry run: nothing changed)' : ''}`;
+  const rows = table([
+    ['echoes scanned', r.scannedRecords, null],
+    [r.dryRun ? 'would delete' : 'deleted', r.deleted.count, r.deleted.bytes],
+    ['failed', r.failed.count, null],
+  ]);
+  const next = r.dryRun && r.deleted.count > 0 ? '  Run again without --dry-run to delete them.' : '';
+  return join(head, rows, keyList('echoes', r.deleted), failures(r.failed), next);
+}
+
+export function reportSummary(r: StorageReport): string {
+  const head = `Storage report, ${scope(r.userId)}`;
+  const rows = table([
+    ['echoes', r.echoes.count, r.echoes.bytes],
+    ['pending uploads', r.pending, null],
+    ['unfinished deletes', r.deleting, null],
+  ]);
+  const span = r.oldest ? `  oldest ${r.oldest}, newest ${r.newest}` : '  no echoes yet';
+  const byFormat = Object.entries(r.byFormat);
+  const byMonth = Object.entries(r.byMonth);
+  const formats = byFormat.length ? `  by format:\n${table(byFormat.map(([k, u]) => [k, u.count, u.bytes]))}` : '';
+  const months = byMonth.length ? `  by month:\n${table(byMonth.map(([k, u]) => [k, u.count, u.bytes]))}` : '';
+  const users = r.topUsers && r.topUsers.length > 0
+    ? `  largest users (${r.topUsers.length} of ${r.users ?? 0}):\n${table(r.topUsers.map((u) => [u.userId, u.count, u.bytes]))}`
+    : '';
+  return join(head, rows, span, formats, months, users);
+}
+
+export function integritySummary(r: IntegrityResult): string {
+  const fixedNote = (n: number): string => (r.fix ? `fixed ${n}` : '');
+  const head = `Integrity check, ${scope(r.userId)}${r.fix ? ', fixing what is safe' : ''}`;
+  const rows = table([
+    ['objects scanned', r.scannedObjects, null],
+    ['records scanned', r.scannedRecords, null],
+    ['records without object', r.missingObjects.count, r.missingObjects.bytes, fixedNote(r.fixed.removedRecords.count)],
+    ['objects without record', r.orphanObjects.count, r.orphanObjects.bytes,
+      r.fix ? `fixed ${r.fixed.deletedObjects.count}` : `${r.orphanObjectsPastGrace.count} past the ${r.graceHours} h grace`],
+    ['size mismatches', r.sizeMismatches.count, null, 'reported only'],
+    ['content-type mismatches', r.typeMismatches.count, null, 'reported only'],
+    ['foreign keys', r.foreign.count, r.foreign.bytes, 'ignored'],
+  ]);
+  const sizes = r.sizeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordSize ?? '?'} B, object ${m.objectSize} B`);
+  const types = r.typeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordType}, object ${m.objectType}`);
+  const status = r.remaining === 0
+    ? `  OK: ${r.inconsistencies === 0 ? 'storage and metadata agree' : `all ${r.inconsistencies} inconsistencies fixed`}.`
+    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix ? '' : ' Run with --fix to remove records without object and orphans past the grace period.'}`
+      + (r.sizeMismatches.count + r.typeMismatches.count > 0 ? ' Mismatches are never fixed automatically: the bytes changed after they were verified; inspect each object, then delete the echo or restore the file.' : '');
+  const unfinished = r.unfinished.stalePending + r.unfinished.deleting > 0
+    ? `  ${r.unfinished.stalePending} expired uploads and ${r.unfinished.deleting} unfinished deletes are waiting: run \`echoes-storage cleanup orphans\`.`
+    : '';
+  return join(head, rows,
+    keyList('records without object', r.missingObjects), keyList('objects without record', r.orphanObjects),
+    sizes.length ? `  size mismatches:\n${sizes.join('\n')}` : '', types.length ? `  content-type mismatches:\n${types.join('\n')}` : '',
+    failures(r.failed), status, unfinished);
+}
