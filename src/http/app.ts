@@ -54,7 +54,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    requestIdLogLabel: 'request_id',
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
   }).withTypeProvider();
 
