@@ -1,0 +1,20 @@
+/**
+ * Library entry point (package.json "exports"): the two ports, the adapters behind them, the
+ * use-case services and the configuration that wires them, for code that embeds echoes-storage
+ * or runs its lifecycle jobs itself.
+ */
+export type * from './ports.ts';
+export * from './domain/index.ts';
+
+export { LocalObjectStore, type LocalObjectStoreOptions } from './storage/local.ts';
+export { S3ObjectStore, type S3ObjectStoreOptions } from './storage/s3.ts';
+export { SqliteEchoRepository, type SqliteEchoRepositoryOptions } from './metadata/sqlite.ts';
+export { DynamoEchoRepository, type DynamoEchoRepositoryOptions } from './metadata/dynamodb.ts';
+
+export { UploadService, type Clock, type UploadRequest, type UploadSettings, type UploadTicket } from './services/uploads.ts';
+export { EchoService, type EchoSettings, type EchoView, type ListRequest } from './services/echoes.ts';
+export * from './services/cleanup.ts';
+
+export { ConfigError, environmentWithDotEnv, loadConfig, type Config, type Env } from './config.ts';
+export { compose, createEchoRepository, createObjectStore, type Composition } from './compose.ts';
+export { createServer, startServer, type RunningServer } from './server.ts';
