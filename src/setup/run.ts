@@ -25,6 +25,11 @@ export interface SetupOptions {
   readonly region?: string;
   /** One endpoint for S3, STS and DynamoDB (moto_server, LocalStack). */
   readonly endpoint?: string;
+  /**
+   * false leaves the audio bucket without its policy (and removes one): moto_server applies a
+   * policy's Deny statements without evaluating their conditions, so it would refuse every upload.
+   */
+  readonly bucketPolicy?: boolean;
   /** Called as each item is done, for live output. */
   readonly onItem?: ItemSink;
 }
@@ -104,7 +109,7 @@ export async function runSetup(opts: SetupOptions): Promise<SetupResult> {
         name: bucket,
         region,
         cors: corsRules(settings, values),
-        policy: bucketPolicy(settings, values),
+        policy: opts.bucketPolicy === false ? null : bucketPolicy(settings, values),
         lifecycle: audioLifecycleRules(settings),
         logging: { targetBucket: logBucket, targetPrefix: ACCESS_LOG_PREFIX },
       },

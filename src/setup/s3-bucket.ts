@@ -7,6 +7,7 @@ import {
   GetBucketOwnershipControlsCommand,
   GetBucketPolicyCommand,
   GetPublicAccessBlockCommand,
+  DeleteBucketPolicyCommand,
   HeadBucketCommand,
   PutBucketCorsCommand,
   PutBucketEncryptionCommand,
@@ -28,7 +29,8 @@ export interface BucketSpec {
   readonly name: string;
   readonly region: string;
   readonly cors?: CorsRuleJson[];
-  readonly policy: PolicyJson;
+  /** null removes any policy (local servers that cannot evaluate its conditions). */
+  readonly policy: PolicyJson | null;
   readonly lifecycle: LifecycleRuleJson[];
   readonly logging?: { readonly targetBucket: string; readonly targetPrefix: string };
 }
@@ -155,7 +157,7 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
       await reconcile({
         ...common,
         setting: 'cors',
-        detail: `${CORSRules.length} rules for ${[...new Set(CORSRules.flatMap((r) => r.AllowedOrigins))].join(' ')}`,
+        detail: `${CORSRules.length === 1 ? '1 rule' : `${CORSRules.length} rules`} for ${[...new Set(CORSRules.flatMap((r) => r.AllowedOrigins))].join(' ')}`,
         read: () => orMissing(() => s3.send(new GetBucketCorsCommand({ Bucket })), 'NoSuchCORSConfiguration'),
         matches: (c) => sameSettings(c.CORSRules, CORSRules),
         write: () => s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules } })),
@@ -163,22 +165,32 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
     );
   }
 
-  items.push(
-    await reconcile({
-      ...common,
-      setting: 'policy',
-      detail: spec.policy.Statement.map((s) => s.Sid ?? s.Effect).join(', '),
-      read: () => orMissing(() => s3.send(new GetBucketPolicyCommand({ Bucket })), 'NoSuchBucketPolicy'),
-      matches: (c) => {
-        try {
-          return sameSettings(JSON.parse(c.Policy ?? 'null'), spec.policy);
-        } catch {
-          return false;
-        }
-      },
-      write: () => s3.send(new PutBucketPolicyCommand({ Bucket, Policy: JSON.stringify(spec.policy) })),
-    }),
-  );
+  const readPolicy = () => orMissing(() => s3.send(new GetBucketPolicyCommand({ Bucket })), 'NoSuchBucketPolicy');
+  const policy = spec.policy;
+  if (policy) {
+    items.push(
+      await reconcile({
+        ...common,
+        setting: 'policy',
+        detail: policy.Statement.map((s) => s.Sid ?? s.Effect).join(', '),
+        read: readPolicy,
+        matches: (c) => {
+          try {
+            return sameSettings(JSON.parse(c.Policy ?? 'null'), policy);
+          } catch {
+            return false;
+          }
+        },
+        write: () => s3.send(new PutBucketPolicyCommand({ Bucket, Policy: JSON.stringify(policy) })),
+      }),
+    );
+  } else {
+    const had = (await readPolicy())?.Policy !== undefined;
+    if (had) await s3.send(new DeleteBucketPolicyCommand({ Bucket }));
+    const item: SetupItem = { resource: Bucket, setting: 'policy', action: had ? 'updated' : 'unchanged', detail: 'none (--no-bucket-policy)' };
+    sink(item);
+    items.push(item);
+  }
 
   items.push(
     await reconcile({

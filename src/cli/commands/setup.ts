@@ -17,6 +17,7 @@ interface SetupFlags {
   endpoint?: string;
   writeEnv?: string | boolean;
   json?: boolean;
+  bucketPolicy: boolean;
 }
 
 function checkEndpoint(raw: string): string {
@@ -38,6 +39,7 @@ export function registerSetupCommand(program: Command): void {
     .option('--region <region>', 'AWS region (default: AWS_REGION, the profile\'s region, else us-east-1)')
     .option('--endpoint <url>', 'one endpoint for S3, STS and DynamoDB, e.g. a local moto_server')
     .option('--write-env [file]', 'write or merge the settings into a .env file (default: ./.env)')
+    .option('--no-bucket-policy', 'leave the audio bucket without its policy (for moto_server, which cannot evaluate its conditions)')
     .option('--json', 'print a machine-readable result instead of text')
     .action(async (env: EnvironmentName, flags: SetupFlags) => {
       const endpoint = flags.endpoint === undefined ? undefined : checkEndpoint(flags.endpoint);
@@ -47,6 +49,7 @@ export function registerSetupCommand(program: Command): void {
         ...(flags.profile ? { profile: flags.profile } : {}),
         ...(flags.region ? { region: flags.region } : {}),
         ...(endpoint ? { endpoint } : {}),
+        bucketPolicy: flags.bucketPolicy,
         ...(flags.json ? {} : { onItem: (item) => console.log(formatItem(item)) }),
       });
       let envFile: EnvFileChange | undefined;
@@ -59,6 +62,9 @@ export function registerSetupCommand(program: Command): void {
       }
       console.log(`\nAccount ${result.account}, region ${result.region}.`);
       console.log(formatSummary(result));
+      if (endpoint && flags.bucketPolicy) {
+        console.log('\nNote: moto_server applies the bucket policy without its conditions and so refuses every upload; with moto, run again with --no-bucket-policy.');
+      }
       if (envFile) console.log(`\n${formatEnvFileChange(envFile)}`);
       else console.log('\n(Add these lines to .env, or run again with --write-env.)');
     });
