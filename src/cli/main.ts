@@ -6,6 +6,7 @@ import { registerSetupCommand } from './commands/setup.ts';
 import { registerCleanupCommand } from './commands/cleanup.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
+import { registerTestIntegrationCommand } from './commands/test-integration.ts';
 
 const program = new Command('echoes-storage')
   .description('Audio storage for the Echoes app: API server and operator tools.')
@@ -18,6 +19,7 @@ registerSetupCommand(program);
 registerCleanupCommand(program);
 registerReportCommand(program);
 registerVerifyCommand(program);
+registerTestIntegrationCommand(program);
 
 try {
   await program.parseAsync(process.argv);
