@@ -223,7 +223,11 @@ describe('credentials', () => {
     it('an unknown profile is an error, not a silent fallback to other credentials', async () => {
       const repo = new DynamoEchoRepository({ table: 'profile-echoes', region: 'us-east-1', endpoint: dynalite.endpoint, profile: 'nobody', maxAttempts: 1 });
       await expect(repo.get({ userId: 'u', echoId: 'x' })).rejects.toThrow(/nobody|profile|credentials/i);
+      await expect(repo.check()).rejects.toThrow(/"profile-echoes".*No usable AWS credentials.*profile "nobody" \(AWS_PROFILE\)/);
       await repo.close();
+      const s3 = new S3ObjectStore({ bucket: 'echoes-audio', region: 'us-east-1', endpoint: dynalite.endpoint, forcePathStyle: true, profile: 'nobody' });
+      await expect(s3.check()).rejects.toThrow(/"echoes-audio".*No usable AWS credentials.*profile "nobody"/);
+      await s3.close();
     });
   });
 });

@@ -67,3 +67,12 @@ export function describeError(err: unknown): string {
   }
   return String(err);
 }
+
+/** A sentence for start-up errors when the cause is missing or unusable credentials. */
+export function credentialsProblem(err: unknown, profile: string | undefined): string | undefined {
+  if ((err as { name?: string } | undefined)?.name !== 'CredentialsProviderError') return undefined;
+  const where = profile
+    ? `profile "${profile}" (AWS_PROFILE) in the shared files (AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE, default ~/.aws/)`
+    : 'AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, or an instance/task role';
+  return `No usable AWS credentials (${describeError(err)}). Provide them through ${where}.`;
+}

@@ -11,7 +11,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, describeError } from '../aws/credentials.ts';
+import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
 import type { EchoMetadata, EchoRecord, EchoStatus } from '../domain/echo.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
 
@@ -151,6 +151,7 @@ export class DynamoEchoRepository implements EchoRepository {
   readonly table: string;
   readonly region: string;
   readonly endpoint: string | undefined;
+  private readonly profile: string | undefined;
   private readonly client: DynamoDBClient;
   private readonly doc: DynamoDBDocumentClient;
 
@@ -158,6 +159,7 @@ export class DynamoEchoRepository implements EchoRepository {
     this.table = options.table;
     this.region = options.region;
     this.endpoint = options.endpoint;
+    this.profile = options.profile;
     this.client = new DynamoDBClient({
       region: options.region,
       endpoint: options.endpoint,
@@ -392,6 +394,8 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   private checkMessage(err: unknown): string {
+    const credentials = credentialsProblem(err, this.profile);
+    if (credentials) return `DynamoDB table "${this.table}" at ${this.where()} cannot be checked: ${credentials}`;
     const create = `Create it with \`echoes-storage setup dev\` (local DynamoDB) or \`${this.createTableCommand()}\`.`;
     if (errorName(err) === 'ResourceNotFoundException') {
       return `DynamoDB table "${this.table}" does not exist at ${this.where()}. ${create}`;

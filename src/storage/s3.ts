@@ -10,7 +10,7 @@ import {
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, describeError } from '../aws/credentials.ts';
+import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
 import { NodeSha256 } from '../aws/sha256.ts';
 import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
 
@@ -87,6 +87,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
   readonly region: string;
   readonly endpoint: string | undefined;
+  private readonly profile: string | undefined;
   private readonly client: S3Client;
   private readonly signer: SignatureV4;
   private readonly listPageSize: number;
@@ -97,6 +98,7 @@ export class S3ObjectStore implements ObjectStore {
     this.bucket = options.bucket;
     this.region = options.region;
     this.endpoint = options.endpoint;
+    this.profile = options.profile;
     this.clock = options.clock ?? (() => new Date());
     this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
     const credentials = credentialProvider(options);
@@ -300,6 +302,8 @@ export class S3ObjectStore implements ObjectStore {
 
   private checkMessage(err: unknown): string {
     const where = `${this.endpoint ?? 'AWS S3'} (region ${this.region})`;
+    const credentials = credentialsProblem(err, this.profile);
+    if (credentials) return `S3 bucket "${this.bucket}" at ${where} cannot be checked: ${credentials}`;
     const endpointArg = this.endpoint ? ` --endpoint-url ${this.endpoint}` : '';
     const location = this.region === 'us-east-1' ? '' : ` --create-bucket-configuration LocationConstraint=${this.region}`;
     const create =
