@@ -1,0 +1,162 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { EMPTY_METADATA } from '../../src/domain/echo.ts';
+import type { EchoRepository, ObjectStore } from '../../src/ports.ts';
+import { UploadService } from '../../src/services/uploads.ts';
+import { fixture } from './api.ts';
+import { createBucket, createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION, type LocalServer } from './aws.ts';
+import { requireMoto, startMoto, type MotoServer } from './moto.ts';
+import { startTestServer, type TestServer } from './server.ts';
+
+/** Writes bytes under a key behind the store's back (corruption, foreign files). */
+type RawWrite = (key: string, bytes: Uint8Array, contentType: string) => Promise<void>;
+
+export interface LifecycleBackend {
+  readonly name: string;
+  readonly available: boolean;
+  /** A real API server on this backend, fresh bucket/table or DATA_DIR, and a raw writer. */
+  start(): Promise<{ server: TestServer; rawWrite: RawWrite }>;
+  stopAll(): Promise<void>;
+}
+
+const here = resolve(import.meta.dirname, '..', '..');
+const awsAdaptersExist = existsSync(join(here, 'src/storage/s3.ts')) && existsSync(join(here, 'src/metadata/dynamodb.ts'));
+
+function localBackend(): LifecycleBackend {
+  return {
+    name: 'local disk + SQLite',
+    available: true,
+    async start() {
+      const server = await startTestServer();
+      const rawWrite: RawWrite = async (key, bytes) => {
+        const path = join(server.dataDir, 'objects', ...key.split('/'));
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(path, bytes);
+      };
+      return { server, rawWrite };
+    },
+    async stopAll() {},
+  };
+}
+
+function awsBackend(): LifecycleBackend {
+  const available = awsAdaptersExist && requireMoto('lifecycle on S3 (moto) + DynamoDB (dynalite)');
+  let moto: MotoServer | undefined;
+  let dynamo: LocalServer | undefined;
+  return {
+    name: 'S3 (moto) + DynamoDB (dynalite)',
+    available,
+    async start() {
+      moto ??= await startMoto();
+      dynamo ??= await startDynalite();
+      // The SDK default chain reads these; moto and dynalite check no signatures.
+      process.env.AWS_ACCESS_KEY_ID ??= TEST_CREDENTIALS.accessKeyId;
+      process.env.AWS_SECRET_ACCESS_KEY ??= TEST_CREDENTIALS.secretAccessKey;
+      const name = `echoes-lc-${randomBytes(4).toString('hex')}`;
+      await createBucket(moto.endpoint, name);
+      await createEchoTable(dynamo.endpoint, name);
+      const server = await startTestServer({
+        STORAGE_BACKEND: 's3', S3_BUCKET_NAME: name, S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_REGION: TEST_REGION,
+        METADATA_BACKEND: 'dynamodb', DYNAMODB_TABLE_NAME: name, DYNAMODB_ENDPOINT: dynamo.endpoint,
+      });
+      const endpoint = moto.endpoint;
+      const rawWrite: RawWrite = async (key, bytes, contentType) => {
+        const s3 = new S3Client({ region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+        try {
+          await s3.send(new PutObjectCommand({ Bucket: name, Key: key, Body: bytes, ContentType: contentType }));
+        } finally {
+          s3.destroy();
+        }
+      };
+      return { server, rawWrite };
+    },
+    async stopAll() {
+      await moto?.stop();
+      await dynamo?.stop();
+    },
+  };
+}
+
+/** Every backend the lifecycle suites run on; the AWS one needs its adapters and moto_server. */
+export function lifecycleBackends(): LifecycleBackend[] {
+  return [localBackend(), awsBackend()];
+}
+
+export const CONTENT_TYPES: Record<string, string> = {
+  webm: 'audio/webm;codecs=opus', wav: 'audio/wav', mp3: 'audio/mpeg', m4a: 'audio/mp4', ogg: 'audio/ogg', flac: 'audio/flac', aac: 'audio/aac',
+};
+
+export interface Upload {
+  readonly userId: string;
+  readonly echoId: string;
+  readonly key: string;
+  readonly size: number;
+}
+
+/** Issues (optionally at a past moment), PUTs a real fixture to the signed URL, optionally makes it an echo. */
+export async function upload(server: TestServer, userId: string, ext: string, opts: { at?: Date; create?: boolean } = {}): Promise<Upload> {
+  const { store, repo, echoes } = server.server.composition;
+  const uploads = opts.at
+    ? new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: server.config.presignedUrlExpiration }, () => opts.at as Date)
+    : server.server.composition.uploads;
+  const bytes = fixture(ext);
+  const ticket = await uploads.issue(userId, { fileExtension: ext, contentType: CONTENT_TYPES[ext] ?? '', fileSize: bytes.length });
+  const res = await fetch(ticket.uploadUrl, { method: 'PUT', headers: ticket.headers, body: bytes });
+  if (!res.ok) throw new Error(`PUT ${ext} failed: ${res.status} ${await res.text()}`);
+  if (opts.create ?? true) await echoes.create(userId, ticket.echoId, EMPTY_METADATA);
+  return { userId, echoId: ticket.echoId, key: ticket.key, size: bytes.length };
+}
+
+export interface State {
+  readonly objects: string[];
+  readonly records: string[];
+}
+
+/** Everything both sides hold, as sorted "key size" and "key status" lines. */
+export async function snapshot(store: ObjectStore, repo: EchoRepository): Promise<State> {
+  const objects: string[] = [];
+  for await (const o of store.list('')) objects.push(`${o.key} ${o.size}`);
+  const records: string[] = [];
+  for await (const page of repo.scan()) for (const r of page) records.push(`${r.key} ${r.status}`);
+  return { objects: objects.sort(), records: records.sort() };
+}
+
+export const DAY_MS = 86_400_000;
+
+/**
+ * Healthy echoes for two users plus one of each inconsistency, each built on purpose with the
+ * real services and then broken through the ports (or behind their back).
+ */
+export async function brokenWorld(server: TestServer, rawWrite: RawWrite) {
+  const { store, repo } = server.server.composition;
+  const healthy = [
+    await upload(server, 'alice', 'webm'),
+    await upload(server, 'alice', 'mp3'),
+    await upload(server, 'bob', 'wav'),
+  ];
+  // An upload in flight: pending, not expired. Every command must leave it alone.
+  const livePending = await upload(server, 'alice', 'm4a', { create: false });
+
+  const orphan = await upload(server, 'alice', 'ogg');
+  await repo.remove({ userId: orphan.userId, echoId: orphan.echoId });
+
+  const stalePending = await upload(server, 'alice', 'flac', { at: new Date(Date.now() - 3 * DAY_MS), create: false });
+
+  const missing = await upload(server, 'bob', 'mp3');
+  await store.delete(missing.key);
+
+  const deleting = await upload(server, 'bob', 'aac');
+  await repo.markDeleting({ userId: deleting.userId, echoId: deleting.echoId });
+
+  const resized = await upload(server, 'alice', 'wav');
+  const truncated = fixture('wav').subarray(0, 1000);
+  await rawWrite(resized.key, truncated, 'audio/wav');
+
+  const foreignKey = 'misc/notes.txt';
+  await rawWrite(foreignKey, Buffer.from('not audio'), 'text/plain');
+
+  return { healthy, livePending, orphan, stalePending, missing, deleting, resized, resizedTo: truncated.length, foreignKey };
+}
