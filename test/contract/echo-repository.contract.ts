@@ -6,6 +6,11 @@ import type { EchoRepository } from '../../src/ports.ts';
 
 export interface EchoRepositoryFixture {
   readonly repo: EchoRepository;
+  /**
+   * False for test servers whose conditional writes are not atomic under concurrency (moto
+   * evaluates the condition and applies the update without a lock); the race test then skips.
+   */
+  readonly atomicConditionalWrites?: boolean;
   cleanup(): Promise<void>;
 }
 
@@ -117,7 +122,8 @@ export function echoRepositoryContract(name: string, factory: () => Promise<Echo
       expect(ready).toEqual({ ...r, status: 'ready', fileSize: 5 });
     });
 
-    it('two racing markReady calls: exactly one update wins and both get the same stored record', async () => {
+    it('two racing markReady calls: exactly one update wins and both get the same stored record', async (ctx) => {
+      if (fx.atomicConditionalWrites === false) ctx.skip();
       for (let round = 0; round < 5; round++) {
         const r = pending(newUser(), T0);
         await repo.createPending(r);
