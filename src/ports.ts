@@ -90,6 +90,7 @@ export interface ReadyUpdate {
 
 export interface ScanOptions {
   readonly userId?: string | undefined;
+  /** Only records in these states; undefined or empty means every state. */
   readonly statuses?: readonly EchoStatus[] | undefined;
   /** Records per page; the repository may return fewer. */
   readonly pageSize?: number | undefined;
@@ -111,7 +112,7 @@ export interface EchoRepository {
   /** Idempotent. */
   remove(key: EchoKey): Promise<void>;
   listReady(userId: string, query: ListQuery): Promise<EchoPage>;
-  /** Batch lookup, any number of keys; missing ones are left out. */
+  /** Batch lookup, any number of keys; missing ones are left out, duplicates answered once, in the keys' order. */
   getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]>;
   /** Streams records page by page (all users, or one), memory independent of the table size. */
   scan(options?: ScanOptions): AsyncIterable<readonly EchoRecord[]>;

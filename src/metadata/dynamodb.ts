@@ -1,4 +1,4 @@
-import { DescribeTableCommand, DynamoDBClient, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
   DeleteCommand,
@@ -13,6 +13,7 @@ import {
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
 import type { EchoMetadata, EchoRecord, EchoStatus } from '../domain/echo.ts';
+import { pendingTtl, TTL_ATTRIBUTE } from './echo-table.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
 
 export interface DynamoEchoRepositoryOptions {
@@ -25,27 +26,8 @@ export interface DynamoEchoRepositoryOptions {
   readonly maxAttempts?: number | undefined;
 }
 
-/** Pending items outlive their upload URL by this much before DynamoDB's TTL may drop them. */
-export const PENDING_GRACE_SECONDS = 24 * 60 * 60;
-export const TTL_ATTRIBUTE = 'ttl';
 const BATCH_GET = 100;
 const BATCH_RETRIES = 8;
-
-/** The table of DESIGN.md, for `setup` and tests (TTL is enabled separately on `ttl`). */
-export function echoTableDefinition(table: string): CreateTableCommandInput {
-  return {
-    TableName: table,
-    AttributeDefinitions: [
-      { AttributeName: 'user_id', AttributeType: 'S' },
-      { AttributeName: 'echo_id', AttributeType: 'S' },
-    ],
-    KeySchema: [
-      { AttributeName: 'user_id', KeyType: 'HASH' },
-      { AttributeName: 'echo_id', KeyType: 'RANGE' },
-    ],
-    BillingMode: 'PAY_PER_REQUEST',
-  };
-}
 
 /** An item as stored: snake_case, null fields left out. */
 interface EchoItem {
@@ -94,9 +76,6 @@ function toItem(r: EchoRecord): EchoItem {
   };
 }
 
-function pendingTtl(expiresAt: Date): number {
-  return Math.floor(expiresAt.getTime() / 1000) + PENDING_GRACE_SECONDS;
-}
 
 function fromItem(raw: Record<string, unknown>): EchoRecord {
   const i = raw as unknown as EchoItem;

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EchoRecord, EchoStatus } from '../domain/echo.ts';
+import { pendingTtl } from './echo-table.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
 
 export interface SqliteEchoRepositoryOptions {
@@ -57,9 +58,6 @@ interface Row {
   ttl: number | null;
 }
 
-/** Pending rows keep a `ttl` like the DynamoDB items: expiry plus the cleanup grace period. */
-export const PENDING_GRACE_SECONDS = 24 * 3600;
-
 function toRow(r: EchoRecord): Row {
   return {
     user_id: r.userId,
@@ -80,7 +78,8 @@ function toRow(r: EchoRecord): Row {
     location_lng: r.location?.lng ?? null,
     created_at: r.createdAt.getTime(),
     expires_at: r.expiresAt.getTime(),
-    ttl: r.status === 'pending' ? Math.floor(r.expiresAt.getTime() / 1000) + PENDING_GRACE_SECONDS : null,
+    // Pending rows keep a `ttl` like the DynamoDB items: expiry plus the cleanup grace period.
+    ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : null,
   };
 }
 
@@ -141,7 +140,7 @@ export class SqliteEchoRepository implements EchoRepository {
         WHERE user_id = ? AND status = 'ready' AND echo_id < ? AND echo_id >= ? AND echo_id <= ?
         ORDER BY echo_id DESC LIMIT ?`),
       many: db.prepare<[string], Row>(`SELECT e.* FROM json_each(?) AS j
-        JOIN echoes AS e ON e.user_id = j.value ->> 0 AND e.echo_id = j.value ->> 1`),
+        JOIN echoes AS e ON e.user_id = j.value ->> 0 AND e.echo_id = j.value ->> 1 ORDER BY j.key`),
       scanAll: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
         WHERE (user_id, echo_id) > (?, ?) AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
         ORDER BY user_id, echo_id LIMIT ?`),
@@ -225,12 +224,13 @@ export class SqliteEchoRepository implements EchoRepository {
 
   async getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]> {
     if (keys.length === 0) return [];
-    return this.stmt.many.all(JSON.stringify(keys.map((k) => [k.userId, k.echoId]))).map(fromRow);
+    const unique = new Map(keys.map((k) => [`${k.userId}/${k.echoId}`, [k.userId, k.echoId]]));
+    return this.stmt.many.all(JSON.stringify([...unique.values()])).map(fromRow);
   }
 
   async *scan(options: ScanOptions = {}): AsyncIterable<readonly EchoRecord[]> {
     const pageSize = Math.max(1, options.pageSize ?? SCAN_PAGE);
-    const statuses = options.statuses ? JSON.stringify(options.statuses) : null;
+    const statuses = options.statuses?.length ? JSON.stringify(options.statuses) : null;
     let lastUser = options.userId ?? LOW;
     let lastEcho = LOW;
     for (;;) {

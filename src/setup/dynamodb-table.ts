@@ -11,7 +11,7 @@ import {
   type TableDescription,
 } from '@aws-sdk/client-dynamodb';
 import { isAwsError, reconcile, SetupError, type ItemSink, type SetupItem } from './items.ts';
-import { TABLE_KEYS, TTL_ATTRIBUTE } from './templates.ts';
+import { echoTableDefinition, TABLE_KEYS, TTL_ATTRIBUTE } from '../metadata/echo-table.ts';
 
 async function describe(db: DynamoDBClient, TableName: string): Promise<TableDescription | undefined> {
   try {
@@ -47,18 +47,7 @@ export async function ensureTable(db: DynamoDBClient, TableName: string, sink: I
   }
   if (!existing) {
     await db.send(
-      new CreateTableCommand({
-        TableName,
-        AttributeDefinitions: [
-          { AttributeName: TABLE_KEYS.partition, AttributeType: 'S' },
-          { AttributeName: TABLE_KEYS.sort, AttributeType: 'S' },
-        ],
-        KeySchema: [
-          { AttributeName: TABLE_KEYS.partition, KeyType: 'HASH' },
-          { AttributeName: TABLE_KEYS.sort, KeyType: 'RANGE' },
-        ],
-        BillingMode: 'PAY_PER_REQUEST',
-      }),
+      new CreateTableCommand(echoTableDefinition(TableName)),
     );
   }
   // TTL and backups can only be switched on once the table is ACTIVE.

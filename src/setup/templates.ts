@@ -55,9 +55,7 @@ export const CONFIG_DIR = new URL('../../config/', import.meta.url);
 /** Where server access logs land inside the log bucket (setup and CDK use the same). */
 export const ACCESS_LOG_PREFIX = 'access-logs/';
 
-/** The echoes table's keys and TTL attribute (DESIGN.md, "Metadata tables"). */
-export const TABLE_KEYS = { partition: 'user_id', sort: 'echo_id' } as const;
-export const TTL_ATTRIBUTE = 'ttl';
+export { TABLE_KEYS, TTL_ATTRIBUTE } from '../metadata/echo-table.ts';
 
 export function bucketName(env: EnvironmentName, accountId: string): string {
   return `echoes-audio-${env}-${accountId}`;
