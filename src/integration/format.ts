@@ -20,7 +20,9 @@ export function formatReport(report: IntegrationReport, columns = 120): string {
     return `${MARK[c.status]}  ${pad(c.title, titleWidth)}  ${pad(ms.padStart(7), 7)}  ${clip(c.detail, detailWidth)}`;
   });
   const totals = `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped in ${(report.duration_ms / 1000).toFixed(1)} s`;
-  return [report.verdict, '', header, ...rows, '', totals].join('\n');
+  const clipped = report.checks.filter((c) => c.status === 'fail' && c.detail.length > detailWidth);
+  const notes = clipped.length === 0 ? [] : ['', 'In full:', ...clipped.map((c) => `- ${c.title}: ${c.detail}`)];
+  return [report.verdict, '', header, ...rows, ...notes, '', totals].join('\n');
 }
 
 /** integration-report-20260102-030405.json (UTC), sortable and safe in any file system. */

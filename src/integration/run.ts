@@ -117,5 +117,7 @@ function verdict(baseUrl: string, ok: boolean, results: readonly CheckResult[], 
   const failed = results.filter((r) => r.status === 'fail');
   const first = failed[0];
   if (!first) return `FAIL: ${results.filter((r) => r.status === 'skip').length} checks were skipped.`;
-  return `FAIL: ${failed.length} of ${results.length} checks failed against ${baseUrl}${where}; first "${first.title}": ${first.detail}`;
+  // The first line stays readable; the full message is in the table's notes and the report.
+  const detail = first.detail.length > 220 ? `${first.detail.slice(0, 219)}…` : first.detail;
+  return `FAIL: ${failed.length} of ${results.length} checks failed against ${baseUrl}${where}; first "${first.title}": ${detail}`;
 }
