@@ -1,0 +1,205 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { extname, join, resolve } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleRecorderPage, RECORDER_DIR } from '../src/http/routes/web.ts';
+import { freePort } from './support/moto.ts';
+import { startTestServer, type TestServer } from './support/server.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = resolve(import.meta.dirname, '..');
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--no-first-run', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+];
+
+function chromiumPresent(): boolean {
+  if (existsSync(CHROMIUM)) return true;
+  if (process.env.CI === 'true') throw new Error(`Browser tests need Chromium at ${CHROMIUM}: run \`apt-get install chromium\` (CI=true makes this a failure).`);
+  console.warn(`SKIPPED browser tests: no Chromium at ${CHROMIUM}. Run \`apt-get install chromium\` to enable them.`);
+  return false;
+}
+
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+/** The page served from another origin than the API: its files plus the same /app.js bundle. */
+async function startPageServer(port: number): Promise<{ origin: string; server: Server }> {
+  const server = createServer((req, res) => {
+    void (async () => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      if (path === '/app.js') {
+        res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(await bundleRecorderPage());
+        return;
+      }
+      const file = path === '/' ? 'index.html' : path.slice(1);
+      const type = TYPES[extname(file)];
+      if (!type || file.includes('/') || !existsSync(join(RECORDER_DIR, file))) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': type }).end(readFileSync(join(RECORDER_DIR, file)));
+    })();
+  });
+  await new Promise<void>((done) => server.listen(port, '127.0.0.1', done));
+  return { origin: `http://127.0.0.1:${port}`, server };
+}
+
+async function signIn(page: Page, userId: string): Promise<void> {
+  await page.getByLabel('User id').fill(userId);
+  await page.getByRole('button', { name: 'Get a dev token' }).click();
+  await expect.poll(() => page.locator('#who').textContent()).toBe(`Signed in as ${userId}`);
+}
+
+/** Waits until the echo's <audio> has loaded and knows a finite, positive duration. */
+async function playableDuration(page: Page, selector: string): Promise<number> {
+  const audio = page.locator(selector);
+  await expect.poll(() => audio.getAttribute('data-duration'), { timeout: 15_000 }).not.toBeNull();
+  const { duration, readyState } = await audio.evaluate((a: Media) => ({ duration: a.duration, readyState: a.readyState }));
+  expect(readyState).toBeGreaterThanOrEqual(1);
+  expect(Number.isFinite(duration)).toBe(true);
+  expect(duration).toBeGreaterThan(0);
+  return duration;
+}
+
+/** What the tests use of an <audio> element (the test program has no DOM types). */
+interface Media {
+  readonly duration: number;
+  readonly readyState: number;
+  currentTime: number;
+  play(): Promise<void>;
+  pause(): void;
+}
+
+const enabled = chromiumPresent();
+
+describe.runIf(enabled)('recorder page in Chromium', () => {
+  let api: TestServer;
+  let browser: Browser;
+  let allowed: { origin: string; server: Server };
+  let refused: { origin: string; server: Server };
+  const contexts: BrowserContext[] = [];
+
+  async function newPage(): Promise<Page> {
+    const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+    return page;
+  }
+
+  beforeAll(async () => {
+    const [allowedPort, refusedPort] = [await freePort(), await freePort()];
+    api = await startTestServer({ CORS_ORIGINS: `http://127.0.0.1:${allowedPort}` });
+    allowed = await startPageServer(allowedPort);
+    refused = await startPageServer(refusedPort);
+    // chromium.launch gives every run a fresh temporary profile.
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  });
+
+  afterAll(async () => {
+    for (const context of contexts) await context.close().catch(() => undefined);
+    await browser?.close();
+    await Promise.all([allowed, refused].map((s) => s && new Promise((done) => s.server.close(done))));
+    await api?.close();
+  });
+
+  it('records two seconds from the microphone, uploads, plays and deletes the echo', async () => {
+    const page = await newPage();
+    await page.goto(`${api.url}/`);
+    await signIn(page, 'browser-user');
+    await expect.poll(() => page.locator('#empty').textContent()).toBe('No echoes yet. Record one above.');
+
+    await page.getByRole('button', { name: 'Record' }).click();
+    await expect.poll(() => page.locator('#record').getAttribute('aria-pressed')).toBe('true');
+    await page.waitForTimeout(2000);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect.poll(() => page.locator('#take-info').textContent()).toMatch(/^Recording: 0:02 · .+ · audio\/webm;codecs=opus$/);
+
+    await page.getByLabel('Emotion').selectOption('happy');
+    await page.getByLabel('Tags').fill('fake mic, browser');
+    const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().includes('/storage/'));
+    await page.getByRole('button', { name: 'Upload echo' }).click();
+    const upload = await put;
+    expect(upload.status()).toBe(200);
+    // MediaRecorder's type goes to the signed URL exactly; the API stores its base type.
+    expect(await upload.request().headerValue('content-type')).toBe('audio/webm;codecs=opus');
+    const item = page.locator('li.echo');
+    await expect.poll(() => item.count()).toBe(1);
+    await expect.poll(() => page.locator('#status').textContent()).toBe('Echo uploaded.');
+    // The bar keeps its last value once hidden: XHR upload progress reached the end.
+    expect(await page.locator('#progress').evaluate((bar: { value: number }) => bar.value)).toBe(100);
+    expect(await item.locator('.chip').allTextContents()).toEqual(expect.arrayContaining(['happy', '#fake mic', '#browser', '0:02']));
+
+    const echoId = await item.getAttribute('data-echo-id');
+    const stored = await fetch(`${api.url}/echoes/${echoId}`, { headers: { authorization: `Bearer ${await api.token('browser-user')}` } });
+    const echo = (await stored.json()) as { content_type: string; file_extension: string; duration_seconds: number };
+    expect(echo).toMatchObject({ content_type: 'audio/webm', file_extension: 'webm' });
+    expect(echo.duration_seconds).toBeGreaterThan(1.5);
+
+    const duration = await playableDuration(page, 'li.echo audio');
+    expect(duration).toBeGreaterThan(1);
+    expect(duration).toBeLessThan(4);
+    await item.locator('audio').evaluate((a: Media) => a.play());
+    await expect.poll(() => item.locator('audio').evaluate((a: Media) => a.currentTime)).toBeGreaterThan(0);
+    await item.locator('audio').evaluate((a: Media) => {
+      a.pause();
+      a.currentTime = 0;
+    });
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'recorder.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: join(ARTIFACTS, 'recorder-dark.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    await item.getByRole('button', { name: /^Delete the echo/ }).click();
+    await expect.poll(() => item.getByRole('button', { name: /^Delete the echo/ }).textContent()).toBe('Press again to delete');
+    await item.getByRole('button', { name: /^Delete the echo/ }).click();
+    await expect.poll(() => page.locator('li.echo').count()).toBe(0);
+    await expect.poll(() => page.locator('#status').textContent()).toBe('Echo deleted.');
+    const gone = await fetch(`${api.url}/echoes/${echoId}`, { headers: { authorization: `Bearer ${await api.token('browser-user')}` } });
+    expect(gone.status).toBe(404);
+  });
+
+  it('works from another origin listed in CORS_ORIGINS, uploads to the storage URL across origins', async () => {
+    const page = await newPage();
+    await page.goto(`${allowed.origin}/?api=${encodeURIComponent(api.url)}`);
+    expect(await page.getByLabel('API base URL').inputValue()).toBe(api.url);
+    await signIn(page, 'cors-user');
+
+    await page.getByLabel('Choose a file').setInputFiles(join(ROOT, 'test/fixtures/tone.wav'));
+    await expect.poll(() => page.locator('#take-info').textContent()).toMatch(/^tone\.wav: .+ · audio\/wav$/);
+    const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(`${api.url}/storage/`));
+    await page.getByRole('button', { name: 'Upload echo' }).click();
+    const response = await put;
+    expect(response.status()).toBe(200);
+    expect(await response.request().headerValue('origin')).toBe(allowed.origin);
+    await expect.poll(() => page.locator('li.echo').count()).toBe(1);
+    expect(await playableDuration(page, 'li.echo audio')).toBeGreaterThan(0);
+
+    const del = page.locator('li.echo').getByRole('button', { name: /^Delete the echo/ });
+    await del.click();
+    await del.click();
+    await expect.poll(() => page.locator('li.echo').count()).toBe(0);
+    expect(await page.locator('#error').isHidden()).toBe(true);
+  });
+
+  it('is refused by the browser from an origin not in CORS_ORIGINS', async () => {
+    const page = await newPage();
+    const consoleErrors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    await page.goto(`${refused.origin}/?api=${encodeURIComponent(api.url)}`);
+    await page.getByLabel('User id').fill('stranger');
+    await page.getByRole('button', { name: 'Get a dev token' }).click();
+    const error = page.getByRole('alert');
+    await expect.poll(() => error.textContent()).toBe(
+      `Getting a token failed: cannot reach the API at ${api.url}. Check that it is running and that its CORS settings allow ${refused.origin}.`,
+    );
+    expect(await page.locator('#who').textContent()).toBe('Not signed in');
+    expect(consoleErrors.join('\n')).toMatch(/CORS policy/);
+  });
+});
