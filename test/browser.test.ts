@@ -1,10 +1,12 @@
+import { CreateBucketCommand, PutBucketCorsCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleRecorderPage, RECORDER_DIR } from '../src/http/routes/web.ts';
-import { freePort } from './support/moto.ts';
+import { freePort, requireMoto, startMoto, type MotoServer } from './support/moto.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -201,5 +203,68 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
     );
     expect(await page.locator('#who').textContent()).toBe('Not signed in');
     expect(consoleErrors.join('\n')).toMatch(/CORS policy/);
+  });
+});
+
+const withS3 = enabled && existsSync(join(ROOT, 'src/metadata/dynamodb.ts')) && requireMoto('recorder page against S3 + DynamoDB (moto)');
+
+describe.runIf(withS3)('recorder page against S3 + DynamoDB on moto', () => {
+  let moto: MotoServer;
+  let api: TestServer;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    const aws = { region: 'us-east-1', endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
+    const s3 = new S3Client({ ...aws, forcePathStyle: true });
+    await s3.send(new CreateBucketCommand({ Bucket: 'echoes-browser' }));
+    const port = await freePort();
+    // The project's CORS rules, with this page's origin: the browser PUTs straight to the bucket.
+    const cors = JSON.parse(readFileSync(join(ROOT, 'config/s3-cors.json'), 'utf8').replaceAll('${ALLOWED_ORIGINS}', `http://127.0.0.1:${port}`));
+    await s3.send(new PutBucketCorsCommand({ Bucket: 'echoes-browser', CORSConfiguration: cors }));
+    s3.destroy();
+    const db = new DynamoDBClient(aws);
+    await db.send(new CreateTableCommand({
+      TableName: 'echoes-browser',
+      AttributeDefinitions: [{ AttributeName: 'user_id', AttributeType: 'S' }, { AttributeName: 'echo_id', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'user_id', KeyType: 'HASH' }, { AttributeName: 'echo_id', KeyType: 'RANGE' }],
+      BillingMode: 'PAY_PER_REQUEST',
+    }));
+    db.destroy();
+    process.env.AWS_ACCESS_KEY_ID = 'testing';
+    process.env.AWS_SECRET_ACCESS_KEY = 'testing';
+    api = await startTestServer({
+      PORT: String(port), S3_BUCKET_NAME: 'echoes-browser', S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true',
+      DYNAMODB_TABLE_NAME: 'echoes-browser', DYNAMODB_ENDPOINT: moto.endpoint,
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await api?.close();
+    await moto?.stop();
+  });
+
+  it('records, uploads to the presigned S3 URL, plays and deletes', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await signIn(page, 's3-browser-user');
+    await page.getByRole('button', { name: 'Record' }).click();
+    await page.waitForTimeout(1500);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect.poll(() => page.locator('#take-info').textContent()).toMatch(/audio\/webm;codecs=opus$/);
+    const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(`${moto.endpoint}/echoes-browser/`));
+    await page.getByRole('button', { name: 'Upload echo' }).click();
+    expect((await put).status()).toBe(200);
+    await expect.poll(() => page.locator('li.echo').count()).toBe(1);
+    expect(await page.locator('#error').isHidden()).toBe(true);
+    expect(await playableDuration(page, 'li.echo audio')).toBeGreaterThan(0.5);
+    const del = page.locator('li.echo').getByRole('button', { name: /^Delete the echo/ });
+    await del.click();
+    await del.click();
+    await expect.poll(() => page.locator('li.echo').count()).toBe(0);
+    await context.close();
   });
 });
