@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IntegrityResult, OrphanCleanupResult, StorageReport } from '../src/services/cleanup.ts';
-import { brokenWorld, snapshot, type State } from './support/lifecycle.ts';
+import { brokenWorld, snapshot, writeLocal, type State } from './support/lifecycle.ts';
 import { startTestServer } from './support/server.ts';
 
 const BIN = resolve(import.meta.dirname, '..', 'bin', 'echoes-storage.js');
@@ -49,11 +48,7 @@ describe('lifecycle CLI end to end (local disk + SQLite)', () => {
   beforeAll(async () => {
     const server = await startTestServer({ DATA_DIR: dataDir });
     try {
-      world = await brokenWorld(server, async (key, bytes) => {
-        const path = join(dataDir, 'objects', ...key.split('/'));
-        await mkdir(dirname(path), { recursive: true });
-        await writeFile(path, bytes);
-      });
+      world = await brokenWorld(server, (key, bytes, type) => writeLocal(dataDir, key, bytes, type));
       before = await snapshot(server.server.composition.store, server.server.composition.repo);
     } finally {
       await server.close();

@@ -99,6 +99,12 @@ for (const backend of lifecycleBackends()) {
       const again = await service.verifyFileIntegrity(undefined, { fix: false, graceHours: 0 });
       expect(again.inconsistencies).toBe(1);
       expect(again.sizeMismatches.items[0]?.key).toBe(world.resized.key);
+
+      // A deep check heads every echo and also sees the object stored under another type.
+      const deep = await service.verifyFileIntegrity(undefined, { fix: true, deep: true, graceHours: 0 });
+      expect(deep.typeMismatches).toEqual({ count: 1, items: [{ key: world.retyped.key, recordType: 'audio/ogg', objectType: 'audio/webm' }] });
+      expect(deep.remaining).toBe(2);
+      expect(await snapshot(store, repo)).toEqual(after);
     });
 
     it('cleanup old deletes echoes past the age, object then record, for one user or all; dry run first', async () => {
@@ -140,11 +146,11 @@ for (const backend of lifecycleBackends()) {
       expect(alice.topUsers).toBeUndefined();
 
       const bob = await service.getStorageReport('bob');
-      expect(bob.echoes).toEqual({ count: 2, bytes: bobWav!.size + world.missing.size });
+      expect(bob.echoes).toEqual({ count: 3, bytes: bobWav!.size + world.missing.size + world.retyped.size });
       expect(bob.deleting).toBe(1);
 
       const all = await service.getStorageReport(undefined, { top: 1 });
-      expect(all.echoes).toEqual({ count: 5, bytes: alice.echoes.bytes + bob.echoes.bytes });
+      expect(all.echoes).toEqual({ count: 6, bytes: alice.echoes.bytes + bob.echoes.bytes });
       expect(all.users).toBe(2);
       const largest = alice.echoes.bytes >= bob.echoes.bytes ? { userId: 'alice', ...alice.echoes } : { userId: 'bob', ...bob.echoes };
       expect(all.topUsers).toEqual([largest]);

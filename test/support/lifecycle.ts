@@ -25,17 +25,22 @@ export interface LifecycleBackend {
 const here = resolve(import.meta.dirname, '..', '..');
 const awsAdaptersExist = existsSync(join(here, 'src/storage/s3.ts')) && existsSync(join(here, 'src/metadata/dynamodb.ts'));
 
+/** Where the local store keeps an object and its content type. */
+export async function writeLocal(dataDir: string, key: string, bytes: Uint8Array, contentType: string): Promise<void> {
+  for (const [dir, data] of [['objects', bytes], ['meta', contentType]] as const) {
+    const path = join(dataDir, dir, ...key.split('/'));
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, data);
+  }
+}
+
 function localBackend(): LifecycleBackend {
   return {
     name: 'local disk + SQLite',
     available: true,
     async start() {
       const server = await startTestServer();
-      const rawWrite: RawWrite = async (key, bytes) => {
-        const path = join(server.dataDir, 'objects', ...key.split('/'));
-        await mkdir(dirname(path), { recursive: true });
-        await writeFile(path, bytes);
-      };
+      const rawWrite: RawWrite = (key, bytes, contentType) => writeLocal(server.dataDir, key, bytes, contentType);
       return { server, rawWrite };
     },
     async stopAll() {},
@@ -155,8 +160,12 @@ export async function brokenWorld(server: TestServer, rawWrite: RawWrite) {
   const truncated = fixture('wav').subarray(0, 1000);
   await rawWrite(resized.key, truncated, 'audio/wav');
 
+  // Same bytes, another stored type: only a deep verify (one head per echo) sees it.
+  const retyped = await upload(server, 'bob', 'ogg');
+  await rawWrite(retyped.key, fixture('ogg'), 'audio/webm');
+
   const foreignKey = 'misc/notes.txt';
   await rawWrite(foreignKey, Buffer.from('not audio'), 'text/plain');
 
-  return { healthy, livePending, orphan, stalePending, missing, deleting, resized, resizedTo: truncated.length, foreignKey };
+  return { healthy, retyped, livePending, orphan, stalePending, missing, deleting, resized, resizedTo: truncated.length, foreignKey };
 }

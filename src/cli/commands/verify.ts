@@ -9,6 +9,7 @@ interface VerifyFlags {
   user?: string;
   graceHours: number;
   fix?: boolean;
+  deep?: boolean;
   yes?: boolean;
   json?: boolean;
 }
@@ -19,6 +20,7 @@ export function registerVerifyCommand(program: Command): void {
     .description('Check that storage and metadata agree; exit code 1 when inconsistencies remain.')
     .option('--user <id>', 'one user only', parseUser)
     .option('--fix', 'remove records whose object is gone and delete orphan objects past the grace period')
+    .option('--deep', 'also compare content types (one HEAD per echo: slower)')
     .option('--grace-hours <n>', 'orphans younger than this are never deleted', nonNegative('--grace-hours'), DEFAULT_GRACE_HOURS)
     .option('--yes', 'fix without asking (needed with --fix when stdin is not a terminal)')
     .option('--json', 'print one JSON document on stdout')
@@ -29,7 +31,7 @@ export function registerVerifyCommand(program: Command): void {
         // Without --fix nothing changes, so it is a "dry run" that needs no confirmation.
         const result = await runDestructive({ ...flags, dryRun: !flags.fix }, {
           sweep: (apply, now, onProgress) =>
-            service.verifyFileIntegrity(flags.user, { fix: apply, graceHours: flags.graceHours, now, onProgress }),
+            service.verifyFileIntegrity(flags.user, { fix: apply, deep: flags.deep, graceHours: flags.graceHours, now, onProgress }),
           summary: integritySummary,
           changes: (plan) => plan.missingObjects.count + plan.orphanObjectsPastGrace.count,
           question: (plan) =>

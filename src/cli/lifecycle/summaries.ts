@@ -68,7 +68,7 @@ export function integritySummary(r: IntegrityResult): string {
     ['objects without record', r.orphanObjects.count, r.orphanObjects.bytes,
       r.fix ? `fixed ${r.fixed.deletedObjects.count}` : `${r.orphanObjectsPastGrace.count} past the ${r.graceHours} h grace`],
     ['size mismatches', r.sizeMismatches.count, null, 'reported only'],
-    ['content-type mismatches', r.typeMismatches.count, null, 'reported only'],
+    ['content-type mismatches', r.typeMismatches.count, null, r.deep ? 'reported only' : 'reported only; --deep checks every echo'],
     ['foreign keys', r.foreign.count, r.foreign.bytes, 'ignored'],
   ]);
   const sizes = r.sizeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordSize ?? '?'} B, object ${m.objectSize} B`);

@@ -6,6 +6,7 @@ import {
   errorMessage, isStalePending, mapLimit, userPrefix,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
+import { existingKeys } from './exists.ts';
 import { classifyObjects } from './objects.ts';
 import { DEFAULT_GRACE_HOURS } from './orphans.ts';
 
@@ -14,6 +15,12 @@ export interface VerifyOptions extends SweepOptions {
   readonly fix: boolean;
   /** Orphan objects younger than this are reported but never deleted. */
   readonly graceHours?: number | undefined;
+  /**
+   * Also compare content types. Listings carry none (S3's and the local store's), so this
+   * costs one head per echo; without it content types are compared only where a listing
+   * says them.
+   */
+  readonly deep?: boolean | undefined;
 }
 
 export interface SizeMismatch {
@@ -35,6 +42,7 @@ export interface Mismatches<T> {
 
 export interface IntegrityResult {
   readonly fix: boolean;
+  readonly deep: boolean;
   readonly userId: string | null;
   readonly graceHours: number;
   readonly now: string;
@@ -52,7 +60,7 @@ export interface IntegrityResult {
    * would lose audio. Inspect the object, then delete the echo or restore the file.
    */
   readonly sizeMismatches: Mismatches<SizeMismatch>;
-  /** Stored content type differs from the record's; reported for the same reason. */
+  /** Stored content type differs from the record's (checked per echo with `deep`); reported for the same reason. */
   readonly typeMismatches: Mismatches<TypeMismatch>;
   /** Keys outside the echo layout; not echo data, never touched. */
   readonly foreign: KeySet;
@@ -67,9 +75,8 @@ export interface IntegrityResult {
 }
 
 /**
- * Objects against records (listing + batched lookups), then records against objects (one
- * head per ready echo, bounded in flight: it gives existence, size and content type at once,
- * where a listing carries no content type).
+ * Objects against records (listing + batched lookups; sizes come with the listing), then
+ * records against objects (existence, checked per folder: see existingKeys).
  */
 export async function verifyFileIntegrity(
   store: ObjectStore,
@@ -101,6 +108,7 @@ export async function verifyFileIntegrity(
   let scannedObjects = 0;
   for await (const batch of classifyObjects(store, repo, prefix)) {
     const doomed: ObjectInfo[] = [];
+    const typed: [EchoRecord, ObjectInfo][] = [];
     for (const { info, parsed, record } of batch) {
       scannedObjects += 1;
       if (!parsed) foreign.add(info.key, info.size);
@@ -110,9 +118,24 @@ export async function verifyFileIntegrity(
           pastGrace.add(info.key, info.size);
           doomed.push(info);
         }
+      } else if (record.status === 'ready') {
+        if (record.fileSize !== info.size) {
+          sizeCount += 1;
+          if (sizeMismatches.length < limit) sizeMismatches.push({ key: info.key, recordSize: record.fileSize, objectSize: info.size });
+        }
+        typed.push([record, info]);
       }
     }
     options.onProgress?.({ phase: 'objects', scanned: scannedObjects });
+    const types = options.deep
+      ? await mapLimit(typed, CONCURRENCY, async ([, info]) => (await store.head(info.key))?.contentType)
+      : typed.map(([, info]) => info.contentType);
+    typed.forEach(([record, info], i) => {
+      const stored = baseContentType(types[i]);
+      if (stored === undefined || stored === record.contentType) return;
+      typeCount += 1;
+      if (typeMismatches.length < limit) typeMismatches.push({ key: info.key, recordType: record.contentType, objectType: stored });
+    });
     if (!options.fix || doomed.length === 0) continue;
     const res = await deleteObjects(store, doomed.map((o) => o.key));
     const gone = new Set(res.deleted);
@@ -130,29 +153,13 @@ export async function verifyFileIntegrity(
       else if (r.status === 'deleting') deleting += 1;
       else if (isStalePending(r, nowMs, graceMs)) stalePending += 1;
     }
-    const heads = await mapLimit(ready, CONCURRENCY, (r) => store.head(r.key));
-    const lost: EchoRecord[] = [];
-    ready.forEach((r, i) => {
-      const head = heads[i];
-      if (!head) {
-        missing.add(r.key, r.fileSize ?? 0);
-        lost.push(r);
-        return;
-      }
-      if (r.fileSize !== head.size) {
-        sizeCount += 1;
-        if (sizeMismatches.length < limit) sizeMismatches.push({ key: r.key, recordSize: r.fileSize, objectSize: head.size });
-      }
-      const stored = baseContentType(head.contentType);
-      if (stored !== undefined && stored !== r.contentType) {
-        typeCount += 1;
-        if (typeMismatches.length < limit) typeMismatches.push({ key: r.key, recordType: r.contentType, objectType: stored });
-      }
-    });
+    const present = await existingKeys(store, ready);
+    const lost = ready.filter((r) => !present.has(r.key));
+    for (const r of lost) missing.add(r.key, r.fileSize ?? 0);
     if (!options.fix) continue;
     await mapLimit(lost, CONCURRENCY, async (r) => {
       try {
-        // A record is only dropped if it is still the ready echo whose object was found missing.
+        // Dropped only if it is still the ready echo and its object is still gone.
         const current = await repo.get(echoKeyOf(r));
         if (current?.status !== 'ready' || (await store.head(r.key))) return;
         await repo.remove(echoKeyOf(r));
@@ -166,6 +173,7 @@ export async function verifyFileIntegrity(
   const inconsistencies = missing.count + orphans.count + sizeCount + typeCount;
   return {
     fix: options.fix,
+    deep: options.deep ?? false,
     userId: options.userId ?? null,
     graceHours,
     now: now.toISOString(),
