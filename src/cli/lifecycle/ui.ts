@@ -10,20 +10,23 @@ export const EXIT_REFUSED = 2;
 export function progressReporter(enabled: boolean): { onProgress: ((p: SweepProgress) => void) | undefined; stop(): void } {
   if (!enabled || !process.stderr.isTTY) return { onProgress: undefined, stop: () => {} };
   const bar = new SingleBar({
-    format: '  {phase}: {value} scanned ({duration_formatted})',
+    format: '  scanned {counts} ({duration_formatted})',
     stream: process.stderr,
     hideCursor: true,
     clearOnComplete: true,
   }, Presets.shades_classic);
+  // verify scans objects and records side by side: show both counts, not whichever came last.
+  const counts = new Map<string, number>();
+  const text = (): string => [...counts].map(([phase, n]) => `${n.toLocaleString('en-US')} ${phase}`).join(', ');
   let started = false;
   return {
     onProgress(p) {
-      const phase = p.phase === 'objects' ? 'objects' : 'records';
+      counts.set(p.phase, p.scanned);
       if (!started) {
-        bar.start(0, p.scanned, { phase });
+        bar.start(0, 0, { counts: text() });
         started = true;
       } else {
-        bar.update(p.scanned, { phase });
+        bar.update({ counts: text() });
       }
     },
     stop() {

@@ -106,69 +106,75 @@ export async function verifyFileIntegrity(
   let deleting = 0;
 
   let scannedObjects = 0;
-  for await (const batch of classifyObjects(store, repo, prefix)) {
-    const doomed: ObjectInfo[] = [];
-    const typed: [EchoRecord, ObjectInfo][] = [];
-    for (const { info, parsed, record } of batch) {
-      scannedObjects += 1;
-      if (!parsed) foreign.add(info.key, info.size);
-      else if (!record) {
-        orphans.add(info.key, info.size);
-        if (info.lastModified.getTime() + graceMs <= nowMs) {
-          pastGrace.add(info.key, info.size);
-          doomed.push(info);
-        }
-      } else if (record.status === 'ready') {
-        if (record.fileSize !== info.size) {
-          sizeCount += 1;
-          if (sizeMismatches.length < limit) sizeMismatches.push({ key: info.key, recordSize: record.fileSize, objectSize: info.size });
-        }
-        typed.push([record, info]);
-      }
-    }
-    options.onProgress?.({ phase: 'objects', scanned: scannedObjects });
-    const types = options.deep
-      ? await mapLimit(typed, CONCURRENCY, async ([, info]) => (await store.head(info.key))?.contentType)
-      : typed.map(([, info]) => info.contentType);
-    typed.forEach(([record, info], i) => {
-      const stored = baseContentType(types[i]);
-      if (stored === undefined || stored === record.contentType) return;
-      typeCount += 1;
-      if (typeMismatches.length < limit) typeMismatches.push({ key: info.key, recordType: record.contentType, objectType: stored });
-    });
-    if (!options.fix || doomed.length === 0) continue;
-    const res = await deleteObjects(store, doomed.map((o) => o.key));
-    const gone = new Set(res.deleted);
-    for (const o of doomed) if (gone.has(o.key)) deletedObjects.add(o.key, o.size);
-    for (const f of res.failed) failed.add(f);
-  }
-
   let scannedRecords = 0;
-  for await (const page of repo.scan({ userId: options.userId })) {
-    scannedRecords += page.length;
-    options.onProgress?.({ phase: 'records', scanned: scannedRecords });
-    const ready: EchoRecord[] = [];
-    for (const r of page) {
-      if (r.status === 'ready') ready.push(r);
-      else if (r.status === 'deleting') deleting += 1;
-      else if (isStalePending(r, nowMs, graceMs)) stalePending += 1;
-    }
-    const present = await existingKeys(store, ready);
-    const lost = ready.filter((r) => !present.has(r.key));
-    for (const r of lost) missing.add(r.key, r.fileSize ?? 0);
-    if (!options.fix) continue;
-    await mapLimit(lost, CONCURRENCY, async (r) => {
-      try {
-        // Dropped only if it is still the ready echo and its object is still gone.
-        const current = await repo.get(echoKeyOf(r));
-        if (current?.status !== 'ready' || (await store.head(r.key))) return;
-        await repo.remove(echoKeyOf(r));
-        removedRecords.add(r.key, r.fileSize ?? 0);
-      } catch (err) {
-        failed.add({ key: r.key, message: errorMessage(err) });
+  const objectsPass = async (): Promise<void> => {
+    for await (const batch of classifyObjects(store, repo, prefix)) {
+      const doomed: ObjectInfo[] = [];
+      const typed: [EchoRecord, ObjectInfo][] = [];
+      for (const { info, parsed, record } of batch) {
+        scannedObjects += 1;
+        if (!parsed) foreign.add(info.key, info.size);
+        else if (!record) {
+          orphans.add(info.key, info.size);
+          if (info.lastModified.getTime() + graceMs <= nowMs) {
+            pastGrace.add(info.key, info.size);
+            doomed.push(info);
+          }
+        } else if (record.status === 'ready') {
+          if (record.fileSize !== info.size) {
+            sizeCount += 1;
+            if (sizeMismatches.length < limit) sizeMismatches.push({ key: info.key, recordSize: record.fileSize, objectSize: info.size });
+          }
+          typed.push([record, info]);
+        }
       }
-    });
-  }
+      options.onProgress?.({ phase: 'objects', scanned: scannedObjects });
+      const types = options.deep
+        ? await mapLimit(typed, CONCURRENCY, async ([, info]) => (await store.head(info.key))?.contentType)
+        : typed.map(([, info]) => info.contentType);
+      typed.forEach(([record, info], i) => {
+        const stored = baseContentType(types[i]);
+        if (stored === undefined || stored === record.contentType) return;
+        typeCount += 1;
+        if (typeMismatches.length < limit) typeMismatches.push({ key: info.key, recordType: record.contentType, objectType: stored });
+      });
+      if (!options.fix || doomed.length === 0) continue;
+      const res = await deleteObjects(store, doomed.map((o) => o.key));
+      const gone = new Set(res.deleted);
+      for (const o of doomed) if (gone.has(o.key)) deletedObjects.add(o.key, o.size);
+      for (const f of res.failed) failed.add(f);
+    }
+  };
+  const recordsPass = async (): Promise<void> => {
+    for await (const page of repo.scan({ userId: options.userId })) {
+      scannedRecords += page.length;
+      options.onProgress?.({ phase: 'records', scanned: scannedRecords });
+      const ready: EchoRecord[] = [];
+      for (const r of page) {
+        if (r.status === 'ready') ready.push(r);
+        else if (r.status === 'deleting') deleting += 1;
+        else if (isStalePending(r, nowMs, graceMs)) stalePending += 1;
+      }
+      const present = await existingKeys(store, ready);
+      const lost = ready.filter((r) => !present.has(r.key));
+      for (const r of lost) missing.add(r.key, r.fileSize ?? 0);
+      if (!options.fix) continue;
+      await mapLimit(lost, CONCURRENCY, async (r) => {
+        try {
+          // Dropped only if it is still the ready echo and its object is still gone.
+          const current = await repo.get(echoKeyOf(r));
+          if (current?.status !== 'ready' || (await store.head(r.key))) return;
+          await repo.remove(echoKeyOf(r));
+          removedRecords.add(r.key, r.fileSize ?? 0);
+        } catch (err) {
+          failed.add({ key: r.key, message: errorMessage(err) });
+        }
+      });
+    }
+  };
+  // One after the other: side by side measured no faster and held both passes' pages at once.
+  await objectsPass();
+  await recordsPass();
 
   const inconsistencies = missing.count + orphans.count + sizeCount + typeCount;
   return {
