@@ -3,7 +3,7 @@ import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
 import { runDestructive } from '../lifecycle/destructive.ts';
 import { openCleanupService } from '../lifecycle/open.ts';
 import { oldFilesSummary, orphanSummary } from '../lifecycle/summaries.ts';
-import { formatBytes, mayProceed, nonNegative, parseUser } from '../lifecycle/ui.ts';
+import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../lifecycle/ui.ts';
 
 interface OrphanFlags {
   user?: string;
@@ -39,7 +39,7 @@ export function registerCleanupCommand(program: Command): void {
             service.cleanupOrphans({ userId: flags.user, graceHours: flags.graceHours, dryRun: !apply, now, onProgress }),
           summary: orphanSummary,
           changes: (plan) => plan.deletedObjects + plan.removedRecords,
-          question: (plan) => `Delete ${plan.deletedObjects} objects (${formatBytes(plan.freedBytes)}) and ${plan.removedRecords} records?`,
+          question: (plan) => `Delete ${plural(plan.deletedObjects, 'object')} (${formatBytes(plan.freedBytes)}) and ${plural(plan.removedRecords, 'record')}?`,
         });
       } finally {
         await close();
@@ -63,7 +63,7 @@ export function registerCleanupCommand(program: Command): void {
             service.cleanupOldFiles({ userId: flags.user, olderThanDays: flags.olderThanDays, dryRun: !apply, now, onProgress }),
           summary: oldFilesSummary,
           changes: (plan) => plan.deleted.count,
-          question: (plan) => `Delete ${plan.deleted.count} echoes (${formatBytes(plan.deleted.bytes)})? Their audio is gone for good.`,
+          question: (plan) => `Delete ${plural(plan.deleted.count, 'echo', 'echoes')} (${formatBytes(plan.deleted.bytes)})? Their audio is gone for good.`,
         });
       } finally {
         await close();

@@ -3,7 +3,7 @@ import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
 import { runDestructive } from '../lifecycle/destructive.ts';
 import { openCleanupService } from '../lifecycle/open.ts';
 import { integritySummary } from '../lifecycle/summaries.ts';
-import { mayProceed, nonNegative, parseUser } from '../lifecycle/ui.ts';
+import { mayProceed, nonNegative, parseUser, plural } from '../lifecycle/ui.ts';
 
 interface VerifyFlags {
   user?: string;
@@ -35,7 +35,7 @@ export function registerVerifyCommand(program: Command): void {
           summary: integritySummary,
           changes: (plan) => plan.missingObjects.count + plan.orphanObjectsPastGrace.count,
           question: (plan) =>
-            `Remove ${plan.missingObjects.count} records whose object is gone and delete ${plan.orphanObjectsPastGrace.count} orphan objects?`,
+            `Remove ${plural(plan.missingObjects.count, 'record')} whose object is gone and delete ${plural(plan.orphanObjectsPastGrace.count, 'orphan object')}?`,
         });
         if (result === undefined || result.remaining > 0) process.exitCode = 1;
       } finally {

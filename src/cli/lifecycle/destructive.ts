@@ -10,7 +10,8 @@ export interface DestructiveFlags {
 export interface DestructiveRun<R> {
   /** One sweep; every run of a command shares one `now`, so the real run deletes no more than the plan listed. */
   sweep(apply: boolean, now: Date, onProgress: ((p: SweepProgress) => void) | undefined): Promise<R>;
-  summary(result: R): string;
+  /** `hints` false: the plan shown before the question, where "run again with…" would mislead. */
+  summary(result: R, hints?: boolean): string;
   /** How many things the plan would change; 0 skips the question. */
   changes(plan: R): number;
   question(plan: R): string;
@@ -38,7 +39,7 @@ export async function runDestructive<R>(flags: DestructiveFlags, run: Destructiv
     if (run.changes(plan) === 0) {
       result = plan;
     } else {
-      process.stderr.write(`${run.summary(plan)}\n\n`);
+      process.stderr.write(`${run.summary(plan, false)}\n\n`);
       if (!(await confirm(run.question(plan)))) {
         console.error('Nothing changed.');
         return undefined;

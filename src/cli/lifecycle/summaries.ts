@@ -1,5 +1,5 @@
 import type { IntegrityResult, OldFilesResult, OrphanCleanupResult, StorageReport } from '../../services/cleanup.ts';
-import { formatBytes, keyList, scope, table } from './ui.ts';
+import { formatBytes, keyList, plural, scope, table } from './ui.ts';
 
 const join = (...parts: string[]): string => parts.filter(Boolean).join('\n\n');
 
@@ -9,7 +9,7 @@ function failures(f: { count: number; items: readonly { key: string; message: st
   return `  failed (${f.count}), kept for the next run:\n${lines.join('\n')}`;
 }
 
-export function orphanSummary(r: OrphanCleanupResult): string {
+export function orphanSummary(r: OrphanCleanupResult, hints = true): string {
   const verb = r.dryRun ? 'would delete' : 'deleted';
   const head = `Orphan cleanup, ${scope(r.userId)}, grace ${r.graceHours} h${r.dryRun ? ' (dry run: nothing changed)' : ''}`;
   const rows = table([
@@ -21,22 +21,22 @@ export function orphanSummary(r: OrphanCleanupResult): string {
     ['foreign keys', r.foreign.count, r.foreign.bytes, 'kept: not echo keys'],
     ['failed', r.failed.count, null],
   ]);
-  const total = `  ${r.dryRun ? 'Would remove' : 'Removed'} ${r.deletedObjects} objects (${formatBytes(r.freedBytes)}) and ${r.removedRecords} records.`;
-  const next = r.dryRun && r.deletedObjects + r.removedRecords > 0 ? '  Run again without --dry-run to delete them.' : '';
+  const total = `  ${r.dryRun ? 'Would remove' : 'Removed'} ${plural(r.deletedObjects, 'object')} (${formatBytes(r.freedBytes)}) and ${plural(r.removedRecords, 'record')}.`;
+  const next = hints && r.dryRun && r.deletedObjects + r.removedRecords > 0 ? '  Run again without --dry-run to delete them.' : '';
   return join(head, rows, total,
     keyList('orphan objects', r.orphanObjects), keyList('expired uploads', r.stalePending),
     keyList('unfinished deletes', r.deleting), keyList('foreign keys (never deleted)', r.foreign),
     failures(r.failed), next);
 }
 
-export function oldFilesSummary(r: OldFilesResult): string {
+export function oldFilesSummary(r: OldFilesResult, hints = true): string {
   const head = `Old echoes, ${scope(r.userId)}, created before ${r.cutoff} (${r.olderThanDays} days)${r.dryRun ? ' (dry run: nothing changed)' : ''}`;
   const rows = table([
     ['echoes scanned', r.scannedRecords, null],
     [r.dryRun ? 'would delete' : 'deleted', r.deleted.count, r.deleted.bytes],
     ['failed', r.failed.count, null],
   ]);
-  const next = r.dryRun && r.deleted.count > 0 ? '  Run again without --dry-run to delete them.' : '';
+  const next = hints && r.dryRun && r.deleted.count > 0 ? '  Run again without --dry-run to delete them.' : '';
   return join(head, rows, keyList('echoes', r.deleted), failures(r.failed), next);
 }
 
@@ -58,7 +58,7 @@ export function reportSummary(r: StorageReport): string {
   return join(head, rows, span, formats, months, users);
 }
 
-export function integritySummary(r: IntegrityResult): string {
+export function integritySummary(r: IntegrityResult, hints = true): string {
   const fixedNote = (n: number): string => (r.fix ? `fixed ${n}` : '');
   const head = `Integrity check, ${scope(r.userId)}${r.fix ? ', fixing what is safe' : ''}`;
   const rows = table([
@@ -75,7 +75,7 @@ export function integritySummary(r: IntegrityResult): string {
   const types = r.typeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordType}, object ${m.objectType}`);
   const status = r.remaining === 0
     ? `  OK: ${r.inconsistencies === 0 ? 'storage and metadata agree' : `all ${r.inconsistencies} inconsistencies fixed`}.`
-    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix ? '' : ' Run with --fix to remove records without object and orphans past the grace period.'}`
+    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix || !hints ? '' : ' Run with --fix to remove records without object and orphans past the grace period.'}`
       + (r.sizeMismatches.count + r.typeMismatches.count > 0 ? ' Mismatches are never fixed automatically: the bytes changed after they were verified; inspect each object, then delete the echo or restore the file.' : '');
   const unfinished = r.unfinished.stalePending + r.unfinished.deleting > 0
     ? `  ${r.unfinished.stalePending} expired uploads and ${r.unfinished.deleting} unfinished deletes are waiting: run \`echoes-storage cleanup orphans\`.`

@@ -95,6 +95,8 @@ export function formatBytes(bytes: number): string {
 
 const num = (n: number): string => n.toLocaleString('en-US');
 
+export const plural = (n: number, noun: string, nouns = `${noun}s`): string => `${num(n)} ${n === 1 ? noun : nouns}`;
+
 /** Aligned rows of label, count, bytes (and an optional note). */
 export function table(rows: readonly (readonly [string, number, number | null, string?])[]): string {
   const width = Math.max(...rows.map((r) => r[0].length));
