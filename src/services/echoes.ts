@@ -46,7 +46,9 @@ export class EchoService {
 
     const object = await this.store.head(pending.key);
     if (!object) {
-      throw new AppError('UPLOAD_INCOMPLETE', 'Nothing was uploaded for this echo yet. PUT the audio to upload_url with the returned headers, then try again.');
+      throw new AppError('UPLOAD_INCOMPLETE', pending.expiresAt.getTime() < Date.now()
+        ? 'Nothing was uploaded for this echo and its upload URL has expired; ask POST /echoes/upload-url for a new one.'
+        : 'Nothing was uploaded for this echo yet. PUT the audio to upload_url with the returned headers, then try again.');
     }
     const format = formatForExtension(pending.extension);
     const firstBytes = await this.store.readStart(pending.key, SNIFF_BYTES);
