@@ -37,13 +37,16 @@ export class TokenVerifier {
 
   /** The user id (the token's `sub`), or an UNAUTHORIZED / INVALID_USER error. */
   async verify(authorization: string | undefined): Promise<string> {
-    const match = authorization ? /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(authorization) : null;
-    if (!match?.[1]) {
-      throw new AppError('UNAUTHORIZED', 'Send "Authorization: Bearer <token>". In dev mode, `npm run --silent token -- <user_id>` prints one.');
-    }
-    const token = match[1];
-    const cached = this.verified.get(token);
-    if (cached && cached.expiresAtMs > Date.now()) return cached.userId;
+    return this.verifyCached(authorization) ?? this.verifyToken(bearerToken(authorization));
+  }
+
+  /** The user id of a token verified before and not expired, without a promise; else undefined. */
+  verifyCached(authorization: string | undefined): string | undefined {
+    const cached = this.verified.get(bearerToken(authorization));
+    return cached && cached.expiresAtMs > Date.now() ? cached.userId : undefined;
+  }
+
+  private async verifyToken(token: string): Promise<string> {
     const options = { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, clockTolerance: 5 };
     let payload: JWTPayload;
     try {
@@ -61,6 +64,16 @@ export class TokenVerifier {
     }
     return userId;
   }
+}
+
+const BEARER_RE = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i;
+
+function bearerToken(authorization: string | undefined): string {
+  const token = authorization ? BEARER_RE.exec(authorization)?.[1] : undefined;
+  if (!token) {
+    throw new AppError('UNAUTHORIZED', 'Send "Authorization: Bearer <token>". In dev mode, `npm run --silent token -- <user_id>` prints one.');
+  }
+  return token;
 }
 
 function describeJwtError(err: unknown): string {

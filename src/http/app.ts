@@ -87,8 +87,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(async (scope) => {
     scope.decorateRequest('userId', '');
-    scope.addHook('onRequest', async (request) => {
-      request.userId = await deps.tokens.verify(request.headers.authorization);
+    // Known tokens are answered without a promise: this hook runs on every request.
+    scope.addHook('onRequest', (request, _reply, done) => {
+      try {
+        const cached = deps.tokens.verifyCached(request.headers.authorization);
+        if (cached !== undefined) {
+          request.userId = cached;
+          done();
+          return;
+        }
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      deps.tokens.verify(request.headers.authorization).then((userId) => {
+        request.userId = userId;
+        done();
+      }, (err: Error) => done(err));
     });
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
   });

@@ -108,10 +108,8 @@ export class LocalObjectStore implements ObjectStore {
     const length = spec.contentLength === undefined ? '' : String(spec.contentLength);
     const max = String(spec.maxBytes);
     const signature = this.sign(['PUT', spec.key, String(expires), length, max, spec.contentType, SSE, spec.checksumSha256 ?? '', '*']);
-    const query = new URLSearchParams({ expires: String(expires) });
-    if (length) query.set('length', length);
-    query.set('max', max);
-    query.set('signature', signature);
+    // Every value is digits or base64url: nothing to escape, so no URLSearchParams on the hot path.
+    const query = `expires=${expires}${length ? `&length=${length}` : ''}&max=${max}&signature=${signature}`;
     const headers: Record<string, string> = {
       'Content-Type': spec.contentType,
       'x-amz-server-side-encryption': SSE,
@@ -123,10 +121,9 @@ export class LocalObjectStore implements ObjectStore {
 
   async signDownload(key: string, spec: DownloadSpec): Promise<string> {
     const expires = Math.floor(Date.now() / 1000) + spec.expiresInSeconds;
-    const query = new URLSearchParams({ expires: String(expires) });
-    if (spec.contentType) query.set('response-content-type', spec.contentType);
-    query.set('signature', this.sign(['GET', key, String(expires), spec.contentType ?? '']));
-    return `${this.baseUrl}${encodeKey(key)}?${query}`;
+    const type = spec.contentType ? `&response-content-type=${encodeURIComponent(spec.contentType)}` : '';
+    const signature = this.sign(['GET', key, String(expires), spec.contentType ?? '']);
+    return `${this.baseUrl}${encodeKey(key)}?expires=${expires}${type}&signature=${signature}`;
   }
 
   private checkExpiry(query: LocalRequest['query']): void {

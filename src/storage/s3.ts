@@ -41,8 +41,12 @@ const DELETE_BATCH = 1000;
 
 /** RFC 3986 escaping as S3 (and the SDK's extendedEncodeURIComponent) wants it. */
 function escapeUri(value: string): string {
-  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const escaped = encodeURIComponent(value);
+  // Checked first: the replace with a callback is the slow part, and most values need none.
+  return RESERVED.test(escaped) ? escaped.replace(RESERVED_ALL, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : escaped;
 }
+const RESERVED = /[!'()*]/;
+const RESERVED_ALL = /[!'()*]/g;
 
 function encodeKey(key: string): string {
   return key.split('/').map(escapeUri).join('/');
@@ -172,11 +176,11 @@ export class S3ObjectStore implements ObjectStore {
     const signed = await this.signer.presign(request, {
       expiresIn,
       signingDate: this.clock(),
-      unhoistableHeaders: new Set(UNHOISTABLE),
+      unhoistableHeaders: UNHOISTABLE,
       signingRegion: base.signingRegion,
       signingService: base.signingService,
     });
-    return formatUrl({ ...signed, path: signed.path, query: signed.query as Record<string, string> });
+    return formatUrl({ protocol: signed.protocol, hostname: signed.hostname, port: signed.port, path: signed.path, query: signed.query as Record<string, string> });
   }
 
   async signUpload(spec: UploadSpec): Promise<SignedUpload> {
