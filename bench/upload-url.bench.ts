@@ -64,6 +64,10 @@ export async function run(): Promise<void> {
   try {
     rows.push(await load('bare route (same server, JSON body, no work)', embedded.child, `${embedded.url}/bench/bare`, {}));
     rows.push(await load('POST /echoes/upload-url, local store + SQLite', embedded.child, `${embedded.url}/echoes/upload-url`, { authorization: `Bearer ${embedded.token}` }));
+    // The bare route again: the baseline is the better of the two runs, so noise cannot flatter the ratios.
+    const again = await load('bare route, second run', embedded.child, `${embedded.url}/bench/bare`, {});
+    const first = rows[0];
+    if (first && again.rps > first.rps) rows[0] = { ...again, name: first.name };
   } finally {
     await stop(embedded.child);
     rmSync(embedded.dataDir, { recursive: true, force: true });
@@ -100,6 +104,7 @@ export async function run(): Promise<void> {
   writeSection('upload-url', `## POST /echoes/upload-url throughput
 
 autocannon, ${CONNECTIONS} connections, ${DURATION} s per route after a 2 s warm-up; the server runs in its own process.
+The bare route runs twice (first and after the local route) and the faster run is the baseline.
 Each upload-url request verifies a JWT, validates the body, writes a pending record and signs a URL.
 Targets: local store at least 0.5 of the bare route's req/s, S3 presigning at least 0.4.
 The server's own CPU time per request is measured beside it: it does not depend on how fast the load generator is.
