@@ -11,6 +11,8 @@ export const DELETE_BATCH = 100;
 /** Parallel single-item calls (head, record removal) at any moment. */
 export const CONCURRENCY = 16;
 export const HOUR_MS = 3_600_000;
+/** Objects and expired uploads younger than this are never removed: uploads may be in flight. */
+export const DEFAULT_GRACE_HOURS = 24;
 export const DAY_MS = 24 * HOUR_MS;
 
 /** A category of affected items: exact count and bytes, the first `limit` keys. */
@@ -92,6 +94,24 @@ export function userPrefix(userId: string | undefined): string {
 
 export function assertNonNegative(name: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number of 0 or more.`);
+}
+
+/** What every sweep with a grace period works out first from its options. */
+export function graceSweep(
+  options: SweepOptions & { readonly graceHours?: number | undefined },
+  clock: () => Date,
+): { graceHours: number; graceMs: number; prefix: string; now: Date; nowMs: number; limit: number } {
+  const graceHours = options.graceHours ?? DEFAULT_GRACE_HOURS;
+  assertNonNegative('graceHours', graceHours);
+  const now = options.now ?? clock();
+  return {
+    graceHours,
+    graceMs: graceHours * HOUR_MS,
+    prefix: userPrefix(options.userId),
+    now,
+    nowMs: now.getTime(),
+    limit: options.keyLimit ?? DEFAULT_KEY_LIMIT,
+  };
 }
 
 export const recordId = (userId: string, echoId: string): string => `${userId}/${echoId}`;

@@ -2,13 +2,11 @@ import { baseContentType } from '../../domain/formats.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
 import type { EchoRepository, ObjectInfo, ObjectStore } from '../../ports.ts';
 import {
-  CONCURRENCY, DEFAULT_KEY_LIMIT, FailureTally, HOUR_MS, KeyTally, assertNonNegative, deleteObjects, echoKeyOf,
-  errorMessage, isStalePending, mapLimit, userPrefix,
+  CONCURRENCY, FailureTally, KeyTally, deleteObjects, echoKeyOf, errorMessage, graceSweep, isStalePending, mapLimit,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
 import { existingKeys } from './exists.ts';
 import { classifyObjects } from './objects.ts';
-import { DEFAULT_GRACE_HOURS } from './orphans.ts';
 
 export interface VerifyOptions extends SweepOptions {
   /** Repair what is safe: remove records whose object is gone, delete orphans past the grace period. */
@@ -84,13 +82,7 @@ export async function verifyFileIntegrity(
   options: VerifyOptions,
   clock: () => Date,
 ): Promise<IntegrityResult> {
-  const graceHours = options.graceHours ?? DEFAULT_GRACE_HOURS;
-  assertNonNegative('graceHours', graceHours);
-  const prefix = userPrefix(options.userId);
-  const now = options.now ?? clock();
-  const nowMs = now.getTime();
-  const graceMs = graceHours * HOUR_MS;
-  const limit = options.keyLimit ?? DEFAULT_KEY_LIMIT;
+  const { graceHours, graceMs, prefix, now, nowMs, limit } = graceSweep(options, clock);
   const missing = new KeyTally(limit);
   const orphans = new KeyTally(limit);
   const pastGrace = new KeyTally(limit);

@@ -1,12 +1,11 @@
 import type { EchoRepository, ObjectStore } from '../../ports.ts';
 import {
-  CONCURRENCY, DEFAULT_KEY_LIMIT, FailureTally, HOUR_MS, KeyTally, assertNonNegative, deleteObjects,
-  isStalePending, mapLimit, removeEchoes, userPrefix,
+  CONCURRENCY, FailureTally, KeyTally, deleteObjects, graceSweep, isStalePending, mapLimit, removeEchoes,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
 import { classifyObjects } from './objects.ts';
 
-export const DEFAULT_GRACE_HOURS = 24;
+export { DEFAULT_GRACE_HOURS } from './common.ts';
 
 export interface OrphanCleanupOptions extends SweepOptions {
   /** Objects and expired uploads younger than this are left alone (uploads in flight). */
@@ -52,13 +51,7 @@ export async function cleanupOrphans(
   options: OrphanCleanupOptions,
   clock: () => Date,
 ): Promise<OrphanCleanupResult> {
-  const graceHours = options.graceHours ?? DEFAULT_GRACE_HOURS;
-  assertNonNegative('graceHours', graceHours);
-  const prefix = userPrefix(options.userId);
-  const now = options.now ?? clock();
-  const nowMs = now.getTime();
-  const graceMs = graceHours * HOUR_MS;
-  const limit = options.keyLimit ?? DEFAULT_KEY_LIMIT;
+  const { graceHours, graceMs, prefix, now, nowMs, limit } = graceSweep(options, clock);
   const dryRun = options.dryRun;
   const stalePending = new KeyTally(limit);
   const deleting = new KeyTally(limit);
