@@ -1,12 +1,12 @@
-import { CreateBucketCommand, PutBucketCorsCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { PutBucketCorsCommand, S3Client } from '@aws-sdk/client-s3';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleRecorderPage, RECORDER_DIR } from '../src/http/routes/web.ts';
-import { freePort, requireMoto, startMoto, type MotoServer } from './support/moto.ts';
+import { startAwsBackend } from './support/backends.ts';
+import { freePort, requireMoto, type MotoServer } from './support/moto.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -206,7 +206,7 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
   });
 });
 
-const withS3 = enabled && existsSync(join(ROOT, 'src/metadata/dynamodb.ts')) && requireMoto('recorder page against S3 + DynamoDB (moto)');
+const withS3 = enabled && requireMoto('recorder page against S3 + DynamoDB (moto)');
 
 describe.runIf(withS3)('recorder page against S3 + DynamoDB on moto', () => {
   let moto: MotoServer;
@@ -214,29 +214,15 @@ describe.runIf(withS3)('recorder page against S3 + DynamoDB on moto', () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    moto = await startMoto();
-    const aws = { region: 'us-east-1', endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-    const s3 = new S3Client({ ...aws, forcePathStyle: true });
-    await s3.send(new CreateBucketCommand({ Bucket: 'echoes-browser' }));
+    let env: Record<string, string>;
+    ({ moto, env } = await startAwsBackend('echoes-browser', 'echoes-browser'));
     const port = await freePort();
     // The project's CORS rules, with this page's origin: the browser PUTs straight to the bucket.
     const cors = JSON.parse(readFileSync(join(ROOT, 'config/s3-cors.json'), 'utf8').replaceAll('${ALLOWED_ORIGINS}', `http://127.0.0.1:${port}`));
+    const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
     await s3.send(new PutBucketCorsCommand({ Bucket: 'echoes-browser', CORSConfiguration: cors }));
     s3.destroy();
-    const db = new DynamoDBClient(aws);
-    await db.send(new CreateTableCommand({
-      TableName: 'echoes-browser',
-      AttributeDefinitions: [{ AttributeName: 'user_id', AttributeType: 'S' }, { AttributeName: 'echo_id', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'user_id', KeyType: 'HASH' }, { AttributeName: 'echo_id', KeyType: 'RANGE' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }));
-    db.destroy();
-    process.env.AWS_ACCESS_KEY_ID = 'testing';
-    process.env.AWS_SECRET_ACCESS_KEY = 'testing';
-    api = await startTestServer({
-      PORT: String(port), S3_BUCKET_NAME: 'echoes-browser', S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true',
-      DYNAMODB_TABLE_NAME: 'echoes-browser', DYNAMODB_ENDPOINT: moto.endpoint,
-    });
+    api = await startTestServer({ ...env, PORT: String(port) });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   });
 

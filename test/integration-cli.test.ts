@@ -1,12 +1,11 @@
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IntegrationReport } from '../src/integration/run.ts';
-import { freePort, requireMoto, startMoto, type MotoServer } from './support/moto.ts';
+import { startAwsBackend } from './support/backends.ts';
+import { freePort, requireMoto, type MotoServer } from './support/moto.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -100,10 +99,7 @@ describe('test-integration against the embedded server', () => {
   });
 });
 
-// The S3 + DynamoDB adapters come from another work stream; run as soon as both exist.
-const awsAdapters = existsSync(join(ROOT, 'src/storage/s3.ts')) && existsSync(join(ROOT, 'src/metadata/dynamodb.ts'));
-if (!awsAdapters) console.warn('SKIPPED test-integration against S3 + DynamoDB: src/storage/s3.ts or src/metadata/dynamodb.ts is not there yet.');
-const withMoto = awsAdapters && requireMoto('test-integration against S3 + DynamoDB (moto)');
+const withMoto = requireMoto('test-integration against S3 + DynamoDB (moto)');
 
 describe.runIf(withMoto)('test-integration against S3 + DynamoDB on moto', () => {
   let moto: MotoServer;
@@ -113,26 +109,9 @@ describe.runIf(withMoto)('test-integration against S3 + DynamoDB on moto', () =>
   const table = 'echoes-itest';
 
   beforeAll(async () => {
-    moto = await startMoto();
-    const aws = { region: 'us-east-1', endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-    const s3 = new S3Client({ ...aws, forcePathStyle: true });
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    s3.destroy();
-    const db = new DynamoDBClient(aws);
-    await db.send(new CreateTableCommand({
-      TableName: table,
-      AttributeDefinitions: [{ AttributeName: 'user_id', AttributeType: 'S' }, { AttributeName: 'echo_id', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'user_id', KeyType: 'HASH' }, { AttributeName: 'echo_id', KeyType: 'RANGE' }],
-      BillingMode: 'PAY_PER_REQUEST',
-    }));
-    db.destroy();
-    // The server reads AWS credentials from the environment, as in a real deployment.
-    process.env.AWS_ACCESS_KEY_ID = 'testing';
-    process.env.AWS_SECRET_ACCESS_KEY = 'testing';
-    server = await startTestServer({
-      S3_BUCKET_NAME: bucket, S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true',
-      DYNAMODB_TABLE_NAME: table, DYNAMODB_ENDPOINT: moto.endpoint, AWS_REGION: 'us-east-1',
-    });
+    let env: Record<string, string>;
+    ({ moto, env } = await startAwsBackend(bucket, table));
+    server = await startTestServer(env);
     token = await server.token('s3-user');
   });
   afterAll(async () => {
