@@ -9,7 +9,7 @@ import type { EchoRepository, ObjectStore } from '../ports.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { LocalObjectStore } from '../storage/local.ts';
-import { installErrorHandlers } from './errors.ts';
+import { frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { registerLocalStorageRoutes } from './local-storage-routes.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
@@ -43,8 +43,9 @@ export function redactUrl(url: string): string {
 }
 
 // Bodies are checked as sent (a string is never a number); query strings are text, so they coerce.
-const bodyAjv = new Ajv({ coerceTypes: false, removeAdditional: true, useDefaults: true, allErrors: false, strict: false });
-const queryAjv = new Ajv({ coerceTypes: true, removeAdditional: true, useDefaults: true, allErrors: false, strict: false });
+// Nothing is ever removed: an unknown (often misspelled) field is refused, never silently dropped.
+const bodyAjv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
+const queryAjv = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -55,6 +56,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
+    ...frameworkErrorOptions,
   });
 
   app.setValidatorCompiler(({ schema, httpPart }) => {
