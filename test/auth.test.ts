@@ -48,6 +48,22 @@ describe('AUTH_JWT_SECRET (HS256) with issuer and audience', () => {
     for (const t of bad) expect(await status(srv, t)).toEqual([401, 'UNAUTHORIZED']);
   });
 
+  it('refuses a token without exp, and one issued (iat) or valid from (nbf) in the future beyond the tolerance', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'https://auth.echoes.app/', aud: 'echoes-api', sub: 'alice' };
+    const sign = (extra: Record<string, number>) => new SignJWT({ ...claims, ...extra }).setProtectedHeader({ alg: 'HS256' }).sign(enc.encode(SECRET));
+    const noExp = await sign({ iat: now });
+    const res = await apiClient(srv.url, noExp).call<{ error: { code: string; message: string } }>('GET', '/echoes');
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('UNAUTHORIZED');
+    expect(res.body.error.message).toMatch(/"exp"/);
+    expect(await status(srv, await sign({ iat: now + 365 * 86400, exp: now + 366 * 86400 }))).toEqual([401, 'UNAUTHORIZED']);
+    expect(await status(srv, await sign({ iat: now + 60, exp: now + 3600 }))).toEqual([401, 'UNAUTHORIZED']);
+    expect(await status(srv, await sign({ nbf: now + 60, exp: now + 3600 }))).toEqual([401, 'UNAUTHORIZED']);
+    // Within the clock tolerance is fine: issuers' clocks drift a little.
+    expect(await status(srv, await sign({ iat: now + 2, exp: now + 3600 }))).toEqual([200, 'OK']);
+  });
+
   it('refuses a token without a safe sub', async () => {
     for (const sub of ['..', '.', 'a/b', 'x'.repeat(129), '']) {
       expect(await status(srv, await token({ sub }))).toEqual([401, 'INVALID_USER']);

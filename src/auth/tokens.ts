@@ -8,6 +8,8 @@ import { loadOrCreateSecret } from './secrets.ts';
 export const DEV_ISSUER = 'echoes-storage-dev';
 const DEV_TOKEN_TTL = '24h';
 const VERIFIED_CACHE_SIZE = 10_000;
+/** Seconds of clock difference with the token's issuer that are forgiven. */
+export const CLOCK_TOLERANCE_SECONDS = 5;
 
 export function devSecretFile(dataDir: string): string {
   return join(dataDir, 'dev-jwt-secret');
@@ -47,7 +49,11 @@ export class TokenVerifier {
   }
 
   private async verifyToken(token: string): Promise<string> {
-    const options = { algorithms: this.algorithms, issuer: this.issuer, audience: this.audience, clockTolerance: 5 };
+    // A token without `exp` would never expire: it is refused, whoever signed it.
+    const options = {
+      algorithms: this.algorithms, issuer: this.issuer, audience: this.audience,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS, requiredClaims: ['exp'],
+    };
     let payload: JWTPayload;
     try {
       ({ payload } = typeof this.key === 'function'
@@ -56,12 +62,15 @@ export class TokenVerifier {
     } catch (err) {
       throw new AppError('UNAUTHORIZED', describeJwtError(err));
     }
-    const userId = assertSafeUserId(payload.sub);
-    // Only tokens with an expiry are remembered, and never past it.
-    if (typeof payload.exp === 'number') {
-      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value ?? '');
-      this.verified.set(token, { userId, expiresAtMs: payload.exp * 1000 });
+    // jose checks a future `iat` only together with maxTokenAge; a token issued in the future
+    // means a wrong clock or a forged lifetime, so it is refused here.
+    if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + CLOCK_TOLERANCE_SECONDS) {
+      throw new AppError('UNAUTHORIZED', 'The token\'s "iat" claim is in the future; check the issuer\'s clock and get a new token.');
     }
+    const userId = assertSafeUserId(payload.sub);
+    // Remembered until its exp, never past it (jose has checked that exp is there).
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value ?? '');
+    this.verified.set(token, { userId, expiresAtMs: (payload.exp ?? 0) * 1000 });
     return userId;
   }
 }
@@ -78,7 +87,11 @@ function bearerToken(authorization: string | undefined): string {
 
 function describeJwtError(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'The token has expired; get a new one.';
-  if (err instanceof errors.JWTClaimValidationFailed) return `The token's "${err.claim}" claim is not accepted here.`;
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    return err.reason === 'missing'
+      ? `The token has no "${err.claim}" claim; tokens must expire. Get one with an expiry from your identity provider.`
+      : `The token's "${err.claim}" claim is not accepted here.`;
+  }
   if (err instanceof errors.JOSEAlgNotAllowed) return 'The token\'s signing algorithm is not accepted here.';
   if (err instanceof errors.JWKSNoMatchingKey) return 'No key of the issuer matches the token.';
   if (err instanceof errors.JWKSTimeout || err instanceof errors.JOSENotSupported) return 'The token could not be checked; try again.';
