@@ -55,7 +55,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
+    // Longer than any URL Node accepts (16 KiB of headers): an over-long id reaches its route and
+    // gets the route's own 404 instead of falling through to another route.
+    routerOptions: { maxParamLength: 16 * 1024, ignoreTrailingSlash: true },
     ...frameworkErrorOptions,
   });
 

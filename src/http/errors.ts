@@ -52,6 +52,17 @@ const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; message: string }> = {
   FST_ERR_ASYNC_CONSTRAINT: { code: 'INVALID_REQUEST', message: 'The request could not be routed.' },
 };
 
+const PLUGIN_STATUS_CODES: Readonly<Record<number, ErrorCode>> = {
+  403: 'NOT_FOUND',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  412: 'INVALID_REQUEST',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  416: 'RANGE_NOT_SATISFIABLE',
+};
+
 export interface ErrorResponse {
   readonly status: number;
   readonly body: ErrorBody;
@@ -80,6 +91,14 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
   }
   const known = fe?.code ? FRAMEWORK_ERRORS[fe.code] : undefined;
   if (known) return { status: ERROR_STATUS[known.code], body: errorBody(known.code, known.message), log: 'none' };
+  // Plugins' own refusals (a static file outside the page, a bad Range on a stylesheet) are
+  // client errors too; they keep a status the contract knows.
+  const status = typeof fe?.statusCode === 'number' ? fe.statusCode : undefined;
+  if (status !== undefined && status >= 400 && status < 500) {
+    const code = PLUGIN_STATUS_CODES[status] ?? 'INVALID_REQUEST';
+    const message = code === 'NOT_FOUND' ? 'Nothing here; see /docs for the API.' : fe?.message || 'The request is invalid.';
+    return { status: ERROR_STATUS[code], body: errorBody(code, message), log: 'none' };
+  }
   // Any other error is a bug (ours or a dependency's): say so, and give the id to quote.
   return {
     status: 500,
