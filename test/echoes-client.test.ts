@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError, EchoesClient, errorFromBody, type TransportRequest } from '../src/client/echoes-client.ts';
+import {
+  ApiError, EchoesClient, errorFromBody, type CreateEchoRequest, type TransportRequest,
+} from '../src/client/echoes-client.ts';
 import { makeToneWav } from '../src/integration/wav.ts';
+import { sha256 } from './support/api.ts';
 import { freePort } from './support/moto.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
@@ -51,6 +54,27 @@ describe('EchoesClient', () => {
     const missing = await client.getEcho(echo.echo_id).catch((err: unknown) => err);
     expect(missing).toBeInstanceOf(ApiError);
     expect(missing).toMatchObject({ status: 404, code: 'ECHO_NOT_FOUND', url: `${server.url}/echoes/${echo.echo_id}` });
+  });
+
+  it('sends every field of the shared wire types, and the strict server accepts them all', async () => {
+    const client = new EchoesClient({ baseUrl: server.url, token: await server.token('wire-user') });
+    const audio = makeToneWav({ seconds: 0.2 });
+    const ticket = await client.uploadUrl({ file_extension: 'wav', content_type: 'audio/wav', file_size: audio.byteLength, checksum_sha256: sha256(audio) });
+    await client.upload(ticket, audio);
+    const request: Required<CreateEchoRequest> = {
+      echo_id: ticket.echo_id, emotion: 'calm', tags: ['a', 'b'], caption: 'c', duration_seconds: 0.2, location: { lat: 1.5, lng: -2.5 },
+    };
+    const { echo, created } = await client.createEchoWithStatus(request);
+    expect(created).toBe(true);
+    expect(echo).toMatchObject({ ...request, user_id: 'wire-user', file_size: audio.byteLength });
+    const today = new Date().toISOString().slice(0, 10);
+    const first = await client.listEchoes({ limit: 1, from: today, to: today });
+    expect(first.echoes.map((e) => e.echo_id)).toEqual([echo.echo_id]);
+    expect(first.next_cursor).toBeNull();
+    // A misspelled field that slips past the types (plain JavaScript) is refused, not dropped.
+    const misspelled = await client.send('POST', '/echoes/upload-url', { body: { file_extension: 'wav', content_type: 'audio/wav', checksum_sha265: 'x' } }).catch((e: unknown) => e);
+    expect(misspelled).toMatchObject({ status: 400, code: 'INVALID_REQUEST' });
+    expect((misspelled as ApiError).message).toContain('checksum_sha265');
   });
 
   it('hands uploads to a supplied uploader (the browser\'s XHR one)', async () => {

@@ -2,27 +2,46 @@ import { SignJWT } from 'jose';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TObject } from '@sinclair/typebox';
+import {
+  CreateEchoRequestSchema, DevTokenRequestSchema, DevTokenSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, HealthSchema,
+  ListQuerySchema, ReadinessSchema, UploadTicketSchema, UploadUrlRequestSchema, type Echo, type ErrorBody,
+} from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, FORMATS, putBytes, sha256, type Ticket } from './support/api.ts';
 import { backends } from './support/backends.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
-interface Echo {
-  echo_id: string;
-  user_id: string;
-  s3_key: string;
-  file_extension: string;
-  content_type: string;
-  file_size: number;
-  emotion: string | null;
-  tags: string[];
-  caption: string | null;
-  duration_seconds: number | null;
-  location: { lat: number; lng: number } | null;
-  created_at: string;
-  audio_url: string;
-  audio_url_expires_in: number;
+interface Operation {
+  parameters?: { in: string; name: string }[];
+  requestBody?: { required?: boolean; content: Record<string, { schema?: unknown } | undefined> };
+  responses: Record<string, { content?: Record<string, { schema?: unknown } | undefined> } | undefined>;
 }
-interface ErrorBody { error: { code: string; message: string } }
+
+interface ObjectShape { properties?: Record<string, unknown>; required?: string[]; additionalProperties?: unknown }
+
+const ERROR_SHAPE: ObjectShape = { properties: { error: {} }, required: ['error'] };
+
+/** Every documented operation, with the wire schemas it must show. */
+const DOCUMENTED_ROUTES: Record<string, { body?: TObject; query?: TObject; params?: TObject; responses: Record<number, TObject> }> = {
+  'POST /echoes/upload-url': { body: UploadUrlRequestSchema, responses: { 200: UploadTicketSchema } },
+  'POST /echoes/init-upload': { body: UploadUrlRequestSchema, responses: { 200: UploadTicketSchema } },
+  'POST /echoes': { body: CreateEchoRequestSchema, responses: { 200: EchoSchema, 201: EchoSchema } },
+  'GET /echoes': { query: ListQuerySchema, responses: { 200: EchoPageSchema } },
+  'GET /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: { 200: EchoSchema } },
+  'DELETE /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
+  'GET /health': { responses: { 200: HealthSchema } },
+  'GET /health/ready': { responses: { 200: ReadinessSchema, 503: ReadinessSchema } },
+  'POST /dev/token': { body: DevTokenRequestSchema, responses: { 200: DevTokenSchema } },
+};
+
+/** Same fields, same required ones, and a request's refusal of unknown fields carried into the document. */
+function expectSameShape(actual: unknown, expected: ObjectShape, where: string): void {
+  const shape = actual as ObjectShape | undefined;
+  expect(shape, where).toBeDefined();
+  expect(Object.keys(shape?.properties ?? {}).sort(), where).toEqual(Object.keys(expected.properties ?? {}).sort());
+  expect([...(shape?.required ?? [])].sort(), where).toEqual([...(expected.required ?? [])].sort());
+  expect(shape?.additionalProperties, where).toEqual(expected.additionalProperties);
+}
 
 for (const backend of backends()) {
   describe.skipIf(!backend.available)(`HTTP API on ${backend.name}`, () => {
@@ -281,12 +300,41 @@ for (const backend of backends()) {
     });
 
     it('serves an OpenAPI document generated from the routes', async () => {
-      const doc = await anonymous.call<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('GET', '/docs/json');
+      const doc = await anonymous.call<{ openapi: string; paths: Record<string, Record<string, Operation>> }>('GET', '/docs/json');
       expect(doc.status).toBe(200);
-      expect(doc.body.openapi).toMatch(/^3\./);
-      for (const path of ['/echoes/upload-url', '/echoes/init-upload', '/echoes', '/echoes/{echo_id}', '/health', '/health/ready']) {
-        expect(Object.keys(doc.body.paths)).toContain(path);
+      expect(doc.body.openapi).toMatch(/^3\.0\./);
+      const operations = Object.entries(doc.body.paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`));
+      expect(operations.sort()).toEqual(Object.keys(DOCUMENTED_ROUTES).sort());
+      for (const [route, expected] of Object.entries(DOCUMENTED_ROUTES)) {
+        const [method = '', path = ''] = route.split(' ');
+        const op = doc.body.paths[path]?.[method.toLowerCase()];
+        if (!op) throw new Error(`${route} is not in /docs/json`);
+        const body = op.requestBody?.content['application/json']?.schema;
+        if (expected.body) {
+          expect(op.requestBody?.required, route).toBe(true);
+          expectSameShape(body, expected.body, `${route} body`);
+          expect((body as ObjectShape).additionalProperties, `${route} body refuses unknown fields`).toBe(false);
+        } else {
+          expect(op.requestBody, route).toBeUndefined();
+        }
+        const params = (op.parameters ?? []).map((p) => `${p.in}:${p.name}`).sort();
+        const wanted = [
+          ...Object.keys(expected.query?.properties ?? {}).map((name) => `query:${name}`),
+          ...Object.keys(expected.params?.properties ?? {}).map((name) => `path:${name}`),
+        ].sort();
+        expect(params, `${route} parameters`).toEqual(wanted);
+        for (const [status, schema] of Object.entries(expected.responses)) {
+          const media = op.responses[status]?.content?.['application/json']?.schema;
+          expectSameShape(media, schema, `${route} ${status}`);
+        }
+        for (const [status, response] of Object.entries(op.responses)) {
+          if (Number(status) >= 400 && !(status in expected.responses)) expectSameShape(response?.content?.['application/json']?.schema, ERROR_SHAPE, `${route} ${status}`);
+        }
+        expect(Object.keys(op.responses).some((status) => Number(status) >= 400), `${route} documents its errors`).toBe(true);
       }
+      // OpenAPI 3.0 has no null type, no type lists and no const: they must have been translated.
+      const text = JSON.stringify(doc.body);
+      expect(text).not.toMatch(/"type":\[|"type":"null"|"const":|"patternProperties":/);
       expect(Object.keys(doc.body.paths).some((p) => p.startsWith('/storage'))).toBe(false);
       expect((await fetch(`${srv.url}/docs`)).status).toBe(200);
     });

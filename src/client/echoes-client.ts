@@ -4,24 +4,16 @@
  * the browser's upload progress comes through an `Uploader` the page supplies.
  */
 
-export interface UploadUrlRequest {
-  readonly file_extension: string;
-  readonly content_type: string;
-  readonly file_size?: number;
-  /** Base64 SHA-256 of the bytes. */
-  readonly checksum_sha256?: string;
-}
+import type {
+  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest,
+} from '../wire/echoes-api.ts';
 
-export interface UploadTicket {
-  readonly upload_url: string;
-  readonly method: 'PUT';
-  /** Exactly what the PUT must carry (never Content-Length). */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly echo_id: string;
-  readonly s3_key: string;
-  readonly expires_in: number;
-  readonly expires_at: string;
-}
+// The wire shapes are defined once, with the server's schemas; type-only, so the browser
+// bundle carries none of it.
+export type {
+  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, Readiness, UploadTicket,
+  UploadUrlRequest,
+} from '../wire/echoes-api.ts';
 
 /** The legacy endpoint's answer, with the headers that announce its successor. */
 export interface LegacyUploadTicket {
@@ -30,68 +22,8 @@ export interface LegacyUploadTicket {
   readonly link: string | null;
 }
 
-export interface Location {
-  readonly lat: number;
-  readonly lng: number;
-}
-
-export interface CreateEchoRequest {
-  readonly echo_id: string;
-  readonly emotion?: string | null;
-  readonly tags?: readonly string[];
-  readonly caption?: string | null;
-  readonly duration_seconds?: number | null;
-  readonly location?: Location | null;
-}
-
-export interface Echo {
-  readonly echo_id: string;
-  readonly user_id: string;
-  readonly s3_key: string;
-  readonly file_extension: string;
-  readonly content_type: string;
-  readonly file_size: number;
-  readonly emotion: string | null;
-  readonly tags: readonly string[];
-  readonly caption: string | null;
-  readonly duration_seconds: number | null;
-  readonly location: Location | null;
-  readonly created_at: string;
-  readonly audio_url: string;
-  readonly audio_url_expires_in: number;
-}
-
-export interface EchoPage {
-  readonly echoes: readonly Echo[];
-  readonly next_cursor: string | null;
-}
-
-export interface ListOptions {
-  readonly limit?: number;
-  readonly cursor?: string;
-  /** ISO date or date-time, inclusive. */
-  readonly from?: string;
-  /** ISO date or date-time, inclusive; a bare date covers the whole day. */
-  readonly to?: string;
-}
-
-export interface Health {
-  readonly status: string;
-  readonly storage: string;
-  readonly metadata: string;
-}
-
-export interface Readiness {
-  readonly status: string;
-  readonly storage: string;
-  readonly metadata: string;
-}
-
-export interface DevToken {
-  readonly token: string;
-  readonly user_id: string;
-  readonly expires_in: number;
-}
+/** GET /echoes's query: `from`/`to` are ISO dates or date-times, inclusive; a bare date covers the whole day. */
+export type ListOptions = ListQuery;
 
 export type UploadBody = Blob | Uint8Array | ArrayBuffer;
 
@@ -197,7 +129,8 @@ export class EchoesClient {
   }
 
   async devToken(userId: string): Promise<DevToken> {
-    const result = await this.json<DevToken>('POST', '/dev/token', { auth: false, body: { user_id: userId } });
+    const body: DevTokenRequest = { user_id: userId };
+    const result = await this.json<DevToken>('POST', '/dev/token', { auth: false, body });
     this.token = result.token;
     return result;
   }
@@ -252,10 +185,10 @@ export class EchoesClient {
 
   listEchoes(options: ListOptions = {}): Promise<EchoPage> {
     const query = new URLSearchParams();
-    if (options.limit !== undefined) query.set('limit', String(options.limit));
-    if (options.cursor !== undefined) query.set('cursor', options.cursor);
-    if (options.from !== undefined) query.set('from', options.from);
-    if (options.to !== undefined) query.set('to', options.to);
+    // The options are the wire's query fields by name, so a new one needs no change here.
+    for (const [name, value] of Object.entries(options)) {
+      if (value !== undefined) query.set(name, String(value));
+    }
     const qs = query.toString();
     return this.json<EchoPage>('GET', `/echoes${qs ? `?${qs}` : ''}`);
   }

@@ -1,8 +1,40 @@
+import type { EchoMetadata } from '../domain/echo.ts';
 import type { EchoView } from '../services/echoes.ts';
-import type { UploadTicket } from '../services/uploads.ts';
+import type { UploadRequest, UploadTicket as IssuedUpload } from '../services/uploads.ts';
+import type { CreateEchoRequest, Echo, UploadTicket, UploadUrlRequest } from '../wire/echoes-api.ts';
 
-/** snake_case JSON of the contract, built from service results. */
-export function echoJson(view: EchoView) {
+// The only place where wire names (snake_case, wire/echoes-api.ts) meet domain names. The
+// return types are the wire types, so a field added to the wire module fails to compile here
+// until it is mapped.
+
+export function uploadRequest(body: UploadUrlRequest): UploadRequest {
+  return { fileExtension: body.file_extension, contentType: body.content_type, fileSize: body.file_size, checksumSha256: body.checksum_sha256 };
+}
+
+export function uploadJson(ticket: IssuedUpload): UploadTicket {
+  return {
+    upload_url: ticket.uploadUrl,
+    method: ticket.method,
+    headers: ticket.headers,
+    echo_id: ticket.echoId,
+    s3_key: ticket.key,
+    expires_in: ticket.expiresIn,
+    expires_at: ticket.expiresAt.toISOString(),
+  };
+}
+
+/** A field left out of POST /echoes is stored as empty, never as "unchanged". */
+export function echoMetadata(body: CreateEchoRequest): EchoMetadata {
+  return {
+    emotion: body.emotion ?? null,
+    tags: body.tags ?? [],
+    caption: body.caption ?? null,
+    durationSeconds: body.duration_seconds ?? null,
+    location: body.location ?? null,
+  };
+}
+
+export function echoJson(view: EchoView): Echo {
   const r = view.record;
   return {
     echo_id: r.echoId,
@@ -12,24 +44,12 @@ export function echoJson(view: EchoView) {
     content_type: r.contentType,
     file_size: r.fileSize ?? 0,
     emotion: r.emotion,
-    tags: r.tags,
+    tags: [...r.tags],
     caption: r.caption,
     duration_seconds: r.durationSeconds,
     location: r.location,
     created_at: r.createdAt.toISOString(),
     audio_url: view.audioUrl,
     audio_url_expires_in: view.audioUrlExpiresIn,
-  };
-}
-
-export function uploadJson(ticket: UploadTicket) {
-  return {
-    upload_url: ticket.uploadUrl,
-    method: ticket.method,
-    headers: ticket.headers,
-    echo_id: ticket.echoId,
-    s3_key: ticket.key,
-    expires_in: ticket.expiresIn,
-    expires_at: ticket.expiresAt.toISOString(),
   };
 }

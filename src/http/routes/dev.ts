@@ -1,15 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import { signDevToken } from '../../auth/tokens.ts';
-import { errorSchema } from '../schemas.ts';
+import {
+  DevTokenRequestSchema, DevTokenSchema, ErrorBodySchema, NoQuerySchema,
+  type DevToken, type DevTokenRequest, type ErrorBody, type NoQuery,
+} from '../../wire/echoes-api.ts';
 
 /** Only mounted in dev auth mode: hands the recorder page a token for any safe user id. */
 export async function devRoutes(app: FastifyInstance, options: { dataDir: string }): Promise<void> {
-  app.post<{ Body: { user_id: string } }>('/dev/token', {
+  app.post<{ Body: DevTokenRequest; Querystring: NoQuery; Reply: DevToken | ErrorBody }>('/dev/token', {
     schema: {
       tags: ['dev'],
       summary: 'Dev auth only: a 24 h token for a user id',
-      body: { type: 'object', required: ['user_id'], properties: { user_id: { type: 'string', maxLength: 128 } } },
-      response: { 200: { type: 'object', properties: { token: { type: 'string' }, user_id: { type: 'string' }, expires_in: { type: 'integer' } } }, 401: errorSchema },
+      querystring: NoQuerySchema,
+      body: DevTokenRequestSchema,
+      response: { 200: DevTokenSchema, 400: ErrorBodySchema, 401: ErrorBodySchema, 415: ErrorBodySchema, 500: ErrorBodySchema },
     },
   }, async (request) => ({
     token: await signDevToken(options.dataDir, request.body.user_id),

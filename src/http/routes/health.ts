@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { EchoRepository, ObjectStore } from '../../ports.ts';
+import { ErrorBodySchema, HealthSchema, NoQuerySchema, ReadinessSchema } from '../../wire/echoes-api.ts';
 
 const CHECK_TIMEOUT_MS = 3000;
 
@@ -23,12 +24,15 @@ export async function healthRoutes(app: FastifyInstance, ports: { store: ObjectS
   app.get('/health', {
     schema: {
       tags: ['health'], summary: 'Liveness and which backends are in use',
-      response: { 200: { type: 'object', properties: { status: { type: 'string' }, storage: { type: 'string' }, metadata: { type: 'string' } } } },
+      querystring: NoQuerySchema, response: { 200: HealthSchema, 400: ErrorBodySchema },
     },
   }, async () => ({ status: 'ok', storage: store.name, metadata: repo.name }));
 
   app.get('/health/ready', {
-    schema: { tags: ['health'], summary: 'Ready when storage and metadata answer (503 otherwise)' },
+    schema: {
+      tags: ['health'], summary: 'Ready when storage and metadata answer (503 otherwise)',
+      querystring: NoQuerySchema, response: { 200: ReadinessSchema, 400: ErrorBodySchema, 503: ReadinessSchema },
+    },
   }, async (_request, reply) => {
     const [storage, metadata] = await Promise.all([probe(() => store.check()), probe(() => repo.check())]);
     const ok = storage === 'ok' && metadata === 'ok';

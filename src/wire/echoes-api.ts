@@ -1,0 +1,141 @@
+/**
+ * The one definition of the HTTP API's wire shapes (v1). The routes validate requests and
+ * build the OpenAPI document from these schemas, the views return their static types, and
+ * the client (also bundled for the browser, so nothing here may import node:) re-exports
+ * them. A new echo field is added here once, in `echoMetadataFields` or `EchoSchema`.
+ *
+ * Every request object refuses unknown properties: a misspelled field must be a 400 naming
+ * it, never silently dropped (a dropped `checksum_sha256` would unbind the upload URL).
+ */
+import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
+
+/**
+ * `type: [T, 'null']` rather than TypeBox's `anyOf` with a null member: Ajv then reports the
+ * keyword that failed ("must NOT have more than 64 characters") instead of an anyOf summary,
+ * and @fastify/swagger turns it into OpenAPI 3.0's `nullable: true`.
+ */
+function Nullable<T extends TSchema & { type: string }>(schema: T): TUnsafe<Static<T> | null> {
+  // The JSON round trip drops TypeBox's symbol keys, so the copy is a plain JSON schema.
+  const plain = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+  return Type.Unsafe<Static<T> | null>({ ...plain, type: [schema.type, 'null'] });
+}
+
+const strict = { additionalProperties: false } as const;
+
+// ---- errors ---------------------------------------------------------------------------------
+
+export const ErrorDetailSchema = Type.Object({ code: Type.String(), message: Type.String() });
+
+/** Every non-2xx answer of the API: `{"error":{"code","message"}}`. */
+export const ErrorBodySchema = Type.Object({ error: ErrorDetailSchema });
+export type ErrorBody = Static<typeof ErrorBodySchema>;
+
+// ---- shared pieces --------------------------------------------------------------------------
+
+/** For routes that take no query string: any parameter is an unknown field (400). */
+export const NoQuerySchema = Type.Object({}, strict);
+export type NoQuery = Static<typeof NoQuerySchema>;
+
+/**
+ * A string, never checked for shape here: a malformed id is answered 404 ECHO_NOT_FOUND by
+ * the service, as the contract says, not 400.
+ */
+export const EchoIdParamsSchema = Type.Object({ echo_id: Type.String() }, strict);
+export type EchoIdParams = Static<typeof EchoIdParamsSchema>;
+
+export const LocationSchema = Type.Object({
+  lat: Type.Number({ minimum: -90, maximum: 90 }),
+  lng: Type.Number({ minimum: -180, maximum: 180 }),
+}, strict);
+export type Location = Static<typeof LocationSchema>;
+
+// ---- uploads --------------------------------------------------------------------------------
+
+export const UploadUrlRequestSchema = Type.Object({
+  file_extension: Type.String({ minLength: 1, maxLength: 32, description: 'webm, wav, mp3, m4a, ogg, flac or aac' }),
+  content_type: Type.String({ minLength: 1, maxLength: 200, description: 'e.g. audio/webm or audio/webm;codecs=opus' }),
+  file_size: Type.Optional(Type.Integer({ minimum: 1, description: 'bytes; when given, the URL binds it' })),
+  checksum_sha256: Type.Optional(Type.String({ maxLength: 64, description: 'base64 SHA-256 of the bytes; when given, the URL binds it' })),
+}, strict);
+export type UploadUrlRequest = Static<typeof UploadUrlRequestSchema>;
+
+export const UploadTicketSchema = Type.Object({
+  upload_url: Type.String(),
+  method: Type.Literal('PUT'),
+  /** Exactly what the PUT must carry (never Content-Length). */
+  headers: Type.Unsafe<Record<string, string>>({
+    type: 'object', additionalProperties: { type: 'string' }, description: 'exactly the headers the PUT must carry',
+  }),
+  echo_id: Type.String(),
+  s3_key: Type.String(),
+  expires_in: Type.Integer(),
+  expires_at: Type.String({ format: 'date-time' }),
+});
+export type UploadTicket = Static<typeof UploadTicketSchema>;
+
+// ---- echoes ---------------------------------------------------------------------------------
+
+/** What a client may set on an echo: optional in POST /echoes, always present in an echo. */
+const echoMetadataFields = {
+  emotion: Nullable(Type.String({ maxLength: 64 })),
+  tags: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 20 }),
+  caption: Nullable(Type.String({ maxLength: 2000 })),
+  duration_seconds: Nullable(Type.Number({ minimum: 0, maximum: 86400 })),
+  location: Nullable(LocationSchema),
+};
+
+export const CreateEchoRequestSchema = Type.Object({
+  echo_id: Type.String({ maxLength: 64 }),
+  ...Type.Partial(Type.Object(echoMetadataFields)).properties,
+}, strict);
+export type CreateEchoRequest = Static<typeof CreateEchoRequestSchema>;
+
+export const EchoSchema = Type.Object({
+  echo_id: Type.String(),
+  user_id: Type.String(),
+  s3_key: Type.String(),
+  file_extension: Type.String(),
+  content_type: Type.String(),
+  file_size: Type.Integer(),
+  ...echoMetadataFields,
+  created_at: Type.String({ format: 'date-time' }),
+  audio_url: Type.String(),
+  audio_url_expires_in: Type.Integer(),
+});
+export type Echo = Static<typeof EchoSchema>;
+
+export const LIST_DEFAULT_LIMIT = 20;
+
+export const ListQuerySchema = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: LIST_DEFAULT_LIMIT })),
+  cursor: Type.Optional(Type.String({ maxLength: 200 })),
+  from: Type.Optional(Type.String({ maxLength: 40, description: 'ISO date or date-time, inclusive' })),
+  to: Type.Optional(Type.String({ maxLength: 40, description: 'ISO date or date-time, inclusive; a date covers the whole day' })),
+}, strict);
+export type ListQuery = Static<typeof ListQuerySchema>;
+
+export const EchoPageSchema = Type.Object({
+  echoes: Type.Array(EchoSchema),
+  next_cursor: Nullable(Type.String()),
+});
+export type EchoPage = Static<typeof EchoPageSchema>;
+
+// ---- health and dev auth --------------------------------------------------------------------
+
+export const HealthSchema = Type.Object({ status: Type.String(), storage: Type.String(), metadata: Type.String() });
+export type Health = Static<typeof HealthSchema>;
+
+/** 200 when both backends answer; 503 with the same fields and an error otherwise. */
+export const ReadinessSchema = Type.Object({
+  status: Type.String(),
+  storage: Type.String(),
+  metadata: Type.String(),
+  error: Type.Optional(ErrorDetailSchema),
+});
+export type Readiness = Static<typeof ReadinessSchema>;
+
+export const DevTokenRequestSchema = Type.Object({ user_id: Type.String({ maxLength: 128 }) }, strict);
+export type DevTokenRequest = Static<typeof DevTokenRequestSchema>;
+
+export const DevTokenSchema = Type.Object({ token: Type.String(), user_id: Type.String(), expires_in: Type.Integer() });
+export type DevToken = Static<typeof DevTokenSchema>;
