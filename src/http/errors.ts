@@ -1,10 +1,9 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import { isAppError, isPortError, type ErrorCode } from '../domain/errors.ts';
+import type { ErrorBody } from '../wire/echoes-api.ts';
 
-export interface ErrorBody {
-  error: { code: string; message: string };
-}
+export type { ErrorBody };
 
 export function errorBody(code: ErrorCode, message: string): ErrorBody {
   return { error: { code, message } };
