@@ -1,40 +1,18 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EchoRecord, EchoStatus } from '../domain/echo.ts';
+import { PortError } from '../domain/errors.ts';
 import { pendingTtl } from './echo-table.ts';
+import { migrate } from './sqlite-schema.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
 
 export interface SqliteEchoRepositoryOptions {
   /** Database file, or ':memory:'. */
   readonly file: string;
+  /** How long a statement waits for another process's write lock before failing as unavailable. */
+  readonly busyTimeoutMs?: number | undefined;
 }
-
-/** Mirrors the DynamoDB item: one row per echo, keyed by user and echo id. */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS echoes (
-  user_id TEXT NOT NULL,
-  echo_id TEXT NOT NULL,
-  s3_key TEXT NOT NULL,
-  file_extension TEXT NOT NULL,
-  content_type TEXT NOT NULL,
-  upload_content_type TEXT NOT NULL,
-  declared_size INTEGER,
-  checksum_sha256 TEXT,
-  file_size INTEGER,
-  status TEXT NOT NULL CHECK (status IN ('pending', 'ready', 'deleting')),
-  emotion TEXT,
-  tags TEXT NOT NULL DEFAULT '[]',
-  caption TEXT,
-  duration_seconds REAL,
-  location_lat REAL,
-  location_lng REAL,
-  created_at INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL,
-  ttl INTEGER,
-  PRIMARY KEY (user_id, echo_id)
-) WITHOUT ROWID;
-`;
 
 interface Row {
   user_id: string;
@@ -116,53 +94,155 @@ const LOW = '';
 const HIGH = 'g';
 const SCAN_PAGE = 500;
 
-/** Echo metadata in one SQLite file (WAL), every statement prepared once. */
+const LIST_BELOW = `SELECT * FROM echoes WHERE user_id = ? AND status = 'ready' AND echo_id >= ? AND echo_id < ?
+  ORDER BY echo_id DESC LIMIT ?`;
+const LIST_UP_TO = `SELECT * FROM echoes WHERE user_id = ? AND status = 'ready' AND echo_id >= ? AND echo_id <= ?
+  ORDER BY echo_id DESC LIMIT ?`;
+
+/**
+ * The statement and bindings that serve a list query. SQLite seeks to ONE upper bound and
+ * filters by any other one row by row, so a cursor plus a `to` bound must become a single
+ * bound: whichever is tighter, exclusive for the cursor, inclusive for `to`. With both, a
+ * date window in the past walked every newer echo of the user. Exported so a test can
+ * EXPLAIN exactly what listReady runs.
+ */
+export function listStatement(userId: string, query: ListQuery): { sql: string; params: [string, string, string, number] } {
+  const from = query.fromEchoId ?? LOW;
+  const { beforeEchoId: before, toEchoId: to } = query;
+  return before !== undefined && (to === undefined || before <= to)
+    ? { sql: LIST_BELOW, params: [userId, from, before, query.limit + 1] }
+    : { sql: LIST_UP_TO, params: [userId, from, to ?? HIGH, query.limit + 1] };
+}
+
+/** SQLite result codes (primary, or extended under them) that mean the database cannot serve now. */
+const UNAVAILABLE = /^SQLITE_(?:BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB)(?:_|$)/;
+/** better-sqlite3's own error for a statement run on a closed connection. */
+const NOT_OPEN = 'The database connection is not open';
+/** File system failures while preparing the database file: the machine's, not a bug. */
+const UNAVAILABLE_ERRNO = new Set(['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'EBUSY', 'EAGAIN', 'ENOTDIR']);
+
+const errnoCode = (err: unknown): string | undefined => (err as { code?: unknown } | undefined)?.code as string | undefined;
+
+/** A PortError for a failure of the database itself; anything else (a bug) unchanged. */
+export function sqliteFailure(err: unknown, file: string): unknown {
+  if (err instanceof Database.SqliteError) {
+    return UNAVAILABLE.test(err.code) ? new PortError('unavailable', 'sqlite', `The metadata database ${file} failed (${err.code}).`, { cause: err }) : err;
+  }
+  if (err instanceof TypeError && err.message === NOT_OPEN) {
+    return new PortError('unavailable', 'sqlite', `The metadata database ${file} is closed.`, { cause: err });
+  }
+  return err;
+}
+
+/** What one insert of a group commit failed with: a taken id is a conflict, the rest as for any statement. */
+function insertFailure(err: Error, row: readonly unknown[], file: string): unknown {
+  if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+    return new PortError('conflict', 'sqlite', `Echo ${String(row[1])} of user ${String(row[0])} already exists.`, { cause: err });
+  }
+  return sqliteFailure(err, file);
+}
+
+const OWNER_ONLY = 0o600;
+
+/**
+ * Metadata is as private as the secrets beside it. SQLite creates a new file 0644 (less the
+ * umask) and gives its -wal and -shm the main file's mode, so the main file is created here,
+ * empty (a valid empty database), owner-only; files left looser by older versions are tightened.
+ */
+function prepareFile(file: string): void {
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    try {
+      closeSync(openSync(file, 'wx', OWNER_ONLY));
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+    }
+    for (const path of [file, `${file}-wal`, `${file}-shm`]) {
+      let stat;
+      try {
+        stat = statSync(path);
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue;
+        throw err;
+      }
+      // Not a folder someone named like the database: SQLite will refuse that one itself.
+      if (stat.isFile() && (stat.mode & 0o077) !== 0) chmodSync(path, stat.mode & 0o700);
+    }
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code !== undefined && UNAVAILABLE_ERRNO.has(code)) {
+      throw new PortError('unavailable', 'sqlite', `Cannot open the metadata database ${file} (${code}).`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+interface PendingInsert {
+  readonly row: unknown[];
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * Echo metadata in one SQLite file (WAL), every statement prepared once. Failures of the
+ * database become PortErrors; the try blocks cost nothing while statements succeed.
+ */
 export class SqliteEchoRepository implements EchoRepository {
   readonly name = 'sqlite';
+  private readonly file: string;
   private readonly db: Database.Database;
   private readonly stmt;
-  private readonly pendingInserts: { row: unknown[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
-  private readonly insertBatch: (batch: readonly { row: unknown[] }[], outcomes: (Error | undefined)[]) => void;
+  private readonly pendingInserts: PendingInsert[] = [];
+  private readonly insertBatch: (batch: readonly PendingInsert[], outcomes: (Error | undefined)[]) => void;
 
   constructor(options: SqliteEchoRepositoryOptions) {
-    if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true });
-    this.db = new Database(options.file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
-    const db = this.db;
-    this.stmt = {
-      // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
-      insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`),
-      get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
-      ready: db.prepare(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
-        tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
-        location_lng = @location_lng WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
-      deleting: db.prepare(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
-      remove: db.prepare('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),
-      list: db.prepare<[string, string, string, string, number], Row>(`SELECT * FROM echoes
-        WHERE user_id = ? AND status = 'ready' AND echo_id < ? AND echo_id >= ? AND echo_id <= ?
-        ORDER BY echo_id DESC LIMIT ?`),
-      many: db.prepare<[string], Row>(`SELECT e.* FROM json_each(?) AS j
-        JOIN echoes AS e ON e.user_id = j.value ->> 0 AND e.echo_id = j.value ->> 1 ORDER BY j.key`),
-      scanAll: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
-        WHERE (user_id, echo_id) > (?, ?) AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
-        ORDER BY user_id, echo_id LIMIT ?`),
-      scanUser: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
-        WHERE user_id = ? AND echo_id > ? AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
-        ORDER BY echo_id LIMIT ?`),
-      ping: db.prepare('SELECT 1'),
-    };
+    this.file = options.file;
+    if (options.file !== ':memory:') prepareFile(options.file);
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(options.file);
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+      // Before anything else writes: a file from a newer version is refused untouched.
+      migrate(db, options.file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      this.db = db;
+      this.stmt = {
+        // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
+        insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`),
+        get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
+        ready: db.prepare(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
+          tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
+          location_lng = @location_lng WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
+        deleting: db.prepare(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
+        remove: db.prepare('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),
+        listBelow: db.prepare<[string, string, string, number], Row>(LIST_BELOW),
+        listUpTo: db.prepare<[string, string, string, number], Row>(LIST_UP_TO),
+        many: db.prepare<[string], Row>(`SELECT e.* FROM json_each(?) AS j
+          JOIN echoes AS e ON e.user_id = j.value ->> 0 AND e.echo_id = j.value ->> 1 ORDER BY j.key`),
+        scanAll: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
+          WHERE (user_id, echo_id) > (?, ?) AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
+          ORDER BY user_id, echo_id LIMIT ?`),
+        scanUser: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
+          WHERE user_id = ? AND echo_id > ? AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
+          ORDER BY echo_id LIMIT ?`),
+        ping: db.prepare('SELECT 1'),
+      };
+    } catch (err) {
+      if (db?.open) db.close();
+      throw sqliteFailure(err, options.file);
+    }
     const insert = this.stmt.insert;
-    this.insertBatch = db.transaction((batch: readonly { row: unknown[] }[], outcomes: (Error | undefined)[]) => {
+    this.insertBatch = db.transaction((batch: readonly PendingInsert[], outcomes: (Error | undefined)[]) => {
       for (const { row } of batch) {
         try {
           insert.run(row);
           outcomes.push(undefined);
         } catch (err) {
-          // One taken id must not fail the others in the batch.
-          outcomes.push(err instanceof Error ? err : new Error(String(err)));
+          // One taken id must not fail the others in the batch; a database that fails (locked,
+          // full) fails them all at once rather than making each insert wait for it in turn.
+          if (!(err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT'))) throw err;
+          outcomes.push(err);
         }
       }
     });
@@ -187,44 +267,72 @@ export class SqliteEchoRepository implements EchoRepository {
     try {
       this.insertBatch(batch, outcomes);
     } catch (err) {
-      for (const item of batch) item.reject(err);
+      const failure = sqliteFailure(err, this.file);
+      for (const item of batch) item.reject(failure);
       return;
     }
-    batch.forEach((item, i) => (outcomes[i] ? item.reject(outcomes[i]) : item.resolve()));
+    batch.forEach((item, i) => {
+      const failed = outcomes[i];
+      if (failed) item.reject(insertFailure(failed, item.row, this.file));
+      else item.resolve();
+    });
   };
 
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
-    const row = this.stmt.get.get(key.userId, key.echoId);
+    let row: Row | undefined;
+    try {
+      row = this.stmt.get.get(key.userId, key.echoId);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
     return row ? fromRow(row) : undefined;
   }
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
     const m = update.metadata;
-    this.stmt.ready.run({
-      user_id: key.userId,
-      echo_id: key.echoId,
-      file_size: update.fileSize,
-      emotion: m.emotion,
-      tags: JSON.stringify(m.tags),
-      caption: m.caption,
-      duration_seconds: m.durationSeconds,
-      location_lat: m.location?.lat ?? null,
-      location_lng: m.location?.lng ?? null,
-    });
+    try {
+      this.stmt.ready.run({
+        user_id: key.userId,
+        echo_id: key.echoId,
+        file_size: update.fileSize,
+        emotion: m.emotion,
+        tags: JSON.stringify(m.tags),
+        caption: m.caption,
+        duration_seconds: m.durationSeconds,
+        location_lat: m.location?.lat ?? null,
+        location_lng: m.location?.lng ?? null,
+      });
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
     return this.get(key);
   }
 
   async markDeleting(key: EchoKey): Promise<EchoRecord | undefined> {
-    this.stmt.deleting.run(key.userId, key.echoId);
+    try {
+      this.stmt.deleting.run(key.userId, key.echoId);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
     return this.get(key);
   }
 
   async remove(key: EchoKey): Promise<void> {
-    this.stmt.remove.run(key.userId, key.echoId);
+    try {
+      this.stmt.remove.run(key.userId, key.echoId);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
   }
 
   async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
-    const rows = this.stmt.list.all(userId, query.beforeEchoId ?? HIGH, query.fromEchoId ?? LOW, query.toEchoId ?? HIGH, query.limit + 1);
+    const { sql, params } = listStatement(userId, query);
+    let rows: Row[];
+    try {
+      rows = (sql === LIST_BELOW ? this.stmt.listBelow : this.stmt.listUpTo).all(...params);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
     const more = rows.length > query.limit;
     return { items: rows.slice(0, query.limit).map(fromRow), more };
   }
@@ -232,7 +340,11 @@ export class SqliteEchoRepository implements EchoRepository {
   async getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]> {
     if (keys.length === 0) return [];
     const unique = new Map(keys.map((k) => [`${k.userId}/${k.echoId}`, [k.userId, k.echoId]]));
-    return this.stmt.many.all(JSON.stringify([...unique.values()])).map(fromRow);
+    try {
+      return this.stmt.many.all(JSON.stringify([...unique.values()])).map(fromRow);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
   }
 
   async *scan(options: ScanOptions = {}): AsyncIterable<readonly EchoRecord[]> {
@@ -241,9 +353,14 @@ export class SqliteEchoRepository implements EchoRepository {
     let lastUser = options.userId ?? LOW;
     let lastEcho = LOW;
     for (;;) {
-      const rows = options.userId === undefined
-        ? this.stmt.scanAll.all(lastUser, lastEcho, statuses, statuses, pageSize)
-        : this.stmt.scanUser.all(options.userId, lastEcho, statuses, statuses, pageSize);
+      let rows: Row[];
+      try {
+        rows = options.userId === undefined
+          ? this.stmt.scanAll.all(lastUser, lastEcho, statuses, statuses, pageSize)
+          : this.stmt.scanUser.all(options.userId, lastEcho, statuses, statuses, pageSize);
+      } catch (err) {
+        throw sqliteFailure(err, this.file);
+      }
       if (rows.length === 0) return;
       yield rows.map(fromRow);
       const last = rows[rows.length - 1] as Row;
@@ -254,7 +371,11 @@ export class SqliteEchoRepository implements EchoRepository {
   }
 
   async check(): Promise<void> {
-    this.stmt.ping.get();
+    try {
+      this.stmt.ping.get();
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,80 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Version 0: the echoes table as every release before `user_version` was used created it. It
+ * mirrors the DynamoDB item: one row per echo, keyed by user and echo id. Never edit it: a
+ * change to the schema is a new step in MIGRATIONS.
+ */
+export const BASELINE_SCHEMA = `
+CREATE TABLE IF NOT EXISTS echoes (
+  user_id TEXT NOT NULL,
+  echo_id TEXT NOT NULL,
+  s3_key TEXT NOT NULL,
+  file_extension TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  upload_content_type TEXT NOT NULL,
+  declared_size INTEGER,
+  checksum_sha256 TEXT,
+  file_size INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'ready', 'deleting')),
+  emotion TEXT,
+  tags TEXT NOT NULL DEFAULT '[]',
+  caption TEXT,
+  duration_seconds REAL,
+  location_lat REAL,
+  location_lng REAL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  ttl INTEGER,
+  PRIMARY KEY (user_id, echo_id)
+) WITHOUT ROWID;
+`;
+
+export interface Migration {
+  /** What the step changes and why, for the reader of this list. */
+  readonly description: string;
+  up(db: Database.Database): void;
+}
+
+/**
+ * Ordered steps: MIGRATIONS[i] takes a database from user_version i to i + 1. Append only;
+ * a step that shipped is never edited or removed, since databases out there already ran it.
+ */
+export const MIGRATIONS: readonly Migration[] = [];
+
+/** The user_version this code writes and expects. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** A database written by a newer echoes-storage: opening it could corrupt what that version relies on. */
+export class NewerSchemaError extends Error {
+  constructor(file: string, found: number, known: number) {
+    super(
+      `${file} has schema version ${found}, but this echoes-storage knows versions up to ${known}: ` +
+        'a newer echoes-storage wrote it. Upgrade echoes-storage to open it.',
+    );
+    this.name = 'NewerSchemaError';
+  }
+}
+
+/**
+ * Brings the database up to the last step, one transaction per step. Each transaction is
+ * IMMEDIATE and reads the version inside it, so two processes opening the same file at once
+ * (the server and a CLI command) apply every step exactly once.
+ */
+export function migrate(db: Database.Database, file: string, migrations: readonly Migration[] = MIGRATIONS): void {
+  const latest = migrations.length;
+  const step = db.transaction((): boolean => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > latest) throw new NewerSchemaError(file, version, latest);
+    // A fresh file and a file from before versioning both read 0; IF NOT EXISTS serves both.
+    if (version === 0) db.exec(BASELINE_SCHEMA);
+    const next = migrations[version];
+    if (next === undefined) return false;
+    next.up(db);
+    db.pragma(`user_version = ${version + 1}`);
+    return true;
+  });
+  while (step.immediate()) {
+    // one step per transaction, until the last one
+  }
+}
