@@ -9,7 +9,7 @@ import type { EchoRepository, ObjectStore } from '../ports.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { LocalObjectStore } from '../storage/local.ts';
-import { frameworkErrorOptions, installErrorHandlers } from './errors.ts';
+import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { registerLocalStorageRoutes } from './local-storage-routes.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
@@ -59,7 +59,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // gets the route's own 404 instead of falling through to another route.
     routerOptions: { maxParamLength: 16 * 1024, ignoreTrailingSlash: true },
     ...frameworkErrorOptions,
+    // Node answers a request without Host itself, with an empty 400; let the app answer it.
+    http: { requireHostHeader: false },
   });
+  answerRefusedConnections(app.server);
 
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const ajv = httpPart === 'body' ? bodyAjv : queryAjv;
@@ -77,6 +80,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     allowedHeaders: ['Authorization', 'Content-Type', 'x-amz-server-side-encryption', 'x-amz-checksum-sha256', 'If-None-Match', 'Range', 'X-Request-Id'],
     exposedHeaders: ['Deprecation', 'Link', 'ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'X-Request-Id'],
     maxAge: 3600,
+    // A preflight without Origin is not a browser's: answered 204 without CORS headers rather
+    // than the plugin's plain-text 400.
+    strictPreflight: false,
   });
 
   await app.register(swagger, {

@@ -1,6 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { isAppError, isPortError, type ErrorCode } from '../domain/errors.ts';
+import type { Duplex } from 'node:stream';
+import { AppError, isAppError, isPortError, type ErrorCode } from '../domain/errors.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
 
 export type { ErrorBody };
@@ -180,18 +182,34 @@ async function sendError(err: unknown, request: FastifyRequest, reply: FastifyRe
 }
 
 /** Raw answer for errors Node's parser raises before any request object exists. */
-function onClientError(err: NodeJS.ErrnoException & { code?: string }, socket: Socket): void {
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, code, message]: [number, ErrorCode, string] =
-    err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'HEADERS_TOO_LARGE', 'The request headers are too large.']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT', 'The request took too long to arrive.']
-        : [400, 'INVALID_REQUEST', 'The request is not valid HTTP.'];
+  if (err.code === 'HPE_HEADER_OVERFLOW') writeRaw(socket, 431, 'Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'The request headers are too large.');
+  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') writeRaw(socket, 408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request took too long to arrive.');
+  else writeRaw(socket, 400, 'Bad Request', 'INVALID_REQUEST', 'The request is not valid HTTP.');
+}
+
+function writeRaw(socket: Duplex, status: number, reason: string, code: ErrorCode, message: string): void {
   const body = JSON.stringify(errorBody(code, message));
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n`
-      + `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`
+      + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy();
+}
+
+/**
+ * Requests Node answers before any route sees them (CONNECT, an Expect other than
+ * 100-continue) get the contract's error body too, instead of silence or an empty 417.
+ */
+export function answerRefusedConnections(server: Server): void {
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    writeRaw(socket, 405, 'Method Not Allowed', 'METHOD_NOT_ALLOWED', 'CONNECT is not supported here; this is an HTTP API, not a proxy.');
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify(errorBody('INVALID_REQUEST', `The Expect header "${String(req.headers.expect)}" is not supported; send Expect: 100-continue or none.`));
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+  });
 }
 
 /** Options for the Fastify constructor: framework errors raised before routing get the contract's body. */
@@ -203,6 +221,15 @@ export const frameworkErrorOptions = {
 };
 
 export function installErrorHandlers(app: FastifyInstance): void {
+  // HTTP/1.1 requires Host (RFC 9112, 3.2); Node's own check answers with an empty body, so it
+  // is off (see app.ts) and done here.
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.raw.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      done(new AppError('INVALID_REQUEST', 'HTTP/1.1 requests need a Host header.'));
+      return;
+    }
+    done();
+  });
   app.setErrorHandler((err: FastifyError, request, reply) => sendError(err, request, reply));
   app.setNotFoundHandler((request, reply) => {
     return reply.status(404).send(errorBody('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}; see /docs for the API.`));
