@@ -39,6 +39,8 @@ export interface Config {
   readonly logLevel: string;
   /** 0 turns periodic cleanup inside the server off. */
   readonly cleanupIntervalMinutes: number;
+  /** A request body (an upload included) that sends nothing for this long is cut off with 408. */
+  readonly requestIdleTimeoutSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -164,6 +166,7 @@ export function loadConfig(env: Env): Config {
     production,
     logLevel,
     cleanupIntervalMinutes: int('CLEANUP_INTERVAL_MINUTES', 0, 0, 7 * 24 * 60),
+    requestIdleTimeoutSeconds: int('REQUEST_IDLE_TIMEOUT_SECONDS', 30, 1, 3600),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -35,6 +35,14 @@ export interface ObjectInfo {
   readonly contentType?: string | undefined;
 }
 
+/** A temporary file an interrupted upload left behind (a crash between writing and publishing). */
+export interface Leftover {
+  /** Its name inside the store's temporary folder. */
+  readonly name: string;
+  readonly size: number;
+  readonly lastModified: Date;
+}
+
 export interface DeleteManyResult {
   readonly deleted: readonly string[];
   readonly failed: readonly { key: string; message: string }[];
@@ -60,6 +68,13 @@ export interface ObjectStore {
   /** Throws with a message that says what is missing when the store cannot be used. */
   check(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Stores that stage uploads in temporary files (local disk) list the ones no upload in
+   * flight owns any more. Stores without them (S3) leave both methods out.
+   */
+  listLeftovers?(): AsyncIterable<Leftover>;
+  /** Removes leftovers by name; one already gone counts as removed. */
+  removeLeftovers?(names: readonly string[]): Promise<DeleteManyResult>;
 }
 
 export interface EchoKey {

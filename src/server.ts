@@ -1,9 +1,13 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Config } from './config.ts';
 import { compose, createTokenVerifier, type Composition } from './compose.ts';
 import { buildApp, redactUrl } from './http/app.ts';
+import { errorBody } from './http/errors.ts';
+import { hasBodyIdleGuard, requestTimeoutError } from './http/local-storage-routes.ts';
 import { webRoutes } from './http/routes/web.ts';
 import { CleanupService, scheduleCleanup } from './services/cleanup.ts';
+import { sweepLeftovers } from './services/lifecycle/leftovers.ts';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -42,6 +46,9 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     await composition.close();
     throw new StartupError(`Cannot start: ${problems.join('\n')}`);
   }
+  // Before any upload can start: temporary files a crash left behind (some of them second
+  // links to published objects) are never live across a restart.
+  const leftovers = await sweepLeftovers(composition.store, { dryRun: false });
   const app = await buildApp({
     store: composition.store,
     repo: composition.repo,
@@ -51,8 +58,12 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     corsOrigins: config.corsOrigins,
     devDataDir: config.auth.dev ? config.dataDir : undefined,
     logger,
-    plugins: [webRoutes],
+    plugins: [...composition.storagePlugins, webRoutes],
   });
+  if (leftovers.found.count > 0) {
+    app.log.info({ removed: leftovers.removed.count, bytes: leftovers.removed.bytes, failed: leftovers.failed.count }, 'removed temporary files of interrupted uploads');
+  }
+  installIdleTimeout(app.server, config.requestIdleTimeoutSeconds * 1000);
   // Periodic orphan cleanup (CLEANUP_INTERVAL_MINUTES); stopped, and its run awaited, before the adapters close.
   const cleanup = config.cleanupIntervalMinutes > 0
     ? scheduleCleanup(config.cleanupIntervalMinutes, () => new CleanupService(composition.store, composition.repo).cleanupOrphans({ dryRun: false }), app.log)
@@ -71,6 +82,51 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   return { app, composition, url: `http://${host}:${port}`, close: () => app.close() };
+}
+
+/**
+ * The socket-level backstop of REQUEST_IDLE_TIMEOUT_SECONDS, for every route: a connection
+ * silent that long while its request body is unfinished gets 408 and is closed. Idle
+ * keep-alive connections keep Node's keepAliveTimeout (Node switches to it between requests),
+ * and a request whose whole body arrived is never cut off while the app works on its answer.
+ */
+export function installIdleTimeout(server: Server, idleMs: number): void {
+  server.setTimeout(idleMs);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    res.on('timeout', () => onIdle(req, res, idleMs));
+  });
+}
+
+function onIdle(req: IncomingMessage, res: ServerResponse, idleMs: number): void {
+  const socket = req.socket;
+  if (req.complete) {
+    // Still working on the answer: the app's own backend timeouts bound that. Otherwise the
+    // client stopped reading the answer.
+    if (res.headersSent) socket.destroy();
+    return;
+  }
+  if (res.headersSent) {
+    socket.destroy();
+    return;
+  }
+  // Should nobody answer after all, the connection still goes.
+  setTimeout(() => {
+    if (!res.writableFinished) socket.destroy();
+  }, idleMs).unref();
+  // The route times this body itself (same timeout, reset by the same bytes) and answers.
+  if (hasBodyIdleGuard(req)) return;
+  res.once('finish', () => socket.destroy());
+  res.setHeader('connection', 'close');
+  const err = requestTimeoutError(idleMs);
+  // A body reader (the JSON parser) fails with it, and the app answers 408 in the contract's
+  // shape with the request id.
+  if (req.listenerCount('error') > 0) {
+    req.emit('error', err);
+    return;
+  }
+  const body = JSON.stringify(errorBody('REQUEST_TIMEOUT', err.message));
+  res.writeHead(408, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 function message(err: unknown): string {

@@ -43,6 +43,14 @@ describe('config', () => {
     }
   });
 
+  it('REQUEST_IDLE_TIMEOUT_SECONDS: 30 by default, whole seconds from 1 to 3600', () => {
+    expect(loadConfig({}).requestIdleTimeoutSeconds).toBe(30);
+    expect(loadConfig({ REQUEST_IDLE_TIMEOUT_SECONDS: '2' }).requestIdleTimeoutSeconds).toBe(2);
+    for (const bad of ['0', '-1', '1.5', 'soon', '3601']) {
+      expect(problems({ REQUEST_IDLE_TIMEOUT_SECONDS: bad }).join(), bad).toContain(`REQUEST_IDLE_TIMEOUT_SECONDS="${bad}" must be a whole number from 1 to 3600`);
+    }
+  });
+
   it('refuses dev auth in production and half-configured backends', () => {
     expect(problems({ NODE_ENV: 'production' }).join()).toMatch(/AUTH_JWKS_URL or AUTH_JWT_SECRET/);
     expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40) })).toEqual([]);

@@ -1,8 +1,13 @@
-import { existsSync, readdirSync } from 'node:fs';
+import Fastify from 'fastify';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { LocalObjectStore } from '../src/storage/local.ts';
-import { parseRange } from '../src/storage/local.ts';
+import { isPortError, type PortError } from '../src/domain/errors.ts';
+import { installErrorHandlers } from '../src/http/errors.ts';
+import { registerLocalStorageRoutes } from '../src/http/local-storage-routes.ts';
+import { LocalObjectStore, parseRange } from '../src/storage/local.ts';
 import { fixture, sha256 } from './support/api.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
@@ -180,5 +185,102 @@ describe('Range header parsing', () => {
     expect(parseRange('bytes=5-1', 100)).toBeUndefined();
     expect(parseRange('bytes=0-1,5-6', 100)).toBeUndefined();
     expect(parseRange('', 100)).toBeUndefined();
+  });
+});
+
+describe('local store on disk', () => {
+  it('keeps everything under DATA_DIR readable by its owner only', async () => {
+    const srv = await startTestServer();
+    try {
+      const { store } = srv.server.composition;
+      const key = 'alice/2026/01/01/modes.mp3';
+      const bytes = fixture('mp3');
+      const up = await store.signUpload({ key, contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
+      expect((await fetch(up.url, { method: 'PUT', headers: up.headers, body: bytes })).status).toBe(200);
+      const mode = (path: string): string => (statSync(path).mode & 0o777).toString(8);
+      for (const dir of ['', 'objects', 'meta', 'tmp', 'objects/alice/2026/01/01', 'meta/alice/2026/01/01']) {
+        expect(mode(join(srv.dataDir, dir)), dir || 'DATA_DIR').toBe('700');
+      }
+      for (const file of [`objects/${key}`, `meta/${key}`, 'storage-url-secret', 'dev-jwt-secret']) {
+        if (existsSync(join(srv.dataDir, file))) expect(mode(join(srv.dataDir, file)), file).toBe('600');
+      }
+      expect(mode(join(srv.dataDir, 'objects', key))).toBe('600');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('turns a broken data folder into 503 SERVICE_UNAVAILABLE, not a client error or a 500', async () => {
+    const srv = await startTestServer();
+    try {
+      const { store } = srv.server.composition;
+      const up = await store.signUpload({ key: 'alice/2026/01/01/broken.mp3', contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
+      // tmp/ replaced by a file: no upload can be staged.
+      rmSync(join(srv.dataDir, 'tmp'), { recursive: true });
+      writeFileSync(join(srv.dataDir, 'tmp'), '');
+      const res = await fetch(up.url, { method: 'PUT', headers: up.headers, body: fixture('mp3') });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).not.toBeNull();
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('SERVICE_UNAVAILABLE');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('check() reports a DATA_DIR that is not a folder as the store being unavailable', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'echoes-local-'));
+    try {
+      writeFileSync(join(root, 'objects'), 'not a folder');
+      const store = new LocalObjectStore({ rootDir: root, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
+      const err = await store.check().then(() => undefined, (e: unknown) => e);
+      expect(isPortError(err, 'unavailable')).toBe(true);
+      expect((err as PortError).backend).toBe('local');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('local store URL expiry on an injected clock', () => {
+  let now = Date.UTC(2026, 0, 1, 12, 0, 0);
+  const root = mkdtempSync(join(tmpdir(), 'echoes-clock-'));
+  const store = new LocalObjectStore({ rootDir: root, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32), now: () => now });
+  let base: string;
+  const app = Fastify();
+
+  beforeAll(async () => {
+    installErrorHandlers(app);
+    await registerLocalStorageRoutes(app, store);
+    base = await app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await app.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const at = (url: string): string => `${base}${new URL(url).pathname}${new URL(url).search}`;
+
+  it('accepts an upload up to its last second and refuses it one second later', async () => {
+    const bytes = fixture('mp3');
+    const late = await store.signUpload({ key: 'alice/2026/01/01/late.mp3', contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
+    const onTime = await store.signUpload({ key: 'alice/2026/01/01/on-time.mp3', contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
+    now += 61_000;
+    const refused = await fetch(at(late.url), { method: 'PUT', headers: late.headers, body: bytes });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('expired');
+    now -= 1_000;
+    expect((await fetch(at(onTime.url), { method: 'PUT', headers: onTime.headers, body: bytes })).status).toBe(200);
+  });
+
+  it('expires download URLs on the same clock', async () => {
+    const key = 'alice/2026/01/01/on-time.mp3';
+    const url = at(await store.signDownload(key, { expiresInSeconds: 30 }));
+    const ok = await fetch(url);
+    expect(ok.status).toBe(200);
+    expect(Buffer.from(await ok.arrayBuffer()).equals(fixture('mp3'))).toBe(true);
+    now += 31_000;
+    const expired = await fetch(url);
+    expect(expired.status).toBe(403);
+    await expired.arrayBuffer();
   });
 });

@@ -8,9 +8,7 @@ import type { TokenVerifier } from '../auth/tokens.ts';
 import type { EchoRepository, ObjectStore } from '../ports.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { UploadService } from '../services/uploads.ts';
-import { LocalObjectStore } from '../storage/local.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
-import { registerLocalStorageRoutes } from './local-storage-routes.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -92,8 +90,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-
-  if (deps.store instanceof LocalObjectStore) await registerLocalStorageRoutes(app, deps.store);
 
   await app.register(async (scope) => {
     scope.decorateRequest('userId', '');

@@ -1,12 +1,11 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { createReadStream, createWriteStream, statSync, type ReadStream, type Stats } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createReadStream, createWriteStream, statSync, type Dirent, type ReadStream, type Stats } from 'node:fs';
+import { chmod, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { randomUUID } from 'node:crypto';
-import { AppError } from '../domain/errors.ts';
-import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
+import { AppError, PortError } from '../domain/errors.ts';
+import type { DeleteManyResult, DownloadSpec, Leftover, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
 
 export interface LocalObjectStoreOptions {
   /** Folder that holds `objects/`, `meta/` (content types) and `tmp/` (uploads in flight). */
@@ -15,11 +14,24 @@ export interface LocalObjectStoreOptions {
   readonly publicBaseUrl: string;
   /** HMAC key for URL signatures. */
   readonly secret: Uint8Array;
+  /** Milliseconds since the epoch for expiries; tests pass their own so expiry needs no sleeping. */
+  readonly now?: (() => number) | undefined;
 }
 
 export const LOCAL_STORAGE_PREFIX = '/storage/';
 const SSE = 'AES256';
 const KEY_SEGMENT_RE = /^[A-Za-z0-9._@|=+-]{1,255}$/;
+/** Owner only: audio and content types are the users' data, and tmp holds uploads in flight. */
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+/**
+ * A temporary file is named `{pid}-{uuid}`: the pid says which process writes it, so any
+ * process sharing DATA_DIR (the server, a CLI sweep) can tell a crash's leftover from a live
+ * upload of another process.
+ */
+const TMP_NAME_RE = /^(?:\.probe-)?(\d+)-[0-9a-f-]{36}$/;
+/** A live process's temporary file untouched this long is a leftover too (an unlink that failed). */
+const LIVE_TMP_STALE_MS = 24 * 3_600_000;
 
 /** Headers and query of a request to a local storage URL, as the HTTP layer received them. */
 export interface LocalRequest {
@@ -33,6 +45,43 @@ export interface LocalDownload {
   readonly headers: Record<string, string>;
   readonly body: ReadStream;
 }
+
+/** The values an upload URL binds, each as the text that is signed ('' when absent). */
+interface UploadBinding {
+  key: string;
+  expires: string;
+  length: string;
+  max: string;
+  contentType: string;
+  sse: string;
+  checksum: string;
+  ifNoneMatch: string;
+}
+
+/**
+ * The one ordered list of what an upload URL binds: the signature covers these values in this
+ * order, signUpload writes them (query or headers) from it and acceptUpload reads them back
+ * from the request with it, so the two sides cannot drift apart. `header` is the name the
+ * client is told to send; requests are read lower-cased.
+ */
+const UPLOAD_BINDING: readonly ({ field: keyof UploadBinding } & ({ in: 'path' } | { in: 'query'; name: string } | { in: 'header'; name: string; header: string }))[] = [
+  { field: 'key', in: 'path' },
+  { field: 'expires', in: 'query', name: 'expires' },
+  { field: 'length', in: 'query', name: 'length' },
+  { field: 'max', in: 'query', name: 'max' },
+  { field: 'contentType', in: 'header', name: 'content-type', header: 'Content-Type' },
+  { field: 'sse', in: 'header', name: 'x-amz-server-side-encryption', header: 'x-amz-server-side-encryption' },
+  { field: 'checksum', in: 'header', name: 'x-amz-checksum-sha256', header: 'x-amz-checksum-sha256' },
+  { field: 'ifNoneMatch', in: 'header', name: 'if-none-match', header: 'If-None-Match' },
+];
+
+/** What a download URL binds, in signing order. */
+interface DownloadBinding {
+  key: string;
+  expires: string;
+  contentType: string;
+}
+const DOWNLOAD_BINDING: readonly (keyof DownloadBinding)[] = ['key', 'expires', 'contentType'];
 
 function header(headers: LocalRequest['headers'], name: string): string {
   const v = headers[name];
@@ -51,39 +100,120 @@ function encodeKey(key: string): string {
 const forbidden = (why: string): AppError =>
   new AppError('FORBIDDEN', `${why} Ask the API for a new upload URL and send exactly the headers it returns.`);
 
+/** File system failures that are the machine's, not the client's: the store is unavailable. */
+// ENOTDIR only reaches here on paths the store made itself (tmp/, a key's folders): its
+// layout is broken, which no client can cause. Reads treat it as "not there" first.
+const UNAVAILABLE_CODES = new Set(['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'EBUSY', 'EAGAIN', 'ENOTDIR']);
+
+/** A PortError for a failure of the disk itself; anything else (a client abort, a bug) unchanged. */
+function diskFailure(err: unknown): unknown {
+  const code = errnoCode(err);
+  if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
+    return new PortError('unavailable', 'local', `The data folder failed (${code}).`, { cause: err });
+  }
+  return err;
+}
+
+function errnoCode(err: unknown): string | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function isErrno(err: unknown, ...codes: string[]): boolean {
+  const code = errnoCode(err);
+  return code !== undefined && codes.includes(code);
+}
+
+/** stat that answers undefined for "not there" (also a file where a folder of the key should be). */
+async function statOrMissing(path: string): Promise<Stats | undefined> {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+    throw diskFailure(err);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return !isErrno(err, 'ESRCH');
+  }
+}
+
 /**
  * Objects on local disk, uploaded and downloaded through the API's own /storage/ routes with
  * URLs signed by an HMAC. It binds the same fields as the S3 presigned URLs do, so clients
  * cannot tell the two apart.
+ *
+ * An upload is written to `tmp/{pid}-{uuid}`, counted and hashed, then published with link()
+ * (atomic, and refuses an existing object) and the temporary name unlinked at once. A crash
+ * between the two leaves a second link in tmp/: listLeftovers finds it, and the server sweeps
+ * them before it listens.
  */
 export class LocalObjectStore implements ObjectStore {
   readonly name = 'local';
+  private readonly rootDir: string;
   private readonly objectsDir: string;
   private readonly metaDir: string;
   private readonly tmpDir: string;
   private readonly secret: Uint8Array;
   private readonly baseUrl: string;
+  private readonly now: () => number;
+  /** Temporary files this process is writing right now: never leftovers. */
+  private readonly active = new Set<string>();
   private ready: Promise<void> | undefined;
 
   constructor(options: LocalObjectStoreOptions) {
+    this.rootDir = options.rootDir;
     this.objectsDir = join(options.rootDir, 'objects');
     this.metaDir = join(options.rootDir, 'meta');
     this.tmpDir = join(options.rootDir, 'tmp');
     this.secret = options.secret;
     this.baseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_STORAGE_PREFIX;
+    this.now = options.now ?? Date.now;
   }
 
   private init(): Promise<void> {
-    this.ready ??= Promise.all([
-      mkdir(this.objectsDir, { recursive: true }),
-      mkdir(this.metaDir, { recursive: true }),
-      mkdir(this.tmpDir, { recursive: true }),
-    ]).then(() => undefined);
+    this.ready ??= (async () => {
+      try {
+        await mkdir(this.rootDir, { recursive: true, mode: DIR_MODE });
+        await Promise.all([this.objectsDir, this.metaDir, this.tmpDir].map(async (dir) => {
+          await mkdir(dir, { recursive: true, mode: DIR_MODE });
+          // Folders made by earlier versions were 0755.
+          await chmod(dir, DIR_MODE);
+        }));
+        // DATA_DIR may be a folder the operator made (and owns); tightening it is a courtesy.
+        await chmod(this.rootDir, DIR_MODE).catch(() => undefined);
+      } catch (err) {
+        this.ready = undefined;
+        // ENOTDIR/EEXIST: DATA_DIR (or one of its folders) is a file.
+        if (isErrno(err, 'ENOTDIR', 'EEXIST')) {
+          throw new PortError('unavailable', 'local', `${this.rootDir} is not a usable folder (${errnoCode(err)}).`, { cause: err });
+        }
+        throw diskFailure(err);
+      }
+    })();
     return this.ready;
   }
 
-  private sign(fields: readonly string[]): string {
-    return createHmac('sha256', this.secret).update(fields.join('\n')).digest('base64url');
+  private sign(text: string): string {
+    return createHmac('sha256', this.secret).update(text).digest('base64url');
+  }
+
+  private signUploadBinding(b: UploadBinding): string {
+    let text = 'PUT';
+    for (const f of UPLOAD_BINDING) text += `\n${b[f.field]}`;
+    return this.sign(text);
+  }
+
+  private signDownloadBinding(b: DownloadBinding): string {
+    let text = 'GET';
+    for (const f of DOWNLOAD_BINDING) text += `\n${b[f]}`;
+    return this.sign(text);
   }
 
   private verify(expected: string, given: string | undefined): boolean {
@@ -102,53 +232,68 @@ export class LocalObjectStore implements ObjectStore {
     return join(this.metaDir, ...key.split('/'));
   }
 
+  private nowSeconds(): number {
+    return Math.floor(this.now() / 1000);
+  }
+
   async signUpload(spec: UploadSpec): Promise<SignedUpload> {
     if (!isSafeKey(spec.key)) throw new Error(`Unsafe object key: ${spec.key}`);
-    const expires = Math.floor(Date.now() / 1000) + spec.expiresInSeconds;
-    const length = spec.contentLength === undefined ? '' : String(spec.contentLength);
-    const max = String(spec.maxBytes);
-    const signature = this.sign(['PUT', spec.key, String(expires), length, max, spec.contentType, SSE, spec.checksumSha256 ?? '', '*']);
-    // Every value is digits or base64url: nothing to escape, so no URLSearchParams on the hot path.
-    const query = `expires=${expires}${length ? `&length=${length}` : ''}&max=${max}&signature=${signature}`;
-    const headers: Record<string, string> = {
-      'Content-Type': spec.contentType,
-      'x-amz-server-side-encryption': SSE,
+    const binding: UploadBinding = {
+      key: spec.key,
+      expires: String(this.nowSeconds() + spec.expiresInSeconds),
+      length: spec.contentLength === undefined ? '' : String(spec.contentLength),
+      max: String(spec.maxBytes),
+      contentType: spec.contentType,
+      sse: SSE,
+      checksum: spec.checksumSha256 ?? '',
+      ifNoneMatch: '*',
     };
-    if (spec.checksumSha256) headers['x-amz-checksum-sha256'] = spec.checksumSha256;
-    headers['If-None-Match'] = '*';
-    return { url: `${this.baseUrl}${encodeKey(spec.key)}?${query}`, method: 'PUT', headers };
+    // Every query value is digits: nothing to escape, so no URLSearchParams on the hot path.
+    let query = '';
+    const headers: Record<string, string> = {};
+    for (const f of UPLOAD_BINDING) {
+      const value = binding[f.field];
+      if (value === '' || f.in === 'path') continue;
+      if (f.in === 'query') query += `${f.name}=${value}&`;
+      else headers[f.header] = value;
+    }
+    const signature = this.signUploadBinding(binding);
+    return { url: `${this.baseUrl}${encodeKey(spec.key)}?${query}signature=${signature}`, method: 'PUT', headers };
   }
 
   async signDownload(key: string, spec: DownloadSpec): Promise<string> {
-    const expires = Math.floor(Date.now() / 1000) + spec.expiresInSeconds;
+    const expires = String(this.nowSeconds() + spec.expiresInSeconds);
     const type = spec.contentType ? `&response-content-type=${encodeURIComponent(spec.contentType)}` : '';
-    const signature = this.sign(['GET', key, String(expires), spec.contentType ?? '']);
+    const signature = this.signDownloadBinding({ key, expires, contentType: spec.contentType ?? '' });
     return `${this.baseUrl}${encodeKey(key)}?expires=${expires}${type}&signature=${signature}`;
   }
 
   private checkExpiry(query: LocalRequest['query']): void {
     const expires = Number(query.expires);
     if (!Number.isSafeInteger(expires)) throw forbidden('The URL has no valid expiry.');
-    if (Math.floor(Date.now() / 1000) > expires) throw forbidden('The URL has expired.');
+    if (this.nowSeconds() > expires) throw forbidden('The URL has expired.');
+  }
+
+  /** Reads back from a request what its URL bound, through the same list signUpload wrote it with. */
+  private uploadBindingOf(req: LocalRequest): UploadBinding {
+    const b: UploadBinding = { key: '', expires: '', length: '', max: '', contentType: '', sse: '', checksum: '', ifNoneMatch: '' };
+    for (const f of UPLOAD_BINDING) {
+      b[f.field] = f.in === 'path' ? req.key : f.in === 'query' ? req.query[f.name] ?? '' : header(req.headers, f.name);
+    }
+    return b;
   }
 
   /** Stores a signed upload; nothing is kept unless every bound field holds. */
   async acceptUpload(req: LocalRequest, body: Readable): Promise<{ etag: string }> {
-    const { key, query, headers } = req;
-    const length = query.length ?? '';
-    const max = query.max ?? '';
-    const expected = this.sign([
-      'PUT', key, query.expires ?? '', length, max,
-      header(headers, 'content-type'), header(headers, 'x-amz-server-side-encryption'),
-      header(headers, 'x-amz-checksum-sha256'), header(headers, 'if-none-match'),
-    ]);
-    if (!isSafeKey(key) || !this.verify(expected, query.signature)) {
+    const bound = this.uploadBindingOf(req);
+    const { key } = bound;
+    if (!isSafeKey(key) || !this.verify(this.signUploadBinding(bound), req.query.signature)) {
       throw forbidden('The signature does not match this URL and these headers.');
     }
-    this.checkExpiry(query);
-    const declared = length === '' ? undefined : Number(length);
-    const limit = declared ?? Number(max);
-    const sentLength = header(headers, 'content-length');
+    this.checkExpiry(req.query);
+    const declared = bound.length === '' ? undefined : Number(bound.length);
+    const limit = declared ?? Number(bound.max);
+    const sentLength = header(req.headers, 'content-length');
     if (sentLength !== '' && declared !== undefined && Number(sentLength) !== declared) {
       throw new AppError('INVALID_REQUEST', `The body is ${sentLength} bytes but the URL was signed for ${declared}.`);
     }
@@ -157,9 +302,10 @@ export class LocalObjectStore implements ObjectStore {
     }
     await this.init();
     const finalPath = this.objectPath(key);
-    if (await exists(finalPath)) throw alreadyStored();
+    if (await statOrMissing(finalPath)) throw alreadyStored();
 
-    const tmpPath = join(this.tmpDir, randomUUID());
+    const tmpName = `${process.pid}-${randomUUID()}`;
+    const tmpPath = join(this.tmpDir, tmpName);
     const hash = createHash('sha256');
     let received = 0;
     const meter = new Transform({
@@ -175,31 +321,58 @@ export class LocalObjectStore implements ObjectStore {
         done(null, chunk);
       },
     });
+    this.active.add(tmpName);
     try {
-      await pipeline(body, meter, createWriteStream(tmpPath, { flags: 'wx' }));
+      try {
+        await pipeline(body, meter, createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE }));
+      } catch (err) {
+        throw diskFailure(err);
+      }
       if (declared !== undefined && received !== declared) {
         throw new AppError('INVALID_REQUEST', `The body is ${received} bytes but the URL was signed for ${declared}.`);
       }
       if (received === 0) throw new AppError('INVALID_REQUEST', 'The body is empty.');
       const digest = hash.digest('base64');
-      const checksum = header(headers, 'x-amz-checksum-sha256');
-      if (checksum && checksum !== digest) {
+      if (bound.checksum && bound.checksum !== digest) {
         throw new AppError('INVALID_REQUEST', 'The body\'s SHA-256 does not match x-amz-checksum-sha256.');
       }
-      await mkdir(dirname(finalPath), { recursive: true });
+      try {
+        // The content type first: every PUT this URL accepts carries the same signed type, so
+        // rewriting it is harmless, and an object is never published without it.
+        await this.writeMeta(key, bound.contentType);
+        await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
+      } catch (err) {
+        throw diskFailure(err);
+      }
       // link() refuses an existing target: the write-once check and the publish are one atomic step.
       try {
         await link(tmpPath, finalPath);
       } catch (err) {
         if (isErrno(err, 'EEXIST')) throw alreadyStored();
-        throw err;
+        throw diskFailure(err);
       }
-      const metaPath = this.metaPath(key);
-      await mkdir(dirname(metaPath), { recursive: true });
-      await writeFile(metaPath, header(headers, 'content-type'));
+      // At once, so the published object has one link; a crash right here is swept at start-up.
+      await unlink(tmpPath).catch(() => undefined);
       return { etag: `"${Buffer.from(digest, 'base64').toString('hex').slice(0, 32)}"` };
     } finally {
-      await rm(tmpPath, { force: true });
+      await rm(tmpPath, { force: true }).catch(() => undefined);
+      this.active.delete(tmpName);
+    }
+  }
+
+  /** Written aside and renamed into place: a reader never sees half a content type. */
+  private async writeMeta(key: string, contentType: string): Promise<void> {
+    const metaPath = this.metaPath(key);
+    await mkdir(dirname(metaPath), { recursive: true, mode: DIR_MODE });
+    const asideName = `${process.pid}-${randomUUID()}`;
+    const aside = join(this.tmpDir, asideName);
+    this.active.add(asideName);
+    try {
+      await writeFile(aside, contentType, { flag: 'wx', mode: FILE_MODE });
+      await rename(aside, metaPath);
+    } finally {
+      await rm(aside, { force: true }).catch(() => undefined);
+      this.active.delete(asideName);
     }
   }
 
@@ -207,13 +380,13 @@ export class LocalObjectStore implements ObjectStore {
   async openDownload(req: LocalRequest): Promise<LocalDownload> {
     const { key, query } = req;
     const contentType = query['response-content-type'] ?? '';
-    const expected = this.sign(['GET', key, query.expires ?? '', contentType]);
+    const expected = this.signDownloadBinding({ key, expires: query.expires ?? '', contentType });
     if (!isSafeKey(key) || !this.verify(expected, query.signature)) throw forbidden('The signature does not match this URL.');
     this.checkExpiry(query);
     const path = this.objectPath(key);
-    const info = await stat(path).catch(() => undefined);
+    const info = await statOrMissing(path);
     if (!info?.isFile()) throw new AppError('NOT_FOUND', 'No such object: it was deleted or never uploaded.');
-    const type = contentType || (await readFile(this.metaPath(key), 'utf8').catch(() => 'application/octet-stream'));
+    const type = contentType || (await this.readMeta(key)) || 'application/octet-stream';
     const base: Record<string, string> = {
       'content-type': type,
       'accept-ranges': 'bytes',
@@ -222,7 +395,7 @@ export class LocalObjectStore implements ObjectStore {
     };
     const range = parseRange(header(req.headers, 'range'), info.size);
     if (range === 'unsatisfiable') {
-      throw Object.assign(new AppError('RANGE_NOT_SATISFIABLE', `The object is ${info.size} bytes; ask for a range inside it.`), {
+      throw new AppError('RANGE_NOT_SATISFIABLE', `The object is ${info.size} bytes; ask for a range inside it.`, {
         headers: { 'content-range': `bytes */${info.size}` },
       });
     }
@@ -236,22 +409,40 @@ export class LocalObjectStore implements ObjectStore {
     return { status: 200, headers: { ...base, 'content-length': String(info.size) }, body: createReadStream(path) };
   }
 
+  private async readMeta(key: string): Promise<string | undefined> {
+    try {
+      return await readFile(this.metaPath(key), 'utf8');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw diskFailure(err);
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo | undefined> {
     if (!isSafeKey(key)) return undefined;
-    const info = await stat(this.objectPath(key)).catch(() => undefined);
+    // A broken layout (objects/ not a folder) is an outage, not "no such object".
+    await this.init();
+    const info = await statOrMissing(this.objectPath(key));
     if (!info?.isFile()) return undefined;
-    const contentType = await readFile(this.metaPath(key), 'utf8').catch(() => undefined);
-    return { key, size: info.size, lastModified: info.mtime, contentType };
+    return { key, size: info.size, lastModified: info.mtime, contentType: await this.readMeta(key) };
   }
 
   async readStart(key: string, length: number): Promise<Uint8Array> {
     if (!isSafeKey(key)) return new Uint8Array(0);
-    const handle = await open(this.objectPath(key), 'r').catch(() => undefined);
-    if (!handle) return new Uint8Array(0);
+    await this.init();
+    let handle: FileHandle;
+    try {
+      handle = await open(this.objectPath(key), 'r');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) return new Uint8Array(0);
+      throw diskFailure(err);
+    }
     try {
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, 0);
       return buffer.subarray(0, bytesRead);
+    } catch (err) {
+      throw diskFailure(err);
     } finally {
       await handle.close();
     }
@@ -259,7 +450,12 @@ export class LocalObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     if (!isSafeKey(key)) return;
-    await Promise.all([rm(this.objectPath(key), { force: true }), rm(this.metaPath(key), { force: true })]);
+    await this.init();
+    try {
+      await Promise.all([rm(this.objectPath(key), { force: true }), rm(this.metaPath(key), { force: true })]);
+    } catch (err) {
+      throw diskFailure(err);
+    }
   }
 
   async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
@@ -280,13 +476,14 @@ export class LocalObjectStore implements ObjectStore {
     const cut = prefix.lastIndexOf('/');
     const dirKey = cut < 0 ? '' : prefix.slice(0, cut);
     if (dirKey && !isSafeKey(dirKey)) return;
+    await this.init();
     yield* this.walk(dirKey, prefix);
   }
 
   /** Depth-first in exact key order; stats a folder's files in batches, so memory stays flat. */
   private async *walk(dirKey: string, prefix: string): AsyncGenerator<ObjectInfo> {
     const dir = dirKey ? join(this.objectsDir, ...dirKey.split('/')) : this.objectsDir;
-    const entries = (await readdir(dir, { withFileTypes: true }).catch(() => []))
+    const entries = (await readDirOrEmpty(dir))
       .filter((e) => e.isDirectory() || e.isFile())
       // A folder's keys continue with "/", so it sorts by its name plus "/" (as S3 lists keys).
       .map((e) => ({ name: e.isDirectory() ? `${e.name}/` : e.name, isDir: e.isDirectory() }))
@@ -316,11 +513,54 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * Temporary files no upload will ever finish: their writer process is gone (a crash, a
+   * kill -9), they are this process's but no upload of it holds them, or they are a day
+   * untouched. Uploads in flight, here or in another live process, are never listed.
+   */
+  async *listLeftovers(): AsyncIterable<Leftover> {
+    await this.init();
+    const entries = await readDirOrEmpty(this.tmpDir);
+    const nowMs = this.now();
+    for (const entry of entries) {
+      const s = statQuiet(join(this.tmpDir, entry.name));
+      if (!s) continue;
+      const m = TMP_NAME_RE.exec(entry.name);
+      const pid = m ? Number(m[1]) : undefined;
+      const live = pid === process.pid ? this.active.has(entry.name) : pid !== undefined && processAlive(pid);
+      if (live && s.mtimeMs + LIVE_TMP_STALE_MS > nowMs) continue;
+      yield { name: entry.name, size: s.isFile() ? s.size : 0, lastModified: s.mtime };
+    }
+  }
+
+  async removeLeftovers(names: readonly string[]): Promise<DeleteManyResult> {
+    const deleted: string[] = [];
+    const failed: { key: string; message: string }[] = [];
+    for (const name of names) {
+      // Only plain names: a leftover is always directly inside tmp/.
+      if (name === '' || name.includes('/') || name === '.' || name === '..') {
+        failed.push({ key: name, message: 'not a temporary file name' });
+        continue;
+      }
+      try {
+        await rm(join(this.tmpDir, name), { force: true, recursive: true });
+        deleted.push(name);
+      } catch (err) {
+        failed.push({ key: name, message: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    return { deleted, failed };
+  }
+
   async check(): Promise<void> {
     await this.init();
-    const probe = join(this.tmpDir, `.probe-${randomUUID()}`);
-    await writeFile(probe, '');
-    await unlink(probe);
+    const probe = join(this.tmpDir, `.probe-${process.pid}-${randomUUID()}`);
+    try {
+      await writeFile(probe, '', { mode: FILE_MODE });
+      await unlink(probe);
+    } catch (err) {
+      throw diskFailure(err);
+    }
   }
 
   async close(): Promise<void> {}
@@ -330,8 +570,13 @@ function alreadyStored(): AppError {
   return new AppError('ALREADY_EXISTS', 'This URL already stored its object; it writes once. Go on to POST /echoes.');
 }
 
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+async function readDirOrEmpty(dir: string): Promise<Dirent[]> {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return [];
+    throw diskFailure(err);
+  }
 }
 
 function statQuiet(path: string): Stats | undefined {
@@ -340,10 +585,6 @@ function statQuiet(path: string): Stats | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
 }
 
 /** One `bytes=` range; undefined means "send it all" (no header, several ranges, or garbage). */
