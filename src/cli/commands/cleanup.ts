@@ -38,8 +38,8 @@ export function registerCleanupCommand(program: Command): void {
           sweep: (apply, now, onProgress) =>
             service.cleanupOrphans({ userId: flags.user, graceHours: flags.graceHours, dryRun: !apply, now, onProgress }),
           summary: orphanSummary,
-          changes: (plan) => plan.deletedObjects + plan.removedRecords,
-          question: (plan) => `Delete ${plural(plan.deletedObjects, 'object')} (${formatBytes(plan.freedBytes)}) and ${plural(plan.removedRecords, 'record')}?`,
+          changes: (plan) => plan.deletedObjects + plan.removedRecords + plan.removedLeftovers,
+          question: (plan) => `Delete ${plural(plan.deletedObjects, 'object')}, ${plural(plan.removedRecords, 'record')} and ${plural(plan.removedLeftovers, 'temporary file')} (${formatBytes(plan.freedBytes)})?`,
         });
       } finally {
         await close();

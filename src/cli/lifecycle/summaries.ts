@@ -19,14 +19,17 @@ export function orphanSummary(r: OrphanCleanupResult, hints = true): string {
     ['unfinished deletes', r.deleting.count, r.deleting.bytes, r.dryRun ? 'would finish' : 'finished'],
     ['recent orphans', r.recentOrphans.count, r.recentOrphans.bytes, 'kept: younger than the grace period'],
     ['foreign keys', r.foreign.count, r.foreign.bytes, 'kept: not echo keys'],
+    ['leftover temporary files', r.leftovers.count, r.leftovers.bytes, `${verb}: interrupted uploads`],
     ['failed', r.failed.count, null],
   ]);
-  const total = `  ${r.dryRun ? 'Would remove' : 'Removed'} ${plural(r.deletedObjects, 'object')} (${formatBytes(r.freedBytes)}) and ${plural(r.removedRecords, 'record')}.`;
-  const next = hints && r.dryRun && r.deletedObjects + r.removedRecords > 0 ? '  Run again without --dry-run to delete them.' : '';
+  const total = r.removedLeftovers > 0
+    ? `  ${r.dryRun ? 'Would remove' : 'Removed'} ${plural(r.deletedObjects, 'object')}, ${plural(r.removedRecords, 'record')} and ${plural(r.removedLeftovers, 'temporary file')} (${formatBytes(r.freedBytes)}).`
+    : `  ${r.dryRun ? 'Would remove' : 'Removed'} ${plural(r.deletedObjects, 'object')} (${formatBytes(r.freedBytes)}) and ${plural(r.removedRecords, 'record')}.`;
+  const next = hints && r.dryRun && r.deletedObjects + r.removedRecords + r.removedLeftovers > 0 ? '  Run again without --dry-run to delete them.' : '';
   return join(head, rows, total,
     keyList('orphan objects', r.orphanObjects), keyList('expired uploads', r.stalePending),
     keyList('unfinished deletes', r.deleting), keyList('foreign keys (never deleted)', r.foreign),
-    failures(r.failed), next);
+    keyList('leftover temporary files', r.leftovers), failures(r.failed), next);
 }
 
 export function oldFilesSummary(r: OldFilesResult, hints = true): string {
@@ -70,18 +73,20 @@ export function integritySummary(r: IntegrityResult, hints = true): string {
     ['size mismatches', r.sizeMismatches.count, null, 'reported only'],
     ['content-type mismatches', r.typeMismatches.count, null, r.deep ? 'reported only' : 'reported only; --deep checks every echo'],
     ['foreign keys', r.foreign.count, r.foreign.bytes, 'ignored'],
+    ['leftover temporary files', r.leftovers.count, r.leftovers.bytes, r.fix ? `fixed ${r.fixed.removedLeftovers.count}` : 'interrupted uploads'],
   ]);
   const sizes = r.sizeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordSize ?? '?'} B, object ${m.objectSize} B`);
   const types = r.typeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordType}, object ${m.objectType}`);
   const status = r.remaining === 0
     ? `  OK: ${r.inconsistencies === 0 ? 'storage and metadata agree' : `all ${r.inconsistencies} inconsistencies fixed`}.`
-    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix || !hints ? '' : ' Run with --fix to remove records without object and orphans past the grace period.'}`
+    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix || !hints ? '' : ' Run with --fix to remove records without object, orphans past the grace period and leftover temporary files.'}`
       + (r.sizeMismatches.count + r.typeMismatches.count > 0 ? ' Mismatches are never fixed automatically: the bytes changed after they were verified; inspect each object, then delete the echo or restore the file.' : '');
   const unfinished = r.unfinished.stalePending + r.unfinished.deleting > 0
     ? `  ${r.unfinished.stalePending} expired uploads and ${r.unfinished.deleting} unfinished deletes are waiting: run \`echoes-storage cleanup orphans\`.`
     : '';
   return join(head, rows,
     keyList('records without object', r.missingObjects), keyList('objects without record', r.orphanObjects),
+    keyList('leftover temporary files', r.leftovers),
     sizes.length ? `  size mismatches:\n${sizes.join('\n')}` : '', types.length ? `  content-type mismatches:\n${types.join('\n')}` : '',
     failures(r.failed), status, unfinished);
 }

@@ -6,6 +6,7 @@ import {
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
 import { existingKeys } from './exists.ts';
+import { sweepLeftovers } from './leftovers.ts';
 import { classifyObjects } from './objects.ts';
 
 export interface VerifyOptions extends SweepOptions {
@@ -62,9 +63,15 @@ export interface IntegrityResult {
   readonly typeMismatches: Mismatches<TypeMismatch>;
   /** Keys outside the echo layout; not echo data, never touched. */
   readonly foreign: KeySet;
+  /**
+   * Temporary files of interrupted uploads (local disk; keys `tmp/{name}`), which no upload in
+   * flight owns: a crash left them, some are second links to published objects. Fixed by
+   * removing them, whatever their age. Checked only when verifying everyone's data.
+   */
+  readonly leftovers: KeySet;
   /** Work `cleanup orphans` owns (expired uploads, unfinished deletes); not counted as inconsistencies. */
   readonly unfinished: { readonly stalePending: number; readonly deleting: number };
-  readonly fixed: { readonly removedRecords: KeySet; readonly deletedObjects: KeySet };
+  readonly fixed: { readonly removedRecords: KeySet; readonly deletedObjects: KeySet; readonly removedLeftovers: KeySet };
   readonly failed: Failures;
   /** Inconsistencies found. */
   readonly inconsistencies: number;
@@ -167,8 +174,13 @@ export async function verifyFileIntegrity(
   // One after the other: side by side measured no faster and held both passes' pages at once.
   await objectsPass();
   await recordsPass();
+  const empty: KeySet = { count: 0, bytes: 0, keys: [], truncated: false };
+  const leftovers = options.userId === undefined
+    ? await sweepLeftovers(store, { dryRun: !options.fix, keyLimit: limit })
+    : { found: empty, removed: empty, failed: { count: 0, items: [] } };
+  for (const f of leftovers.failed.items) failed.add(f);
 
-  const inconsistencies = missing.count + orphans.count + sizeCount + typeCount;
+  const inconsistencies = missing.count + orphans.count + sizeCount + typeCount + leftovers.found.count;
   return {
     fix: options.fix,
     deep: options.deep ?? false,
@@ -183,10 +195,11 @@ export async function verifyFileIntegrity(
     sizeMismatches: { count: sizeCount, items: sizeMismatches },
     typeMismatches: { count: typeCount, items: typeMismatches },
     foreign: foreign.result(),
+    leftovers: leftovers.found,
     unfinished: { stalePending, deleting },
-    fixed: { removedRecords: removedRecords.result(), deletedObjects: deletedObjects.result() },
+    fixed: { removedRecords: removedRecords.result(), deletedObjects: deletedObjects.result(), removedLeftovers: leftovers.removed },
     failed: failed.result(),
     inconsistencies,
-    remaining: inconsistencies - removedRecords.count - deletedObjects.count,
+    remaining: inconsistencies - removedRecords.count - deletedObjects.count - leftovers.removed.count,
   };
 }

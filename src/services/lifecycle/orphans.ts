@@ -3,6 +3,7 @@ import {
   CONCURRENCY, FailureTally, KeyTally, deleteObjects, graceSweep, isStalePending, mapLimit, removeEchoes,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
+import { sweepLeftovers } from './leftovers.ts';
 import { classifyObjects } from './objects.ts';
 
 export { DEFAULT_GRACE_HOURS } from './common.ts';
@@ -32,9 +33,16 @@ export interface OrphanCleanupResult {
   readonly recentOrphans: KeySet;
   /** Keys outside the echo key layout: never deleted, only reported. */
   readonly foreign: KeySet;
+  /**
+   * Temporary files of interrupted uploads (local disk; keys `tmp/{name}`): removed whatever
+   * their age, since no upload in flight owns them. Their bytes count in `freedBytes`.
+   */
+  readonly leftovers: KeySet;
   /** What was (or, in a dry run, would be) removed. */
   readonly deletedObjects: number;
   readonly removedRecords: number;
+  /** Leftover temporary files removed (or, in a dry run, that would be). */
+  readonly removedLeftovers: number;
   readonly freedBytes: number;
   readonly failed: Failures;
 }
@@ -122,6 +130,18 @@ export async function cleanupOrphans(
     for (const key of res.deleted) freedBytes += sizes.get(key) ?? 0;
   }
 
+  // Temporary files belong to no user: only a sweep of everyone's data touches them.
+  let leftovers: KeySet = { count: 0, bytes: 0, keys: [], truncated: false };
+  let removedLeftovers = 0;
+  if (options.userId === undefined) {
+    const swept = await sweepLeftovers(store, { dryRun, keyLimit: limit });
+    leftovers = swept.found;
+    const gone = dryRun ? swept.found : swept.removed;
+    removedLeftovers = gone.count;
+    freedBytes += gone.bytes;
+    for (const f of swept.failed.items) failed.add(f);
+  }
+
   return {
     dryRun,
     userId: options.userId ?? null,
@@ -134,8 +154,10 @@ export async function cleanupOrphans(
     deleting: deleting.result(),
     recentOrphans: recent.result(),
     foreign: foreign.result(),
+    leftovers,
     deletedObjects,
     removedRecords,
+    removedLeftovers,
     freedBytes,
     failed: failed.result(),
   };

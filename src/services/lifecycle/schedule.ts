@@ -33,6 +33,7 @@ export function scheduleCleanup(
           deleting: r.deleting.count,
           deletedObjects: r.deletedObjects,
           removedRecords: r.removedRecords,
+          removedLeftovers: r.removedLeftovers,
           freedBytes: r.freedBytes,
           failed: r.failed.count,
         },
