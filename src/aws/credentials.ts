@@ -1,4 +1,5 @@
 import { fromIni, fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { memoize } from '@smithy/core/config';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 
 export interface AwsCredentialOptions {
@@ -25,26 +26,13 @@ export function credentialProvider(options: AwsCredentialOptions): AwsCredential
   return cachedProvider(source);
 }
 
+/** The SDK's memoize, with our margin: a URL signed now must not be signed with a dying session. */
 export function cachedProvider(source: AwsCredentialIdentityProvider, now: () => number = Date.now): AwsCredentialIdentityProvider {
-  let current: AwsCredentialIdentity | undefined;
-  let refreshing: Promise<AwsCredentialIdentity> | undefined;
-  const fresh = (c: AwsCredentialIdentity | undefined): c is AwsCredentialIdentity =>
-    c !== undefined && (c.expiration === undefined || c.expiration.getTime() - now() > REFRESH_MARGIN_MS);
-  return async () => {
-    if (fresh(current)) return current;
-    refreshing ??= source({ forceRefresh: current !== undefined }).then(
-      (c) => {
-        current = c;
-        refreshing = undefined;
-        return c;
-      },
-      (err: unknown) => {
-        refreshing = undefined;
-        throw err;
-      },
-    );
-    return refreshing;
-  };
+  return memoize(
+    source,
+    (c) => c.expiration !== undefined && c.expiration.getTime() - now() <= REFRESH_MARGIN_MS,
+    (c) => c.expiration !== undefined,
+  );
 }
 
 /**

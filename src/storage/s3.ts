@@ -11,7 +11,6 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
-import { NodeSha256 } from '../aws/sha256.ts';
 import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
 
 export interface S3ObjectStoreOptions {
@@ -121,7 +120,8 @@ export class S3ObjectStore implements ObjectStore {
       service: 's3',
       region: options.region,
       credentials,
-      sha256: NodeSha256,
+      // The client's own SHA-256 (node:crypto on Node), the one its middleware signs with.
+      sha256: this.client.config.sha256,
       // S3 keys are escaped once, by us; the signer must not escape them again.
       uriEscapePath: false,
       applyChecksum: false,
