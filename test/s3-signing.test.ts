@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cachedProvider } from '../src/aws/credentials.ts';
+import { isPortError } from '../src/domain/errors.ts';
 import { DynamoEchoRepository } from '../src/metadata/dynamodb.ts';
 import { S3ObjectStore, type S3ObjectStoreOptions } from '../src/storage/s3.ts';
 import type { UploadSpec } from '../src/ports.ts';
@@ -220,13 +221,18 @@ describe('credentials', () => {
       for (const auth of seen) expect(auth).toMatch(/Credential=AKIDFROMPROFILE\//);
     });
 
-    it('an unknown profile is an error, not a silent fallback to other credentials', async () => {
+    it('an unknown profile is an error (an outage the operator must end), not a silent fallback to other credentials', async () => {
       const repo = new DynamoEchoRepository({ table: 'profile-echoes', region: 'us-east-1', endpoint: dynalite.endpoint, profile: 'nobody', maxAttempts: 1 });
-      await expect(repo.get({ userId: 'u', echoId: 'x' })).rejects.toThrow(/nobody|profile|credentials/i);
+      const get = repo.get({ userId: 'u', echoId: 'x' });
+      await expect(get).rejects.toThrow(/nobody|profile|credentials/i);
+      await get.catch((err: unknown) => expect(isPortError(err, 'unavailable'), String(err)).toBe(true));
       await expect(repo.check()).rejects.toThrow(/"profile-echoes".*No usable AWS credentials.*profile "nobody" \(AWS_PROFILE\)/);
       await repo.close();
       const s3 = new S3ObjectStore({ bucket: 'echoes-audio', region: 'us-east-1', endpoint: dynalite.endpoint, forcePathStyle: true, profile: 'nobody' });
       await expect(s3.check()).rejects.toThrow(/"echoes-audio".*No usable AWS credentials.*profile "nobody"/);
+      // Signing reads the credentials too, without a request: the same outage.
+      const signing = await s3.signUpload(upload()).then(() => undefined, (err: unknown) => err);
+      expect(isPortError(signing, 'unavailable'), String(signing)).toBe(true);
       await s3.close();
     });
   });

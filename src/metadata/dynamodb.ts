@@ -12,6 +12,8 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
+import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../aws/errors.ts';
+import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import type { EchoMetadata, EchoRecord, EchoStatus } from '../domain/echo.ts';
 import { pendingTtl, TTL_ATTRIBUTE } from './echo-table.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
@@ -102,8 +104,13 @@ function fromItem(raw: Record<string, unknown>): EchoRecord {
   };
 }
 
-function errorName(err: unknown): string | undefined {
-  return (err as { name?: string } | undefined)?.name;
+/**
+ * DynamoDB's failures as port errors; a missing table is an outage only the operator can end.
+ * A failed condition is not classified here: for most writes it is a normal answer, and
+ * createPending alone turns it into a conflict.
+ */
+function classifyDynamo(err: unknown): PortErrorKind | undefined {
+  return errorName(err) === 'ResourceNotFoundException' || isAwsOutage(err) ? 'unavailable' : undefined;
 }
 
 const isConditionFailed = (err: unknown): boolean => errorName(err) === 'ConditionalCheckFailedException';
@@ -146,6 +153,8 @@ export class DynamoEchoRepository implements EchoRepository {
       maxAttempts: options.maxAttempts ?? AWS_HTTP.maxAttempts,
       requestHandler: { connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout },
     });
+    // The document client shares this middleware stack, so its commands are covered too.
+    reportPortErrors(this.client, 'dynamodb', `DynamoDB table "${this.table}" at ${this.where()}`, classifyDynamo);
     this.doc = DynamoDBDocumentClient.from(this.client, {
       marshallOptions: { removeUndefinedValues: true },
     });
@@ -161,7 +170,9 @@ export class DynamoEchoRepository implements EchoRepository {
         }),
       );
     } catch (err) {
-      if (isConditionFailed(err)) throw new Error(`Echo ${record.echoId} of user ${record.userId} already exists.`, { cause: err });
+      if (isConditionFailed(err)) {
+        throw new PortError('conflict', 'dynamodb', `Echo ${record.echoId} of user ${record.userId} already exists.`, { cause: err });
+      }
       throw err;
     }
   }
@@ -289,7 +300,10 @@ export class DynamoEchoRepository implements EchoRepository {
     for (let i = 0; i < all.length; i += BATCH_GET) {
       let pending: Record<string, unknown>[] = all.slice(i, i + BATCH_GET).map((k) => ({ user_id: k.userId, echo_id: k.echoId }));
       for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > BATCH_RETRIES) throw new Error(`DynamoDB kept ${pending.length} keys of table "${this.table}" unprocessed; try again later.`);
+        if (attempt > BATCH_RETRIES) {
+          // DynamoDB leaves keys unprocessed when it throttles: an outage, not a bug.
+          throw new PortError('unavailable', 'dynamodb', `DynamoDB kept ${pending.length} keys of table "${this.table}" unprocessed; try again later.`);
+        }
         if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt) * Math.random());
         const res = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }));
         for (const item of res.Responses?.[this.table] ?? []) {
@@ -347,10 +361,11 @@ export class DynamoEchoRepository implements EchoRepository {
       });
       status = res.Table?.TableStatus;
     } catch (err) {
-      throw new Error(this.checkMessage(err), { cause: err });
+      const cause = err instanceof PortError ? err.cause : err;
+      throw new PortError('unavailable', 'dynamodb', this.checkMessage(cause), { cause });
     }
     if (status !== undefined && status !== 'ACTIVE' && status !== 'UPDATING') {
-      throw new Error(`DynamoDB table "${this.table}" at ${this.where()} is ${status}, not ACTIVE; wait for it and start again.`);
+      throw new PortError('unavailable', 'dynamodb', `DynamoDB table "${this.table}" at ${this.where()} is ${status}, not ACTIVE; wait for it and start again.`);
     }
   }
 
@@ -379,7 +394,7 @@ export class DynamoEchoRepository implements EchoRepository {
     if (errorName(err) === 'ResourceNotFoundException') {
       return `DynamoDB table "${this.table}" does not exist at ${this.where()}. ${create}`;
     }
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    const status = httpStatus(err);
     if (status === 403 || status === 400 && /AccessDenied|UnrecognizedClient|InvalidSignature/.test(errorName(err) ?? '')) {
       return `DynamoDB table "${this.table}" at ${this.where()} refused access (${describeError(err)}). Check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID). If the table does not exist: ${create}`;
     }

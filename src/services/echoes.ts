@@ -1,5 +1,5 @@
 import type { EchoMetadata, EchoRecord } from '../domain/echo.ts';
-import { AppError } from '../domain/errors.ts';
+import { AppError, isPortError } from '../domain/errors.ts';
 import { baseContentType, formatForExtension, sniffMatches } from '../domain/formats.ts';
 import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
@@ -94,8 +94,10 @@ export class EchoService {
     await this.repo.markDeleting({ userId, echoId });
     try {
       await this.store.delete(record.key);
-    } catch {
-      throw new AppError('SERVICE_UNAVAILABLE', 'The audio could not be deleted right now; the echo is hidden and cleanup will finish it. You can retry DELETE.');
+    } catch (err) {
+      // Only an outage gets the "retry" answer; anything else is a bug and must show as one.
+      if (!isPortError(err, 'unavailable')) throw err;
+      throw new AppError('SERVICE_UNAVAILABLE', 'The audio could not be deleted right now; the echo is hidden and cleanup will finish it. You can retry DELETE.', { cause: err });
     }
     await this.repo.remove({ userId, echoId });
   }

@@ -11,6 +11,8 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
+import { errorName, httpStatus, isAwsOutage, reportPortErrors, toPortError } from '../aws/errors.ts';
+import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
 
 export interface S3ObjectStoreOptions {
@@ -51,13 +53,22 @@ function encodeKey(key: string): string {
   return key.split('/').map(escapeUri).join('/');
 }
 
-function statusOf(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+/** A missing key, which is a normal answer; a missing bucket has become a PortError before this is asked. */
+function isNotFound(err: unknown): boolean {
+  const name = errorName(err);
+  return httpStatus(err) === 404 || name === 'NotFound' || name === 'NoSuchKey';
 }
 
-function isNotFound(err: unknown): boolean {
-  const name = (err as { name?: string } | undefined)?.name;
-  return statusOf(err) === 404 || name === 'NotFound' || name === 'NoSuchKey';
+/**
+ * S3's failures as port errors. A missing bucket is an outage too: only the operator can
+ * create it, and the client's request was fine. HEAD answers a bare 404 for a missing bucket
+ * and a missing key alike; that stays "absent", as S3 gives nothing to tell them apart.
+ */
+function classifyS3(err: unknown): PortErrorKind | undefined {
+  const name = errorName(err);
+  if (name === 'NoSuchBucket' || isAwsOutage(err)) return 'unavailable';
+  if (name === 'PreconditionFailed') return 'conflict';
+  return undefined;
 }
 
 interface UrlBase {
@@ -116,6 +127,7 @@ export class S3ObjectStore implements ObjectStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout },
     });
+    reportPortErrors(this.client, 's3', this.where(), classifyS3);
     this.signer = new SignatureV4({
       service: 's3',
       region: options.region,
@@ -173,13 +185,19 @@ export class S3ObjectStore implements ObjectStore {
       query,
       headers: { ...headers, [CONTENT_SHA256]: UNSIGNED_PAYLOAD, host: base.host },
     });
-    const signed = await this.signer.presign(request, {
-      expiresIn,
-      signingDate: this.clock(),
-      unhoistableHeaders: UNHOISTABLE,
-      signingRegion: base.signingRegion,
-      signingService: base.signingService,
-    });
+    let signed: Awaited<ReturnType<SignatureV4['presign']>>;
+    try {
+      signed = await this.signer.presign(request, {
+        expiresIn,
+        signingDate: this.clock(),
+        unhoistableHeaders: UNHOISTABLE,
+        signingRegion: base.signingRegion,
+        signingService: base.signingService,
+      });
+    } catch (err) {
+      // Signing reads the credentials: the one backend call that does not go through the client.
+      throw toPortError(err, 's3', this.where(), classifyS3);
+    }
     return formatUrl({ protocol: signed.protocol, hostname: signed.hostname, port: signed.port, path: signed.path, query: signed.query as Record<string, string> });
   }
 
@@ -227,18 +245,23 @@ export class S3ObjectStore implements ObjectStore {
       body = res.Body as AsyncIterable<Uint8Array> | undefined;
     } catch (err) {
       // 416: the object is empty, no byte range of it is satisfiable.
-      if (isNotFound(err) || statusOf(err) === 416 || (err as { name?: string }).name === 'InvalidRange') return new Uint8Array(0);
+      if (isNotFound(err) || httpStatus(err) === 416 || errorName(err) === 'InvalidRange') return new Uint8Array(0);
       throw err;
     }
     if (!body) return new Uint8Array(0);
     const out = new Uint8Array(length);
     let filled = 0;
     // A server that ignores Range must not make us read the whole object: stop at `length`.
-    for await (const chunk of body) {
-      const take = Math.min(chunk.byteLength, length - filled);
-      out.set(chunk.subarray(0, take), filled);
-      filled += take;
-      if (filled >= length) break;
+    try {
+      for await (const chunk of body) {
+        const take = Math.min(chunk.byteLength, length - filled);
+        out.set(chunk.subarray(0, take), filled);
+        filled += take;
+        if (filled >= length) break;
+      }
+    } catch (err) {
+      // The body arrives after the client's middleware is done: a reset here is still S3's.
+      throw toPortError(err, 's3', this.where(), classifyS3);
     }
     return out.subarray(0, filled);
   }
@@ -272,8 +295,10 @@ export class S3ObjectStore implements ObjectStore {
           else failed.push({ key, message });
         }
       } catch (err) {
-        const message = describeError(err);
-        for (const key of batch) failed.push({ key, message });
+        // The whole request failed (S3 down, bucket missing): every key of it is reported, as
+        // the port asks, and the caller retries them on its next run. A bug is not a report.
+        if (!(err instanceof PortError)) throw err;
+        for (const key of batch) failed.push({ key, message: err.message });
       }
     }
     return { deleted, failed };
@@ -300,8 +325,13 @@ export class S3ObjectStore implements ObjectStore {
         requestTimeout: CHECK_TIMEOUT_MS,
       });
     } catch (err) {
-      throw new Error(this.checkMessage(err), { cause: err });
+      const cause = err instanceof PortError ? err.cause : err;
+      throw new PortError('unavailable', 's3', this.checkMessage(cause), { cause });
     }
+  }
+
+  private where(): string {
+    return `S3 bucket "${this.bucket}" at ${this.endpoint ?? 'AWS S3'} (region ${this.region})`;
   }
 
   private checkMessage(err: unknown): string {
@@ -313,8 +343,8 @@ export class S3ObjectStore implements ObjectStore {
     const create =
       `Create it with \`echoes-storage setup dev\` (local S3 server) or ` +
       `\`aws s3api create-bucket --bucket ${this.bucket} --region ${this.region}${location}${endpointArg}\`.`;
-    const status = statusOf(err);
-    if (status === 404 || (err as { name?: string }).name === 'NotFound' || (err as { name?: string }).name === 'NoSuchBucket') {
+    const status = httpStatus(err);
+    if (status === 404 || errorName(err) === 'NotFound' || errorName(err) === 'NoSuchBucket') {
       return `S3 bucket "${this.bucket}" does not exist at ${where}. ${create}`;
     }
     if (status === 403 || status === 401) {
