@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { DynamoEchoRepository } from '../src/metadata/dynamodb.ts';
 import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
-import { echoRepositoryContract } from './contract/echo-repository.contract.ts';
+import { echoRepositoryContract, type BrokenEchoRepositoryFixture } from './contract/echo-repository.contract.ts';
 import { createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION } from './support/aws.ts';
-import { requireMoto, startMoto, type MotoServer } from './support/moto.ts';
+import { freePort, requireMoto, startMoto, type MotoServer } from './support/moto.ts';
 
 echoRepositoryContract('SQLite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'echoes-sqlite-'));
@@ -18,7 +18,20 @@ echoRepositoryContract('SQLite', async () => {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}, async () => {
+  // A repository whose database was closed under it.
+  const dir = await mkdtemp(join(tmpdir(), 'echoes-sqlite-broken-'));
+  const repo = new SqliteEchoRepository({ file: join(dir, 'echoes.db') });
+  await repo.close();
+  return { repo, cleanup: () => rm(dir, { recursive: true, force: true }) };
 });
+
+/** DynamoDB where nothing listens: the connection is refused at once, one attempt keeps it quick. */
+async function unreachableDynamo(): Promise<BrokenEchoRepositoryFixture> {
+  const endpoint = `http://127.0.0.1:${await freePort()}`;
+  const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+  return { repo, cleanup: () => repo.close() };
+}
 
 echoRepositoryContract('DynamoDB on dynalite', async () => {
   const server = await startDynalite();
@@ -31,7 +44,7 @@ echoRepositoryContract('DynamoDB on dynalite', async () => {
       await server.stop();
     },
   };
-});
+}, unreachableDynamo);
 
 const withMoto = requireMoto('DynamoDB repository contract on moto');
 describe.skipIf(!withMoto)('on moto_server', () => {
@@ -48,5 +61,5 @@ describe.skipIf(!withMoto)('on moto_server', () => {
     // moto checks a condition and writes without a lock, so two racers can both win there;
     // dynalite and DynamoDB itself are atomic, and the race test runs against dynalite.
     return { repo, atomicConditionalWrites: false, cleanup: () => repo.close() };
-  });
+  }, unreachableDynamo);
 });

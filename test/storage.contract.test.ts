@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fastify from 'fastify';
 import { afterAll, beforeAll, describe } from 'vitest';
+import { frameworkErrorOptions, installErrorHandlers } from '../src/http/errors.ts';
 import { registerLocalStorageRoutes } from '../src/http/local-storage-routes.ts';
 import { LocalObjectStore } from '../src/storage/local.ts';
 import { S3ObjectStore } from '../src/storage/s3.ts';
@@ -15,7 +16,9 @@ objectStoreContract('local disk', async () => {
   const rootDir = await mkdtemp(join(tmpdir(), 'echoes-local-'));
   const port = await freePort();
   const store = new LocalObjectStore({ rootDir, publicBaseUrl: `http://127.0.0.1:${port}`, secret: randomBytes(32) });
-  const app = fastify();
+  // The app's own error handlers: the routes leave turning AppError into a status to them.
+  const app = fastify(frameworkErrorOptions);
+  installErrorHandlers(app);
   await registerLocalStorageRoutes(app, store);
   await app.listen({ host: '127.0.0.1', port });
   return {
@@ -23,6 +26,18 @@ objectStoreContract('local disk', async () => {
     capabilities: { enforcesSignatures: true, honoursResponseContentType: true },
     cleanup: async () => {
       await app.close();
+      await store.close();
+      await rm(rootDir, { recursive: true, force: true });
+    },
+  };
+}, async () => {
+  // A data folder whose objects/ is a file: the disk layout is broken, no request can fix it.
+  const rootDir = await mkdtemp(join(tmpdir(), 'echoes-local-broken-'));
+  await writeFile(join(rootDir, 'objects'), 'not a folder');
+  const store = new LocalObjectStore({ rootDir, publicBaseUrl: 'http://127.0.0.1:9', secret: randomBytes(32) });
+  return {
+    store,
+    cleanup: async () => {
       await store.close();
       await rm(rootDir, { recursive: true, force: true });
     },
@@ -52,5 +67,12 @@ describe.skipIf(!withMoto)('on moto_server', () => {
     // moto checks no signatures and ignores response-content-type: test/s3-signing.test.ts
     // proves what the URLs bind instead.
     return { store, capabilities: { enforcesSignatures: false, honoursResponseContentType: false }, cleanup: () => store.close() };
+  }, async () => {
+    // Nothing listens there: the connection is refused at once, and one attempt keeps it quick.
+    const endpoint = `http://127.0.0.1:${await freePort()}`;
+    const store = new S3ObjectStore({
+      bucket: 'echoes-contract', region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS, maxAttempts: 1,
+    });
+    return { store, cleanup: () => store.close() };
   });
 });

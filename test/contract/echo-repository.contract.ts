@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
+import { isPortError } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import type { EchoRepository } from '../../src/ports.ts';
 
@@ -11,6 +12,12 @@ export interface EchoRepositoryFixture {
    * evaluates the condition and applies the update without a lock); the race test then skips.
    */
   readonly atomicConditionalWrites?: boolean;
+  cleanup(): Promise<void>;
+}
+
+/** A repository whose backend cannot be used (a closed database, DynamoDB on a closed port). */
+export interface BrokenEchoRepositoryFixture {
+  readonly repo: EchoRepository;
   cleanup(): Promise<void>;
 }
 
@@ -48,8 +55,28 @@ const META: EchoMetadata = {
 const newUser = (): string => `u-${randomUUID().slice(0, 8)}@x|y.z`;
 const ids = (records: readonly EchoRecord[]): string[] => records.map((r) => r.echoId);
 
+/** The error a call rejected with; fails the test when it resolved. */
+async function rejection(call: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await call();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('resolved, but it should have failed');
+}
+
+async function drain(pages: AsyncIterable<readonly EchoRecord[]>): Promise<EchoRecord[]> {
+  const out: EchoRecord[] = [];
+  for await (const page of pages) out.push(...page);
+  return out;
+}
+
 /** One contract for every EchoRepository: what the services and cleanup tools rely on. */
-export function echoRepositoryContract(name: string, factory: () => Promise<EchoRepositoryFixture>): void {
+export function echoRepositoryContract(
+  name: string,
+  factory: () => Promise<EchoRepositoryFixture>,
+  brokenFactory: () => Promise<BrokenEchoRepositoryFixture>,
+): void {
   describe(`EchoRepository contract: ${name}`, () => {
     let fx: EchoRepositoryFixture;
     let repo: EchoRepository;
@@ -88,10 +115,11 @@ export function echoRepositoryContract(name: string, factory: () => Promise<Echo
       expect(await repo.get({ userId: newUser(), echoId: r.echoId })).toBeUndefined();
     });
 
-    it('createPending of a taken id throws and leaves the stored record alone', async () => {
+    it('createPending of a taken id rejects with PortError conflict and leaves the stored record alone', async () => {
       const r = pending(newUser(), T0);
       await repo.createPending(r);
-      await expect(repo.createPending({ ...r, key: 'other/key.webm' })).rejects.toThrow();
+      const err = await rejection(() => repo.createPending({ ...r, key: 'other/key.webm' }));
+      expect(isPortError(err, 'conflict'), String(err)).toBe(true);
       expect(await repo.get(r)).toEqual(r);
     });
 
@@ -289,6 +317,34 @@ export function echoRepositoryContract(name: string, factory: () => Promise<Echo
       expect(sorted(deletingAll.filter((r) => r.userId === a || r.userId === b))).toEqual(sorted([...recA, ...recB].filter((r) => r.status === 'deleting')));
 
       expect(await pages({ userId: newUser() })).toEqual([]);
+    });
+
+    describe('on a broken backend', () => {
+      let broken: BrokenEchoRepositoryFixture;
+      const r = pending(newUser(), T0);
+      beforeAll(async () => {
+        broken = await brokenFactory();
+      });
+      afterAll(async () => {
+        await broken?.cleanup();
+      });
+
+      const calls: [string, (repo: EchoRepository) => Promise<unknown>][] = [
+        ['check', (b) => b.check()],
+        ['createPending', (b) => b.createPending(r)],
+        ['get', (b) => b.get(r)],
+        ['markReady', (b) => b.markReady(r, { fileSize: 1, metadata: META })],
+        ['markDeleting', (b) => b.markDeleting(r)],
+        ['remove', (b) => b.remove(r)],
+        ['listReady', (b) => b.listReady(r.userId, { limit: 10 })],
+        ['getMany', (b) => b.getMany([r])],
+        ['scan', (b) => drain(b.scan({ pageSize: 10 }))],
+        ['scan of one user', (b) => drain(b.scan({ userId: r.userId }))],
+      ];
+      it.each(calls)('%s rejects with PortError unavailable', async (_name, call) => {
+        const err = await rejection(() => call(broken.repo));
+        expect(isPortError(err, 'unavailable'), String(err)).toBe(true);
+      });
     });
   });
 }

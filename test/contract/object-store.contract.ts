@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isPortError } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import type { ObjectInfo, ObjectStore, SignedUpload } from '../../src/ports.ts';
 
@@ -20,6 +21,12 @@ export interface ObjectStoreFixture {
   cleanup(): Promise<void>;
 }
 
+/** A store whose backend cannot be used (S3 on a closed port, a data folder that is not a folder). */
+export interface BrokenObjectStoreFixture {
+  readonly store: ObjectStore;
+  cleanup(): Promise<void>;
+}
+
 const AUDIO = new Uint8Array(readFileSync(new URL('../fixtures/tone.webm', import.meta.url)));
 const CONTENT_TYPE = 'audio/webm;codecs=opus';
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('base64');
@@ -34,8 +41,22 @@ function put(upload: SignedUpload, body: Uint8Array, headers: Record<string, str
   return fetch(upload.url, { method: upload.method, headers, body });
 }
 
+/** The error a call rejected with; fails the test when it resolved. */
+async function rejection(call: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await call();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('resolved, but the backend is broken');
+}
+
 /** One contract for every ObjectStore: what the services and clients rely on. */
-export function objectStoreContract(name: string, factory: () => Promise<ObjectStoreFixture>): void {
+export function objectStoreContract(
+  name: string,
+  factory: () => Promise<ObjectStoreFixture>,
+  brokenFactory: () => Promise<BrokenObjectStoreFixture>,
+): void {
   describe(`ObjectStore contract: ${name}`, () => {
     let fx: ObjectStoreFixture;
     let store: ObjectStore;
@@ -241,6 +262,38 @@ export function objectStoreContract(name: string, factory: () => Promise<ObjectS
       const partial = await collect(store.list(keys[0]?.slice(0, -8) ?? ''));
       expect(partial.map((o) => o.key)).toEqual([keys[0]]);
       expect(await collect(store.list(`${user}-nothing-here/`))).toEqual([]);
+    });
+
+    describe('on a broken backend', () => {
+      let broken: BrokenObjectStoreFixture;
+      const key = newKey();
+      beforeAll(async () => {
+        broken = await brokenFactory();
+      });
+      afterAll(async () => {
+        await broken?.cleanup();
+      });
+
+      // Signing needs no backend, so only calls that reach it are listed.
+      const calls: [string, (s: ObjectStore) => Promise<unknown>][] = [
+        ['check', (s) => s.check()],
+        ['head', (s) => s.head(key)],
+        ['readStart', (s) => s.readStart(key, 16)],
+        ['delete', (s) => s.delete(key)],
+        ['list', (s) => collect(s.list(`${user}/`))],
+      ];
+      it.each(calls)('%s rejects with PortError unavailable', async (_name, call) => {
+        const err = await rejection(() => call(broken.store));
+        expect(isPortError(err, 'unavailable'), String(err)).toBe(true);
+      });
+
+      it('deleteMany reports every key as failed, none as deleted', async () => {
+        const keys = [newKey(), newKey()];
+        const result = await broken.store.deleteMany(keys);
+        expect(result.deleted).toEqual([]);
+        expect(result.failed.map((f) => f.key).sort()).toEqual([...keys].sort());
+        for (const f of result.failed) expect(f.message).not.toBe('');
+      });
     });
   });
 }
