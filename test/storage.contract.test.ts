@@ -15,7 +15,8 @@ import { freePort, requireMoto, startMoto, type MotoServer } from './support/mot
 objectStoreContract('local disk', async () => {
   const rootDir = await mkdtemp(join(tmpdir(), 'echoes-local-'));
   const port = await freePort();
-  const store = new LocalObjectStore({ rootDir, publicBaseUrl: `http://127.0.0.1:${port}`, secret: randomBytes(32) });
+  let offsetMs = 0;
+  const store = new LocalObjectStore({ rootDir, publicBaseUrl: `http://127.0.0.1:${port}`, secret: randomBytes(32), now: () => Date.now() + offsetMs });
   // The app's own error handlers: the routes leave turning AppError into a status to them.
   const app = fastify(frameworkErrorOptions);
   installErrorHandlers(app);
@@ -24,6 +25,9 @@ objectStoreContract('local disk', async () => {
   return {
     store,
     capabilities: { enforcesSignatures: true, honoursResponseContentType: true },
+    advanceClock: (seconds) => {
+      offsetMs += seconds * 1000;
+    },
     cleanup: async () => {
       await app.close();
       await store.close();
