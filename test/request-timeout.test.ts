@@ -159,6 +159,33 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
     socket.destroy();
   });
 
+  it('a refused PUT that keeps sending is answered, then disconnected after a bounded amount', async () => {
+    const ticket = (await api().call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' })).body;
+    const url = new URL(ticket.upload_url);
+    url.searchParams.set('signature', 'forged');
+    const declared = 64 * 1024 * 1024;
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    let sent = 0;
+    let closed = false;
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    socket.on('error', () => undefined);
+    const gone = new Promise<void>((resolve) => socket.once('close', () => { closed = true; resolve(); }));
+    socket.write(`PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`
+      + Object.entries(ticket.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
+      + `Content-Length: ${declared}\r\n\r\n`);
+    const chunk = Buffer.alloc(64 * 1024);
+    while (!closed && sent < declared) {
+      if (!socket.write(chunk)) await new Promise((r) => { socket.once('drain', r); socket.once('close', r); });
+      sent += chunk.length;
+    }
+    await gone;
+    expect(statusAndBody(text).status, text).toBe(403);
+    // Far less than the 64 MiB the client meant to send: the server stopped reading it.
+    expect(sent).toBeLessThan(16 * 1024 * 1024);
+    expect(tmpFiles()).toEqual([]);
+  });
+
   it('logs timeouts below warn level', () => {
     expect(logs.filter((l) => l.level >= 40)).toEqual([]);
     expect(logs.some((l) => l.level === 30)).toBe(true);

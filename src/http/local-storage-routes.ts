@@ -67,6 +67,23 @@ function idleGuardedBody(raw: IncomingMessage, idleMs: number): Transform {
   return guard;
 }
 
+/** A refused body is read and dropped up to this much, so the client sees the answer. */
+const DISCARD_LIMIT_BYTES = 1024 * 1024;
+
+/**
+ * Refused before the end (a bad signature, too large): the rest is read and dropped, so the
+ * connection can carry the next request, but only up to a bound: a client that keeps sending
+ * what was refused is disconnected rather than served for as long as it likes.
+ */
+function discardRest(raw: IncomingMessage): void {
+  let dropped = 0;
+  raw.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > DISCARD_LIMIT_BYTES) raw.socket?.destroy();
+  });
+  raw.resume();
+}
+
 /** The body stalled: answer, then close, since the rest of it will not come. */
 function closeAfterReply(request: FastifyRequest, reply: FastifyReply): void {
   void reply.header('connection', 'close');
@@ -94,10 +111,8 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
         if (isAppError(err) && err.code === 'REQUEST_TIMEOUT') {
           closeAfterReply(request, reply);
         } else if (!request.raw.complete) {
-          // Refused before the end (a bad signature, too large): discard the rest, as Node
-          // does for a body nobody read, so the connection can carry the next request.
           request.raw.unpipe(body);
-          request.raw.resume();
+          discardRest(request.raw);
         }
         throw err;
       }
