@@ -1,15 +1,13 @@
-import autocannon from 'autocannon';
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { signDevToken } from '../src/auth/tokens.ts';
 import { EMPTY_METADATA, type EchoRecord } from '../src/domain/echo.ts';
 import { encodeCursor } from '../src/domain/listing.ts';
 import { objectKey, uuidV7 } from '../src/domain/index.ts';
 import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
-import { freePort } from '../test/support/moto.ts';
+import { CONNECTIONS, DURATION, measure, startBenchServer, stopBenchServer, type BenchServer, type Result } from './harness.ts';
 import { writeSection } from './report.ts';
 
 /**
@@ -17,8 +15,6 @@ import { writeSection } from './report.ts';
  * store + SQLite): the first page, a page from a cursor near the oldest end, and a date window
  * with no echoes in the middle of the year. The date window used to walk every newer echo.
  */
-const DURATION = Number(process.env.BENCH_DURATION ?? 8);
-const CONNECTIONS = 16;
 const ECHOES = 10_000;
 const USER = 'bench-user';
 const DAY = 86_400_000;
@@ -30,14 +26,6 @@ const TARGET_RATIO = 1.5;
 
 const isoDay = (day: number): string => new Date(START + day * DAY).toISOString().slice(0, 10);
 
-interface Result {
-  readonly name: string;
-  readonly rps: number;
-  readonly p99: number;
-  readonly errors: number;
-  /** Server CPU (user + system) per request, in microseconds. */
-  readonly cpuUs: number;
-}
 
 /** Straight through the repository, in one group-commit batch: the server is not what is measured here. */
 async function seed(dataDir: string): Promise<string[]> {
@@ -62,35 +50,8 @@ async function seed(dataDir: string): Promise<string[]> {
   return records.map((r) => r.echoId).sort();
 }
 
-async function startServer(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const child = fork(resolve(import.meta.dirname, '..', 'bin', 'run-ts.js'), [resolve(import.meta.dirname, 'list-server.ts')], {
-    env: { ...process.env, DATA_DIR: dataDir, PORT: String(port) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  await new Promise<void>((ok, fail) => {
-    child.once('message', () => ok());
-    child.once('exit', (code) => fail(new Error(`bench server exited with ${code}`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}` };
-}
-
-function serverCpu(child: ChildProcess): Promise<number> {
-  return new Promise((resolve) => {
-    child.once('message', (m: { cpu: { user: number; system: number } }) => resolve(m.cpu.user + m.cpu.system));
-    child.send('cpu');
-  });
-}
-
-async function load(name: string, child: ChildProcess, url: string, headers: Record<string, string>): Promise<Result> {
-  const opts = { url, method: 'GET' as const, headers, connections: CONNECTIONS };
-  await autocannon({ ...opts, duration: 2 }); // warm-up: JIT, SQLite pages, sockets
-  const cpuBefore = await serverCpu(child);
-  const r = await autocannon({ ...opts, duration: DURATION });
-  const cpuUs = (await serverCpu(child) - cpuBefore) / Math.max(1, r.requests.total);
-  const errors = r.errors + r.non2xx;
-  console.log(`${name}: ${Math.round(r.requests.average)} req/s, p99 ${r.latency.p99} ms, ${cpuUs.toFixed(0)} µs CPU/request, errors ${errors}`);
-  return { name, rps: r.requests.average, p99: r.latency.p99, errors, cpuUs };
+function load(name: string, server: BenchServer, url: string, headers: Record<string, string>): Promise<Result> {
+  return measure(name, server, { url, method: 'GET', headers });
 }
 
 /** A page the bench measures must be the page it claims to be. */
@@ -101,11 +62,6 @@ async function expectPage(url: string, headers: Record<string, string>, check: (
   if (res.status !== 200 || !check(ids)) throw new Error(`${what}: got ${res.status} with ${ids.length} echoes`);
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r));
-  child.send('stop');
-  await exited;
-}
 
 export async function run(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'echoes-bench-list-'));
@@ -122,22 +78,22 @@ export async function run(): Promise<void> {
       deep: `/echoes?cursor=${encodeCursor(deep)}`,
       window: `/echoes?from=${WINDOW.from}&to=${WINDOW.to}`,
     };
-    const server = await startServer(dataDir);
+    const server = await startBenchServer(dataDir);
     try {
       const { url } = server;
       await expectPage(url + pages.first, auth, (got) => got.length === 20 && got[0] === ids[ids.length - 1], 'first page');
       await expectPage(url + pages.deep, auth, (got) => got.length === 20 && got.every((id) => id < deep), 'deep cursor page');
       await expectPage(url + pages.window, auth, (got) => got.length === 0, 'empty date window');
-      rows.push(await load('bare GET route (same server, no work)', server.child, `${url}/bench/bare?x=1`, {}));
-      rows.push(await load('(a) first page', server.child, url + pages.first, auth));
-      rows.push(await load('(b) deep cursor page (30 echoes from the oldest)', server.child, url + pages.deep, auth));
-      rows.push(await load('(c) empty date window mid-year', server.child, url + pages.window, auth));
+      rows.push(await load('bare GET route (same server, no work)', server, `${url}/bench/bare?x=1`, {}));
+      rows.push(await load('(a) first page', server, url + pages.first, auth));
+      rows.push(await load('(b) deep cursor page (30 echoes from the oldest)', server, url + pages.deep, auth));
+      rows.push(await load('(c) empty date window mid-year', server, url + pages.window, auth));
       // The bare route again: the baseline is the better of the two runs, so noise cannot flatter the ratios.
-      const again = await load('bare GET route, second run', server.child, `${url}/bench/bare?x=1`, {});
+      const again = await load('bare GET route, second run', server, `${url}/bench/bare?x=1`, {});
       const first = rows[0];
       if (first && again.rps > first.rps) rows[0] = { ...again, name: first.name };
     } finally {
-      await stop(server.child);
+      await stopBenchServer(server);
     }
   } finally {
     rmSync(dataDir, { recursive: true, force: true });

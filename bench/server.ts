@@ -1,12 +1,14 @@
-// Child process of upload-url.bench.ts: the real server plus a bare route, so the load
-// generator and the server do not share one event loop.
+// Child process of the HTTP benches (bench/harness.ts): the real server plus bare routes, so
+// the load generator and the server do not share one event loop.
 import { loadConfig } from '../src/config.ts';
 import { createServer } from '../src/server.ts';
 
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
 const { app } = await createServer(config, false);
-// Same HTTP stack and JSON body, none of the work: the baseline the ratio is taken against.
+// Same HTTP stack and a JSON body or a query string, none of the work: the baselines the
+// ratios are taken against.
 app.post('/bench/bare', async (request) => ({ ok: true, received: typeof request.body }));
+app.get('/bench/bare', async (request) => ({ ok: true, query: typeof request.query }));
 await app.listen({ port: config.port, host: '127.0.0.1' });
 process.send?.('ready');
 process.on('message', async (m) => {
