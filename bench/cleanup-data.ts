@@ -26,8 +26,7 @@ export function generate(dataDir: string, count: number, users: number): Generat
   const objectsDir = join(dataDir, 'objects');
   new SqliteEchoRepository({ file: join(dataDir, 'echoes.sqlite') }).close();
   const db = new Database(join(dataDir, 'echoes.sqlite'));
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = OFF');
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF');
   const insert = db.prepare(`INSERT INTO echoes (user_id, echo_id, s3_key, file_extension, content_type, upload_content_type,
     declared_size, checksum_sha256, file_size, status, emotion, tags, caption, duration_seconds, location_lat, location_lng,
     created_at, expires_at, ttl) VALUES (?, ?, ?, 'webm', 'audio/webm', 'audio/webm', ?, NULL, ?, 'ready', NULL, '[]', NULL, NULL, NULL, NULL, ?, ?, NULL)`);

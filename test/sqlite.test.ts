@@ -13,6 +13,7 @@ import type { EchoRepository, ListQuery } from '../src/ports.ts';
 import { apiClient } from './support/api.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 import { ECHOES_V0 } from './fixtures/echoes-v0.records.ts';
+import { openDatabase } from './support/sqlite.ts';
 
 const FIXTURE_V0 = resolve(import.meta.dirname, 'fixtures', 'echoes-v0.sqlite');
 const DAY = 86_400_000;
@@ -110,7 +111,7 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
 
   it('runs one primary-key range search with both bounds, a single upper bound, no sort', async () => {
     const { file, ready } = await seeded();
-    const db = new Database(file, { readonly: true });
+    const db = openDatabase(file, { readonly: true });
     try {
       for (const query of QUERIES(ready)) {
         const { sql, params } = listStatement('alice', query);
@@ -188,7 +189,7 @@ describe('database file permissions (issue 9, defect 9)', () => {
   it('tightens a database, -wal and -shm left readable by others', async () => {
     const file = join(tempDir(), 'echoes.sqlite');
     // Another connection keeps the WAL and shared memory in place, as a running older server would.
-    const other = new Database(file);
+    const other = openDatabase(file);
     try {
       other.pragma('journal_mode = WAL');
       other.exec('CREATE TABLE t (x); INSERT INTO t VALUES (1);');
@@ -216,7 +217,7 @@ describe('schema versions', () => {
   }
 
   function rawRows(file: string): unknown[] {
-    const db = new Database(file);
+    const db = openDatabase(file);
     try {
       return db.prepare('SELECT * FROM echoes ORDER BY user_id, echo_id').all();
     } finally {
@@ -225,7 +226,7 @@ describe('schema versions', () => {
   }
 
   const userVersion = (file: string): number => {
-    const db = new Database(file);
+    const db = openDatabase(file);
     try {
       return db.pragma('user_version', { simple: true }) as number;
     } finally {
@@ -266,7 +267,7 @@ describe('schema versions', () => {
         throw new Error('step 2 failed');
       } },
     ];
-    const db = new Database(file);
+    const db = openDatabase(file);
     try {
       expect(() => migrate(db, file, steps)).toThrow('step 2 failed');
       expect(db.pragma('user_version', { simple: true })).toBe(1);
@@ -288,7 +289,7 @@ describe('schema versions', () => {
   it('refuses a database from a newer version, says which, and leaves it untouched', async () => {
     const file = fixtureCopy();
     const newer = SCHEMA_VERSION + 3;
-    const db = new Database(file);
+    const db = openDatabase(file);
     db.pragma(`user_version = ${newer}`);
     db.close();
     const before = rawRows(file);
@@ -353,7 +354,7 @@ describe('SQLite failures as port errors', () => {
     const repo = openRepo(file, { busyTimeoutMs: 50 });
     const existing = record('alice', T0);
     await repo.createPending(existing);
-    const other = new Database(file);
+    const other = openDatabase(file);
     try {
       other.exec('BEGIN EXCLUSIVE');
       const batch = await Promise.allSettled([repo.createPending(record('alice', T0 + 1)), repo.createPending(record('alice', T0 + 2))]);
@@ -378,7 +379,7 @@ describe('SQLite failures as port errors', () => {
     const srv = await startTestServer();
     servers.push(srv);
     const api = apiClient(srv.url, await srv.token('alice'));
-    const other = new Database(join(srv.dataDir, 'echoes.sqlite'));
+    const other = openDatabase(join(srv.dataDir, 'echoes.sqlite'));
     try {
       other.exec('BEGIN EXCLUSIVE');
       // The server's busy timeout (5 s) passes before it gives up.

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { holdUntilExit } from './sqlite-lifetime.ts';
 
 /**
  * Version 0: the echoes table as every release before `user_version` was used created it. It
@@ -63,15 +64,16 @@ export class NewerSchemaError extends Error {
  */
 export function migrate(db: Database.Database, file: string, migrations: readonly Migration[] = MIGRATIONS): void {
   const latest = migrations.length;
+  const readVersion = holdUntilExit(db.prepare<[], number>('PRAGMA user_version').pluck());
   const step = db.transaction((): boolean => {
-    const version = db.pragma('user_version', { simple: true }) as number;
+    const version = readVersion.get() ?? 0;
     if (version > latest) throw new NewerSchemaError(file, version, latest);
     // A fresh file and a file from before versioning both read 0; IF NOT EXISTS serves both.
     if (version === 0) db.exec(BASELINE_SCHEMA);
     const next = migrations[version];
     if (next === undefined) return false;
     next.up(db);
-    db.pragma(`user_version = ${version + 1}`);
+    db.exec(`PRAGMA user_version = ${version + 1}`);
     return true;
   });
   while (step.immediate()) {

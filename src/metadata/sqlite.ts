@@ -6,6 +6,7 @@ import { PortError } from '../domain/errors.ts';
 import { pendingTtl } from './echo-table.ts';
 import { migrate } from './sqlite-schema.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
+import { holdUntilExit } from './sqlite-lifetime.ts';
 
 export interface SqliteEchoRepositoryOptions {
   /** Database file, or ':memory:'. */
@@ -200,14 +201,14 @@ export class SqliteEchoRepository implements EchoRepository {
     if (options.file !== ':memory:') prepareFile(options.file);
     let db: Database.Database | undefined;
     try {
-      db = new Database(options.file);
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+      // Held from the start: on Node 24 a collected database or statement aborts the process.
+      db = holdUntilExit(new Database(options.file));
+      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       // Before anything else writes: a file from a newer version is refused untouched.
       migrate(db, options.file);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
+      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL');
       this.db = db;
-      this.stmt = {
+      this.stmt = holdUntilExit({
         // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
         insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`),
         get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
@@ -227,7 +228,7 @@ export class SqliteEchoRepository implements EchoRepository {
           WHERE user_id = ? AND echo_id > ? AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
           ORDER BY echo_id LIMIT ?`),
         ping: db.prepare('SELECT 1'),
-      };
+      });
     } catch (err) {
       if (db?.open) db.close();
       throw sqliteFailure(err, options.file);
