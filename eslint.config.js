@@ -13,6 +13,10 @@ export default tseslint.config(
     },
   },
   {
+    files: ['scripts/**/*.mjs'],
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', fetch: 'readonly', URL: 'readonly', setTimeout: 'readonly' } },
+  },
+  {
     files: ['**/*.js'],
     languageOptions: { globals: { console: 'readonly', process: 'readonly', document: 'readonly', window: 'readonly', fetch: 'readonly', navigator: 'readonly', localStorage: 'readonly', MediaRecorder: 'readonly', XMLHttpRequest: 'readonly', URL: 'readonly', Blob: 'readonly', File: 'readonly', crypto: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', location: 'readonly', FormData: 'readonly', Intl: 'readonly', AbortController: 'readonly', TextEncoder: 'readonly', btoa: 'readonly', atob: 'readonly', HTMLElement: 'readonly', Event: 'readonly' } },
   },

@@ -10,12 +10,6 @@ if (!entry) {
   process.exit(2);
 }
 process.argv.splice(2, 1);
-// The AWS SDK warns on Node 20 that releases after January 2027 will need Node 22; the
-// versions pinned in package.json run on Node 20, so the warning only adds noise to every command.
-const emitWarning = process.emitWarning.bind(process);
-process.emitWarning = (warning, ...rest) => {
-  if (String(warning).startsWith('NodeVersionSupportWarning')) return;
-  emitWarning(warning, ...rest);
-};
 register();
+await import('../src/node-warnings.ts');
 await import(pathToFileURL(resolve(entry)).href);

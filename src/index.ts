@@ -1,15 +1,15 @@
 /**
  * Library entry point (package.json "exports"): the two ports, the adapters behind them, the
  * use-case services and the configuration that wires them, for code that embeds echoes-storage
- * or runs its lifecycle jobs itself.
+ * or runs its lifecycle jobs itself. The AWS adapters: 'echoes-storage/aws'.
  */
 export type * from './ports.ts';
 export * from './domain/index.ts';
 
 export { LocalObjectStore, type LocalObjectStoreOptions } from './storage/local.ts';
-export { S3ObjectStore, type S3ObjectStoreOptions } from './storage/s3.ts';
 export { SqliteEchoRepository, type SqliteEchoRepositoryOptions } from './metadata/sqlite.ts';
-export { DynamoEchoRepository, type DynamoEchoRepositoryOptions } from './metadata/dynamodb.ts';
+// The S3 and DynamoDB adapters live in 'echoes-storage/aws', so that importing this entry point
+// loads no AWS SDK; createObjectStore/createEchoRepository load them when the config asks.
 
 export { UploadService, type Clock, type UploadRequest, type UploadSettings, type UploadTicket } from './services/uploads.ts';
 export { EchoService, type EchoSettings, type EchoView, type ListRequest } from './services/echoes.ts';

@@ -1,14 +1,15 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AWS_TEST_ENV, startAwsBackend } from './support/backends.ts';
 import { freePort, requireMoto, type MotoServer } from './support/moto.ts';
+import { CLI } from './support/cli.ts';
 
 const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '..', 'bin', 'echoes-storage.js');
+const BIN = CLI;
 
 describe.skipIf(!requireMoto('serve start-up checks on S3 + DynamoDB'))('serve on S3 + DynamoDB', () => {
   let moto: MotoServer;

@@ -5,10 +5,11 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { freePort } from './support/moto.ts';
+import { CLI } from './support/cli.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..');
-const BIN = join(ROOT, 'bin', 'echoes-storage.js');
+const BIN = CLI;
 
 describe('echoes-storage CLI', () => {
   it('`npm run --silent token` prints only a token that `serve` on the same DATA_DIR accepts', async () => {

@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { linkSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { signDevToken } from '../src/auth/tokens.ts';
@@ -11,9 +11,10 @@ import type { IntegrityResult, OrphanCleanupResult } from '../src/services/clean
 import { apiClient, fixture, FORMATS, sha256, type Ticket } from './support/api.ts';
 import { freePort } from './support/moto.ts';
 import { startTestServer } from './support/server.ts';
+import { CLI } from './support/cli.ts';
 
 const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '..', 'bin', 'echoes-storage.js');
+const BIN = CLI;
 const UPLOADS = 20;
 const CHUNK = 32 * 1024;
 

@@ -7,9 +7,10 @@ import type { IntegrationReport } from '../src/integration/run.ts';
 import { startAwsBackend } from './support/backends.ts';
 import { freePort, requireMoto, type MotoServer } from './support/moto.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
+import { CLI } from './support/cli.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const CLI = join(ROOT, 'bin', 'echoes-storage.js');
+
 
 interface CliRun {
   code: number;

@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IntegrityResult, OrphanCleanupResult, StorageReport } from '../src/services/cleanup.ts';
 import { brokenWorld, snapshot, writeLocal, type State } from './support/lifecycle.ts';
 import { startTestServer } from './support/server.ts';
+import { CLI } from './support/cli.ts';
 
-const BIN = resolve(import.meta.dirname, '..', 'bin', 'echoes-storage.js');
+const BIN = CLI;
 
 interface Run {
   code: number | null;

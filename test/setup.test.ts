@@ -22,6 +22,7 @@ import {
 import { DescribeContinuousBackupsCommand, DescribeTableCommand, DescribeTimeToLiveCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { runSetup, type SetupResult } from '../src/setup/index.ts';
 import { requireMoto, startMoto, type MotoServer } from './support/moto.ts';
+import { CLI } from './support/cli.ts';
 
 const RUN = requireMoto('test/setup.test.ts');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -67,7 +68,7 @@ interface CliRun {
   stdout: string;
   stderr: string;
 }
-function cli(args: string[], env: Record<string, string | undefined>, command = 'node', prefix = ['bin/echoes-storage.js']): Promise<CliRun> {
+function cli(args: string[], env: Record<string, string | undefined>, command = process.execPath, prefix = [CLI]): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, [...prefix, ...args], { cwd: ROOT, env: env as NodeJS.ProcessEnv });
     let stdout = '';

@@ -1,3 +1,6 @@
+#!/usr/bin/env node
+// Must stay the first import: it quiets a notice that the AWS SDK prints when it loads.
+import '../node-warnings.ts';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.ts';
 import { registerServeCommand } from './commands/serve.ts';

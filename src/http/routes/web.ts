@@ -5,23 +5,25 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorBody } from '../errors.ts';
 
-const WEB_DIR = fileURLToPath(new URL('../../../web/', import.meta.url));
-const ENTRY = join(WEB_DIR, 'app.ts');
-/** What the page needs as files; its TypeScript sources are served only as the /app.js bundle. */
-const STATIC_FILE = /(^|\/)([^/]+\.(html|css|svg|png|ico|webmanifest))?$/;
+/** dist/web, made by `npm run build` next to the compiled server: the page as plain files. */
+const BUILT_DIR = fileURLToPath(new URL('../../web/', import.meta.url));
+/** The repository's web/ sources, used when the server runs from src/ (tests, development). */
+const SOURCE_DIR = fileURLToPath(new URL('../../../web/', import.meta.url));
+/** What the page needs as files; its TypeScript sources are never served. */
+const STATIC_FILE = /(^|\/)([^/]+\.(html|css|svg|png|ico|webmanifest|js))?$/;
 
 let bundle: Promise<string> | undefined;
 
 /**
- * The page's TypeScript (web/app.ts and the shared API client) as one ES module, built in
- * memory on first use and kept, so serving the page needs no build step.
+ * Development only: web/app.ts and the API client bundled in memory on first use, so a server
+ * running from the TypeScript sources needs no build step. A built server never gets here.
  */
 export function bundleRecorderPage(): Promise<string> {
   bundle ??= (async () => {
-    // Loaded here, not at start-up: most processes never serve the page.
+    // esbuild is a devDependency: a built package serves dist/web/app.js instead.
     const { build } = await import('esbuild');
     const result = await build({
-      entryPoints: [ENTRY],
+      entryPoints: [join(SOURCE_DIR, 'app.ts')],
       bundle: true,
       write: false,
       format: 'esm',
@@ -41,25 +43,30 @@ export function bundleRecorderPage(): Promise<string> {
   return bundle;
 }
 
-export const RECORDER_DIR = WEB_DIR;
+/** Where the page's files are served from: the build's output, else the sources. */
+export const RECORDER_DIR = existsSync(join(BUILT_DIR, 'app.js')) ? BUILT_DIR : SOURCE_DIR;
+const BUILT = RECORDER_DIR === BUILT_DIR;
 
-/** The recorder page at /: static files plus /app.js bundled from web/app.ts. */
+/** The recorder page at /: static files, and /app.js (built, or bundled from web/app.ts in development). */
 export async function webRoutes(app: FastifyInstance): Promise<void> {
-  if (!existsSync(WEB_DIR)) return;
-  app.get('/app.js', { schema: { hide: true } }, async (request, reply) => {
-    try {
-      const code = await bundleRecorderPage();
-      return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(code);
-    } catch (err) {
-      request.log.error({ err }, 'recorder page bundle failed');
-      return reply.status(503).send(errorBody('SERVICE_UNAVAILABLE', 'The recorder page\'s script could not be built; see the server log.'));
-    }
-  });
+  if (!existsSync(RECORDER_DIR)) return;
+  if (!BUILT) {
+    app.get('/app.js', { schema: { hide: true } }, async (request, reply) => {
+      try {
+        const code = await bundleRecorderPage();
+        return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(code);
+      } catch (err) {
+        request.log.error({ err }, 'recorder page bundle failed');
+        return reply.status(503).send(errorBody('SERVICE_UNAVAILABLE', 'The recorder page\'s script could not be built; see the server log.'));
+      }
+    });
+  }
   await app.register(fastifyStatic, {
-    root: WEB_DIR,
+    root: RECORDER_DIR,
     prefix: '/',
     index: ['index.html'],
     schemaHide: true,
+    // Sources hold .ts files only, so .js is served from a build alone.
     allowedPath: (pathName) => STATIC_FILE.test(pathName),
   });
 }
