@@ -12,6 +12,10 @@ export function openDatabase(file: string, options?: Database.Options): Database
   db.prepare = ((source: string) => holdUntilExit(prepare(source))) as typeof db.prepare;
   db.pragma = ((source: string, opts?: Database.PragmaOptions) => {
     const stmt = db.prepare(`PRAGMA ${source}`);
+    if (!stmt.reader) {
+      stmt.run();
+      return [];
+    }
     return opts?.simple ? stmt.pluck().get() : stmt.all();
   }) as typeof db.pragma;
   return db;
