@@ -51,10 +51,11 @@ const RULES: Readonly<Record<string, FormatRule>> = {
 const MAX_ALLOC_BYTES = 64 * 1024 * 1024;
 /**
  * How much shorter than the container's own duration the decoded audio may be before it counts
- * as truncated: encoders pad (mp3, aac) and containers round, by tens of milliseconds.
+ * as truncated: encoders pad (mp3's Xing count includes the encoder delay, 80 ms on the 1 s
+ * tone) and containers round, by tens of milliseconds.
  */
 const TRUNCATION_TOLERANCE_SECONDS = 0.25;
-const TRUNCATION_TOLERANCE_RATIO = 0.05;
+const TRUNCATION_TOLERANCE_RATIO = 0.005;
 
 interface StreamInfo {
   readonly index: number;
@@ -67,7 +68,11 @@ interface StreamInfo {
 
 interface ProbeInfo {
   readonly formatNames: readonly string[];
-  /** What the container declares; undefined when it declares nothing (MediaRecorder webm). */
+  /**
+   * What the container declares; undefined when it declares nothing (MediaRecorder webm) or
+   * when ffprobe only estimated it from the bitrate (ADTS aac, mp3 without a Xing header), which
+   * is as long as the bytes are and so proves nothing about truncation.
+   */
   readonly declaredSeconds: number | undefined;
   readonly streams: readonly StreamInfo[];
 }
@@ -222,7 +227,8 @@ export class FfmpegAudioProbe implements AudioProbe {
     const result = await this.run(
       this.ffprobePath,
       [
-        '-v', 'error',
+        // Tagged warnings too: "Estimating duration from bitrate" says the duration is a guess.
+        '-v', 'level+warning',
         '-max_alloc', String(MAX_ALLOC_BYTES),
         '-show_entries', 'format=format_name,duration:stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=attached_pic',
         '-of', 'json',
@@ -230,10 +236,12 @@ export class FfmpegAudioProbe implements AudioProbe {
       ],
       signal,
     );
-    if (result.code !== 0 || result.stderr.trim() !== '') {
-      throw refuse(`The file is not readable audio (truncated, corrupt or not this format): ${describe(result.stderr, file, result.code)}`);
+    const errors = result.stderr.split('\n').filter((l) => /\[(error|fatal|panic)\]/.test(l));
+    if (result.code !== 0 || errors.length > 0) {
+      throw refuse(`The file is not readable audio (truncated, corrupt or not this format): ${describe(errors.join('\n'), file, result.code)}`);
     }
-    return parseProbe(result.stdout);
+    const info = parseProbe(result.stdout);
+    return /Estimating duration from bitrate/.test(result.stderr) ? { ...info, declaredSeconds: undefined } : info;
   }
 
   private check(info: ProbeInfo, rule: FormatRule, extension: string): StreamInfo {
@@ -302,7 +310,7 @@ export class FfmpegAudioProbe implements AudioProbe {
       let stopped = false;
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (d: string) => {
-        if (stderr.length < 4096) stderr += d;
+        if (stderr.length < 16384) stderr += d;
       });
       child.stdout.on('data', (chunk: Buffer) => {
         if (stopped) return;
@@ -427,7 +435,16 @@ function asRecord(value: unknown): Record<string, unknown> {
 function describe(stderr: string, file: string, code: number | null): string {
   const line = stderr
     .split('\n')
-    .map((l) => l.split(`${file}: `).join('').split(file).join('the file').replace(/^\[(\S+) @ 0x[0-9a-f]+\]\s*/, '$1: ').trim())
+    .map((l) =>
+      l
+        .split(`${file}: `)
+        .join('')
+        .split(file)
+        .join('the file')
+        .replace(/\[(error|fatal|panic)\]\s*/, '')
+        .replace(/^\[(\S+) @ 0x[0-9a-f]+\]\s*/, '$1: ')
+        .trim(),
+    )
     .find((l) => l !== '');
   return line ?? `the decoder exited with ${code === null ? 'a signal' : `code ${code}`}.`;
 }
