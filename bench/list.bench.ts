@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signDevToken } from '../src/auth/tokens.ts';
-import { EMPTY_METADATA, type EchoRecord } from '../src/domain/echo.ts';
+import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord } from '../src/domain/echo.ts';
 import { encodeCursor } from '../src/domain/listing.ts';
 import { objectKey, uuidV7 } from '../src/domain/index.ts';
 import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
@@ -40,7 +40,7 @@ async function seed(dataDir: string): Promise<string[]> {
     records.push({
       userId: USER, echoId, key: objectKey(USER, createdAt, echoId, 'webm'), extension: 'webm',
       contentType: 'audio/webm', uploadContentType: 'audio/webm;codecs=opus', declaredSize: 4461,
-      checksumSha256: null, fileSize: null, status: 'pending', createdAt, expiresAt: new Date(ms + 900_000), ...EMPTY_METADATA,
+      checksumSha256: null, fileSize: null, status: 'pending', createdAt, expiresAt: new Date(ms + 900_000), ...EMPTY_METADATA, ...NOT_MEASURED,
     });
   }
   await Promise.all(records.map((r) => repo.createPending(r)));

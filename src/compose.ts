@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { loadOrCreateSecret } from './auth/secrets.ts';
 import { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
-import type { EchoRepository, ObjectStore } from './ports.ts';
+import type { AudioProbe, EchoRepository, ObjectStore } from './ports.ts';
 import { EchoService } from './services/echoes.ts';
 import { UploadService } from './services/uploads.ts';
 
@@ -18,7 +18,57 @@ export interface Composition {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  readonly audio: AudioDecoder;
   close(): Promise<void>;
+}
+
+export interface AudioDecoder {
+  readonly probe: AudioProbe;
+  /** For /health and the start-up log: "ffmpeg 7.1.2", or what reads uploads instead. */
+  readonly description: string;
+  /** Set when uploads are not decoded although decoding was not switched off: say so at start-up. */
+  readonly warning?: string | undefined;
+}
+
+/** Configuration the server cannot run with; the message says what to change. */
+export class CompositionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CompositionError';
+  }
+}
+
+const HEADERS_ONLY = 'off (music-metadata reads container headers only: no duration for MediaRecorder webm, no waveform)';
+
+/**
+ * ffmpeg when it runs; the container headers otherwise, but only where that was asked for
+ * (AUDIO_DECODE=off) or outside production: a production server never silently stops proving uploads.
+ */
+export async function createAudioDecoder(config: Config): Promise<AudioDecoder> {
+  const audio = config.audio;
+  const headersOnly = async (warning?: string): Promise<AudioDecoder> => {
+    const { HeaderAudioProbe } = await import('./audio/header-audio-probe.ts');
+    return { probe: new HeaderAudioProbe(), description: HEADERS_ONLY, warning };
+  };
+  if (audio.decode === 'off') return headersOnly();
+  const { FfmpegAudioProbe } = await import('./audio/ffmpeg-audio-probe.ts');
+  const version = await FfmpegAudioProbe.version({ ffmpegPath: audio.ffmpegPath, ffprobePath: audio.ffprobePath });
+  if (version === undefined) {
+    const missing = `ffmpeg and ffprobe do not run here (FFMPEG_PATH=${audio.ffmpegPath}, FFPROBE_PATH=${audio.ffprobePath})`;
+    const install = 'install them (Debian: apt-get install ffmpeg) or point FFMPEG_PATH and FFPROBE_PATH at them';
+    if (audio.decode === 'on') throw new CompositionError(`AUDIO_DECODE=on but ${missing}: ${install}.`);
+    if (config.production) {
+      throw new CompositionError(`NODE_ENV=production needs an audio decoder, but ${missing}: ${install}, or set AUDIO_DECODE=off to accept uploads on their headers alone.`);
+    }
+    return headersOnly(`Audio decoding is off: ${missing}. Uploads are checked by their headers only; ${install} to decode them.`);
+  }
+  const probe = new FfmpegAudioProbe({
+    ffmpegPath: audio.ffmpegPath,
+    ffprobePath: audio.ffprobePath,
+    concurrency: audio.concurrency,
+    timeoutMs: audio.timeoutSeconds * 1000,
+  });
+  return { probe, description: version.replace(/^ffmpeg version /, 'ffmpeg ').replace(/ Copyright.*$/, '') };
 }
 
 /** The one place that turns configuration into adapters. AWS SDKs load only when configured. */
@@ -68,16 +118,24 @@ export async function createEchoRepository(config: Config): Promise<EchoReposito
 export async function compose(config: Config): Promise<Composition> {
   const { store, plugins: storagePlugins } = await openObjectStore(config);
   const repo = await createEchoRepository(config);
+  let audio: AudioDecoder;
+  try {
+    audio = await createAudioDecoder(config);
+  } catch (err) {
+    await Promise.allSettled([store.close(), repo.close()]);
+    throw err;
+  }
   const uploads = new UploadService(store, repo, {
     maxAudioFileSize: config.maxAudioFileSize,
     urlExpiresInSeconds: config.presignedUrlExpiration,
   });
-  const echoes = new EchoService(store, repo, {
+  const echoes = new EchoService(store, repo, audio.probe, {
     maxAudioFileSize: config.maxAudioFileSize,
+    maxAudioDurationSeconds: config.audio.maxDurationSeconds,
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
   });
   return {
-    config, store, storagePlugins, repo, uploads, echoes,
+    config, store, storagePlugins, repo, uploads, echoes, audio,
     async close() {
       await Promise.allSettled([store.close(), repo.close()]);
     },

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 
@@ -41,6 +42,21 @@ export interface Config {
   readonly cleanupIntervalMinutes: number;
   /** A request body (an upload included) that sends nothing for this long is cut off with 408. */
   readonly requestIdleTimeoutSeconds: number;
+  readonly audio: AudioConfig;
+}
+
+export interface AudioConfig {
+  /**
+   * AUDIO_DECODE: `on` needs ffmpeg; `off` reads container headers only; unset (`auto`) decodes
+   * when ffmpeg is found and otherwise falls back to headers, except in production.
+   */
+  readonly decode: 'auto' | 'on' | 'off';
+  readonly ffmpegPath: string;
+  readonly ffprobePath: string;
+  readonly maxDurationSeconds: number;
+  readonly concurrency: number;
+  /** Wall time one upload's read and decode may take. */
+  readonly timeoutSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -167,6 +183,14 @@ export function loadConfig(env: Env): Config {
     logLevel,
     cleanupIntervalMinutes: int('CLEANUP_INTERVAL_MINUTES', 0, 0, 7 * 24 * 60),
     requestIdleTimeoutSeconds: int('REQUEST_IDLE_TIMEOUT_SECONDS', 30, 1, 3600),
+    audio: {
+      decode: oneOf('AUDIO_DECODE', ['auto', 'on', 'off'] as const, 'auto'),
+      ffmpegPath: str('FFMPEG_PATH') ?? 'ffmpeg',
+      ffprobePath: str('FFPROBE_PATH') ?? 'ffprobe',
+      maxDurationSeconds: int('MAX_AUDIO_DURATION_SECONDS', 1800, 1, 86400),
+      concurrency: int('AUDIO_DECODE_CONCURRENCY', availableParallelism(), 1, 256),
+      timeoutSeconds: int('AUDIO_DECODE_TIMEOUT_SECONDS', 120, 1, 3600),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

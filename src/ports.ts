@@ -1,4 +1,4 @@
-import type { EchoRecord, EchoMetadata, EchoStatus } from './domain/echo.ts';
+import type { EchoRecord, EchoMetadata, EchoStatus, MeasuredAudio } from './domain/echo.ts';
 import type { Readable } from 'node:stream';
 
 /** What a signed direct upload needs: the URL and the exact headers the client must send. */
@@ -61,6 +61,8 @@ export interface ObjectStore {
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Up to `length` bytes from the start of the object; empty when it does not exist. */
   readStart(key: string, length: number): Promise<Uint8Array>;
+  /** The whole object as a stream; PortError `not_found` when it does not exist. */
+  openRead(key: string): Promise<Readable>;
   /** Idempotent: deleting a missing key succeeds. */
   delete(key: string): Promise<void>;
   deleteMany(keys: readonly string[]): Promise<DeleteManyResult>;
@@ -101,7 +103,10 @@ export interface EchoPage {
 
 export interface ReadyUpdate {
   readonly fileSize: number;
+  /** Its durationSeconds is the measured one (the service puts it there). */
   readonly metadata: EchoMetadata;
+  /** What was measured; left out (as by tools that restore old records) it is stored as null. */
+  readonly measured?: Omit<MeasuredAudio, 'durationSeconds'> | undefined;
 }
 
 export interface ScanOptions {
@@ -136,15 +141,27 @@ export interface EchoRepository {
   close(): Promise<void>;
 }
 
-/** What the decoder measured in an upload it decoded from the first byte to the last. */
+/**
+ * What an AudioProbe learned of an upload. A decoder fills every field; with decoding off, the
+ * container headers alone may leave duration and bit rate unknown and draw no peaks.
+ */
 export interface AudioFacts {
-  /** From the decoded sample count, not the container (MediaRecorder webm declares none); 3 decimals. */
-  readonly durationSeconds: number;
+  /** Seconds, 3 decimals. */
+  readonly durationSeconds: number | null;
   /** ffmpeg's codec name: opus, vorbis, mp3, aac, alac, flac, pcm_s16le, ... */
   readonly codec: string;
   readonly sampleRate: number;
   readonly channels: number;
-  /** Bit/s over the whole file: its size in bits over the decoded duration, rounded. */
+  /** Bit/s over the whole file. */
+  readonly bitRate: number | null;
+  readonly peaks: readonly number[] | null;
+}
+
+/** What the decoder measured in an upload it decoded from the first byte to the last. */
+export interface DecodedAudioFacts extends AudioFacts {
+  /** From the decoded sample count, not the container (MediaRecorder webm declares none). */
+  readonly durationSeconds: number;
+  /** Its size in bits over the decoded duration, rounded. */
   readonly bitRate: number;
   /**
    * The peak absolute amplitude (all channels, relative to full scale, in [0, 1], 3 decimals) of
@@ -176,6 +193,8 @@ export interface AudioExpectation {
 export interface AudioProbe {
   /** Names the decoder (for /health and start-up logs). */
   readonly name: string;
+  /** False when only container headers are read: nothing past them is proven. */
+  readonly decodes: boolean;
   /** `source` is called once; the stream it returns is consumed or destroyed. */
   probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<AudioFacts>;
 }

@@ -55,11 +55,14 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     uploads: composition.uploads,
     echoes: composition.echoes,
     tokens: createTokenVerifier(config),
+    decoder: composition.audio.description,
     corsOrigins: config.corsOrigins,
     devDataDir: config.auth.dev ? config.dataDir : undefined,
     logger,
     plugins: [...composition.storagePlugins, webRoutes],
   });
+  if (composition.audio.warning) app.log.warn(composition.audio.warning);
+  else app.log.info({ decoder: composition.audio.description }, 'audio decoder');
   if (leftovers.found.count > 0) {
     app.log.info({ removed: leftovers.removed.count, bytes: leftovers.removed.bytes, failed: leftovers.failed.count }, 'removed temporary files of interrupted uploads');
   }

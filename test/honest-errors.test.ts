@@ -73,14 +73,18 @@ describe('defect 5: bugs, outages and client aborts are told apart', () => {
     const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'info' });
     const composition: Composition = await compose(config);
     const repo = new FailingRepository(join(dataDir, 'failing.sqlite'), failure);
-    const settings = { maxAudioFileSize: config.maxAudioFileSize, urlExpiresInSeconds: config.presignedUrlExpiration, audioUrlExpiresInSeconds: config.presignedUrlExpiration };
+    const settings = {
+      maxAudioFileSize: config.maxAudioFileSize, maxAudioDurationSeconds: config.audio.maxDurationSeconds,
+      urlExpiresInSeconds: config.presignedUrlExpiration, audioUrlExpiresInSeconds: config.presignedUrlExpiration,
+    };
     const log = logCapture();
     const app = await buildApp({
       store: composition.store,
       repo,
       uploads: new UploadService(composition.store, repo, settings),
-      echoes: new EchoService(composition.store, repo, settings),
+      echoes: new EchoService(composition.store, repo, composition.audio.probe, settings),
       tokens: createTokenVerifier(config),
+      decoder: composition.audio.description,
       corsOrigins: config.corsOrigins,
       devDataDir: dataDir,
       logger: { level: 'info', stream: log.stream },

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TObject } from '@sinclair/typebox';
 import {
-  CreateEchoRequestSchema, DevTokenRequestSchema, DevTokenSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, HealthSchema,
+  CreateEchoRequestSchema, WaveformQuerySchema, WaveformSchema, DevTokenRequestSchema, DevTokenSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, HealthSchema,
   ListQuerySchema, ReadinessSchema, UploadTicketSchema, UploadUrlRequestSchema, type Echo, type ErrorBody,
 } from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, FORMATS, putBytes, sha256, type Ticket } from './support/api.ts';
 import { backends } from './support/backends.ts';
+import { requireFfmpeg } from './support/ffmpeg.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 interface Operation {
@@ -21,6 +22,9 @@ interface ObjectShape { properties?: Record<string, unknown>; required?: string[
 
 const ERROR_SHAPE: ObjectShape = { properties: { error: {} }, required: ['error'] };
 
+/** Without ffmpeg (outside CI) the server reads headers only: no waveform, and no duration for webm. */
+const decoding = await requireFfmpeg('decoding in the HTTP flow');
+
 /** Every documented operation, with the wire schemas it must show. */
 const DOCUMENTED_ROUTES: Record<string, { body?: TObject; query?: TObject; params?: TObject; responses: Record<number, TObject> }> = {
   'POST /echoes/upload-url': { body: UploadUrlRequestSchema, responses: { 200: UploadTicketSchema } },
@@ -28,6 +32,7 @@ const DOCUMENTED_ROUTES: Record<string, { body?: TObject; query?: TObject; param
   'POST /echoes': { body: CreateEchoRequestSchema, responses: { 200: EchoSchema, 201: EchoSchema } },
   'GET /echoes': { query: ListQuerySchema, responses: { 200: EchoPageSchema } },
   'GET /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: { 200: EchoSchema } },
+  'GET /echoes/{echo_id}/waveform': { params: EchoIdParamsSchema, query: WaveformQuerySchema, responses: { 200: WaveformSchema } },
   'DELETE /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
   'GET /health': { responses: { 200: HealthSchema } },
   'GET /health/ready': { responses: { 200: ReadinessSchema, 503: ReadinessSchema } },
@@ -92,15 +97,23 @@ for (const backend of backends()) {
 
       expect((await putBytes(ticket, bytes)).status).toBe(200);
 
-      const meta = { echo_id: ticket.echo_id, emotion: 'calm', tags: ['tone', ext], caption: 'A', duration_seconds: 1, location: { lat: 48.85, lng: 2.35 } };
+      // A client's duration is accepted and ignored: the echo carries the measured one.
+      const meta = { echo_id: ticket.echo_id, emotion: 'calm', tags: ['tone', ext], caption: 'A', duration_seconds: 99, location: { lat: 48.85, lng: 2.35 } };
       const created = await alice.call<Echo>('POST', '/echoes', meta);
       expect(created.status, JSON.stringify(created.body)).toBe(201);
       const echo = created.body;
       expect(echo).toMatchObject({
         echo_id: ticket.echo_id, user_id: 'alice', s3_key: ticket.s3_key, file_extension: ext, content_type: type.split(';')[0],
-        file_size: bytes.length, emotion: 'calm', tags: ['tone', ext], caption: 'A', duration_seconds: 1, location: { lat: 48.85, lng: 2.35 },
+        file_size: bytes.length, emotion: 'calm', tags: ['tone', ext], caption: 'A', location: { lat: 48.85, lng: 2.35 },
         audio_url_expires_in: 3600,
       });
+      expect(echo.audio?.codec).toBeTypeOf('string');
+      if (decoding) {
+        // The 1 s tones decode to 1 s, plus the encoder's priming and padding for the lossy ones.
+        expect(echo.duration_seconds).toBeGreaterThanOrEqual(0.99);
+        expect(echo.duration_seconds).toBeLessThan(1.1);
+        expect(echo.waveform).toHaveLength(100);
+      }
       expect(Math.abs(Date.parse(echo.created_at) - t0)).toBeLessThan(5000);
 
       const again = await alice.call<Echo>('POST', '/echoes', { echo_id: ticket.echo_id, emotion: 'changed' });
@@ -291,7 +304,10 @@ for (const backend of backends()) {
     it('reports health and readiness, and answers unknown routes in the contract shape', async () => {
       const health = await anonymous.call('GET', '/health');
       expect(health.status).toBe(200);
-      expect(health.body).toEqual({ status: 'ok', storage: srv.server.composition.store.name, metadata: srv.server.composition.repo.name });
+      expect(health.body).toEqual({
+        status: 'ok', storage: srv.server.composition.store.name, metadata: srv.server.composition.repo.name, decoder: srv.server.composition.audio.description,
+      });
+      expect(health.body.decoder).toMatch(decoding ? /^ffmpeg \d/ : /^off /);
       const ready = await anonymous.call('GET', '/health/ready');
       expect(ready.status).toBe(200);
       const unknown = await anonymous.call<ErrorBody>('GET', '/nope');

@@ -4,7 +4,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EMPTY_METADATA, type EchoRecord, type EchoStatus } from '../src/domain/echo.ts';
+import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord, type EchoStatus } from '../src/domain/echo.ts';
 import { isPortError, PortError, type PortErrorKind } from '../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../src/domain/index.ts';
 import { listStatement, sqliteFailure, SqliteEchoRepository } from '../src/metadata/sqlite.ts';
@@ -46,7 +46,7 @@ function record(userId: string, ms: number, status: EchoStatus = 'pending'): Ech
   return {
     userId, echoId, key: objectKey(userId, createdAt, echoId, 'webm'), extension: 'webm', contentType: 'audio/webm',
     uploadContentType: 'audio/webm', declaredSize: 100, checksumSha256: null, fileSize: null, status, createdAt,
-    expiresAt: new Date(ms + 900_000), ...EMPTY_METADATA,
+    expiresAt: new Date(ms + 900_000), ...EMPTY_METADATA, ...NOT_MEASURED,
   };
 }
 
@@ -241,10 +241,12 @@ describe('schema versions', () => {
     expect(userVersion(file)).toBe(0);
 
     const repo = openRepo(file);
-    for (const r of ECHOES_V0) expect(await repo.get(r), r.echoId).toEqual(r);
+    // Made before decoding: nothing measured, everything else as it was.
+    const expected = ECHOES_V0.map((r) => ({ ...r, ...NOT_MEASURED }));
+    for (const r of expected) expect(await repo.get(r), r.echoId).toEqual(r);
     const scanned: EchoRecord[] = [];
     for await (const page of repo.scan()) scanned.push(...page);
-    expect(scanned).toEqual([...ECHOES_V0].sort((a, b) => (a.userId + a.echoId < b.userId + b.echoId ? -1 : 1)));
+    expect(scanned).toEqual(expected.sort((a, b) => (a.userId + a.echoId < b.userId + b.echoId ? -1 : 1)));
     const page = await repo.listReady('alice@example.com|app.echoes', { limit: 10 });
     expect(page.items.map((r) => r.echoId)).toEqual(ECHOES_V0.filter((r) => r.userId.startsWith('alice') && r.status === 'ready').map((r) => r.echoId).reverse());
     // Still a working database: the next upload's record goes in beside the old ones.
@@ -253,8 +255,11 @@ describe('schema versions', () => {
     await repo.close();
 
     expect(userVersion(file)).toBe(SCHEMA_VERSION);
-    const after = rawRows(file) as { echo_id: string }[];
-    expect(after.filter((r) => r.echo_id !== fresh.echoId)).toEqual(before);
+    const after = rawRows(file) as Record<string, unknown>[];
+    const added = ['audio_codec', 'audio_sample_rate', 'audio_channels', 'audio_bit_rate', 'waveform', 'peaks'];
+    const old = after.filter((r) => r.echo_id !== fresh.echoId);
+    for (const row of old) for (const column of added) expect(row[column], column).toBeNull();
+    expect(old.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !added.includes(k))))).toEqual(before);
     expect(mode(file)).toBe(0o600);
   });
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../domain/errors.ts';
-import { AUDIO_PEAK_SLICES, type AudioExpectation, type AudioFacts, type AudioProbe } from '../ports.ts';
+import { AUDIO_PEAK_SLICES, type AudioExpectation, type AudioProbe, type DecodedAudioFacts } from '../ports.ts';
 
 export interface FfmpegAudioProbeOptions {
   /** Defaults to `ffmpeg` on PATH. */
@@ -98,6 +98,7 @@ function refuse(reason: string): AppError {
  */
 export class FfmpegAudioProbe implements AudioProbe {
   readonly name = 'ffmpeg';
+  readonly decodes = true;
   private readonly ffmpegPath: string;
   private readonly ffprobePath: string;
   private readonly concurrency: number;
@@ -135,17 +136,19 @@ export class FfmpegAudioProbe implements AudioProbe {
     return (await FfmpegAudioProbe.version(options)) !== undefined;
   }
 
-  async probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<AudioFacts> {
+  async probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<DecodedAudioFacts> {
     const rule = RULES[expected.extension.toLowerCase()];
     if (!rule) throw refuse(`.${expected.extension} is not an audio format the decoder knows.`);
     await this.acquire();
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), this.timeoutMs);
     let dir: string | undefined;
+    let reading = true;
     try {
       dir = await mkdtemp(join(this.tmpDir, 'echoes-audio-'));
       const file = join(dir, 'input');
       const size = await this.spool(source, file, expected.maxBytes, abort.signal);
+      reading = false;
       if (size === 0) throw refuse('The file is empty: no audio samples.');
       const info = await this.ffprobe(file, abort.signal);
       const audio = this.check(info, rule, expected.extension);
@@ -166,6 +169,12 @@ export class FfmpegAudioProbe implements AudioProbe {
       };
     } catch (err) {
       // Whatever the child or the stream said after the deadline, the deadline is the reason.
+      // A store too slow to hand over the bytes says nothing about them: retry, keep the object.
+      if (abort.signal.aborted && reading) {
+        throw new AppError('SERVICE_UNAVAILABLE', `The stored audio could not be read within ${(this.timeoutMs / 1000).toFixed(1)} s; retry in a moment.`, {
+          headers: { 'retry-after': '1' },
+        });
+      }
       if (abort.signal.aborted) {
         throw refuse(`The audio could not be decoded within ${(this.timeoutMs / 1000).toFixed(1)} s.`);
       }

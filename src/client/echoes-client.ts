@@ -5,14 +5,14 @@
  */
 
 import type {
-  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest,
+  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest, Waveform,
 } from '../wire/echoes-api.ts';
 
 // The wire shapes are defined once, with the server's schemas; type-only, so the browser
 // bundle carries none of it.
 export type {
-  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, Readiness, UploadTicket,
-  UploadUrlRequest,
+  AudioInfo, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, Readiness, UploadTicket,
+  UploadUrlRequest, Waveform,
 } from '../wire/echoes-api.ts';
 
 /** The legacy endpoint's answer, with the headers that announce its successor. */
@@ -191,6 +191,12 @@ export class EchoesClient {
     }
     const qs = query.toString();
     return this.json<EchoPage>('GET', `/echoes${qs ? `?${qs}` : ''}`);
+  }
+
+  /** audiowaveform JSON v2 (8 bits), `points` wide (10-4000, default 1000): waveform-data and peaks.js read it as it is. */
+  getWaveform(echoId: string, points?: number): Promise<Waveform> {
+    const qs = points === undefined ? '' : `?points=${encodeURIComponent(String(points))}`;
+    return this.json<Waveform>('GET', `/echoes/${encodeURIComponent(echoId)}/waveform${qs}`);
   }
 
   async deleteEcho(echoId: string): Promise<void> {

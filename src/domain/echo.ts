@@ -13,7 +13,31 @@ export interface EchoMetadata {
   readonly location: Location | null;
 }
 
-/** One echo as the repositories store it, in every state of its life. */
+/** What the server measured of an echo's audio stream. */
+export interface AudioSummary {
+  /** ffmpeg's codec name (opus, mp3, aac, pcm_s16le, ...). */
+  readonly codec: string;
+  readonly sampleRate: number;
+  readonly channels: number;
+  /** Bit/s over the whole file; null when only the container headers were read and they do not say. */
+  readonly bitRate: number | null;
+}
+
+/** What decoding (or, with decoding off, the container headers) told about an upload. */
+export interface MeasuredAudio {
+  /** Seconds, 3 decimals; null when decoding is off and the headers do not say (MediaRecorder webm). */
+  readonly durationSeconds: number | null;
+  readonly audio: AudioSummary | null;
+  /** WAVEFORM_POINTS peaks in [0, 1]; null without decoding. */
+  readonly waveform: readonly number[] | null;
+  /** The upload-time peaks the waveform route draws from, encoded by domain/waveform.ts; null without decoding. */
+  readonly peaks: Uint8Array | null;
+}
+
+/**
+ * One echo as the repositories store it, in every state of its life. `durationSeconds` is the
+ * measured one once ready; echoes made before decoding existed keep what their client sent.
+ */
 export interface EchoRecord extends EchoMetadata {
   readonly userId: string;
   readonly echoId: string;
@@ -31,6 +55,9 @@ export interface EchoRecord extends EchoMetadata {
   readonly createdAt: Date;
   /** When the upload URL stops working; only meaningful while pending. */
   readonly expiresAt: Date;
+  readonly audio: AudioSummary | null;
+  readonly waveform: readonly number[] | null;
+  readonly peaks: Uint8Array | null;
 }
 
 export const EMPTY_METADATA: EchoMetadata = {
@@ -39,4 +66,11 @@ export const EMPTY_METADATA: EchoMetadata = {
   caption: null,
   durationSeconds: null,
   location: null,
+};
+
+/** A record's measured fields before (or without) decoding. */
+export const NOT_MEASURED: Pick<EchoRecord, 'audio' | 'waveform' | 'peaks'> = {
+  audio: null,
+  waveform: null,
+  peaks: null,
 };

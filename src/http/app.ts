@@ -25,6 +25,8 @@ export interface AppDeps {
   readonly uploads: UploadService;
   readonly echoes: EchoService;
   readonly tokens: TokenVerifier;
+  /** Names the audio decoder for /health ("ffmpeg 7.1.2", or decoding off). */
+  readonly decoder: string;
   readonly corsOrigins: readonly string[];
   /** Set in dev auth mode: enables POST /dev/token. */
   readonly devDataDir?: string | undefined;
@@ -114,7 +116,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
   });
 
-  await healthRoutes(app, { store: deps.store, repo: deps.repo });
+  await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });
   if (deps.devDataDir) await devRoutes(app, { dataDir: deps.devDataDir });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

@@ -48,6 +48,8 @@ export function echoJson(view: EchoView): Echo {
     caption: r.caption,
     duration_seconds: r.durationSeconds,
     location: r.location,
+    audio: r.audio ? { codec: r.audio.codec, sample_rate: r.audio.sampleRate, channels: r.audio.channels, bit_rate: r.audio.bitRate } : null,
+    waveform: r.waveform ? [...r.waveform] : null,
     created_at: r.createdAt.toISOString(),
     audio_url: view.audioUrl,
     audio_url_expires_in: view.audioUrlExpiresIn,

@@ -14,7 +14,7 @@ import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smit
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
 import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../aws/errors.ts';
 import { PortError, type PortErrorKind } from '../domain/errors.ts';
-import type { EchoMetadata, EchoRecord, EchoStatus } from '../domain/echo.ts';
+import { NOT_MEASURED, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
 import { pendingTtl, TTL_ATTRIBUTE } from './echo-table.ts';
 import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
 
@@ -51,6 +51,22 @@ interface EchoItem {
   duration_seconds?: number;
   location?: { lat: number; lng: number };
   ttl?: number;
+  audio?: AudioItem;
+  waveform?: number[];
+  /** Binary (B): uint16 peaks, domain/waveform.ts. */
+  peaks?: Uint8Array;
+}
+
+interface AudioItem {
+  codec: string;
+  sample_rate: number;
+  channels: number;
+  bit_rate?: number;
+}
+
+function audioItem(a: AudioSummary | null): AudioItem | undefined {
+  if (!a) return undefined;
+  return { codec: a.codec, sample_rate: a.sampleRate, channels: a.channels, bit_rate: orUndefined(a.bitRate) };
 }
 
 const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
@@ -75,6 +91,9 @@ function toItem(r: EchoRecord): EchoItem {
     duration_seconds: orUndefined(r.durationSeconds),
     location: r.location ? { lat: r.location.lat, lng: r.location.lng } : undefined,
     ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : undefined,
+    audio: audioItem(r.audio),
+    waveform: r.waveform ? [...r.waveform] : undefined,
+    peaks: orUndefined(r.peaks),
   };
 }
 
@@ -101,6 +120,11 @@ function fromItem(raw: Record<string, unknown>): EchoRecord {
     caption: i.caption ?? null,
     durationSeconds: num(i.duration_seconds),
     location: loc ? { lat: Number(loc.lat), lng: Number(loc.lng) } : null,
+    audio: i.audio
+      ? { codec: String(i.audio.codec), sampleRate: Number(i.audio.sample_rate), channels: Number(i.audio.channels), bitRate: num(i.audio.bit_rate) }
+      : null,
+    waveform: Array.isArray(i.waveform) ? i.waveform.map(Number) : null,
+    peaks: i.peaks instanceof Uint8Array ? new Uint8Array(i.peaks) : null,
   };
 }
 
@@ -117,9 +141,14 @@ const isConditionFailed = (err: unknown): boolean => errorName(err) === 'Conditi
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** The metadata fields that markReady writes, by attribute name. */
-function metadataAttributes(m: EchoMetadata): [string, unknown][] {
+/** The metadata and measured fields that markReady writes, by attribute name. */
+function readyAttributes(update: ReadyUpdate): [string, unknown][] {
+  const m: EchoMetadata = update.metadata;
+  const measured = update.measured ?? NOT_MEASURED;
   return [
+    ['audio', audioItem(measured.audio) ?? null],
+    ['waveform', measured.waveform ? [...measured.waveform] : null],
+    ['peaks', measured.peaks],
     ['emotion', m.emotion],
     ['tags', [...m.tags]],
     ['caption', m.caption],
@@ -189,7 +218,7 @@ export class DynamoEchoRepository implements EchoRepository {
     const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
     const sets = ['#status = :ready', 'file_size = :size'];
     const removes = ['#ttl'];
-    metadataAttributes(update.metadata).forEach(([attr, value], n) => {
+    readyAttributes(update).forEach(([attr, value], n) => {
       names[`#m${n}`] = attr;
       if (value === null) {
         removes.push(`#m${n}`);

@@ -41,7 +41,21 @@ export interface Migration {
  * Ordered steps: MIGRATIONS[i] takes a database from user_version i to i + 1. Append only;
  * a step that shipped is never edited or removed, since databases out there already ran it.
  */
-export const MIGRATIONS: readonly Migration[] = [];
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    description: 'Audio proof: what decoding measured (codec, rate, channels, bit rate), the 100-bar waveform (JSON) and the upload-time peaks (uint16 blob). NULL for echoes made before.',
+    up(db) {
+      db.exec(`
+        ALTER TABLE echoes ADD COLUMN audio_codec TEXT;
+        ALTER TABLE echoes ADD COLUMN audio_sample_rate INTEGER;
+        ALTER TABLE echoes ADD COLUMN audio_channels INTEGER;
+        ALTER TABLE echoes ADD COLUMN audio_bit_rate INTEGER;
+        ALTER TABLE echoes ADD COLUMN waveform TEXT;
+        ALTER TABLE echoes ADD COLUMN peaks BLOB;
+      `);
+    },
+  },
+];
 
 /** The user_version this code writes and expects. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

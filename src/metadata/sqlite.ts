@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { EchoRecord, EchoStatus } from '../domain/echo.ts';
+import { NOT_MEASURED, type AudioSummary, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
 import { PortError } from '../domain/errors.ts';
 import { pendingTtl } from './echo-table.ts';
 import { migrate } from './sqlite-schema.ts';
@@ -35,12 +35,19 @@ interface Row {
   created_at: number;
   expires_at: number;
   ttl: number | null;
+  audio_codec: string | null;
+  audio_sample_rate: number | null;
+  audio_channels: number | null;
+  audio_bit_rate: number | null;
+  waveform: string | null;
+  peaks: Uint8Array | null;
 }
 
 const COLUMNS: readonly (keyof Row)[] = [
   'user_id', 'echo_id', 's3_key', 'file_extension', 'content_type', 'upload_content_type', 'declared_size',
   'checksum_sha256', 'file_size', 'status', 'emotion', 'tags', 'caption', 'duration_seconds', 'location_lat',
-  'location_lng', 'created_at', 'expires_at', 'ttl',
+  'location_lng', 'created_at', 'expires_at', 'ttl', 'audio_codec', 'audio_sample_rate', 'audio_channels',
+  'audio_bit_rate', 'waveform', 'peaks',
 ];
 
 function toRow(r: EchoRecord): Row {
@@ -65,6 +72,20 @@ function toRow(r: EchoRecord): Row {
     expires_at: r.expiresAt.getTime(),
     // Pending rows keep a `ttl` like the DynamoDB items: expiry plus the cleanup grace period.
     ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : null,
+    ...audioColumns(r),
+  };
+}
+
+type AudioColumns = Pick<Row, 'audio_codec' | 'audio_sample_rate' | 'audio_channels' | 'audio_bit_rate' | 'waveform' | 'peaks'>;
+
+function audioColumns(m: { audio: AudioSummary | null; waveform: readonly number[] | null; peaks: Uint8Array | null }): AudioColumns {
+  return {
+    audio_codec: m.audio?.codec ?? null,
+    audio_sample_rate: m.audio?.sampleRate ?? null,
+    audio_channels: m.audio?.channels ?? null,
+    audio_bit_rate: m.audio?.bitRate ?? null,
+    waveform: m.waveform ? JSON.stringify(m.waveform) : null,
+    peaks: m.peaks ? Buffer.from(m.peaks.buffer, m.peaks.byteOffset, m.peaks.byteLength) : null,
   };
 }
 
@@ -87,6 +108,15 @@ function fromRow(row: Row): EchoRecord {
     location: row.location_lat === null || row.location_lng === null ? null : { lat: row.location_lat, lng: row.location_lng },
     createdAt: new Date(row.created_at),
     expiresAt: new Date(row.expires_at),
+    audio: row.audio_codec === null ? null : {
+      codec: row.audio_codec,
+      sampleRate: row.audio_sample_rate ?? 0,
+      channels: row.audio_channels ?? 0,
+      bitRate: row.audio_bit_rate,
+    },
+    waveform: row.waveform === null ? null : (JSON.parse(row.waveform) as number[]),
+    // A plain Uint8Array like DynamoDB's, not better-sqlite3's Buffer: one type for every caller.
+    peaks: row.peaks === null ? null : new Uint8Array(row.peaks),
   };
 }
 
@@ -214,7 +244,9 @@ export class SqliteEchoRepository implements EchoRepository {
         get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
         ready: db.prepare(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
           tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
-          location_lng = @location_lng WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
+          location_lng = @location_lng, audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
+          audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks
+          WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
         deleting: db.prepare(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
         remove: db.prepare('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),
         listBelow: db.prepare<[string, string, string, number], Row>(LIST_BELOW),
@@ -302,6 +334,7 @@ export class SqliteEchoRepository implements EchoRepository {
         duration_seconds: m.durationSeconds,
         location_lat: m.location?.lat ?? null,
         location_lng: m.location?.lng ?? null,
+        ...audioColumns(update.measured ?? NOT_MEASURED),
       });
     } catch (err) {
       throw sqliteFailure(err, this.file);

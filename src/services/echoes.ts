@@ -1,14 +1,16 @@
-import type { EchoMetadata, EchoRecord } from '../domain/echo.ts';
+import type { EchoMetadata, EchoRecord, MeasuredAudio } from '../domain/echo.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
 import { baseContentType, formatForExtension, sniffMatches } from '../domain/formats.ts';
 import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
 import { inspectStoredObject } from '../domain/upload-policy.ts';
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { decodePeaks, encodePeaks, resamplePeaks, WAVEFORM_POINTS, audiowaveformJson, type AudiowaveformJson } from '../domain/waveform.ts';
+import type { AudioFacts, AudioProbe, EchoRepository, ObjectStore } from '../ports.ts';
 import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
 
 export interface EchoSettings {
   readonly maxAudioFileSize: number;
+  readonly maxAudioDurationSeconds: number;
   readonly audioUrlExpiresInSeconds: number;
 }
 
@@ -33,6 +35,7 @@ export class EchoService {
   constructor(
     private readonly store: ObjectStore,
     private readonly repo: EchoRepository,
+    private readonly probe: AudioProbe,
     private readonly settings: EchoSettings,
   ) {}
 
@@ -64,10 +67,50 @@ export class EchoService {
       await this.store.delete(pending.key);
       throw new AppError('UPLOAD_INVALID', problem.message);
     }
-    const stored = await this.repo.markReady({ userId, echoId }, { fileSize: object.size, metadata });
+    const measured = await this.measure(pending);
+    const stored = await this.repo.markReady({ userId, echoId }, {
+      fileSize: object.size,
+      // The measured duration, whatever the client said: MediaRecorder's is missing, others may lie.
+      metadata: { ...metadata, durationSeconds: measured.durationSeconds },
+      measured,
+    });
     if (!stored || stored.status !== 'ready') throw notFound;
     // A racing request may have won with other metadata: everyone answers with what is stored.
     return { view: await this.view(stored), created: true };
+  }
+
+  /** Decodes the whole upload; a refusal deletes it (a busy decoder or store leaves it for a retry). */
+  private async measure(pending: EchoRecord): Promise<MeasuredAudio> {
+    let facts: AudioFacts;
+    try {
+      facts = await this.probe.probe(() => this.store.openRead(pending.key), {
+        extension: pending.extension,
+        maxDurationSeconds: this.settings.maxAudioDurationSeconds,
+        maxBytes: this.settings.maxAudioFileSize,
+      });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'UPLOAD_INVALID') await this.store.delete(pending.key);
+      // Deleted between head and read (a racing DELETE of the upload, cleanup): as if never uploaded.
+      if (isPortError(err, 'not_found')) throw new AppError('UPLOAD_INCOMPLETE', 'The upload disappeared while it was checked; upload the audio again.');
+      throw err;
+    }
+    return {
+      durationSeconds: facts.durationSeconds,
+      audio: { codec: facts.codec, sampleRate: facts.sampleRate, channels: facts.channels, bitRate: facts.bitRate },
+      waveform: facts.peaks ? resamplePeaks(facts.peaks, WAVEFORM_POINTS) : null,
+      peaks: facts.peaks ? encodePeaks(facts.peaks) : null,
+    };
+  }
+
+  /** The audiowaveform v2 document of a ready echo, drawn from the peaks stored at upload time. */
+  async waveform(userId: string, echoId: string, points: number): Promise<AudiowaveformJson> {
+    if (!isEchoId(echoId)) throw echoNotFound();
+    const record = await this.repo.get({ userId, echoId });
+    if (record?.status !== 'ready') throw echoNotFound();
+    if (!record.peaks || !record.audio || record.durationSeconds === null) {
+      throw new AppError('WAVEFORM_NOT_FOUND', 'This echo has no waveform: it was stored without decoding (no ffmpeg on the server, or made before decoding existed).');
+    }
+    return audiowaveformJson(decodePeaks(record.peaks), record.audio.sampleRate, record.durationSeconds, points);
   }
 
   async get(userId: string, echoId: string): Promise<EchoView> {

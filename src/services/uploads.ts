@@ -72,6 +72,9 @@ export class UploadService {
       status: 'pending',
       createdAt: now,
       expiresAt,
+      audio: null,
+      waveform: null,
+      peaks: null,
     };
     // Record first: a signed URL must never exist for an upload nobody tracks.
     await this.repo.createPending(record);

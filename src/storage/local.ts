@@ -2,7 +2,7 @@ import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto
 import { createReadStream, createWriteStream, statSync, type Dirent, type ReadStream, type Stats } from 'node:fs';
 import { chmod, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, PortError } from '../domain/errors.ts';
 import type { DeleteManyResult, DownloadSpec, Leftover, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
@@ -446,6 +446,28 @@ export class LocalObjectStore implements ObjectStore {
     } finally {
       await handle.close();
     }
+  }
+
+  async openRead(key: string): Promise<Readable> {
+    const missing = (): PortError => new PortError('not_found', 'local', `No object ${key}.`);
+    if (!isSafeKey(key)) throw missing();
+    await this.init();
+    let handle: FileHandle;
+    try {
+      handle = await open(this.objectPath(key), 'r');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw missing();
+      throw diskFailure(err);
+    }
+    // The handle is open already: an object deleted while it streams still reads to its end.
+    const file = handle.createReadStream();
+    return Readable.from((async function* () {
+      try {
+        for await (const chunk of file) yield chunk as Buffer;
+      } catch (err) {
+        throw diskFailure(err);
+      }
+    })());
   }
 
   async delete(key: string): Promise<void> {

@@ -8,6 +8,7 @@
  * it, never silently dropped (a dropped `checksum_sha256` would unbind the upload URL).
  */
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
+import { WAVEFORM_POINTS, WAVEFORM_ROUTE_DEFAULT_POINTS, WAVEFORM_ROUTE_MAX_POINTS, WAVEFORM_ROUTE_MIN_POINTS } from '../domain/waveform.ts';
 
 /**
  * `type: [T, 'null']` rather than TypeBox's `anyOf` with a null member: Ajv then reports the
@@ -90,6 +91,15 @@ export const CreateEchoRequestSchema = Type.Object({
 }, strict);
 export type CreateEchoRequest = Static<typeof CreateEchoRequestSchema>;
 
+/** What the server measured of the audio stream (decoding on, or the container headers with it off). */
+export const AudioInfoSchema = Type.Object({
+  codec: Type.String({ description: "ffmpeg's codec name: opus, vorbis, mp3, aac, alac, flac, pcm_s16le, ..." }),
+  sample_rate: Type.Integer(),
+  channels: Type.Integer(),
+  bit_rate: Nullable(Type.Integer({ description: 'bit/s over the whole file' })),
+});
+export type AudioInfo = Static<typeof AudioInfoSchema>;
+
 export const EchoSchema = Type.Object({
   echo_id: Type.String(),
   user_id: Type.String(),
@@ -98,6 +108,12 @@ export const EchoSchema = Type.Object({
   content_type: Type.String(),
   file_size: Type.Integer(),
   ...echoMetadataFields,
+  duration_seconds: Nullable(Type.Number({ description: 'measured by decoding the upload, 3 decimals; null when decoding is off and the container does not say' })),
+  audio: Nullable(AudioInfoSchema),
+  waveform: Nullable(Type.Array(Type.Number({ minimum: 0, maximum: 1 }), {
+    minItems: WAVEFORM_POINTS, maxItems: WAVEFORM_POINTS,
+    description: `peak amplitude of each of ${WAVEFORM_POINTS} equal time slices, relative to full scale; null without decoding`,
+  })),
   created_at: Type.String({ format: 'date-time' }),
   audio_url: Type.String(),
   audio_url_expires_in: Type.Integer(),
@@ -120,9 +136,34 @@ export const EchoPageSchema = Type.Object({
 });
 export type EchoPage = Static<typeof EchoPageSchema>;
 
+export const WaveformQuerySchema = Type.Object({
+  points: Type.Optional(Type.Integer({
+    minimum: WAVEFORM_ROUTE_MIN_POINTS, maximum: WAVEFORM_ROUTE_MAX_POINTS, default: WAVEFORM_ROUTE_DEFAULT_POINTS,
+    description: 'points (pixels) across the whole recording',
+  })),
+}, strict);
+export type WaveformQuery = Static<typeof WaveformQuerySchema>;
+
+/** audiowaveform's JSON format, version 2, 8 bits: what waveform-data and peaks.js read. */
+export const WaveformSchema = Type.Object({
+  version: Type.Literal(2),
+  channels: Type.Literal(1),
+  sample_rate: Type.Integer(),
+  samples_per_pixel: Type.Integer(),
+  bits: Type.Literal(8),
+  length: Type.Integer(),
+  data: Type.Array(Type.Integer({ minimum: -128, maximum: 127 }), { description: 'min, max of each point' }),
+});
+export type Waveform = Static<typeof WaveformSchema>;
+
 // ---- health and dev auth --------------------------------------------------------------------
 
-export const HealthSchema = Type.Object({ status: Type.String(), storage: Type.String(), metadata: Type.String() });
+export const HealthSchema = Type.Object({
+  status: Type.String(),
+  storage: Type.String(),
+  metadata: Type.String(),
+  decoder: Type.String({ description: 'the audio decoder in use, e.g. "ffmpeg 7.1.2", or "off (music-metadata headers only)"' }),
+});
 export type Health = Static<typeof HealthSchema>;
 
 /** 200 when both backends answer; 503 with the same fields and an error otherwise. */

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EMPTY_METADATA, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
+import { EMPTY_METADATA, NOT_MEASURED, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
 import { isPortError } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import type { EchoRepository } from '../../src/ports.ts';
@@ -40,6 +40,7 @@ function pending(userId: string, ms: number, overrides: Partial<EchoRecord> = {}
     createdAt,
     expiresAt: new Date(ms + 3600_000),
     ...EMPTY_METADATA,
+    ...NOT_MEASURED,
     ...overrides,
   };
 }

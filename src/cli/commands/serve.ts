@@ -11,6 +11,8 @@ export function registerServeCommand(program: Command): void {
       const server = await startServer(config);
       const mode = `${server.composition.store.name} + ${server.composition.repo.name}`;
       console.error(`echoes-storage listening on ${server.url} (${mode}, data in ${config.dataDir})`);
+      const audio = server.composition.audio;
+      console.error(audio.warning ?? `Audio decoder: ${audio.description}.`);
       if (config.auth.dev) console.error('Dev auth: get a token with `npm run --silent token -- <user_id>`; API docs at /docs.');
       const stop = async (): Promise<void> => {
         await server.close();

@@ -3,10 +3,11 @@ import type { EchoService } from '../../services/echoes.ts';
 import type { UploadService } from '../../services/uploads.ts';
 import {
   CreateEchoRequestSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, ErrorBodySchema, LIST_DEFAULT_LIMIT, ListQuerySchema,
-  NoQuerySchema, UploadTicketSchema, UploadUrlRequestSchema,
+  NoQuerySchema, UploadTicketSchema, UploadUrlRequestSchema, WaveformQuerySchema, WaveformSchema,
   type CreateEchoRequest, type Echo, type EchoIdParams, type EchoPage, type ErrorBody, type ListQuery, type NoQuery,
-  type UploadTicket, type UploadUrlRequest,
+  type UploadTicket, type UploadUrlRequest, type Waveform, type WaveformQuery,
 } from '../../wire/echoes-api.ts';
+import { WAVEFORM_ROUTE_DEFAULT_POINTS } from '../../domain/waveform.ts';
 import { echoJson, echoMetadata, uploadJson, uploadRequest } from '../views.ts';
 
 const bearer = [{ bearerAuth: [] }];
@@ -41,7 +42,7 @@ export async function echoRoutes(app: FastifyInstance, services: { uploads: Uplo
 
   app.post<{ Body: CreateEchoRequest; Querystring: NoQuery; Reply: Echo | ErrorBody }>('/echoes', {
     schema: {
-      tags: ['echoes'], security: bearer, summary: 'Make an uploaded file an echo (verifies the bytes)',
+      tags: ['echoes'], security: bearer, summary: 'Make an uploaded file an echo (decodes all of it: 422 when it is not that audio format)',
       querystring: NoQuerySchema, body: CreateEchoRequestSchema, response: { 200: EchoSchema, 201: EchoSchema, ...errors(404, 409, 413, 415, 422) },
     },
   }, async (request, reply) => {
@@ -66,6 +67,13 @@ export async function echoRoutes(app: FastifyInstance, services: { uploads: Uplo
       params: EchoIdParamsSchema, querystring: NoQuerySchema, response: { 200: EchoSchema, ...errors(404) },
     },
   }, async (request) => echoJson(await echoes.get(request.userId, request.params.echo_id)));
+
+  app.get<{ Params: EchoIdParams; Querystring: WaveformQuery; Reply: Waveform | ErrorBody }>('/echoes/:echo_id/waveform', {
+    schema: {
+      tags: ['echoes'], security: bearer, summary: 'The waveform of an echo (audiowaveform JSON v2, 8 bits)',
+      params: EchoIdParamsSchema, querystring: WaveformQuerySchema, response: { 200: WaveformSchema, ...errors(404) },
+    },
+  }, async (request) => echoes.waveform(request.userId, request.params.echo_id, request.query.points ?? WAVEFORM_ROUTE_DEFAULT_POINTS));
 
   app.delete<{ Params: EchoIdParams; Querystring: NoQuery }>('/echoes/:echo_id', {
     schema: {

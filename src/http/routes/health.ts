@@ -19,14 +19,14 @@ async function probe(check: () => Promise<void>): Promise<string> {
   }
 }
 
-export async function healthRoutes(app: FastifyInstance, ports: { store: ObjectStore; repo: EchoRepository }): Promise<void> {
-  const { store, repo } = ports;
+export async function healthRoutes(app: FastifyInstance, ports: { store: ObjectStore; repo: EchoRepository; decoder: string }): Promise<void> {
+  const { store, repo, decoder } = ports;
   app.get('/health', {
     schema: {
-      tags: ['health'], summary: 'Liveness and which backends are in use',
+      tags: ['health'], summary: 'Liveness, the backends and the audio decoder in use',
       querystring: NoQuerySchema, response: { 200: HealthSchema, 400: ErrorBodySchema },
     },
-  }, async () => ({ status: 'ok', storage: store.name, metadata: repo.name }));
+  }, async () => ({ status: 'ok', storage: store.name, metadata: repo.name, decoder }));
 
   app.get('/health/ready', {
     schema: {
