@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FfmpegAudioProbe } from '../src/audio/ffmpeg-audio-probe.ts';
 import { AppError } from '../src/domain/errors.ts';
 import type { AudioExpectation, AudioFacts } from '../src/ports.ts';
-import { requireFfmpeg } from './support/ffmpeg.ts';
+import { ffmpegDecodedSeconds, requireFfmpeg } from './support/ffmpeg.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const run = await requireFfmpeg('audio probe (ffmpeg)');
@@ -20,15 +20,6 @@ function expectation(file: string, overrides: Partial<AudioExpectation> = {}): A
 
 function fromFile(path: string): () => Promise<Readable> {
   return async () => createReadStream(path);
-}
-
-/** What a full decode by ffmpeg itself reports as the decoded time, in seconds. */
-function ffmpegDecodedSeconds(path: string): number {
-  const out = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', '-nostats', '-progress', 'pipe:1', '-i', path, '-map', '0:a:0', '-f', 'null', '-'], { encoding: 'utf8' });
-  const times = [...out.stdout.matchAll(/out_time_us=(\d+)/g)].map((m) => Number(m[1]));
-  const last = times.at(-1);
-  if (out.status !== 0 || last === undefined) throw new Error(`ffmpeg could not decode ${path}: ${out.stderr}`);
-  return last / 1e6;
 }
 
 async function refusal(promise: Promise<unknown>): Promise<AppError> {
