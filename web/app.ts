@@ -1,6 +1,7 @@
 import { EchoesClient, isApiError, type Echo } from '../src/client/echoes-client.ts';
 import { formatBytes, formatSeconds, settleDuration, sha256Base64, uploadFormat, type UploadFormat } from './audio.ts';
 import { MicRecorder, recordingSupported } from './recorder.ts';
+import { formatMeasured, waveformSvg } from './waveform.ts';
 import { xhrUploader } from './xhr-uploader.ts';
 
 interface Take {
@@ -164,8 +165,12 @@ function renderEcho(echo: Echo): HTMLLIElement {
   chips.className = 'chips';
   if (echo.emotion) chips.append(chip(echo.emotion, 'emotion'));
   for (const tag of echo.tags) chips.append(chip(`#${tag}`));
-  if (echo.duration_seconds !== null) chips.append(chip(formatSeconds(echo.duration_seconds)));
-  chips.append(chip(`${echo.file_extension} · ${formatBytes(echo.file_size)}`));
+  // The server's measurement, never the browser's guess: MediaRecorder's webm declares no length.
+  const measured = echo.duration_seconds;
+  if (measured !== null) li.dataset.measuredDuration = String(measured);
+  chips.append(chip(measured === null ? 'duration unknown' : formatMeasured(measured), 'duration'));
+  const format = echo.audio ? `${echo.file_extension} · ${echo.audio.codec}` : echo.file_extension;
+  chips.append(chip(`${format} · ${formatBytes(echo.file_size)}`));
   head.append(title, chips);
 
   const audio = document.createElement('audio');
@@ -174,6 +179,16 @@ function renderEcho(echo: Echo): HTMLLIElement {
   audio.setAttribute('aria-label', `Play the echo from ${when}`);
   settleDuration(audio);
   audio.src = echo.audio_url;
+
+  let waveform: Element;
+  if (echo.waveform) {
+    const length = measured === null ? '' : `, ${formatMeasured(measured)}`;
+    waveform = waveformSvg(echo.waveform, audio, measured, `Waveform of the echo from ${when}${length}. Click to play from there.`);
+  } else {
+    waveform = document.createElement('p');
+    waveform.className = 'muted no-waveform';
+    waveform.textContent = 'No waveform: this server reads audio headers only (decoding off).';
+  }
 
   const del = document.createElement('button');
   del.type = 'button';
@@ -198,7 +213,7 @@ function renderEcho(echo: Echo): HTMLLIElement {
   const play = document.createElement('div');
   play.className = 'echo-play';
   play.append(audio, del);
-  li.append(head, play);
+  li.append(head, waveform, play);
   return li;
 }
 
@@ -348,7 +363,6 @@ async function uploadTake(): Promise<void> {
       echo_id: ticket.echo_id,
       emotion: ui.emotion.value || null,
       tags: parseTags(ui.tags.value),
-      duration_seconds: current.seconds,
     });
     ui.list.prepend(renderEcho(echo));
     updateEmpty();
