@@ -65,6 +65,11 @@ async function playableDuration(page: Page, selector: string): Promise<number> {
   return duration;
 }
 
+/** What the tests read of an SVG element. */
+interface SvgRect {
+  getAttribute(name: string): string | null;
+}
+
 /** What the tests use of an <audio> element (the test program has no DOM types). */
 interface Media {
   readonly duration: number;
@@ -73,6 +78,9 @@ interface Media {
   play(): Promise<void>;
   pause(): void;
 }
+
+/** POST /echoes decodes the whole upload with ffmpeg: on a busy machine that outlasts poll's 1 s default. */
+const DECODED = { timeout: 15_000 };
 
 const enabled = chromiumPresent();
 
@@ -128,11 +136,12 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
     // MediaRecorder's type goes to the signed URL exactly; the API stores its base type.
     expect(await upload.request().headerValue('content-type')).toBe('audio/webm;codecs=opus');
     const item = page.locator('li.echo');
-    await expect.poll(() => item.count()).toBe(1);
+    await expect.poll(() => item.count(), DECODED).toBe(1);
     await expect.poll(() => page.locator('#status').textContent()).toBe('Echo uploaded.');
     // The bar keeps its last value once hidden: XHR upload progress reached the end.
     expect(await page.locator('#progress').evaluate((bar: { value: number }) => bar.value)).toBe(100);
-    expect(await item.locator('.chip').allTextContents()).toEqual(expect.arrayContaining(['happy', '#fake mic', '#browser', '0:02']));
+    expect(await item.locator('.chip').allTextContents()).toEqual(expect.arrayContaining(['happy', '#fake mic', '#browser']));
+    expect(await item.locator('.chip.duration').textContent()).toMatch(/^\d\.\d\d s$/);
 
     const echoId = await item.getAttribute('data-echo-id');
     const stored = await fetch(`${api.url}/echoes/${echoId}`, { headers: { authorization: `Bearer ${await api.token('browser-user')}` } });
@@ -165,6 +174,72 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
     expect(gone.status).toBe(404);
   });
 
+  it('shows the measured duration and draws the waveform of a 3 s recording, when created and when listed', async () => {
+    const page = await newPage();
+    await page.goto(`${api.url}/`);
+    await signIn(page, 'waveform-user');
+    await page.getByRole('button', { name: 'Record' }).click();
+    await expect.poll(() => page.locator('#record').getAttribute('aria-pressed')).toBe('true');
+    await page.waitForTimeout(3000);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect.poll(() => page.locator('#take-info').textContent()).toMatch(/^Recording: /);
+    await page.getByRole('button', { name: 'Upload echo' }).click();
+    const item = page.locator('li.echo');
+    await expect.poll(() => item.count(), DECODED).toBe(1);
+    expect(await page.locator('#error').isHidden()).toBe(true);
+
+    const echoId = await item.getAttribute('data-echo-id');
+    const res = await fetch(`${api.url}/echoes/${echoId}`, { headers: { authorization: `Bearer ${await api.token('waveform-user')}` } });
+    const echo = (await res.json()) as { duration_seconds: number; waveform: number[]; audio: { codec: string } };
+    expect(echo.waveform).toHaveLength(100);
+
+    // Right after POST /echoes, then from GET /echoes after a reload: the page draws the server's measurement both times.
+    for (const when of ['created', 'listed']) {
+      if (when === 'listed') {
+        await page.reload();
+        await expect.poll(() => item.count()).toBe(1);
+      }
+      const shown = Number(await item.getAttribute('data-measured-duration'));
+      expect(shown, when).toBeGreaterThanOrEqual(2.5);
+      expect(shown, when).toBeLessThanOrEqual(3.5);
+      expect(shown, when).toBe(echo.duration_seconds);
+      expect(await item.locator('.chip.duration').textContent(), when).toBe(`${echo.duration_seconds.toFixed(2)} s`);
+      expect(await item.locator('.chip').last().textContent(), when).toMatch(new RegExp(`^webm · ${echo.audio.codec} · \\d`));
+
+      const svg = item.locator('svg.waveform');
+      expect(await svg.getAttribute('data-waveform-bars'), when).toBe('100');
+      expect(await svg.getAttribute('data-peaks'), when).toBe(echo.waveform.join(','));
+      const heights = await svg.locator('rect.bar').evaluateAll((rects: SvgRect[]) => rects.map((r) => Number(r.getAttribute('height'))));
+      expect(heights, when).toHaveLength(100);
+      // The fake microphone beeps: some bars stand up, and each bar is its peak's share of the full height.
+      expect(Math.max(...heights), when).toBeGreaterThan(0);
+      const full = Number(await svg.evaluate((s: SvgRect) => s.getAttribute('viewBox')?.split(' ')[3]));
+      heights.forEach((h, i) => expect(h / full, `${when} bar ${i}`).toBeCloseTo(echo.waveform[i] ?? -1, 6));
+    }
+  });
+
+  it('says so when the server does not decode: duration unknown, no waveform', async () => {
+    const headersOnly = await startTestServer({ AUDIO_DECODE: 'off' });
+    const page = await newPage();
+    try {
+      await page.goto(`${headersOnly.url}/`);
+      await signIn(page, 'headers-user');
+      // MediaRecorder's webm declares no duration, so the headers alone cannot tell it.
+      await page.getByLabel('Choose a file').setInputFiles(join(ROOT, 'test/fixtures/proof/mediarecorder.webm'));
+      await page.getByRole('button', { name: 'Upload echo' }).click();
+      const item = page.locator('li.echo');
+      await expect.poll(() => item.count(), DECODED).toBe(1);
+      expect(await item.getAttribute('data-measured-duration')).toBeNull();
+      expect(await item.locator('.chip.duration').textContent()).toBe('duration unknown');
+      expect(await item.locator('svg.waveform').count()).toBe(0);
+      expect(await item.locator('.no-waveform').textContent()).toBe('No waveform: this server reads audio headers only (decoding off).');
+    } finally {
+      // The page's <audio> keeps a connection open, which would hold the server's close.
+      await page.context().close();
+      await headersOnly.close();
+    }
+  });
+
   it('works from another origin listed in CORS_ORIGINS, uploads to the storage URL across origins', async () => {
     const page = await newPage();
     await page.goto(`${allowed.origin}/?api=${encodeURIComponent(api.url)}`);
@@ -178,7 +253,7 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
     const response = await put;
     expect(response.status()).toBe(200);
     expect(await response.request().headerValue('origin')).toBe(allowed.origin);
-    await expect.poll(() => page.locator('li.echo').count()).toBe(1);
+    await expect.poll(() => page.locator('li.echo').count(), DECODED).toBe(1);
     expect(await playableDuration(page, 'li.echo audio')).toBeGreaterThan(0);
 
     const del = page.locator('li.echo').getByRole('button', { name: /^Delete the echo/ });
@@ -244,7 +319,7 @@ describe.runIf(withS3)('recorder page against S3 + DynamoDB on moto', () => {
     const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().startsWith(`${moto.endpoint}/echoes-browser/`));
     await page.getByRole('button', { name: 'Upload echo' }).click();
     expect((await put).status()).toBe(200);
-    await expect.poll(() => page.locator('li.echo').count()).toBe(1);
+    await expect.poll(() => page.locator('li.echo').count(), DECODED).toBe(1);
     expect(await page.locator('#error').isHidden()).toBe(true);
     expect(await playableDuration(page, 'li.echo audio')).toBeGreaterThan(0.5);
     const del = page.locator('li.echo').getByRole('button', { name: /^Delete the echo/ });
