@@ -61,8 +61,11 @@ function source(i: number): Source {
   return { ext: f.ext, type: f.type, bytes: fixture(f.ext) };
 }
 
-/** A body that trickles in, so that uploads are mid-write when the server dies. */
-function trickle(bytes: Uint8Array): ReadableStream<Uint8Array> {
+/**
+ * A body that trickles in, so that uploads are mid-write when the server dies; with `hold`, its
+ * last chunk waits for it (decoding makes echoes slow enough that the others may all be done).
+ */
+function trickle(bytes: Uint8Array, hold?: Promise<void>): ReadableStream<Uint8Array> {
   let at = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -70,6 +73,7 @@ function trickle(bytes: Uint8Array): ReadableStream<Uint8Array> {
         controller.close();
         return;
       }
+      if (hold && at + CHUNK >= bytes.length) await hold;
       controller.enqueue(bytes.subarray(at, at + CHUNK));
       at += CHUNK;
       await sleep(40);
@@ -92,6 +96,8 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
     const token = await signDevToken(dataDir, 'alice');
     const api = apiClient(first.url, token);
     const acknowledged = new Map<string, Source>();
+    let killed = (): void => undefined;
+    const untilKilled = new Promise<void>((resolve) => { killed = resolve; });
 
     const uploads = Array.from({ length: UPLOADS }, async (_, i) => {
       await sleep(i * 60);
@@ -100,7 +106,7 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
         file_extension: src.ext, content_type: src.type, file_size: src.bytes.length, checksum_sha256: sha256(src.bytes),
       });
       if (ticket.status !== 200) return;
-      const put = await fetch(ticket.body.upload_url, { method: 'PUT', headers: ticket.body.headers, body: trickle(src.bytes), duplex: 'half' } as RequestInit);
+      const put = await fetch(ticket.body.upload_url, { method: 'PUT', headers: ticket.body.headers, body: trickle(src.bytes, i % 4 === 0 ? untilKilled : undefined), duplex: 'half' } as RequestInit);
       if (put.status !== 200) return;
       const made = await api.call('POST', '/echoes', { echo_id: ticket.body.echo_id });
       if (made.status === 201) acknowledged.set(ticket.body.echo_id, src);
@@ -111,6 +117,7 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
     const deadline = Date.now() + 60_000;
     while (!(acknowledged.size >= 3 && readdirSync(tmp).length >= 3) && Date.now() < deadline) await sleep(10);
     first.child.kill('SIGKILL');
+    killed();
     await first.exited;
     await Promise.all(uploads);
     const leftBehind = readdirSync(tmp);

@@ -15,7 +15,7 @@ export interface FfmpegAudioProbeOptions {
   readonly ffprobePath?: string | undefined;
   /** Probes that run at once; default os.availableParallelism(). */
   readonly concurrency?: number | undefined;
-  /** Probes that may wait for a slot; default twice the concurrency. More answer 503. */
+  /** Probes that may wait for a slot; default DEFAULT_QUEUE_PER_DECODER times the concurrency. More answer 503. */
   readonly queueLimit?: number | undefined;
   /** Wall time of one probe from taking its slot (reading the source included); default 120 s. */
   readonly timeoutMs?: number | undefined;
@@ -96,6 +96,13 @@ function refuse(reason: string): AppError {
  * containers with their index at the end (m4a's moov, ogg's last granule) and mp3's Xing header
  * need to declare a duration that truncation is measured against.
  */
+/**
+ * Uploads that may wait for a decoder, per decoder. A waiting upload holds only its request
+ * (spooling starts with the decode), so the queue can be deep enough for bursts of a few
+ * seconds while still refusing a flood.
+ */
+export const DEFAULT_QUEUE_PER_DECODER = 16;
+
 export class FfmpegAudioProbe implements AudioProbe {
   readonly name = 'ffmpeg';
   readonly decodes = true;
@@ -115,7 +122,7 @@ export class FfmpegAudioProbe implements AudioProbe {
     this.ffmpegPath = options.ffmpegPath ?? 'ffmpeg';
     this.ffprobePath = options.ffprobePath ?? 'ffprobe';
     this.concurrency = Math.max(1, options.concurrency ?? availableParallelism());
-    this.queueLimit = Math.max(0, options.queueLimit ?? 2 * this.concurrency);
+    this.queueLimit = Math.max(0, options.queueLimit ?? DEFAULT_QUEUE_PER_DECODER * this.concurrency);
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.memoryLimitBytes = options.memoryLimitBytes ?? 1024 * 1024 * 1024;
     this.prlimitPath = options.prlimitPath === undefined ? (process.platform === 'linux' ? 'prlimit' : null) : options.prlimitPath;
