@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { linkSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,9 +9,8 @@ import { signDevToken } from '../src/auth/tokens.ts';
 import { makeToneWav } from '../src/integration/wav.ts';
 import type { IntegrityResult, OrphanCleanupResult } from '../src/services/cleanup.ts';
 import { apiClient, fixture, FORMATS, sha256, type Ticket } from './support/api.ts';
-import { freePort } from './support/moto.ts';
 import { startTestServer } from './support/server.ts';
-import { CLI } from './support/cli.ts';
+import { CLI, filesUnder, serveCli, type CliServer } from './support/cli.ts';
 
 const run = promisify(execFile);
 const BIN = CLI;
@@ -22,30 +21,9 @@ const hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).di
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Every file under a folder, with its path relative to it. */
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
-}
-
-interface Served {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly exited: Promise<void>;
-}
-
 /** `echoes-storage serve` as operators run it: its own process on DATA_DIR. */
-async function serve(dataDir: string): Promise<Served> {
-  const port = await freePort();
-  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dataDir, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent' };
-  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const deadline = Date.now() + 30_000;
-  while (!log.includes('listening')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start:\n${log}`);
-    await sleep(50);
-  }
-  return { child, url: `http://127.0.0.1:${port}`, exited };
+function serve(dataDir: string): Promise<CliServer> {
+  return serveCli({ DATA_DIR: dataDir });
 }
 
 interface Source {
@@ -83,7 +61,7 @@ function trickle(bytes: Uint8Array, hold?: Promise<void>): ReadableStream<Uint8A
 
 describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_DIR', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'echoes-crash-'));
-  const running: Served[] = [];
+  const running: CliServer[] = [];
   afterAll(async () => {
     for (const s of running) if (s.child.exitCode === null) s.child.kill('SIGKILL');
     await Promise.all(running.map((s) => s.exited));

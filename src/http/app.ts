@@ -47,6 +47,23 @@ export function redactUrl(url: string): string {
 const bodyAjv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
 const queryAjv = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
 
+/**
+ * Node's server.close() closes the connections idle at that moment only; one whose response was
+ * still finishing (a streamed download the client has read to the end) then stays open until
+ * keepAliveTimeout (72 s), and close() waits for it. While closing, idle ones are closed as they come.
+ */
+function closeConnectionsThatFinishWhileClosing(app: FastifyInstance): void {
+  let sweep: NodeJS.Timeout | undefined;
+  app.addHook('preClose', (done) => {
+    sweep = setInterval(() => app.server.closeIdleConnections(), 50).unref();
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    clearInterval(sweep);
+    done();
+  });
+}
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     bodyLimit: BODY_LIMIT,
@@ -63,6 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     http: { requireHostHeader: false },
   });
   answerRefusedConnections(app.server);
+  closeConnectionsThatFinishWhileClosing(app);
 
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const ajv = httpPart === 'body' ? bodyAjv : queryAjv;

@@ -1,4 +1,38 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './moto.ts';
 
 /** The built command (`npm run build`, run by test/support/build.ts before the suite), as users run it. */
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export interface CliServer {
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** What it printed on stderr so far (start-up lines included). */
+  output(): string;
+  readonly exited: Promise<void>;
+}
+
+/** `echoes-storage serve` in its own process, as operators run it, on 127.0.0.1 and a free port. */
+export async function serveCli(env: Record<string, string>): Promise<CliServer> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [CLI, 'serve'], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const deadline = Date.now() + 30_000;
+  while (!log.includes('listening')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, url: `http://127.0.0.1:${port}`, output: () => log, exited };
+}
+
+export function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
