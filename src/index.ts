@@ -16,5 +16,9 @@ export { EchoService, type EchoSettings, type EchoView, type ListRequest } from 
 export * from './services/cleanup.ts';
 
 export { ConfigError, environmentWithDotEnv, loadConfig, type Config, type Env } from './config.ts';
-export { compose, createEchoRepository, createObjectStore, type Composition } from './compose.ts';
+export {
+  compose, CompositionError, createAudioDecoder, createEchoRepository, createObjectStore, type AudioDecoder, type Composition,
+} from './compose.ts';
+export { DEFAULT_QUEUE_PER_DECODER, FfmpegAudioProbe, type FfmpegAudioProbeOptions } from './audio/ffmpeg-audio-probe.ts';
+export { HeaderAudioProbe } from './audio/header-audio-probe.ts';
 export { createServer, startServer, type RunningServer } from './server.ts';

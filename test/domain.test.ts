@@ -4,6 +4,7 @@ import {
   echoIdUpperBound, encodeCursor, formatForExtension, inspectStoredObject, isEchoId, isSafeUserId, listBounds,
   objectKey, parseContentType, parseDateBound, parseObjectKey, sniffMatches, uuidV7,
 } from '../src/domain/index.ts';
+import { audiowaveformJson, decodePeaks, encodePeaks, resamplePeaks } from '../src/domain/waveform.ts';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -126,5 +127,33 @@ describe('listing', () => {
       expect(code(() => parseDateBound('from', bad))).toBe('INVALID_REQUEST');
     }
     expect(code(() => listBounds('2026-06-29', '2026-06-28'))).toBe('INVALID_REQUEST');
+  });
+});
+
+describe('waveforms from upload-time peaks', () => {
+  const peaks = Array.from({ length: 1000 }, (_, i) => Math.round((i / 999) * 1000) / 1000);
+
+  it('stores peaks as whole thousandths and reads them back exactly, clamping what is out of range', () => {
+    expect(decodePeaks(encodePeaks(peaks))).toEqual(peaks);
+    expect(encodePeaks(peaks)).toHaveLength(2000);
+    expect(decodePeaks(encodePeaks([-1, 2, Number.NaN, 0.5]))).toEqual([0, 1, 0, 0.5]);
+  });
+
+  it('resamples to the largest peak of each share, and repeats a slice when asked for more points', () => {
+    const bars = resamplePeaks(peaks, 100);
+    expect(bars).toHaveLength(100);
+    expect(bars[0]).toBe(peaks[9]);
+    expect(bars[99]).toBe(1);
+    const wide = resamplePeaks([0.1, 0.2], 4);
+    expect(wide).toEqual([0.1, 0.1, 0.2, 0.2]);
+    expect(resamplePeaks([0.5, 0.1, 0.3], 2)).toEqual([0.5, 0.3]);
+  });
+
+  it('answers audiowaveform v2, 8 bits: min and max per point, samples per pixel from the duration', () => {
+    const doc = audiowaveformJson(peaks, 48000, 2.5, 10);
+    expect(doc).toMatchObject({ version: 2, channels: 1, sample_rate: 48000, bits: 8, length: 10, samples_per_pixel: 12000 });
+    expect(doc.data).toHaveLength(20);
+    expect(doc.data.slice(-2)).toEqual([-127, 127]);
+    for (let i = 0; i < 10; i++) expect(doc.data[i * 2]).toBe(-(doc.data[i * 2 + 1] ?? 0));
   });
 });

@@ -5,3 +5,4 @@ export * from './keys.ts';
 export * from './upload-policy.ts';
 export * from './echo.ts';
 export * from './listing.ts';
+export * from './waveform.ts';

@@ -144,6 +144,36 @@ export function echoRepositoryContract(
       expect(await repo.markReady({ userId: r.userId, echoId: uuidV7(T0, randomBytes(10)) }, { fileSize: 1, metadata: META })).toBeUndefined();
     });
 
+    it('markReady stores what was measured, byte for byte, and every read returns it', async () => {
+      const userId = newUser();
+      const r = pending(userId, T0);
+      await repo.createPending(r);
+      const peaks = new Uint8Array(2000).map((_, i) => (i * 37) % 256);
+      const measured = {
+        audio: { codec: 'opus', sampleRate: 48000, channels: 2, bitRate: 32123 },
+        waveform: Array.from({ length: 100 }, (_, i) => Math.round((i / 99) * 1000) / 1000),
+        peaks,
+      };
+      const metadata = { ...META, durationSeconds: 2.345 };
+      const ready = await repo.markReady(r, { fileSize: 999, metadata, measured });
+      const expected: EchoRecord = { ...r, ...metadata, ...measured, status: 'ready', fileSize: 999 };
+      expect(ready).toEqual(expected);
+      expect(ready?.peaks).toBeInstanceOf(Uint8Array);
+      expect(await repo.get(r)).toEqual(expected);
+      expect((await repo.listReady(userId, { limit: 10 })).items).toEqual([expected]);
+      expect(await repo.getMany([r])).toEqual([expected]);
+      const scanned: EchoRecord[] = [];
+      for await (const page of repo.scan({ userId })) scanned.push(...page);
+      expect(scanned).toEqual([expected]);
+      // Headers only: no bit rate, no waveform.
+      const s = pending(userId, T0 + 1);
+      await repo.createPending(s);
+      const partial = { audio: { codec: 'mp3', sampleRate: 16000, channels: 1, bitRate: null }, waveform: null, peaks: null };
+      expect(await repo.markReady(s, { fileSize: 5, metadata: { ...EMPTY_METADATA, durationSeconds: null }, measured: partial })).toEqual({
+        ...s, ...partial, status: 'ready', fileSize: 5,
+      });
+    });
+
     it('markReady with empty metadata keeps nulls and an empty tag list', async () => {
       const r = pending(newUser(), T0);
       await repo.createPending(r);

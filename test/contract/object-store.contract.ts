@@ -126,6 +126,10 @@ export function objectStoreContract(
       expect(Buffer.from(await store.readStart(key, AUDIO.length + 100))).toEqual(Buffer.from(AUDIO));
       expect(await store.readStart(key, 0)).toHaveLength(0);
 
+      const chunks: Buffer[] = [];
+      for await (const chunk of await store.openRead(key)) chunks.push(Buffer.from(chunk as Uint8Array));
+      expect(Buffer.concat(chunks)).toEqual(Buffer.from(AUDIO));
+
       const listed = await collect(store.list(key.slice(0, key.lastIndexOf('/') + 1)));
       expect(listed.map((o) => [o.key, o.size])).toContainEqual([key, AUDIO.length]);
 
@@ -213,10 +217,12 @@ export function objectStoreContract(
       expect(await store.readStart(key, 10)).toHaveLength(0);
     });
 
-    it('missing objects: head undefined, readStart empty, download not found', async () => {
+    it('missing objects: head undefined, readStart empty, openRead PortError not_found, download not found', async () => {
       const key = newKey();
       expect(await store.head(key)).toBeUndefined();
       expect(await store.readStart(key, 10)).toHaveLength(0);
+      const err = await rejection(() => store.openRead(key));
+      expect(isPortError(err, 'not_found'), String(err)).toBe(true);
       const res = await fetch(await store.signDownload(key, { expiresInSeconds: 60 }));
       expect(res.status).toBe(404);
       await res.arrayBuffer();
@@ -282,6 +288,7 @@ export function objectStoreContract(
         ['check', (s) => s.check()],
         ['head', (s) => s.head(key)],
         ['readStart', (s) => s.readStart(key, 16)],
+        ['openRead', (s) => s.openRead(key)],
         ['delete', (s) => s.delete(key)],
         ['list', (s) => collect(s.list(`${user}/`))],
       ];
