@@ -62,6 +62,7 @@ export async function createAudioDecoder(config: Config): Promise<AudioDecoder> 
     }
     return headersOnly(`Audio decoding is off: ${missing}. Uploads are checked by their headers only; ${install} to decode them.`);
   }
+  await FfmpegAudioProbe.sweepSpools();
   const probe = new FfmpegAudioProbe({
     ffmpegPath: audio.ffmpegPath,
     ffprobePath: audio.ffprobePath,

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,6 +150,22 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     const err = await refusal(probe.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav', { maxBytes: 1000 })));
     expect(err.code).toBe('UPLOAD_INVALID');
     expect(err.message).toMatch(/larger than 1000 bytes/);
+  });
+
+  it('sweeps the spool folders of processes that are gone (a kill -9 mid-decode), and only those', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'echoes-sweep-'));
+    try {
+      const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+      const names = [`echoes-audio-${gone}-aaa`, `echoes-audio-${process.pid}-bbb`, `echoes-audio-${process.ppid}-ccc`, 'unrelated-1-x'];
+      for (const name of names) {
+        mkdirSync(join(dir, name));
+        writeFileSync(join(dir, name, 'input'), 'x');
+      }
+      expect(await FfmpegAudioProbe.sweepSpools(dir)).toBe(1);
+      expect(readdirSync(dir).sort()).toEqual(names.slice(1).sort());
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives up on a source that stalls after the time limit with a 503 to retry (the store is slow, the upload may be fine), and closes it', async () => {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -103,6 +103,19 @@ function refuse(reason: string): AppError {
  */
 export const DEFAULT_QUEUE_PER_DECODER = 16;
 
+/** Spool folders are named after the process that made them, so a sweep can tell abandoned ones. */
+const SPOOL_PREFIX = 'echoes-audio-';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, someone else's.
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
 export class FfmpegAudioProbe implements AudioProbe {
   readonly name = 'ffmpeg';
   readonly decodes = true;
@@ -139,6 +152,26 @@ export class FfmpegAudioProbe implements AudioProbe {
     return ffmpeg.split('\n')[0]?.trim();
   }
 
+  /**
+   * Removes the spool folders of processes that are gone: a `kill -9` during a decode leaves
+   * its copy of the upload (up to MAX_AUDIO_FILE_SIZE) in the temporary folder. Returns how many.
+   */
+  static async sweepSpools(tmpDir: string = tmpdir()): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(tmpDir);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const name of names) {
+      const pid = Number(new RegExp(`^${SPOOL_PREFIX}(\\d+)-`).exec(name)?.[1]);
+      if (!Number.isSafeInteger(pid) || pid === process.pid || processAlive(pid)) continue;
+      await rm(join(tmpDir, name), { recursive: true, force: true }).then(() => removed++, () => undefined);
+    }
+    return removed;
+  }
+
   static async available(options: Pick<FfmpegAudioProbeOptions, 'ffmpegPath' | 'ffprobePath'> = {}): Promise<boolean> {
     return (await FfmpegAudioProbe.version(options)) !== undefined;
   }
@@ -152,7 +185,7 @@ export class FfmpegAudioProbe implements AudioProbe {
     let dir: string | undefined;
     let reading = true;
     try {
-      dir = await mkdtemp(join(this.tmpDir, 'echoes-audio-'));
+      dir = await mkdtemp(join(this.tmpDir, `${SPOOL_PREFIX}${process.pid}-`));
       const file = join(dir, 'input');
       const size = await this.spool(source, file, expected.maxBytes, abort.signal);
       reading = false;
