@@ -5,6 +5,7 @@ import { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { AudioProbe, EchoRepository, ObjectStore } from './ports.ts';
 import { EchoService } from './services/echoes.ts';
+import { EraseService } from './services/erase.ts';
 import { UploadService } from './services/uploads.ts';
 
 /** Routes an adapter brings to the app (the local store serves its own signed URLs). */
@@ -18,6 +19,7 @@ export interface Composition {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  readonly erase: EraseService;
   readonly audio: AudioDecoder;
   close(): Promise<void>;
 }
@@ -135,7 +137,7 @@ export async function compose(config: Config): Promise<Composition> {
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
   });
   return {
-    config, store, storagePlugins, repo, uploads, echoes, audio,
+    config, store, storagePlugins, repo, uploads, echoes, audio, erase: new EraseService(store, repo),
     async close() {
       await Promise.allSettled([store.close(), repo.close()]);
     },

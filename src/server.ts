@@ -54,6 +54,7 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     repo: composition.repo,
     uploads: composition.uploads,
     echoes: composition.echoes,
+    erase: composition.erase,
     tokens: createTokenVerifier(config),
     decoder: composition.audio.description,
     corsOrigins: config.corsOrigins,

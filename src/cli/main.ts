@@ -9,6 +9,7 @@ import { registerSetupCommand } from './commands/setup.ts';
 import { registerCleanupCommand } from './commands/cleanup.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
+import { registerEraseUserCommand } from './commands/erase-user.ts';
 import { registerTestIntegrationCommand } from './commands/test-integration.ts';
 
 const program = new Command('echoes-storage')
@@ -22,6 +23,7 @@ registerSetupCommand(program);
 registerCleanupCommand(program);
 registerReportCommand(program);
 registerVerifyCommand(program);
+registerEraseUserCommand(program);
 registerTestIntegrationCommand(program);
 
 try {

@@ -7,10 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { EchoRepository, ObjectStore } from '../ports.ts';
 import type { EchoService } from '../services/echoes.ts';
+import type { EraseService } from '../services/erase.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
+import { eraseRoutes } from './routes/erase.ts';
 import { healthRoutes } from './routes/health.ts';
 
 declare module 'fastify' {
@@ -24,6 +26,7 @@ export interface AppDeps {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  readonly erase: EraseService;
   readonly tokens: TokenVerifier;
   /** Names the audio decoder for /health ("ffmpeg 7.1.2", or decoding off). */
   readonly decoder: string;
@@ -132,6 +135,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       }, (err: Error) => done(err));
     });
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
+    await eraseRoutes(scope, { erase: deps.erase });
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });

@@ -156,6 +156,21 @@ export const WaveformSchema = Type.Object({
 });
 export type Waveform = Static<typeof WaveformSchema>;
 
+// ---- a user's own data ----------------------------------------------------------------------
+
+/** DELETE /me and `erase-user --json`: what was erased, and a second listing's proof that nothing is left. */
+export const ErasureReceiptSchema = Type.Object({
+  user_id: Type.String(),
+  deleted_echoes: Type.Integer(),
+  deleted_pending: Type.Integer(),
+  deleted_objects: Type.Integer({ description: 'every object removed, uploads never made echoes included' }),
+  deleted_bytes: Type.Integer(),
+  remaining_objects: Type.Integer(),
+  remaining_records: Type.Integer(),
+  completed_at: Type.String({ format: 'date-time' }),
+});
+export type ErasureReceipt = Static<typeof ErasureReceiptSchema>;
+
 // ---- health and dev auth --------------------------------------------------------------------
 
 export const HealthSchema = Type.Object({
