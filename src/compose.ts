@@ -130,6 +130,8 @@ export async function compose(config: Config): Promise<Composition> {
   const uploads = new UploadService(store, repo, {
     maxAudioFileSize: config.maxAudioFileSize,
     urlExpiresInSeconds: config.presignedUrlExpiration,
+    quotaBytes: config.quotaBytes,
+    maxPendingUploads: config.maxPendingUploads,
   });
   const echoes = new EchoService(store, repo, audio.probe, {
     maxAudioFileSize: config.maxAudioFileSize,

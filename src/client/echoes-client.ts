@@ -5,14 +5,14 @@
  */
 
 import type {
-  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest, Waveform,
+  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest, Usage, Waveform,
 } from '../wire/echoes-api.ts';
 
 // The wire shapes are defined once, with the server's schemas; type-only, so the browser
 // bundle carries none of it.
 export type {
   AudioInfo, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, Readiness, UploadTicket,
-  UploadUrlRequest, Waveform,
+  UploadUrlRequest, Usage, Waveform,
 } from '../wire/echoes-api.ts';
 
 /** The legacy endpoint's answer, with the headers that announce its successor. */
@@ -197,6 +197,11 @@ export class EchoesClient {
   getWaveform(echoId: string, points?: number): Promise<Waveform> {
     const qs = points === undefined ? '' : `?points=${encodeURIComponent(String(points))}`;
     return this.json<Waveform>('GET', `/echoes/${encodeURIComponent(echoId)}/waveform${qs}`);
+  }
+
+  /** GET /me/usage: echoes, bytes stored and reserved, open uploads, and the limits (0 = none). */
+  getUsage(): Promise<Usage> {
+    return this.json<Usage>('GET', '/me/usage');
   }
 
   async deleteEcho(echoId: string): Promise<void> {

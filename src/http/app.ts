@@ -13,6 +13,7 @@ import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers }
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
 import { eraseRoutes } from './routes/erase.ts';
+import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
 
 declare module 'fastify' {
@@ -136,6 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
     await eraseRoutes(scope, { erase: deps.erase });
+    await meRoutes(scope, { uploads: deps.uploads });
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });
