@@ -20,6 +20,7 @@ const TABLE = 'echoes-reliability';
 const BEFORE_MS = 5000;
 const OUTAGE_MS = Number(process.env.RELIABILITY_OUTAGE_SECONDS ?? 10) * 1000;
 const AFTER_MS = 5000;
+const FREEZE_MS = 8000;
 
 interface Probe {
   readonly what: 'list' | 'ready';
@@ -125,8 +126,19 @@ export async function outagePart(): Promise<{ markdown: string; targets: Target[
     await makeBucketAndTable(endpoint);
     const readyAt = now();
     await sleep(AFTER_MS);
+    // A backend that hangs instead of refusing (SIGSTOP: the kernel still accepts connections):
+    // here the SDK's own timeouts decide how long a request waits. Reported, not a target.
+    const freezeAt = now();
+    moto.kill('SIGSTOP');
+    await sleep(FREEZE_MS);
+    const thawAt = now();
+    moto.kill('SIGCONT');
+    await sleep(AFTER_MS);
     done = true;
     await load;
+    const frozen = probes.filter((p) => p.what === 'list' && p.start < thawAt && p.end > freezeAt);
+    const frozenMax = Math.max(0, ...frozen.map((p) => p.end - p.start));
+    const frozenFast503 = frozen.filter((p) => p.status === 503 && p.end - p.start <= 1000).length;
 
     const during = probes.filter((p) => p.start >= stoppedAt && p.end <= restartAt);
     const lists = during.filter((p) => p.what === 'list');
@@ -145,6 +157,7 @@ export async function outagePart(): Promise<{ markdown: string; targets: Target[
       for (const p of ps) m.set(String(p.status), (m.get(String(p.status)) ?? 0) + 1);
       return [...m.entries()].map(([s, n]) => `${s}: ${n}`).join(', ') || 'none';
     };
+    console.log(`frozen backend: ${statuses(frozen)}, ${frozenFast503}/${frozen.length} fast 503, slowest ${fmt(frozenMax)} ms`);
     console.log(`outage: first 503 ${fmt(toFirst503)} ms after the stop; during: list ${statuses(lists)}, ready ${statuses(readies)}, max ${fmt(maxMs)} ms, ${bad.length} answers not 503+Retry-After within 1 s; recovered list ${rel(recovered?.end)}, ready ${rel(readyAgain?.end)}, flow ${rel(flowAgain)}`);
     const markdown = [
       `### 4. Backend outage: S3 + DynamoDB on moto_server, stopped for ${OUTAGE_MS / 1000} s`,
@@ -159,6 +172,11 @@ export async function outagePart(): Promise<{ markdown: string; targets: Target[
       `- GET /health/ready during the outage: ${statuses(readies)}.`,
       `- Flow steps' non-2xx over the whole run: ${rec.non2xx()}; network errors ${rec.networkErrors}.`,
       `- Recovery, from the bucket and table being back: GET /echoes 200 after ${rel(recovered?.end)}, /health/ready 200 after ${rel(readyAgain?.end)}, a whole flow acknowledged after ${rel(flowAgain)} (restart of moto_server itself took ${fmt(readyAt - restartAt)} ms).`,
+      `- A frozen backend instead (moto_server under SIGSTOP for ${FREEZE_MS / 1000} s, not a target): GET /echoes in flight during the freeze: ${statuses(frozen)};`
+      + ` ${frozenFast503}/${frozen.length} were a 503 within 1 s; the slowest took ${fmt(frozenMax)} ms (it waits until the freeze ends or the SDK's timeouts fire).`,
+      frozenMax > 1000
+        ? `\nDuring the freeze requests waited up to ${fmt(frozenMax)} ms instead of failing fast: src/aws/credentials.ts (AWS_HTTP) gives the SDK a 3 s connect timeout, a 30 s request timeout and 3 attempts, so a hung backend can hold a request for up to about 90 s. A request timeout near 1 s for metadata calls and 1-2 attempts on the request path (or an AbortSignal deadline per call) would turn this into a prompt 503; not changed here.`
+        : '',
       maxMs > 1000
         ? `\nAnswers took up to ${fmt(maxMs)} ms: the AWS SDK settings in src/aws/credentials.ts (AWS_HTTP: 3 s connect timeout, 30 s request timeout, 3 attempts) let a request wait through retries before the 503. A shorter connect timeout and fewer attempts on the request path (or a deadline on each call) would bound it.`
         : '',
