@@ -6,6 +6,8 @@ import type { Config } from './config.ts';
 import type { AudioProbe, EchoRepository, ObjectStore } from './ports.ts';
 import { EchoService } from './services/echoes.ts';
 import { EraseService } from './services/erase.ts';
+import { ExportService } from './services/export.ts';
+import { exportedEchoJson } from './http/views.ts';
 import { UploadService } from './services/uploads.ts';
 
 /** Routes an adapter brings to the app (the local store serves its own signed URLs). */
@@ -20,6 +22,7 @@ export interface Composition {
   readonly uploads: UploadService;
   readonly echoes: EchoService;
   readonly erase: EraseService;
+  readonly exporter: ExportService;
   readonly audio: AudioDecoder;
   close(): Promise<void>;
 }
@@ -140,6 +143,7 @@ export async function compose(config: Config): Promise<Composition> {
   });
   return {
     config, store, storagePlugins, repo, uploads, echoes, audio, erase: new EraseService(store, repo),
+    exporter: new ExportService(store, repo, exportedEchoJson),
     async close() {
       await Promise.allSettled([store.close(), repo.close()]);
     },

@@ -209,6 +209,32 @@ export class EchoesClient {
     await res.arrayBuffer();
   }
 
+  /** Where GET /me/export answers; it needs the Authorization header, so it is not a link a browser can follow alone. */
+  exportUrl(): string {
+    return `${this.baseUrl}/me/export`;
+  }
+
+  /**
+   * GET /me/export: the zip of all the user's echoes as a stream, read as it is made. No timeout
+   * applies (a large export takes as long as it takes); pass a signal to stop it.
+   */
+  async downloadExport(options: { signal?: AbortSignal } = {}): Promise<{ filename: string | null; body: ReadableStream<Uint8Array> }> {
+    const url = this.exportUrl();
+    const headers: Record<string, string> = { Accept: 'application/zip, application/json' };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { headers, signal: options.signal });
+    } catch (err) {
+      throw transportError(err, url, 'the API');
+    }
+    if (!res.ok || !res.body) {
+      throw errorFromBody(res.status, await res.text().catch(() => ''), url, res.headers.get('x-request-id') ?? undefined);
+    }
+    const disposition = res.headers.get('content-disposition');
+    return { filename: disposition ? /filename="([^"]+)"/.exec(disposition)?.[1] ?? null : null, body: res.body };
+  }
+
   /** Fetches a playback URL (optionally a Range); throws ApiError unless 200/206. */
   async downloadAudio(audioUrl: string, options: { range?: string } = {}): Promise<AudioDownload> {
     const url = stripQuery(audioUrl);

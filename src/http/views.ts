@@ -1,4 +1,4 @@
-import type { EchoMetadata } from '../domain/echo.ts';
+import type { EchoMetadata, EchoRecord } from '../domain/echo.ts';
 import type { EchoView } from '../services/echoes.ts';
 import type { UploadRequest, UploadTicket as IssuedUpload } from '../services/uploads.ts';
 import type { ErasureReceipt as Receipt } from '../services/erase.ts';
@@ -68,4 +68,12 @@ export function erasureReceiptJson(r: Receipt): ErasureReceipt {
     remaining_records: r.remainingRecords,
     completed_at: r.completedAt.toISOString(),
   };
+}
+
+/** An echo in an export's echoes.json: what the API shows, without the playback URL that expires. */
+export type ExportedEcho = Omit<Echo, 'audio_url' | 'audio_url_expires_in'>;
+
+export function exportedEchoJson(record: EchoRecord): ExportedEcho {
+  const { audio_url: _url, audio_url_expires_in: _expires, ...rest } = echoJson({ record, audioUrl: '', audioUrlExpiresIn: 0 });
+  return rest;
 }
