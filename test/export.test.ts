@@ -178,6 +178,36 @@ for (const backend of backends()) {
       expect(extra.status).toBe(400);
     });
 
+    it('an echo whose object is gone is listed without audio, and the manifest still matches the zip', async () => {
+      const user = 'export-gone';
+      for (let n = 0; n < 3; n++) await viaServices(user, wavVariant(5000 + n), `gone ${n}`);
+      const page = await srv.server.composition.repo.listReady(user, { limit: 10 });
+      const lost = page.items[1];
+      await srv.server.composition.store.delete(lost?.key ?? '');
+      const res = await exportOf(user);
+      expect(res.status).toBe(200);
+      const entries = await unzip(res.zip);
+      const manifest = JSON.parse(entries.at(-1)?.bytes.toString('utf8') ?? '') as Manifest;
+      expect(manifest.files.map((f) => f.path)).toEqual(entries.slice(0, -1).map((e) => e.name));
+      for (const [i, entry] of entries.slice(0, -1).entries()) expect(manifest.files[i]?.sha256).toBe(hex(entry.bytes));
+      expect((JSON.parse(entries[0]?.bytes.toString('utf8') ?? '') as Echo[]).map((e) => e.echo_id)).toContain(lost?.echoId);
+      expect(entries.filter((e) => e.name.startsWith('audio/')).map((e) => e.name)).toHaveLength(2);
+      expect(entries.some((e) => e.name.includes(lost?.echoId ?? '?'))).toBe(false);
+    });
+
+    it('a client that goes away mid-download leaves the server able to answer the next export in full', async () => {
+      const controller = new AbortController();
+      const res = await fetch(`${srv.url}/me/export`, { headers: { authorization: `Bearer ${await srv.token('export-alice')}` }, signal: controller.signal });
+      expect(res.status).toBe(200);
+      const reader = res.body?.getReader();
+      await reader?.read();
+      controller.abort();
+      await reader?.cancel().catch(() => {});
+      const again = await exportOf('export-alice');
+      expect(again.status).toBe(200);
+      await checkExport('export-alice', again.zip, ECHOES);
+    }, 60_000);
+
     it('the client streams the same zip, and export-user writes it to a file with a --json summary', async () => {
       const client = new EchoesClient({ baseUrl: srv.url, token: await srv.token('export-bob') });
       expect(client.exportUrl()).toBe(`${srv.url}/me/export`);
