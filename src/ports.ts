@@ -159,6 +159,11 @@ export interface EchoRepository {
   /** The usage kept for a user (zeros for one never seen). */
   getUsage(userId: string): Promise<AccountUsage>;
   /**
+   * Drops a user's usage row or item, so an erased user leaves no trace; only while it is all
+   * zeros (anything else still counts something). True when there is none afterwards.
+   */
+  forgetUsage(userId: string): Promise<boolean>;
+  /**
    * Adds up every user's records (or one user's) and compares with the usage kept; with `fix`,
    * sets the kept usage to what the records say. Streams: memory holds one user's totals.
    */

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_USAGE } from '../src/ports.ts';
 import { CleanupService } from '../src/services/cleanup.ts';
 import type { ErasureReceipt, ErrorBody } from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from './support/api.ts';
@@ -64,6 +65,8 @@ for (const backend of backends()) {
 
       expect(await count(store().list('erase-alice/'))).toBe(0);
       expect(await records('erase-alice')).toBe(0);
+      expect(await repo().getUsage('erase-alice')).toEqual(NO_USAGE);
+      expect(await repo().getUsage('erase-bob')).toMatchObject({ echoes: 1, bytesUsed: bobs.bytes.length });
       expect((await alice.call<{ echoes: unknown[] }>('GET', '/echoes')).body.echoes).toEqual([]);
       // The upload URL issued before the erase cannot bring data back.
       expect((await putBytes(issuedOnly.ticket, issuedOnly.bytes)).status).toBeLessThan(500);

@@ -305,6 +305,22 @@ export class DynamoEchoRepository implements EchoRepository {
     return usageFromItem(res.Item);
   }
 
+  async forgetUsage(userId: string): Promise<boolean> {
+    try {
+      await this.doc.send(new DeleteCommand({
+        TableName: this.table,
+        Key: { user_id: userId, echo_id: USAGE_SORT_KEY },
+        // A counter the item never had is zero too (ADD creates only what it touches).
+        ConditionExpression: ['echoes', 'bytes_used', 'bytes_reserved', 'pending_uploads'].map((a) => `(attribute_not_exists(${a}) OR ${a} = :z)`).join(' AND '),
+        ExpressionAttributeValues: { ':z': 0 },
+      }));
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
   /**
    * One pass over the table (or one user's partition), adding up records per user. A fix is
    * conditional on the usage item still holding what was read, so a reservation made meanwhile

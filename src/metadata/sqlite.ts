@@ -269,6 +269,8 @@ export class SqliteEchoRepository implements EchoRepository {
         // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
         insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}, reserved_bytes) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)`),
         usageGet: db.prepare<[string], UsageRow>('SELECT * FROM usage WHERE user_id = ?'),
+        usageForget: db.prepare<[string]>(`DELETE FROM usage WHERE user_id = ? AND echoes = 0 AND bytes_used = 0
+          AND bytes_reserved = 0 AND pending_uploads = 0`),
         usageAdd: db.prepare<unknown[]>(`INSERT INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)
           ON CONFLICT (user_id) DO UPDATE SET echoes = echoes + excluded.echoes, bytes_used = bytes_used + excluded.bytes_used,
           bytes_reserved = bytes_reserved + excluded.bytes_reserved, pending_uploads = pending_uploads + excluded.pending_uploads`),
@@ -378,6 +380,15 @@ export class SqliteEchoRepository implements EchoRepository {
   async getUsage(userId: string): Promise<AccountUsage> {
     try {
       return usageFromRow(this.stmt.usageGet.get(userId));
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async forgetUsage(userId: string): Promise<boolean> {
+    try {
+      this.stmt.usageForget.run(userId);
+      return this.stmt.usageGet.get(userId) === undefined;
     } catch (err) {
       throw sqliteFailure(err, this.file);
     }

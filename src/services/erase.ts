@@ -99,6 +99,12 @@ export class EraseService {
       remainingRecords += page.length;
     }
     if (remainingRecords > 0) remainingRecords = await this.countRecords(userId);
+    // Removing the records gave their bytes back; what drifted (a record DynamoDB's TTL dropped) is
+    // recounted, and the then empty usage row goes too: it names the user.
+    if (remainingRecords === 0) {
+      await this.repo.reconcileUsage({ userId, fix: true });
+      if (!(await this.repo.forgetUsage(userId))) remainingRecords = 1;
+    }
     if (remainingObjects > 0 || remainingRecords > 0) {
       throw new AppError('SERVICE_UNAVAILABLE', `The erase is not finished: ${remainingObjects} objects and ${remainingRecords} records of ${userId} are still there (uploads may be arriving). Repeat the request.`);
     }

@@ -364,6 +364,21 @@ export function echoRepositoryContract(
         expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: 1234 + 5000, pendingUploads: 2 });
       });
 
+      it('forgetUsage drops a user\'s usage only once it is all zeros', async () => {
+        const user = newUser();
+        expect(await repo.forgetUsage(user)).toBe(true);
+        const r = pending(user, T0);
+        await repo.createPending(r);
+        expect(await repo.forgetUsage(user)).toBe(false);
+        expect(await repo.getUsage(user)).toEqual({ ...NO_USAGE, bytesReserved: 1234, pendingUploads: 1 });
+        await repo.remove(r);
+        expect(await repo.forgetUsage(user)).toBe(true);
+        expect(await repo.getUsage(user)).toEqual(NO_USAGE);
+        // Gone, not zeroed: the next reservation starts a fresh row.
+        expect(await repo.createPending(pending(user, T0 + 1))).toEqual({ ok: true });
+        expect(await repo.getUsage(user)).toEqual({ ...NO_USAGE, bytesReserved: 1234, pendingUploads: 1 });
+      });
+
       it('a reservation that does not fit is refused, stores nothing and says the usage', async () => {
         const user = newUser();
         const a = pending(user, T0);
