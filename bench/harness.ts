@@ -25,7 +25,8 @@ export interface BenchServer {
 export async function startBenchServer(dataDir: string, env: Record<string, string> = {}): Promise<BenchServer> {
   const port = await freePort();
   const child = fork(resolve(import.meta.dirname, '..', 'bin', 'run-ts.js'), [resolve(import.meta.dirname, 'server.ts')], {
-    env: { ...process.env, ...env, DATA_DIR: dataDir, PORT: String(port) },
+    // One user drives the load: the per-user rate limit would answer most of it 429.
+    env: { ...process.env, RATE_LIMIT_PER_MINUTE: '0', ...env, DATA_DIR: dataDir, PORT: String(port) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   await new Promise<void>((ok, fail) => {

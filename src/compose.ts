@@ -5,6 +5,9 @@ import { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { AudioProbe, EchoRepository, ObjectStore } from './ports.ts';
 import { EchoService } from './services/echoes.ts';
+import { EraseService } from './services/erase.ts';
+import { ExportService } from './services/export.ts';
+import { exportedEchoJson } from './http/views.ts';
 import { UploadService } from './services/uploads.ts';
 
 /** Routes an adapter brings to the app (the local store serves its own signed URLs). */
@@ -18,6 +21,8 @@ export interface Composition {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  readonly erase: EraseService;
+  readonly exporter: ExportService;
   readonly audio: AudioDecoder;
   close(): Promise<void>;
 }
@@ -129,6 +134,8 @@ export async function compose(config: Config): Promise<Composition> {
   const uploads = new UploadService(store, repo, {
     maxAudioFileSize: config.maxAudioFileSize,
     urlExpiresInSeconds: config.presignedUrlExpiration,
+    quotaBytes: config.quotaBytes,
+    maxPendingUploads: config.maxPendingUploads,
   });
   const echoes = new EchoService(store, repo, audio.probe, {
     maxAudioFileSize: config.maxAudioFileSize,
@@ -136,7 +143,8 @@ export async function compose(config: Config): Promise<Composition> {
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
   });
   return {
-    config, store, storagePlugins, repo, uploads, echoes, audio,
+    config, store, storagePlugins, repo, uploads, echoes, audio, erase: new EraseService(store, repo),
+    exporter: new ExportService(store, repo, exportedEchoJson),
     async close() {
       await Promise.allSettled([store.close(), repo.close()]);
     },

@@ -43,6 +43,14 @@ export interface Config {
   /** A request body (an upload included) that sends nothing for this long is cut off with 408. */
   readonly requestIdleTimeoutSeconds: number;
   readonly audio: AudioConfig;
+  /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes, per API process; 0 = none. */
+  readonly rateLimitPerMinute: number;
+  /** The window RATE_LIMIT_PER_MINUTE counts in: a minute (tests shorten it; not read from the environment). */
+  readonly rateLimitWindowMs: number;
+  /** USER_QUOTA_BYTES: bytes stored plus bytes reserved by open uploads, per user; 0 = none. */
+  readonly quotaBytes: number;
+  /** USER_MAX_PENDING_UPLOADS: upload URLs issued and not yet made echoes, per user; 0 = none. */
+  readonly maxPendingUploads: number;
 }
 
 export interface AudioConfig {
@@ -183,6 +191,10 @@ export function loadConfig(env: Env): Config {
     logLevel,
     cleanupIntervalMinutes: int('CLEANUP_INTERVAL_MINUTES', 0, 0, 7 * 24 * 60),
     requestIdleTimeoutSeconds: int('REQUEST_IDLE_TIMEOUT_SECONDS', 30, 1, 3600),
+    rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
+    rateLimitWindowMs: 60_000,
+    quotaBytes: int('USER_QUOTA_BYTES', 1073741824, 0, Number.MAX_SAFE_INTEGER),
+    maxPendingUploads: int('USER_MAX_PENDING_UPLOADS', 100, 0, 1_000_000),
     audio: {
       decode: oneOf('AUDIO_DECODE', ['auto', 'on', 'off'] as const, 'auto'),
       ffmpegPath: str('FFMPEG_PATH') ?? 'ffmpeg',

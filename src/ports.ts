@@ -1,5 +1,8 @@
 import type { EchoRecord, EchoMetadata, EchoStatus, MeasuredAudio } from './domain/echo.ts';
 import type { Readable } from 'node:stream';
+import type { AccountUsage } from './domain/usage.ts';
+
+export type { AccountUsage };
 
 /** What a signed direct upload needs: the URL and the exact headers the client must send. */
 export interface SignedUpload {
@@ -117,11 +120,54 @@ export interface ScanOptions {
   readonly pageSize?: number | undefined;
 }
 
-/** Echo metadata seam (SQLite, DynamoDB). */
+export const NO_USAGE: AccountUsage = { echoes: 0, bytesUsed: 0, bytesReserved: 0, pendingUploads: 0 };
+
+/** What createPending checks before it reserves; 0 means no limit. */
+export interface Reservation {
+  readonly bytes: number;
+  readonly quotaBytes: number;
+  readonly maxPendingUploads: number;
+}
+
+/** createPending's answer: reserved, or refused with the usage that did not leave room. */
+export type ReserveOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'quota' | 'pending'; readonly usage: AccountUsage };
+
+/** A user whose kept usage differs from what the records add up to. */
+export interface UsageDrift {
+  readonly userId: string;
+  readonly kept: AccountUsage;
+  readonly actual: AccountUsage;
+}
+
+/**
+ * Echo metadata seam (SQLite, DynamoDB). Each repository also keeps every user's usage, moved by
+ * the same calls that move records, so exactly one caller moves it per transition: createPending
+ * reserves (pending + 1, the reservation), markReady turns the reservation into the verified size
+ * (winner only), remove gives back whatever the removed record held (pending: the reservation;
+ * ready or deleting: its size). markDeleting leaves it: the bytes are stored until remove.
+ */
 export interface EchoRepository {
   readonly name: string;
-  /** Stores a new pending echo; throws if the id is taken. */
-  createPending(record: EchoRecord): Promise<void>;
+  /**
+   * Stores a new pending echo and reserves `reservation.bytes` (the record's declaredSize, or 0,
+   * when left out) in one atomic step; throws if the id is taken. With limits, refuses (storing
+   * nothing) unless bytesUsed + bytesReserved + bytes <= quotaBytes and pendingUploads < maxPendingUploads.
+   */
+  createPending(record: EchoRecord, reservation?: Reservation): Promise<ReserveOutcome>;
+  /** The usage kept for a user (zeros for one never seen). */
+  getUsage(userId: string): Promise<AccountUsage>;
+  /**
+   * Drops a user's usage row or item, so an erased user leaves no trace; only while it is all
+   * zeros (anything else still counts something). True when there is none afterwards.
+   */
+  forgetUsage(userId: string): Promise<boolean>;
+  /**
+   * Adds up every user's records (or one user's) and compares with the usage kept; with `fix`,
+   * sets the kept usage to what the records say. Streams: memory holds one user's totals.
+   */
+  reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]>;
   get(key: EchoKey): Promise<EchoRecord | undefined>;
   /**
    * Moves a pending echo to ready. Only one caller can win a race; everyone gets the

@@ -83,6 +83,8 @@ describe('defect 5: bugs, outages and client aborts are told apart', () => {
       repo,
       uploads: new UploadService(composition.store, repo, settings),
       echoes: new EchoService(composition.store, repo, composition.audio.probe, settings),
+      erase: composition.erase,
+      exporter: composition.exporter,
       tokens: createTokenVerifier(config),
       decoder: composition.audio.description,
       corsOrigins: config.corsOrigins,

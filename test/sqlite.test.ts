@@ -259,7 +259,20 @@ describe('schema versions', () => {
     const added = ['audio_codec', 'audio_sample_rate', 'audio_channels', 'audio_bit_rate', 'waveform', 'peaks'];
     const old = after.filter((r) => r.echo_id !== fresh.echoId);
     for (const row of old) for (const column of added) expect(row[column], column).toBeNull();
+    // Quotas (step 2): old open uploads reserve their declared size, and usage adds up the old records.
+    for (const row of old) {
+      const open = row.status === 'pending' || (row.status === 'deleting' && row.file_size === null);
+      expect(row.reserved_bytes, String(row.echo_id)).toBe(open ? (row.declared_size ?? 0) : null);
+    }
+    added.push('reserved_bytes');
     expect(old.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !added.includes(k))))).toEqual(before);
+    const reopened = openRepo(file);
+    expect(await reopened.reconcileUsage({ fix: false })).toEqual([]);
+    const alice = ECHOES_V0.filter((r) => r.userId.startsWith('alice') && (r.status === 'ready' || (r.status === 'deleting' && r.fileSize !== null)));
+    expect(await reopened.getUsage('alice@example.com|app.echoes')).toMatchObject({
+      echoes: alice.length, bytesUsed: alice.reduce((n, r) => n + (r.fileSize ?? 0), 0),
+    });
+    await reopened.close();
     expect(mode(file)).toBe(0o600);
   });
 

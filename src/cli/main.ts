@@ -9,6 +9,8 @@ import { registerSetupCommand } from './commands/setup.ts';
 import { registerCleanupCommand } from './commands/cleanup.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
+import { registerEraseUserCommand } from './commands/erase-user.ts';
+import { registerExportUserCommand } from './commands/export-user.ts';
 import { registerTestIntegrationCommand } from './commands/test-integration.ts';
 
 const program = new Command('echoes-storage')
@@ -22,6 +24,8 @@ registerSetupCommand(program);
 registerCleanupCommand(program);
 registerReportCommand(program);
 registerVerifyCommand(program);
+registerEraseUserCommand(program);
+registerExportUserCommand(program);
 registerTestIntegrationCommand(program);
 
 try {

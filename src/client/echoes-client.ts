@@ -5,14 +5,14 @@
  */
 
 import type {
-  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest, Waveform,
+  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest, Usage, Waveform,
 } from '../wire/echoes-api.ts';
 
 // The wire shapes are defined once, with the server's schemas; type-only, so the browser
 // bundle carries none of it.
 export type {
   AudioInfo, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, Readiness, UploadTicket,
-  UploadUrlRequest, Waveform,
+  UploadUrlRequest, Usage, Waveform,
 } from '../wire/echoes-api.ts';
 
 /** The legacy endpoint's answer, with the headers that announce its successor. */
@@ -199,9 +199,40 @@ export class EchoesClient {
     return this.json<Waveform>('GET', `/echoes/${encodeURIComponent(echoId)}/waveform${qs}`);
   }
 
+  /** GET /me/usage: echoes, bytes stored and reserved, open uploads, and the limits (0 = none). */
+  getUsage(): Promise<Usage> {
+    return this.json<Usage>('GET', '/me/usage');
+  }
+
   async deleteEcho(echoId: string): Promise<void> {
     const res = await this.send('DELETE', `/echoes/${encodeURIComponent(echoId)}`);
     await res.arrayBuffer();
+  }
+
+  /** Where GET /me/export answers; it needs the Authorization header, so it is not a link a browser can follow alone. */
+  exportUrl(): string {
+    return `${this.baseUrl}/me/export`;
+  }
+
+  /**
+   * GET /me/export: the zip of all the user's echoes as a stream, read as it is made. No timeout
+   * applies (a large export takes as long as it takes); pass a signal to stop it.
+   */
+  async downloadExport(options: { signal?: AbortSignal } = {}): Promise<{ filename: string | null; body: ReadableStream<Uint8Array> }> {
+    const url = this.exportUrl();
+    const headers: Record<string, string> = { Accept: 'application/zip, application/json' };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { headers, signal: options.signal });
+    } catch (err) {
+      throw transportError(err, url, 'the API');
+    }
+    if (!res.ok || !res.body) {
+      throw errorFromBody(res.status, await res.text().catch(() => ''), url, res.headers.get('x-request-id') ?? undefined);
+    }
+    const disposition = res.headers.get('content-disposition');
+    return { filename: disposition ? /filename="([^"]+)"/.exec(disposition)?.[1] ?? null : null, body: res.body };
   }
 
   /** Fetches a playback URL (optionally a Range); throws ApiError unless 200/206. */

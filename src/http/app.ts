@@ -7,10 +7,16 @@ import { randomUUID } from 'node:crypto';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { EchoRepository, ObjectStore } from '../ports.ts';
 import type { EchoService } from '../services/echoes.ts';
+import type { EraseService } from '../services/erase.ts';
+import type { ExportService } from '../services/export.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
+import { eraseRoutes } from './routes/erase.ts';
+import { exportRoutes } from './routes/export.ts';
+import { rateLimitPerUser } from './rate-limit.ts';
+import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
 
 declare module 'fastify' {
@@ -24,6 +30,11 @@ export interface AppDeps {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  readonly erase: EraseService;
+  readonly exporter: ExportService;
+  /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes; 0 = none. */
+  readonly rateLimitPerMinute?: number | undefined;
+  readonly rateLimitWindowMs?: number | undefined;
   readonly tokens: TokenVerifier;
   /** Names the audio decoder for /health ("ffmpeg 7.1.2", or decoding off). */
   readonly decoder: string;
@@ -96,7 +107,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     origin: deps.corsOrigins.includes('*') ? true : [...deps.corsOrigins],
     methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Authorization', 'Content-Type', 'x-amz-server-side-encryption', 'x-amz-checksum-sha256', 'If-None-Match', 'Range', 'X-Request-Id'],
-    exposedHeaders: ['Deprecation', 'Link', 'ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'X-Request-Id'],
+    exposedHeaders: [
+      'Deprecation', 'Link', 'ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'X-Request-Id',
+      'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Content-Disposition',
+    ],
     maxAge: 3600,
     // A preflight without Origin is not a browser's: answered 204 without CORS headers rather
     // than the plugin's plain-text 400.
@@ -131,7 +145,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         done();
       }, (err: Error) => done(err));
     });
+    // Registered before the routes it limits; its hook runs after the auth hook above.
+    if (deps.rateLimitPerMinute) await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
+    await eraseRoutes(scope, { erase: deps.erase });
+    await exportRoutes(scope, { exporter: deps.exporter });
+    await meRoutes(scope, { uploads: deps.uploads });
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });

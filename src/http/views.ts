@@ -1,7 +1,8 @@
-import type { EchoMetadata } from '../domain/echo.ts';
+import type { EchoMetadata, EchoRecord } from '../domain/echo.ts';
 import type { EchoView } from '../services/echoes.ts';
 import type { UploadRequest, UploadTicket as IssuedUpload } from '../services/uploads.ts';
-import type { CreateEchoRequest, Echo, UploadTicket, UploadUrlRequest } from '../wire/echoes-api.ts';
+import type { ErasureReceipt as Receipt } from '../services/erase.ts';
+import type { CreateEchoRequest, Echo, ErasureReceipt, UploadTicket, UploadUrlRequest } from '../wire/echoes-api.ts';
 
 // The only place where wire names (snake_case, wire/echoes-api.ts) meet domain names. The
 // return types are the wire types, so a field added to the wire module fails to compile here
@@ -54,4 +55,25 @@ export function echoJson(view: EchoView): Echo {
     audio_url: view.audioUrl,
     audio_url_expires_in: view.audioUrlExpiresIn,
   };
+}
+
+export function erasureReceiptJson(r: Receipt): ErasureReceipt {
+  return {
+    user_id: r.userId,
+    deleted_echoes: r.deletedEchoes,
+    deleted_pending: r.deletedPending,
+    deleted_objects: r.deletedObjects,
+    deleted_bytes: r.deletedBytes,
+    remaining_objects: r.remainingObjects,
+    remaining_records: r.remainingRecords,
+    completed_at: r.completedAt.toISOString(),
+  };
+}
+
+/** An echo in an export's echoes.json: what the API shows, without the playback URL that expires. */
+export type ExportedEcho = Omit<Echo, 'audio_url' | 'audio_url_expires_in'>;
+
+export function exportedEchoJson(record: EchoRecord): ExportedEcho {
+  const { audio_url: _url, audio_url_expires_in: _expires, ...rest } = echoJson({ record, audioUrl: '', audioUrlExpiresIn: 0 });
+  return rest;
 }

@@ -16,7 +16,8 @@ import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../aws/err
 import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import { NOT_MEASURED, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
 import { pendingTtl, TTL_ATTRIBUTE } from './echo-table.ts';
-import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
+import { NO_USAGE, type AccountUsage, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift } from '../ports.ts';
+import { addUsage, reservationProblem, sameUsage, usageOfRecord } from '../domain/usage.ts';
 
 export interface DynamoEchoRepositoryOptions {
   readonly table: string;
@@ -29,6 +30,37 @@ export interface DynamoEchoRepositoryOptions {
 }
 
 const BATCH_GET = 100;
+
+/**
+ * Sort key of the usage item each user has beside their echoes. `#` sorts below every echo id
+ * (lower-case UUIDs) and no echo id can take it; reads that return records skip it.
+ */
+export const USAGE_SORT_KEY = '#usage';
+const isUsageItem = (item: Record<string, unknown>): boolean => item['echo_id'] === USAGE_SORT_KEY;
+
+/**
+ * The usage item's numbers. `bytes_held` = used + reserved, kept alongside because a condition
+ * expression cannot add two attributes, and the quota check must be one conditional update.
+ */
+interface UsageItem {
+  echoes?: number;
+  bytes_used?: number;
+  bytes_reserved?: number;
+  pending_uploads?: number;
+  bytes_held?: number;
+}
+
+function usageFromItem(item: Record<string, unknown> | undefined): AccountUsage {
+  if (!item) return NO_USAGE;
+  const u = item as UsageItem;
+  return { echoes: Number(u.echoes ?? 0), bytesUsed: Number(u.bytes_used ?? 0), bytesReserved: Number(u.bytes_reserved ?? 0), pendingUploads: Number(u.pending_uploads ?? 0) };
+}
+
+function recordUsage(item: Record<string, unknown>): AccountUsage {
+  const r = fromItem(item);
+  const reserved = item['reserved_bytes'];
+  return usageOfRecord(r.status, r.fileSize, reserved === undefined ? null : Number(reserved));
+}
 const BATCH_RETRIES = 8;
 
 /** An item as stored: snake_case, null fields left out. */
@@ -189,24 +221,158 @@ export class DynamoEchoRepository implements EchoRepository {
     });
   }
 
-  async createPending(record: EchoRecord): Promise<void> {
+  /**
+   * The reservation is a conditional update of the usage item (atomic against every other
+   * reservation of the user), then the record's put; a failed put gives the reservation back.
+   * Not one TransactWriteItems: dynalite, the local backend, does not implement transactions.
+   */
+  async createPending(record: EchoRecord, reservation?: Reservation): Promise<ReserveOutcome> {
+    const bytes = reservation?.bytes ?? record.declaredSize ?? 0;
+    const delta: AccountUsage = { echoes: 0, bytesUsed: 0, bytesReserved: bytes, pendingUploads: 1 };
+    if (reservation) {
+      const quota = reservation.quotaBytes;
+      if (quota > 0 && bytes > quota) {
+        return { ok: false, reason: 'quota', usage: await this.getUsage(record.userId) };
+      }
+      const conditions: string[] = [];
+      const values: Record<string, unknown> = {};
+      if (quota > 0) {
+        conditions.push('(attribute_not_exists(bytes_held) OR bytes_held <= :room)');
+        values[':room'] = quota - bytes;
+      }
+      if (reservation.maxPendingUploads > 0) {
+        conditions.push('(attribute_not_exists(pending_uploads) OR pending_uploads < :maxPending)');
+        values[':maxPending'] = reservation.maxPendingUploads;
+      }
+      try {
+        await this.moveUsage(record.userId, delta, conditions.length > 0 ? { expression: conditions.join(' AND '), values } : undefined);
+      } catch (err) {
+        if (!isConditionFailed(err)) throw err;
+        const usage = await this.getUsage(record.userId);
+        return { ok: false, reason: reservationProblem(usage, bytes, reservation) ?? 'quota', usage };
+      }
+    } else {
+      await this.moveUsage(record.userId, delta);
+    }
     try {
       await this.doc.send(
         new PutCommand({
           TableName: this.table,
-          Item: toItem({ ...record, status: 'pending' }),
+          Item: { ...toItem({ ...record, status: 'pending' }), reserved_bytes: bytes },
           ConditionExpression: 'attribute_not_exists(echo_id)',
         }),
       );
     } catch (err) {
+      // Best effort: if this fails too, `verify --fix` finds and repairs the drift.
+      await this.moveUsage(record.userId, delta, undefined, -1).catch(() => undefined);
       if (isConditionFailed(err)) {
         throw new PortError('conflict', 'dynamodb', `Echo ${record.echoId} of user ${record.userId} already exists.`, { cause: err });
       }
       throw err;
     }
+    return { ok: true };
+  }
+
+  /** Adds `delta` (times `sign`) to the user's usage item, creating it, under an optional condition. */
+  private async moveUsage(
+    userId: string,
+    delta: AccountUsage,
+    condition?: { expression: string; values: Record<string, unknown> },
+    sign: 1 | -1 = 1,
+  ): Promise<void> {
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { user_id: userId, echo_id: USAGE_SORT_KEY },
+        UpdateExpression: 'ADD echoes :e, bytes_used :u, bytes_reserved :r, pending_uploads :p, bytes_held :h',
+        ConditionExpression: condition?.expression,
+        ExpressionAttributeValues: {
+          ...condition?.values,
+          ':e': sign * delta.echoes,
+          ':u': sign * delta.bytesUsed,
+          ':r': sign * delta.bytesReserved,
+          ':p': sign * delta.pendingUploads,
+          ':h': sign * (delta.bytesUsed + delta.bytesReserved),
+        },
+      }),
+    );
+  }
+
+  async getUsage(userId: string): Promise<AccountUsage> {
+    const res = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: { user_id: userId, echo_id: USAGE_SORT_KEY }, ConsistentRead: true }),
+    );
+    return usageFromItem(res.Item);
+  }
+
+  async forgetUsage(userId: string): Promise<boolean> {
+    try {
+      await this.doc.send(new DeleteCommand({
+        TableName: this.table,
+        Key: { user_id: userId, echo_id: USAGE_SORT_KEY },
+        // A counter the item never had is zero too (ADD creates only what it touches).
+        ConditionExpression: ['echoes', 'bytes_used', 'bytes_reserved', 'pending_uploads'].map((a) => `(attribute_not_exists(${a}) OR ${a} = :z)`).join(' AND '),
+        ExpressionAttributeValues: { ':z': 0 },
+      }));
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * One pass over the table (or one user's partition), adding up records per user. A fix is
+   * conditional on the usage item still holding what was read, so a reservation made meanwhile
+   * is never overwritten; such a user is reported and fixed by the next run.
+   */
+  async reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
+    const kept = new Map<string, AccountUsage>();
+    const actual = new Map<string, AccountUsage>();
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const common = { TableName: this.table, ExclusiveStartKey: startKey, ConsistentRead: true };
+      const res = options.userId !== undefined
+        ? await this.doc.send(new QueryCommand({ ...common, KeyConditionExpression: 'user_id = :u', ExpressionAttributeValues: { ':u': options.userId } }))
+        : await this.doc.send(new ScanCommand(common));
+      for (const item of res.Items ?? []) {
+        const userId = String(item['user_id']);
+        if (isUsageItem(item)) kept.set(userId, usageFromItem(item));
+        else actual.set(userId, addUsage(actual.get(userId) ?? NO_USAGE, recordUsage(item)));
+      }
+      startKey = res.LastEvaluatedKey;
+    } while (startKey !== undefined);
+    if (options.userId !== undefined) kept.set(options.userId, kept.get(options.userId) ?? NO_USAGE);
+    const drifts: UsageDrift[] = [];
+    for (const userId of new Set([...kept.keys(), ...actual.keys()])) {
+      const k = kept.get(userId) ?? NO_USAGE;
+      const a = actual.get(userId) ?? NO_USAGE;
+      if (sameUsage(k, a)) continue;
+      drifts.push({ userId, kept: k, actual: a });
+      if (!options.fix) continue;
+      try {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: {
+              user_id: userId, echo_id: USAGE_SORT_KEY, echoes: a.echoes, bytes_used: a.bytesUsed,
+              bytes_reserved: a.bytesReserved, pending_uploads: a.pendingUploads, bytes_held: a.bytesUsed + a.bytesReserved,
+            },
+            ConditionExpression: kept.has(userId) && !sameUsage(k, NO_USAGE)
+              ? 'echoes = :e AND bytes_used = :u AND bytes_reserved = :r AND pending_uploads = :p'
+              : 'attribute_not_exists(echo_id) OR (echoes = :e AND bytes_used = :u AND bytes_reserved = :r AND pending_uploads = :p)',
+            ExpressionAttributeValues: { ':e': k.echoes, ':u': k.bytesUsed, ':r': k.bytesReserved, ':p': k.pendingUploads },
+          }),
+        );
+      } catch (err) {
+        if (!isConditionFailed(err)) throw err;
+      }
+    }
+    return drifts;
   }
 
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
+    if (key.echoId === USAGE_SORT_KEY) return undefined;
     const res = await this.doc.send(
       new GetCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ConsistentRead: true }),
     );
@@ -214,6 +380,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
+    if (key.echoId === USAGE_SORT_KEY) return undefined;
     const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE };
     const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
     const sets = ['#status = :ready', 'file_size = :size'];
@@ -239,7 +406,11 @@ export class DynamoEchoRepository implements EchoRepository {
           ReturnValues: 'ALL_NEW',
         }),
       );
-      return res.Attributes ? fromItem(res.Attributes) : undefined;
+      if (!res.Attributes) return undefined;
+      // Only the winner gets here: its reservation (kept on the item) becomes the verified size.
+      const reserved = Number(res.Attributes['reserved_bytes'] ?? 0);
+      await this.moveUsage(key.userId, { echoes: 1, bytesUsed: update.fileSize, bytesReserved: -reserved, pendingUploads: -1 });
+      return fromItem(res.Attributes);
     } catch (err) {
       // Lost the race, or it was never pending: answer with what is stored now.
       if (isConditionFailed(err)) return this.get(key);
@@ -248,6 +419,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async markDeleting(key: EchoKey): Promise<EchoRecord | undefined> {
+    if (key.echoId === USAGE_SORT_KEY) return undefined;
     try {
       const res = await this.doc.send(
         new UpdateCommand({
@@ -269,7 +441,12 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async remove(key: EchoKey): Promise<void> {
-    await this.doc.send(new DeleteCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId } }));
+    if (key.echoId === USAGE_SORT_KEY) return;
+    const res = await this.doc.send(
+      new DeleteCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ReturnValues: 'ALL_OLD' }),
+    );
+    // Only the call that deleted the item gives its usage back: a repeat finds nothing.
+    if (res.Attributes) await this.moveUsage(key.userId, recordUsage(res.Attributes), undefined, -1);
   }
 
   async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
@@ -336,6 +513,7 @@ export class DynamoEchoRepository implements EchoRepository {
         if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt) * Math.random());
         const res = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }));
         for (const item of res.Responses?.[this.table] ?? []) {
+          if (isUsageItem(item)) continue;
           const r = fromItem(item);
           found.set(`${r.userId}\n${r.echoId}`, r);
         }
@@ -375,7 +553,7 @@ export class DynamoEchoRepository implements EchoRepository {
           : await this.doc.send(
               new ScanCommand({ ...common, ExpressionAttributeValues: Object.keys(values).length > 0 ? values : undefined }),
             );
-      const page = (res.Items ?? []).map(fromItem);
+      const page = (res.Items ?? []).filter((item) => !isUsageItem(item)).map(fromItem);
       if (page.length > 0) yield page;
       startKey = res.LastEvaluatedKey;
     } while (startKey !== undefined);

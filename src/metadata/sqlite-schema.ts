@@ -55,7 +55,40 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    description: 'Quotas: what each pending echo reserved (reserved_bytes), and a usage row per user kept by the same transactions that move records; filled from the records already there (old pending rows reserve their declared size).',
+    up(db) {
+      db.exec(`
+        ALTER TABLE echoes ADD COLUMN reserved_bytes INTEGER;
+        UPDATE echoes SET reserved_bytes = COALESCE(declared_size, 0) WHERE status = 'pending' OR (status = 'deleting' AND file_size IS NULL);
+        CREATE TABLE usage (
+          user_id TEXT PRIMARY KEY,
+          echoes INTEGER NOT NULL DEFAULT 0,
+          bytes_used INTEGER NOT NULL DEFAULT 0,
+          bytes_reserved INTEGER NOT NULL DEFAULT 0,
+          pending_uploads INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        INSERT INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads)
+          SELECT user_id,
+            SUM(CASE WHEN status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL) THEN 1 ELSE 0 END),
+            SUM(CASE WHEN status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL) THEN COALESCE(file_size, 0) ELSE 0 END),
+            SUM(CASE WHEN status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL) THEN 0 ELSE COALESCE(reserved_bytes, 0) END),
+            SUM(CASE WHEN status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL) THEN 0 ELSE 1 END)
+          FROM echoes GROUP BY user_id;
+      `);
+    },
+  },
 ];
+
+const IS_ECHO = `(status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL))`;
+
+/** The usage each user's records add up to (append WHERE / GROUP BY user_id); (rules of domain/usage.ts usageOfRecord). */
+export const USAGE_FROM_RECORDS = `SELECT user_id,
+  SUM(CASE WHEN ${IS_ECHO} THEN 1 ELSE 0 END) AS echoes,
+  SUM(CASE WHEN ${IS_ECHO} THEN COALESCE(file_size, 0) ELSE 0 END) AS bytes_used,
+  SUM(CASE WHEN ${IS_ECHO} THEN 0 ELSE COALESCE(reserved_bytes, 0) END) AS bytes_reserved,
+  SUM(CASE WHEN ${IS_ECHO} THEN 0 ELSE 1 END) AS pending_uploads
+  FROM echoes`;
 
 /** The user_version this code writes and expects. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

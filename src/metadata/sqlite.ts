@@ -4,8 +4,9 @@ import { dirname } from 'node:path';
 import { NOT_MEASURED, type AudioSummary, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
 import { PortError } from '../domain/errors.ts';
 import { pendingTtl } from './echo-table.ts';
-import { migrate } from './sqlite-schema.ts';
-import type { EchoKey, EchoPage, EchoRepository, ListQuery, ReadyUpdate, ScanOptions } from '../ports.ts';
+import { migrate, USAGE_FROM_RECORDS } from './sqlite-schema.ts';
+import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../ports.ts';
+import { reservationProblem, sameUsage, usageOfRecord } from '../domain/usage.ts';
 import { holdUntilExit } from './sqlite-lifetime.ts';
 
 export interface SqliteEchoRepositoryOptions {
@@ -41,6 +42,25 @@ interface Row {
   audio_bit_rate: number | null;
   waveform: string | null;
   peaks: Uint8Array | null;
+  /** Not part of EchoRecord: only the usage bookkeeping reads it. */
+  reserved_bytes?: number | null;
+}
+
+interface UsageRow {
+  user_id: string;
+  echoes: number;
+  bytes_used: number;
+  bytes_reserved: number;
+  pending_uploads: number;
+}
+
+const usageFromRow = (r: UsageRow | undefined): AccountUsage =>
+  r ? { echoes: r.echoes, bytesUsed: r.bytes_used, bytesReserved: r.bytes_reserved, pendingUploads: r.pending_uploads } : NO_USAGE;
+
+/** The change a record makes to its user's usage, as usageAdd's parameters (negated with sign -1). */
+function usageDelta(userId: string, row: Pick<Row, 'status' | 'file_size' | 'reserved_bytes'>, sign: 1 | -1): unknown[] {
+  const u = usageOfRecord(row.status, row.file_size, row.reserved_bytes ?? null);
+  return [userId, sign * u.echoes, sign * u.bytesUsed, sign * u.bytesReserved, sign * u.pendingUploads];
 }
 
 const COLUMNS: readonly (keyof Row)[] = [
@@ -208,9 +228,13 @@ function prepareFile(file: string): void {
   }
 }
 
+const RESERVED: ReserveOutcome = { ok: true };
+
 interface PendingInsert {
+  /** COLUMNS' values, then reserved_bytes. */
   readonly row: unknown[];
-  readonly resolve: () => void;
+  readonly reservation: Reservation | undefined;
+  readonly resolve: (outcome: ReserveOutcome) => void;
   readonly reject: (err: unknown) => void;
 }
 
@@ -224,7 +248,10 @@ export class SqliteEchoRepository implements EchoRepository {
   private readonly db: Database.Database;
   private readonly stmt;
   private readonly pendingInserts: PendingInsert[] = [];
-  private readonly insertBatch: (batch: readonly PendingInsert[], outcomes: (Error | undefined)[]) => void;
+  private readonly insertBatch: { immediate: (batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => void };
+  private readonly readyTx: (key: EchoKey, params: Record<string, unknown>) => void;
+  private readonly removeTx: (key: EchoKey) => void;
+  private readonly reconcileTx: (userId: string | undefined, fix: boolean) => UsageDrift[];
 
   constructor(options: SqliteEchoRepositoryOptions) {
     this.file = options.file;
@@ -240,7 +267,17 @@ export class SqliteEchoRepository implements EchoRepository {
       this.db = db;
       this.stmt = holdUntilExit({
         // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
-        insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`),
+        insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}, reserved_bytes) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)`),
+        usageGet: db.prepare<[string], UsageRow>('SELECT * FROM usage WHERE user_id = ?'),
+        usageForget: db.prepare<[string]>(`DELETE FROM usage WHERE user_id = ? AND echoes = 0 AND bytes_used = 0
+          AND bytes_reserved = 0 AND pending_uploads = 0`),
+        usageAdd: db.prepare<unknown[]>(`INSERT INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT (user_id) DO UPDATE SET echoes = echoes + excluded.echoes, bytes_used = bytes_used + excluded.bytes_used,
+          bytes_reserved = bytes_reserved + excluded.bytes_reserved, pending_uploads = pending_uploads + excluded.pending_uploads`),
+        usageSet: db.prepare<unknown[]>(`INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)`),
+        usageAll: db.prepare<[], UsageRow>('SELECT * FROM usage ORDER BY user_id'),
+        actualAll: db.prepare<[], UsageRow>(`${USAGE_FROM_RECORDS} GROUP BY user_id ORDER BY user_id`),
+        actualUser: db.prepare<[string], UsageRow>(`${USAGE_FROM_RECORDS} WHERE user_id = ? GROUP BY user_id`),
         get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
         ready: db.prepare(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
           tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
@@ -265,12 +302,23 @@ export class SqliteEchoRepository implements EchoRepository {
       if (db?.open) db.close();
       throw sqliteFailure(err, options.file);
     }
-    const insert = this.stmt.insert;
-    this.insertBatch = db.transaction((batch: readonly PendingInsert[], outcomes: (Error | undefined)[]) => {
-      for (const { row } of batch) {
+    const { insert, usageGet, usageAdd, usageSet, get, ready, remove } = this.stmt;
+    // IMMEDIATE (see createPending): the usage read and the reservation are one step for every process.
+    this.insertBatch = db.transaction((batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => {
+      for (const { row, reservation } of batch) {
         try {
+          const userId = row[0] as string;
+          if (reservation && (reservation.quotaBytes > 0 || reservation.maxPendingUploads > 0)) {
+            const usage = usageFromRow(usageGet.get(userId));
+            const reason = reservationProblem(usage, reservation.bytes, reservation);
+            if (reason) {
+              outcomes.push({ ok: false, reason, usage });
+              continue;
+            }
+          }
           insert.run(row);
-          outcomes.push(undefined);
+          usageAdd.run(userId, 0, 0, row[row.length - 1], 1);
+          outcomes.push(RESERVED);
         } catch (err) {
           // One taken id must not fail the others in the batch; a database that fails (locked,
           // full) fails them all at once rather than making each insert wait for it in turn.
@@ -279,35 +327,95 @@ export class SqliteEchoRepository implements EchoRepository {
         }
       }
     });
+    // Only the transition that happened moves the usage: a lost race or a repeat moves nothing.
+    this.readyTx = db.transaction((key: EchoKey, params: Record<string, unknown>) => {
+      const before = get.get(key.userId, key.echoId);
+      if (!before || ready.run(params).changes === 0) return;
+      usageAdd.run(...usageDelta(key.userId, before, -1));
+      usageAdd.run(...usageDelta(key.userId, { status: 'ready', file_size: params['file_size'] as number, reserved_bytes: null }, 1));
+    });
+    this.removeTx = db.transaction((key: EchoKey) => {
+      const before = get.get(key.userId, key.echoId);
+      if (!before || remove.run(key.userId, key.echoId).changes === 0) return;
+      usageAdd.run(...usageDelta(key.userId, before, -1));
+    });
+    const { usageAll, actualAll, actualUser } = this.stmt;
+    this.reconcileTx = db.transaction((userId: string | undefined, fix: boolean): UsageDrift[] => {
+      const kept = new Map<string, AccountUsage>();
+      const actual = new Map<string, AccountUsage>();
+      if (userId === undefined) {
+        for (const r of usageAll.iterate()) kept.set(r.user_id, usageFromRow(r));
+        for (const r of actualAll.iterate()) actual.set(r.user_id, usageFromRow(r));
+      } else {
+        kept.set(userId, usageFromRow(usageGet.get(userId)));
+        actual.set(userId, usageFromRow(actualUser.get(userId)));
+      }
+      const drifts: UsageDrift[] = [];
+      for (const id of new Set([...kept.keys(), ...actual.keys()])) {
+        const k = kept.get(id) ?? NO_USAGE;
+        const a = actual.get(id) ?? NO_USAGE;
+        if (sameUsage(k, a)) continue;
+        drifts.push({ userId: id, kept: k, actual: a });
+        if (fix) usageSet.run(id, a.echoes, a.bytesUsed, a.bytesReserved, a.pendingUploads);
+      }
+      return drifts;
+    }).immediate as (userId: string | undefined, fix: boolean) => UsageDrift[];
   }
 
   /**
    * Inserts made in the same event-loop turn share one transaction (group commit): under load
    * the commit, not the insert, is what costs.
    */
-  createPending(record: EchoRecord): Promise<void> {
+  createPending(record: EchoRecord, reservation?: Reservation): Promise<ReserveOutcome> {
     return new Promise((resolve, reject) => {
       if (this.pendingInserts.length === 0) setImmediate(this.flushInserts);
       // The spread only for callers that pass another status: it is slow on this hot path.
       const row = toRow(record.status === 'pending' ? record : { ...record, status: 'pending' });
-      this.pendingInserts.push({ row: COLUMNS.map((c) => row[c]), resolve, reject });
+      const values = COLUMNS.map((c) => row[c]);
+      values.push(reservation?.bytes ?? record.declaredSize ?? 0);
+      this.pendingInserts.push({ row: values, reservation, resolve, reject });
     });
+  }
+
+  async getUsage(userId: string): Promise<AccountUsage> {
+    try {
+      return usageFromRow(this.stmt.usageGet.get(userId));
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async forgetUsage(userId: string): Promise<boolean> {
+    try {
+      this.stmt.usageForget.run(userId);
+      return this.stmt.usageGet.get(userId) === undefined;
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
+    try {
+      return this.reconcileTx(options.userId, options.fix);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
   }
 
   private readonly flushInserts = (): void => {
     const batch = this.pendingInserts.splice(0);
-    const outcomes: (Error | undefined)[] = [];
+    const outcomes: (Error | ReserveOutcome)[] = [];
     try {
-      this.insertBatch(batch, outcomes);
+      this.insertBatch.immediate(batch, outcomes);
     } catch (err) {
       const failure = sqliteFailure(err, this.file);
       for (const item of batch) item.reject(failure);
       return;
     }
     batch.forEach((item, i) => {
-      const failed = outcomes[i];
-      if (failed) item.reject(insertFailure(failed, item.row, this.file));
-      else item.resolve();
+      const outcome = outcomes[i] as Error | ReserveOutcome;
+      if (outcome instanceof Error) item.reject(insertFailure(outcome, item.row, this.file));
+      else item.resolve(outcome);
     });
   };
 
@@ -324,7 +432,7 @@ export class SqliteEchoRepository implements EchoRepository {
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
     const m = update.metadata;
     try {
-      this.stmt.ready.run({
+      this.readyTx(key, {
         user_id: key.userId,
         echo_id: key.echoId,
         file_size: update.fileSize,
@@ -353,7 +461,7 @@ export class SqliteEchoRepository implements EchoRepository {
 
   async remove(key: EchoKey): Promise<void> {
     try {
-      this.stmt.remove.run(key.userId, key.echoId);
+      this.removeTx(key);
     } catch (err) {
       throw sqliteFailure(err, this.file);
     }

@@ -64,6 +64,8 @@ export class EchoService {
       sniffOk: sniffMatches(format, await sniffExtension(firstBytes)),
     });
     if (problem) {
+      // The pending record, and so its quota reservation, stays: the URL may be used again until
+      // it expires, and cleanup of the expired record gives the reservation back.
       await this.store.delete(pending.key);
       throw new AppError('UPLOAD_INVALID', problem.message);
     }

@@ -3,13 +3,29 @@ import { assertContentTypeMatches, formatForExtension, parseContentType } from '
 import { uuidV7 } from '../domain/ids.ts';
 import { objectKey } from '../domain/keys.ts';
 import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { AppError } from '../domain/errors.ts';
+import type { AccountUsage, EchoRepository, ObjectStore } from '../ports.ts';
 import { RandomPool } from './random-pool.ts';
 
 export interface UploadSettings {
   readonly maxAudioFileSize: number;
   readonly urlExpiresInSeconds: number;
+  /** USER_QUOTA_BYTES; 0 or left out = none. */
+  readonly quotaBytes?: number | undefined;
+  /** USER_MAX_PENDING_UPLOADS; 0 or left out = none. */
+  readonly maxPendingUploads?: number | undefined;
 }
+
+/** What `GET /me/usage` answers. */
+export interface UsageReport extends AccountUsage {
+  readonly userId: string;
+  /** 0 = none. */
+  readonly quotaBytes: number;
+  /** 0 = none. */
+  readonly maxPendingUploads: number;
+}
+
+const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`;
 
 export interface UploadRequest {
   readonly fileExtension: string;
@@ -76,8 +92,23 @@ export class UploadService {
       waveform: null,
       peaks: null,
     };
+    const quotaBytes = this.settings.quotaBytes ?? 0;
+    const maxPendingUploads = this.settings.maxPendingUploads ?? 0;
+    // Undeclared sizes reserve the most an upload may be: the check must hold whatever arrives.
+    const bytes = request.fileSize ?? this.settings.maxAudioFileSize;
     // Record first: a signed URL must never exist for an upload nobody tracks.
-    await this.repo.createPending(record);
+    const outcome = await this.repo.createPending(record, { bytes, quotaBytes, maxPendingUploads });
+    if (!outcome.ok) {
+      const u = outcome.usage;
+      if (outcome.reason === 'pending') {
+        throw new AppError('TOO_MANY_PENDING_UPLOADS',
+          `You have ${u.pendingUploads} upload URLs open (the limit is ${maxPendingUploads}). Finish them with POST /echoes, or wait until they expire, then ask again.`);
+      }
+      const held = u.bytesUsed + u.bytesReserved;
+      throw new AppError('QUOTA_EXCEEDED',
+        `This upload needs ${bytes} bytes (${mib(bytes)}) but only ${Math.max(0, quotaBytes - held)} of your ${quotaBytes} bytes (${mib(quotaBytes)}) are free: ` +
+        `${u.bytesUsed} are stored and ${u.bytesReserved} reserved by open uploads. Delete echoes${request.fileSize === undefined ? ', declare file_size' : ''} or finish open uploads, then try again.`);
+    }
     const signed = await this.store.signUpload({
       key,
       contentType: contentType.header,
@@ -87,5 +118,10 @@ export class UploadService {
       maxBytes: this.settings.maxAudioFileSize,
     });
     return { uploadUrl: signed.url, method: signed.method, headers: signed.headers, echoId, key, expiresIn, expiresAt };
+  }
+
+  async usage(userId: string): Promise<UsageReport> {
+    const usage = await this.repo.getUsage(userId);
+    return { userId, ...usage, quotaBytes: this.settings.quotaBytes ?? 0, maxPendingUploads: this.settings.maxPendingUploads ?? 0 };
   }
 }

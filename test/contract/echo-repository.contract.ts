@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
 import { isPortError } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
-import type { EchoRepository } from '../../src/ports.ts';
+import { NO_USAGE, type AccountUsage, type EchoRepository } from '../../src/ports.ts';
 
 export interface EchoRepositoryFixture {
   readonly repo: EchoRepository;
@@ -12,6 +12,8 @@ export interface EchoRepositoryFixture {
    * evaluates the condition and applies the update without a lock); the race test then skips.
    */
   readonly atomicConditionalWrites?: boolean;
+  /** Overwrites the usage kept for a user behind the repository's back (to make drift). */
+  setKeptUsage(userId: string, usage: AccountUsage): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -348,6 +350,127 @@ export function echoRepositoryContract(
       expect(sorted(deletingAll.filter((r) => r.userId === a || r.userId === b))).toEqual(sorted([...recA, ...recB].filter((r) => r.status === 'deleting')));
 
       expect(await pages({ userId: newUser() })).toEqual([]);
+    });
+
+    describe('usage', () => {
+      const MB4 = 4 * 1024 * 1024;
+      const limits = { quotaBytes: 10 * 1024 * 1024, maxPendingUploads: 0 };
+
+      it('a user never seen has no usage; createPending without limits reserves the declared size', async () => {
+        const user = newUser();
+        expect(await repo.getUsage(user)).toEqual(NO_USAGE);
+        expect(await repo.createPending(pending(user, T0))).toEqual({ ok: true });
+        expect(await repo.createPending(pending(user, T0 + 1), { bytes: 5000, quotaBytes: 0, maxPendingUploads: 0 })).toEqual({ ok: true });
+        expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: 1234 + 5000, pendingUploads: 2 });
+      });
+
+      it('forgetUsage drops a user\'s usage only once it is all zeros', async () => {
+        const user = newUser();
+        expect(await repo.forgetUsage(user)).toBe(true);
+        const r = pending(user, T0);
+        await repo.createPending(r);
+        expect(await repo.forgetUsage(user)).toBe(false);
+        expect(await repo.getUsage(user)).toEqual({ ...NO_USAGE, bytesReserved: 1234, pendingUploads: 1 });
+        await repo.remove(r);
+        expect(await repo.forgetUsage(user)).toBe(true);
+        expect(await repo.getUsage(user)).toEqual(NO_USAGE);
+        // Gone, not zeroed: the next reservation starts a fresh row.
+        expect(await repo.createPending(pending(user, T0 + 1))).toEqual({ ok: true });
+        expect(await repo.getUsage(user)).toEqual({ ...NO_USAGE, bytesReserved: 1234, pendingUploads: 1 });
+      });
+
+      it('a reservation that does not fit is refused, stores nothing and says the usage', async () => {
+        const user = newUser();
+        const a = pending(user, T0);
+        const b = pending(user, T0 + 1);
+        const c = pending(user, T0 + 2);
+        expect(await repo.createPending(a, { bytes: MB4, ...limits })).toEqual({ ok: true });
+        expect(await repo.createPending(b, { bytes: MB4, ...limits })).toEqual({ ok: true });
+        const held = { echoes: 0, bytesUsed: 0, bytesReserved: 2 * MB4, pendingUploads: 2 };
+        expect(await repo.createPending(c, { bytes: MB4, ...limits })).toEqual({ ok: false, reason: 'quota', usage: held });
+        expect(await repo.get({ userId: user, echoId: c.echoId })).toBeUndefined();
+        // Exactly the quota fits; a byte over does not.
+        expect(await repo.createPending(c, { bytes: 2 * 1024 * 1024, ...limits })).toEqual({ ok: true });
+        const d = pending(user, T0 + 3);
+        expect(await repo.createPending(d, { bytes: 1, ...limits })).toMatchObject({ ok: false, reason: 'quota' });
+        // A size larger than the whole quota, for a user with nothing.
+        expect(await repo.createPending(pending(newUser(), T0), { bytes: limits.quotaBytes + 1, ...limits })).toMatchObject({ ok: false, reason: 'quota' });
+        expect(await repo.getUsage(user)).toEqual({ ...held, bytesReserved: limits.quotaBytes, pendingUploads: 3 });
+      });
+
+      it('the pending-upload limit refuses with reason pending', async () => {
+        const user = newUser();
+        const max = { quotaBytes: 0, maxPendingUploads: 2 };
+        expect(await repo.createPending(pending(user, T0), { bytes: 10, ...max })).toEqual({ ok: true });
+        expect(await repo.createPending(pending(user, T0 + 1), { bytes: 10, ...max })).toEqual({ ok: true });
+        const third = pending(user, T0 + 2);
+        expect(await repo.createPending(third, { bytes: 10, ...max })).toEqual({
+          ok: false, reason: 'pending', usage: { echoes: 0, bytesUsed: 0, bytesReserved: 20, pendingUploads: 2 },
+        });
+        expect(await repo.get({ userId: user, echoId: third.echoId })).toBeUndefined();
+      });
+
+      it('markReady turns the reservation into the verified size once; remove gives back what the record held, once', async () => {
+        const user = newUser();
+        const a = pending(user, T0);
+        const b = pending(user, T0 + 1);
+        await repo.createPending(a, { bytes: MB4, ...limits });
+        await repo.createPending(b, { bytes: MB4, ...limits });
+        await repo.markReady({ userId: user, echoId: a.echoId }, { fileSize: 3000, metadata: META });
+        await repo.markReady({ userId: user, echoId: a.echoId }, { fileSize: 9999, metadata: META });
+        expect(await repo.getUsage(user)).toEqual({ echoes: 1, bytesUsed: 3000, bytesReserved: MB4, pendingUploads: 1 });
+        // Still stored while being deleted.
+        await repo.markDeleting({ userId: user, echoId: a.echoId });
+        expect(await repo.getUsage(user)).toEqual({ echoes: 1, bytesUsed: 3000, bytesReserved: MB4, pendingUploads: 1 });
+        await repo.remove({ userId: user, echoId: a.echoId });
+        await repo.remove({ userId: user, echoId: a.echoId });
+        expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: MB4, pendingUploads: 1 });
+        // A pending echo marked deleting gives its reservation back on remove.
+        await repo.markDeleting({ userId: user, echoId: b.echoId });
+        await Promise.all([repo.remove({ userId: user, echoId: b.echoId }), repo.remove({ userId: user, echoId: b.echoId })]);
+        expect(await repo.getUsage(user)).toEqual(NO_USAGE);
+        expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([]);
+      });
+
+      it('50 concurrent reservations of 4 MB against 10 MB: exactly 2 succeed', async (ctx) => {
+        if (fx.atomicConditionalWrites === false) ctx.skip();
+        const user = newUser();
+        const outcomes = await Promise.all(Array.from({ length: 50 }, (_, i) => repo.createPending(pending(user, T0 + i), { bytes: MB4, ...limits })));
+        expect(outcomes.filter((o) => o.ok)).toHaveLength(2);
+        expect(outcomes.filter((o) => !o.ok && o.reason === 'quota')).toHaveLength(48);
+        expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: 2 * MB4, pendingUploads: 2 });
+        expect(await drain(repo.scan({ userId: user }))).toHaveLength(2);
+      });
+
+      it('the usage kept is never returned as a record by get, getMany, listReady or scan', async () => {
+        const user = newUser();
+        const [r] = await seed(user, ['ready']);
+        expect(await repo.getUsage(user)).toMatchObject({ echoes: 1 });
+        const scanned = await drain(repo.scan({ userId: user }));
+        expect(ids(scanned)).toEqual(ids([r as EchoRecord]));
+        const everyone = await drain(repo.scan({ pageSize: 3 }));
+        expect(everyone.every((e) => typeof e.echoId === 'string' && e.echoId.length === 36)).toBe(true);
+        expect((await repo.listReady(user, { limit: 10 })).items).toHaveLength(1);
+        expect(await repo.getMany([{ userId: user, echoId: '#usage' }, { userId: user, echoId: (r as EchoRecord).echoId }])).toHaveLength(1);
+        expect(await repo.get({ userId: user, echoId: '#usage' })).toBeUndefined();
+        expect(await repo.markDeleting({ userId: user, echoId: '#usage' })).toBeUndefined();
+      });
+
+      it('reconcileUsage reports drift from the records and, with fix, repairs it', async () => {
+        const user = newUser();
+        const [ready] = await seed(user, ['ready', 'pending']);
+        const actual = await repo.getUsage(user);
+        expect(actual).toEqual({ echoes: 1, bytesUsed: (ready as EchoRecord).fileSize, bytesReserved: 1234, pendingUploads: 1 });
+        const wrong = { echoes: 7, bytesUsed: 1, bytesReserved: 99, pendingUploads: 0 };
+        await fx.setKeptUsage(user, wrong);
+        expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([{ userId: user, kept: wrong, actual }]);
+        expect(await repo.getUsage(user)).toEqual(wrong);
+        const all = await repo.reconcileUsage({ fix: false });
+        expect(all.filter((d) => d.userId === user)).toEqual([{ userId: user, kept: wrong, actual }]);
+        expect(await repo.reconcileUsage({ userId: user, fix: true })).toHaveLength(1);
+        expect(await repo.getUsage(user)).toEqual(actual);
+        expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([]);
+      });
     });
 
     describe('on a broken backend', () => {

@@ -16,11 +16,14 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A real API server on a free 127.0.0.1 port, on a fresh DATA_DIR unless one is given. */
+/**
+ * A real API server on a free 127.0.0.1 port, on a fresh DATA_DIR unless one is given. The rate
+ * limit is off unless asked for (test/rate-limit.test.ts): suites that drive one user hard test other things.
+ */
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'echoes-test-'));
   const port = await freePort();
-  const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, ...env });
+  const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: '0', ...env });
   const server = await startServer(config);
   return {
     url: server.url,

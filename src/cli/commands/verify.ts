@@ -19,7 +19,7 @@ export function registerVerifyCommand(program: Command): void {
     .command('verify')
     .description('Check that storage and metadata agree; exit code 1 when inconsistencies remain.')
     .option('--user <id>', 'one user only', parseUser)
-    .option('--fix', 'remove records whose object is gone, orphan objects past the grace period and leftover temporary files')
+    .option('--fix', 'remove records whose object is gone, orphan objects past the grace period and leftover temporary files; reset usage that drifted from the records')
     .option('--deep', 'also compare content types (one HEAD per echo: slower)')
     .option('--grace-hours <n>', 'orphans younger than this are never deleted', nonNegative('--grace-hours'), DEFAULT_GRACE_HOURS)
     .option('--yes', 'fix without asking (needed with --fix when stdin is not a terminal)')
@@ -33,9 +33,9 @@ export function registerVerifyCommand(program: Command): void {
           sweep: (apply, now, onProgress) =>
             service.verifyFileIntegrity(flags.user, { fix: apply, deep: flags.deep, graceHours: flags.graceHours, now, onProgress }),
           summary: integritySummary,
-          changes: (plan) => plan.missingObjects.count + plan.orphanObjectsPastGrace.count + plan.leftovers.count,
+          changes: (plan) => plan.missingObjects.count + plan.orphanObjectsPastGrace.count + plan.leftovers.count + plan.usageDrift.count,
           question: (plan) =>
-            `Remove ${plural(plan.missingObjects.count, 'record')} whose object is gone, delete ${plural(plan.orphanObjectsPastGrace.count, 'orphan object')} and ${plural(plan.leftovers.count, 'leftover temporary file')}?`,
+            `Remove ${plural(plan.missingObjects.count, 'record')} whose object is gone, delete ${plural(plan.orphanObjectsPastGrace.count, 'orphan object')} and ${plural(plan.leftovers.count, 'leftover temporary file')}, and reset the usage of ${plural(plan.usageDrift.count, 'user')}?`,
         });
         if (result === undefined || result.remaining > 0) process.exitCode = 1;
       } finally {

@@ -74,12 +74,16 @@ export function integritySummary(r: IntegrityResult, hints = true): string {
     ['content-type mismatches', r.typeMismatches.count, null, r.deep ? 'reported only' : 'reported only; --deep checks every echo'],
     ['foreign keys', r.foreign.count, r.foreign.bytes, 'ignored'],
     ['leftover temporary files', r.leftovers.count, r.leftovers.bytes, r.fix ? `fixed ${r.fixed.removedLeftovers.count}` : 'interrupted uploads'],
+    ['users with usage drift', r.usageDrift.count, null, r.fix ? `fixed ${r.fixed.usage}` : 'kept usage differs from the records'],
   ]);
+  const drift = r.usageDrift.items.slice(0, 20).map((d) =>
+    `    ${d.userId}: kept ${d.kept.echoes} echoes ${d.kept.bytesUsed} B used ${d.kept.bytesReserved} B reserved ${d.kept.pendingUploads} pending; ` +
+    `records say ${d.actual.echoes} / ${d.actual.bytesUsed} B / ${d.actual.bytesReserved} B / ${d.actual.pendingUploads}`);
   const sizes = r.sizeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordSize ?? '?'} B, object ${m.objectSize} B`);
   const types = r.typeMismatches.items.slice(0, 20).map((m) => `    ${m.key}: record ${m.recordType}, object ${m.objectType}`);
   const status = r.remaining === 0
     ? `  OK: ${r.inconsistencies === 0 ? 'storage and metadata agree' : `all ${r.inconsistencies} inconsistencies fixed`}.`
-    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix || !hints ? '' : ' Run with --fix to remove records without object, orphans past the grace period and leftover temporary files.'}`
+    : `  ${r.remaining} of ${r.inconsistencies} inconsistencies remain.${r.fix || !hints ? '' : ' Run with --fix to remove records without object, orphans past the grace period and leftover temporary files, and to reset drifted usage.'}`
       + (r.sizeMismatches.count + r.typeMismatches.count > 0 ? ' Mismatches are never fixed automatically: the bytes changed after they were verified; inspect each object, then delete the echo or restore the file.' : '');
   const unfinished = r.unfinished.stalePending + r.unfinished.deleting > 0
     ? `  ${r.unfinished.stalePending} expired uploads and ${r.unfinished.deleting} unfinished deletes are waiting: run \`echoes-storage cleanup orphans\`.`
@@ -87,6 +91,7 @@ export function integritySummary(r: IntegrityResult, hints = true): string {
   return join(head, rows,
     keyList('records without object', r.missingObjects), keyList('objects without record', r.orphanObjects),
     keyList('leftover temporary files', r.leftovers),
+    drift.length ? `  usage drift:\n${drift.join('\n')}` : '',
     sizes.length ? `  size mismatches:\n${sizes.join('\n')}` : '', types.length ? `  content-type mismatches:\n${types.join('\n')}` : '',
     failures(r.failed), status, unfinished);
 }

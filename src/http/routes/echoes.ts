@@ -14,7 +14,7 @@ const bearer = [{ bearerAuth: [] }];
 
 /** The error statuses a route can answer, each with the contract's error body. */
 function errors(...statuses: number[]): Record<number, typeof ErrorBodySchema> {
-  return Object.fromEntries([400, 401, ...statuses, 500, 503].map((status) => [status, ErrorBodySchema]));
+  return Object.fromEntries([400, 401, ...statuses, 429, 500, 503].map((status) => [status, ErrorBodySchema]));
 }
 
 export async function echoRoutes(app: FastifyInstance, services: { uploads: UploadService; echoes: EchoService }): Promise<void> {

@@ -1,6 +1,6 @@
 import { baseContentType } from '../../domain/formats.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { EchoRepository, ObjectInfo, ObjectStore } from '../../ports.ts';
+import type { EchoRepository, ObjectInfo, ObjectStore, UsageDrift } from '../../ports.ts';
 import {
   CONCURRENCY, FailureTally, KeyTally, deleteObjects, echoKeyOf, errorMessage, graceSweep, isStalePending, mapLimit,
   type Failures, type KeySet, type SweepOptions,
@@ -69,9 +69,15 @@ export interface IntegrityResult {
    * removing them, whatever their age. Checked only when verifying everyone's data.
    */
   readonly leftovers: KeySet;
+  /**
+   * Users whose kept usage (what quotas are checked against) differs from what their records add
+   * up to: a crash between a record write and its usage update on DynamoDB, or pending items
+   * DynamoDB's TTL removed. Fixed by setting the usage to what the records say.
+   */
+  readonly usageDrift: Mismatches<UsageDrift>;
   /** Work `cleanup orphans` owns (expired uploads, unfinished deletes); not counted as inconsistencies. */
   readonly unfinished: { readonly stalePending: number; readonly deleting: number };
-  readonly fixed: { readonly removedRecords: KeySet; readonly deletedObjects: KeySet; readonly removedLeftovers: KeySet };
+  readonly fixed: { readonly removedRecords: KeySet; readonly deletedObjects: KeySet; readonly removedLeftovers: KeySet; readonly usage: number };
   readonly failed: Failures;
   /** Inconsistencies found. */
   readonly inconsistencies: number;
@@ -179,8 +185,11 @@ export async function verifyFileIntegrity(
     ? await sweepLeftovers(store, { dryRun: !options.fix, keyLimit: limit })
     : { found: empty, removed: empty, failed: { count: 0, items: [] } };
   for (const f of leftovers.failed.items) failed.add(f);
+  // Last: the fixes above move usage themselves, so what is left is real drift.
+  const drifts = await repo.reconcileUsage({ userId: options.userId, fix: options.fix });
+  const usageFixed = options.fix ? drifts.length : 0;
 
-  const inconsistencies = missing.count + orphans.count + sizeCount + typeCount + leftovers.found.count;
+  const inconsistencies = missing.count + orphans.count + sizeCount + typeCount + leftovers.found.count + drifts.length;
   return {
     fix: options.fix,
     deep: options.deep ?? false,
@@ -196,10 +205,11 @@ export async function verifyFileIntegrity(
     typeMismatches: { count: typeCount, items: typeMismatches },
     foreign: foreign.result(),
     leftovers: leftovers.found,
+    usageDrift: { count: drifts.length, items: drifts.slice(0, limit) },
     unfinished: { stalePending, deleting },
-    fixed: { removedRecords: removedRecords.result(), deletedObjects: deletedObjects.result(), removedLeftovers: leftovers.removed },
+    fixed: { removedRecords: removedRecords.result(), deletedObjects: deletedObjects.result(), removedLeftovers: leftovers.removed, usage: usageFixed },
     failed: failed.result(),
     inconsistencies,
-    remaining: inconsistencies - removedRecords.count - deletedObjects.count - leftovers.removed.count,
+    remaining: inconsistencies - removedRecords.count - deletedObjects.count - leftovers.removed.count - usageFixed,
   };
 }

@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { EraseService } from '../../services/erase.ts';
+import { erasureReceiptJson } from '../../http/views.ts';
+import { openBackends } from '../lifecycle/open.ts';
+import { confirm, formatBytes, mayProceed, parseUser, plural, printJson } from '../lifecycle/ui.ts';
+
+interface EraseFlags {
+  dryRun?: boolean;
+  yes?: boolean;
+  json?: boolean;
+}
+
+export function registerEraseUserCommand(program: Command): void {
+  program
+    .command('erase-user')
+    .description("Erase every echo, pending upload and object of one user, then prove nothing is left (the user's right to erasure).")
+    .argument('<user>', 'the user id (the token\'s sub)', parseUser)
+    .option('--dry-run', 'count what would be erased, change nothing')
+    .option('--yes', 'erase without asking (needed when stdin is not a terminal)')
+    .option('--json', 'print the receipt (or, with --dry-run, the counts) as JSON on stdout')
+    .action(async (user: string, flags: EraseFlags) => {
+      if (!mayProceed(flags, 'erase-user')) return;
+      const { store, repo, backends, close } = await openBackends();
+      try {
+        const service = new EraseService(store, repo);
+        const plan = await service.plan(user);
+        const what = `${plural(plan.echoes, 'echo', 'echoes')}, ${plural(plan.pending, 'pending upload')} and ${plural(plan.objects, 'object')} (${formatBytes(plan.bytes)})`;
+        if (flags.dryRun) {
+          if (flags.json) printJson({ user_id: user, dry_run: true, echoes: plan.echoes, pending_uploads: plan.pending, objects: plan.objects, bytes: plan.bytes });
+          else console.log(`Would erase ${what} of ${user} on ${backends}. Nothing was changed.`);
+          return;
+        }
+        if (!flags.yes && !(await confirm(`Erase ${what} of ${user} on ${backends}? This cannot be undone.`))) {
+          console.error('Nothing was erased.');
+          return;
+        }
+        const receipt = await service.erase(user);
+        if (flags.json) printJson(erasureReceiptJson(receipt));
+        else {
+          console.log(`Erased ${plural(receipt.deletedEchoes, 'echo', 'echoes')}, ${plural(receipt.deletedPending, 'pending upload')} and ${plural(receipt.deletedObjects, 'object')} (${formatBytes(receipt.deletedBytes)}) of ${user}.`);
+          console.log(`Listed again: ${receipt.remainingObjects} objects and ${receipt.remainingRecords} records left (${receipt.completedAt.toISOString()}).`);
+        }
+      } finally {
+        await close();
+      }
+    });
+}

@@ -1,0 +1,166 @@
+import type { EchoRecord } from '../domain/echo.ts';
+import { AppError, isPortError } from '../domain/errors.ts';
+import { assertSafeUserId } from '../domain/keys.ts';
+import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { CONCURRENCY, DELETE_BATCH, echoKeyOf, errorMessage, mapLimit } from './lifecycle/common.ts';
+
+/** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
+export interface ErasureReceipt {
+  readonly userId: string;
+  /** Echoes that were ready (or being deleted). */
+  readonly deletedEchoes: number;
+  /** Upload URLs issued and never made echoes. */
+  readonly deletedPending: number;
+  /** Every object removed under the user's prefix, uploads never made echoes included. */
+  readonly deletedObjects: number;
+  readonly deletedBytes: number;
+  readonly remainingObjects: number;
+  readonly remainingRecords: number;
+  readonly completedAt: Date;
+}
+
+/** What an erase would remove (the dry run), counted the same way. */
+export interface ErasurePlan {
+  readonly userId: string;
+  readonly echoes: number;
+  readonly pending: number;
+  readonly objects: number;
+  readonly bytes: number;
+}
+
+export interface EraseOptions {
+  readonly onProgress?: ((progress: { phase: 'records' | 'objects'; done: number }) => void) | undefined;
+}
+
+/** Passes over the prefix: an upload PUT during the erase may land after a listing. */
+const MAX_PASSES = 3;
+
+const prefixOf = (userId: string): string => `${userId}/`;
+
+/**
+ * Erases a user's data (GDPR art. 17): pending uploads first, so that no upload URL issued before
+ * the erase can become an echo after it; then every object under the user's prefix; then the
+ * echo records; then it lists and scans again and says what is left (nothing, or a 503 to
+ * repeat). Safe to repeat: each run removes whatever the previous one left.
+ */
+export class EraseService {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly repo: EchoRepository,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  async plan(userId: string): Promise<ErasurePlan> {
+    assertSafeUserId(userId);
+    let echoes = 0;
+    let pending = 0;
+    for await (const page of this.repo.scan({ userId })) {
+      for (const r of page) {
+        if (r.status === 'pending') pending++;
+        else echoes++;
+      }
+    }
+    let objects = 0;
+    let bytes = 0;
+    for await (const o of this.store.list(prefixOf(userId))) {
+      objects++;
+      bytes += o.size;
+    }
+    return { userId, echoes, pending, objects, bytes };
+  }
+
+  async erase(userId: string, options: EraseOptions = {}): Promise<ErasureReceipt> {
+    assertSafeUserId(userId);
+    const records: EchoRecord[] = [];
+    for await (const page of this.repo.scan({ userId })) records.push(...page);
+    const pending = records.filter((r) => r.status === 'pending');
+    const echoes = records.filter((r) => r.status !== 'pending');
+    // Hidden at once: GET and list stop showing them while their audio goes.
+    await mapLimit(echoes.filter((r) => r.status === 'ready'), CONCURRENCY, (r) => this.repo.markDeleting(echoKeyOf(r)));
+    await mapLimit(pending, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
+    options.onProgress?.({ phase: 'records', done: pending.length });
+
+    let deletedObjects = 0;
+    let deletedBytes = 0;
+    let remainingObjects = 0;
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      const removed = await this.deletePrefix(userId, (done) => options.onProgress?.({ phase: 'objects', done: deletedObjects + done }));
+      deletedObjects += removed.objects;
+      deletedBytes += removed.bytes;
+      remainingObjects = await this.countObjects(userId);
+      if (remainingObjects === 0) break;
+    }
+
+    await mapLimit(echoes, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
+    // A record made after the scan (an upload URL issued during the erase) goes too.
+    let remainingRecords = 0;
+    for await (const page of this.repo.scan({ userId })) {
+      await mapLimit(page, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
+      remainingRecords += page.length;
+    }
+    if (remainingRecords > 0) remainingRecords = await this.countRecords(userId);
+    // Removing the records gave their bytes back; what drifted (a record DynamoDB's TTL dropped) is
+    // recounted, and the then empty usage row goes too: it names the user.
+    if (remainingRecords === 0) {
+      await this.repo.reconcileUsage({ userId, fix: true });
+      if (!(await this.repo.forgetUsage(userId))) remainingRecords = 1;
+    }
+    if (remainingObjects > 0 || remainingRecords > 0) {
+      throw new AppError('SERVICE_UNAVAILABLE', `The erase is not finished: ${remainingObjects} objects and ${remainingRecords} records of ${userId} are still there (uploads may be arriving). Repeat the request.`);
+    }
+    return {
+      userId,
+      deletedEchoes: echoes.length,
+      deletedPending: pending.length,
+      deletedObjects,
+      deletedBytes,
+      remainingObjects,
+      remainingRecords,
+      completedAt: this.clock(),
+    };
+  }
+
+  /** Deletes every object under the prefix, page by page, as it lists. */
+  private async deletePrefix(userId: string, onDeleted: (done: number) => void): Promise<{ objects: number; bytes: number }> {
+    let objects = 0;
+    let bytes = 0;
+    let batch: { key: string; size: number }[] = [];
+    const flush = async (): Promise<void> => {
+      const sizes = new Map(batch.map((o) => [o.key, o.size]));
+      batch = [];
+      const res = await this.store.deleteMany([...sizes.keys()]);
+      for (const key of res.deleted) {
+        objects++;
+        bytes += sizes.get(key) ?? 0;
+      }
+      onDeleted(objects);
+      const first = res.failed[0];
+      if (first) {
+        throw new AppError('SERVICE_UNAVAILABLE', `Could not delete ${res.failed.length} objects of ${userId} (${first.key}: ${first.message}). Repeat the request to finish the erase.`);
+      }
+    };
+    try {
+      for await (const o of this.store.list(prefixOf(userId))) {
+        batch.push({ key: o.key, size: o.size });
+        if (batch.length >= DELETE_BATCH) await flush();
+      }
+      if (batch.length > 0) await flush();
+    } catch (err) {
+      if (!isPortError(err)) throw err;
+      throw new AppError('SERVICE_UNAVAILABLE', `The erase of ${userId} stopped part-way (${errorMessage(err)}); repeat the request to finish it.`, { cause: err });
+    }
+    return { objects, bytes };
+  }
+
+  private async countObjects(userId: string): Promise<number> {
+    let n = 0;
+    for await (const _object of this.store.list(prefixOf(userId))) n++;
+    return n;
+  }
+
+  private async countRecords(userId: string): Promise<number> {
+    let n = 0;
+    for await (const page of this.repo.scan({ userId })) n += page.length;
+    return n;
+  }
+}
