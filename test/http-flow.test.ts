@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TObject } from '@sinclair/typebox';
 import {
-  CreateEchoRequestSchema, WaveformQuerySchema, WaveformSchema, DevTokenRequestSchema, DevTokenSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, HealthSchema,
+  CreateEchoRequestSchema, ErasureReceiptSchema, UsageSchema, WaveformQuerySchema, WaveformSchema, DevTokenRequestSchema, DevTokenSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, HealthSchema,
   ListQuerySchema, ReadinessSchema, UploadTicketSchema, UploadUrlRequestSchema, type Echo, type ErrorBody,
 } from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, FORMATS, putBytes, sha256, type Ticket } from './support/api.ts';
@@ -34,6 +34,9 @@ const DOCUMENTED_ROUTES: Record<string, { body?: TObject; query?: TObject; param
   'GET /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: { 200: EchoSchema } },
   'GET /echoes/{echo_id}/waveform': { params: EchoIdParamsSchema, query: WaveformQuerySchema, responses: { 200: WaveformSchema } },
   'DELETE /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
+  'GET /me/usage': { responses: { 200: UsageSchema } },
+  'GET /me/export': { responses: {} },
+  'DELETE /me': { responses: { 200: ErasureReceiptSchema } },
   'GET /health': { responses: { 200: HealthSchema } },
   'GET /health/ready': { responses: { 200: ReadinessSchema, 503: ReadinessSchema } },
   'POST /dev/token': { body: DevTokenRequestSchema, responses: { 200: DevTokenSchema } },
