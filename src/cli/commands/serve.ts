@@ -10,10 +10,14 @@ export function registerServeCommand(program: Command): void {
       const config = loadConfig(environmentWithDotEnv());
       const server = await startServer(config);
       const mode = `${server.composition.store.name} + ${server.composition.repo.name}`;
-      console.error(`echoes-storage listening on ${server.url} (${mode}, data in ${config.dataDir})`);
       const audio = server.composition.audio;
-      console.error(audio.warning ?? `Audio decoder: ${audio.description}.`);
-      if (config.auth.dev) console.error('Dev auth: get a token with `npm run --silent token -- <user_id>`; API docs at /docs.');
+      // One write, so a reader that sees "listening" sees the whole start-up notice with it.
+      const lines = [
+        `echoes-storage listening on ${server.url} (${mode}, data in ${config.dataDir})`,
+        audio.warning ?? `Audio decoder: ${audio.description}.`,
+      ];
+      if (config.auth.dev) lines.push('Dev auth: get a token with `npm run --silent token -- <user_id>`; API docs at /docs.');
+      console.error(lines.join('\n'));
       const stop = async (): Promise<void> => {
         await server.close();
         process.exit(0);
