@@ -92,6 +92,7 @@ async function openObjectStore(config: Config): Promise<{ store: ObjectStore; pl
       endpoint: config.s3.endpoint,
       forcePathStyle: config.s3.forcePathStyle,
       profile: config.s3.profile,
+      callTimeoutMs: config.backendTimeoutMs,
     });
     return { store, plugins: [] };
   }
@@ -115,6 +116,7 @@ export async function createEchoRepository(config: Config): Promise<EchoReposito
       region: config.s3.region,
       endpoint: config.dynamodb.endpoint,
       profile: config.s3.profile,
+      callTimeoutMs: config.backendTimeoutMs,
     });
   }
   const { SqliteEchoRepository } = await import('./metadata/sqlite.ts');

@@ -43,6 +43,12 @@ export interface Config {
   /** A request body (an upload included) that sends nothing for this long is cut off with 408. */
   readonly requestIdleTimeoutSeconds: number;
   readonly audio: AudioConfig;
+  /**
+   * BACKEND_TIMEOUT_MS: how long one call of a request's path to S3 or DynamoDB may take,
+   * retries included, before the request answers 503 (a backend that accepts connections and
+   * never answers would otherwise hold it for the SDK's 30 s per attempt).
+   */
+  readonly backendTimeoutMs: number;
   /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes, per API process; 0 = none. */
   readonly rateLimitPerMinute: number;
   /** The window RATE_LIMIT_PER_MINUTE counts in: a minute (tests shorten it; not read from the environment). */
@@ -191,6 +197,7 @@ export function loadConfig(env: Env): Config {
     logLevel,
     cleanupIntervalMinutes: int('CLEANUP_INTERVAL_MINUTES', 0, 0, 7 * 24 * 60),
     requestIdleTimeoutSeconds: int('REQUEST_IDLE_TIMEOUT_SECONDS', 30, 1, 3600),
+    backendTimeoutMs: int('BACKEND_TIMEOUT_MS', 1000, 100, 600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
     rateLimitWindowMs: 60_000,
     quotaBytes: int('USER_QUOTA_BYTES', 1073741824, 0, Number.MAX_SAFE_INTEGER),

@@ -71,7 +71,8 @@ async function unreachableDynamo(): Promise<BrokenEchoRepositoryFixture> {
 echoRepositoryContract('DynamoDB on dynalite', async () => {
   const server = await startDynalite();
   await createEchoTable(server.endpoint, 'echoes');
-  const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint: server.endpoint, credentials: TEST_CREDENTIALS });
+  // With a call deadline, as the API composes it (generous here, for a busy machine).
+  const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint: server.endpoint, credentials: TEST_CREDENTIALS, callTimeoutMs: 10_000 });
   return {
     repo,
     setKeptUsage: dynamoUsageSetter(server.endpoint, 'echoes'),
@@ -93,7 +94,7 @@ describe.skipIf(!withMoto)('on moto_server', () => {
   });
   echoRepositoryContract('DynamoDB on moto', async () => {
     await createEchoTable(moto.endpoint, 'echoes');
-    const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint: moto.endpoint, credentials: TEST_CREDENTIALS });
+    const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint: moto.endpoint, credentials: TEST_CREDENTIALS, callTimeoutMs: 10_000 });
     // moto checks a condition and writes without a lock, so two racers can both win there;
     // dynalite and DynamoDB itself are atomic, and the race test runs against dynalite.
     return { repo, atomicConditionalWrites: false, setKeptUsage: dynamoUsageSetter(moto.endpoint, 'echoes'), cleanup: () => repo.close() };

@@ -67,6 +67,8 @@ describe.skipIf(!withMoto)('on moto_server', () => {
       credentials: TEST_CREDENTIALS,
       // Small pages, so that a few objects cross ListObjectsV2 pages.
       listPageSize: 2,
+      // A call deadline, as the API composes it (generous here, for a busy machine).
+      callTimeoutMs: 10_000,
     });
     // moto checks no signatures and ignores response-content-type: test/s3-signing.test.ts
     // proves what the URLs bind instead.

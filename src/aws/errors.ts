@@ -2,6 +2,7 @@ import { isThrottlingError, isTransientError } from '@smithy/core/retry';
 import type { MetadataBearer, MiddlewareStack, SdkError } from '@smithy/types';
 import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import { describeError } from './credentials.ts';
+import { DeadlineExceeded, underDeadline } from './deadline.ts';
 
 export function errorName(err: unknown): string | undefined {
   return (err as { name?: unknown } | undefined)?.name as string | undefined;
@@ -47,20 +48,36 @@ export function isAwsOutage(err: unknown): boolean {
 export type AwsClassifier = (err: unknown) => PortErrorKind | undefined;
 
 /**
+ * A bound on the commands of a request's path: single items and small pages, which answer in
+ * milliseconds when the backend is well. Bulk commands (listings, scans, copies, uploads) are
+ * left to the SDK's own timeouts.
+ */
+export interface CallDeadline {
+  readonly ms: number;
+  readonly commands: ReadonlySet<string>;
+}
+
+/**
  * Applies an adapter's classifier to every command sent through `client`, once, after the
  * SDK's retries: known backend failures become PortError, anything else passes unchanged.
+ * Commands under `deadline` that do not answer in time are an outage too.
  */
 export function reportPortErrors<I extends object, O extends MetadataBearer>(
   client: { readonly middlewareStack: MiddlewareStack<I, O> },
   backend: string,
   where: string,
   classify: AwsClassifier,
+  deadline?: CallDeadline,
 ): void {
   client.middlewareStack.add(
-    (next) => async (args) => {
+    (next, context) => async (args) => {
+      const ms = deadline !== undefined && deadline.commands.has(context.commandName ?? '') ? deadline.ms : undefined;
       try {
-        return await next(args);
+        return ms === undefined ? await next(args) : await underDeadline(ms, () => next(args));
       } catch (err) {
+        if (err instanceof DeadlineExceeded) {
+          throw new PortError('unavailable', backend, `${where}: ${context.commandName ?? 'a call'} got no answer within ${err.ms} ms (BACKEND_TIMEOUT_MS)`, { cause: err });
+        }
         throw toPortError(err, backend, where, classify);
       }
     },

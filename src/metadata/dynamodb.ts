@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
+import { DeadlineHttpHandler } from '../aws/deadline.ts';
 import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../aws/errors.ts';
 import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import { NOT_MEASURED, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
@@ -27,7 +28,14 @@ export interface DynamoEchoRepositoryOptions {
   readonly profile?: string | undefined;
   readonly credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider | undefined;
   readonly maxAttempts?: number | undefined;
+  /** BACKEND_TIMEOUT_MS: time for an item call or a page of one user's query, retries included; none when undefined. */
+  readonly callTimeoutMs?: number | undefined;
 }
+
+/** The calls of an API request; table scans (cleanup, reports, verify) keep the SDK's longer timeouts. */
+const DYNAMO_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
+  'GetItemCommand', 'PutItemCommand', 'UpdateItemCommand', 'DeleteItemCommand', 'QueryCommand', 'BatchGetItemCommand', 'BatchWriteItemCommand',
+]);
 
 const BATCH_GET = 100;
 
@@ -212,10 +220,11 @@ export class DynamoEchoRepository implements EchoRepository {
       endpoint: options.endpoint,
       credentials: credentialProvider(options),
       maxAttempts: options.maxAttempts ?? AWS_HTTP.maxAttempts,
-      requestHandler: { connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout },
+      requestHandler: new DeadlineHttpHandler({ connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout }),
     });
+    const deadline = options.callTimeoutMs === undefined ? undefined : { ms: options.callTimeoutMs, commands: DYNAMO_REQUEST_PATH_COMMANDS };
     // The document client shares this middleware stack, so its commands are covered too.
-    reportPortErrors(this.client, 'dynamodb', `DynamoDB table "${this.table}" at ${this.where()}`, classifyDynamo);
+    reportPortErrors(this.client, 'dynamodb', `DynamoDB table "${this.table}" at ${this.where()}`, classifyDynamo, deadline);
     this.doc = DynamoDBDocumentClient.from(this.client, {
       marshallOptions: { removeUndefinedValues: true },
     });

@@ -12,6 +12,7 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../aws/credentials.ts';
+import { DeadlineHttpHandler } from '../aws/deadline.ts';
 import { errorName, httpStatus, isAwsOutage, reportPortErrors, toPortError } from '../aws/errors.ts';
 import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
@@ -29,6 +30,8 @@ export interface S3ObjectStoreOptions {
   readonly listPageSize?: number | undefined;
   /** Total attempts per request, first one included. */
   readonly maxAttempts?: number | undefined;
+  /** BACKEND_TIMEOUT_MS: time for a single-object call, retries included; none when undefined. */
+  readonly callTimeoutMs?: number | undefined;
   /** Signing time; tests fix it to compare URLs with other signers. */
   readonly clock?: (() => Date) | undefined;
 }
@@ -97,6 +100,9 @@ function formatUrl(req: { protocol: string; hostname: string; port?: number | un
  * once by the SDK's own endpoint rules and the credentials are cached, so a URL costs one
  * HMAC chain instead of a pass through the command middleware stack.
  */
+/** The calls of an API request; listings (cleanup, reports) keep the SDK's longer timeouts. */
+const S3_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set(['HeadObjectCommand', 'GetObjectCommand', 'DeleteObjectCommand', 'DeleteObjectsCommand']);
+
 export class S3ObjectStore implements ObjectStore {
   readonly name = 's3';
   readonly bucket: string;
@@ -126,9 +132,10 @@ export class S3ObjectStore implements ObjectStore {
       // Otherwise the SDK puts a CRC32 of an empty body into presigned URLs and S3 refuses the upload.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout },
+      requestHandler: new DeadlineHttpHandler({ connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout }),
     });
-    reportPortErrors(this.client, 's3', this.where(), classifyS3);
+    const deadline = options.callTimeoutMs === undefined ? undefined : { ms: options.callTimeoutMs, commands: S3_REQUEST_PATH_COMMANDS };
+    reportPortErrors(this.client, 's3', this.where(), classifyS3, deadline);
     this.signer = new SignatureV4({
       service: 's3',
       region: options.region,

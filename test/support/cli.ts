@@ -19,7 +19,7 @@ export interface CliServer {
 export async function serveCli(env: Record<string, string>): Promise<CliServer> {
   const port = await freePort();
   const child = spawn(process.execPath, [CLI, 'serve'], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '0', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '0', BACKEND_TIMEOUT_MS: '10000', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

@@ -4,6 +4,9 @@ import { createServer } from 'node:net';
 export interface MotoServer {
   readonly endpoint: string;
   stop(): Promise<void>;
+  /** SIGSTOP: the kernel still accepts connections, nothing answers them (a hung backend). */
+  freeze(): void;
+  thaw(): void;
 }
 
 export async function freePort(): Promise<number> {
@@ -62,8 +65,15 @@ export async function startMoto(): Promise<MotoServer> {
   }
   return {
     endpoint,
+    freeze() {
+      child.kill('SIGSTOP');
+    },
+    thaw() {
+      child.kill('SIGCONT');
+    },
     async stop() {
       if (child.exitCode !== null) return;
+      child.kill('SIGCONT');
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);

@@ -19,11 +19,13 @@ export interface TestServer {
 /**
  * A real API server on a free 127.0.0.1 port, on a fresh DATA_DIR unless one is given. The rate
  * limit is off unless asked for (test/rate-limit.test.ts): suites that drive one user hard test other things.
+ * BACKEND_TIMEOUT_MS is generous: moto on a busy CI machine can be slower than production's 1 s;
+ * test/backend-deadline.test.ts runs production's value.
  */
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'echoes-test-'));
   const port = await freePort();
-  const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: '0', ...env });
+  const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: '0', BACKEND_TIMEOUT_MS: '10000', ...env });
   const server = await startServer(config);
   return {
     url: server.url,
