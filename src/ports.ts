@@ -1,6 +1,7 @@
 import type { EchoRecord, EchoMetadata, EchoStatus, MeasuredAudio } from './domain/echo.ts';
 import type { Readable } from 'node:stream';
 import type { AccountUsage } from './domain/usage.ts';
+import type { UploadRejectionReason } from './domain/rejections.ts';
 
 export type { AccountUsage };
 
@@ -244,3 +245,37 @@ export interface AudioProbe {
   /** `source` is called once; the stream it returns is consumed or destroyed. */
   probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<AudioFacts>;
 }
+
+/** The lifecycle sweeps that delete objects; they label `echoes_cleanup_*`. */
+export type CleanupSweep = 'orphans' | 'old_files' | 'leftovers';
+export type CleanupOutcome = 'success' | 'failure';
+
+/**
+ * What the services report as it happens, for whatever watches the service (Prometheus,
+ * CloudWatch EMF, nothing). Every label is one of a few known values, never a user or echo id:
+ * a label per user would make a time series per user. Recording never throws and never waits.
+ */
+export interface ServiceMetrics {
+  /** An upload URL was issued; `format` is the extension (webm, wav, …). */
+  uploadUrlIssued(format: string): void;
+  /** An upload became an echo: its size, and the seconds since its URL was issued. */
+  uploadVerified(format: string, bytes: number, secondsSinceIssued: number): void;
+  uploadRejected(reason: UploadRejectionReason, count?: number): void;
+  echoesDeleted(count: number): void;
+  /** Objects a sweep deleted (not in a dry run). */
+  cleanupObjectsDeleted(sweep: CleanupSweep, count: number): void;
+  /** A sweep ran to its end, or failed (dry runs are not counted). */
+  cleanupRun(sweep: CleanupSweep, outcome: CleanupOutcome): void;
+  /** `route` is the route's pattern (`/echoes/:echo_id`), or `unmatched`. */
+  httpRequest(route: string, method: string, statusCode: number, seconds: number): void;
+}
+
+export const NO_METRICS: ServiceMetrics = {
+  uploadUrlIssued: () => undefined,
+  uploadVerified: () => undefined,
+  uploadRejected: () => undefined,
+  echoesDeleted: () => undefined,
+  cleanupObjectsDeleted: () => undefined,
+  cleanupRun: () => undefined,
+  httpRequest: () => undefined,
+};

@@ -101,7 +101,7 @@ describe('upload policy', () => {
     expect(inspectStoredObject(ok)).toBeUndefined();
     expect(inspectStoredObject({ ...ok, size: 101, declaredSize: undefined })?.problem).toBe('too_large');
     expect(inspectStoredObject({ ...ok, size: 9 })?.problem).toBe('size_mismatch');
-    expect(inspectStoredObject({ ...ok, storedContentType: 'audio/mpeg' })?.problem).toBe('content_type');
+    expect(inspectStoredObject({ ...ok, storedContentType: 'audio/mpeg' })?.problem).toBe('wrong_type');
     expect(inspectStoredObject({ ...ok, sniffOk: false })?.problem).toBe('not_audio');
     expect(inspectStoredObject({ ...ok, storedContentType: undefined })).toBeUndefined();
   });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../domain/errors.ts';
+import { UploadRejected, type UploadRejectionReason } from '../domain/rejections.ts';
 import { AUDIO_PEAK_SLICES, type AudioExpectation, type AudioProbe, type DecodedAudioFacts } from '../ports.ts';
 
 export interface FfmpegAudioProbeOptions {
@@ -85,8 +86,8 @@ interface ChildResult {
   readonly stopped: boolean;
 }
 
-function refuse(reason: string): AppError {
-  return new AppError('UPLOAD_INVALID', reason);
+function refuse(reason: UploadRejectionReason, message: string): UploadRejected {
+  return new UploadRejected(reason, message);
 }
 
 /**
@@ -178,7 +179,7 @@ export class FfmpegAudioProbe implements AudioProbe {
 
   async probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<DecodedAudioFacts> {
     const rule = RULES[expected.extension.toLowerCase()];
-    if (!rule) throw refuse(`.${expected.extension} is not an audio format the decoder knows.`);
+    if (!rule) throw refuse('wrong_format', `.${expected.extension} is not an audio format the decoder knows.`);
     await this.acquire();
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), this.timeoutMs);
@@ -189,15 +190,15 @@ export class FfmpegAudioProbe implements AudioProbe {
       const file = join(dir, 'input');
       const size = await this.spool(source, file, expected.maxBytes, abort.signal);
       reading = false;
-      if (size === 0) throw refuse('The file is empty: no audio samples.');
+      if (size === 0) throw refuse('empty_audio', 'The file is empty: no audio samples.');
       const info = await this.ffprobe(file, abort.signal);
       const audio = this.check(info, rule, expected.extension);
       const { frames, peaks } = await this.decode(file, audio, expected.maxDurationSeconds, abort.signal);
       const decodedSeconds = frames / audio.sampleRate;
-      if (frames === 0) throw refuse('The file decodes to no audio samples (zero duration).');
+      if (frames === 0) throw refuse('empty_audio', 'The file decodes to no audio samples (zero duration).');
       const declared = info.declaredSeconds;
       if (declared !== undefined && declared - decodedSeconds > Math.max(TRUNCATION_TOLERANCE_SECONDS, declared * TRUNCATION_TOLERANCE_RATIO)) {
-        throw refuse(`The audio is truncated: it decodes to ${decodedSeconds.toFixed(3)} s of the ${declared.toFixed(3)} s its container declares.`);
+        throw refuse('truncated', `The audio is truncated: it decodes to ${decodedSeconds.toFixed(3)} s of the ${declared.toFixed(3)} s its container declares.`);
       }
       return {
         durationSeconds: Math.round(decodedSeconds * 1000) / 1000,
@@ -216,7 +217,7 @@ export class FfmpegAudioProbe implements AudioProbe {
         });
       }
       if (abort.signal.aborted) {
-        throw refuse(`The audio could not be decoded within ${(this.timeoutMs / 1000).toFixed(1)} s.`);
+        throw refuse('decode_timeout', `The audio could not be decoded within ${(this.timeoutMs / 1000).toFixed(1)} s.`);
       }
       throw err;
     } finally {
@@ -264,7 +265,7 @@ export class FfmpegAudioProbe implements AudioProbe {
     const limit = new Transform({
       transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
         size += chunk.length;
-        if (size > maxBytes) callback(refuse(`The file is larger than ${maxBytes} bytes.`));
+        if (size > maxBytes) callback(refuse('too_large', `The file is larger than ${maxBytes} bytes.`));
         else callback(null, chunk);
       },
     });
@@ -287,7 +288,7 @@ export class FfmpegAudioProbe implements AudioProbe {
     );
     const errors = result.stderr.split('\n').filter((l) => /\[(error|fatal|panic)\]/.test(l));
     if (result.code !== 0 || errors.length > 0) {
-      throw refuse(`The file is not readable audio (truncated, corrupt or not this format): ${describe(errors.join('\n'), file, result.code)}`);
+      throw refuse('decode_error', `The file is not readable audio (truncated, corrupt or not this format): ${describe(errors.join('\n'), file, result.code)}`);
     }
     const info = parseProbe(result.stdout);
     return /Estimating duration from bitrate/.test(result.stderr) ? { ...info, declaredSeconds: undefined } : info;
@@ -295,19 +296,19 @@ export class FfmpegAudioProbe implements AudioProbe {
 
   private check(info: ProbeInfo, rule: FormatRule, extension: string): StreamInfo {
     if (!info.formatNames.includes(rule.container)) {
-      throw refuse(`The file is ${info.formatNames.join('/')}, not .${extension}.`);
+      throw refuse('wrong_format', `The file is ${info.formatNames.join('/')}, not .${extension}.`);
     }
     // Cover art (mp3, m4a) is a picture attached to the audio, not a video.
     if (info.streams.some((s) => s.codecType === 'video' && !s.attachedPicture)) {
-      throw refuse('The file has a video stream; only audio is accepted.');
+      throw refuse('video', 'The file has a video stream; only audio is accepted.');
     }
     const audio = info.streams.find((s) => s.codecType === 'audio');
-    if (!audio) throw refuse('The file has no audio stream.');
+    if (!audio) throw refuse('no_audio', 'The file has no audio stream.');
     if (!rule.codec(audio.codecName)) {
-      throw refuse(`The audio codec is ${audio.codecName}, which a .${extension} file does not carry (expected ${rule.codecs}).`);
+      throw refuse('wrong_codec', `The audio codec is ${audio.codecName}, which a .${extension} file does not carry (expected ${rule.codecs}).`);
     }
     if (!(audio.sampleRate > 0) || !(audio.channels > 0)) {
-      throw refuse('The audio stream declares no sample rate or no channels.');
+      throw refuse('decode_error', 'The audio stream declares no sample rate or no channels.');
     }
     return audio;
   }
@@ -333,9 +334,9 @@ export class FfmpegAudioProbe implements AudioProbe {
       signal,
       (chunk) => peaks.push(chunk) <= maxFrames,
     );
-    if (result.stopped) throw refuse(`The recording is longer than the maximum of ${maxDurationSeconds} s.`);
+    if (result.stopped) throw refuse('too_long', `The recording is longer than the maximum of ${maxDurationSeconds} s.`);
     if (result.code !== 0 || result.stderr.trim() !== '') {
-      throw refuse(`The audio does not decode (truncated or corrupt data): ${describe(result.stderr, file, result.code)}`);
+      throw refuse('decode_error', `The audio does not decode (truncated or corrupt data): ${describe(result.stderr, file, result.code)}`);
     }
     return { frames: peaks.frames, peaks: peaks.slices(AUDIO_PEAK_SLICES) };
   }
@@ -455,7 +456,7 @@ function parseProbe(json: string): ProbeInfo {
   try {
     parsed = JSON.parse(json);
   } catch {
-    throw refuse('The file is not readable audio: the decoder could not describe it.');
+    throw refuse('decode_error', 'The file is not readable audio: the decoder could not describe it.');
   }
   const root = asRecord(parsed);
   const format = asRecord(root.format);

@@ -1,9 +1,10 @@
 import { parseStream } from 'music-metadata';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { AppError, isPortError } from '../domain/errors.ts';
+import { UploadRejected, type UploadRejectionReason } from '../domain/rejections.ts';
 import type { AudioExpectation, AudioFacts, AudioProbe } from '../ports.ts';
 
-const refuse = (reason: string): AppError => new AppError('UPLOAD_INVALID', `${reason} It was deleted.`);
+const refuse = (reason: UploadRejectionReason, message: string): UploadRejected => new UploadRejected(reason, `${message} It was deleted.`);
 
 /**
  * The fallback when no decoder is installed (AUDIO_DECODE=off, or no ffmpeg outside
@@ -20,7 +21,7 @@ export class HeaderAudioProbe implements AudioProbe {
     const limit = new Transform({
       transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
         read += chunk.length;
-        if (read > expected.maxBytes) callback(refuse(`The file is larger than ${expected.maxBytes} bytes.`));
+        if (read > expected.maxBytes) callback(refuse('too_large', `The file is larger than ${expected.maxBytes} bytes.`));
         else callback(null, chunk);
       },
     });
@@ -34,7 +35,7 @@ export class HeaderAudioProbe implements AudioProbe {
       if (err instanceof AppError) throw err;
       // A store failure is not the upload's fault.
       if (isPortError(err)) throw err;
-      throw refuse(`The file's headers are not readable audio: ${err instanceof Error ? err.message : String(err)}.`);
+      throw refuse('decode_error', `The file's headers are not readable audio: ${err instanceof Error ? err.message : String(err)}.`);
     } finally {
       stream.unpipe(limit);
       stream.destroy();
@@ -42,12 +43,12 @@ export class HeaderAudioProbe implements AudioProbe {
     }
     const sampleRate = format.sampleRate ?? 0;
     const channels = format.numberOfChannels ?? 0;
-    if (!(sampleRate > 0) || !(channels > 0)) throw refuse('The file declares no sample rate or no channels.');
+    if (!(sampleRate > 0) || !(channels > 0)) throw refuse('decode_error', 'The file declares no sample rate or no channels.');
     const duration = format.duration !== undefined && Number.isFinite(format.duration) && format.duration > 0
       ? Math.round(format.duration * 1000) / 1000
       : null;
     if (duration !== null && duration > expected.maxDurationSeconds) {
-      throw refuse(`The recording is longer than the maximum of ${expected.maxDurationSeconds} s.`);
+      throw refuse('too_long', `The recording is longer than the maximum of ${expected.maxDurationSeconds} s.`);
     }
     const bitRate = format.bitrate !== undefined && Number.isFinite(format.bitrate) ? Math.round(format.bitrate) : null;
     return { durationSeconds: duration, codec: codecName(format.codec, format.bitsPerSample), sampleRate, channels, bitRate, peaks: null };

@@ -1,4 +1,5 @@
 import { AppError } from './errors.ts';
+import type { UploadRejectionReason } from './rejections.ts';
 
 /** Limits that are not per format: the size rules of an upload. */
 export function assertDeclaredSize(fileSize: number | undefined, maxBytes: number): void {
@@ -19,7 +20,7 @@ export function assertChecksum(checksum: string | undefined): void {
   }
 }
 
-export type StoredObjectProblem = 'too_large' | 'size_mismatch' | 'content_type' | 'not_audio';
+export type StoredObjectProblem = Extract<UploadRejectionReason, 'too_large' | 'size_mismatch' | 'wrong_type' | 'not_audio'>;
 
 /** What is wrong with an uploaded object, or undefined when it can become an echo. */
 export function inspectStoredObject(input: {
@@ -38,7 +39,7 @@ export function inspectStoredObject(input: {
     return { problem: 'size_mismatch', message: `The upload is ${input.size} bytes but ${input.declaredSize} were declared. It was deleted.` };
   }
   if (input.storedContentType !== undefined && input.storedContentType !== input.expectedContentType) {
-    return { problem: 'content_type', message: `The upload was stored as "${input.storedContentType}", not "${input.expectedContentType}". It was deleted.` };
+    return { problem: 'wrong_type', message: `The upload was stored as "${input.storedContentType}", not "${input.expectedContentType}". It was deleted.` };
   }
   if (!input.sniffOk) {
     return { problem: 'not_audio', message: `The uploaded bytes are not ${input.expectedContentType} audio. It was deleted; upload a real file of that format.` };
