@@ -9,6 +9,8 @@ import { EraseService } from './services/erase.ts';
 import { ExportService } from './services/export.ts';
 import { exportedEchoJson } from './http/views.ts';
 import { UploadService } from './services/uploads.ts';
+import { CleanupService } from './services/cleanup.ts';
+import { createMetrics, type MetricsSetup } from './metrics/setup.ts';
 
 /** Routes an adapter brings to the app (the local store serves its own signed URLs). */
 export type AppPlugin = (app: FastifyInstance) => Promise<void>;
@@ -24,6 +26,8 @@ export interface Composition {
   readonly erase: EraseService;
   readonly exporter: ExportService;
   readonly audio: AudioDecoder;
+  readonly cleanup: CleanupService;
+  readonly metrics: MetricsSetup;
   close(): Promise<void>;
 }
 
@@ -133,22 +137,27 @@ export async function compose(config: Config): Promise<Composition> {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
   }
+  const metrics = createMetrics(config, { prometheus: config.metrics.prometheus, processMetrics: true });
+  const recorder = metrics.recorder;
+  const clock = (): Date => new Date();
   const uploads = new UploadService(store, repo, {
     maxAudioFileSize: config.maxAudioFileSize,
     urlExpiresInSeconds: config.presignedUrlExpiration,
     quotaBytes: config.quotaBytes,
     maxPendingUploads: config.maxPendingUploads,
-  });
+  }, clock, recorder);
   const echoes = new EchoService(store, repo, audio.probe, {
     maxAudioFileSize: config.maxAudioFileSize,
     maxAudioDurationSeconds: config.audio.maxDurationSeconds,
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
-  });
+  }, recorder, clock);
   return {
-    config, store, storagePlugins, repo, uploads, echoes, audio, erase: new EraseService(store, repo),
+    config, store, storagePlugins, repo, uploads, echoes, audio, metrics,
+    erase: new EraseService(store, repo, clock, recorder),
+    cleanup: new CleanupService(store, repo, clock, recorder),
     exporter: new ExportService(store, repo, exportedEchoJson),
     async close() {
-      await Promise.allSettled([store.close(), repo.close()]);
+      await Promise.allSettled([metrics.close(), store.close(), repo.close()]);
     },
   };
 }

@@ -42,6 +42,7 @@ export interface Config {
   readonly cleanupIntervalMinutes: number;
   /** A request body (an upload included) that sends nothing for this long is cut off with 408. */
   readonly requestIdleTimeoutSeconds: number;
+  readonly metrics: MetricsConfig;
   readonly audio: AudioConfig;
   /**
    * BACKEND_TIMEOUT_MS: how long one call of a request's path to S3 or DynamoDB may take,
@@ -57,6 +58,15 @@ export interface Config {
   readonly quotaBytes: number;
   /** USER_MAX_PENDING_UPLOADS: upload URLs issued and not yet made echoes, per user; 0 = none. */
   readonly maxPendingUploads: number;
+}
+
+export interface MetricsConfig {
+  /** METRICS: GET /metrics (Prometheus text) is served; `off` answers it 404. */
+  readonly prometheus: boolean;
+  /** METRICS_TOKEN: when set, GET /metrics needs `Authorization: Bearer <it>`. */
+  readonly token: string | undefined;
+  /** METRICS_EMF: CloudWatch Embedded Metric Format lines on stdout; on by default on Lambda. */
+  readonly emf: boolean;
 }
 
 export interface AudioConfig {
@@ -173,6 +183,9 @@ export function loadConfig(env: Env): Config {
   }
 
   const logLevel = oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
+  const metricsToken = str('METRICS_TOKEN');
+  // A guessable token is no protection: the figures say how much each format and route is used.
+  if (metricsToken !== undefined && metricsToken.length < 16) problems.push('METRICS_TOKEN must be at least 16 characters (for example: openssl rand -hex 24).');
 
   const config: Config = {
     port,
@@ -202,6 +215,11 @@ export function loadConfig(env: Env): Config {
     rateLimitWindowMs: 60_000,
     quotaBytes: int('USER_QUOTA_BYTES', 1073741824, 0, Number.MAX_SAFE_INTEGER),
     maxPendingUploads: int('USER_MAX_PENDING_UPLOADS', 100, 0, 1_000_000),
+    metrics: {
+      prometheus: oneOf('METRICS', ['on', 'off'] as const, 'on') === 'on',
+      token: metricsToken,
+      emf: oneOf('METRICS_EMF', ['on', 'off'] as const, str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'off' : 'on') === 'on',
+    },
     audio: {
       decode: oneOf('AUDIO_DECODE', ['auto', 'on', 'off'] as const, 'auto'),
       ffmpegPath: str('FFMPEG_PATH') ?? 'ffmpeg',

@@ -6,7 +6,7 @@ import { buildApp, redactUrl } from './http/app.ts';
 import { errorBody } from './http/errors.ts';
 import { hasBodyIdleGuard, requestTimeoutError } from './http/local-storage-routes.ts';
 import { webRoutes } from './http/routes/web.ts';
-import { CleanupService, scheduleCleanup } from './services/cleanup.ts';
+import { scheduleCleanup } from './services/cleanup.ts';
 import { sweepLeftovers } from './services/lifecycle/leftovers.ts';
 
 export interface RunningServer {
@@ -49,6 +49,9 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   // Before any upload can start: temporary files a crash left behind (some of them second
   // links to published objects) are never live across a restart.
   const leftovers = await sweepLeftovers(composition.store, { dryRun: false });
+  const recorder = composition.metrics.recorder;
+  recorder.cleanupObjectsDeleted('leftovers', leftovers.removed.count);
+  recorder.cleanupRun('leftovers', leftovers.failed.count > 0 ? 'failure' : 'success');
   const app = await buildApp({
     store: composition.store,
     repo: composition.repo,
@@ -60,6 +63,9 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     rateLimitWindowMs: config.rateLimitWindowMs,
     tokens: createTokenVerifier(config),
     decoder: composition.audio.description,
+    metrics: recorder,
+    prometheus: composition.metrics.prometheus,
+    metricsToken: config.metrics.token,
     corsOrigins: config.corsOrigins,
     devDataDir: config.auth.dev ? config.dataDir : undefined,
     logger,
@@ -73,7 +79,7 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   installIdleTimeout(app.server, config.requestIdleTimeoutSeconds * 1000);
   // Periodic orphan cleanup (CLEANUP_INTERVAL_MINUTES); stopped, and its run awaited, before the adapters close.
   const cleanup = config.cleanupIntervalMinutes > 0
-    ? scheduleCleanup(config.cleanupIntervalMinutes, () => new CleanupService(composition.store, composition.repo).cleanupOrphans({ dryRun: false }), app.log)
+    ? scheduleCleanup(config.cleanupIntervalMinutes, () => composition.cleanup.cleanupOrphans({ dryRun: false }), app.log)
     : undefined;
   app.addHook('onClose', async () => {
     await cleanup?.stop();

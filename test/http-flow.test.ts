@@ -39,6 +39,7 @@ const DOCUMENTED_ROUTES: Record<string, { body?: TObject; query?: TObject; param
   'DELETE /me': { responses: { 200: ErasureReceiptSchema } },
   'GET /health': { responses: { 200: HealthSchema } },
   'GET /health/ready': { responses: { 200: ReadinessSchema, 503: ReadinessSchema } },
+  'GET /metrics': { responses: {} },
   'POST /dev/token': { body: DevTokenRequestSchema, responses: { 200: DevTokenSchema } },
 };
 

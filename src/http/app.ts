@@ -5,7 +5,7 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import type { EchoRepository, ObjectStore, ServiceMetrics } from '../ports.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { EraseService } from '../services/erase.ts';
 import type { ExportService } from '../services/export.ts';
@@ -18,6 +18,8 @@ import { exportRoutes } from './routes/export.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import type { PrometheusMetrics } from '../metrics/prometheus.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -42,6 +44,11 @@ export interface AppDeps {
   /** Set in dev auth mode: enables POST /dev/token. */
   readonly devDataDir?: string | undefined;
   readonly logger?: FastifyServerOptions['logger'];
+  /** HTTP requests are recorded here (echoes_http_request_duration_seconds). */
+  readonly metrics?: ServiceMetrics | undefined;
+  /** Served at GET /metrics when set (METRICS=on). */
+  readonly prometheus?: PrometheusMetrics | undefined;
+  readonly metricsToken?: string | undefined;
   /** Extra routes mounted inside the app (the recorder page). */
   readonly plugins?: readonly ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -100,6 +107,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
+  const metrics = deps.metrics;
+  if (metrics) {
+    // The route's pattern, never the path: a path carries echo ids and whatever a client makes up.
+    app.addHook('onResponse', (request, reply, done) => {
+      metrics.httpRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    });
+  }
 
   installErrorHandlers(app);
 
@@ -154,6 +169,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });
+  if (deps.prometheus) await metricsRoutes(app, { prometheus: deps.prometheus, token: deps.metricsToken });
   if (deps.devDataDir) await devRoutes(app, { dataDir: deps.devDataDir });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

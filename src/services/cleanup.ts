@@ -1,4 +1,4 @@
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { NO_METRICS, type CleanupSweep, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
 import { cleanupOldFiles, type OldFilesOptions, type OldFilesResult } from './lifecycle/old-files.ts';
 import { cleanupOrphans, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
 import { getStorageReport, type ReportOptions, type StorageReport } from './lifecycle/report.ts';
@@ -21,20 +21,45 @@ export class CleanupService {
     private readonly store: ObjectStore,
     private readonly repo: EchoRepository,
     private readonly clock: () => Date = () => new Date(),
+    private readonly metrics: ServiceMetrics = NO_METRICS,
   ) {}
 
   /** Objects with no echo, expired uploads and unfinished deletes, past the grace period. */
-  cleanupOrphans(options: OrphanCleanupOptions): Promise<OrphanCleanupResult> {
-    return cleanupOrphans(this.store, this.repo, options, this.clock);
+  async cleanupOrphans(options: OrphanCleanupOptions): Promise<OrphanCleanupResult> {
+    const result = await this.counted('orphans', options.dryRun, () => cleanupOrphans(this.store, this.repo, options, this.clock));
+    if (!result.dryRun) {
+      this.metrics.cleanupObjectsDeleted('orphans', result.deletedObjects);
+      this.metrics.cleanupObjectsDeleted('leftovers', result.removedLeftovers);
+      this.metrics.uploadRejected('expired', result.removedExpiredUploads);
+    }
+    return result;
   }
 
   /** Echoes created more than `olderThanDays` ago: object, then record. */
   cleanupOldFiles(options: OldFilesOptions): Promise<OldFilesResult>;
   /** The guide's form: `cleanupOldFiles('user123', { olderThanDays: 365, dryRun: false })`. */
   cleanupOldFiles(userId: string | undefined, options: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult>;
-  cleanupOldFiles(first: OldFilesOptions | string | undefined, second?: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult> {
+  async cleanupOldFiles(first: OldFilesOptions | string | undefined, second?: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult> {
     const options = typeof first === 'object' ? first : { ...(second as Omit<OldFilesOptions, 'userId'>), userId: first };
-    return cleanupOldFiles(this.store, this.repo, options, this.clock);
+    const result = await this.counted('old_files', options.dryRun, () => cleanupOldFiles(this.store, this.repo, options, this.clock));
+    if (!result.dryRun) {
+      this.metrics.cleanupObjectsDeleted('old_files', result.deleted.count);
+      this.metrics.echoesDeleted(result.deleted.count);
+    }
+    return result;
+  }
+
+  /** A sweep's run, as `echoes_cleanup_runs_total` counts it: a failure is a throw or any item that failed. */
+  private async counted<R extends { readonly failed: { readonly count: number } }>(sweep: CleanupSweep, dryRun: boolean, run: () => Promise<R>): Promise<R> {
+    let result: R;
+    try {
+      result = await run();
+    } catch (err) {
+      if (!dryRun) this.metrics.cleanupRun(sweep, 'failure');
+      throw err;
+    }
+    if (!dryRun) this.metrics.cleanupRun(sweep, result.failed.count > 0 ? 'failure' : 'success');
+    return result;
   }
 
   /** Counts and bytes of one user, or of everyone with the largest users. */

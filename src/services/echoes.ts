@@ -5,7 +5,8 @@ import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
 import { inspectStoredObject } from '../domain/upload-policy.ts';
 import { decodePeaks, encodePeaks, resamplePeaks, WAVEFORM_POINTS, audiowaveformJson, type AudiowaveformJson } from '../domain/waveform.ts';
-import type { AudioFacts, AudioProbe, EchoRepository, ObjectStore } from '../ports.ts';
+import { NO_METRICS, type AudioFacts, type AudioProbe, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { UploadRejected } from '../domain/rejections.ts';
 import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
 
 export interface EchoSettings {
@@ -37,6 +38,8 @@ export class EchoService {
     private readonly repo: EchoRepository,
     private readonly probe: AudioProbe,
     private readonly settings: EchoSettings,
+    private readonly metrics: ServiceMetrics = NO_METRICS,
+    private readonly clock: () => Date = () => new Date(),
   ) {}
 
   /** Verifies the uploaded object and makes it an echo; `created` is false for a repeat. */
@@ -67,7 +70,8 @@ export class EchoService {
       // The pending record, and so its quota reservation, stays: the URL may be used again until
       // it expires, and cleanup of the expired record gives the reservation back.
       await this.store.delete(pending.key);
-      throw new AppError('UPLOAD_INVALID', problem.message);
+      this.metrics.uploadRejected(problem.problem);
+      throw new UploadRejected(problem.problem, problem.message);
     }
     const measured = await this.measure(pending);
     const stored = await this.repo.markReady({ userId, echoId }, {
@@ -77,6 +81,8 @@ export class EchoService {
       measured,
     });
     if (!stored || stored.status !== 'ready') throw notFound;
+    // Two racing POSTs of one upload both answer 201 (markReady does not say who won), and both count.
+    this.metrics.uploadVerified(pending.extension, object.size, (this.clock().getTime() - pending.createdAt.getTime()) / 1000);
     // A racing request may have won with other metadata: everyone answers with what is stored.
     return { view: await this.view(stored), created: true };
   }
@@ -91,7 +97,10 @@ export class EchoService {
         maxBytes: this.settings.maxAudioFileSize,
       });
     } catch (err) {
-      if (err instanceof AppError && err.code === 'UPLOAD_INVALID') await this.store.delete(pending.key);
+      if (err instanceof AppError && err.code === 'UPLOAD_INVALID') {
+        await this.store.delete(pending.key);
+        if (err instanceof UploadRejected) this.metrics.uploadRejected(err.reason);
+      }
       // Deleted between head and read (a racing DELETE of the upload, cleanup): as if never uploaded.
       if (isPortError(err, 'not_found')) throw new AppError('UPLOAD_INCOMPLETE', 'The upload disappeared while it was checked; upload the audio again.');
       throw err;
@@ -145,6 +154,7 @@ export class EchoService {
       throw new AppError('SERVICE_UNAVAILABLE', 'The audio could not be deleted right now; the echo is hidden and cleanup will finish it. You can retry DELETE.', { cause: err });
     }
     await this.repo.remove({ userId, echoId });
+    this.metrics.echoesDeleted(1);
   }
 
   private async view(record: EchoRecord): Promise<EchoView> {

@@ -1,7 +1,7 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId } from '../domain/keys.ts';
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import { NO_METRICS, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf, errorMessage, mapLimit } from './lifecycle/common.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
@@ -48,6 +48,7 @@ export class EraseService {
     private readonly store: ObjectStore,
     private readonly repo: EchoRepository,
     private readonly clock: () => Date = () => new Date(),
+    private readonly metrics: ServiceMetrics = NO_METRICS,
   ) {}
 
   async plan(userId: string): Promise<ErasurePlan> {
@@ -92,6 +93,7 @@ export class EraseService {
     }
 
     await mapLimit(echoes, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
+    this.metrics.echoesDeleted(echoes.length);
     // A record made after the scan (an upload URL issued during the erase) goes too.
     let remainingRecords = 0;
     for await (const page of this.repo.scan({ userId })) {

@@ -4,7 +4,7 @@ import { uuidV7 } from '../domain/ids.ts';
 import { objectKey } from '../domain/keys.ts';
 import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
 import { AppError } from '../domain/errors.ts';
-import type { AccountUsage, EchoRepository, ObjectStore } from '../ports.ts';
+import { NO_METRICS, type AccountUsage, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
 import { RandomPool } from './random-pool.ts';
 
 export interface UploadSettings {
@@ -55,6 +55,7 @@ export class UploadService {
     private readonly repo: EchoRepository,
     private readonly settings: UploadSettings,
     private readonly clock: Clock = () => new Date(),
+    private readonly metrics: ServiceMetrics = NO_METRICS,
   ) {}
 
   async issue(userId: string, request: UploadRequest): Promise<UploadTicket> {
@@ -117,6 +118,7 @@ export class UploadService {
       expiresInSeconds: expiresIn,
       maxBytes: this.settings.maxAudioFileSize,
     });
+    this.metrics.uploadUrlIssued(format.extension);
     return { uploadUrl: signed.url, method: signed.method, headers: signed.headers, echoId, key, expiresIn, expiresAt };
   }
 

@@ -43,6 +43,8 @@ export interface OrphanCleanupResult {
   readonly removedRecords: number;
   /** Leftover temporary files removed (or, in a dry run, that would be). */
   readonly removedLeftovers: number;
+  /** Of `removedRecords`, the expired uploads: URLs that expired without becoming echoes. */
+  readonly removedExpiredUploads: number;
   readonly freedBytes: number;
   readonly failed: Failures;
 }
@@ -69,6 +71,7 @@ export async function cleanupOrphans(
   const failed = new FailureTally(limit);
   let deletedObjects = 0;
   let removedRecords = 0;
+  let removedExpiredUploads = 0;
   let freedBytes = 0;
 
   let scannedRecords = 0;
@@ -89,6 +92,7 @@ export async function cleanupOrphans(
     for (const r of removed) {
       const size = sizeOf.get(r.key);
       removedRecords += 1;
+      if (r.status === 'pending') removedExpiredUploads += 1;
       if (size !== undefined) {
         deletedObjects += 1;
         freedBytes += size;
@@ -158,6 +162,7 @@ export async function cleanupOrphans(
     deletedObjects,
     removedRecords,
     removedLeftovers,
+    removedExpiredUploads,
     freedBytes,
     failed: failed.result(),
   };
