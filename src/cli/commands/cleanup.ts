@@ -11,11 +11,14 @@ interface OrphanFlags {
   dryRun?: boolean;
   yes?: boolean;
   json?: boolean;
+  metricsFile?: string;
 }
 
 interface OldFlags extends Omit<OrphanFlags, 'graceHours'> {
   olderThanDays: number;
 }
+
+const METRICS_FILE_HELP = "write the run's figures there in Prometheus text format (for node_exporter's textfile collector); METRICS_EMF=on prints them as CloudWatch EMF lines on stdout";
 
 export function registerCleanupCommand(program: Command): void {
   const cleanup = program
@@ -30,9 +33,10 @@ export function registerCleanupCommand(program: Command): void {
     .option('--dry-run', 'list what would be deleted, change nothing')
     .option('--yes', 'delete without asking (needed when stdin is not a terminal)')
     .option('--json', 'print one JSON document on stdout')
+    .option('--metrics-file <path>', METRICS_FILE_HELP)
     .action(async (flags: OrphanFlags) => {
       if (!mayProceed(flags, 'cleanup orphans')) return;
-      const { service, close } = await openCleanupService();
+      const { service, close } = await openCleanupService({ metricsFile: flags.metricsFile });
       try {
         await runDestructive(flags, {
           sweep: (apply, now, onProgress) =>
@@ -54,9 +58,10 @@ export function registerCleanupCommand(program: Command): void {
     .option('--dry-run', 'list what would be deleted, change nothing')
     .option('--yes', 'delete without asking (needed when stdin is not a terminal)')
     .option('--json', 'print one JSON document on stdout')
+    .option('--metrics-file <path>', METRICS_FILE_HELP)
     .action(async (flags: OldFlags) => {
       if (!mayProceed(flags, 'cleanup old')) return;
-      const { service, close } = await openCleanupService();
+      const { service, close } = await openCleanupService({ metricsFile: flags.metricsFile });
       try {
         await runDestructive(flags, {
           sweep: (apply, now, onProgress) =>

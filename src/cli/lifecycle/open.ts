@@ -2,11 +2,14 @@ import { createEchoRepository, createObjectStore } from '../../compose.ts';
 import { environmentWithDotEnv, loadConfig } from '../../config.ts';
 import type { EchoRepository, ObjectStore } from '../../ports.ts';
 import { CleanupService } from '../../services/cleanup.ts';
+import { createMetrics } from '../../metrics/setup.ts';
+import { assertWritableFolder, writeFileAtomically } from './metrics-file.ts';
 
 export interface OpenedService {
   readonly service: CleanupService;
   /** "local + sqlite", "s3 + dynamodb": says which deployment the figures are about. */
   readonly backends: string;
+  /** Writes the run's figures (`--metrics-file`, METRICS_EMF=on), then closes the backends. */
   close(): Promise<void>;
 }
 
@@ -18,10 +21,29 @@ export interface OpenedBackends {
   close(): Promise<void>;
 }
 
-/** The same configuration and adapters as `serve`, checked before any sweep starts. */
-export async function openCleanupService(): Promise<OpenedService> {
+/**
+ * The same configuration and adapters as `serve`, checked before any sweep starts. The run's
+ * figures go where asked: Prometheus text to `metricsFile` (a node exporter's textfile
+ * collector), EMF lines on stdout with METRICS_EMF=on; a failed run writes them too.
+ */
+export async function openCleanupService(options: { metricsFile?: string | undefined } = {}): Promise<OpenedService> {
+  const config = loadConfig(environmentWithDotEnv());
+  // Before the sweep, not after it: a run that deletes and then cannot report is an unwatched run.
+  if (options.metricsFile !== undefined) await assertWritableFolder(options.metricsFile);
   const { store, repo, backends, close } = await openBackends();
-  return { service: new CleanupService(store, repo), backends, close };
+  const metrics = createMetrics(config, { prometheus: options.metricsFile !== undefined, processMetrics: false });
+  return {
+    service: new CleanupService(store, repo, () => new Date(), metrics.recorder),
+    backends,
+    async close() {
+      try {
+        if (options.metricsFile !== undefined && metrics.prometheus) await writeFileAtomically(options.metricsFile, await metrics.prometheus.text());
+        await metrics.close();
+      } finally {
+        await close();
+      }
+    },
+  };
 }
 
 /** The configured store and repository, checked: a command never starts on a backend that does not answer. */
