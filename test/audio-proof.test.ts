@@ -7,6 +7,7 @@ import type { Echo, ErrorBody, Waveform } from '../src/wire/echoes-api.ts';
 import { apiClient, FORMATS, putBytes, type Ticket } from './support/api.ts';
 import { backends } from './support/backends.ts';
 import { ffmpegDecodedSeconds, requireFfmpeg } from './support/ffmpeg.ts';
+import { counterDeltas, scrape } from './support/metrics.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -23,15 +24,18 @@ const GOOD = [
   'proof/fade-in.wav',
 ];
 
-/** Bad files, with the reason the refusal must give (MAX_AUDIO_DURATION_SECONDS=3 for long.wav). */
-const BAD: [file: string, reason: RegExp][] = [
-  ...FORMATS.map((f): [string, RegExp] => [`proof/truncated.${f.ext}`, /truncated|corrupt|not readable|does not decode/]),
-  ['proof/corrupt.mp3', /corrupt|does not decode|not readable/],
-  ['proof/corrupt.webm', /corrupt|does not decode|not readable/],
-  ['proof/mp3-as.webm', /not audio\/webm|is mp3|not \.webm/],
-  ['proof/video.webm', /video stream/],
-  ['proof/no-samples.wav', /no audio samples|zero duration/],
-  ['proof/long.wav', /longer than the maximum of 3 s/],
+/**
+ * Bad files, with the reason the refusal must give (MAX_AUDIO_DURATION_SECONDS=3 for long.wav) and
+ * the `reason` label it counts under in echoes_uploads_rejected_total.
+ */
+const BAD: [file: string, message: RegExp, reasons: readonly string[]][] = [
+  ...FORMATS.map((f): [string, RegExp, readonly string[]] => [`proof/truncated.${f.ext}`, /truncated|corrupt|not readable|does not decode/, ['truncated', 'decode_error']]),
+  ['proof/corrupt.mp3', /corrupt|does not decode|not readable/, ['decode_error']],
+  ['proof/corrupt.webm', /corrupt|does not decode|not readable/, ['decode_error']],
+  ['proof/mp3-as.webm', /not audio\/webm|is mp3|not \.webm/, ['not_audio', 'wrong_format']],
+  ['proof/video.webm', /video stream/, ['video']],
+  ['proof/no-samples.wav', /no audio samples|zero duration/, ['empty_audio']],
+  ['proof/long.wav', /longer than the maximum of 3 s/, ['too_long']],
 ];
 
 for (const backend of backends()) {
@@ -146,12 +150,18 @@ for (const backend of backends()) {
       expect(pending.status).toBe(404);
     });
 
-    it.each(BAD)('%s is refused with 422 and its reason, and nothing of it stays in storage', async (file, reason) => {
+    it.each(BAD)('%s is refused with 422 and its reason, counted once under its cause, and nothing of it stays in storage', async (file, message, reasons) => {
       const { ticket } = await upload(file);
+      const before = await scrape(srv.url);
       const refused = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: ticket.echo_id });
       expect(refused.status, JSON.stringify(refused.body)).toBe(422);
       expect(refused.body.error.code).toBe('UPLOAD_INVALID');
-      expect(refused.body.error.message).toMatch(reason);
+      expect(refused.body.error.message).toMatch(message);
+      const counted = [...counterDeltas(before, await scrape(srv.url))].filter(([series]) => series.startsWith('echoes_uploads_rejected_total'));
+      expect(counted, refused.body.error.message).toHaveLength(1);
+      const [series, delta] = counted[0] ?? [];
+      expect(delta).toBe(1);
+      expect(reasons.map((r) => `echoes_uploads_rejected_total{reason="${r}"}`), refused.body.error.message).toContain(series);
       expect(await srv.server.composition.store.head(ticket.s3_key)).toBeUndefined();
       expect((await alice.call('GET', `/echoes/${ticket.echo_id}`)).status).toBe(404);
       // The upload is gone, so asking again says so rather than decoding nothing.

@@ -8,7 +8,10 @@ export async function scrape(baseUrl: string, token?: string): Promise<PromMetri
 }
 
 export function parseMetrics(text: string): Promise<PromMetrics> {
-  return getMetricsFromIterator(text.split('\n')[Symbol.iterator]());
+  // prom-client writes NaN as "Nan" (an event-loop gauge before its first sample), which Prometheus
+  // reads (floats are case-insensitive there) and prom2javascript cannot: such a sample is left out.
+  const lines = text.split('\n').filter((line) => !/ nan$/i.test(line));
+  return getMetricsFromIterator(lines[Symbol.iterator]());
 }
 
 const matches = (labels: Record<string, string>, wanted: Record<string, string>): boolean =>
