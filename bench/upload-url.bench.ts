@@ -18,20 +18,28 @@ function load(name: string, server: BenchServer, url: string, headers: Record<st
   return measure(name, server, { url, method: 'POST', body: BODY, headers: { 'content-type': 'application/json', ...headers } });
 }
 
-export async function run(): Promise<void> {
-  const rows: Result[] = [];
-  const embedded = await startServer({});
+/** Bare route, upload-url, bare again (the better bare run is the baseline) on one server. */
+async function localRun(env: Record<string, string>, label: string): Promise<{ bare: Result; route: Result }> {
+  const embedded = await startServer(env);
   try {
-    rows.push(await load('bare route (same server, JSON body, no work)', embedded, `${embedded.url}/bench/bare`, {}));
-    rows.push(await load('POST /echoes/upload-url, local store + SQLite', embedded, `${embedded.url}/echoes/upload-url`, { authorization: `Bearer ${embedded.token}` }));
+    let bare = await load(`bare route (same server, JSON body, no work)${label}`, embedded, `${embedded.url}/bench/bare`, {});
+    const route = await load(`POST /echoes/upload-url, local store + SQLite${label}`, embedded, `${embedded.url}/echoes/upload-url`, { authorization: `Bearer ${embedded.token}` });
     // The bare route again: the baseline is the better of the two runs, so noise cannot flatter the ratios.
     const again = await load('bare route, second run', embedded, `${embedded.url}/bench/bare`, {});
-    const first = rows[0];
-    if (first && again.rps > first.rps) rows[0] = { ...again, name: first.name };
+    if (again.rps > bare.rps) bare = { ...again, name: bare.name };
+    return { bare, route };
   } finally {
     await stopBenchServer(embedded);
     rmSync(embedded.dataDir, { recursive: true, force: true });
   }
+}
+
+export async function run(): Promise<void> {
+  const rows: Result[] = [];
+  // Metrics on (the default: GET /metrics, every request recorded) and off, in one run.
+  const on = await localRun({ METRICS: 'on' }, '');
+  const off = await localRun({ METRICS: 'off' }, ', METRICS=off');
+  rows.push(on.bare, on.route);
 
   let moto: MotoServer | undefined;
   let s3Note = '';
@@ -58,9 +66,21 @@ export async function run(): Promise<void> {
   }
 
   const bare = rows[0] ?? { rps: 1, cpuUs: 1 };
-  const table = rows
-    .map((r) => `| ${r.name} | ${Math.round(r.rps)} | ${r.p99} | ${(r.rps / bare.rps).toFixed(2)} | ${r.cpuUs.toFixed(0)} | ${(bare.cpuUs / r.cpuUs).toFixed(2)} | ${r.errors} |`)
-    .join('\n');
+  const line = (r: Result, base: { rps: number; cpuUs: number }): string =>
+    `| ${r.name} | ${Math.round(r.rps)} | ${r.p99} | ${(r.rps / base.rps).toFixed(2)} | ${r.cpuUs.toFixed(0)} | ${(base.cpuUs / r.cpuUs).toFixed(2)} | ${r.errors} |`;
+  const table = [...rows.map((r) => line(r, bare)), line(off.bare, off.bare), line(off.route, off.bare)].join('\n');
+  // Each server's ratio to its own bare route, so the two runs need not have met the same noise.
+  const rpsOn = on.route.rps / on.bare.rps;
+  const rpsOff = off.route.rps / off.bare.rps;
+  const cpuOn = on.bare.cpuUs / on.route.cpuUs;
+  const cpuOff = off.bare.cpuUs / off.route.cpuUs;
+  const kept = (a: number, b: number): string => `${((a / b) * 100).toFixed(1)} %`;
+  const metricsVerdict = (a: number, b: number): string => (a / b >= 0.95 ? 'meets' : 'MISSES');
+  const metricsNote = `
+Metrics on against METRICS=off (target: the ratios fall by no more than 5 %): req/s ratio ${rpsOn.toFixed(3)} against ${rpsOff.toFixed(3)},
+${kept(rpsOn, rpsOff)} kept (${metricsVerdict(rpsOn, rpsOff)} the target); CPU ratio ${cpuOn.toFixed(3)} against ${cpuOff.toFixed(3)}, ${kept(cpuOn, cpuOff)} kept (${metricsVerdict(cpuOn, cpuOff)} it).
+Server CPU per upload-url request: ${on.route.cpuUs.toFixed(0)} µs with metrics, ${off.route.cpuUs.toFixed(0)} µs without.`;
+  console.log(metricsNote);
   writeSection('upload-url', `## POST /echoes/upload-url throughput
 
 autocannon, ${CONNECTIONS} connections, ${DURATION} s per route after a 2 s warm-up; the server runs in its own process.
@@ -68,9 +88,11 @@ The bare route runs twice (first and after the local route) and the faster run i
 Each upload-url request verifies a JWT, validates the body, writes a pending record and signs a URL.
 Targets: local store at least 0.5 of the bare route's req/s, S3 presigning at least 0.4.
 The server's own CPU time per request is measured beside it: it does not depend on how fast the load generator is.
+Metrics are on (the default) except in the rows marked METRICS=off, whose ratios are to their own server's bare route.
 
 | route | req/s | p99 ms | req/s ratio to bare | server CPU µs/request | CPU ratio (bare / route) | errors |
 |---|---|---|---|---|---|---|
 ${table}
+${metricsNote}
 ${s3Note}`);
 }
