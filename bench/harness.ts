@@ -25,8 +25,9 @@ export interface BenchServer {
 export async function startBenchServer(dataDir: string, env: Record<string, string> = {}): Promise<BenchServer> {
   const port = await freePort();
   const child = fork(resolve(import.meta.dirname, '..', 'bin', 'run-ts.js'), [resolve(import.meta.dirname, 'server.ts')], {
-    // One user drives the load: the per-user rate limit would answer most of it 429.
-    env: { ...process.env, RATE_LIMIT_PER_MINUTE: '0', ...env, DATA_DIR: dataDir, PORT: String(port) },
+    // One user drives the load: the per-user rate limit, quota and pending-upload limit would
+    // answer most of it 429/403.
+    env: { ...process.env, RATE_LIMIT_PER_MINUTE: '0', USER_QUOTA_BYTES: '0', USER_MAX_PENDING_UPLOADS: '0', ...env, DATA_DIR: dataDir, PORT: String(port) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   await new Promise<void>((ok, fail) => {
