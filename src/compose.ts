@@ -137,7 +137,7 @@ export async function compose(config: Config): Promise<Composition> {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
   }
-  const metrics = createMetrics(config, { prometheus: config.metrics.prometheus, processMetrics: true });
+  const metrics = await createMetrics(config, { prometheus: config.metrics.prometheus, server: true });
   const recorder = metrics.recorder;
   const clock = (): Date => new Date();
   const uploads = new UploadService(store, repo, {

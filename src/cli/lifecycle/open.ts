@@ -31,7 +31,7 @@ export async function openCleanupService(options: { metricsFile?: string | undef
   // Before the sweep, not after it: a run that deletes and then cannot report is an unwatched run.
   if (options.metricsFile !== undefined) await assertWritableFolder(options.metricsFile);
   const { store, repo, backends, close } = await openBackends();
-  const metrics = createMetrics(config, { prometheus: options.metricsFile !== undefined, processMetrics: false });
+  const metrics = await createMetrics(config, { prometheus: options.metricsFile !== undefined, server: false });
   return {
     service: new CleanupService(store, repo, () => new Date(), metrics.recorder),
     backends,
