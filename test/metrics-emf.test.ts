@@ -1,152 +1,277 @@
-import { spawn } from 'node:child_process';
-import { readFileSync, rmSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
-import { afterAll, describe, expect, it } from 'vitest';
-import { EmfMetrics, EMF_NAMESPACE } from '../src/metrics/emf.ts';
-import { UploadService } from '../src/services/uploads.ts';
-import { CLI } from './support/cli.ts';
-import { writeLocal } from './support/lifecycle.ts';
-import { fixture } from './support/api.ts';
-import { startTestServer } from './support/server.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { UPLOAD_REJECTION_REASONS } from '../src/domain/rejections.ts';
+import type { CleanupSweep } from '../src/ports.ts';
+import { EmfMetrics } from '../src/metrics/emf.ts';
 
-// The EMF specification's JSON schema, as published on
-// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
-const schema = JSON.parse(readFileSync(fileURLToPath(new URL('./fixtures/emf-schema.json', import.meta.url)), 'utf8')) as object;
-const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+/*
+ * test/fixtures/emf-schema.json is the JSON schema published in "Specification: Embedded metric
+ * format", https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+ * (section "Embedded metric format example and JSON schema"; text as in the page's source,
+ * awsdocs/amazon-cloudwatch-user-guide, doc_source/CloudWatch_Embedded_Metric_Format_Specification.md).
+ */
+const schema: unknown = JSON.parse(readFileSync(new URL('./fixtures/emf-schema.json', import.meta.url), 'utf8'));
+const validate = new Ajv({ allErrors: true }).compile(schema as object);
+
+/** The contract's labels, hence the only dimensions each metric may carry. */
+const CONTRACT: Record<string, { unit: string; labels: string[]; histogram: boolean }> = {
+  echoes_upload_urls_issued_total: { unit: 'Count', labels: ['format'], histogram: false },
+  echoes_uploads_verified_total: { unit: 'Count', labels: ['format'], histogram: false },
+  echoes_uploads_rejected_total: { unit: 'Count', labels: ['reason'], histogram: false },
+  echoes_upload_bytes: { unit: 'Bytes', labels: ['format'], histogram: true },
+  echoes_upload_seconds: { unit: 'Seconds', labels: [], histogram: true },
+  echoes_deleted_total: { unit: 'Count', labels: [], histogram: false },
+  echoes_cleanup_objects_deleted_total: { unit: 'Count', labels: ['sweep'], histogram: false },
+  echoes_cleanup_runs_total: { unit: 'Count', labels: ['sweep', 'outcome'], histogram: false },
+  echoes_http_request_duration_seconds: { unit: 'Seconds', labels: ['method', 'route', 'status_code'], histogram: true },
+};
 
 type Doc = Record<string, unknown> & {
   _aws: { Timestamp: number; CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit?: string }[] }[] };
 };
 
-/** The schema, plus what the specification says in prose: every metric and dimension it names is a member of the document. */
-function checkDocument(line: string): Doc {
-  const doc = JSON.parse(line) as Doc;
-  expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
-  for (const directive of doc._aws.CloudWatchMetrics) {
-    expect(directive.Metrics.length).toBeLessThanOrEqual(100);
-    for (const { Name } of directive.Metrics) {
-      const value = doc[Name];
-      const values = Array.isArray(value) ? value : [value];
-      expect(values.length, Name).toBeLessThanOrEqual(100);
-      for (const v of values) expect(typeof v, Name).toBe('number');
-    }
-    for (const set of directive.Dimensions) for (const d of set) expect(typeof doc[d], d).toBe('string');
+const seriesKey = (metric: string, dims: Record<string, string>): string =>
+  `${metric} ${JSON.stringify(Object.entries(dims).sort(([a], [b]) => a.localeCompare(b)))}`;
+
+/** What the test itself recorded, per metric and dimension set. */
+class Expected {
+  readonly values = new Map<string, number[]>();
+  add(metric: string, dims: Record<string, string>, value: number): void {
+    const key = seriesKey(metric, dims);
+    this.values.set(key, [...(this.values.get(key) ?? []), value]);
   }
-  return doc;
 }
 
-/** Sum of every value of each metric, by metric name and its dimension values. */
-function totals(docs: Doc[]): Map<string, number> {
-  const sums = new Map<string, number>();
-  for (const doc of docs) {
-    for (const directive of doc._aws.CloudWatchMetrics) {
-      const dims = [...new Set(directive.Dimensions.flat())].filter((d) => d !== 'service').sort().map((d) => `${d}=${String(doc[d])}`).join(',');
-      for (const { Name } of directive.Metrics) {
-        const value = doc[Name];
-        const sum = (Array.isArray(value) ? (value as number[]) : [value as number]).reduce((a, b) => a + b, 0);
-        const key = `${Name}{${dims}}`;
-        sums.set(key, (sums.get(key) ?? 0) + sum);
+interface Parsed {
+  docs: Doc[];
+  /** Per series: every value found (histograms), or the values to sum (counters). */
+  values: Map<string, number[]>;
+  dimensionValues: Set<string>;
+}
+
+const parse = (text: string): Parsed => {
+  expect(text.endsWith('\n')).toBe(true);
+  const lines = text.slice(0, -1).split('\n');
+  const docs: Doc[] = [];
+  const values = new Map<string, number[]>();
+  const dimensionValues = new Set<string>();
+  for (const line of lines) {
+    const doc = JSON.parse(line) as Doc;
+    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    docs.push(doc);
+    const directives = doc._aws.CloudWatchMetrics;
+    expect(directives.length).toBeGreaterThan(0);
+    for (const directive of directives) {
+      expect(directive.Namespace).toBe('Echoes/Storage');
+      expect(directive.Metrics.length).toBeLessThanOrEqual(100);
+      expect(directive.Dimensions).toHaveLength(1);
+      const names = directive.Dimensions[0]!;
+      const dims: Record<string, string> = {};
+      for (const name of names) {
+        const value = doc[name];
+        expect(typeof value, `dimension ${name}`).toBe('string');
+        dims[name] = value as string;
+        dimensionValues.add(value as string);
+      }
+      for (const { Name, Unit } of directive.Metrics) {
+        const contract = CONTRACT[Name];
+        expect(contract, Name).toBeDefined();
+        expect(Unit).toBe(contract!.unit);
+        expect([...names].sort()).toEqual([...contract!.labels].sort());
+        const raw = doc[Name];
+        const list = Array.isArray(raw) ? (raw as unknown[]) : [raw];
+        expect(list.length).toBeLessThanOrEqual(100);
+        for (const v of list) expect(typeof v).toBe('number');
+        const key = seriesKey(Name, dims);
+        values.set(key, [...(values.get(key) ?? []), ...(list as number[])]);
       }
     }
   }
-  return sums;
-}
+  return { docs, values, dimensionValues };
+};
 
-describe('CloudWatch EMF output (METRICS_EMF=on)', () => {
-  it('writes documents that the specification\'s schema accepts, and that add up to exactly what was recorded', () => {
-    const lines: string[] = [];
-    const emf = new EmfMetrics({ write: (line) => lines.push(line) });
-    for (let i = 0; i < 3; i++) emf.uploadUrlIssued('webm');
-    emf.uploadUrlIssued('wav');
-    emf.uploadVerified('webm', 48_000, 2.5);
-    emf.uploadVerified('webm', 52_000, 3.5);
-    emf.uploadVerified('wav', 1_000_000, 10);
-    emf.uploadRejected('decode_error');
-    emf.uploadRejected('expired', 4);
-    emf.uploadRejected('too_long', 0);
-    emf.echoesDeleted(2);
-    emf.cleanupObjectsDeleted('orphans', 7);
-    emf.cleanupRun('orphans', 'success');
-    emf.cleanupRun('old_files', 'failure');
-    // Past the 100 values one document may hold for a metric.
-    for (let i = 0; i < 250; i++) emf.httpRequest('/echoes/:echo_id', 'GET', 200, 0.002);
-    emf.httpRequest('unmatched', 'GET', 404, 0.001);
-    emf.flush();
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+const sorted = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
 
-    const docs = lines.map(checkDocument);
-    for (const doc of docs) {
-      expect(doc._aws.CloudWatchMetrics[0]?.Namespace).toBe(EMF_NAMESPACE);
-      expect(doc['service']).toBe('echoes-storage');
+/** Figures from the lines equal what was recorded: counters summed, histogram values all there. */
+const expectSameFigures = (parsed: Parsed, expected: Expected): void => {
+  expect([...parsed.values.keys()].sort()).toEqual([...expected.values.keys()].sort());
+  for (const [key, recorded] of expected.values) {
+    const found = parsed.values.get(key)!;
+    if (CONTRACT[key.split(' ')[0]!]!.histogram) expect(sorted(found), key).toEqual(sorted(recorded));
+    else expect(sum(found), key).toBe(sum(recorded));
+  }
+};
+
+const stringWriter = (): { writer: (chunk: string) => void; text: () => string; writes: () => number } => {
+  const chunks: string[] = [];
+  return { writer: (chunk) => { chunks.push(chunk); }, text: () => chunks.join(''), writes: () => chunks.length };
+};
+
+/** A day of a small deployment, with the ids that must never become dimensions. */
+const recordDay = (metrics: EmfMetrics, expected: Expected): { ids: string[] } => {
+  const ids: string[] = [];
+  const formats = ['webm', 'wav', 'mp3', 'm4a', 'ogg'];
+  const http = (route: string, method: string, status: number, seconds: number): void => {
+    metrics.httpRequest(route, method, status, seconds);
+    expected.add('echoes_http_request_duration_seconds', { route, method, status_code: String(status) }, seconds);
+  };
+  for (let i = 0; i < 260; i += 1) {
+    const user = `user-${(i % 7).toString(36)}x${i}`;
+    const echoId = randomUUID();
+    ids.push(user, echoId);
+    const format = formats[i % formats.length]!;
+    metrics.uploadUrlIssued(format);
+    expected.add('echoes_upload_urls_issued_total', { format }, 1);
+    http('/echoes/upload-url', 'POST', 200, 0.004 + (i % 13) / 1000);
+    if (i % 4 === 3) {
+      const reason = UPLOAD_REJECTION_REASONS[i % UPLOAD_REJECTION_REASONS.length]!;
+      metrics.uploadRejected(reason);
+      expected.add('echoes_uploads_rejected_total', { reason }, 1);
+      http('/echoes', 'POST', 422, 0.2 + (i % 5) / 10);
+      continue;
     }
-    expect(Object.fromEntries(totals(docs))).toEqual({
-      'echoes_upload_urls_issued_total{format=webm}': 3,
-      'echoes_upload_urls_issued_total{format=wav}': 1,
-      'echoes_uploads_verified_total{format=webm}': 2,
-      'echoes_uploads_verified_total{format=wav}': 1,
-      'echoes_upload_bytes{format=webm}': 100_000,
-      'echoes_upload_bytes{format=wav}': 1_000_000,
-      'echoes_upload_seconds{}': 16,
-      'echoes_uploads_rejected_total{reason=decode_error}': 1,
-      'echoes_uploads_rejected_total{reason=expired}': 4,
-      'echoes_deleted_total{}': 2,
-      'echoes_cleanup_objects_deleted_total{sweep=orphans}': 7,
-      'echoes_cleanup_runs_total{outcome=success,sweep=orphans}': 1,
-      'echoes_cleanup_runs_total{outcome=failure,sweep=old_files}': 1,
-      'echoes_http_request_duration_seconds{method=GET,route=/echoes/:echo_id,status_code=200}': expect.closeTo(0.5, 9),
-      'echoes_http_request_duration_seconds{method=GET,route=unmatched,status_code=404}': 0.001,
-    });
-    // Every observation is kept for CloudWatch's percentiles: 250 values over 3 documents.
-    const requestValues = docs.flatMap((d) => (d['route'] === '/echoes/:echo_id' ? [d['echoes_http_request_duration_seconds']].flat() : []));
-    expect(requestValues).toHaveLength(250);
-    // Nothing is written twice.
-    lines.length = 0;
-    emf.flush();
-    expect(lines).toEqual([]);
+    const bytes = 40_000 + i * 1_337;
+    const seconds = 1.5 + (i % 17) * 0.25;
+    metrics.uploadVerified(format, bytes, seconds);
+    expected.add('echoes_uploads_verified_total', { format }, 1);
+    expected.add('echoes_upload_bytes', { format }, bytes);
+    expected.add('echoes_upload_seconds', {}, seconds);
+    http('/echoes', 'POST', 201, 0.3 + (i % 7) / 10);
+    http('/echoes/:echo_id', 'GET', 200, 0.002);
+  }
+  // Expired URLs are counted in bulk by cleanup.
+  metrics.uploadRejected('expired', 12);
+  expected.add('echoes_uploads_rejected_total', { reason: 'expired' }, 12);
+  metrics.echoesDeleted(1);
+  metrics.echoesDeleted(30);
+  expected.add('echoes_deleted_total', {}, 31);
+  http('/echoes/:echo_id', 'DELETE', 204, 0.01);
+  http('/me', 'DELETE', 202, 0.5);
+  http('unmatched', 'GET', 404, 0.001);
+  const sweeps: [CleanupSweep, number][] = [['orphans', 4], ['old_files', 30], ['leftovers', 2]];
+  for (const [sweep, count] of sweeps) {
+    metrics.cleanupObjectsDeleted(sweep, count);
+    expected.add('echoes_cleanup_objects_deleted_total', { sweep }, count);
+    metrics.cleanupRun(sweep, 'success');
+    expected.add('echoes_cleanup_runs_total', { sweep, outcome: 'success' }, 1);
+  }
+  metrics.cleanupRun('orphans', 'failure');
+  expected.add('echoes_cleanup_runs_total', { sweep: 'orphans', outcome: 'failure' }, 1);
+  return { ids };
+};
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('EmfMetrics', () => {
+  it('writes schema-valid EMF lines whose figures add up to what was recorded', () => {
+    const out = stringWriter();
+    const metrics = new EmfMetrics({ writer: out.writer });
+    const expected = new Expected();
+    const { ids } = recordDay(metrics, expected);
+    expect(out.writes()).toBe(0);
+    metrics.flush();
+    expect(out.writes()).toBe(1);
+
+    const parsed = parse(out.text());
+    expectSameFigures(parsed, expected);
+    // 260 POST /echoes/upload-url durations: more than one document's worth for one series.
+    const uploadUrl = parsed.docs.filter((d) => d.route === '/echoes/upload-url');
+    expect(uploadUrl.length).toBe(3);
+    expect(parsed.docs.some((d) => Array.isArray(d.echoes_http_request_duration_seconds)
+      && (d.echoes_http_request_duration_seconds as unknown[]).length > 90)).toBe(true);
+    // Counters are one summed value per line, not one value per event.
+    const webm = parsed.docs.find((d) => d.format === 'webm' && 'echoes_upload_urls_issued_total' in d)!;
+    expect(webm.echoes_upload_urls_issued_total).toBe(52);
+
+    for (const id of ids) expect(parsed.dimensionValues.has(id), id).toBe(false);
+    for (const value of parsed.dimensionValues) {
+      expect(value).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-/i);
+      expect(value).not.toMatch(/^user-/);
+    }
+
+    // Flushed means emptied.
+    metrics.flush();
+    expect(out.writes()).toBe(1);
   });
 
-  it('rejects what is not EMF: the schema check can fail', () => {
-    expect(validate({ service: 'x', n: 1 })).toBe(false);
-    expect(validate({ _aws: { CloudWatchMetrics: [] } })).toBe(false);
-    expect(validate({ _aws: { Timestamp: 1, CloudWatchMetrics: [{ Namespace: 'N', Dimensions: [['a']], Metrics: [{ Name: 'm', Unit: 'Furlongs' }] }] } })).toBe(false);
+  it('the schema check can fail: a document without _aws, or with no dimension set, is refused', () => {
+    const out = stringWriter();
+    const metrics = new EmfMetrics({ writer: out.writer });
+    metrics.echoesDeleted(3);
+    metrics.flush();
+    const doc = JSON.parse(out.text()) as Doc;
+    expect(validate(doc)).toBe(true);
+    expect(doc._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([[]]);
+    expect(doc.echoes_deleted_total).toBe(3);
+
+    const { _aws: _dropped, ...withoutAws } = doc;
+    expect(validate(withoutAws)).toBe(false);
+    expect(validate({ ...doc, _aws: { ...doc._aws, CloudWatchMetrics: [{ ...doc._aws.CloudWatchMetrics[0], Dimensions: [] }] } })).toBe(false);
   });
 
-  describe('from the CLI', () => {
-    const root = mkdtempSync(join(tmpdir(), 'echoes-emf-cli-'));
-    afterAll(() => rmSync(root, { recursive: true, force: true }));
+  it('flushes by itself when the buffer is full, and loses nothing', () => {
+    const out = stringWriter();
+    const metrics = new EmfMetrics({ writer: out.writer, maxBuffered: 50 });
+    const expected = new Expected();
+    for (let i = 0; i < 175; i += 1) {
+      metrics.httpRequest('/echoes', 'GET', 200, i / 1000);
+      expected.add('echoes_http_request_duration_seconds', { route: '/echoes', method: 'GET', status_code: '200' }, i / 1000);
+    }
+    expect(out.writes()).toBe(3);
+    metrics.flush();
+    expect(out.writes()).toBe(4);
+    expectSameFigures(parse(out.text()), expected);
+  });
 
-    it('cleanup orphans with METRICS_EMF=on prints its run\'s figures as EMF lines on stdout', async () => {
-      const dataDir = join(root, 'data');
-      const server = await startTestServer({ DATA_DIR: dataDir });
-      try {
-        const { store, repo } = server.server.composition;
-        const past = new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 }, () => new Date(Date.now() - 3 * 86_400_000));
-        await past.issue('alice', { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 100 });
-        await writeLocal(dataDir, 'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav', fixture('wav'), 'audio/wav');
-      } finally {
-        await server.close();
-      }
-      const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
-        const env = { PATH: process.env.PATH ?? '', HOME: root, DATA_DIR: dataDir, LOG_LEVEL: 'silent', METRICS_EMF: 'on' };
-        const child = spawn(process.execPath, [CLI, 'cleanup', 'orphans', '--grace-hours', '0', '--yes'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-        child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-        child.once('error', fail);
-        child.once('close', (code) => done({ code, stdout, stderr }));
-      });
-      expect(run.code, run.stderr).toBe(0);
-      const docs = run.stdout.split('\n').filter((l) => l.startsWith('{')).map(checkDocument);
-      expect(Object.fromEntries(totals(docs))).toEqual({
-        'echoes_cleanup_runs_total{outcome=success,sweep=orphans}': 1,
-        'echoes_cleanup_objects_deleted_total{sweep=orphans}': 1,
-        'echoes_uploads_rejected_total{reason=expired}': 1,
-      });
-      // The summary is still there for a person reading the output.
-      expect(run.stdout).toMatch(/Removed 1 object/);
+  it('start() flushes on its interval and stop() writes what is left', () => {
+    vi.useFakeTimers();
+    const out = stringWriter();
+    const metrics = new EmfMetrics({ writer: out.writer });
+    const expected = new Expected();
+    metrics.start(10_000);
+    metrics.uploadUrlIssued('flac');
+    expected.add('echoes_upload_urls_issued_total', { format: 'flac' }, 1);
+    vi.advanceTimersByTime(10_000);
+    expect(out.writes()).toBe(1);
+    metrics.uploadUrlIssued('flac');
+    expected.add('echoes_upload_urls_issued_total', { format: 'flac' }, 1);
+    metrics.stop();
+    expect(out.writes()).toBe(2);
+    vi.advanceTimersByTime(60_000);
+    expect(out.writes()).toBe(2);
+    expectSameFigures(parse(out.text()), expected);
+  });
+
+  it('never throws into the caller: a failing writer is reported, values JSON cannot carry are dropped', () => {
+    const errors: unknown[] = [];
+    const metrics = new EmfMetrics({
+      writer: () => { throw new Error('EPIPE'); },
+      onError: (error) => { errors.push(error); },
+      maxBuffered: 2,
     });
+    expect(() => {
+      metrics.httpRequest('/echoes', 'GET', 200, 0.1);
+      metrics.httpRequest('/echoes', 'GET', 200, 0.2);
+      metrics.flush();
+    }).not.toThrow();
+    // Each request filled the two-value buffer, so each forced a flush that failed.
+    expect(errors.map((e) => (e as Error).message)).toEqual(['EPIPE', 'EPIPE']);
+
+    const out = stringWriter();
+    const clean = new EmfMetrics({ writer: out.writer });
+    clean.httpRequest('/echoes', 'GET', 200, Number.NaN);
+    clean.uploadVerified('wav', Number.POSITIVE_INFINITY, 2);
+    clean.echoesDeleted(0);
+    clean.flush();
+    const parsed = parse(out.text());
+    const expected = new Expected();
+    expected.add('echoes_uploads_verified_total', { format: 'wav' }, 1);
+    expected.add('echoes_upload_seconds', {}, 2);
+    expectSameFigures(parsed, expected);
   });
 });

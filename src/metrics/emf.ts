@@ -1,142 +1,245 @@
+import { format as formatText } from 'node:util';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { UploadRejectionReason } from '../domain/rejections.ts';
 import type { CleanupOutcome, CleanupSweep, ServiceMetrics } from '../ports.ts';
+import type { UploadRejectionReason } from '../domain/rejections.ts';
+
+/** Receives one or more whole EMF lines, each ending in '\n'. */
+export type EmfWriter = (chunk: string) => void;
+
+export interface EmfMetricsOptions {
+  /** Default 'Echoes/Storage' (the contract's namespace). */
+  readonly namespace?: string;
+  /** Default: process.stdout, which CloudWatch Logs reads on Lambda and ECS. */
+  readonly writer?: EmfWriter;
+  /**
+   * Values and series held before a flush is forced, so memory stays bounded when nobody calls
+   * flush(). Default 10 000 (a few hundred KB).
+   */
+  readonly maxBuffered?: number;
+  /** A failed flush or a library warning; default: a line on stderr. Never rethrown. */
+  readonly onError?: (error: unknown) => void;
+}
 
 export const EMF_NAMESPACE = 'Echoes/Storage';
-const SERVICE = 'echoes-storage';
-/**
- * Values per metric in one document: the EMF limit is 100, and Powertools writes a document to
- * stdout on its own when a metric reaches 100, so documents stop one short.
- */
-const MAX_VALUES = 99;
-/** Series kept before a flush is forced, so memory stays bounded when nobody flushes. */
-const MAX_SERIES = 500;
 
 type Unit = (typeof MetricUnit)[keyof typeof MetricUnit];
 
-interface Series {
+interface MetricSpec {
   readonly name: string;
   readonly unit: Unit;
-  readonly dimensions: Readonly<Record<string, string>>;
-  /** Counters: one running sum. Histograms: each observation, as CloudWatch wants them for percentiles. */
-  readonly kind: 'sum' | 'values';
-  values: number[];
+  /** Counters are summed into one value per flush; histograms keep every observation. */
+  readonly sum: boolean;
 }
 
-export interface EmfMetricsOptions {
-  /** Where each EMF document goes, one JSON line at a time; stdout by default (Lambda's log, the CloudWatch agent). */
-  readonly write?: ((line: string) => void) | undefined;
+const M = {
+  urlsIssued: { name: 'echoes_upload_urls_issued_total', unit: MetricUnit.Count, sum: true },
+  verified: { name: 'echoes_uploads_verified_total', unit: MetricUnit.Count, sum: true },
+  rejected: { name: 'echoes_uploads_rejected_total', unit: MetricUnit.Count, sum: true },
+  uploadBytes: { name: 'echoes_upload_bytes', unit: MetricUnit.Bytes, sum: false },
+  uploadSeconds: { name: 'echoes_upload_seconds', unit: MetricUnit.Seconds, sum: false },
+  deleted: { name: 'echoes_deleted_total', unit: MetricUnit.Count, sum: true },
+  cleanupObjects: { name: 'echoes_cleanup_objects_deleted_total', unit: MetricUnit.Count, sum: true },
+  cleanupRuns: { name: 'echoes_cleanup_runs_total', unit: MetricUnit.Count, sum: true },
+  httpSeconds: { name: 'echoes_http_request_duration_seconds', unit: MetricUnit.Seconds, sum: false },
+} as const satisfies Record<string, MetricSpec>;
+
+interface Series {
+  readonly spec: MetricSpec;
+  readonly dimensions: Readonly<Record<string, string>>;
+  /** Identifies the dimension names and values: series sharing it go into the same document. */
+  readonly group: string;
+  total: number;
+  readonly values: number[];
 }
+
+/*
+ * The EMF specification allows 100 values per metric and 100 metrics per document. Powertools
+ * publishes to its own stdout as soon as a metric holds 100 values (or a 101st metric arrives),
+ * which would bypass the writer, so documents stop one short of each limit.
+ */
+const VALUES_PER_DOCUMENT = 99;
+const METRICS_PER_DOCUMENT = 99;
+
+const SEP = '\u0000';
 
 /**
- * The contract's metrics as CloudWatch Embedded Metric Format lines (namespace Echoes/Storage),
- * built by Powertools' Metrics. Recording only adds to an in-memory series; `flush()` writes one
- * document per dimension set, with at most 99 values per metric. Dimensions are the contract's
- * labels and Powertools' `service`: a handful of values each, never a user or echo id.
+ * ServiceMetrics as CloudWatch Embedded Metric Format lines. Recording only updates an in-memory
+ * aggregate (counters summed per dimension set, histogram values kept), so the per-request cost
+ * is a map lookup; flush() turns the aggregate into documents built by Powertools. Dimensions
+ * are exactly the Prometheus labels of the contract, never a user or echo id.
  */
 export class EmfMetrics implements ServiceMetrics {
-  private readonly series = new Map<string, Series>();
-  private readonly write: (line: string) => void;
-  private timer: NodeJS.Timeout | undefined;
+  readonly #writer: EmfWriter;
+  readonly #maxBuffered: number;
+  readonly #onError: (error: unknown) => void;
+  readonly #emf: Metrics;
+  #series = new Map<string, Series>();
+  #buffered = 0;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(options: EmfMetricsOptions = {}) {
-    this.write = options.write ?? ((line) => process.stdout.write(`${line}\n`));
+    this.#writer = options.writer ?? ((chunk) => { process.stdout.write(chunk); });
+    this.#maxBuffered = Math.max(1, options.maxBuffered ?? 10_000);
+    this.#onError = options.onError ?? ((error) => {
+      process.stderr.write(`EMF metrics: ${error instanceof Error ? error.message : String(error)}\n`);
+    });
+    const warn = (...content: unknown[]): void => this.#report(new Error(formatText(...content)));
+    const quiet = (): void => undefined;
+    this.#emf = new Metrics({
+      namespace: options.namespace ?? EMF_NAMESPACE,
+      logger: { trace: quiet, debug: quiet, info: quiet, warn, error: warn },
+    });
+    // Powertools adds a `service` dimension to every metric; the contract's dimensions are the
+    // Prometheus labels and nothing else, so alarms match both outputs.
+    this.#emf.clearDefaultDimensions();
   }
 
   uploadUrlIssued(format: string): void {
-    this.add('echoes_upload_urls_issued_total', MetricUnit.Count, { format }, 'sum', 1);
+    this.#add(M.urlsIssued, 'format', format, 1);
   }
 
   uploadVerified(format: string, bytes: number, secondsSinceIssued: number): void {
-    this.add('echoes_uploads_verified_total', MetricUnit.Count, { format }, 'sum', 1);
-    this.add('echoes_upload_bytes', MetricUnit.Bytes, { format }, 'values', bytes);
-    this.add('echoes_upload_seconds', MetricUnit.Seconds, {}, 'values', Math.max(0, secondsSinceIssued));
+    this.#add(M.verified, 'format', format, 1);
+    this.#add(M.uploadBytes, 'format', format, bytes);
+    this.#record(M.uploadSeconds, '', {}, secondsSinceIssued);
   }
 
   uploadRejected(reason: UploadRejectionReason, count = 1): void {
-    if (count > 0) this.add('echoes_uploads_rejected_total', MetricUnit.Count, { reason }, 'sum', count);
+    this.#add(M.rejected, 'reason', reason, count);
   }
 
   echoesDeleted(count: number): void {
-    if (count > 0) this.add('echoes_deleted_total', MetricUnit.Count, {}, 'sum', count);
+    this.#record(M.deleted, '', {}, count);
   }
 
   cleanupObjectsDeleted(sweep: CleanupSweep, count: number): void {
-    if (count > 0) this.add('echoes_cleanup_objects_deleted_total', MetricUnit.Count, { sweep }, 'sum', count);
+    this.#add(M.cleanupObjects, 'sweep', sweep, count);
   }
 
   cleanupRun(sweep: CleanupSweep, outcome: CleanupOutcome): void {
-    this.add('echoes_cleanup_runs_total', MetricUnit.Count, { sweep, outcome }, 'sum', 1);
+    this.#record(M.cleanupRuns, `${sweep}${SEP}${outcome}`, { sweep, outcome }, 1);
   }
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {
-    this.add('echoes_http_request_duration_seconds', MetricUnit.Seconds, { route, method, status_code: String(statusCode) }, 'values', seconds);
+    this.#record(
+      M.httpSeconds,
+      `${route}${SEP}${method}${SEP}${statusCode}`,
+      { route, method, status_code: String(statusCode) },
+      seconds,
+    );
   }
 
-  /** Writes every series recorded since the last flush. Never throws: metrics must not fail a request or a run. */
+  /** Writes what was recorded since the last flush and empties the buffer. Never throws. */
   flush(): void {
-    const groups = new Map<string, Series[]>();
-    for (const s of this.series.values()) {
-      const key = JSON.stringify(s.dimensions);
-      groups.set(key, [...(groups.get(key) ?? []), s]);
-    }
-    this.series.clear();
-    for (const group of groups.values()) {
-      try {
-        this.writeGroup(group);
-      } catch (err) {
-        process.stderr.write(`echoes-storage: could not write EMF metrics: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (this.#series.size === 0) return;
+    const series = this.#series;
+    this.#series = new Map();
+    this.#buffered = 0;
+    try {
+      const groups = new Map<string, Series[]>();
+      for (const s of series.values()) {
+        const group = groups.get(s.group);
+        if (group) group.push(s);
+        else groups.set(s.group, [s]);
       }
+      const lines: string[] = [];
+      for (const group of groups.values()) this.#documents(group, lines);
+      if (lines.length > 0) this.#writer(`${lines.join('\n')}\n`);
+    } catch (error) {
+      this.#report(error);
     }
   }
 
-  /** Flushes every `intervalMs` (a long-running server); the timer never keeps the process alive. */
-  start(intervalMs: number): void {
-    this.stop();
-    this.timer = setInterval(() => this.flush(), intervalMs).unref();
+  /** Flushes every `intervalMs` (60 000: CloudWatch's standard resolution); the timer keeps no process alive. */
+  start(intervalMs = 60_000): void {
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.flush(), intervalMs);
+    this.#timer.unref();
   }
 
-  /** Stops the timer and writes what is left. */
+  /** Stops the periodic flush and writes what is left. */
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
     this.flush();
   }
 
-  private add(name: string, unit: Unit, dimensions: Record<string, string>, kind: Series['kind'], value: number): void {
-    const key = `${name}\u0000${JSON.stringify(dimensions)}`;
-    let s = this.series.get(key);
-    if (!s) {
-      if (this.series.size >= MAX_SERIES) this.flush();
-      s = { name, unit, dimensions, kind, values: [] };
-      this.series.set(key, s);
+  #add(spec: MetricSpec, dimension: string, value: string, n: number): void {
+    this.#record(spec, value, { [dimension]: value }, n);
+  }
+
+  /** `key` is the dimension values in a fixed order; `dimensions` is built only for a new series. */
+  #record(spec: MetricSpec, key: string, dimensions: Record<string, string>, n: number): void {
+    // JSON has no NaN or Infinity, and a zero count says nothing.
+    if (!Number.isFinite(n) || (spec.sum && n === 0)) return;
+    const id = `${spec.name}${SEP}${key}`;
+    let s = this.#series.get(id);
+    if (s === undefined) {
+      const names = Object.keys(dimensions);
+      s = {
+        spec,
+        dimensions,
+        group: `${names.join(SEP)}\u0001${names.map((name) => dimensions[name]).join(SEP)}`,
+        total: 0,
+        values: [],
+      };
+      this.#series.set(id, s);
+      this.#buffered += 1;
     }
-    if (kind === 'sum') {
-      s.values[0] = (s.values[0] ?? 0) + value;
-      return;
+    if (spec.sum) {
+      s.total += n;
+    } else {
+      s.values.push(n);
+      this.#buffered += 1;
     }
-    s.values.push(value);
-    // A full document's worth: out now, so no series grows without bound between flushes.
-    if (s.values.length >= MAX_VALUES) {
-      this.series.delete(key);
-      this.writeGroup([s]);
+    if (this.#buffered >= this.#maxBuffered) this.flush();
+  }
+
+  /** One dimension set: as many documents as its longest histogram needs. */
+  #documents(group: readonly Series[], lines: string[]): void {
+    const dimensions = group[0]!.dimensions;
+    const entries = group.map((s) => ({ spec: s.spec, values: s.spec.sum ? [s.total] : s.values }));
+    const chunks = Math.max(...entries.map((e) => Math.ceil(e.values.length / VALUES_PER_DOCUMENT)));
+    for (let chunk = 0; chunk < chunks; chunk += 1) {
+      const from = chunk * VALUES_PER_DOCUMENT;
+      const present = entries.filter((e) => e.values.length > from);
+      for (let m = 0; m < present.length; m += METRICS_PER_DOCUMENT) {
+        lines.push(this.#document(dimensions, present.slice(m, m + METRICS_PER_DOCUMENT), from));
+      }
     }
   }
 
-  /** One dimension set: documents of up to MAX_VALUES values per metric, as many as the values need. */
-  private writeGroup(group: readonly Series[]): void {
-    const [first] = group;
-    if (!first) return;
-    const pending = group.map((s) => ({ s, rest: s.values }));
-    while (pending.some((p) => p.rest.length > 0)) {
-      const doc = new Metrics({ namespace: EMF_NAMESPACE, serviceName: SERVICE });
-      if (Object.keys(first.dimensions).length > 0) doc.addDimensions({ ...first.dimensions });
-      for (const p of pending) {
-        for (const v of p.rest.slice(0, MAX_VALUES)) doc.addMetric(p.s.name, p.s.unit, v);
-        p.rest = p.rest.slice(MAX_VALUES);
+  #document(
+    dimensions: Readonly<Record<string, string>>,
+    entries: readonly { spec: MetricSpec; values: readonly number[] }[],
+    from: number,
+  ): string {
+    const emf = this.#emf;
+    try {
+      for (const [name, value] of Object.entries(dimensions)) emf.addDimension(name, value);
+      for (const { spec, values } of entries) {
+        for (const value of values.slice(from, from + VALUES_PER_DOCUMENT)) emf.addMetric(spec.name, spec.unit, value);
       }
-      this.write(JSON.stringify(doc.serializeMetrics()));
-      doc.clearMetrics();
+      const document = emf.serializeMetrics();
+      // Without dimensions Powertools writes `Dimensions: []`, which the EMF schema refuses
+      // (minItems 1); one empty DimensionSet publishes the metric without dimensions.
+      // (Its type claims at least one set; the runtime value may have none.)
+      const directives = document._aws.CloudWatchMetrics.map((directive) => {
+        const sets: readonly string[][] = directive.Dimensions;
+        return { ...directive, Dimensions: sets.length === 0 ? [[]] : sets };
+      });
+      return JSON.stringify({ ...document, _aws: { ...document._aws, CloudWatchMetrics: directives } });
+    } finally {
+      emf.clearMetrics();
+      emf.clearDimensions();
+    }
+  }
+
+  #report(error: unknown): void {
+    try {
+      this.#onError(error);
+    } catch {
+      // A broken error handler must not break the request that recorded a metric.
     }
   }
 }
