@@ -153,7 +153,10 @@ for (const backend of lifecycleBackends()) {
       expect(all.echoes).toEqual({ count: 6, bytes: alice.echoes.bytes + bob.echoes.bytes });
       expect(all.users).toBe(2);
       const largest = alice.echoes.bytes >= bob.echoes.bytes ? { userId: 'alice', ...alice.echoes } : { userId: 'bob', ...bob.echoes };
-      expect(all.topUsers).toEqual([largest]);
+      expect(all.topUsers).toEqual([{ ...largest, monthlyCost: (largest.bytes / 1e9) * 0.023 }]);
+      expect(all.cost.monthlyTotal).toBe((all.echoes.bytes / 1e9) * 0.023);
+      expect(all.sizes.reduce((n, b) => n + b.count, 0)).toBe(all.echoes.count);
+      expect(all.sizes.reduce((n, b) => n + b.bytes, 0)).toBe(all.echoes.bytes);
       expect(all.oldest! <= all.newest!).toBe(true);
     });
   });

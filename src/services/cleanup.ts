@@ -7,7 +7,7 @@ import { verifyFileIntegrity, type IntegrityResult, type VerifyOptions } from '.
 export type { Failure, Failures, KeySet, SweepOptions, SweepPhase, SweepProgress } from './lifecycle/common.ts';
 export { DEFAULT_GRACE_HOURS, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
 export type { OldFilesOptions, OldFilesResult } from './lifecycle/old-files.ts';
-export { DEFAULT_TOP_USERS, type ReportOptions, type StorageReport, type Usage, type UserUsage } from './lifecycle/report.ts';
+export { DEFAULT_TOP_USERS, type ReportOptions, type SizeBucket, type StorageCost, type StorageReport, type Usage, type UserUsage } from './lifecycle/report.ts';
 export type { IntegrityResult, Mismatches, SizeMismatch, TypeMismatch, VerifyOptions } from './lifecycle/integrity.ts';
 export { scheduleCleanup, type CleanupLogger, type CleanupSchedule } from './lifecycle/schedule.ts';
 

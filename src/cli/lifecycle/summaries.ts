@@ -1,5 +1,6 @@
 import type { IntegrityResult, OldFilesResult, OrphanCleanupResult, StorageReport } from '../../services/cleanup.ts';
 import { formatBytes, keyList, plural, scope, table } from './ui.ts';
+import { DEFAULT_PRICE_PER_GB_MONTH } from '../../domain/storage-cost.ts';
 
 const join = (...parts: string[]): string => parts.filter(Boolean).join('\n\n');
 
@@ -43,6 +44,16 @@ export function oldFilesSummary(r: OldFilesResult, hints = true): string {
   return join(head, rows, keyList('echoes', r.deleted), failures(r.failed), next);
 }
 
+function money(usd: number): string {
+  if (usd > 0 && usd < 0.0001) return 'under $0.0001';
+  return `$${usd < 1 ? usd.toFixed(4) : usd.toFixed(2)}`;
+}
+
+function sizeRange(from: number, to: number | null): string {
+  if (to === null) return `${formatBytes(from)} and more`;
+  return from === 0 ? `under ${formatBytes(to)}` : `${formatBytes(from)} to ${formatBytes(to)}`;
+}
+
 export function reportSummary(r: StorageReport): string {
   const head = `Storage report, ${scope(r.userId)}`;
   const rows = table([
@@ -56,9 +67,14 @@ export function reportSummary(r: StorageReport): string {
   const formats = byFormat.length ? `  by format:\n${table(byFormat.map(([k, u]) => [k, u.count, u.bytes]))}` : '';
   const months = byMonth.length ? `  by month:\n${table(byMonth.map(([k, u]) => [k, u.count, u.bytes]))}` : '';
   const users = r.topUsers && r.topUsers.length > 0
-    ? `  largest users (${r.topUsers.length} of ${r.users ?? 0}):\n${table(r.topUsers.map((u) => [u.userId, u.count, u.bytes]))}`
+    ? `  largest users (${r.topUsers.length} of ${r.users ?? 0}), cost a month:\n${table(r.topUsers.map((u) => [u.userId, u.count, u.bytes, money(u.monthlyCost)]))}`
     : '';
-  return join(head, rows, span, formats, months, users);
+  const cost = `  storage cost: ${money(r.cost.monthlyTotal)} a month for ${r.cost.gigabytes.toFixed(3)} GB at ${money(r.cost.pricePerGbMonth)} per GB-month`
+    + (r.cost.pricePerGbMonth === DEFAULT_PRICE_PER_GB_MONTH ? ' (S3 Standard, us-east-1; --price-per-gb-month to change)' : '');
+  const sizes = r.echoes.count > 0
+    ? `  sizes of echoes:\n${table(r.sizes.map((b) => [sizeRange(b.fromBytes, b.toBytes), b.count, b.bytes, `${((b.count / r.echoes.count) * 100).toFixed(1)} %`]))}`
+    : '';
+  return join(head, rows, span, cost, formats, months, sizes, users);
 }
 
 export function integritySummary(r: IntegrityResult, hints = true): string {

@@ -1,4 +1,5 @@
 import type { EchoRepository } from '../../ports.ts';
+import { DEFAULT_PRICE_PER_GB_MONTH, monthlyCost, SIZE_BUCKET_BOUNDS, sizeBucketIndex } from '../../domain/storage-cost.ts';
 import { userPrefix, type SweepOptions } from './common.ts';
 
 export const DEFAULT_TOP_USERS = 10;
@@ -10,6 +11,24 @@ export interface Usage {
 
 export interface UserUsage extends Usage {
   readonly userId: string;
+  /** What the user's bytes cost a month at the report's price. */
+  readonly monthlyCost: number;
+}
+
+/** One bar of the size distribution of ready echoes: sizes from `fromBytes` up to (not including) `toBytes`. */
+export interface SizeBucket extends Usage {
+  readonly fromBytes: number;
+  /** null: no upper bound. */
+  readonly toBytes: number | null;
+}
+
+export interface StorageCost {
+  readonly pricePerGbMonth: number;
+  readonly currency: 'USD';
+  /** GB of 10^9 bytes, as AWS bills. */
+  readonly gigabytes: number;
+  /** The ready echoes' bytes a month. */
+  readonly monthlyTotal: number;
 }
 
 export interface StorageReport {
@@ -30,11 +49,16 @@ export interface StorageReport {
   /** All-users reports only: users with at least one ready echo, and the largest by bytes. */
   readonly users?: number;
   readonly topUsers?: readonly UserUsage[];
+  readonly cost: StorageCost;
+  /** Ready echoes by size, every bucket listed (empty ones too). */
+  readonly sizes: readonly SizeBucket[];
 }
 
 export interface ReportOptions extends Pick<SweepOptions, 'userId' | 'onProgress'> {
   /** How many of the largest users an all-users report lists. */
   readonly top?: number | undefined;
+  /** USD per GB-month the cost is figured at; S3 Standard in us-east-1 when left out. */
+  readonly pricePerGbMonth?: number | undefined;
 }
 
 class Counter {
@@ -70,6 +94,7 @@ export async function getStorageReport(repo: EchoRepository, options: ReportOpti
   let pending = 0;
   let deleting = 0;
   let scanned = 0;
+  const sizes = [...SIZE_BUCKET_BOUNDS, null].map(() => new Counter());
 
   for await (const page of repo.scan({ userId: options.userId })) {
     scanned += page.length;
@@ -81,6 +106,7 @@ export async function getStorageReport(repo: EchoRepository, options: ReportOpti
       const bytes = r.fileSize ?? 0;
       const created = r.createdAt.getTime();
       total.add(bytes);
+      sizes[sizeBucketIndex(bytes)]?.add(bytes);
       bump(byFormat, r.extension, bytes);
       bump(byMonth, r.createdAt.toISOString().slice(0, 7), bytes);
       if (perUser) bump(perUser, r.userId, bytes);
@@ -89,6 +115,7 @@ export async function getStorageReport(repo: EchoRepository, options: ReportOpti
     }
   }
 
+  const price = options.pricePerGbMonth ?? DEFAULT_PRICE_PER_GB_MONTH;
   const report: StorageReport = {
     userId: options.userId ?? null,
     generatedAt: clock().toISOString(),
@@ -99,11 +126,18 @@ export async function getStorageReport(repo: EchoRepository, options: ReportOpti
     newest: total.count > 0 ? new Date(newest).toISOString() : null,
     pending,
     deleting,
+    cost: { pricePerGbMonth: price, currency: 'USD', gigabytes: total.bytes / 1e9, monthlyTotal: monthlyCost(total.bytes, price) },
+    sizes: sizes.map((c, i) => ({
+      fromBytes: i === 0 ? 0 : (SIZE_BUCKET_BOUNDS[i - 1] ?? 0),
+      toBytes: SIZE_BUCKET_BOUNDS[i] ?? null,
+      count: c.count,
+      bytes: c.bytes,
+    })),
   };
   if (!perUser) return report;
   const top = Math.max(0, options.top ?? DEFAULT_TOP_USERS);
   const topUsers = [...perUser.entries()]
-    .map(([userId, c]) => ({ userId, count: c.count, bytes: c.bytes }))
+    .map(([userId, c]) => ({ userId, count: c.count, bytes: c.bytes, monthlyCost: monthlyCost(c.bytes, price) }))
     .sort((a, b) => b.bytes - a.bytes || b.count - a.count || (a.userId < b.userId ? -1 : 1))
     .slice(0, top);
   return { ...report, users: perUser.size, topUsers };
