@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UploadService } from '../src/services/uploads.ts';
-import { CLI } from './support/cli.ts';
+import { runCli } from './support/cli.ts';
 import { fixture } from './support/api.ts';
 import { writeLocal } from './support/lifecycle.ts';
 import { counterDeltas, parseMetrics } from './support/metrics.ts';
@@ -56,19 +55,17 @@ function totals(docs: Doc[]): Map<string, number> {
 }
 
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function cli(dataDir: string, args: string[]): Promise<Run> {
-  return new Promise((done, fail) => {
-    const env = { PATH: process.env.PATH ?? '', HOME: dataDir, DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.once('error', fail);
-    child.once('close', (code) => done({ code, stdout, stderr }));
-  });
+/** An upload URL issued three days ago and never used, and an object no echo points at (both due with --grace-hours 0). */
+async function seedExpiredUploadAndOrphan(dataDir: string): Promise<void> {
+  const server = await startTestServer({ DATA_DIR: dataDir });
+  try {
+    const { store, repo } = server.server.composition;
+    const past = new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 }, () => new Date(Date.now() - 3 * 86_400_000));
+    await past.issue('alice', { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 100 });
+    await writeLocal(dataDir, 'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav', fixture('wav'), 'audio/wav');
+  } finally {
+    await server.close();
+  }
 }
 
 describe('cleanup --metrics-file: the run\'s figures for a textfile collector', () => {
@@ -77,28 +74,19 @@ describe('cleanup --metrics-file: the run\'s figures for a textfile collector', 
   const out = join(root, 'textfile');
 
   beforeAll(async () => {
-    const server = await startTestServer({ DATA_DIR: dataDir });
-    try {
-      const { store, repo } = server.server.composition;
-      // An upload URL issued three days ago and never used, and an object no echo points at (--grace-hours 0).
-      const past = new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 }, () => new Date(Date.now() - 3 * 86_400_000));
-      await past.issue('alice', { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 100 });
-      await writeLocal(dataDir, 'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav', fixture('wav'), 'audio/wav');
-    } finally {
-      await server.close();
-    }
+    await seedExpiredUploadAndOrphan(dataDir);
     rmSync(out, { recursive: true, force: true });
     await import('node:fs/promises').then((fs) => fs.mkdir(out));
   });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   it('a dry run counts no run and nothing deleted; the real run counts what it did; only .prom files are left', async () => {
-    const dry = await cli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--dry-run', '--json', '--metrics-file', join(out, 'dry.prom')]);
+    const dry = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--dry-run', '--json', '--metrics-file', join(out, 'dry.prom')]);
     expect(dry.code, dry.stderr).toBe(0);
     const zero = await parseMetrics(readFileSync(join(out, 'dry.prom'), 'utf8'));
     expect(counterDeltas({}, zero)).toEqual(new Map());
 
-    const run = await cli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes', '--json', '--metrics-file', join(out, 'cleanup.prom')]);
+    const run = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes', '--json', '--metrics-file', join(out, 'cleanup.prom')]);
     expect(run.code, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ deletedObjects: 1, removedRecords: 1, removedExpiredUploads: 1 });
     const figures = await parseMetrics(readFileSync(join(out, 'cleanup.prom'), 'utf8'));
@@ -113,32 +101,15 @@ describe('cleanup --metrics-file: the run\'s figures for a textfile collector', 
   });
 
   it('refuses a folder it cannot write before it deletes anything', async () => {
-    const run = await cli(dataDir, ['cleanup', 'old', '--older-than-days', '0', '--yes', '--metrics-file', join(root, 'missing', 'x.prom')]);
+    const run = await runCli(dataDir, ['cleanup', 'old', '--older-than-days', '0', '--yes', '--metrics-file', join(root, 'missing', 'x.prom')]);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/--metrics-file .*x\.prom: cannot write in .*missing\. Create the folder/);
   });
 
   it('with METRICS_EMF=on, cleanup orphans prints its run\'s figures as EMF lines on stdout', async () => {
     const dataDir = join(root, 'emf-data');
-    const server = await startTestServer({ DATA_DIR: dataDir });
-    try {
-      const { store, repo } = server.server.composition;
-      const past = new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 }, () => new Date(Date.now() - 3 * 86_400_000));
-      await past.issue('alice', { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 100 });
-      await writeLocal(dataDir, 'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav', fixture('wav'), 'audio/wav');
-    } finally {
-      await server.close();
-    }
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
-      const env = { PATH: process.env.PATH ?? '', HOME: root, DATA_DIR: dataDir, LOG_LEVEL: 'silent', METRICS_EMF: 'on' };
-      const child = spawn(process.execPath, [CLI, 'cleanup', 'orphans', '--grace-hours', '0', '--yes'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-      child.once('error', fail);
-      child.once('close', (code) => done({ code, stdout, stderr }));
-    });
+    await seedExpiredUploadAndOrphan(dataDir);
+    const run = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes'], { METRICS_EMF: 'on' });
     expect(run.code, run.stderr).toBe(0);
     const docs = run.stdout.split('\n').filter((l) => l.startsWith('{')).map(checkDocument);
     expect(Object.fromEntries(totals(docs))).toEqual({

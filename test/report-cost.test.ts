@@ -1,28 +1,12 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StorageReport } from '../src/services/cleanup.ts';
-import { CLI } from './support/cli.ts';
+import { runCli } from './support/cli.ts';
 import { fixture } from './support/api.ts';
 import { upload } from './support/lifecycle.ts';
 import { startTestServer } from './support/server.ts';
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function cli(dataDir: string, args: string[]): Promise<Run> {
-  return new Promise((done, fail) => {
-    const env = { PATH: process.env.PATH ?? '', HOME: dataDir, DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.once('error', fail);
-    child.once('close', (code) => done({ code, stdout, stderr }));
-  });
-}
 
 describe('report: storage cost and size distribution', () => {
   const root = mkdtempSync(join(tmpdir(), 'echoes-report-cost-'));
@@ -46,7 +30,7 @@ describe('report: storage cost and size distribution', () => {
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   it('--json: the monthly cost at S3 Standard\'s price, per top user too, and every size bucket', async () => {
-    const run = await cli(dataDir, ['report', '--json']);
+    const run = await runCli(dataDir, ['report', '--json']);
     expect(run.code, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as StorageReport;
     const total = wav + ogg + mp3;
@@ -67,7 +51,7 @@ describe('report: storage cost and size distribution', () => {
   });
 
   it('--price-per-gb-month sets the price; the table shows the cost and the distribution with shares', async () => {
-    const run = await cli(dataDir, ['report', '--price-per-gb-month', '1000000']);
+    const run = await runCli(dataDir, ['report', '--price-per-gb-month', '1000000']);
     expect(run.code, run.stderr).toBe(0);
     const total = wav + ogg + mp3;
     expect(run.stdout).toContain(`storage cost: $${((total / 1e9) * 1e6).toFixed(2)} a month for ${(total / 1e9).toFixed(3)} GB at $1000000.00 per GB-month`);
@@ -77,7 +61,7 @@ describe('report: storage cost and size distribution', () => {
 
   it('refuses a price that is not a number of 0 or more, before reading anything', async () => {
     for (const bad of ['-1', 'cheap', '']) {
-      const run = await cli(dataDir, ['report', '--price-per-gb-month', bad]);
+      const run = await runCli(dataDir, ['report', '--price-per-gb-month', bad]);
       expect(run.code, bad).not.toBe(0);
       expect(run.stderr).toMatch(/--price-per-gb-month takes a number of 0 or more/);
       expect(run.stdout).toBe('');
