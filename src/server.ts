@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Config } from './config.ts';
 import { compose, createTokenVerifier, type Composition } from './compose.ts';
-import { buildApp, redactUrl } from './http/app.ts';
+import { buildApp, redactUrl, type AppDeps } from './http/app.ts';
 import { errorBody } from './http/errors.ts';
 import { hasBodyIdleGuard, requestTimeoutError } from './http/local-storage-routes.ts';
 import { webRoutes } from './http/routes/web.ts';
@@ -52,23 +52,8 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   const recorder = composition.metrics.recorder;
   recorder.cleanupObjectsDeleted('leftovers', leftovers.removed.count);
   recorder.cleanupRun('leftovers', leftovers.failed.count > 0 ? 'failure' : 'success');
-  const app = await buildApp({
-    store: composition.store,
-    repo: composition.repo,
-    uploads: composition.uploads,
-    echoes: composition.echoes,
-    erase: composition.erase,
-    exporter: composition.exporter,
-    rateLimitPerMinute: config.rateLimitPerMinute,
-    rateLimitWindowMs: config.rateLimitWindowMs,
-    tokens: createTokenVerifier(config),
-    decoder: composition.audio.description,
-    metrics: recorder,
-    prometheus: composition.metrics.prometheus,
-    metricsToken: config.metrics.token,
-    corsOrigins: config.corsOrigins,
+  const app = await buildComposedApp(composition, logger, {
     devDataDir: config.auth.dev ? config.dataDir : undefined,
-    logger,
     plugins: [...composition.storagePlugins, webRoutes],
   });
   if (composition.audio.warning) app.log.warn(composition.audio.warning);
@@ -86,6 +71,33 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
     await composition.close();
   });
   return { app, composition };
+}
+
+/** The API on a composition: what a server and the Lambda handler share. */
+export function buildComposedApp(
+  composition: Composition,
+  logger: FastifyServerOptions['logger'],
+  extras: Pick<AppDeps, 'devDataDir' | 'plugins'> = {},
+): Promise<FastifyInstance> {
+  const config = composition.config;
+  return buildApp({
+    store: composition.store,
+    repo: composition.repo,
+    uploads: composition.uploads,
+    echoes: composition.echoes,
+    erase: composition.erase,
+    exporter: composition.exporter,
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    rateLimitWindowMs: config.rateLimitWindowMs,
+    tokens: createTokenVerifier(config),
+    decoder: composition.audio.description,
+    metrics: composition.metrics.recorder,
+    prometheus: composition.metrics.prometheus,
+    metricsToken: config.metrics.token,
+    corsOrigins: config.corsOrigins,
+    logger,
+    ...extras,
+  });
 }
 
 export async function startServer(config: Config): Promise<RunningServer> {

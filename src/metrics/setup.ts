@@ -11,6 +11,8 @@ export interface MetricsSetup {
   readonly recorder: ServiceMetrics;
   /** Set when Prometheus text is wanted (GET /metrics, `--metrics-file`). */
   readonly prometheus: PrometheusMetrics | undefined;
+  /** Writes what is buffered (EMF) now: a Lambda function is frozen between invocations, its timer with it. */
+  flush(): void;
   /** Writes what is still buffered (EMF) and stops the flush timer. */
   close(): Promise<void>;
 }
@@ -29,7 +31,7 @@ export async function createMetrics(config: Config, options: { prometheus: boole
     })
     : undefined;
   const recorders: ServiceMetrics[] = prometheus ? [prometheus] : [];
-  let emf: { stop(): void } | undefined;
+  let emf: { stop(): void; flush(): void } | undefined;
   if (config.metrics.emf) {
     const { EmfMetrics } = await import('./emf.ts');
     const recorder = new EmfMetrics();
@@ -40,6 +42,7 @@ export async function createMetrics(config: Config, options: { prometheus: boole
   return {
     recorder: fanOut(recorders),
     prometheus,
+    flush: () => emf?.flush(),
     close: async () => emf?.stop(),
   };
 }
