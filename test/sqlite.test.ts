@@ -445,3 +445,13 @@ describe('SQLite failures as port errors', () => {
     }
   });
 });
+
+describe('better-sqlite3 objects and Node 24', () => {
+  it('src makes no statement iterators: one collected after Node\'s environment is gone aborts the process', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const root = resolve(import.meta.dirname, '..', 'src');
+    const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    const offenders = files.filter((f) => /\.iterate\(/.test(readFileSync(join(root, f), 'utf8')));
+    expect(offenders).toEqual([]);
+  });
+});

@@ -344,8 +344,10 @@ export class SqliteEchoRepository implements EchoRepository {
       const kept = new Map<string, AccountUsage>();
       const actual = new Map<string, AccountUsage>();
       if (userId === undefined) {
-        for (const r of usageAll.iterate()) kept.set(r.user_id, usageFromRow(r));
-        for (const r of actualAll.iterate()) actual.set(r.user_id, usageFromRow(r));
+        // all(), not iterate(): on Node 24 a statement iterator collected late aborts the process
+        // (its destructor runs after Node's environment is gone). Both maps hold every user anyway.
+        for (const r of usageAll.all()) kept.set(r.user_id, usageFromRow(r));
+        for (const r of actualAll.all()) actual.set(r.user_id, usageFromRow(r));
       } else {
         kept.set(userId, usageFromRow(usageGet.get(userId)));
         actual.set(userId, usageFromRow(actualUser.get(userId)));
