@@ -1,0 +1,36 @@
+// Child of bench/lambda-cold-start.bench.ts: one cold start in a fresh process, timed from the
+// moment this module runs. argv[2]: "handler" (dist/lambda.js) or "bare" (Fastify alone, the baseline).
+const t0 = performance.now();
+const event = {
+  version: '2.0', routeKey: '$default', rawPath: '/health', rawQueryString: '', headers: { host: 'bench.example' },
+  requestContext: { http: { method: 'GET', path: '/health', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' }, requestId: 'r', routeKey: '$default', stage: '$default', timeEpoch: Date.now() },
+  isBase64Encoded: false,
+};
+let loaded;
+let built;
+let first;
+let second;
+if (process.argv[2] === 'handler') {
+  const { createLambdaHandler } = await import(new URL('../dist/lambda.js', import.meta.url).href);
+  loaded = performance.now();
+  const { handler } = await createLambdaHandler(process.env);
+  built = performance.now();
+  if ((await handler(event, {})).statusCode !== 200) throw new Error('GET /health did not answer 200');
+  first = performance.now();
+  await handler(event, {});
+  second = performance.now();
+} else {
+  const { default: Fastify } = await import('fastify');
+  const { default: awsLambdaFastify } = await import('@fastify/aws-lambda');
+  loaded = performance.now();
+  const app = Fastify();
+  app.get('/health', async () => ({ status: 'ok' }));
+  const handler = awsLambdaFastify(app);
+  await app.ready();
+  built = performance.now();
+  if ((await handler(event, {})).statusCode !== 200) throw new Error('GET /health did not answer 200');
+  first = performance.now();
+  await handler(event, {});
+  second = performance.now();
+}
+process.stdout.write(JSON.stringify({ load: loaded - t0, build: built - loaded, first: first - built, warm: second - first, total: first - t0 }));
