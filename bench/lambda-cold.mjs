@@ -1,5 +1,9 @@
 // Child of bench/lambda-cold-start.bench.ts: one cold start in a fresh process, timed from the
 // moment this module runs. argv[2]: "handler" (dist/lambda.js) or "bare" (Fastify alone, the baseline).
+import process from 'node:process';
+import { performance } from 'node:perf_hooks';
+import { URL } from 'node:url';
+
 const t0 = performance.now();
 const event = {
   version: '2.0', routeKey: '$default', rawPath: '/health', rawQueryString: '', headers: { host: 'bench.example' },
