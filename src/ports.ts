@@ -2,6 +2,7 @@ import type { EchoRecord, EchoMetadata, EchoStatus, MeasuredAudio } from './doma
 import type { Readable } from 'node:stream';
 import type { AccountUsage } from './domain/usage.ts';
 import type { UploadRejectionReason } from './domain/rejections.ts';
+import type { UploadVerdict } from './domain/verdict.ts';
 
 export type { AccountUsage };
 
@@ -38,6 +39,8 @@ export interface ObjectInfo {
   readonly lastModified: Date;
   /** As stored with the object; undefined when the store did not say (listings). */
   readonly contentType?: string | undefined;
+  /** The store's ETag, without quotes (S3 event notifications carry it so); undefined where the store has none. */
+  readonly etag?: string | undefined;
 }
 
 /** A temporary file an interrupted upload left behind (a crash between writing and publishing). */
@@ -175,6 +178,11 @@ export interface EchoRepository {
    * stored record back (undefined when there is none).
    */
   markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined>;
+  /**
+   * Keeps what checking the upload concluded on a pending record (replacing an earlier verdict);
+   * false, changing nothing, when the record is not pending. markReady drops it.
+   */
+  recordVerdict(key: EchoKey, verdict: UploadVerdict): Promise<boolean>;
   /** Marks an echo as being deleted; undefined when there is none. */
   markDeleting(key: EchoKey): Promise<EchoRecord | undefined>;
   /** Idempotent. */
@@ -268,7 +276,13 @@ export interface ServiceMetrics {
   cleanupRun(sweep: CleanupSweep, outcome: CleanupOutcome): void;
   /** `route` is the route's pattern (`/echoes/:echo_id`), or `unmatched`. */
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void;
+  /** Storage and metadata disagree in a way the service never causes (a ready echo's object deleted outside it). */
+  integrityIncident(kind: IntegrityIncidentKind): void;
 }
+
+/** Labels `echoes_integrity_incidents_total{kind}`. */
+export const INTEGRITY_INCIDENT_KINDS = ['object_removed'] as const;
+export type IntegrityIncidentKind = (typeof INTEGRITY_INCIDENT_KINDS)[number];
 
 export const NO_METRICS: ServiceMetrics = {
   uploadUrlIssued: () => undefined,
@@ -278,4 +292,5 @@ export const NO_METRICS: ServiceMetrics = {
   cleanupObjectsDeleted: () => undefined,
   cleanupRun: () => undefined,
   httpRequest: () => undefined,
+  integrityIncident: () => undefined,
 };

@@ -1,3 +1,5 @@
+import type { UploadVerdict } from './verdict.ts';
+
 export type EchoStatus = 'pending' | 'ready' | 'deleting';
 
 export interface Location {
@@ -58,6 +60,8 @@ export interface EchoRecord extends EchoMetadata {
   readonly audio: AudioSummary | null;
   readonly waveform: readonly number[] | null;
   readonly peaks: Uint8Array | null;
+  /** While pending: what checking the upload as it landed concluded (S3 events); absent otherwise. */
+  readonly verdict?: UploadVerdict | null;
 }
 
 export const EMPTY_METADATA: EchoMetadata = {

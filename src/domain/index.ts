@@ -6,3 +6,4 @@ export * from './upload-policy.ts';
 export * from './echo.ts';
 export * from './listing.ts';
 export * from './waveform.ts';
+export * from './verdict.ts';

@@ -16,6 +16,7 @@ import { DeadlineHttpHandler } from '../aws/deadline.ts';
 import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../aws/errors.ts';
 import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import { NOT_MEASURED, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
+import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../domain/verdict.ts';
 import { pendingTtl, TTL_ATTRIBUTE } from './echo-table.ts';
 import { NO_USAGE, type AccountUsage, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift } from '../ports.ts';
 import { addUsage, reservationProblem, sameUsage, usageOfRecord } from '../domain/usage.ts';
@@ -142,7 +143,9 @@ function fromItem(raw: Record<string, unknown>): EchoRecord {
   const i = raw as unknown as EchoItem;
   const num = (v: unknown): number | null => (v === undefined || v === null ? null : Number(v));
   const loc = i.location;
+  const verdict = decodeVerdict(typeof raw['verdict'] === 'string' ? raw['verdict'] : null);
   return {
+    ...(verdict ? { verdict } : {}),
     userId: i.user_id,
     echoId: i.echo_id,
     key: i.s3_key,
@@ -390,10 +393,10 @@ export class DynamoEchoRepository implements EchoRepository {
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
     if (key.echoId === USAGE_SORT_KEY) return undefined;
-    const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE };
+    const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE, '#verdict': 'verdict' };
     const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
     const sets = ['#status = :ready', 'file_size = :size'];
-    const removes = ['#ttl'];
+    const removes = ['#ttl', '#verdict'];
     readyAttributes(update).forEach(([attr, value], n) => {
       names[`#m${n}`] = attr;
       if (value === null) {
@@ -423,6 +426,26 @@ export class DynamoEchoRepository implements EchoRepository {
     } catch (err) {
       // Lost the race, or it was never pending: answer with what is stored now.
       if (isConditionFailed(err)) return this.get(key);
+      throw err;
+    }
+  }
+
+  async recordVerdict(key: EchoKey, verdict: UploadVerdict): Promise<boolean> {
+    if (key.echoId === USAGE_SORT_KEY) return false;
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { user_id: key.userId, echo_id: key.echoId },
+          UpdateExpression: 'SET #verdict = :verdict',
+          ConditionExpression: '#status = :pending',
+          ExpressionAttributeNames: { '#verdict': 'verdict', '#status': 'status' },
+          ExpressionAttributeValues: { ':verdict': encodeVerdict(verdict), ':pending': 'pending' },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailed(err)) return false;
       throw err;
     }
   }

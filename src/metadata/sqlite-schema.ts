@@ -78,6 +78,12 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    description: 'S3 events: the verdict of checking a pending upload as it landed (JSON of domain/verdict.ts), so POST /echoes need not decode it again. NULL otherwise.',
+    up(db) {
+      db.exec('ALTER TABLE echoes ADD COLUMN verdict TEXT;');
+    },
+  },
 ];
 
 const IS_ECHO = `(status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL))`;

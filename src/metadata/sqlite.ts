@@ -3,6 +3,7 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NOT_MEASURED, type AudioSummary, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
 import { PortError } from '../domain/errors.ts';
+import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../domain/verdict.ts';
 import { pendingTtl } from './echo-table.ts';
 import { migrate, USAGE_FROM_RECORDS } from './sqlite-schema.ts';
 import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../ports.ts';
@@ -42,6 +43,7 @@ interface Row {
   audio_bit_rate: number | null;
   waveform: string | null;
   peaks: Uint8Array | null;
+  verdict?: string | null;
   /** Not part of EchoRecord: only the usage bookkeeping reads it. */
   reserved_bytes?: number | null;
 }
@@ -110,7 +112,9 @@ function audioColumns(m: { audio: AudioSummary | null; waveform: readonly number
 }
 
 function fromRow(row: Row): EchoRecord {
+  const verdict = decodeVerdict(row.verdict);
   return {
+    ...(verdict ? { verdict } : {}),
     userId: row.user_id,
     echoId: row.echo_id,
     key: row.s3_key,
@@ -282,8 +286,9 @@ export class SqliteEchoRepository implements EchoRepository {
         ready: db.prepare(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
           tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
           location_lng = @location_lng, audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
-          audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks
-          WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
+          audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks,
+          verdict = NULL WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
+        verdict: db.prepare(`UPDATE echoes SET verdict = ? WHERE user_id = ? AND echo_id = ? AND status = 'pending'`),
         deleting: db.prepare(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
         remove: db.prepare('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),
         listBelow: db.prepare<[string, string, string, number], Row>(LIST_BELOW),
@@ -450,6 +455,14 @@ export class SqliteEchoRepository implements EchoRepository {
       throw sqliteFailure(err, this.file);
     }
     return this.get(key);
+  }
+
+  async recordVerdict(key: EchoKey, verdict: UploadVerdict): Promise<boolean> {
+    try {
+      return this.stmt.verdict.run(encodeVerdict(verdict), key.userId, key.echoId).changes > 0;
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
   }
 
   async markDeleting(key: EchoKey): Promise<EchoRecord | undefined> {

@@ -1,6 +1,6 @@
 import { format as formatText } from 'node:util';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { CleanupOutcome, CleanupSweep, ServiceMetrics } from '../ports.ts';
+import type { CleanupOutcome, CleanupSweep, IntegrityIncidentKind, ServiceMetrics } from '../ports.ts';
 import type { UploadRejectionReason } from '../domain/rejections.ts';
 
 /** Receives one or more whole EMF lines, each ending in '\n'. */
@@ -41,6 +41,7 @@ const M = {
   cleanupObjects: { name: 'echoes_cleanup_objects_deleted_total', unit: MetricUnit.Count, sum: true },
   cleanupRuns: { name: 'echoes_cleanup_runs_total', unit: MetricUnit.Count, sum: true },
   httpSeconds: { name: 'echoes_http_request_duration_seconds', unit: MetricUnit.Seconds, sum: false },
+  incidents: { name: 'echoes_integrity_incidents_total', unit: MetricUnit.Count, sum: true },
 } as const satisfies Record<string, MetricSpec>;
 
 interface Series {
@@ -118,6 +119,10 @@ export class EmfMetrics implements ServiceMetrics {
 
   cleanupRun(sweep: CleanupSweep, outcome: CleanupOutcome): void {
     this.#record(M.cleanupRuns, `${sweep}${SEP}${outcome}`, { sweep, outcome }, 1);
+  }
+
+  integrityIncident(kind: IntegrityIncidentKind): void {
+    this.#add(M.incidents, 'kind', kind, 1);
   }
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {

@@ -13,5 +13,6 @@ export function fanOut(targets: readonly ServiceMetrics[]): ServiceMetrics {
     cleanupObjectsDeleted: (...a) => targets.forEach((t) => t.cleanupObjectsDeleted(...a)),
     cleanupRun: (...a) => targets.forEach((t) => t.cleanupRun(...a)),
     httpRequest: (...a) => targets.forEach((t) => t.httpRequest(...a)),
+    integrityIncident: (...a) => targets.forEach((t) => t.integrityIncident(...a)),
   };
 }

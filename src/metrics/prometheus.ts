@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { AUDIO_FORMATS } from '../domain/formats.ts';
 import { UPLOAD_REJECTION_REASONS, type UploadRejectionReason } from '../domain/rejections.ts';
-import type { CleanupOutcome, CleanupSweep, ServiceMetrics } from '../ports.ts';
+import { INTEGRITY_INCIDENT_KINDS, type CleanupOutcome, type CleanupSweep, type IntegrityIncidentKind, type ServiceMetrics } from '../ports.ts';
 
 export interface PrometheusMetricsOptions {
   /** MAX_AUDIO_FILE_SIZE: the last finite bucket of `echoes_upload_bytes`. */
@@ -45,6 +45,7 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly cleanupDeleted: Counter<'sweep'>;
   private readonly cleanupRuns: Counter<'sweep' | 'outcome'>;
   private readonly http: Histogram<'route' | 'method' | 'status_code'>;
+  private readonly incidents: Counter<'kind'>;
 
   constructor(options: PrometheusMetricsOptions) {
     const registers = [this.registry];
@@ -66,6 +67,8 @@ export class PrometheusMetrics implements ServiceMetrics {
       name: 'echoes_http_request_duration_seconds', help: 'HTTP requests by route pattern, method and status code.',
       labelNames: ['route', 'method', 'status_code'], registers, buckets: HTTP_SECONDS_BUCKETS,
     });
+    this.incidents = new Counter({ name: 'echoes_integrity_incidents_total', help: 'Storage changed outside the service, by kind (object_removed: a ready echo lost its audio).', labelNames: ['kind'], registers });
+    for (const kind of INTEGRITY_INCIDENT_KINDS) this.incidents.labels(kind).inc(0);
     // Every known series at 0 from the start: rate() and alarms see a series before its first event.
     for (const { extension: format } of AUDIO_FORMATS) {
       this.issued.labels(format).inc(0);
@@ -108,6 +111,10 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {
     this.http.labels(route, METHODS.has(method) ? method : 'other', String(statusCode)).observe(seconds);
+  }
+
+  integrityIncident(kind: IntegrityIncidentKind): void {
+    this.incidents.labels(kind).inc();
   }
 
   /** The Prometheus text exposition of everything recorded. */

@@ -5,7 +5,9 @@ import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
 import { inspectStoredObject } from '../domain/upload-policy.ts';
 import { decodePeaks, encodePeaks, resamplePeaks, WAVEFORM_POINTS, audiowaveformJson, type AudiowaveformJson } from '../domain/waveform.ts';
-import { NO_METRICS, type AudioFacts, type AudioProbe, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { NO_METRICS, type AudioFacts, type AudioProbe, type EchoRepository, type ObjectInfo, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { parseObjectKey } from '../domain/keys.ts';
+import { verdictApplies, type UploadVerdict } from '../domain/verdict.ts';
 import { UploadRejected } from '../domain/rejections.ts';
 import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
 
@@ -29,6 +31,24 @@ export interface ListRequest {
   readonly to?: string | undefined;
 }
 
+/** What checking a newly landed object came to (S3 events). */
+export type ArrivalOutcome =
+  /** Not the key of any echo (foreign, an orphan, a user erased meanwhile): cleanup's business. */
+  | 'untracked'
+  /** Already an echo, or being deleted. */
+  | 'settled'
+  /** Removed again before it could be checked. */
+  | 'gone'
+  /** This very object was checked before (a redelivered event). */
+  | 'already_checked'
+  | 'accepted'
+  /** Refused and deleted; POST /echoes answers the same 422. */
+  | 'rejected';
+
+export type RemovalOutcome = 'expected' | { readonly incident: EchoRecord };
+
+const identityOf = (o: ObjectInfo): { etag: string; size: number; lastModified: number } => ({ etag: o.etag ?? '', size: o.size, lastModified: o.lastModified.getTime() });
+
 const echoNotFound = (): AppError => new AppError('ECHO_NOT_FOUND', 'No echo with this id for this user.');
 
 /** Turns verified uploads into echoes, and reads and deletes them. */
@@ -51,11 +71,34 @@ export class EchoService {
     if (pending.status === 'ready') return { view: await this.view(pending), created: false };
 
     const object = await this.store.head(pending.key);
+    // Refused as it landed (S3 events) and deleted then: the same 422 a check here would give.
+    if (!object && pending.verdict?.outcome === 'rejected') throw new UploadRejected(pending.verdict.reason, pending.verdict.message);
     if (!object) {
       throw new AppError('UPLOAD_INCOMPLETE', pending.expiresAt.getTime() < Date.now()
         ? 'Nothing was uploaded for this echo and its upload URL has expired; ask POST /echoes/upload-url for a new one.'
         : 'Nothing was uploaded for this echo yet. PUT the audio to upload_url with the returned headers, then try again.');
     }
+    const measured = verdictApplies(pending.verdict, object) && pending.verdict?.outcome === 'accepted'
+      ? pending.verdict.measured
+      : await this.inspect(pending, object);
+    const stored = await this.repo.markReady({ userId, echoId }, {
+      fileSize: object.size,
+      // The measured duration, whatever the client said: MediaRecorder's is missing, others may lie.
+      metadata: { ...metadata, durationSeconds: measured.durationSeconds },
+      measured,
+    });
+    if (!stored || stored.status !== 'ready') throw notFound;
+    // Two racing POSTs of one upload both answer 201 (markReady does not say who won), and both count.
+    this.metrics.uploadVerified(pending.extension, object.size, (this.clock().getTime() - pending.createdAt.getTime()) / 1000);
+    // A racing request may have won with other metadata: everyone answers with what is stored.
+    return { view: await this.view(stored), created: true };
+  }
+
+  /**
+   * The checks of POST /echoes, on a stored object: size, type, first bytes, then the whole decode.
+   * A refusal deletes the object and throws UploadRejected (422).
+   */
+  private async inspect(pending: EchoRecord, object: ObjectInfo): Promise<MeasuredAudio> {
     const format = formatForExtension(pending.extension);
     const firstBytes = await this.store.readStart(pending.key, SNIFF_BYTES);
     const problem = inspectStoredObject({
@@ -73,18 +116,54 @@ export class EchoService {
       this.metrics.uploadRejected(problem.problem);
       throw new UploadRejected(problem.problem, problem.message);
     }
-    const measured = await this.measure(pending);
-    const stored = await this.repo.markReady({ userId, echoId }, {
-      fileSize: object.size,
-      // The measured duration, whatever the client said: MediaRecorder's is missing, others may lie.
-      metadata: { ...metadata, durationSeconds: measured.durationSeconds },
-      measured,
-    });
-    if (!stored || stored.status !== 'ready') throw notFound;
-    // Two racing POSTs of one upload both answer 201 (markReady does not say who won), and both count.
-    this.metrics.uploadVerified(pending.extension, object.size, (this.clock().getTime() - pending.createdAt.getTime()) / 1000);
-    // A racing request may have won with other metadata: everyone answers with what is stored.
-    return { view: await this.view(stored), created: true };
+    return this.measure(pending);
+  }
+
+  /**
+   * An object landed in the store (S3 event): checks it at once, as POST /echoes would, and keeps
+   * the verdict on the pending record. Safe to repeat: a verdict already reached on this very
+   * object is not reached again, and a refused object is gone on the second delivery.
+   */
+  async verifyArrival(key: string): Promise<ArrivalOutcome> {
+    const pending = await this.recordOfKey(key);
+    if (!pending) return 'untracked';
+    if (pending.status !== 'pending') return 'settled';
+    const object = await this.store.head(key);
+    if (!object) return 'gone';
+    if (verdictApplies(pending.verdict, object)) return 'already_checked';
+    let verdict: UploadVerdict;
+    try {
+      const measured = await this.inspect(pending, object);
+      verdict = { outcome: 'accepted', ...identityOf(object), measured };
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== 'UPLOAD_INVALID') throw err;
+      const reason = err instanceof UploadRejected ? err.reason : 'decode_error';
+      verdict = { outcome: 'rejected', ...identityOf(object), reason, message: err.message };
+    }
+    // Not pending any more (POST /echoes won the race, or a DELETE): that answer stands.
+    await this.repo.recordVerdict({ userId: pending.userId, echoId: pending.echoId }, verdict);
+    return verdict.outcome;
+  }
+
+  /**
+   * An object was removed from the store (S3 event). The service itself hides an echo (status
+   * `deleting`) before it removes its audio, so a ready echo whose object is gone lost it outside
+   * the service: an integrity incident (the caller counts it: it knows a redelivered event).
+   */
+  async noticeRemoval(key: string): Promise<RemovalOutcome> {
+    const record = await this.recordOfKey(key);
+    if (record?.status !== 'ready') return 'expected';
+    // A stale event: the object is there (S3 may deliver events late and out of order).
+    if (await this.store.head(key)) return 'expected';
+    return { incident: record };
+  }
+
+  /** The record an object key of this layout belongs to, if any. */
+  private async recordOfKey(key: string): Promise<EchoRecord | undefined> {
+    const parsed = parseObjectKey(key);
+    if (!parsed) return undefined;
+    const record = await this.repo.get({ userId: parsed.userId, echoId: parsed.echoId });
+    return record?.key === key ? record : undefined;
   }
 
   /** Decodes the whole upload; a refusal deletes it (a busy decoder or store leaves it for a retry). */

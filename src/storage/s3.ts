@@ -238,6 +238,7 @@ export class S3ObjectStore implements ObjectStore {
         size: res.ContentLength ?? 0,
         lastModified: res.LastModified ?? new Date(0),
         contentType: res.ContentType,
+        etag: res.ETag?.replace(/"/g, ''),
       };
     } catch (err) {
       if (isNotFound(err)) return undefined;
