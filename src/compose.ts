@@ -127,7 +127,15 @@ export async function createEchoRepository(config: Config): Promise<EchoReposito
   return new SqliteEchoRepository({ file: join(config.dataDir, 'echoes.sqlite') });
 }
 
-export async function compose(config: Config): Promise<Composition> {
+export interface ComposeOptions {
+  /**
+   * A long-running server (the default): process metrics, EMF written every minute. Lambda
+   * handlers pass false and flush after each invocation instead: a frozen container runs no timers.
+   */
+  readonly server?: boolean;
+}
+
+export async function compose(config: Config, options: ComposeOptions = {}): Promise<Composition> {
   const { store, plugins: storagePlugins } = await openObjectStore(config);
   const repo = await createEchoRepository(config);
   let audio: AudioDecoder;
@@ -137,7 +145,7 @@ export async function compose(config: Config): Promise<Composition> {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
   }
-  const metrics = await createMetrics(config, { prometheus: config.metrics.prometheus, server: true });
+  const metrics = await createMetrics(config, { prometheus: config.metrics.prometheus, server: options.server ?? true });
   const recorder = metrics.recorder;
   const clock = (): Date => new Date();
   const uploads = new UploadService(store, repo, {

@@ -61,7 +61,7 @@ export interface Config {
 }
 
 export interface MetricsConfig {
-  /** METRICS: GET /metrics (Prometheus text) is served; `off` answers it 404. */
+  /** METRICS: GET /metrics (Prometheus text) is served; `off` answers it 404. Off by default on Lambda. */
   readonly prometheus: boolean;
   /** METRICS_TOKEN: when set, GET /metrics needs `Authorization: Bearer <it>`. */
   readonly token: string | undefined;
@@ -101,7 +101,15 @@ export function environmentWithDotEnv(env: Env = process.env, dir = process.cwd(
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export function loadConfig(env: Env): Config {
+export interface LoadOptions {
+  /**
+   * False for processes that answer no requests (the S3 events and scheduled cleanup functions):
+   * production then does not insist on AUTH_* settings they would never use.
+   */
+  readonly authRequired?: boolean;
+}
+
+export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const problems: string[] = [];
   const str = (name: string): string | undefined => {
     const v = env[name]?.trim();
@@ -166,7 +174,7 @@ export function loadConfig(env: Env): Config {
   if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('AUTH_JWT_SECRET must be at least 32 characters.');
   if (jwksUrl && jwtSecret) problems.push('Set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both.');
   const dev = !jwksUrl && !jwtSecret;
-  if (dev && production) {
+  if (dev && production && options.authRequired !== false) {
     problems.push('NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.');
   }
 
@@ -216,7 +224,8 @@ export function loadConfig(env: Env): Config {
     quotaBytes: int('USER_QUOTA_BYTES', 1073741824, 0, Number.MAX_SAFE_INTEGER),
     maxPendingUploads: int('USER_MAX_PENDING_UPLOADS', 100, 0, 1_000_000),
     metrics: {
-      prometheus: oneOf('METRICS', ['on', 'off'] as const, 'on') === 'on',
+      // On Lambda each instance would count alone, and nobody scrapes it: EMF carries the figures there.
+      prometheus: oneOf('METRICS', ['on', 'off'] as const, str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'on' : 'off') === 'on',
       token: metricsToken,
       emf: oneOf('METRICS_EMF', ['on', 'off'] as const, str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'off' : 'on') === 'on',
     },

@@ -1,7 +1,8 @@
 import awsLambdaFastify from '@fastify/aws-lambda';
 import type { FastifyInstance } from 'fastify';
 import { compose } from './compose.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { loadConfig } from './config.ts';
+import { assertLambdaConfig, perContainer } from './lambda-support.ts';
 import { buildComposedApp, loggerOptions } from './server.ts';
 
 /** What API Gateway (HTTP API, payload 2.0) or a function URL passes; the adapter reads the rest. */
@@ -23,25 +24,13 @@ export interface LambdaHttpResult {
 export type LambdaHttpHandler = (event: LambdaHttpEvent, context: object) => Promise<LambdaHttpResult>;
 
 /**
- * On Lambda the disk is scratch space and every instance has its own: local storage, SQLite and
- * dev tokens would each be a different world per instance. Refused, with what to set instead.
- */
-export function assertLambdaConfig(config: Config): void {
-  const problems: string[] = [];
-  if (config.storageBackend !== 's3') problems.push('set S3_BUCKET_NAME: a Lambda function stores audio in S3, never on its own disk.');
-  if (config.metadataBackend !== 'dynamodb') problems.push('set DYNAMODB_TABLE_NAME: a Lambda function keeps metadata in DynamoDB, never in SQLite.');
-  if (config.auth.dev) problems.push('set AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are never accepted on Lambda.');
-  if (problems.length > 0) throw new ConfigError(problems);
-}
-
-/**
  * The API as a Lambda handler, built once per container: configuration, SDK clients and the
  * Fastify app are made here, not per request. No local-store routes, dev routes or recorder page.
  */
 export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env): Promise<{ handler: LambdaHttpHandler; app: FastifyInstance }> {
   const config = loadConfig(env);
   assertLambdaConfig(config);
-  const composition = await compose(config);
+  const composition = await compose(config, { server: false });
   let app: FastifyInstance;
   let proxy: awsLambdaFastify.PromiseHandler<LambdaHttpEvent>;
   try {
@@ -64,16 +53,9 @@ export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env):
   return { handler, app };
 }
 
-let instance: Promise<LambdaHttpHandler> | undefined;
+const instance = perContainer(async () => (await createLambdaHandler()).handler);
 
 /** `import { handler } from 'echoes-storage/lambda'`: built on the first invocation, kept for the container's life. */
-export const handler: LambdaHttpHandler = async (event, context) => {
-  instance ??= createLambdaHandler().then((made) => made.handler);
-  try {
-    return await (await instance)(event, context);
-  } catch (err) {
-    // A failed start (a backend not reachable yet) is tried again on the next invocation.
-    if (instance && (await instance.then(() => false, () => true))) instance = undefined;
-    throw err;
-  }
-};
+export const handler: LambdaHttpHandler = async (event, context) => (await instance())(event, context);
+
+export { assertLambdaConfig } from './lambda-support.ts';

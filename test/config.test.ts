@@ -59,6 +59,18 @@ describe('config', () => {
     expect(problems({ METADATA_BACKEND: 'dynamodb' }).join()).toMatch(/DYNAMODB_TABLE_NAME/);
   });
 
+  it('lets the functions that answer no requests run in production without AUTH_*', () => {
+    const env = { NODE_ENV: 'production', S3_BUCKET_NAME: 'b', DYNAMODB_TABLE_NAME: 't' };
+    expect(() => loadConfig(env)).toThrow(/AUTH_JWKS_URL or AUTH_JWT_SECRET/);
+    expect(loadConfig(env, { authRequired: false }).auth.dev).toBe(true);
+  });
+
+  it('on Lambda: EMF on and Prometheus off by default, both as set otherwise', () => {
+    expect(loadConfig({}).metrics).toMatchObject({ prometheus: true, emf: false });
+    expect(loadConfig({ AWS_LAMBDA_FUNCTION_NAME: 'api' }).metrics).toMatchObject({ prometheus: false, emf: true });
+    expect(loadConfig({ AWS_LAMBDA_FUNCTION_NAME: 'api', METRICS: 'on', METRICS_EMF: 'off' }).metrics).toMatchObject({ prometheus: true, emf: false });
+  });
+
   it('reads .env under the real environment', () => {
     const dir = mkdtempSync(join(tmpdir(), 'echoes-env-'));
     writeFileSync(join(dir, '.env'), 'PORT=9001\nMAX_AUDIO_FILE_SIZE=123\n');

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
 import { isPortError } from '../../src/domain/errors.ts';
+import type { UploadVerdict } from '../../src/domain/verdict.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import { NO_USAGE, type AccountUsage, type EchoRepository } from '../../src/ports.ts';
 
@@ -174,6 +175,37 @@ export function echoRepositoryContract(
       expect(await repo.markReady(s, { fileSize: 5, metadata: { ...EMPTY_METADATA, durationSeconds: null }, measured: partial })).toEqual({
         ...s, ...partial, status: 'ready', fileSize: 5,
       });
+    });
+
+    it('recordVerdict keeps a verdict on a pending echo only, replaces it, and markReady drops it', async () => {
+      const userId = newUser();
+      const r = pending(userId, T0);
+      await repo.createPending(r);
+      const peaks = new Uint8Array(2000).map((_, i) => (i * 31) % 256);
+      const measured = {
+        durationSeconds: 1.5,
+        audio: { codec: 'opus', sampleRate: 48000, channels: 1, bitRate: 24000 },
+        waveform: Array.from({ length: 100 }, (_, i) => i / 100),
+        peaks,
+      };
+      const rejected: UploadVerdict = { outcome: 'rejected', etag: 'e1', size: 10, lastModified: T0 + 5, reason: 'not_audio', message: 'not a webm file' };
+      expect(await repo.recordVerdict(r, rejected)).toBe(true);
+      expect(await repo.get(r)).toEqual({ ...r, verdict: rejected });
+      const accepted: UploadVerdict = { outcome: 'accepted', etag: 'e2', size: 2048, lastModified: T0 + 9, measured };
+      expect(await repo.recordVerdict(r, accepted)).toBe(true);
+      const stored = await repo.get(r);
+      expect(stored).toEqual({ ...r, verdict: accepted });
+      expect(stored?.verdict?.outcome === 'accepted' && stored.verdict.measured.peaks).toBeInstanceOf(Uint8Array);
+      const scanned: EchoRecord[] = [];
+      for await (const page of repo.scan({ userId })) scanned.push(...page);
+      expect(scanned).toEqual([{ ...r, verdict: accepted }]);
+
+      const ready = await repo.markReady(r, { fileSize: 2048, metadata: META, measured });
+      expect(ready).toEqual({ ...r, ...META, ...measured, durationSeconds: META.durationSeconds, status: 'ready', fileSize: 2048 });
+      expect(await repo.recordVerdict(r, rejected)).toBe(false);
+      expect((await repo.get(r))?.verdict).toBeUndefined();
+      expect(await repo.recordVerdict(pending(userId, T0 + 1), accepted)).toBe(false);
+      expect(await repo.get(pending(userId, T0 + 1))).toBeUndefined();
     });
 
     it('markReady with empty metadata keeps nulls and an empty tag list', async () => {
@@ -488,6 +520,7 @@ export function echoRepositoryContract(
         ['createPending', (b) => b.createPending(r)],
         ['get', (b) => b.get(r)],
         ['markReady', (b) => b.markReady(r, { fileSize: 1, metadata: META })],
+        ['recordVerdict', (b) => b.recordVerdict(r, { outcome: 'rejected', etag: 'e', size: 1, lastModified: T0, reason: 'not_audio', message: 'm' })],
         ['markDeleting', (b) => b.markDeleting(r)],
         ['remove', (b) => b.remove(r)],
         ['listReady', (b) => b.listReady(r.userId, { limit: 10 })],
