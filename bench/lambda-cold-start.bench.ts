@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeSection } from './report.ts';
+import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_NODE_TARGET } from '../src/setup/lambda-bundle.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const RUNS = Number(process.env.BENCH_LAMBDA_RUNS ?? 7);
@@ -15,12 +17,26 @@ const ENV = {
 
 interface Cold { load: number; build: number; first: number; warm: number; total: number }
 
-function coldStart(kind: 'handler' | 'bare'): Cold {
-  const run = spawnSync(process.execPath, [join(ROOT, 'bench', 'lambda-cold.mjs'), kind], { cwd: ROOT, env: ENV, encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`${kind} cold start failed: ${run.stderr}`);
+type Kind = 'api' | 'events' | 'bare';
+
+function coldStart(kind: Kind, module = ''): Cold {
+  const run = spawnSync(process.execPath, [join(ROOT, 'bench', 'lambda-cold.mjs'), kind, module], { cwd: ROOT, env: ENV, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`${kind} ${module} cold start failed: ${run.stderr}`);
   // EMF lines (on by default on Lambda) come before the figures.
   const last = run.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(last.slice(last.lastIndexOf('{"load"'))) as Cold;
+}
+
+/** One ESM file per entry, bundled the way the CDK app's NodejsFunction does (infra/lib). */
+async function bundle(entry: string, dir: string): Promise<string> {
+  const { build } = await import('esbuild');
+  const outfile = join(dir, `${entry.replace(/\W/g, '-')}.mjs`);
+  await build({
+    entryPoints: [join(ROOT, entry)], outfile, bundle: true, platform: 'node', format: 'esm', target: LAMBDA_NODE_TARGET, minify: true,
+    logLevel: 'error',
+    banner: { js: LAMBDA_ESM_BANNER },
+  });
+  return outfile;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -32,28 +48,35 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
  */
 export async function run(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'lambda.js'))) throw new Error('dist/lambda.js is missing: run npm run build first.');
-  const handler: Cold[] = [];
-  const bare: Cold[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    bare.push(coldStart('bare'));
-    handler.push(coldStart('handler'));
-  }
-  const row = (name: string, xs: Cold[]): string =>
-    `| ${name} | ${median(xs.map((x) => x.load)).toFixed(0)} | ${median(xs.map((x) => x.build)).toFixed(0)} | ${median(xs.map((x) => x.first)).toFixed(1)} | ${median(xs.map((x) => x.total)).toFixed(0)} | ${median(xs.map((x) => x.warm)).toFixed(2)} |`;
-  const ratio = median(handler.map((x) => x.total)) / median(bare.map((x) => x.total));
-  console.log(row('handler', handler));
-  console.log(row('bare', bare));
-  writeSection('lambda-cold-start', `## Lambda cold start (echoes-storage/lambda)
+  const dir = mkdtempSync(join(tmpdir(), 'echoes-lambda-bundle-'));
+  try {
+    const variants: { name: string; kind: Kind; module: string; runs: Cold[] }[] = [
+      { name: 'echoes-storage/lambda (dist/, node_modules)', kind: 'api', module: join(ROOT, 'dist', 'lambda.js'), runs: [] },
+      { name: 'echoes-storage/lambda (esbuild bundle)', kind: 'api', module: await bundle(LAMBDA_ENTRIES.api, dir), runs: [] },
+      { name: 'echoes-storage/events (esbuild bundle)', kind: 'events', module: await bundle(LAMBDA_ENTRIES.events, dir), runs: [] },
+      { name: 'baseline: bare Fastify + adapter', kind: 'bare', module: '', runs: [] },
+    ];
+    for (let i = 0; i < RUNS; i++) for (const v of variants) v.runs.push(coldStart(v.kind, v.module));
+    const row = (name: string, xs: Cold[]): string =>
+      `| ${name} | ${median(xs.map((x) => x.load)).toFixed(0)} | ${median(xs.map((x) => x.build)).toFixed(0)} | ${median(xs.map((x) => x.first)).toFixed(1)} | ${median(xs.map((x) => x.total)).toFixed(0)} | ${median(xs.map((x) => x.warm)).toFixed(2)} |`;
+    const total = (xs: Cold[]): number => median(xs.map((x) => x.total));
+    const baseline = total(variants[3]?.runs ?? []);
+    for (const v of variants) console.log(row(v.name, v.runs));
+    writeSection('lambda-cold-start', `## Lambda cold start (echoes-storage/lambda, echoes-storage/events)
 
 In-process times of a fresh Node process (medians of ${RUNS}, interleaved), from the moment the entry module runs:
-loading the modules, building the app (config, SDK clients, Fastify with its schemas), then the first
-and a second GET /health as HTTP API 2.0 events. The baseline is a bare Fastify app with one route behind
-the same @fastify/aws-lambda adapter. Node's own start (about 40 ms) and Lambda's are not in these figures.
+loading the modules, building the handler (config, SDK clients, Fastify with its schemas), then the first
+and a second invocation (GET /health as an HTTP API 2.0 event; S3's test event as an SQS message). The
+bundles are made as the CDK app deploys them (esbuild, one minified ESM file, better-sqlite3 left out).
+The baseline is a bare Fastify app with one route behind the same @fastify/aws-lambda adapter. Node's own
+start (about 40 ms) and Lambda's are not in these figures.
 
 | variant | load ms | build ms | first invocation ms | load to first answer ms | warm invocation ms |
 |---|---|---|---|---|---|
-${row('echoes-storage/lambda', handler)}
-${row('baseline: bare Fastify + adapter', bare)}
+${variants.map((v) => row(v.name, v.runs)).join('\n')}
 
-Load to first answer: ${ratio.toFixed(1)}x the baseline.`);
+Load to first answer, against the baseline: ${variants.slice(0, 3).map((v) => `${v.name.replace(/^echoes-storage\//, '')} ${(total(v.runs) / baseline).toFixed(1)}x`).join(', ')}.`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,5 +1,6 @@
 // Child of bench/lambda-cold-start.bench.ts: one cold start in a fresh process, timed from the
-// moment this module runs. argv[2]: "handler" (dist/lambda.js) or "bare" (Fastify alone, the baseline).
+// moment this module runs. argv[2]: "api" or "events" (argv[3]: the module, dist/ or an esbuild
+// bundle as the CDK app deploys), or "bare" (Fastify alone, the baseline).
 import process from 'node:process';
 import { performance } from 'node:perf_hooks';
 import { URL } from 'node:url';
@@ -14,8 +15,20 @@ let loaded;
 let built;
 let first;
 let second;
-if (process.argv[2] === 'handler') {
-  const { createLambdaHandler } = await import(new URL('../dist/lambda.js', import.meta.url).href);
+const moduleUrl = process.argv[3] ? new URL(process.argv[3], `file://${process.cwd()}/`).href : '';
+if (process.argv[2] === 'events') {
+  const { createEventsHandler } = await import(moduleUrl);
+  loaded = performance.now();
+  const { handler } = await createEventsHandler(process.env);
+  built = performance.now();
+  // S3's test event: handled without touching a backend, like GET /health.
+  const sqs = { Records: [{ messageId: 'm1', body: JSON.stringify({ Service: 'Amazon S3', Event: 's3:TestEvent', Bucket: 'echoes-bench' }) }] };
+  if ((await handler(sqs, {})).batchItemFailures.length !== 0) throw new Error('the test event was not handled');
+  first = performance.now();
+  await handler(sqs, {});
+  second = performance.now();
+} else if (process.argv[2] === 'api') {
+  const { createLambdaHandler } = await import(moduleUrl);
   loaded = performance.now();
   const { handler } = await createLambdaHandler(process.env);
   built = performance.now();

@@ -34,7 +34,8 @@ export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env):
   let app: FastifyInstance;
   let proxy: awsLambdaFastify.PromiseHandler<LambdaHttpEvent>;
   try {
-    app = await buildComposedApp(composition, loggerOptions(config.logLevel));
+    // No Swagger UI page: the deployed bundle is one file, without the UI's assets (/docs/json stays).
+    app = await buildComposedApp(composition, loggerOptions(config.logLevel), { docsUi: false });
     app.addHook('onClose', async () => composition.close());
     // Zips (GET /me/export) are binary; everything else the API answers is JSON.
     proxy = awsLambdaFastify<LambdaHttpEvent>(app, { binaryMimeTypes: ['application/zip'], callbackWaitsForEmptyEventLoop: false });

@@ -77,7 +77,7 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
 export function buildComposedApp(
   composition: Composition,
   logger: FastifyServerOptions['logger'],
-  extras: Pick<AppDeps, 'devDataDir' | 'plugins'> = {},
+  extras: Pick<AppDeps, 'devDataDir' | 'plugins' | 'docsUi'> = {},
 ): Promise<FastifyInstance> {
   const config = composition.config;
   return buildApp({

@@ -1,6 +1,5 @@
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
@@ -51,6 +50,8 @@ export interface AppDeps {
   readonly metricsToken?: string | undefined;
   /** Extra routes mounted inside the app (the recorder page). */
   readonly plugins?: readonly ((app: FastifyInstance) => Promise<void>)[];
+  /** The Swagger UI page at /docs (default); false serves the OpenAPI document at /docs/json only. */
+  readonly docsUi?: boolean;
 }
 
 export const BODY_LIMIT = 64 * 1024;
@@ -138,7 +139,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  if (deps.docsUi === false) {
+    app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
+  } else {
+    // Loaded only here: it reads its page's files from its package folder, which a Lambda bundle has not.
+    const { default: swaggerUi } = await import('@fastify/swagger-ui');
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+  }
 
   await app.register(async (scope) => {
     scope.decorateRequest('userId', '');

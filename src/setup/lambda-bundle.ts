@@ -1,0 +1,26 @@
+/**
+ * How the Lambda functions are bundled: one minified ESM file per entry, everything inside
+ * (better-sqlite3 too: an external would become a top-level import that fails to load on
+ * Lambda, while bundled it is never run there). Shared by the CDK app, the cold-start bench and
+ * the test that loads the bundles.
+ */
+export const LAMBDA_ENTRIES = {
+  api: 'src/lambda.ts',
+  events: 'src/events.ts',
+  cleanup: 'src/cleanup-lambda.ts',
+} as const;
+
+export type LambdaEntry = keyof typeof LAMBDA_ENTRIES;
+
+/** The Node runtime the functions run on (esbuild's target; the CDK app's Runtime matches it). */
+export const LAMBDA_NODE_TARGET = 'node22';
+
+/** CommonJS dependencies inside an ESM bundle call require and read __dirname and __filename. */
+export const LAMBDA_ESM_BANNER = [
+  "import { createRequire as __echoesCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __echoesFileURLToPath } from 'node:url';",
+  "import { dirname as __echoesDirname } from 'node:path';",
+  'const require = __echoesCreateRequire(import.meta.url);',
+  'const __filename = __echoesFileURLToPath(import.meta.url);',
+  'const __dirname = __echoesDirname(__filename);',
+].join(' ');
