@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { loadOrCreateSecret } from './auth/secrets.ts';
 import { TokenVerifier } from './auth/tokens.ts';
-import type { Config } from './config.ts';
+import { privateKeyProblem, unescapePem, type CdnConfig, type Config } from './config.ts';
 import type { AudioProbe, EchoRepository, ObjectStore } from './ports.ts';
 import { EchoService } from './services/echoes.ts';
 import { EraseService } from './services/erase.ts';
@@ -112,6 +112,36 @@ async function openObjectStore(config: Config): Promise<{ store: ObjectStore; pl
   return { store, plugins: [localStorageRoutes(store, { idleTimeoutMs: config.requestIdleTimeoutSeconds * 1000 })] };
 }
 
+/**
+ * The store EchoService signs playback URLs with: CloudFront's when CDN_* is set, else the
+ * store itself. A key in Secrets Manager is read here, once, and kept in memory.
+ */
+export async function openPlaybackStore(config: Config, store: ObjectStore): Promise<ObjectStore> {
+  const cdn = config.cdn;
+  if (cdn === undefined) return store;
+  const privateKey = cdn.privateKey ?? await readCdnPrivateKeySecret(config, cdn);
+  const { CloudFrontPlaybackStore } = await import('./storage/cloudfront-playback.ts');
+  return new CloudFrontPlaybackStore(store, { domain: cdn.domain, keyPairId: cdn.keyPairId, privateKey });
+}
+
+async function readCdnPrivateKeySecret(config: Config, cdn: CdnConfig): Promise<string> {
+  const secretId = cdn.privateKeySecret ?? '';
+  const { readSecretString, SecretReadError } = await import('./aws/secrets-manager.ts');
+  let value: string;
+  try {
+    value = await readSecretString(secretId, { region: config.s3.region, endpoint: config.s3.endpoint, profile: config.s3.profile });
+  } catch (err) {
+    if (err instanceof SecretReadError) throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: ${err.message}.`);
+    throw err;
+  }
+  const pem = unescapePem(value.trim());
+  const problem = privateKeyProblem(pem);
+  if (problem !== undefined) {
+    throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: the SecretString of "${secretId}" cannot sign: ${problem}. Store the PEM of the key pair's private key in it.`);
+  }
+  return pem;
+}
+
 export async function createEchoRepository(config: Config): Promise<EchoRepository> {
   if (config.metadataBackend === 'dynamodb') {
     const { DynamoEchoRepository } = await import('./metadata/dynamodb.ts');
@@ -139,8 +169,10 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   const { store, plugins: storagePlugins } = await openObjectStore(config);
   const repo = await createEchoRepository(config);
   let audio: AudioDecoder;
+  let playback: ObjectStore;
   try {
     audio = await createAudioDecoder(config);
+    playback = await openPlaybackStore(config, store);
   } catch (err) {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
@@ -154,7 +186,8 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     quotaBytes: config.quotaBytes,
     maxPendingUploads: config.maxPendingUploads,
   }, clock, recorder);
-  const echoes = new EchoService(store, repo, audio.probe, {
+  // Only playback goes through the CDN; uploads, erasure, export and cleanup stay on the store.
+  const echoes = new EchoService(playback, repo, audio.probe, {
     maxAudioFileSize: config.maxAudioFileSize,
     maxAudioDurationSeconds: config.audio.maxDurationSeconds,
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
