@@ -1,5 +1,5 @@
 import { createEchoRepository, createObjectStore } from '../../compose.ts';
-import { environmentWithDotEnv, loadConfig } from '../../config.ts';
+import { environmentWithDotEnv, loadConfig, type Config } from '../../config.ts';
 import type { EchoRepository, ObjectStore } from '../../ports.ts';
 import { CleanupService } from '../../services/cleanup.ts';
 import { createMetrics } from '../../metrics/setup.ts';
@@ -30,7 +30,7 @@ export async function openCleanupService(options: { metricsFile?: string | undef
   const config = loadConfig(environmentWithDotEnv());
   // Before the sweep, not after it: a run that deletes and then cannot report is an unwatched run.
   if (options.metricsFile !== undefined) await assertWritableFolder(options.metricsFile);
-  const { store, repo, backends, close } = await openBackends();
+  const { store, repo, backends, close } = await openBackends(config);
   const metrics = await createMetrics(config, { prometheus: options.metricsFile !== undefined, server: false });
   return {
     service: new CleanupService(store, repo, () => new Date(), metrics.recorder),
@@ -47,8 +47,7 @@ export async function openCleanupService(options: { metricsFile?: string | undef
 }
 
 /** The configured store and repository, checked: a command never starts on a backend that does not answer. */
-export async function openBackends(): Promise<OpenedBackends> {
-  const config = loadConfig(environmentWithDotEnv());
+export async function openBackends(config: Config = loadConfig(environmentWithDotEnv())): Promise<OpenedBackends> {
   const store = await createObjectStore(config);
   const repo = await createEchoRepository(config);
   const close = async (): Promise<void> => {
