@@ -1,8 +1,11 @@
-import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import { Aws, CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
+import { EchoesAlarms } from './alarms.ts';
+import { PlaybackCdn, type CdnOptions } from './cdn.ts';
+import { EchoesFunctions, type FunctionEntries } from './functions.ts';
 // The same templates `echoes-storage setup` applies, so both paths build identical buckets.
 import {
   ACCESS_LOG_PREFIX,
@@ -24,6 +27,18 @@ import {
 
 export interface EchoesStorageStackProps extends StackProps {
   readonly environment: EnvironmentName;
+  /** A Lambda layer with /opt/bin/ffmpeg and /opt/bin/ffprobe; without it uploads are not decoded. */
+  readonly ffmpegLayerArn?: string;
+  /** Subscribed to the alarm topic (AWS sends a confirmation e-mail first). */
+  readonly alarmEmail?: string;
+  readonly authAudience?: string;
+  readonly authIssuer?: string;
+  /** Rejected uploads per 5 minutes above which the alarm fires (default 50). */
+  readonly rejectedUploadsPer5Min?: number;
+  /** CloudFront for playback; absent: audio_url stays an S3 presigned URL. */
+  readonly cdn?: CdnOptions;
+  /** Handler modules; tests point modules that are not written yet at an existing one. */
+  readonly entries?: Partial<FunctionEntries>;
 }
 
 /** What the API may do, and nothing more: its objects, listing for cleanup, its table's items. */
@@ -77,7 +92,8 @@ function isTlsDeny(s: PolicyStatementJson): boolean {
 }
 
 /**
- * Audio bucket (+ access-log bucket), echoes table and the API's managed policy. Environment
+ * Audio bucket (+ access-log bucket), echoes table, the API's managed policy for operators, and
+ * the service: API, events and cleanup functions, alarms, dashboard, optional CDN. Environment
  * agnostic: names use the deploying account's id, so `cdk synth` needs no AWS lookups.
  */
 export class EchoesStorageStack extends Stack {
@@ -85,6 +101,10 @@ export class EchoesStorageStack extends Stack {
   readonly logBucket: s3.Bucket;
   readonly table: dynamodb.Table;
   readonly apiPolicy: iam.ManagedPolicy;
+  readonly functions: EchoesFunctions;
+  readonly alarms: EchoesAlarms;
+  readonly cdn: PlaybackCdn | undefined;
+  readonly authJwksUrl: CfnParameter;
 
   constructor(scope: Construct, id: string, props: EchoesStorageStackProps) {
     super(scope, id, props);
@@ -141,6 +161,48 @@ export class EchoesStorageStack extends Stack {
       ],
     });
 
+    this.authJwksUrl = new CfnParameter(this, 'AuthJwksUrl', {
+      type: 'String',
+      description: 'JWKS URL of the identity provider whose tokens the API accepts (AUTH_JWKS_URL)',
+      allowedPattern: '^https://[^\\s]+$',
+      constraintDescription: 'an https:// URL',
+    });
+    this.functions = new EchoesFunctions(this, 'Functions', {
+      environment: env,
+      bucket: this.bucket,
+      table: this.table,
+      allowedOrigins: settings.allowedOrigins,
+      authJwksUrl: this.authJwksUrl.valueAsString,
+      ...(props.ffmpegLayerArn ? { ffmpegLayerArn: props.ffmpegLayerArn } : {}),
+      ...(props.authAudience ? { authAudience: props.authAudience } : {}),
+      ...(props.authIssuer ? { authIssuer: props.authIssuer } : {}),
+      ...(props.entries ? { entries: props.entries } : {}),
+    });
+    const f = this.functions;
+    this.alarms = new EchoesAlarms(this, 'Alarms', {
+      environment: env,
+      httpApi: f.httpApi,
+      api: f.api,
+      events: f.events,
+      cleanup: f.cleanup,
+      queue: f.queue,
+      deadLetterQueue: f.deadLetterQueue,
+      table: this.table,
+      ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
+      ...(props.rejectedUploadsPer5Min !== undefined ? { rejectedUploadsPer5Min: props.rejectedUploadsPer5Min } : {}),
+    });
+    const cdnOptions = props.cdn;
+    this.cdn = cdnOptions ? new PlaybackCdn(this, 'Cdn', { bucket: this.bucket, ...cdnOptions }) : undefined;
+    if (this.cdn && cdnOptions) {
+      f.api.addEnvironment('CDN_DOMAIN', this.cdn.distribution.distributionDomainName);
+      f.api.addEnvironment('CDN_KEY_PAIR_ID', this.cdn.publicKey.publicKeyId);
+      f.api.addEnvironment('CDN_PRIVATE_KEY_SECRET', cdnOptions.privateKeySecretName);
+      // a name-only ARN: Secrets Manager appends six random characters to every secret's ARN
+      f.api.addToRolePolicy(new iam.PolicyStatement({ sid: 'CdnPrivateKey', actions: ['secretsmanager:GetSecretValue'], resources: [`${this.cdn.privateKeySecret.secretArn}-??????`] }));
+      new CfnOutput(this, 'CdnDomain', { value: this.cdn.distribution.distributionDomainName, description: 'CDN_DOMAIN: playback URLs' });
+    }
+
+    new CfnOutput(this, 'ApiUrl', { value: f.httpApi.apiEndpoint, description: 'the API' });
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName, description: 'S3_BUCKET_NAME' });
     new CfnOutput(this, 'LogBucketName', { value: this.logBucket.bucketName, description: 'server access logs' });
     new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'DYNAMODB_TABLE_NAME' });

@@ -1,0 +1,57 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { propsFromContext } from '../lib/context.ts';
+
+const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const PUBLIC = keys.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const PRIVATE = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const ctx = (values: Record<string, unknown>) => (key: string): unknown => values[key];
+
+describe('propsFromContext (-c values of the CDK app)', () => {
+  it('defaults to dev with no layer, no e-mail, no CDN', () => {
+    expect(propsFromContext(ctx({}))).toEqual({ environment: 'dev' });
+  });
+
+  it('passes every option through, CLI strings included', () => {
+    const layer = 'arn:aws:lambda:eu-west-1:123456789012:layer:ffmpeg:7';
+    expect(
+      propsFromContext(ctx({
+        environment: 'prod', ffmpegLayerArn: layer, alarmEmail: 'ops@example.com', authAudience: 'api', authIssuer: 'https://id.example.com/',
+        rejectedUploadsPer5Min: '20', cdn: 'true', cdnPublicKey: PUBLIC, cdnPrivateKeySecret: 'my/secret',
+      })),
+    ).toEqual({
+      environment: 'prod', ffmpegLayerArn: layer, alarmEmail: 'ops@example.com', authAudience: 'api', authIssuer: 'https://id.example.com/',
+      rejectedUploadsPer5Min: 20, cdn: { publicKeyPem: PUBLIC.trim(), privateKeySecretName: 'my/secret' },
+    });
+  });
+
+  it('cdn=true reads the public key from a file and names the secret after the environment by default', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'cdk-ctx-')), 'cdn.pub.pem');
+    writeFileSync(file, PUBLIC);
+    expect(propsFromContext(ctx({ environment: 'prod', cdn: true, cdnPublicKey: file })).cdn).toEqual({
+      publicKeyPem: PUBLIC.trim(),
+      privateKeySecretName: 'echoes-storage/prod/cdn-private-key',
+    });
+    expect(propsFromContext(ctx({ cdn: 'false', cdnPublicKey: file })).cdn).toBeUndefined();
+  });
+
+  it('cdn=true without a public key says which key to pass and how to make one', () => {
+    expect(() => propsFromContext(ctx({ cdn: 'true' }))).toThrow(/-c cdnPublicKey=.*openssl genrsa -out cdn\.pem 2048 && openssl rsa -pubout -in cdn\.pem -out cdn\.pub\.pem/);
+    expect(() => propsFromContext(ctx({ cdn: 'true', cdnPublicKey: '/nonexistent/cdn.pub.pem' }))).toThrow(/-c cdnPublicKey=\/nonexistent\/cdn\.pub\.pem: no such file/);
+  });
+
+  it('refuses a private key where the public one belongs, so it never lands in the template', () => {
+    expect(() => propsFromContext(ctx({ cdn: 'true', cdnPublicKey: PRIVATE }))).toThrow(/-c cdnPublicKey: expected a PEM public key.*never the private key/);
+  });
+
+  it('bad values name the context key', () => {
+    expect(() => propsFromContext(ctx({ environment: 'staging' }))).toThrow('-c environment=staging: use one of dev, prod.');
+    expect(() => propsFromContext(ctx({ ffmpegLayerArn: 'ffmpeg' }))).toThrow(/^-c ffmpegLayerArn=ffmpeg: expected a layer version ARN/);
+    expect(() => propsFromContext(ctx({ alarmEmail: 'ops' }))).toThrow(/^-c alarmEmail=ops/);
+    expect(() => propsFromContext(ctx({ rejectedUploadsPer5Min: '0' }))).toThrow(/^-c rejectedUploadsPer5Min=0/);
+    expect(() => propsFromContext(ctx({ cdn: 'yes' }))).toThrow(/^-c cdn=yes: use true or false/);
+  });
+});
