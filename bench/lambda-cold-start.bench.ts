@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeSection } from './report.ts';
-import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_NODE_TARGET } from '../src/setup/lambda-bundle.ts';
+import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../src/setup/lambda-bundle.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const RUNS = Number(process.env.BENCH_LAMBDA_RUNS ?? 7);
@@ -34,7 +34,7 @@ async function bundle(entry: string, dir: string): Promise<string> {
   await build({
     entryPoints: [join(ROOT, entry)], outfile, bundle: true, platform: 'node', format: 'esm', target: LAMBDA_NODE_TARGET, minify: true,
     logLevel: 'error',
-    banner: { js: LAMBDA_ESM_BANNER },
+    banner: { js: LAMBDA_ESM_BANNER }, mainFields: LAMBDA_MAIN_FIELDS,
   });
   return outfile;
 }

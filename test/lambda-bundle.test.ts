@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_NODE_TARGET, type LambdaEntry } from '../src/setup/lambda-bundle.ts';
+import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET, type LambdaEntry } from '../src/setup/lambda-bundle.ts';
 import { startAwsBackend } from './support/backends.ts';
 import { requireMoto, type MotoServer } from './support/moto.ts';
 
@@ -46,7 +46,7 @@ describe.skipIf(!withMoto)('the Lambda bundles, as the CDK app deploys them (esb
       const outfile = join(dir, name, 'index.mjs');
       await build({
         entryPoints: [join(ROOT, entry)], outfile, bundle: true, platform: 'node', format: 'esm', target: LAMBDA_NODE_TARGET,
-        minify: true, logLevel: 'error', banner: { js: LAMBDA_ESM_BANNER },
+        minify: true, logLevel: 'error', banner: { js: LAMBDA_ESM_BANNER }, mainFields: LAMBDA_MAIN_FIELDS,
       });
       bundles.set(name, outfile);
     }

@@ -16,6 +16,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { EnvironmentName } from '../../src/setup/templates.ts';
+import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../../src/setup/lambda-bundle.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -26,9 +27,9 @@ export interface FunctionEntries {
 }
 
 export const DEFAULT_ENTRIES: FunctionEntries = {
-  api: `${REPO_ROOT}src/lambda.ts`,
-  events: `${REPO_ROOT}src/events.ts`,
-  cleanup: `${REPO_ROOT}src/cleanup-lambda.ts`,
+  api: `${REPO_ROOT}${LAMBDA_ENTRIES.api}`,
+  events: `${REPO_ROOT}${LAMBDA_ENTRIES.events}`,
+  cleanup: `${REPO_ROOT}${LAMBDA_ENTRIES.cleanup}`,
 };
 
 /** Exactly what each function calls; tests compare the roles' statements with these lists. */
@@ -60,7 +61,6 @@ const CORS_EXPOSED = [
 ];
 
 // ESM bundles still contain CommonJS dependencies that call require().
-const ESM_REQUIRE_BANNER = "import { createRequire as __echoesCreateRequire } from 'node:module'; const require = __echoesCreateRequire(import.meta.url);";
 
 export const FFMPEG_PATHS = { FFMPEG_PATH: '/opt/bin/ffmpeg', FFPROBE_PATH: '/opt/bin/ffprobe' };
 
@@ -135,12 +135,13 @@ export class EchoesFunctions extends Construct {
         depsLockFilePath: `${REPO_ROOT}package-lock.json`,
         environment: { ...common, ...opts.environment },
         bundling: {
+          // The options test/lambda-bundle.test.ts loads and runs the bundles with (src/setup/lambda-bundle.ts).
           format: OutputFormat.ESM,
-          target: 'node22',
-          mainFields: ['module', 'main'],
-          banner: ESM_REQUIRE_BANNER,
-          // the SQLite backend is never chosen on Lambda (S3 + DynamoDB only)
-          externalModules: ['better-sqlite3'],
+          target: LAMBDA_NODE_TARGET,
+          mainFields: LAMBDA_MAIN_FIELDS,
+          banner: LAMBDA_ESM_BANNER,
+          externalModules: [],
+          minify: true,
           sourceMap: true,
           forceDockerBundling: false,
         },
