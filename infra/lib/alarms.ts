@@ -48,7 +48,7 @@ function insights(label: string, select: string, opts: { groupBy?: string; perio
 /** Alarms to one SNS topic, and one dashboard on the contract's metric names. */
 export class EchoesAlarms extends Construct {
   readonly topic: sns.Topic;
-  readonly alarms: Record<'api5xxRate' | 'apiLatencyP99' | 'rejectedUploads' | 'deadLetters' | 'cleanupFailures' | 'tableThrottles', cw.Alarm>;
+  readonly alarms: Record<'api5xxRate' | 'apiLatencyP99' | 'rejectedUploads' | 'deadLetters' | 'cleanupFailures' | 'integrityIncidents' | 'tableThrottles', cw.Alarm>;
   readonly dashboard: cw.Dashboard;
 
   constructor(scope: Construct, id: string, props: AlarmsProps) {
@@ -102,6 +102,10 @@ export class EchoesAlarms extends Construct {
         alarmDescription: 'The hourly orphan cleanup failed: see the cleanup log group.',
         metric: props.cleanup.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }), threshold: 1,
         comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD, evaluationPeriods: 1,
+      }),
+      integrityIncidents: alarm('IntegrityIncidents', {
+        alarmDescription: 'The audio of a ready echo was deleted outside echoes-storage: find the key in the events log group ("integrity incident"), then restore the object or delete the echo.',
+        metric: insights('integrity incidents', 'SUM(echoes_integrity_incidents_total)'), threshold: 0, comparisonOperator: gt, evaluationPeriods: 1,
       }),
       tableThrottles: alarm('TableThrottles', {
         alarmDescription: 'DynamoDB throttled requests on the echoes table.',

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Template } from 'aws-cdk-lib/assertions';
 import type { EchoesStorageStack } from '../lib/echoes-storage-stack.ts';
+import { flat } from './support.ts';
 
 const CDK_INSTALLED = existsSync(new URL('../node_modules/aws-cdk-lib/package.json', import.meta.url));
 if (!CDK_INSTALLED) {
@@ -23,18 +24,6 @@ interface EnvConfig {
 }
 const envConfig = (env: string): EnvConfig => readConfig('environments.json')[env] as EnvConfig;
 
-/** CloudFormation intrinsics as plain strings: GetAtt -> "Id.Attr", Ref -> "Id", Join concatenated. */
-function flat(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const v = value as Json;
-  if (Array.isArray(v['Fn::GetAtt'])) return (v['Fn::GetAtt'] as string[]).join('.');
-  if (typeof v.Ref === 'string') return `{${v.Ref}}`;
-  if (Array.isArray(v['Fn::Join'])) {
-    const [sep, parts] = v['Fn::Join'] as [string, unknown[]];
-    return parts.map(flat).join(sep);
-  }
-  throw new Error(`unexpected intrinsic ${JSON.stringify(value)}`);
-}
 const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
 interface Synth {

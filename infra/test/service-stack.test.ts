@@ -289,7 +289,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       for (const [, s] of both()) {
         const topic = { Ref: s.id(s.stack.alarms.topic) };
         const alarms = s.ofType('AWS::CloudWatch::Alarm');
-        expect(alarms).toHaveLength(6);
+        expect(alarms).toHaveLength(7);
         for (const [, a] of alarms) {
           expect(a.AlarmActions).toEqual([topic]);
           expect(a.OKActions).toEqual([topic]);
@@ -328,6 +328,14 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         ]);
         expect(a).toMatchObject({ Threshold: threshold, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1 });
       }
+    });
+
+    it('integrity incidents: any ready echo\'s audio deleted outside the service', () => {
+      const a = alarm(dev, 'integrityIncidents');
+      expect(a.Metrics).toEqual([
+        { Id: 'expr_1', Expression: 'SELECT SUM(echoes_integrity_incidents_total) FROM "Echoes/Storage"', Label: 'integrity incidents', Period: 300, ReturnData: true },
+      ]);
+      expect(a).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1 });
     });
 
     it('dead-letter queue not empty', () => {
