@@ -87,6 +87,61 @@ export interface ObjectStore {
   removeLeftovers?(names: readonly string[]): Promise<DeleteManyResult>;
 }
 
+/** What a multipart upload is created with: the same binding as a single upload's URL. */
+export interface MultipartSpec {
+  readonly key: string;
+  /** Exact Content-Type of the assembled object. */
+  readonly contentType: string;
+}
+
+export interface PartSpec {
+  readonly key: string;
+  readonly uploadId: string;
+  /** 1-based. */
+  readonly partNumber: number;
+  /** Bound: a part of another size is refused by storage. */
+  readonly contentLength: number;
+  readonly expiresInSeconds: number;
+}
+
+export interface SignedPart {
+  readonly url: string;
+  /** Headers the PUT must carry besides Content-Length (which browsers set themselves). */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** A part storage holds: its PUT answered `etag` (quoted, as S3 answers it). */
+export interface StoredPart {
+  readonly partNumber: number;
+  readonly etag: string;
+  readonly size: number;
+}
+
+export interface UnfinishedMultipart {
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiated: Date;
+}
+
+/**
+ * Parts uploaded straight to storage, published as one object only when completed (S3's
+ * multipart uploads; the local store keeps parts apart the same way). Errors: PortError
+ * `not_found` for an unknown upload id (or one of another key), `conflict` for a complete whose
+ * parts are missing, out of order, or do not match what is stored.
+ */
+export interface MultipartUploads {
+  createMultipart(spec: MultipartSpec): Promise<{ uploadId: string }>;
+  signPart(spec: PartSpec): Promise<SignedPart>;
+  /** Parts stored so far, by part number: what a client resumes from. */
+  listParts(key: string, uploadId: string): Promise<StoredPart[]>;
+  /** Publishes the object from these parts, in this order; refuses (`conflict`) unless it can. */
+  completeMultipart(key: string, uploadId: string, parts: readonly { partNumber: number; etag: string }[]): Promise<void>;
+  /** Drops the upload and its parts; an unknown upload id succeeds (idempotent). */
+  abortMultipart(key: string, uploadId: string): Promise<void>;
+  /** Uploads begun and neither completed nor aborted, under a prefix (cleanup aborts old ones). */
+  listMultipart(prefix: string): AsyncIterable<UnfinishedMultipart>;
+}
+
 export interface EchoKey {
   readonly userId: string;
   readonly echoId: string;
