@@ -2,7 +2,8 @@
 // Starts and stops the built server (and runs `token`) many times on the Node running this
 // script, and fails if any run aborts: better-sqlite3 on Node 24 once aborted at start-up when
 // the garbage collector finalized a statement (see src/metadata/sqlite.ts). Usage:
-//   node scripts/start-stop-check.mjs [runs=50]
+//   node scripts/start-stop-check.mjs [runs=50] [parallel=2]
+// Runs go two at a time by default: each is a fresh process either way, and CI's time is bounded.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const runs = Number(process.argv[2] ?? 50);
+const parallel = Math.max(1, Number(process.argv[3] ?? 2));
 const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 function freePort() {
@@ -47,7 +49,12 @@ async function waitHealthy(url, child) {
 
 let failures = 0;
 const started = Date.now();
-for (let i = 1; i <= runs; i++) {
+let next = 1;
+async function worker() {
+  for (let i = next++; i <= runs; i = next++) await once(i);
+}
+
+async function once(i) {
   const dataDir = mkdtempSync(join(tmpdir(), 'echoes-startstop-'));
   const port = await freePort();
   const env = { DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent' };
@@ -68,6 +75,8 @@ for (let i = 1; i <= runs; i++) {
     console.error((serve.output + token.output).split('\n').slice(0, 12).join('\n'));
   }
 }
+
+await Promise.all(Array.from({ length: parallel }, () => worker()));
 const seconds = ((Date.now() - started) / 1000).toFixed(0);
-console.log(`start-stop check on Node ${process.versions.node}: ${runs - failures} passed, ${failures} failed (${runs} starts and stops of serve and token, ${seconds} s)`);
+console.log(`start-stop check on Node ${process.versions.node}: ${runs - failures} passed, ${failures} failed (${runs} starts and stops of serve and token, ${parallel} at a time, ${seconds} s)`);
 process.exit(failures === 0 ? 0 : 1);
