@@ -264,9 +264,9 @@ describe('schema versions', () => {
       const open = row.status === 'pending' || (row.status === 'deleting' && row.file_size === null);
       expect(row.reserved_bytes, String(row.echo_id)).toBe(open ? (row.declared_size ?? 0) : null);
     }
-    // S3 events (step 3): no verdict on old rows.
-    for (const row of old) expect(row.verdict, String(row.echo_id)).toBeNull();
-    added.push('reserved_bytes', 'verdict');
+    // Step 3: no verdict and no multipart upload on old rows.
+    for (const row of old) expect([row.verdict, row.multipart_upload_id], String(row.echo_id)).toEqual([null, null]);
+    added.push('reserved_bytes', 'verdict', 'multipart_upload_id');
     expect(old.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !added.includes(k))))).toEqual(before);
     const reopened = openRepo(file);
     expect(await reopened.reconcileUsage({ fix: false })).toEqual([]);

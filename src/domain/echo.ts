@@ -62,6 +62,8 @@ export interface EchoRecord extends EchoMetadata {
   readonly peaks: Uint8Array | null;
   /** While pending: what checking the upload as it landed concluded (S3 events); absent otherwise. */
   readonly verdict?: UploadVerdict | null;
+  /** While pending: the storage's upload id when the audio comes in parts (multipart); absent otherwise. */
+  readonly multipartUploadId?: string | null;
 }
 
 export const EMPTY_METADATA: EchoMetadata = {

@@ -9,6 +9,8 @@ export const UPLOAD_REJECTION_REASONS = [
   'too_large',
   /** Empty, or not the declared file_size. */
   'size_mismatch',
+  /** A multipart upload whose assembled bytes are not the declared checksum_sha256. */
+  'checksum_mismatch',
   /** Stored with another Content-Type than the one the URL was issued for. */
   'wrong_type',
   /** The first bytes are not the format of the extension. */

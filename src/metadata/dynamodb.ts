@@ -82,6 +82,7 @@ interface EchoItem {
   upload_content_type: string;
   declared_size?: number;
   checksum_sha256?: string;
+  multipart_upload_id?: string;
   file_size?: number;
   status: EchoStatus;
   created_at: string;
@@ -122,6 +123,7 @@ function toItem(r: EchoRecord): EchoItem {
     upload_content_type: r.uploadContentType,
     declared_size: orUndefined(r.declaredSize),
     checksum_sha256: orUndefined(r.checksumSha256),
+    multipart_upload_id: orUndefined(r.multipartUploadId ?? null),
     file_size: orUndefined(r.fileSize),
     status: r.status,
     created_at: r.createdAt.toISOString(),
@@ -146,6 +148,7 @@ function fromItem(raw: Record<string, unknown>): EchoRecord {
   const verdict = decodeVerdict(typeof raw['verdict'] === 'string' ? raw['verdict'] : null);
   return {
     ...(verdict ? { verdict } : {}),
+    ...(i.multipart_upload_id ? { multipartUploadId: i.multipart_upload_id } : {}),
     userId: i.user_id,
     echoId: i.echo_id,
     key: i.s3_key,
@@ -393,10 +396,10 @@ export class DynamoEchoRepository implements EchoRepository {
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
     if (key.echoId === USAGE_SORT_KEY) return undefined;
-    const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE, '#verdict': 'verdict' };
+    const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE, '#verdict': 'verdict', '#upload': 'multipart_upload_id' };
     const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
     const sets = ['#status = :ready', 'file_size = :size'];
-    const removes = ['#ttl', '#verdict'];
+    const removes = ['#ttl', '#verdict', '#upload'];
     readyAttributes(update).forEach(([attr, value], n) => {
       names[`#m${n}`] = attr;
       if (value === null) {

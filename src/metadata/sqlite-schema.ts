@@ -79,9 +79,9 @@ export const MIGRATIONS: readonly Migration[] = [
     },
   },
   {
-    description: 'S3 events: the verdict of checking a pending upload as it landed (JSON of domain/verdict.ts), so POST /echoes need not decode it again. NULL otherwise.',
+    description: 'Pending uploads: the verdict of checking one as it landed (S3 events; JSON of domain/verdict.ts), so POST /echoes need not decode it again, and the upload id of one that comes in parts (multipart). NULL otherwise.',
     up(db) {
-      db.exec('ALTER TABLE echoes ADD COLUMN verdict TEXT;');
+      db.exec('ALTER TABLE echoes ADD COLUMN verdict TEXT; ALTER TABLE echoes ADD COLUMN multipart_upload_id TEXT;');
     },
   },
 ];

@@ -44,6 +44,7 @@ interface Row {
   waveform: string | null;
   peaks: Uint8Array | null;
   verdict?: string | null;
+  multipart_upload_id?: string | null;
   /** Not part of EchoRecord: only the usage bookkeeping reads it. */
   reserved_bytes?: number | null;
 }
@@ -69,7 +70,7 @@ const COLUMNS: readonly (keyof Row)[] = [
   'user_id', 'echo_id', 's3_key', 'file_extension', 'content_type', 'upload_content_type', 'declared_size',
   'checksum_sha256', 'file_size', 'status', 'emotion', 'tags', 'caption', 'duration_seconds', 'location_lat',
   'location_lng', 'created_at', 'expires_at', 'ttl', 'audio_codec', 'audio_sample_rate', 'audio_channels',
-  'audio_bit_rate', 'waveform', 'peaks',
+  'audio_bit_rate', 'waveform', 'peaks', 'multipart_upload_id',
 ];
 
 function toRow(r: EchoRecord): Row {
@@ -95,6 +96,7 @@ function toRow(r: EchoRecord): Row {
     // Pending rows keep a `ttl` like the DynamoDB items: expiry plus the cleanup grace period.
     ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : null,
     ...audioColumns(r),
+    multipart_upload_id: r.multipartUploadId ?? null,
   };
 }
 
@@ -115,6 +117,7 @@ function fromRow(row: Row): EchoRecord {
   const verdict = decodeVerdict(row.verdict);
   return {
     ...(verdict ? { verdict } : {}),
+    ...(row.multipart_upload_id ? { multipartUploadId: row.multipart_upload_id } : {}),
     userId: row.user_id,
     echoId: row.echo_id,
     key: row.s3_key,
@@ -287,7 +290,7 @@ export class SqliteEchoRepository implements EchoRepository {
           tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
           location_lng = @location_lng, audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
           audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks,
-          verdict = NULL WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
+          verdict = NULL, multipart_upload_id = NULL WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
         verdict: db.prepare(`UPDATE echoes SET verdict = ? WHERE user_id = ? AND echo_id = ? AND status = 'pending'`),
         deleting: db.prepare(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
         remove: db.prepare('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),

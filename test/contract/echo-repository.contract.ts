@@ -177,6 +177,18 @@ export function echoRepositoryContract(
       });
     });
 
+    it('a pending echo keeps its multipart upload id; markReady drops it', async () => {
+      const userId = newUser();
+      const r = pending(userId, T0, { multipartUploadId: 'a1b2c3.upload-id_with-characters~S3~uses' });
+      await repo.createPending(r);
+      expect(await repo.get(r)).toEqual(r);
+      const scanned: EchoRecord[] = [];
+      for await (const page of repo.scan({ userId })) scanned.push(...page);
+      expect(scanned).toEqual([r]);
+      const { multipartUploadId: _id, ...rest } = r;
+      expect(await repo.markReady(r, { fileSize: 9, metadata: META })).toEqual({ ...rest, ...META, status: 'ready', fileSize: 9 });
+    });
+
     it('recordVerdict keeps a verdict on a pending echo only, replaces it, and markReady drops it', async () => {
       const userId = newUser();
       const r = pending(userId, T0);
