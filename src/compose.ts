@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import { loadOrCreateSecret } from './auth/secrets.ts';
 import { TokenVerifier } from './auth/tokens.ts';
 import { privateKeyProblem, unescapePem, type CdnConfig, type Config } from './config.ts';
-import type { AudioProbe, EchoRepository, ObjectStore } from './ports.ts';
+import { takesMultipart, type AudioProbe, type EchoRepository, type ObjectStore } from './ports.ts';
+import { MultipartService } from './services/multipart.ts';
+
+/**
+ * A multipart upload's pending echo lives a day, like the bucket rule that aborts unfinished ones:
+ * long enough to resume a dropped upload, with fresh part URLs, hours later.
+ */
+const MULTIPART_EXPIRES_IN_SECONDS = 24 * 3600;
 import { EchoService } from './services/echoes.ts';
 import { EraseService } from './services/erase.ts';
 import { ExportService } from './services/export.ts';
@@ -23,6 +30,7 @@ export interface Composition {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  readonly multipart: MultipartService | undefined;
   readonly erase: EraseService;
   readonly exporter: ExportService;
   readonly audio: AudioDecoder;
@@ -192,8 +200,17 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     maxAudioDurationSeconds: config.audio.maxDurationSeconds,
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
   }, recorder, clock);
+  const multipart = takesMultipart(store)
+    ? new MultipartService(store, repo, {
+      maxAudioFileSize: config.maxAudioFileSize,
+      urlExpiresInSeconds: config.presignedUrlExpiration,
+      multipartExpiresInSeconds: MULTIPART_EXPIRES_IN_SECONDS,
+      quotaBytes: config.quotaBytes,
+      maxPendingUploads: config.maxPendingUploads,
+    }, clock, recorder)
+    : undefined;
   return {
-    config, store, storagePlugins, repo, uploads, echoes, audio, metrics,
+    config, store, storagePlugins, repo, uploads, echoes, multipart, audio, metrics,
     erase: new EraseService(store, repo, clock, recorder),
     cleanup: new CleanupService(store, repo, clock, recorder),
     exporter: new ExportService(store, repo, exportedEchoJson),

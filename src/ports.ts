@@ -142,6 +142,11 @@ export interface MultipartUploads {
   listMultipart(prefix: string): AsyncIterable<UnfinishedMultipart>;
 }
 
+export function takesMultipart(store: ObjectStore): store is ObjectStore & MultipartUploads {
+  const s = store as Partial<MultipartUploads>;
+  return typeof s.createMultipart === 'function' && typeof s.signPart === 'function' && typeof s.completeMultipart === 'function';
+}
+
 export interface EchoKey {
   readonly userId: string;
   readonly echoId: string;

@@ -85,6 +85,7 @@ export function buildComposedApp(
     repo: composition.repo,
     uploads: composition.uploads,
     echoes: composition.echoes,
+    multipart: composition.multipart,
     erase: composition.erase,
     exporter: composition.exporter,
     rateLimitPerMinute: config.rateLimitPerMinute,

@@ -8,7 +8,7 @@ import { startTestServer } from './support/server.ts';
 const EMPTY = { count: 0, bytes: 0, keys: [], truncated: false };
 const result = (deletedObjects: number): OrphanCleanupResult => ({
   dryRun: false, userId: null, graceHours: 24, now: new Date(0).toISOString(), scannedObjects: 5, scannedBytes: 50,
-  orphanObjects: EMPTY, stalePending: EMPTY, deleting: EMPTY, recentOrphans: EMPTY, foreign: EMPTY,
+  orphanObjects: EMPTY, abandonedMultipart: EMPTY, stalePending: EMPTY, deleting: EMPTY, recentOrphans: EMPTY, foreign: EMPTY,
   leftovers: EMPTY, deletedObjects, removedRecords: 0, removedLeftovers: 0, removedExpiredUploads: 0, freedBytes: 0, failed: { count: 0, items: [] },
 });
 

@@ -12,6 +12,8 @@ import type { UploadService } from '../services/uploads.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
+import { multipartRoutes } from './routes/multipart.ts';
+import type { MultipartService } from '../services/multipart.ts';
 import { eraseRoutes } from './routes/erase.ts';
 import { exportRoutes } from './routes/export.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
@@ -31,6 +33,8 @@ export interface AppDeps {
   readonly repo: EchoRepository;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
+  /** Present when the store takes uploads in parts (both stores do). */
+  readonly multipart?: MultipartService | undefined;
   readonly erase: EraseService;
   readonly exporter: ExportService;
   /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes; 0 = none. */
@@ -170,6 +174,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Registered before the routes it limits; its hook runs after the auth hook above.
     if (deps.rateLimitPerMinute) await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
+    if (deps.multipart) await multipartRoutes(scope, deps.multipart);
     await eraseRoutes(scope, { erase: deps.erase });
     await exportRoutes(scope, { exporter: deps.exporter });
     await meRoutes(scope, { uploads: deps.uploads });

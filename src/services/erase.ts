@@ -1,7 +1,7 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId } from '../domain/keys.ts';
-import { NO_METRICS, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf, errorMessage, mapLimit } from './lifecycle/common.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
@@ -80,6 +80,8 @@ export class EraseService {
     await mapLimit(echoes.filter((r) => r.status === 'ready'), CONCURRENCY, (r) => this.repo.markDeleting(echoKeyOf(r)));
     await mapLimit(pending, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
     options.onProgress?.({ phase: 'records', done: pending.length });
+    // Parts of unfinished multipart uploads are the user's bytes too, though no listing shows them.
+    await this.abortMultipart(userId);
 
     let deletedObjects = 0;
     let deletedBytes = 0;
@@ -120,6 +122,12 @@ export class EraseService {
       remainingRecords,
       completedAt: this.clock(),
     };
+  }
+
+  private async abortMultipart(userId: string): Promise<void> {
+    const store = this.store;
+    if (!takesMultipart(store)) return;
+    for await (const upload of store.listMultipart(prefixOf(userId))) await store.abortMultipart(upload.key, upload.uploadId);
   }
 
   /** Deletes every object under the prefix, page by page, as it lists. */

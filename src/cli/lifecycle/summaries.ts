@@ -18,6 +18,7 @@ export function orphanSummary(r: OrphanCleanupResult, hints = true): string {
     ['orphan objects', r.orphanObjects.count, r.orphanObjects.bytes, verb],
     ['expired uploads', r.stalePending.count, r.stalePending.bytes, `${verb} (record and object)`],
     ['unfinished deletes', r.deleting.count, r.deleting.bytes, r.dryRun ? 'would finish' : 'finished'],
+    ['abandoned multipart uploads', r.abandonedMultipart.count, null, r.dryRun ? 'would abort' : 'aborted: their parts are gone'],
     ['recent orphans', r.recentOrphans.count, r.recentOrphans.bytes, 'kept: younger than the grace period'],
     ['foreign keys', r.foreign.count, r.foreign.bytes, 'kept: not echo keys'],
     ['leftover temporary files', r.leftovers.count, r.leftovers.bytes, `${verb}: interrupted uploads`],
@@ -29,7 +30,8 @@ export function orphanSummary(r: OrphanCleanupResult, hints = true): string {
   const next = hints && r.dryRun && r.deletedObjects + r.removedRecords + r.removedLeftovers > 0 ? '  Run again without --dry-run to delete them.' : '';
   return join(head, rows, total,
     keyList('orphan objects', r.orphanObjects), keyList('expired uploads', r.stalePending),
-    keyList('unfinished deletes', r.deleting), keyList('foreign keys (never deleted)', r.foreign),
+    keyList('unfinished deletes', r.deleting), keyList('abandoned multipart uploads', r.abandonedMultipart),
+    keyList('foreign keys (never deleted)', r.foreign),
     keyList('leftover temporary files', r.leftovers), failures(r.failed), next);
 }
 

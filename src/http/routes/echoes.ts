@@ -10,10 +10,10 @@ import {
 import { WAVEFORM_ROUTE_DEFAULT_POINTS } from '../../domain/waveform.ts';
 import { echoJson, echoMetadata, uploadJson, uploadRequest } from '../views.ts';
 
-const bearer = [{ bearerAuth: [] }];
+export const bearer = [{ bearerAuth: [] }];
 
 /** The error statuses a route can answer, each with the contract's error body. */
-function errors(...statuses: number[]): Record<number, typeof ErrorBodySchema> {
+export function errors(...statuses: number[]): Record<number, typeof ErrorBodySchema> {
   return Object.fromEntries([400, 401, ...statuses, 429, 500, 503].map((status) => [status, ErrorBodySchema]));
 }
 

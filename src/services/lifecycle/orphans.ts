@@ -1,6 +1,7 @@
-import type { EchoRepository, ObjectStore } from '../../ports.ts';
+import { parseObjectKey } from '../../domain/keys.ts';
+import { takesMultipart, type EchoRepository, type ObjectStore } from '../../ports.ts';
 import {
-  CONCURRENCY, FailureTally, KeyTally, deleteObjects, graceSweep, isStalePending, mapLimit, removeEchoes,
+  CONCURRENCY, FailureTally, KeyTally, deleteObjects, errorMessage, graceSweep, isStalePending, mapLimit, removeEchoes,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
 import { sweepLeftovers } from './leftovers.ts';
@@ -29,6 +30,11 @@ export interface OrphanCleanupResult {
   readonly stalePending: KeySet;
   /** Echoes whose DELETE did not finish: object and record removed. Bytes are their objects'. */
   readonly deleting: KeySet;
+  /**
+   * Multipart uploads begun more than the grace period ago whose pending echo is gone or
+   * expired: aborted, their parts dropped (bytes not counted: listing every part costs a call each).
+   */
+  readonly abandonedMultipart: KeySet;
   /** Objects with no echo but younger than the grace period: kept. */
   readonly recentOrphans: KeySet;
   /** Keys outside the echo key layout: never deleted, only reported. */
@@ -134,6 +140,24 @@ export async function cleanupOrphans(
     for (const key of res.deleted) freedBytes += sizes.get(key) ?? 0;
   }
 
+  const abandoned = new KeyTally(limit);
+  if (takesMultipart(store)) {
+    for await (const upload of store.listMultipart(prefix)) {
+      if (upload.initiated.getTime() + graceMs > nowMs) continue;
+      const parsed = parseObjectKey(upload.key);
+      const record = parsed ? await repo.get({ userId: parsed.userId, echoId: parsed.echoId }) : undefined;
+      // Still someone's upload in progress: a pending echo of this upload, not expired past the grace period.
+      if (record?.multipartUploadId === upload.uploadId && record.status === 'pending' && !isStalePending(record, nowMs, graceMs)) continue;
+      abandoned.add(upload.key, 0);
+      if (dryRun) continue;
+      try {
+        await store.abortMultipart(upload.key, upload.uploadId);
+      } catch (err) {
+        failed.add({ key: upload.key, message: errorMessage(err) });
+      }
+    }
+  }
+
   // Temporary files belong to no user: only a sweep of everyone's data touches them.
   let leftovers: KeySet = { count: 0, bytes: 0, keys: [], truncated: false };
   let removedLeftovers = 0;
@@ -154,6 +178,7 @@ export async function cleanupOrphans(
     scannedObjects,
     scannedBytes,
     orphanObjects: orphans.result(),
+    abandonedMultipart: abandoned.result(),
     stalePending: stalePending.result(),
     deleting: deleting.result(),
     recentOrphans: recent.result(),
