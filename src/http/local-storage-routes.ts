@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { AppError, isAppError } from '../domain/errors.ts';
-import { LOCAL_STORAGE_PREFIX, type LocalObjectStore, type LocalRequest } from '../storage/local.ts';
+import { LOCAL_PARTS_PREFIX, LOCAL_STORAGE_PREFIX, type LocalObjectStore, type LocalRequest } from '../storage/local.ts';
 
 export interface LocalStorageRouteOptions {
   /** An upload body that sends nothing for this long is cut off with 408 (REQUEST_IDLE_TIMEOUT_SECONDS). */
@@ -11,11 +11,11 @@ export interface LocalStorageRouteOptions {
 
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 
-function localRequest(request: FastifyRequest): LocalRequest {
+function localRequest(request: FastifyRequest, prefix = LOCAL_STORAGE_PREFIX): LocalRequest {
   const [path = '', search = ''] = request.url.split('?', 2);
   let key: string;
   try {
-    key = path.slice(LOCAL_STORAGE_PREFIX.length).split('/').map(decodeURIComponent).join('/');
+    key = path.slice(prefix.length).split('/').map(decodeURIComponent).join('/');
   } catch {
     throw new AppError('NOT_FOUND', 'No such object.');
   }
@@ -91,8 +91,9 @@ function closeAfterReply(request: FastifyRequest, reply: FastifyReply): void {
 }
 
 /**
- * The routes that local-store URLs point at: PUT (signed upload) and GET/HEAD (signed
- * download). The composition root hands this to the app as a plugin when the store is local.
+ * The routes that local-store URLs point at: PUT (signed upload), PUT of a multipart upload's
+ * part, and GET/HEAD (signed download). The composition root hands this to the app as a plugin
+ * when the store is local.
  */
 export function localStorageRoutes(store: LocalObjectStore, options: LocalStorageRouteOptions = {}): (app: FastifyInstance) => Promise<void> {
   const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -101,10 +102,15 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-    app.put(`${LOCAL_STORAGE_PREFIX}*`, { schema: { hide: true } }, async (request, reply) => {
+    /** One body discipline for objects and parts: the idle timeout, and the bounded drain of a refused body. */
+    const acceptBody = async (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      accept: (body: Transform) => Promise<{ etag: string }>,
+    ): Promise<FastifyReply> => {
       const body = idleGuardedBody(request.raw, idleMs);
       try {
-        const { etag } = await store.acceptUpload(localRequest(request), body);
+        const { etag } = await accept(body);
         return await reply.status(200).header('etag', etag).send();
       } catch (err) {
         body.destroy();
@@ -116,7 +122,13 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
         }
         throw err;
       }
-    });
+    };
+
+    app.put(`${LOCAL_STORAGE_PREFIX}*`, { schema: { hide: true } }, async (request, reply) =>
+      acceptBody(request, reply, (body) => store.acceptUpload(localRequest(request), body)));
+
+    app.put(`${LOCAL_PARTS_PREFIX}*`, { schema: { hide: true } }, async (request, reply) =>
+      acceptBody(request, reply, (body) => store.acceptPart(localRequest(request, LOCAL_PARTS_PREFIX), body)));
 
     app.get(`${LOCAL_STORAGE_PREFIX}*`, { schema: { hide: true } }, async (request, reply) => {
       const download = await store.openDownload(localRequest(request));

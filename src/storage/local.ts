@@ -1,14 +1,29 @@
-import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, createWriteStream, statSync, type Dirent, type ReadStream, type Stats } from 'node:fs';
 import { chmod, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, PortError } from '../domain/errors.ts';
-import type { DeleteManyResult, DownloadSpec, Leftover, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
+import { MAX_MULTIPART_FILE_SIZE, MAX_PARTS, MIN_PART_SIZE } from '../domain/multipart.ts';
+import type {
+  DeleteManyResult,
+  DownloadSpec,
+  Leftover,
+  MultipartSpec,
+  MultipartUploads,
+  ObjectInfo,
+  ObjectStore,
+  PartSpec,
+  SignedPart,
+  SignedUpload,
+  StoredPart,
+  UnfinishedMultipart,
+  UploadSpec,
+} from '../ports.ts';
 
 export interface LocalObjectStoreOptions {
-  /** Folder that holds `objects/`, `meta/` (content types) and `tmp/` (uploads in flight). */
+  /** Folder that holds `objects/`, `meta/` (content types), `tmp/` (uploads in flight) and `multipart/` (parts). */
   readonly rootDir: string;
   /** Base of the URLs handed to clients; the API serves them under /storage/. */
   readonly publicBaseUrl: string;
@@ -19,6 +34,13 @@ export interface LocalObjectStoreOptions {
 }
 
 export const LOCAL_STORAGE_PREFIX = '/storage/';
+/** Where part URLs of multipart uploads point: a route apart, so a part can never land as an object. */
+export const LOCAL_PARTS_PREFIX = '/storage-parts/';
+/** 128 random bits, hex: unguessable, and safe as a folder name. */
+const UPLOAD_ID_RE = /^[0-9a-f]{32}$/;
+/** A stored part: its number and the hex MD5 of its bytes (its ETag, as S3's), so listing needs no read. */
+const PART_FILE_RE = /^part-(\d{1,5})-([0-9a-f]{32})$/;
+const MANIFEST = 'manifest.json';
 const SSE = 'AES256';
 const KEY_SEGMENT_RE = /^[A-Za-z0-9._@|=+-]{1,255}$/;
 /** Owner only: audio and content types are the users' data, and tmp holds uploads in flight. */
@@ -74,6 +96,32 @@ const UPLOAD_BINDING: readonly ({ field: keyof UploadBinding } & ({ in: 'path' }
   { field: 'checksum', in: 'header', name: 'x-amz-checksum-sha256', header: 'x-amz-checksum-sha256' },
   { field: 'ifNoneMatch', in: 'header', name: 'if-none-match', header: 'If-None-Match' },
 ];
+
+/** The values a part URL binds, each as the text that is signed. */
+interface PartBinding {
+  key: string;
+  uploadId: string;
+  partNumber: string;
+  length: string;
+  expires: string;
+}
+
+/** What a part URL binds, in signing order; signPart writes the query from it and acceptPart reads it back. */
+const PART_BINDING: readonly ({ field: keyof PartBinding } & ({ in: 'path' } | { in: 'query'; name: string }))[] = [
+  { field: 'key', in: 'path' },
+  { field: 'uploadId', in: 'query', name: 'uploadId' },
+  { field: 'partNumber', in: 'query', name: 'partNumber' },
+  { field: 'length', in: 'query', name: 'length' },
+  { field: 'expires', in: 'query', name: 'expires' },
+];
+
+/** What a multipart upload was created with, kept in its folder until it completes or is aborted. */
+interface MultipartManifest {
+  readonly key: string;
+  readonly contentType: string;
+  /** ISO 8601. */
+  readonly initiated: string;
+}
 
 /** What a download URL binds, in signing order. */
 interface DownloadBinding {
@@ -153,15 +201,21 @@ function processAlive(pid: number): boolean {
  * (atomic, and refuses an existing object) and the temporary name unlinked at once. A crash
  * between the two leaves a second link in tmp/: listLeftovers finds it, and the server sweeps
  * them before it listens.
+ *
+ * A multipart upload keeps its manifest and parts in `multipart/{uploadId}/`, never in objects/,
+ * until completeMultipart assembles them in tmp/ and publishes the result the same way.
  */
-export class LocalObjectStore implements ObjectStore {
+export class LocalObjectStore implements ObjectStore, MultipartUploads {
   readonly name = 'local';
   private readonly rootDir: string;
   private readonly objectsDir: string;
   private readonly metaDir: string;
   private readonly tmpDir: string;
+  /** One folder per unfinished multipart upload; outside tmp/, whose leftovers are swept at start-up. */
+  private readonly multipartDir: string;
   private readonly secret: Uint8Array;
   private readonly baseUrl: string;
+  private readonly partsBaseUrl: string;
   private readonly now: () => number;
   /** Temporary files this process is writing right now: never leftovers. */
   private readonly active = new Set<string>();
@@ -172,8 +226,10 @@ export class LocalObjectStore implements ObjectStore {
     this.objectsDir = join(options.rootDir, 'objects');
     this.metaDir = join(options.rootDir, 'meta');
     this.tmpDir = join(options.rootDir, 'tmp');
+    this.multipartDir = join(options.rootDir, 'multipart');
     this.secret = options.secret;
     this.baseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_STORAGE_PREFIX;
+    this.partsBaseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_PARTS_PREFIX;
     this.now = options.now ?? Date.now;
   }
 
@@ -181,7 +237,7 @@ export class LocalObjectStore implements ObjectStore {
     this.ready ??= (async () => {
       try {
         await mkdir(this.rootDir, { recursive: true, mode: DIR_MODE });
-        await Promise.all([this.objectsDir, this.metaDir, this.tmpDir].map(async (dir) => {
+        await Promise.all([this.objectsDir, this.metaDir, this.tmpDir, this.multipartDir].map(async (dir) => {
           await mkdir(dir, { recursive: true, mode: DIR_MODE });
           // Folders made by earlier versions were 0755.
           await chmod(dir, DIR_MODE);
@@ -358,6 +414,255 @@ export class LocalObjectStore implements ObjectStore {
       await rm(tmpPath, { force: true }).catch(() => undefined);
       this.active.delete(tmpName);
     }
+  }
+
+  private uploadDir(uploadId: string): string {
+    return join(this.multipartDir, uploadId);
+  }
+
+  private signPartBinding(b: PartBinding): string {
+    // Its own first line: a single-upload signature can never pass for a part's, nor the reverse.
+    let text = 'PUT-PART';
+    for (const f of PART_BINDING) text += `\n${b[f.field]}`;
+    return this.sign(text);
+  }
+
+  /** The upload's manifest; undefined when it is unknown, finished, or belongs to another key. */
+  private async manifestOf(key: string, uploadId: string): Promise<MultipartManifest | undefined> {
+    if (!UPLOAD_ID_RE.test(uploadId)) return undefined;
+    await this.init();
+    const manifest = await this.readManifest(uploadId);
+    return manifest?.key === key ? manifest : undefined;
+  }
+
+  private async readManifest(uploadId: string): Promise<MultipartManifest | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.uploadDir(uploadId), MANIFEST), 'utf8');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw diskFailure(err);
+    }
+    try {
+      const parsed = JSON.parse(text) as Partial<MultipartManifest>;
+      if (typeof parsed.key !== 'string' || typeof parsed.contentType !== 'string' || typeof parsed.initiated !== 'string') return undefined;
+      return { key: parsed.key, contentType: parsed.contentType, initiated: parsed.initiated };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async requireManifest(key: string, uploadId: string): Promise<MultipartManifest> {
+    const manifest = await this.manifestOf(key, uploadId);
+    if (!manifest) throw noSuchUpload(key, uploadId);
+    return manifest;
+  }
+
+  async createMultipart(spec: MultipartSpec): Promise<{ uploadId: string }> {
+    if (!isSafeKey(spec.key)) throw new Error(`Unsafe object key: ${spec.key}`);
+    await this.init();
+    const uploadId = randomBytes(16).toString('hex');
+    const dir = this.uploadDir(uploadId);
+    const manifest: MultipartManifest = { key: spec.key, contentType: spec.contentType, initiated: new Date(this.now()).toISOString() };
+    try {
+      await mkdir(dir, { mode: DIR_MODE });
+      // Renamed into place: an upload without a whole manifest is unknown, never half-read.
+      const aside = join(dir, `.${process.pid}-${randomUUID()}`);
+      await writeFile(aside, JSON.stringify(manifest), { flag: 'wx', mode: FILE_MODE });
+      await rename(aside, join(dir, MANIFEST));
+    } catch (err) {
+      throw diskFailure(err);
+    }
+    return { uploadId };
+  }
+
+  async signPart(spec: PartSpec): Promise<SignedPart> {
+    if (!isSafeKey(spec.key)) throw new Error(`Unsafe object key: ${spec.key}`);
+    if (!UPLOAD_ID_RE.test(spec.uploadId)) throw new Error(`Not an upload id of this store: ${spec.uploadId}`);
+    if (!Number.isInteger(spec.partNumber) || spec.partNumber < 1 || spec.partNumber > MAX_PARTS) throw new RangeError(`part ${spec.partNumber} is outside 1-${MAX_PARTS}`);
+    if (!Number.isSafeInteger(spec.contentLength) || spec.contentLength < 0 || spec.contentLength > MAX_MULTIPART_FILE_SIZE) {
+      throw new RangeError(`part length ${spec.contentLength} is not a size`);
+    }
+    const binding: PartBinding = {
+      key: spec.key,
+      uploadId: spec.uploadId,
+      partNumber: String(spec.partNumber),
+      length: String(spec.contentLength),
+      expires: String(this.nowSeconds() + spec.expiresInSeconds),
+    };
+    let query = '';
+    // Every query value is hex or digits: nothing to escape.
+    for (const f of PART_BINDING) if (f.in === 'query') query += `${f.name}=${binding[f.field]}&`;
+    return { url: `${this.partsBaseUrl}${encodeKey(spec.key)}?${query}signature=${this.signPartBinding(binding)}`, headers: {} };
+  }
+
+  /**
+   * Stores a signed part: written aside in the upload's folder and renamed into place, so a
+   * crash leaves no half part, and a part is never an object until the upload completes.
+   */
+  async acceptPart(req: LocalRequest, body: Readable): Promise<{ etag: string }> {
+    const bound: PartBinding = { key: '', uploadId: '', partNumber: '', length: '', expires: '' };
+    for (const f of PART_BINDING) bound[f.field] = f.in === 'path' ? req.key : req.query[f.name] ?? '';
+    if (!isSafeKey(bound.key) || !UPLOAD_ID_RE.test(bound.uploadId) || !this.verify(this.signPartBinding(bound), req.query.signature)) {
+      throw forbidden('The signature does not match this part URL.');
+    }
+    this.checkExpiry(req.query);
+    const declared = Number(bound.length);
+    const sentLength = header(req.headers, 'content-length');
+    if (sentLength !== '' && Number(sentLength) !== declared) {
+      throw new AppError('INVALID_REQUEST', `The part is ${sentLength} bytes but its URL was signed for ${declared}.`);
+    }
+    if (!(await this.manifestOf(bound.key, bound.uploadId))) {
+      throw new AppError('NOT_FOUND', 'No such multipart upload: it was completed or aborted. Start a new one.');
+    }
+    const dir = this.uploadDir(bound.uploadId);
+    const aside = join(dir, `.${process.pid}-${randomUUID()}`);
+    const md5 = createHash('md5');
+    let received = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        received += chunk.length;
+        if (received > declared) {
+          done(new AppError('INVALID_REQUEST', `The part is longer than the ${declared} bytes its URL was signed for.`));
+          return;
+        }
+        md5.update(chunk);
+        done(null, chunk);
+      },
+    });
+    const gone = (err: unknown): unknown => isErrno(err, 'ENOENT')
+      ? new AppError('NOT_FOUND', 'The multipart upload was aborted while this part arrived.', { cause: err })
+      : diskFailure(err);
+    try {
+      try {
+        await pipeline(body, meter, createWriteStream(aside, { flags: 'wx', mode: FILE_MODE }));
+      } catch (err) {
+        throw gone(err);
+      }
+      if (received !== declared) throw new AppError('INVALID_REQUEST', `The part is ${received} bytes but its URL was signed for ${declared}.`);
+      const hex = md5.digest('hex');
+      const name = `part-${bound.partNumber}-${hex}`;
+      try {
+        await rename(aside, join(dir, name));
+      } catch (err) {
+        throw gone(err);
+      }
+      // A part sent again with other bytes replaces the earlier one, as on S3.
+      const stale = (await readDirOrEmpty(dir)).filter((e) => e.name !== name && e.name.startsWith(`part-${bound.partNumber}-`));
+      await Promise.all(stale.map((e) => rm(join(dir, e.name), { force: true }).catch(() => undefined)));
+      return { etag: `"${hex}"` };
+    } finally {
+      await rm(aside, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /** By part number; where a crash left two versions of one part, the newer one. */
+  private async storedParts(uploadId: string): Promise<Map<number, StoredPart & { path: string; mtimeMs: number }>> {
+    const dir = this.uploadDir(uploadId);
+    const parts = new Map<number, StoredPart & { path: string; mtimeMs: number }>();
+    for (const entry of await readDirOrEmpty(dir)) {
+      const m = PART_FILE_RE.exec(entry.name);
+      if (!m) continue;
+      const path = join(dir, entry.name);
+      const s = statQuiet(path);
+      if (!s?.isFile()) continue;
+      const partNumber = Number(m[1]);
+      const known = parts.get(partNumber);
+      if (known && known.mtimeMs >= s.mtimeMs) continue;
+      parts.set(partNumber, { partNumber, etag: `"${m[2]}"`, size: s.size, path, mtimeMs: s.mtimeMs });
+    }
+    return parts;
+  }
+
+  async listParts(key: string, uploadId: string): Promise<StoredPart[]> {
+    await this.requireManifest(key, uploadId);
+    const parts = [...(await this.storedParts(uploadId)).values()].sort((a, b) => a.partNumber - b.partNumber);
+    return parts.map(({ partNumber, etag, size }) => ({ partNumber, etag, size }));
+  }
+
+  /**
+   * Assembles the parts, in the order given, into a temporary file and publishes it with link()
+   * as single uploads are: an existing object is never replaced. The same refusals as S3's.
+   */
+  async completeMultipart(key: string, uploadId: string, parts: readonly { partNumber: number; etag: string }[]): Promise<void> {
+    const manifest = await this.requireManifest(key, uploadId);
+    const conflict = (why: string): PortError => new PortError('conflict', 'local', `Multipart upload ${uploadId} of ${key}: ${why}`);
+    if (parts.length === 0) throw conflict('it completes with at least one part.');
+    const stored = await this.storedParts(uploadId);
+    const paths: string[] = [];
+    let previous = 0;
+    for (const [i, p] of parts.entries()) {
+      if (p.partNumber <= previous) throw conflict('the parts are not in ascending order of part number.');
+      previous = p.partNumber;
+      const part = stored.get(p.partNumber);
+      if (!part || part.etag !== `"${p.etag.replace(/"/g, '').toLowerCase()}"`) throw conflict(`part ${p.partNumber} is not stored with that ETag.`);
+      if (i < parts.length - 1 && part.size < MIN_PART_SIZE) throw conflict(`part ${p.partNumber} is ${part.size} bytes; every part but the last is at least ${MIN_PART_SIZE}.`);
+      paths.push(part.path);
+    }
+    const finalPath = this.objectPath(key);
+    if (await statOrMissing(finalPath)) throw conflict('the object already exists; it is written once.');
+
+    const tmpName = `${process.pid}-${randomUUID()}`;
+    const tmpPath = join(this.tmpDir, tmpName);
+    this.active.add(tmpName);
+    try {
+      try {
+        const out = await open(tmpPath, 'wx', FILE_MODE);
+        try {
+          for (const path of paths) {
+            for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) await out.write(chunk as Buffer);
+          }
+        } finally {
+          await out.close();
+        }
+      } catch (err) {
+        // A part gone while we read it: the upload was aborted (or completed) meanwhile.
+        if (isErrno(err, 'ENOENT')) throw noSuchUpload(key, uploadId);
+        throw diskFailure(err);
+      }
+      try {
+        await this.writeMeta(key, manifest.contentType);
+        await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
+      } catch (err) {
+        throw diskFailure(err);
+      }
+      try {
+        await link(tmpPath, finalPath);
+      } catch (err) {
+        if (isErrno(err, 'EEXIST')) throw conflict('the object already exists; it is written once.');
+        throw diskFailure(err);
+      }
+      await unlink(tmpPath).catch(() => undefined);
+    } finally {
+      await rm(tmpPath, { force: true }).catch(() => undefined);
+      this.active.delete(tmpName);
+    }
+    // Published: the upload is finished, so a second complete finds nothing (not_found).
+    await rm(this.uploadDir(uploadId), { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    // Another key's upload is not this caller's to drop; like an unknown one, nothing happens.
+    if (!(await this.manifestOf(key, uploadId))) return;
+    try {
+      await rm(this.uploadDir(uploadId), { recursive: true, force: true });
+    } catch (err) {
+      throw diskFailure(err);
+    }
+  }
+
+  async *listMultipart(prefix: string): AsyncIterable<UnfinishedMultipart> {
+    await this.init();
+    const found: UnfinishedMultipart[] = [];
+    for (const entry of await readDirOrEmpty(this.multipartDir)) {
+      if (!entry.isDirectory() || !UPLOAD_ID_RE.test(entry.name)) continue;
+      const manifest = await this.readManifest(entry.name);
+      if (!manifest?.key.startsWith(prefix)) continue;
+      found.push({ key: manifest.key, uploadId: entry.name, initiated: new Date(manifest.initiated) });
+    }
+    // S3's order: by key, then by upload id.
+    found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0));
+    yield* found;
   }
 
   /** Written aside and renamed into place: a reader never sees half a content type. */
@@ -590,6 +895,10 @@ export class LocalObjectStore implements ObjectStore {
 
 function alreadyStored(): AppError {
   return new AppError('ALREADY_EXISTS', 'This URL already stored its object; it writes once. Go on to POST /echoes.');
+}
+
+function noSuchUpload(key: string, uploadId: string): PortError {
+  return new PortError('not_found', 'local', `No multipart upload ${uploadId} of ${key}: it was completed, aborted, or never begun.`);
 }
 
 async function readDirOrEmpty(dir: string): Promise<Dirent[]> {
