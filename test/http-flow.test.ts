@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TObject } from '@sinclair/typebox';
 import {
   CreateEchoRequestSchema, ErasureReceiptSchema, UsageSchema, WaveformQuerySchema, WaveformSchema, DevTokenRequestSchema, DevTokenSchema, EchoIdParamsSchema, EchoPageSchema, EchoSchema, HealthSchema,
-  ListQuerySchema, ReadinessSchema, UploadTicketSchema, UploadUrlRequestSchema, type Echo, type ErrorBody,
+  ListQuerySchema, ReadinessSchema, MultipartRequestSchema, MultipartTicketSchema, PartUrlsRequestSchema, PartUrlsSchema, StoredPartsSchema, CompleteMultipartRequestSchema, CompletedSchema, UploadTicketSchema, UploadUrlRequestSchema, type Echo, type ErrorBody,
 } from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, FORMATS, putBytes, sha256, type Ticket } from './support/api.ts';
 import { backends } from './support/backends.ts';
@@ -34,6 +34,11 @@ const DOCUMENTED_ROUTES: Record<string, { body?: TObject; query?: TObject; param
   'GET /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: { 200: EchoSchema } },
   'GET /echoes/{echo_id}/waveform': { params: EchoIdParamsSchema, query: WaveformQuerySchema, responses: { 200: WaveformSchema } },
   'DELETE /echoes/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
+  'POST /echoes/multipart': { body: MultipartRequestSchema, responses: { 200: MultipartTicketSchema } },
+  'POST /echoes/multipart/{echo_id}/parts': { params: EchoIdParamsSchema, body: PartUrlsRequestSchema, responses: { 200: PartUrlsSchema } },
+  'GET /echoes/multipart/{echo_id}/parts': { params: EchoIdParamsSchema, responses: { 200: StoredPartsSchema } },
+  'POST /echoes/multipart/{echo_id}/complete': { params: EchoIdParamsSchema, body: CompleteMultipartRequestSchema, responses: { 200: CompletedSchema } },
+  'DELETE /echoes/multipart/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
   'GET /me/usage': { responses: { 200: UsageSchema } },
   'GET /me/export': { responses: {} },
   'DELETE /me': { responses: { 200: ErasureReceiptSchema } },
