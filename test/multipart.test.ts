@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partSize } from '../src/domain/multipart.ts';
+import { takesMultipart } from '../src/ports.ts';
 import { makeToneWav } from '../src/integration/wav.ts';
 import type { Echo, MultipartTicket, PartUrls, StoredParts, Usage } from '../src/wire/echoes-api.ts';
 import { apiClient } from './support/api.ts';
@@ -142,6 +143,39 @@ for (const backend of backends()) {
       const big = await api.call('POST', '/echoes/multipart', { file_extension: 'wav', content_type: 'audio/wav', file_size: QUOTA });
       expect(big.status).toBe(403);
       expect(big.body).toMatchObject({ error: { code: 'QUOTA_EXCEEDED' } });
+    });
+
+    it('cleanup aborts multipart uploads whose echo is gone or expired and keeps live ones; erasing a user aborts theirs', async () => {
+      const { store, repo, cleanup, erase } = srv.server.composition;
+      if (!takesMultipart(store)) throw new Error('the store takes no multipart uploads');
+      const unfinished = async (prefix: string): Promise<string[]> => {
+        const ids: string[] = [];
+        for await (const u of store.listMultipart(prefix)) ids.push(u.uploadId);
+        return ids;
+      };
+      const live = await start(WAV);
+      const abandoned = await start(WAV);
+      for (const t of [live, abandoned]) expect((await putPart(t, await sign(t, [1]), 1, WAV)).status).toBe(200);
+      // Its pending echo gone (as when the record expired and was swept): nobody can finish it.
+      await repo.remove({ userId: 'mia', echoId: abandoned.echo_id });
+
+      const dry = await cleanup.cleanupOrphans({ dryRun: true, graceHours: 0 });
+      expect(dry.abandonedMultipart.keys).toEqual([abandoned.s3_key]);
+      expect(await unfinished('mia/')).toEqual(expect.arrayContaining([live.upload_id, abandoned.upload_id]));
+      const swept = await cleanup.cleanupOrphans({ dryRun: false, graceHours: 0 });
+      expect(swept).toMatchObject({ abandonedMultipart: { count: 1 }, failed: { count: 0 } });
+      const left = await unfinished('mia/');
+      expect(left).toContain(live.upload_id);
+      expect(left).not.toContain(abandoned.upload_id);
+
+      // Erasure: the parts of an unfinished upload are the user's bytes too.
+      const eve = apiClient(srv.url, await srv.token('eve'));
+      const res = await eve.call<MultipartTicket>('POST', '/echoes/multipart', { file_extension: 'wav', content_type: 'audio/wav', file_size: WAV.length });
+      const urls = await eve.call<PartUrls>('POST', `/echoes/multipart/${res.body.echo_id}/parts`, { part_numbers: [1] });
+      expect((await putPart(res.body, urls.body, 1, WAV)).status).toBe(200);
+      expect(await unfinished('eve/')).toEqual([res.body.upload_id]);
+      await erase.erase('eve');
+      expect(await unfinished('eve/')).toEqual([]);
     });
 
     it('refuses malformed requests with 400 naming the field', async () => {
