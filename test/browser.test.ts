@@ -1,10 +1,12 @@
 import { PutBucketCorsCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleRecorderPage, RECORDER_DIR } from '../src/http/routes/web.ts';
+import { makeToneWav } from '../src/integration/wav.ts';
 import { startAwsBackend } from './support/backends.ts';
 import { freePort, requireMoto, type MotoServer } from './support/moto.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
@@ -237,6 +239,51 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
       // The page's <audio> keeps a connection open, which would hold the server's close.
       await page.context().close();
       await headersOnly.close();
+    }
+  });
+
+  it('uploads a 12 MiB file in parts with progress, and resumes after a dropped part without sending stored parts again', async () => {
+    const big = await startTestServer({ AUDIO_DECODE: 'off', MAX_AUDIO_FILE_SIZE: String(64 * 1024 * 1024) });
+    const page = await newPage();
+    try {
+      await page.goto(`${big.url}/`);
+      await signIn(page, 'multipart-user');
+      // 130 s of 48 kHz 16-bit mono: 12.5 MB, three parts.
+      const wav = Buffer.from(makeToneWav({ seconds: 130, sampleRate: 48000, frequency: 330 }));
+      const puts = new Map<number, number>();
+      let dropped = false;
+      await page.route('**/storage-parts/**', async (route) => {
+        const part = Number(new URL(route.request().url()).searchParams.get('partNumber'));
+        puts.set(part, (puts.get(part) ?? 0) + 1);
+        // The connection drops while the second part goes up, once.
+        if (part === 2 && !dropped) {
+          dropped = true;
+          await route.abort('connectionreset');
+          return;
+        }
+        await route.continue();
+      });
+      await page.getByLabel('Choose a file').setInputFiles({ name: 'interview.wav', mimeType: 'audio/wav', buffer: wav });
+      await page.getByRole('button', { name: 'Upload echo' }).click();
+      await expect.poll(() => page.getByRole('button', { name: 'Resume upload' }).count(), DECODED).toBe(1);
+      expect(await page.locator('#status').textContent()).toMatch(/Resume upload/);
+      expect([...puts.entries()].sort()).toEqual([[1, 1], [2, 1]]);
+
+      await page.getByRole('button', { name: 'Resume upload' }).click();
+      const item = page.locator('li.echo');
+      await expect.poll(() => item.count(), DECODED).toBe(1);
+      expect(await page.locator('#status').textContent()).toBe('Echo uploaded.');
+      // Part 1 was stored before the drop and was not sent again; part 2 went twice (dropped, then resent).
+      expect([...puts.entries()].sort()).toEqual([[1, 1], [2, 2], [3, 1]]);
+      const echoId = await item.getAttribute('data-echo-id');
+      const token = await big.token('multipart-user');
+      const echo = (await (await fetch(`${big.url}/echoes/${echoId}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { file_size: number; audio_url: string };
+      expect(echo.file_size).toBe(wav.length);
+      const stored = Buffer.from(await (await fetch(echo.audio_url)).arrayBuffer());
+      expect(createHash('sha256').update(stored).digest('hex')).toBe(createHash('sha256').update(wav).digest('hex'));
+    } finally {
+      await page.context().close();
+      await big.close();
     }
   });
 

@@ -1,4 +1,4 @@
-import { EchoesClient, isApiError, type Echo } from '../src/client/echoes-client.ts';
+import { EchoesClient, isApiError, type Echo, type MultipartTicket } from '../src/client/echoes-client.ts';
 import { formatBytes, formatSeconds, settleDuration, sha256Base64, uploadFormat, type UploadFormat } from './audio.ts';
 import { MicRecorder, recordingSupported } from './recorder.ts';
 import { formatMeasured, waveformSvg } from './waveform.ts';
@@ -57,6 +57,10 @@ let client = new EchoesClient({ baseUrl: initialApiBase(), uploader: xhrUploader
 let take: Take | undefined;
 let nextCursor: string | null = null;
 let busy = false;
+/** A multipart upload of the current take that stopped part-way: Upload again resumes it. */
+let unfinished: { take: Take; ticket: MultipartTicket } | undefined;
+/** Above this, takes go up in parts (DESIGN.md: MULTIPART_THRESHOLD_BYTES' default). */
+const MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024;
 const recorder = new MicRecorder();
 let ticker: number | undefined;
 let takeUrl: string | undefined;
@@ -106,6 +110,7 @@ function refreshControls(): void {
   ui.record.disabled = !signedIn || busy || !recordingSupported();
   ui.file.disabled = !signedIn || busy || recorder.recording;
   ui.upload.disabled = !signedIn || busy || !take || recorder.recording;
+  ui.upload.textContent = unfinished !== undefined && unfinished.take === take ? 'Resume upload' : 'Upload echo';
   ui.refresh.disabled = !signedIn || busy;
   if (!recordingSupported()) ui.record.title = 'This browser cannot record audio; choose a file instead.';
 }
@@ -264,6 +269,11 @@ function setRecordLabel(text: string): void {
 
 function setTake(next: Take | undefined): void {
   take = next;
+  if (unfinished && unfinished.take !== next) {
+    // The take it belonged to is gone: give the upload up, so its reservation comes back now.
+    void client.abortMultipart(unfinished.ticket.echo_id).catch(() => undefined);
+    unfinished = undefined;
+  }
   if (takeUrl) URL.revokeObjectURL(takeUrl);
   takeUrl = undefined;
   ui.take.hidden = !next;
@@ -342,25 +352,47 @@ async function uploadTake(): Promise<void> {
   ui.progress.value = 0;
   ui.progressText.textContent = '';
   try {
-    say('Preparing the upload…');
-    const checksum = await sha256Base64(current.blob);
-    const ticket = await client.uploadUrl({
-      file_extension: current.format.extension,
-      content_type: current.format.contentType,
-      file_size: current.blob.size,
-      ...(checksum ? { checksum_sha256: checksum } : {}),
-    });
-    say('Uploading…');
-    await client.upload(ticket, current.blob, {
-      onProgress: ({ loaded, total }) => {
-        const pct = Math.round((loaded / (total ?? current.blob.size)) * 100);
-        ui.progress.value = Math.min(100, pct);
-        ui.progressText.textContent = `${Math.min(100, pct)}%`;
-      },
-    });
+    const showProgress = (stored: number, total: number, detail = ''): void => {
+      const pct = Math.min(100, Math.round((stored / total) * 100));
+      ui.progress.value = pct;
+      ui.progressText.textContent = `${pct}%${detail}`;
+    };
+    let echoId: string;
+    if (current.blob.size > MULTIPART_THRESHOLD_BYTES) {
+      const resuming = unfinished?.take === current;
+      say(resuming ? 'Resuming the upload where it stopped…' : 'Preparing the upload…');
+      const checksum = resuming ? null : await sha256Base64(current.blob);
+      const ticket = unfinished?.take === current ? unfinished.ticket : await client.startMultipart({
+        file_extension: current.format.extension,
+        content_type: current.format.contentType,
+        file_size: current.blob.size,
+        ...(checksum ? { checksum_sha256: checksum } : {}),
+      });
+      unfinished = { take: current, ticket };
+      say(`Uploading in ${ticket.part_count} parts…`);
+      await client.uploadParts(ticket, current.blob, {
+        onProgress: (p) => showProgress(p.stored, p.total, ` · part ${Math.min(p.partsDone + 1, p.partCount)} of ${p.partCount}`),
+      });
+      unfinished = undefined;
+      echoId = ticket.echo_id;
+    } else {
+      say('Preparing the upload…');
+      const checksum = await sha256Base64(current.blob);
+      const ticket = await client.uploadUrl({
+        file_extension: current.format.extension,
+        content_type: current.format.contentType,
+        file_size: current.blob.size,
+        ...(checksum ? { checksum_sha256: checksum } : {}),
+      });
+      say('Uploading…');
+      await client.upload(ticket, current.blob, {
+        onProgress: ({ loaded, total }) => showProgress(loaded, total ?? current.blob.size),
+      });
+      echoId = ticket.echo_id;
+    }
     say('Checking the upload…');
     const echo = await client.createEcho({
-      echo_id: ticket.echo_id,
+      echo_id: echoId,
       emotion: ui.emotion.value || null,
       tags: parseTags(ui.tags.value),
     });
@@ -374,6 +406,7 @@ async function uploadTake(): Promise<void> {
     say('Echo uploaded.');
   } catch (err) {
     showError(err, 'Uploading');
+    if (unfinished?.take === current) say('The upload stopped. Press "Resume upload": the parts already stored are not sent again.');
   } finally {
     busy = false;
     ui.progress.hidden = true;

@@ -5,15 +5,24 @@
  */
 
 import type {
-  CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, Readiness, UploadTicket, UploadUrlRequest, Usage, Waveform,
+  Completed, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, MultipartRequest, MultipartTicket, PartUrls, Readiness,
+  StoredParts, UploadTicket, UploadUrlRequest, Usage, Waveform,
 } from '../wire/echoes-api.ts';
 
 // The wire shapes are defined once, with the server's schemas; type-only, so the browser
 // bundle carries none of it.
 export type {
-  AudioInfo, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, Readiness, UploadTicket,
-  UploadUrlRequest, Usage, Waveform,
+  AudioInfo, Completed, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, MultipartRequest,
+  MultipartTicket, PartUrls, Readiness, StoredParts, UploadTicket, UploadUrlRequest, Usage, Waveform,
 } from '../wire/echoes-api.ts';
+
+/** Where a multipart upload stands: `stored` of `total` bytes, `partsDone` of `partCount` parts. */
+export interface PartsProgress {
+  readonly stored: number;
+  readonly total: number;
+  readonly partsDone: number;
+  readonly partCount: number;
+}
 
 /** The legacy endpoint's answer, with the headers that announce its successor. */
 export interface LegacyUploadTicket {
@@ -167,6 +176,61 @@ export class EchoesClient {
     }
     if (res.status >= 200 && res.status < 300) return { status: res.status, etag: res.headers.etag ?? null };
     throw errorFromBody(res.status, res.bodyText, url, res.headers['x-request-id']);
+  }
+
+  startMultipart(request: MultipartRequest): Promise<MultipartTicket> {
+    return this.json<MultipartTicket>('POST', '/echoes/multipart', { body: request });
+  }
+
+  signParts(echoId: string, partNumbers: readonly number[]): Promise<PartUrls> {
+    return this.json<PartUrls>('POST', `/echoes/multipart/${encodeURIComponent(echoId)}/parts`, { body: { part_numbers: partNumbers } });
+  }
+
+  listParts(echoId: string): Promise<StoredParts> {
+    return this.json<StoredParts>('GET', `/echoes/multipart/${encodeURIComponent(echoId)}/parts`);
+  }
+
+  completeMultipart(echoId: string, parts: readonly { part_number: number; etag: string }[]): Promise<Completed> {
+    return this.json<Completed>('POST', `/echoes/multipart/${encodeURIComponent(echoId)}/complete`, { body: { parts } });
+  }
+
+  async abortMultipart(echoId: string): Promise<void> {
+    await this.send('DELETE', `/echoes/multipart/${encodeURIComponent(echoId)}`);
+  }
+
+  /**
+   * Sends the parts storage does not hold yet (it asks, so calling this again after a dropped
+   * connection resumes where the upload stopped), then completes. Parts go one at a time.
+   */
+  async uploadParts(
+    ticket: Pick<MultipartTicket, 'echo_id' | 'part_size' | 'part_count'>,
+    body: Blob,
+    options: { onProgress?: (progress: PartsProgress) => void; signal?: AbortSignal } = {},
+  ): Promise<Completed> {
+    const stored = new Map((await this.listParts(ticket.echo_id)).parts.map((p) => [p.part_number, p]));
+    const all = Array.from({ length: ticket.part_count }, (_, i) => i + 1);
+    const sizeOf = (n: number): number => Math.min(body.size, n * ticket.part_size) - (n - 1) * ticket.part_size;
+    let storedBytes = [...stored.values()].reduce((sum, p) => sum + p.size, 0);
+    const report = (inFlight = 0): void => options.onProgress?.({
+      stored: storedBytes + inFlight, total: body.size, partsDone: stored.size, partCount: ticket.part_count,
+    });
+    report();
+    const missing = all.filter((n) => stored.get(n)?.size !== sizeOf(n));
+    for (let i = 0; i < missing.length; i += 100) {
+      const batch = missing.slice(i, i + 100);
+      const signed = await this.signParts(ticket.echo_id, batch);
+      for (const n of batch) {
+        const part = body.slice((n - 1) * ticket.part_size, (n - 1) * ticket.part_size + sizeOf(n));
+        const put = await this.upload({ upload_url: signed.urls[String(n)] ?? '', method: 'PUT', headers: signed.headers }, part, {
+          onProgress: ({ loaded }) => report(loaded),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        stored.set(n, { part_number: n, etag: put.etag ?? '', size: part.size });
+        storedBytes += part.size;
+        report();
+      }
+    }
+    return this.completeMultipart(ticket.echo_id, all.map((n) => ({ part_number: n, etag: stored.get(n)?.etag ?? '' })));
   }
 
   createEcho(request: CreateEchoRequest): Promise<Echo> {
