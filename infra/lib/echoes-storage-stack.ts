@@ -42,8 +42,8 @@ export interface EchoesStorageStackProps extends StackProps {
 }
 
 /** What the API may do, and nothing more: its objects, listing for cleanup, its table's items. */
-export const API_S3_OBJECT_ACTIONS = ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'];
-export const API_S3_BUCKET_ACTIONS = ['s3:ListBucket'];
+export const API_S3_OBJECT_ACTIONS = ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'];
+export const API_S3_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketMultipartUploads'];
 export const API_DYNAMODB_ACTIONS = [
   'dynamodb:GetItem',
   'dynamodb:PutItem',

@@ -35,8 +35,10 @@ export const DEFAULT_ENTRIES: FunctionEntries = {
 /** Exactly what each function calls; tests compare the roles' statements with these lists. */
 export const FUNCTION_ACTIONS = {
   api: {
-    objects: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'],
-    bucket: ['s3:ListBucket'],
+    // PutObject also covers the multipart calls that write (create, upload part, complete)
+    objects: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+    // erasing a user lists their objects and their unfinished multipart uploads
+    bucket: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
     // no Scan: only operator jobs (cleanup, integrity checks) walk the whole table
     table: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:DescribeTable'],
   },
@@ -47,8 +49,8 @@ export const FUNCTION_ACTIONS = {
     table: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
   },
   cleanup: {
-    objects: ['s3:GetObject', 's3:DeleteObject'],
-    bucket: ['s3:ListBucket'],
+    objects: ['s3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+    bucket: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
     table: ['dynamodb:Scan', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:DescribeTable'],
   },
 } as const;

@@ -223,8 +223,8 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack (CDK assertions)', () => {
       }
     }
     const expected = [
-      ...['s3:PutObject', 's3:GetObject', 's3:DeleteObject'].map((a) => `${a} ${bucketArn}/*`),
-      `s3:ListBucket ${bucketArn}`,
+      ...['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'].map((a) => `${a} ${bucketArn}/*`),
+      `s3:ListBucket ${bucketArn}`, `s3:ListBucketMultipartUploads ${bucketArn}`,
       ...['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem', 'Query', 'BatchGetItem', 'DescribeTable', 'Scan'].map((a) => `dynamodb:${a} ${tableArn}`),
     ];
     expect([...granted].sort()).toEqual(expected.sort());

@@ -119,12 +119,12 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         Resource: `${s().id(fnOf(s(), f).logGroup as never)}.Arn`,
       });
       const objects = (actions: string[]): Json => ({ Sid: 'AudioObjects', Effect: 'Allow', Action: actions, Resource: `${bucketArn(s())}/*` });
-      const listing = { Sid: 'AudioBucketList', Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(s()) };
+      const listing = { Sid: 'AudioBucketList', Effect: 'Allow', Action: ['s3:ListBucket', 's3:ListBucketMultipartUploads'], Resource: bucketArn(s()) };
       const table = (actions: string[]): Json => ({ Sid: 'EchoesTable', Effect: 'Allow', Action: actions.map((a) => `dynamodb:${a}`), Resource: tableArn(s()) });
 
       const api = [
         logs('api'),
-        objects(['s3:DeleteObject', 's3:GetObject', 's3:PutObject']),
+        objects(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:PutObject']),
         listing,
         table(['BatchGetItem', 'DeleteItem', 'DescribeTable', 'GetItem', 'PutItem', 'Query', 'UpdateItem']),
       ];
@@ -147,7 +147,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       ]);
       expect(flatDeep(roleStatements(s(), 'cleanup'))).toEqual([
         logs('cleanup'),
-        objects(['s3:DeleteObject', 's3:GetObject']),
+        objects(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject']),
         listing,
         table(['BatchGetItem', 'DeleteItem', 'DescribeTable', 'GetItem', 'Query', 'Scan', 'UpdateItem']),
       ]);
