@@ -1,15 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
-import { assertContentTypeMatches, formatForExtension, parseContentType } from '../domain/formats.ts';
-import { isEchoId, uuidV7 } from '../domain/ids.ts';
-import { objectKey } from '../domain/keys.ts';
+import { isEchoId } from '../domain/ids.ts';
 import { partCount, partSize, sizeOfPart } from '../domain/multipart.ts';
 import { UploadRejected } from '../domain/rejections.ts';
-import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
 import { NO_METRICS, type EchoRepository, type MultipartUploads, type ObjectStore, type ServiceMetrics, type StoredPart } from '../ports.ts';
 import { RandomPool } from './random-pool.ts';
-import { pendingRecord, reservePending, type Clock, type UploadSettings } from './uploads.ts';
+import { newUpload, pendingRecord, reservePending, type Clock, type UploadSettings } from './uploads.ts';
 
 export interface MultipartSettings extends UploadSettings {
   /**
@@ -64,15 +61,8 @@ export class MultipartService {
   ) {}
 
   async create(userId: string, request: MultipartRequest): Promise<MultipartTicket> {
-    const format = formatForExtension(request.fileExtension);
-    const contentType = parseContentType(request.contentType);
-    assertContentTypeMatches(format, contentType);
-    assertDeclaredSize(request.fileSize, this.settings.maxAudioFileSize);
-    assertChecksum(request.checksumSha256);
-
     const now = this.clock();
-    const echoId = uuidV7(now.getTime(), this.random.take(10));
-    const key = objectKey(userId, now, echoId, format.extension);
+    const { format, contentType, echoId, key } = newUpload(userId, request, this.settings.maxAudioFileSize, this.random, now);
     const expiresAt = new Date(now.getTime() + this.settings.multipartExpiresInSeconds * 1000);
     // No URL is signed yet: an upload created here and then refused below stores nothing, and is aborted.
     const { uploadId } = await this.store.createMultipart({ key, contentType: contentType.header });

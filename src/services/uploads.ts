@@ -1,5 +1,5 @@
 import type { EchoRecord } from '../domain/echo.ts';
-import { assertContentTypeMatches, formatForExtension, parseContentType } from '../domain/formats.ts';
+import { assertContentTypeMatches, formatForExtension, parseContentType, type AudioFormat, type ParsedContentType } from '../domain/formats.ts';
 import { uuidV7 } from '../domain/ids.ts';
 import { objectKey } from '../domain/keys.ts';
 import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
@@ -72,6 +72,26 @@ export async function reservePending(
     `${u.bytesUsed} are stored and ${u.bytesReserved} reserved by open uploads. Delete echoes${sizeUndeclared ? ', declare file_size' : ''} or finish open uploads, then try again.`);
 }
 
+/**
+ * What every new upload starts with, single or multipart: the request checked (format, content
+ * type, size, checksum), then a fresh echo id and its key.
+ */
+export function newUpload(
+  userId: string,
+  request: { fileExtension: string; contentType: string; fileSize?: number | undefined; checksumSha256?: string | undefined },
+  maxBytes: number,
+  random: RandomPool,
+  now: Date,
+): { format: AudioFormat; contentType: ParsedContentType; echoId: string; key: string } {
+  const format = formatForExtension(request.fileExtension);
+  const contentType = parseContentType(request.contentType);
+  assertContentTypeMatches(format, contentType);
+  assertDeclaredSize(request.fileSize, maxBytes);
+  assertChecksum(request.checksumSha256);
+  const echoId = uuidV7(now.getTime(), random.take(10));
+  return { format, contentType, echoId, key: objectKey(userId, now, echoId, format.extension) };
+}
+
 /** A new pending echo as an upload URL (or a multipart upload) makes it. */
 export function pendingRecord(fields: {
   userId: string; echoId: string; key: string; extension: string; contentType: { base: string; header: string };
@@ -115,15 +135,8 @@ export class UploadService {
   ) {}
 
   async issue(userId: string, request: UploadRequest): Promise<UploadTicket> {
-    const format = formatForExtension(request.fileExtension);
-    const contentType = parseContentType(request.contentType);
-    assertContentTypeMatches(format, contentType);
-    assertDeclaredSize(request.fileSize, this.settings.maxAudioFileSize);
-    assertChecksum(request.checksumSha256);
-
     const now = this.clock();
-    const echoId = uuidV7(now.getTime(), this.random.take(10));
-    const key = objectKey(userId, now, echoId, format.extension);
+    const { format, contentType, echoId, key } = newUpload(userId, request, this.settings.maxAudioFileSize, this.random, now);
     const expiresIn = this.settings.urlExpiresInSeconds;
     const expiresAt = new Date(now.getTime() + expiresIn * 1000);
     const record = pendingRecord({
