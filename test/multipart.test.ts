@@ -82,6 +82,10 @@ for (const backend of backends()) {
       expect(listed.status).toBe(200);
       expect(listed.body.parts.map((p) => [p.part_number, p.size])).toEqual([[1, ticket.part_size], [2, ticket.part_size]]);
 
+      const early = await api.call('POST', '/echoes', { echo_id: ticket.echo_id });
+      expect(early.status).toBe(409);
+      expect(early.body).toMatchObject({ error: { code: 'UPLOAD_INCOMPLETE', message: expect.stringContaining(`/echoes/multipart/${ticket.echo_id}/complete`) } });
+
       const rest = await sign(ticket, [3]);
       const put = await putPart(ticket, rest, 3, WAV);
       expect(put.status).toBe(200);

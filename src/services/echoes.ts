@@ -73,6 +73,9 @@ export class EchoService {
     const object = await this.store.head(pending.key);
     // Refused as it landed (S3 events) and deleted then: the same 422 a check here would give.
     if (!object && pending.verdict?.outcome === 'rejected') throw new UploadRejected(pending.verdict.reason, pending.verdict.message);
+    if (!object && pending.multipartUploadId) {
+      throw new AppError('UPLOAD_INCOMPLETE', `This upload comes in parts and is not complete: upload every part, then POST /echoes/multipart/${echoId}/complete, then try again.`);
+    }
     if (!object) {
       throw new AppError('UPLOAD_INCOMPLETE', pending.expiresAt.getTime() < Date.now()
         ? 'Nothing was uploaded for this echo and its upload URL has expired; ask POST /echoes/upload-url for a new one.'
