@@ -215,7 +215,7 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
     const wav = fixture('wav');
     const ticket = await upload('wav', 'audio/wav', wav);
     const messages = await drain();
-    const frozen = await createEventsHandler({ ...env, NODE_ENV: 'production', AUDIO_DECODE: 'off', LOG_LEVEL: 'silent', BACKEND_TIMEOUT_MS: '300' });
+    const frozen = await createEventsHandler({ ...env, NODE_ENV: 'production', AUDIO_DECODE: 'off', LOG_LEVEL: 'silent', BACKEND_TIMEOUT_MS: '1000' });
     try {
       moto.freeze();
       let result;
