@@ -119,6 +119,22 @@ for (const backend of backends()) {
       expect((await fetch(`${srv.url}/storage/${ticket.s3_key}`)).status).not.toBe(200);
     });
 
+    it('checks the checksum on a retried complete whose first try died after assembly (kill -9 between the two)', async () => {
+      const { store } = srv.server.composition;
+      if (!takesMultipart(store)) throw new Error('the store takes no multipart uploads');
+      const ticket = await start(WAV, { checksum_sha256: sha256(new Uint8Array([9, 9, 9])) });
+      const urls = await sign(ticket, [1, 2, 3]);
+      const parts: { partNumber: number; etag: string }[] = [];
+      for (const n of [1, 2, 3]) parts.push({ partNumber: n, etag: (await putPart(ticket, urls, n, WAV)).headers.get('etag') ?? '' });
+      // What a first complete did before its process died: the object is assembled, nothing checked.
+      await store.completeMultipart(ticket.s3_key, ticket.upload_id, parts);
+      const retried = await api.call('POST', `/echoes/multipart/${ticket.echo_id}/complete`, { parts: parts.map((p) => ({ part_number: p.partNumber, etag: p.etag })) });
+      expect(retried.status).toBe(422);
+      expect(retried.body).toMatchObject({ error: { code: 'UPLOAD_INVALID', message: expect.stringContaining('checksum_sha256') } });
+      expect(await store.head(ticket.s3_key)).toBeUndefined();
+      expect((await api.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(404);
+    });
+
     it('aborts: parts and the pending echo go, and its reservation is given back', async () => {
       const before = (await api.call<Usage>('GET', '/me/usage')).body;
       const ticket = await start(WAV);

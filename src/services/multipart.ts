@@ -141,13 +141,14 @@ export class MultipartService {
     try {
       await this.store.completeMultipart(upload.key, upload.multipartUploadId ?? '', ordered);
     } catch (err) {
-      // Completed before (a retried request): the object is there, answer as the first time.
-      if (isPortError(err, 'not_found') && (await this.store.head(upload.key))?.size === size) return done;
-      if (isPortError(err, 'not_found')) throw notFound();
+      // Completed before (a retried request, or one whose first try died before its checks): the
+      // object is there, and it gets the same checks below, so a retry never skips the checksum.
+      const completedBefore = isPortError(err, 'not_found') && (await this.store.head(upload.key)) !== undefined;
+      if (!completedBefore && isPortError(err, 'not_found')) throw notFound();
       if (isPortError(err, 'conflict')) {
         throw new AppError('UPLOAD_INCOMPLETE', 'Storage does not hold these parts with these ETags; list the parts stored (GET .../parts), upload what is missing, then complete again.');
       }
-      throw err;
+      if (!completedBefore) throw err;
     }
     const object = await this.store.head(upload.key);
     if (object?.size !== size) await this.refuse(upload, 'size_mismatch', `The parts add up to ${object?.size ?? 0} bytes, not the ${size} declared; upload again.`);
