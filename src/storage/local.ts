@@ -392,28 +392,36 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads {
       if (bound.checksum && bound.checksum !== digest) {
         throw new AppError('INVALID_REQUEST', 'The body\'s SHA-256 does not match x-amz-checksum-sha256.');
       }
-      try {
-        // The content type first: every PUT this URL accepts carries the same signed type, so
-        // rewriting it is harmless, and an object is never published without it.
-        await this.writeMeta(key, bound.contentType);
-        await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
-      } catch (err) {
-        throw diskFailure(err);
-      }
-      // link() refuses an existing target: the write-once check and the publish are one atomic step.
-      try {
-        await link(tmpPath, finalPath);
-      } catch (err) {
-        if (isErrno(err, 'EEXIST')) throw alreadyStored();
-        throw diskFailure(err);
-      }
-      // At once, so the published object has one link; a crash right here is swept at start-up.
-      await unlink(tmpPath).catch(() => undefined);
+      await this.publish(key, bound.contentType, tmpPath, alreadyStored);
       return { etag: `"${Buffer.from(digest, 'base64').toString('hex').slice(0, 32)}"` };
     } finally {
       await rm(tmpPath, { force: true }).catch(() => undefined);
       this.active.delete(tmpName);
     }
+  }
+
+  /**
+   * Publishes a finished temporary file as the object, for single and multipart uploads alike.
+   * The content type first: an object is never published without it, and every writer of a key
+   * carries the same type, so rewriting it is harmless. link() refuses an existing target: the
+   * write-once check and the publish are one atomic step.
+   */
+  private async publish(key: string, contentType: string, tmpPath: string, alreadyThere: () => Error): Promise<void> {
+    const finalPath = this.objectPath(key);
+    try {
+      await this.writeMeta(key, contentType);
+      await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      throw diskFailure(err);
+    }
+    try {
+      await link(tmpPath, finalPath);
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) throw alreadyThere();
+      throw diskFailure(err);
+    }
+    // At once, so the published object has one link; a crash right here is swept at start-up.
+    await unlink(tmpPath).catch(() => undefined);
   }
 
   private uploadDir(uploadId: string): string {
@@ -620,19 +628,7 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads {
         if (isErrno(err, 'ENOENT')) throw noSuchUpload(key, uploadId);
         throw diskFailure(err);
       }
-      try {
-        await this.writeMeta(key, manifest.contentType);
-        await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
-      } catch (err) {
-        throw diskFailure(err);
-      }
-      try {
-        await link(tmpPath, finalPath);
-      } catch (err) {
-        if (isErrno(err, 'EEXIST')) throw conflict('the object already exists; it is written once.');
-        throw diskFailure(err);
-      }
-      await unlink(tmpPath).catch(() => undefined);
+      await this.publish(key, manifest.contentType, tmpPath, () => conflict('the object already exists; it is written once.'));
     } finally {
       await rm(tmpPath, { force: true }).catch(() => undefined);
       this.active.delete(tmpName);
