@@ -354,3 +354,120 @@ export const NO_METRICS: ServiceMetrics = {
   httpRequest: () => undefined,
   integrityIncident: () => undefined,
 };
+
+// ---- migration from an existing layout ----------------------------------------------------------
+
+/** An object of a legacy layout, as a migration source lists it. */
+export interface LegacyObject {
+  /** What --pattern is matched against: the object's key (bucket), or its path below the folder with `/`. */
+  readonly key: string;
+  readonly size: number;
+  readonly lastModified: Date;
+  /** The store's ETag without quotes, where it has one: a copy is made only of the object that was listed. */
+  readonly etag?: string | undefined;
+}
+
+/**
+ * Where `migrate` reads the legacy objects: a bucket (and prefix) or a folder. Never written to,
+ * except `delete` of a source whose copy was verified (--delete-source).
+ */
+export interface LegacySource {
+  /** "s3://bucket/prefix" or the folder's real path: shown to the operator. */
+  readonly location: string;
+  /**
+   * The journal's key of one object, the same from any machine: "s3://bucket/key" for a bucket,
+   * "file://" + the folder's real path + "/" + key for a folder.
+   */
+  sourceId(key: string): string;
+  /** Every object, streamed (memory independent of the count); not sorted. */
+  list(): AsyncIterable<LegacyObject>;
+  head(key: string): Promise<LegacyObject | undefined>;
+  /** PortError `not_found` when it is gone. */
+  openRead(key: string): Promise<Readable>;
+  /** Idempotent. */
+  delete(key: string): Promise<void>;
+  /** Set for a bucket: an S3 store with the same endpoint and credentials can copy from it server-side. */
+  readonly bucket?: string | undefined;
+  close(): Promise<void>;
+}
+
+/** What `importObject` writes: a legacy object brought in by an operator's tool, not a client. */
+export interface ImportSpec {
+  readonly key: string;
+  /** Exact Content-Type stored with the object. */
+  readonly contentType: string;
+  /** Bytes the source holds; the store refuses (PortError `conflict`, nothing kept) when another count arrives. */
+  readonly size: number;
+  /** The bytes, for a store that cannot copy from the source itself. Called at most once. */
+  open(): Promise<Readable>;
+  /**
+   * A bucket object that an S3 store may copy server-side (CopyObject) instead of streaming, only
+   * while its ETag is still `etag` (else PortError `conflict`). Other stores ignore it.
+   */
+  readonly copyFrom?: { readonly bucket: string; readonly key: string; readonly etag?: string | undefined } | undefined;
+}
+
+/** Stores that can take objects from the operator's tools directly (both stores can). */
+export interface ObjectImports {
+  /**
+   * Publishes the object whole or not at all (never a half-written object under `key`), with its
+   * content type and server-side encryption as an upload gets them. An object already at `key` is
+   * replaced: callers import only to fresh keys of their own.
+   */
+  importObject(spec: ImportSpec): Promise<void>;
+}
+
+export function takesImports(store: ObjectStore): store is ObjectStore & ObjectImports {
+  return typeof (store as Partial<ObjectImports>).importObject === 'function';
+}
+
+/** Which journal entry: the DynamoDB item lives in the user's partition, so the user is part of the key. */
+export interface MigrationRef {
+  readonly userId: string;
+  readonly sourceId: string;
+}
+
+/**
+ * One legacy object taken on by `migrate`. `copying` is written before anything else happens,
+ * with the echo id and key chosen for it, so a run that dies anywhere after is resumed with the
+ * same echo (never a second one); `done` once the echo is ready.
+ */
+export interface MigrationEntry extends MigrationRef {
+  readonly echoId: string;
+  /** The new object key (this layout). */
+  readonly key: string;
+  /** The key in the source (what the pattern matched). */
+  readonly sourceKey: string;
+  readonly sourceSize: number;
+  readonly sourceModified: Date;
+  readonly sourceEtag: string | null;
+  readonly state: 'copying' | 'done';
+  /** When --delete-source removed the source after comparing it with the copy; null while it is kept. */
+  readonly sourceDeletedAt: Date | null;
+  readonly updatedAt: Date;
+}
+
+/**
+ * The migration journal, kept in the metadata store (SQLite table, DynamoDB items in the user's
+ * partition) so that a second machine sees what the first did. Both repositories implement it.
+ */
+export interface MigrationJournal {
+  getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined>;
+  /** Stores `entry` unless its source has one; answers the entry stored either way (the first writer wins). */
+  beginMigration(entry: MigrationEntry): Promise<MigrationEntry>;
+  /** `copying` -> `done`; undefined when there is no entry. */
+  finishMigration(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined>;
+  /** Notes that the source was deleted; undefined when there is no entry. */
+  markSourceDeleted(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined>;
+  /** Drops the entry (a refused object: the next run tries it afresh). Idempotent. */
+  forgetMigration(ref: MigrationRef): Promise<void>;
+  /** Drops every entry of a user (erasure: a legacy key names the user); answers how many went. */
+  forgetMigrations(userId: string): Promise<number>;
+  /** Entries page by page, all users or one, memory independent of the journal's size. */
+  scanMigrations(options?: { userId?: string | undefined }): AsyncIterable<readonly MigrationEntry[]>;
+}
+
+export function keepsMigrationJournal(repo: EchoRepository): repo is EchoRepository & MigrationJournal {
+  const r = repo as Partial<MigrationJournal>;
+  return typeof r.beginMigration === 'function' && typeof r.scanMigrations === 'function';
+}
