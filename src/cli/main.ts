@@ -33,7 +33,8 @@ registerTestIntegrationCommand(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
+  // Bad usage (unknown option, invalid value) is 2, like a refusal: 1 means the work found problems.
+  if (err instanceof CommanderError) process.exit(err.exitCode === 1 ? 2 : err.exitCode);
   if (err instanceof ConfigError) {
     console.error(err.message);
     process.exit(2);

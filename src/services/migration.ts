@@ -339,7 +339,9 @@ export class MigrationService {
       if (err instanceof UploadRejected || (err instanceof AppError && (err.code === 'UPLOAD_INVALID' || err.code === 'UPLOAD_INCOMPLETE'))) {
         await this.abandon(entry);
         const reason: MigrationProblemReason = err instanceof UploadRejected ? err.reason : err.code === 'UPLOAD_INCOMPLETE' ? 'source_gone' : 'decode_error';
-        return { kind: 'problem', reason, message: err.message };
+        // The upload's message tells a client to upload again; here the source stays and is what to fix.
+        const why = err.message.split(/(?<=\.) /)[0] ?? err.message;
+        return { kind: 'problem', reason, message: `the copy failed the checks of an upload, so it was removed and the source kept: ${why}` };
       }
       throw err;
     }

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { environmentWithDotEnv, loadConfig } from '../../config.ts';
 import { AppError } from '../../domain/errors.ts';
 import { compileLegacyPattern, type LegacyPattern } from '../../domain/legacy-pattern.ts';
@@ -28,14 +28,15 @@ const collect = (value: string, previous: string[]): string[] => [...previous, p
 
 function positiveInt(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < 1 || n > 64) throw new MigrateUsageError(`--concurrency takes a whole number from 1 to 64, not "${value}".`);
+  if (!/^\d+$/.test(value.trim()) || n < 1 || n > 64) throw new InvalidArgumentError(`--concurrency takes a whole number from 1 to 64, not "${value}".`);
   return n;
 }
 
 /** A live line on a terminal; elsewhere (logs, CI) a line every 10 s, so a long run is seen to move. */
 function progressLine(): { onProgress(p: MigrationProgress): void; stop(): void } {
   const tty = process.stderr.isTTY;
-  let last = 0;
+  // Not at once: the first objects say nothing about how the run goes.
+  let last = Date.now();
   let shown = false;
   const text = (p: MigrationProgress): string =>
     `migrate: ${p.scanned.toLocaleString('en-US')} listed, ${p.migrated.toLocaleString('en-US')} migrated, ${p.alreadyDone.toLocaleString('en-US')} already done, ${p.problems.toLocaleString('en-US')} problems`;
