@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -56,12 +56,19 @@ interface Run {
   readonly migrated: number;
 }
 
-function migrate(env: Record<string, string>, args: string[]): Run {
+/** Not spawnSync: this process must keep reading moto_server's log pipe, or moto blocks on a full pipe. */
+async function migrate(env: Record<string, string>, args: string[]): Promise<Run> {
   const started = performance.now();
-  const run = spawnSync('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, CLI, 'migrate', '--pattern', PATTERN, '--concurrency', String(CONCURRENCY), '--json', ...args], {
-    env: { ...BASE_ENV, ...env }, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024,
+  const child = spawn('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, CLI, 'migrate', '--pattern', PATTERN, '--concurrency', String(CONCURRENCY), '--json', ...args], {
+    env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const status = await new Promise<number | null>((done) => child.once('close', done));
   const ms = performance.now() - started;
+  const run = { status, stdout, stderr };
   if (run.status !== 0) throw new Error(`migrate exited with ${run.status}: ${run.stderr.slice(-2000)}`);
   const out = JSON.parse(run.stdout) as { migrated: number; problems: unknown[] };
   if (out.problems.length > 0) throw new Error(`migrate reported problems: ${JSON.stringify(out.problems.slice(0, 3))}`);
@@ -89,7 +96,7 @@ async function localPart(): Promise<string[]> {
     const source = join(work, 'legacy');
     writeFolder(source, OBJECTS);
     const copyMs = await copyFolder(source, join(work, 'copy'), OBJECTS);
-    const run = migrate({ DATA_DIR: join(work, 'data') }, ['--source-dir', source]);
+    const run = await migrate({ DATA_DIR: join(work, 'data') }, ['--source-dir', source]);
     if (run.migrated !== OBJECTS) throw new Error(`migrated ${run.migrated} of ${OBJECTS}`);
     const perSecond = OBJECTS / (run.ms / 1000);
     console.log(`local: ${OBJECTS} objects in ${run.ms.toFixed(0)} ms (${perSecond.toFixed(0)}/s), copy only ${copyMs.toFixed(0)} ms`);
@@ -119,7 +126,8 @@ async function motoPart(): Promise<string[]> {
       }
     }));
     const copyMs = performance.now() - copyStarted;
-    const run = migrate(env, ['--source-bucket', 'bench-legacy']);
+    // moto answers one call at a time: the default 1 s per call is for a real S3.
+    const run = await migrate({ ...env, BACKEND_TIMEOUT_MS: '10000' }, ['--source-bucket', 'bench-legacy']);
     if (run.migrated !== MOTO_OBJECTS) throw new Error(`migrated ${run.migrated} of ${MOTO_OBJECTS}`);
     const perSecond = MOTO_OBJECTS / (run.ms / 1000);
     console.log(`moto: ${MOTO_OBJECTS} objects in ${run.ms.toFixed(0)} ms (${perSecond.toFixed(0)}/s), CopyObject only ${copyMs.toFixed(0)} ms`);
@@ -141,7 +149,7 @@ async function memoryPart(): Promise<string> {
     try {
       const source = join(work, 'legacy');
       const bytes = writeFolder(source, count);
-      const run = migrate({ DATA_DIR: join(work, 'data') }, ['--source-dir', source]);
+      const run = await migrate({ DATA_DIR: join(work, 'data') }, ['--source-dir', source]);
       if (run.migrated !== count) throw new Error(`migrated ${run.migrated} of ${count}`);
       peaks.push(run.maxRssMb);
       console.log(`rss: ${count} objects, peak ${run.maxRssMb.toFixed(0)} MB, ${run.ms.toFixed(0)} ms`);

@@ -165,6 +165,17 @@ describe('migrating a folder into the embedded default', () => {
     expect(readFileSync(join(legacy, 'audio/carol/broken.wav'))).toHaveLength(2000);
   });
 
+  it('removes the temporary file a killed run left behind before it copies', async () => {
+    legacyFile('audio/ian/a.wav', makeToneWav({ seconds: 0.1 }));
+    // The name of a temporary file of a process that is gone (a run killed by kill -9 mid-copy).
+    const leftover = join(work, 'data', 'tmp', '999999-0b1e2f3a-0000-4000-8000-000000000000');
+    mkdirSync(dirname(leftover), { recursive: true });
+    writeFileSync(leftover, 'half a copy');
+    const r = await service.migrate(new FolderLegacySource(legacy), request());
+    expect(r.migrated).toBe(1);
+    expect(() => readFileSync(leftover)).toThrow();
+  });
+
   it('plans without changing anything', async () => {
     legacyFile('audio/dan/a.wav', makeToneWav({ seconds: 0.1 }));
     legacyFile('audio/erin/b.wav', makeToneWav({ seconds: 0.2 }));

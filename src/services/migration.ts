@@ -21,6 +21,7 @@ import type { EchoService } from './echoes.ts';
 import { pendingRecord } from './uploads.ts';
 import { RandomPool } from './random-pool.ts';
 import { errorMessage } from './lifecycle/common.ts';
+import { sweepLeftovers } from './lifecycle/leftovers.ts';
 
 /**
  * Why a legacy object was not migrated. Besides the upload rejection reasons (the same checks as
@@ -109,6 +110,8 @@ export interface MigrationSettings {
 const PENDING_SECONDS = 24 * 3600;
 
 const BUSY_RETRIES = 5;
+/** 0.5 + 1 + 2 + 4 s: a backend out for longer stops the run, which a rerun resumes. */
+const OUTAGE_RETRIES = 4;
 
 const FORMATS = new Map<string, AudioFormat>(AUDIO_FORMATS.map((f) => [f.extension, f]));
 
@@ -175,6 +178,9 @@ export class MigrationService {
       if (matched) counts.failedChecks += 1;
     };
 
+    // A run killed mid-copy leaves its temporary file (local store): gone before this run adds its own.
+    if (!request.dryRun) await sweepLeftovers(this.store, { dryRun: false });
+
     await forEachLimit(source.list(), Math.max(1, request.concurrency), async (object) => {
       counts.scanned += 1;
       try {
@@ -200,7 +206,7 @@ export class MigrationService {
         if (entry?.state === 'done') {
           counts.alreadyDone += 1;
           if (request.deleteSource && !request.dryRun && entry.sourceDeletedAt === null) {
-            await this.deleteVerified(source, entry, problem, counts);
+            await this.retryOutage(() => this.deleteVerified(source, entry, problem, counts));
           }
           return;
         }
@@ -215,7 +221,13 @@ export class MigrationService {
           tally(byFormat, format.extension, object.size);
           return;
         }
-        const outcome = await this.migrateOne(source, object, format, entry ?? { ref }, request.metadata?.get(object.key) ?? EMPTY_METADATA);
+        const metadata = request.metadata?.get(object.key) ?? EMPTY_METADATA;
+        // Every step can be taken again, so a slow or dropped call costs a retry of this object, not the run.
+        const outcome = await this.retryOutage(async (attempt) => {
+          const current = attempt === 0 ? entry : await this.repo.getMigration(ref);
+          if (current?.state === 'done') return { kind: 'already_done' as const, entry: current };
+          return this.migrateOne(source, object, format, current ?? { ref }, metadata);
+        });
         if (outcome.kind === 'problem') {
           problem(object.key, outcome.reason, outcome.message, true);
           return;
@@ -229,7 +241,7 @@ export class MigrationService {
           tally(byUser, parts.userId, object.size);
           tally(byFormat, format.extension, object.size);
         }
-        if (request.deleteSource) await this.deleteVerified(source, outcome.entry, problem, counts);
+        if (request.deleteSource) await this.retryOutage(() => this.deleteVerified(source, outcome.entry, problem, counts));
       } finally {
         progress();
       }
@@ -346,6 +358,18 @@ export class MigrationService {
       throw err;
     }
     return { kind: 'migrated', entry: (await this.repo.finishMigration(entry, now)) ?? entry };
+  }
+
+  /** Tries `fn` again after an outage (a backend that timed out or refused for a moment); the last one is thrown. */
+  private async retryOutage<T>(fn: (attempt: number) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn(attempt);
+      } catch (err) {
+        if (!isPortError(err, 'unavailable') || attempt >= OUTAGE_RETRIES) throw err;
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      }
+    }
   }
 
   /** The decoder's queue may be full when the run is wider than it: wait and retry, as a client would. */
