@@ -34,6 +34,7 @@ export type MigrationProblemReason =
   | 'source_changed'
   | 'source_gone'
   | 'copy_mismatch'
+  | 'interrupted'
   | UploadRejectionReason;
 
 export interface MigrationProblem {
@@ -348,9 +349,13 @@ export class MigrationService {
     try {
       await this.checked(() => this.echoes.create(entry.userId, entry.echoId, metadata));
     } catch (err) {
-      if (err instanceof UploadRejected || (err instanceof AppError && (err.code === 'UPLOAD_INVALID' || err.code === 'UPLOAD_INCOMPLETE'))) {
+      if (err instanceof AppError && (err.code === 'UPLOAD_INCOMPLETE' || err.code === 'UPLOAD_NOT_FOUND')) {
+        // Only another run (or cleanup) removes a copy under way: it refused it, and left nothing.
+        return { kind: 'problem', reason: 'interrupted', message: 'another run refused or removed this copy while it was checked; run again to retry it' };
+      }
+      if (err instanceof UploadRejected || (err instanceof AppError && err.code === 'UPLOAD_INVALID')) {
         await this.abandon(entry);
-        const reason: MigrationProblemReason = err instanceof UploadRejected ? err.reason : err.code === 'UPLOAD_INCOMPLETE' ? 'source_gone' : 'decode_error';
+        const reason: MigrationProblemReason = err instanceof UploadRejected ? err.reason : 'decode_error';
         // The upload's message tells a client to upload again; here the source stays and is what to fix.
         const why = err.message.split(/(?<=\.) /)[0] ?? err.message;
         return { kind: 'problem', reason, message: `the copy failed the checks of an upload, so it was removed and the source kept: ${why}` };
