@@ -14,6 +14,12 @@ export { SqliteEchoRepository, type SqliteEchoRepositoryOptions } from './metada
 export { UploadService, type Clock, type UploadRequest, type UploadSettings, type UploadTicket } from './services/uploads.ts';
 export { EchoService, type EchoSettings, type EchoView, type ListRequest } from './services/echoes.ts';
 export * from './services/cleanup.ts';
+export {
+  forEachLimit, MigrationService, type MigrationProblem, type MigrationProblemReason, type MigrationProgress, type MigrationRequest,
+  type MigrationResult, type MigrationSettings, type SourceComparison, type SourceOpener,
+} from './services/migration.ts';
+export { FolderLegacySource } from './storage/legacy-folder.ts';
+export { BucketLegacySource } from './storage/legacy-bucket.ts';
 
 export { ConfigError, environmentWithDotEnv, loadConfig, type Config, type Env } from './config.ts';
 export {

@@ -7,3 +7,4 @@ export * from './echo.ts';
 export * from './listing.ts';
 export * from './waveform.ts';
 export * from './verdict.ts';
+export * from './legacy-pattern.ts';
