@@ -178,18 +178,22 @@ async function heapPart(count: number): Promise<string> {
     try {
       gc();
       const base = process.memoryUsage().heapUsed;
-      const samples: number[] = [];
+      const samples: { done: number; mb: number }[] = [];
       const every = Math.floor(count / 5);
+      let next = every;
       await migration.service.migrate(new FolderLegacySource(join(work, 'legacy')), {
         pattern: compileLegacyPattern(PATTERN), dryRun: false, deleteSource: false, concurrency: CONCURRENCY,
         onProgress: (p) => {
-          if (p.scanned % every !== 0) return;
+          const done = p.migrated + p.alreadyDone + p.problems;
+          if (done < next) return;
+          next += every;
           gc();
-          samples.push((process.memoryUsage().heapUsed - base) / 1e6);
+          samples.push({ done, mb: (process.memoryUsage().heapUsed - base) / 1e6 });
         },
       });
-      console.log(`heap: ${samples.map((x) => x.toFixed(1)).join(', ')} MB above the start`);
-      return samples.map((x, i) => `${((i + 1) * every).toLocaleString('en-US')}: ${x.toFixed(1)} MB`).join(', ');
+      const text = samples.map((x) => `${x.done.toLocaleString('en-US')}: ${x.mb.toFixed(1)} MB`).join(', ');
+      console.log(`heap: ${text}`);
+      return text;
     } finally {
       await migration.close();
     }
