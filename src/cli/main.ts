@@ -11,6 +11,7 @@ import { registerReportCommand } from './commands/report.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
 import { registerEraseUserCommand } from './commands/erase-user.ts';
 import { registerExportUserCommand } from './commands/export-user.ts';
+import { registerMigrateCommand } from './commands/migrate.ts';
 import { registerTestIntegrationCommand } from './commands/test-integration.ts';
 
 const program = new Command('echoes-storage')
@@ -26,6 +27,7 @@ registerReportCommand(program);
 registerVerifyCommand(program);
 registerEraseUserCommand(program);
 registerExportUserCommand(program);
+registerMigrateCommand(program);
 registerTestIntegrationCommand(program);
 
 try {

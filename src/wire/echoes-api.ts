@@ -140,6 +140,21 @@ export const CreateEchoRequestSchema = Type.Object({
 }, strict);
 export type CreateEchoRequest = Static<typeof CreateEchoRequestSchema>;
 
+/**
+ * One line of `migrate --metadata FILE.jsonl`: what the old system knew of one legacy object,
+ * named by its source key. The fields and limits of POST /echoes; the duration is always measured.
+ */
+export const LegacyMetadataLineSchema = Type.Object({
+  key: Type.String({ minLength: 1, maxLength: 4096 }),
+  ...Type.Partial(Type.Object({
+    emotion: echoMetadataFields.emotion,
+    tags: echoMetadataFields.tags,
+    caption: echoMetadataFields.caption,
+    location: echoMetadataFields.location,
+  })).properties,
+}, strict);
+export type LegacyMetadataLine = Static<typeof LegacyMetadataLineSchema>;
+
 /** What the server measured of the audio stream (decoding on, or the container headers with it off). */
 export const AudioInfoSchema = Type.Object({
   codec: Type.String({ description: "ffmpeg's codec name: opus, vorbis, mp3, aac, alac, flac, pcm_s16le, ..." }),

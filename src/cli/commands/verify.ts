@@ -3,7 +3,9 @@ import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
 import { runDestructive } from '../lifecycle/destructive.ts';
 import { openCleanupService } from '../lifecycle/open.ts';
 import { integritySummary } from '../lifecycle/summaries.ts';
-import { mayProceed, nonNegative, parseUser, plural } from '../lifecycle/ui.ts';
+import { EXIT_REFUSED, mayProceed, nonNegative, parseUser, plural, printJson, progressReporter, scope, table } from '../lifecycle/ui.ts';
+import { environmentWithDotEnv, loadConfig } from '../../config.ts';
+import { legacySourceOpener, openMigration } from '../lifecycle/legacy.ts';
 
 interface VerifyFlags {
   user?: string;
@@ -12,6 +14,7 @@ interface VerifyFlags {
   deep?: boolean;
   yes?: boolean;
   json?: boolean;
+  againstSource?: boolean;
 }
 
 export function registerVerifyCommand(program: Command): void {
@@ -24,7 +27,12 @@ export function registerVerifyCommand(program: Command): void {
     .option('--grace-hours <n>', 'orphans younger than this are never deleted', nonNegative('--grace-hours'), DEFAULT_GRACE_HOURS)
     .option('--yes', 'fix without asking (needed with --fix when stdin is not a terminal)')
     .option('--json', 'print one JSON document on stdout')
+    .option('--against-source', 'compare every migrated echo with its legacy source (size and SHA-256) instead; see `migrate`')
     .action(async (flags: VerifyFlags) => {
+      if (flags.againstSource) {
+        await verifyAgainstSource(flags);
+        return;
+      }
       if (flags.fix && !mayProceed(flags, 'verify --fix')) return;
       const { service, close } = await openCleanupService();
       try {
@@ -42,4 +50,55 @@ export function registerVerifyCommand(program: Command): void {
         await close();
       }
     });
+}
+
+/** `verify --against-source`: the sources come from the journal, so no source flags are needed. */
+async function verifyAgainstSource(flags: VerifyFlags): Promise<void> {
+  if (flags.fix) {
+    console.error('verify: --fix does not apply to --against-source; a copy that differs is restored by hand (delete the echo and migrate its source again).');
+    process.exitCode = EXIT_REFUSED;
+    return;
+  }
+  const config = loadConfig(environmentWithDotEnv());
+  const migration = await openMigration(config);
+  const sources = legacySourceOpener(config);
+  try {
+    const progress = progressReporter(!flags.json);
+    let result;
+    try {
+      result = await migration.service.compareWithSources(sources.open, {
+        userId: flags.user,
+        onProgress: progress.onProgress ? (checked) => progress.onProgress?.({ phase: 'records', scanned: checked }) : undefined,
+      });
+    } finally {
+      progress.stop();
+    }
+    if (flags.json) {
+      printJson({
+        user_id: flags.user ?? null, checked: result.checked, equal: result.equal, source_deleted: result.sourceDeleted,
+        mismatched: result.mismatched.map((m) => ({ key: m.key, source_key: m.sourceKey, reason: m.reason })), consistent: result.consistent,
+      });
+    } else {
+      const lines = [
+        `Migrated echoes against their sources, ${scope(flags.user ?? null)}`,
+        table([
+          ['migrated echoes checked', result.checked, null],
+          ['equal to the source (size and SHA-256)', result.equal, null],
+          ['source deleted after a verified copy', result.sourceDeleted, null],
+          ['differ from the source', result.mismatched.length, null],
+        ]),
+      ];
+      if (result.mismatched.length > 0) {
+        lines.push(`  differ:\n${result.mismatched.slice(0, 20).map((m) => `    ${m.key} (source ${m.sourceKey}): ${m.reason}`).join('\n')}`);
+        lines.push('  Restore each from its source: delete the echo, then run `migrate` again for that user.');
+      } else {
+        lines.push(`  OK: ${result.checked === 0 ? 'nothing was migrated yet' : 'every migrated echo matches its source'}.`);
+      }
+      process.stdout.write(`${lines.join('\n\n')}\n`);
+    }
+    if (!result.consistent) process.exitCode = 1;
+  } finally {
+    await sources.close();
+    await migration.close();
+  }
 }
