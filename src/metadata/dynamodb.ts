@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
@@ -18,7 +19,7 @@ import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import { NOT_MEASURED, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../domain/echo.ts';
 import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../domain/verdict.ts';
 import { pendingTtl, TTL_ATTRIBUTE } from './echo-table.ts';
-import { NO_USAGE, type AccountUsage, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift } from '../ports.ts';
+import { NO_USAGE, type AccountUsage, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type MigrationEntry, type MigrationJournal, type MigrationRef, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift } from '../ports.ts';
 import { addUsage, reservationProblem, sameUsage, usageOfRecord } from '../domain/usage.ts';
 
 export interface DynamoEchoRepositoryOptions {
@@ -46,6 +47,75 @@ const BATCH_GET = 100;
  */
 export const USAGE_SORT_KEY = '#usage';
 const isUsageItem = (item: Record<string, unknown>): boolean => item['echo_id'] === USAGE_SORT_KEY;
+
+/**
+ * A sort key of the user's own bookkeeping (usage, migration journal), never an echo: echo ids
+ * are lower-case UUIDs, so `#` is free for these, and every read of records skips them.
+ */
+const isBookkeepingKey = (echoId: string): boolean => echoId.startsWith('#');
+const isBookkeepingItem = (item: Record<string, unknown>): boolean => isBookkeepingKey(String(item['echo_id']));
+
+/**
+ * Sort-key prefix of the migration journal's items. The source id is hashed into the key because
+ * a sort key holds at most 1024 bytes and a source id (a bucket key or path) may be longer; the
+ * item keeps it whole in `source_id`.
+ */
+export const MIGRATION_SORT_PREFIX = '#migration#';
+export const migrationSortKey = (sourceId: string): string =>
+  MIGRATION_SORT_PREFIX + createHash('sha256').update(sourceId, 'utf8').digest('hex');
+
+/** Journal entries per Query page of scanMigrations (a Scan evaluates this many items per page). */
+export const MIGRATION_PAGE = 100;
+
+interface MigrationItem {
+  user_id: string;
+  /** The sort key (migrationSortKey); the entry's echo id is `migrated_echo_id`. */
+  echo_id: string;
+  migrated_echo_id: string;
+  source_id: string;
+  s3_key: string;
+  source_key: string;
+  source_size: number;
+  source_modified: string;
+  source_etag?: string;
+  state: 'copying' | 'done';
+  source_deleted_at?: string;
+  updated_at: string;
+}
+
+function migrationItem(e: MigrationEntry): MigrationItem {
+  return {
+    user_id: e.userId,
+    echo_id: migrationSortKey(e.sourceId),
+    migrated_echo_id: e.echoId,
+    source_id: e.sourceId,
+    s3_key: e.key,
+    source_key: e.sourceKey,
+    source_size: e.sourceSize,
+    source_modified: e.sourceModified.toISOString(),
+    source_etag: orUndefined(e.sourceEtag),
+    state: e.state,
+    source_deleted_at: e.sourceDeletedAt?.toISOString(),
+    updated_at: e.updatedAt.toISOString(),
+  };
+}
+
+function migrationFromItem(raw: Record<string, unknown>): MigrationEntry {
+  const i = raw as unknown as MigrationItem;
+  return {
+    userId: i.user_id,
+    sourceId: i.source_id,
+    echoId: i.migrated_echo_id,
+    key: i.s3_key,
+    sourceKey: i.source_key,
+    sourceSize: Number(i.source_size),
+    sourceModified: new Date(i.source_modified),
+    sourceEtag: i.source_etag ?? null,
+    state: i.state,
+    sourceDeletedAt: i.source_deleted_at === undefined ? null : new Date(i.source_deleted_at),
+    updatedAt: new Date(i.updated_at),
+  };
+}
 
 /**
  * The usage item's numbers. `bytes_held` = used + reserved, kept alongside because a condition
@@ -207,7 +277,7 @@ function readyAttributes(update: ReadyUpdate): [string, unknown][] {
  * Echo metadata in one DynamoDB table (partition `user_id`, sort `echo_id`). Every state
  * change is a conditional write, so concurrent API nodes cannot both win a transition.
  */
-export class DynamoEchoRepository implements EchoRepository {
+export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
   readonly name = 'dynamodb';
   readonly table: string;
   readonly region: string;
@@ -353,7 +423,7 @@ export class DynamoEchoRepository implements EchoRepository {
       for (const item of res.Items ?? []) {
         const userId = String(item['user_id']);
         if (isUsageItem(item)) kept.set(userId, usageFromItem(item));
-        else actual.set(userId, addUsage(actual.get(userId) ?? NO_USAGE, recordUsage(item)));
+        else if (!isBookkeepingItem(item)) actual.set(userId, addUsage(actual.get(userId) ?? NO_USAGE, recordUsage(item)));
       }
       startKey = res.LastEvaluatedKey;
     } while (startKey !== undefined);
@@ -387,7 +457,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
-    if (key.echoId === USAGE_SORT_KEY) return undefined;
+    if (isBookkeepingKey(key.echoId)) return undefined;
     const res = await this.doc.send(
       new GetCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ConsistentRead: true }),
     );
@@ -395,7 +465,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
-    if (key.echoId === USAGE_SORT_KEY) return undefined;
+    if (isBookkeepingKey(key.echoId)) return undefined;
     const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE, '#verdict': 'verdict', '#upload': 'multipart_upload_id' };
     const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
     const sets = ['#status = :ready', 'file_size = :size'];
@@ -434,7 +504,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async recordVerdict(key: EchoKey, verdict: UploadVerdict): Promise<boolean> {
-    if (key.echoId === USAGE_SORT_KEY) return false;
+    if (isBookkeepingKey(key.echoId)) return false;
     try {
       await this.doc.send(
         new UpdateCommand({
@@ -454,7 +524,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async markDeleting(key: EchoKey): Promise<EchoRecord | undefined> {
-    if (key.echoId === USAGE_SORT_KEY) return undefined;
+    if (isBookkeepingKey(key.echoId)) return undefined;
     try {
       const res = await this.doc.send(
         new UpdateCommand({
@@ -476,7 +546,7 @@ export class DynamoEchoRepository implements EchoRepository {
   }
 
   async remove(key: EchoKey): Promise<void> {
-    if (key.echoId === USAGE_SORT_KEY) return;
+    if (isBookkeepingKey(key.echoId)) return;
     const res = await this.doc.send(
       new DeleteCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ReturnValues: 'ALL_OLD' }),
     );
@@ -548,7 +618,7 @@ export class DynamoEchoRepository implements EchoRepository {
         if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt) * Math.random());
         const res = await this.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }));
         for (const item of res.Responses?.[this.table] ?? []) {
-          if (isUsageItem(item)) continue;
+          if (isBookkeepingItem(item)) continue;
           const r = fromItem(item);
           found.set(`${r.userId}\n${r.echoId}`, r);
         }
@@ -588,7 +658,97 @@ export class DynamoEchoRepository implements EchoRepository {
           : await this.doc.send(
               new ScanCommand({ ...common, ExpressionAttributeValues: Object.keys(values).length > 0 ? values : undefined }),
             );
-      const page = (res.Items ?? []).filter((item) => !isUsageItem(item)).map(fromItem);
+      const page = (res.Items ?? []).filter((item) => !isBookkeepingItem(item)).map(fromItem);
+      if (page.length > 0) yield page;
+      startKey = res.LastEvaluatedKey;
+    } while (startKey !== undefined);
+  }
+
+  async getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined> {
+    const res = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) }, ConsistentRead: true }),
+    );
+    return res.Item ? migrationFromItem(res.Item) : undefined;
+  }
+
+  async beginMigration(entry: MigrationEntry): Promise<MigrationEntry> {
+    try {
+      await this.doc.send(new PutCommand({ TableName: this.table, Item: migrationItem(entry), ConditionExpression: 'attribute_not_exists(echo_id)' }));
+      return entry;
+    } catch (err) {
+      if (!isConditionFailed(err)) throw err;
+    }
+    const stored = await this.getMigration(entry);
+    // Only a forget between the refused put and this read empties it: the caller's run can retry.
+    if (!stored) {
+      throw new PortError('conflict', 'dynamodb', `The journal entry of ${entry.sourceId} was dropped while it was being written; run the migration again.`);
+    }
+    return stored;
+  }
+
+  async finishMigration(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
+    return this.updateMigration(ref, 'SET #state = :done, updated_at = :at', { ':done': 'done', ':at': at.toISOString() });
+  }
+
+  async markSourceDeleted(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
+    // The first deletion's time stays: a repeated --delete-source run deleted nothing.
+    return this.updateMigration(ref, 'SET source_deleted_at = if_not_exists(source_deleted_at, :at), updated_at = :at', { ':at': at.toISOString() });
+  }
+
+  private async updateMigration(ref: MigrationRef, update: string, values: Record<string, unknown>): Promise<MigrationEntry | undefined> {
+    try {
+      const res = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) },
+          UpdateExpression: update,
+          ConditionExpression: 'attribute_exists(echo_id)',
+          ExpressionAttributeNames: update.includes('#state') ? { '#state': 'state' } : undefined,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return res.Attributes ? migrationFromItem(res.Attributes) : undefined;
+    } catch (err) {
+      if (isConditionFailed(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async forgetMigration(ref: MigrationRef): Promise<void> {
+    await this.doc.send(new DeleteCommand({ TableName: this.table, Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) } }));
+  }
+
+  async forgetMigrations(userId: string): Promise<number> {
+    let forgotten = 0;
+    for await (const page of this.scanMigrations({ userId })) {
+      const deleted = await Promise.all(page.map(async (e) => {
+        const res = await this.doc.send(new DeleteCommand({
+          TableName: this.table, Key: { user_id: userId, echo_id: migrationSortKey(e.sourceId) }, ReturnValues: 'ALL_OLD',
+        }));
+        return res.Attributes ? 1 : 0;
+      }));
+      forgotten += deleted.reduce<number>((n, d) => n + d, 0);
+    }
+    return forgotten;
+  }
+
+  async *scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const common = { TableName: this.table, Limit: MIGRATION_PAGE, ExclusiveStartKey: startKey, ConsistentRead: true };
+      const res = options.userId !== undefined
+        ? await this.doc.send(new QueryCommand({
+          ...common,
+          KeyConditionExpression: 'user_id = :u AND begins_with(echo_id, :p)',
+          ExpressionAttributeValues: { ':u': options.userId, ':p': MIGRATION_SORT_PREFIX },
+        }))
+        : await this.doc.send(new ScanCommand({
+          ...common,
+          FilterExpression: 'begins_with(echo_id, :p)',
+          ExpressionAttributeValues: { ':p': MIGRATION_SORT_PREFIX },
+        }));
+      const page = (res.Items ?? []).map(migrationFromItem);
       if (page.length > 0) yield page;
       startKey = res.LastEvaluatedKey;
     } while (startKey !== undefined);

@@ -84,6 +84,27 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('ALTER TABLE echoes ADD COLUMN verdict TEXT; ALTER TABLE echoes ADD COLUMN multipart_upload_id TEXT;');
     },
   },
+  {
+    description: 'Migration journal: one row per legacy object `migrate` took on, keyed by its source id (so two runs never make two echoes of it), indexed by user for erasure and per-user reports. Times in epoch ms.',
+    up(db) {
+      db.exec(`
+        CREATE TABLE migrations (
+          source_id TEXT PRIMARY KEY,
+          user_id TEXT NOT NULL,
+          echo_id TEXT NOT NULL,
+          s3_key TEXT NOT NULL,
+          source_key TEXT NOT NULL,
+          source_size INTEGER NOT NULL,
+          source_modified INTEGER NOT NULL,
+          source_etag TEXT,
+          state TEXT NOT NULL CHECK (state IN ('copying', 'done')),
+          source_deleted_at INTEGER,
+          updated_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX migrations_user ON migrations (user_id);
+      `);
+    },
+  },
 ];
 
 const IS_ECHO = `(status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL))`;

@@ -6,7 +6,7 @@ import { PortError } from '../domain/errors.ts';
 import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../domain/verdict.ts';
 import { pendingTtl } from './echo-table.ts';
 import { migrate, USAGE_FROM_RECORDS } from './sqlite-schema.ts';
-import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../ports.ts';
+import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type MigrationEntry, type MigrationJournal, type MigrationRef, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../ports.ts';
 import { reservationProblem, sameUsage, usageOfRecord } from '../domain/usage.ts';
 import { holdUntilExit } from './sqlite-lifetime.ts';
 
@@ -56,6 +56,51 @@ interface UsageRow {
   bytes_reserved: number;
   pending_uploads: number;
 }
+
+interface MigrationRow {
+  source_id: string;
+  user_id: string;
+  echo_id: string;
+  s3_key: string;
+  source_key: string;
+  source_size: number;
+  source_modified: number;
+  source_etag: string | null;
+  state: 'copying' | 'done';
+  source_deleted_at: number | null;
+  updated_at: number;
+}
+
+const migrationFromRow = (r: MigrationRow): MigrationEntry => ({
+  userId: r.user_id,
+  sourceId: r.source_id,
+  echoId: r.echo_id,
+  key: r.s3_key,
+  sourceKey: r.source_key,
+  sourceSize: r.source_size,
+  sourceModified: new Date(r.source_modified),
+  sourceEtag: r.source_etag,
+  state: r.state,
+  sourceDeletedAt: r.source_deleted_at === null ? null : new Date(r.source_deleted_at),
+  updatedAt: new Date(r.updated_at),
+});
+
+const migrationRow = (e: MigrationEntry): MigrationRow => ({
+  source_id: e.sourceId,
+  user_id: e.userId,
+  echo_id: e.echoId,
+  s3_key: e.key,
+  source_key: e.sourceKey,
+  source_size: e.sourceSize,
+  source_modified: e.sourceModified.getTime(),
+  source_etag: e.sourceEtag,
+  state: e.state,
+  source_deleted_at: e.sourceDeletedAt === null ? null : e.sourceDeletedAt.getTime(),
+  updated_at: e.updatedAt.getTime(),
+});
+
+/** Journal entries per page of scanMigrations. */
+export const MIGRATION_PAGE = 100;
 
 const usageFromRow = (r: UsageRow | undefined): AccountUsage =>
   r ? { echoes: r.echoes, bytesUsed: r.bytes_used, bytesReserved: r.bytes_reserved, pendingUploads: r.pending_uploads } : NO_USAGE;
@@ -249,7 +294,7 @@ interface PendingInsert {
  * Echo metadata in one SQLite file (WAL), every statement prepared once. Failures of the
  * database become PortErrors; the try blocks cost nothing while statements succeed.
  */
-export class SqliteEchoRepository implements EchoRepository {
+export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
   readonly name = 'sqlite';
   private readonly file: string;
   private readonly db: Database.Database;
@@ -259,6 +304,7 @@ export class SqliteEchoRepository implements EchoRepository {
   private readonly readyTx: (key: EchoKey, params: Record<string, unknown>) => void;
   private readonly removeTx: (key: EchoKey) => void;
   private readonly reconcileTx: (userId: string | undefined, fix: boolean) => UsageDrift[];
+  private readonly beginMigrationTx: (row: MigrationRow) => MigrationRow | undefined;
 
   constructor(options: SqliteEchoRepositoryOptions) {
     this.file = options.file;
@@ -305,6 +351,21 @@ export class SqliteEchoRepository implements EchoRepository {
           WHERE user_id = ? AND echo_id > ? AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
           ORDER BY echo_id LIMIT ?`),
         ping: db.prepare('SELECT 1'),
+        // The source id alone is the key: a second process that lost the race must see the winner's row.
+        migrationInsert: db.prepare<[MigrationRow]>(`INSERT INTO migrations (source_id, user_id, echo_id, s3_key, source_key, source_size,
+          source_modified, source_etag, state, source_deleted_at, updated_at) VALUES (@source_id, @user_id, @echo_id, @s3_key, @source_key,
+          @source_size, @source_modified, @source_etag, @state, @source_deleted_at, @updated_at) ON CONFLICT (source_id) DO NOTHING`),
+        migrationBySource: db.prepare<[string], MigrationRow>('SELECT * FROM migrations WHERE source_id = ?'),
+        migrationGet: db.prepare<[string, string], MigrationRow>('SELECT * FROM migrations WHERE source_id = ? AND user_id = ?'),
+        migrationFinish: db.prepare<[number, string, string]>(`UPDATE migrations SET state = 'done', updated_at = ? WHERE source_id = ? AND user_id = ?`),
+        // The first deletion's time stays: a repeated --delete-source run deleted nothing.
+        migrationSourceDeleted: db.prepare<[number, number, string, string]>(`UPDATE migrations SET source_deleted_at = COALESCE(source_deleted_at, ?),
+          updated_at = ? WHERE source_id = ? AND user_id = ?`),
+        migrationForget: db.prepare<[string, string]>('DELETE FROM migrations WHERE source_id = ? AND user_id = ?'),
+        migrationForgetUser: db.prepare<[string]>('DELETE FROM migrations WHERE user_id = ?'),
+        migrationScanAll: db.prepare<[string, number], MigrationRow>('SELECT * FROM migrations WHERE source_id > ? ORDER BY source_id LIMIT ?'),
+        migrationScanUser: db.prepare<[string, string, number], MigrationRow>(`SELECT * FROM migrations WHERE user_id = ? AND source_id > ?
+          ORDER BY source_id LIMIT ?`),
       });
     } catch (err) {
       if (db?.open) db.close();
@@ -347,6 +408,12 @@ export class SqliteEchoRepository implements EchoRepository {
       if (!before || remove.run(key.userId, key.echoId).changes === 0) return;
       usageAdd.run(...usageDelta(key.userId, before, -1));
     });
+    const { migrationInsert, migrationBySource } = this.stmt;
+    // IMMEDIATE: the insert and the read that answers it see no other process's write in between.
+    this.beginMigrationTx = db.transaction((row: MigrationRow) => {
+      migrationInsert.run(row);
+      return migrationBySource.get(row.source_id);
+    }).immediate as (row: MigrationRow) => MigrationRow | undefined;
     const { usageAll, actualAll, actualUser } = this.stmt;
     this.reconcileTx = db.transaction((userId: string | undefined, fix: boolean): UsageDrift[] => {
       const kept = new Map<string, AccountUsage>();
@@ -527,6 +594,78 @@ export class SqliteEchoRepository implements EchoRepository {
       lastUser = last.user_id;
       lastEcho = last.echo_id;
       if (rows.length < pageSize) return;
+    }
+  }
+
+  async getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined> {
+    try {
+      const row = this.stmt.migrationGet.get(ref.sourceId, ref.userId);
+      return row ? migrationFromRow(row) : undefined;
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async beginMigration(entry: MigrationEntry): Promise<MigrationEntry> {
+    try {
+      const row = this.beginMigrationTx(migrationRow(entry));
+      // Only a concurrent forget between insert and read could empty it; inside one transaction, never.
+      if (!row) throw new Error(`The journal entry of ${entry.sourceId} vanished while it was written.`);
+      return migrationFromRow(row);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async finishMigration(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
+    try {
+      this.stmt.migrationFinish.run(at.getTime(), ref.sourceId, ref.userId);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+    return this.getMigration(ref);
+  }
+
+  async markSourceDeleted(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
+    try {
+      this.stmt.migrationSourceDeleted.run(at.getTime(), at.getTime(), ref.sourceId, ref.userId);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+    return this.getMigration(ref);
+  }
+
+  async forgetMigration(ref: MigrationRef): Promise<void> {
+    try {
+      this.stmt.migrationForget.run(ref.sourceId, ref.userId);
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async forgetMigrations(userId: string): Promise<number> {
+    try {
+      return this.stmt.migrationForgetUser.run(userId).changes;
+    } catch (err) {
+      throw sqliteFailure(err, this.file);
+    }
+  }
+
+  async *scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+    let after = LOW;
+    for (;;) {
+      let rows: MigrationRow[];
+      try {
+        rows = options.userId === undefined
+          ? this.stmt.migrationScanAll.all(after, MIGRATION_PAGE)
+          : this.stmt.migrationScanUser.all(options.userId, after, MIGRATION_PAGE);
+      } catch (err) {
+        throw sqliteFailure(err, this.file);
+      }
+      if (rows.length === 0) return;
+      yield rows.map(migrationFromRow);
+      after = (rows[rows.length - 1] as MigrationRow).source_id;
+      if (rows.length < MIGRATION_PAGE) return;
     }
   }
 

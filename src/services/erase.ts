@@ -1,7 +1,7 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId } from '../domain/keys.ts';
-import { NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { keepsMigrationJournal, NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf, errorMessage, mapLimit } from './lifecycle/common.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
@@ -103,6 +103,12 @@ export class EraseService {
       remainingRecords += page.length;
     }
     if (remainingRecords > 0) remainingRecords = await this.countRecords(userId);
+    // A migrated user's journal entries name them in their legacy source keys; they are no echoes,
+    // so only an entry that survived its deletion counts as left over.
+    if (keepsMigrationJournal(this.repo)) {
+      await this.repo.forgetMigrations(userId);
+      for await (const page of this.repo.scanMigrations({ userId })) remainingRecords += page.length;
+    }
     // Removing the records gave their bytes back; what drifted (a record DynamoDB's TTL dropped) is
     // recounted, and the then empty usage row goes too: it names the user.
     if (remainingRecords === 0) {

@@ -9,9 +9,11 @@ import { MAX_MULTIPART_FILE_SIZE, MAX_PARTS, MIN_PART_SIZE } from '../domain/mul
 import type {
   DeleteManyResult,
   DownloadSpec,
+  ImportSpec,
   Leftover,
   MultipartSpec,
   MultipartUploads,
+  ObjectImports,
   ObjectInfo,
   ObjectStore,
   PartSpec,
@@ -205,7 +207,7 @@ function processAlive(pid: number): boolean {
  * A multipart upload keeps its manifest and parts in `multipart/{uploadId}/`, never in objects/,
  * until completeMultipart assembles them in tmp/ and publishes the result the same way.
  */
-export class LocalObjectStore implements ObjectStore, MultipartUploads {
+export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectImports {
   readonly name = 'local';
   private readonly rootDir: string;
   private readonly objectsDir: string;
@@ -401,18 +403,64 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads {
   }
 
   /**
+   * Brings in an object from the operator's tools: streamed into a temporary file (as an
+   * upload is, so a crash leaves a leftover the sweep removes), counted, and published with
+   * rename(), which replaces an object already at the key in one atomic step.
+   */
+  async importObject(spec: ImportSpec): Promise<void> {
+    if (!isSafeKey(spec.key)) throw new Error(`Unsafe object key: ${spec.key}`);
+    await this.init();
+    const mismatch = (got: string): PortError =>
+      new PortError('conflict', 'local', `Import of ${spec.key} got ${got} bytes, not the ${spec.size} announced; nothing was stored. Check the source.`);
+    const tmpName = `${process.pid}-${randomUUID()}`;
+    const tmpPath = join(this.tmpDir, tmpName);
+    let received = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        received += chunk.length;
+        // Stops reading a source that is longer than announced instead of copying all of it.
+        if (received > spec.size) done(mismatch(`more than ${spec.size}`));
+        else done(null, chunk);
+      },
+    });
+    this.active.add(tmpName);
+    try {
+      const source = await spec.open();
+      try {
+        await pipeline(source, meter, createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE }));
+      } catch (err) {
+        throw diskFailure(err);
+      }
+      if (received !== spec.size) throw mismatch(String(received));
+      await this.publish(spec.key, spec.contentType, tmpPath, 'replace');
+    } finally {
+      await rm(tmpPath, { force: true }).catch(() => undefined);
+      this.active.delete(tmpName);
+    }
+  }
+
+  /**
    * Publishes a finished temporary file as the object, for single and multipart uploads alike.
    * The content type first: an object is never published without it, and every writer of a key
    * carries the same type, so rewriting it is harmless. link() refuses an existing target: the
-   * write-once check and the publish are one atomic step.
+   * write-once check and the publish are one atomic step. Imports ask to replace instead (they
+   * go to fresh keys of their own, so a type rewritten just before the bytes is theirs too).
    */
-  private async publish(key: string, contentType: string, tmpPath: string, alreadyThere: () => Error): Promise<void> {
+  private async publish(key: string, contentType: string, tmpPath: string, alreadyThere: (() => Error) | 'replace'): Promise<void> {
     const finalPath = this.objectPath(key);
     try {
       await this.writeMeta(key, contentType);
       await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
     } catch (err) {
       throw diskFailure(err);
+    }
+    if (alreadyThere === 'replace') {
+      try {
+        await rename(tmpPath, finalPath);
+      } catch (err) {
+        throw diskFailure(err);
+      }
+      return;
     }
     try {
       await link(tmpPath, finalPath);

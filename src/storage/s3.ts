@@ -1,6 +1,7 @@
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -10,9 +11,10 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
+  PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
@@ -23,8 +25,10 @@ import { PortError, type PortErrorKind } from '../domain/errors.ts';
 import type {
   DeleteManyResult,
   DownloadSpec,
+  ImportSpec,
   MultipartSpec,
   MultipartUploads,
+  ObjectImports,
   ObjectInfo,
   ObjectStore,
   PartSpec,
@@ -133,7 +137,7 @@ const S3_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
   // takes far longer than a single-object call, and cutting it off would leave the client unsure.
 ]);
 
-export class S3ObjectStore implements ObjectStore, MultipartUploads {
+export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImports {
   readonly name = 's3';
   readonly bucket: string;
   readonly region: string;
@@ -452,10 +456,110 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads {
       );
       for (const o of res.Contents ?? []) {
         if (o.Key === undefined) continue;
-        yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
+        yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0), etag: o.ETag?.replace(/"/g, '') };
       }
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  /**
+   * A server-side copy when the source is a bucket this client can read, else a streamed PUT.
+   * Imported objects are audio files (MAX_AUDIO_FILE_SIZE, 100 MB at most), well under
+   * CopyObject's 5 GB limit for a single copy: no multipart copy (UploadPartCopy) is needed.
+   */
+  async importObject(spec: ImportSpec): Promise<void> {
+    if (spec.copyFrom) await this.copyIn(spec, spec.copyFrom);
+    else await this.putIn(spec);
+  }
+
+  private async copyIn(spec: ImportSpec, from: NonNullable<ImportSpec['copyFrom']>): Promise<void> {
+    const source = `${from.bucket}/${from.key}`;
+    const gone = (cause?: unknown): PortError =>
+      new PortError('not_found', 's3', `No source object ${source} to copy to ${spec.key}: it was deleted or moved. List the source again.`, { cause });
+    const changed = (cause?: unknown): PortError =>
+      new PortError('conflict', 's3', `Source object ${source} changed since it was listed (its ETag is no longer ${from.etag ?? '?'}). List the source again.`, { cause });
+    if (from.etag !== undefined) {
+      // S3 applies CopySourceIfMatch atomically; some S3-compatible servers (moto 5.2) ignore
+      // it, and this look first keeps the refusal there too.
+      let current: string | undefined;
+      try {
+        const res = await this.client.send(new HeadObjectCommand({ Bucket: from.bucket, Key: from.key }));
+        current = res.ETag?.replace(/"/g, '');
+      } catch (err) {
+        if (isNotFound(err instanceof PortError ? err.cause ?? err : err)) throw gone(err);
+        throw err;
+      }
+      if (current !== from.etag.replace(/"/g, '')) throw changed();
+    }
+    try {
+      await this.client.send(new CopyObjectCommand({
+        Bucket: this.bucket,
+        Key: spec.key,
+        CopySource: `${escapeUri(from.bucket)}/${encodeKey(from.key)}`,
+        CopySourceIfMatch: from.etag === undefined ? undefined : `"${from.etag.replace(/"/g, '')}"`,
+        // The source's own metadata (a legacy content type) must not come along.
+        MetadataDirective: 'REPLACE',
+        ContentType: spec.contentType,
+        ServerSideEncryption: SSE,
+      }));
+    } catch (err) {
+      const cause = err instanceof PortError ? err.cause ?? err : err;
+      if (isNotFound(cause)) throw gone(cause);
+      if (httpStatus(cause) === 412 || errorName(cause) === 'PreconditionFailed') throw changed(cause);
+      throw err;
+    }
+    const copied = await this.head(spec.key);
+    if (copied?.size !== spec.size) {
+      await this.delete(spec.key);
+      throw new PortError('conflict', 's3', `Copy of ${source} to ${spec.key} is ${copied?.size ?? 'missing'} bytes, not the ${spec.size} listed; it was removed. List the source again.`);
+    }
+  }
+
+  private async putIn(spec: ImportSpec): Promise<void> {
+    const mismatch = (got: string): PortError =>
+      new PortError('conflict', 's3', `Import of ${spec.key} got ${got} bytes, not the ${spec.size} announced; nothing was stored. Check the source.`);
+    let received = 0;
+    // The SDK pipes the body into the request without listening for its errors: a failed
+    // source (or a wrong count) aborts the request here instead. S3 stores a PUT only once
+    // all ContentLength bytes arrived, so an aborted one keeps nothing.
+    const abort = new AbortController();
+    let failure: unknown;
+    const fail = (err: unknown): void => {
+      failure ??= err;
+      abort.abort(err);
+    };
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        received += chunk.length;
+        if (received > spec.size) done(mismatch(`more than ${spec.size}`));
+        else done(null, chunk);
+      },
+      flush(done) {
+        done(received === spec.size ? null : mismatch(String(received)));
+      },
+    });
+    meter.on('error', fail);
+    const source = await spec.open();
+    source.on('error', (err) => {
+      fail(err);
+      meter.destroy(err);
+    });
+    try {
+      await this.client.send(new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: spec.key,
+        Body: source.pipe(meter),
+        // Known in advance, so the SDK sends one plain PUT (no chunked encoding, no checksum
+        // trailer, as requestChecksumCalculation WHEN_REQUIRED asks) that S3 holds to it.
+        ContentLength: spec.size,
+        ContentType: spec.contentType,
+        ServerSideEncryption: SSE,
+      }), { abortSignal: abort.signal });
+    } catch (err) {
+      throw failure ?? err;
+    } finally {
+      source.destroy();
+    }
   }
 
   async check(): Promise<void> {
