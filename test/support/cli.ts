@@ -58,3 +58,29 @@ export function runCli(dataDir: string, args: readonly string[], env: Record<str
     child.once('close', (code) => done({ code, stdout, stderr }));
   });
 }
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** Settles when the process is gone, however it ended (a kill -9 included). */
+  readonly done: Promise<CliRun>;
+}
+
+/**
+ * One CLI command left running, for tests that kill it midway: stdin closed (not a terminal),
+ * config from DATA_DIR and `env` only, like runCli.
+ */
+export function spawnCli(dataDir: string, args: readonly string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: dataDir, DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const done = new Promise<CliRun>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  return { child, done };
+}
