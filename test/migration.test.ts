@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compose, type Composition } from '../src/compose.ts';
 import { loadConfig } from '../src/config.ts';
@@ -116,12 +117,22 @@ describe('migrating a folder into the embedded default', () => {
     await repo.remove({ userId: 'bob', echoId: at('c').echoId });
     await toCopying(at('c'));
     await repo.createPending(await pendingLike(at('c')), { bytes: at('c').sourceSize, quotaBytes: 0, maxPendingUploads: 0 });
-    // d: ready, but the journal still says copying.
+    // d: ready, but the journal still says copying; and the kill fell between the record's move
+    // and its usage's (two writes on DynamoDB): the kept usage says one echo fewer.
     await toCopying(at('d'));
     // e: done (nothing to do).
 
+    const kept = await repo.getUsage('bob');
+    const db = new Database(join(work, 'data', 'echoes.sqlite'));
+    try {
+      db.prepare('UPDATE usage SET echoes = echoes - 1 WHERE user_id = ?').run('bob');
+    } finally {
+      db.close();
+    }
+    expect((await repo.getUsage('bob')).echoes).toBe(kept.echoes - 1);
+
     const again = await service.migrate(source, request());
-    expect(again).toMatchObject({ matched: 5, migrated: 4, alreadyDone: 1, problems: [] });
+    expect(again).toMatchObject({ matched: 5, migrated: 4, alreadyDone: 1, problems: [], usageRepaired: ['bob'] });
     const after = await entries();
     expect(after.map((e) => [e.sourceKey, e.echoId, e.state]).sort()).toEqual(done.map((e) => [e.sourceKey, e.echoId, 'done']).sort());
     expect(await readyEchoes('bob')).toBe(5);

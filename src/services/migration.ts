@@ -90,6 +90,8 @@ export interface MigrationResult {
   readonly failedChecks: number;
   /** Objects of this service's own layout met in the source (same bucket): left alone, never reported. */
   readonly ownKeys: number;
+  /** Users whose kept usage a killed run had left off their records, set right by this one. */
+  readonly usageRepaired: readonly string[];
 }
 
 export interface SourceComparison {
@@ -179,6 +181,7 @@ export class MigrationService {
       if (matched) counts.failedChecks += 1;
     };
 
+    const resumed = new Set<string>();
     // A run killed mid-copy leaves its temporary file (local store): gone before this run adds its own.
     if (!request.dryRun) await sweepLeftovers(this.store, { dryRun: false });
 
@@ -204,6 +207,7 @@ export class MigrationService {
         }
         const ref: MigrationRef = { userId: parts.userId, sourceId: source.sourceId(object.key) };
         const entry = await this.repo.getMigration(ref);
+        if (entry?.state === 'copying' && !request.dryRun) resumed.add(parts.userId);
         if (entry?.state === 'done') {
           counts.alreadyDone += 1;
           if (request.deleteSource && !request.dryRun && entry.sourceDeletedAt === null) {
@@ -248,7 +252,16 @@ export class MigrationService {
       }
     });
 
+    // A repository whose record and usage moves are two writes (DynamoDB) can be killed between
+    // them: the users of resumed entries are the only ones a killed run can have left with drift.
+    const usageRepaired: string[] = [];
+    for (const userId of [...resumed].sort()) {
+      const drift = await this.retryOutage(() => this.repo.reconcileUsage({ userId, fix: true }));
+      if (drift.length > 0) usageRepaired.push(userId);
+    }
+
     return {
+      usageRepaired,
       source: source.location,
       dryRun: request.dryRun,
       users: request.users ? [...request.users].sort() : null,

@@ -71,7 +71,7 @@ function resultJson(r: MigrationResult): Record<string, unknown> {
   }
   return {
     source: r.source, users: r.users, scanned: r.scanned, matched: r.matched, migrated: r.migrated, already_done: r.alreadyDone,
-    migrated_bytes: r.toMigrate.bytes, deleted_sources: r.deletedSources, problems,
+    migrated_bytes: r.toMigrate.bytes, deleted_sources: r.deletedSources, usage_repaired: r.usageRepaired, problems,
   };
 }
 
@@ -90,6 +90,9 @@ function summary(r: MigrationResult, pattern: LegacyPattern): string {
   if (r.dryRun && r.toMigrate.count > 0) {
     parts.push(`  by user:\n${table(Object.entries(tallyJson(r.byUser)).map(([k, t]) => [k, t.count, t.bytes]))}`);
     parts.push(`  by format:\n${table(Object.entries(tallyJson(r.byFormat)).map(([k, t]) => [k, t.count, t.bytes]))}`);
+  }
+  if (r.usageRepaired.length > 0) {
+    parts.push(`  usage set right from the records for ${r.usageRepaired.join(', ')} (an earlier run was stopped between a record and its usage)`);
   }
   if (r.problems.length > 0) {
     const lines = r.problems.slice(0, PROBLEMS_SHOWN).map((p) => `    ${p.key}: ${p.reason} (${p.message})`);
