@@ -157,7 +157,8 @@ async function runMigrate(flags: MigrateFlags): Promise<void> {
           return;
         }
       }
-      if (!flags.json && !flags.dryRun) process.stderr.write(`Migrating from ${source.location} to ${migration.backends}; audio decoding: ${migration.decoder}\n`);
+      // On stderr with --json too: a log then says what the run was, and the progress lines follow it.
+      process.stderr.write(`${flags.dryRun ? 'Planning a migration' : 'Migrating'} from ${source.location} to ${migration.backends}; audio decoding: ${migration.decoder}\n`);
       const progress = progressLine();
       let result: MigrationResult;
       try {
