@@ -289,6 +289,8 @@ export class MigrationService {
   ): Promise<{ kind: 'migrated' | 'already_done'; entry: MigrationEntry } | { kind: 'problem'; reason: MigrationProblemReason; message: string }> {
     const now = this.clock();
     let entry: MigrationEntry;
+    // Only an entry an earlier run began can have its copy stored already.
+    const resumed = 'state' in known;
     if ('state' in known && (known.sourceSize !== object.size || (known.sourceEtag !== null && object.etag !== undefined && known.sourceEtag !== object.etag))) {
       // Replaced in the source since a run died on it: start over with the object as it is now.
       await this.abandon(known);
@@ -338,7 +340,7 @@ export class MigrationService {
       }
     }
 
-    const stored = await this.store.head(entry.key);
+    const stored = resumed || record ? await this.store.head(entry.key) : undefined;
     if (stored?.size !== object.size) {
       try {
         await this.store.importObject({

@@ -60,7 +60,7 @@ async function verifyAgainstSource(flags: VerifyFlags): Promise<void> {
     return;
   }
   const config = loadConfig(environmentWithDotEnv());
-  const migration = await openMigration(config);
+  const migration = await openMigration(config, { checks: false });
   const sources = legacySourceOpener(config);
   try {
     const progress = progressReporter(!flags.json);

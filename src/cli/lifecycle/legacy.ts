@@ -114,15 +114,18 @@ export function legacySourceOpener(config: Config): { open: SourceOpener; close(
   };
 }
 
-/** The store, journal and checks of a migration, wired as `serve` wires uploads. */
-export async function openMigration(config: Config): Promise<{ service: MigrationService; backends: string; decoder: string; close(): Promise<void> }> {
+/**
+ * The store, journal and checks of a migration, wired as `serve` wires uploads. `checks: false`
+ * (verify --against-source, which only compares bytes) needs no decoder, so no ffmpeg either.
+ */
+export async function openMigration(config: Config, options: { checks?: boolean } = {}): Promise<{ service: MigrationService; backends: string; decoder: string; close(): Promise<void> }> {
   const { store, repo, backends, close } = await openBackends(config);
   if (!takesImports(store) || !keepsMigrationJournal(repo)) {
     await close();
     throw new Error(`${backends} cannot take migrated objects.`);
   }
   try {
-    const audio = await createAudioDecoder(config);
+    const audio = options.checks === false ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } }) : await createAudioDecoder(config);
     const echoes = new EchoService(store, repo, audio.probe, {
       maxAudioFileSize: config.maxAudioFileSize,
       maxAudioDurationSeconds: config.audio.maxDurationSeconds,
