@@ -239,11 +239,14 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     this.ready ??= (async () => {
       try {
         await mkdir(this.rootDir, { recursive: true, mode: DIR_MODE });
-        await Promise.all([this.objectsDir, this.metaDir, this.tmpDir, this.multipartDir].map(async (dir) => {
+        // Settled, not Promise.all: a failure must not leave the other folders being made after it was reported.
+        const made = await Promise.allSettled([this.objectsDir, this.metaDir, this.tmpDir, this.multipartDir].map(async (dir) => {
           await mkdir(dir, { recursive: true, mode: DIR_MODE });
           // Folders made by earlier versions were 0755.
           await chmod(dir, DIR_MODE);
         }));
+        const failed = made.find((m) => m.status === 'rejected');
+        if (failed) throw failed.reason;
         // DATA_DIR may be a folder the operator made (and owns); tightening it is a courtesy.
         await chmod(this.rootDir, DIR_MODE).catch(() => undefined);
       } catch (err) {

@@ -148,6 +148,7 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
   private readonly listPageSize: number;
   private readonly clock: () => Date;
   private base: UrlBase | undefined;
+  private readonly callTimeoutMs: number | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
@@ -168,6 +169,7 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new DeadlineHttpHandler({ connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout }),
     });
+    this.callTimeoutMs = options.callTimeoutMs;
     const deadline = options.callTimeoutMs === undefined ? undefined : { ms: options.callTimeoutMs, commands: S3_REQUEST_PATH_COMMANDS };
     reportPortErrors(this.client, 's3', this.where(), classifyS3, deadline);
     this.signer = new SignatureV4({
@@ -472,6 +474,20 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
     else await this.putIn(spec);
   }
 
+  /**
+   * An import moves the whole object, so it gets BACKEND_TIMEOUT_MS plus time for its bytes (at
+   * 2 MB/s, far below what S3 copies or takes): a store that stops answering is an outage the
+   * migration retries, not a run that hangs on the SDK's 30 s request timeout three times.
+   */
+  private importSignal(size: number): AbortSignal | undefined {
+    return this.callTimeoutMs === undefined ? undefined : AbortSignal.timeout(this.callTimeoutMs + Math.ceil(size / 2000));
+  }
+
+  private importTimedOut(err: unknown, signal: AbortSignal | undefined, what: string): unknown {
+    if (signal?.aborted !== true) return err;
+    return new PortError('unavailable', 's3', `${what} in ${this.where()} got no answer in time (BACKEND_TIMEOUT_MS plus 0.5 ms per KB); try again.`, { cause: err });
+  }
+
   private async copyIn(spec: ImportSpec, from: NonNullable<ImportSpec['copyFrom']>): Promise<void> {
     const source = `${from.bucket}/${from.key}`;
     const gone = (cause?: unknown): PortError =>
@@ -491,6 +507,7 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
       }
       if (current !== from.etag.replace(/"/g, '')) throw changed();
     }
+    const signal = this.importSignal(spec.size);
     try {
       await this.client.send(new CopyObjectCommand({
         Bucket: this.bucket,
@@ -501,12 +518,12 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
         MetadataDirective: 'REPLACE',
         ContentType: spec.contentType,
         ServerSideEncryption: SSE,
-      }));
+      }), { abortSignal: signal });
     } catch (err) {
       const cause = err instanceof PortError ? err.cause ?? err : err;
       if (isNotFound(cause)) throw gone(cause);
       if (httpStatus(cause) === 412 || errorName(cause) === 'PreconditionFailed') throw changed(cause);
-      throw err;
+      throw this.importTimedOut(err, signal, `CopyObject of ${source} to ${spec.key}`);
     }
     const copied = await this.head(spec.key);
     if (copied?.size !== spec.size) {
@@ -523,6 +540,8 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
     // source (or a wrong count) aborts the request here instead. S3 stores a PUT only once
     // all ContentLength bytes arrived, so an aborted one keeps nothing.
     const abort = new AbortController();
+    const deadline = this.importSignal(spec.size);
+    deadline?.addEventListener('abort', () => abort.abort(deadline.reason));
     let failure: unknown;
     const fail = (err: unknown): void => {
       failure ??= err;
@@ -556,7 +575,7 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
         ServerSideEncryption: SSE,
       }), { abortSignal: abort.signal });
     } catch (err) {
-      throw failure ?? err;
+      throw failure ?? this.importTimedOut(err, deadline, `PutObject of ${spec.key}`);
     } finally {
       source.destroy();
     }
