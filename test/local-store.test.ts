@@ -254,6 +254,9 @@ describe('local store URL expiry on an injected clock', () => {
     base = await app.listen({ host: '127.0.0.1', port: 0 });
   });
   afterAll(async () => {
+    // A refused upload's connection may still be open (keep-alive, or a body the client is still
+    // sending); close() would wait for it, as it did once on Node 24 in CI for the whole hook timeout.
+    app.server.closeAllConnections();
     await app.close();
     rmSync(root, { recursive: true, force: true });
   });
