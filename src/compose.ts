@@ -193,6 +193,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     urlExpiresInSeconds: config.presignedUrlExpiration,
     quotaBytes: config.quotaBytes,
     maxPendingUploads: config.maxPendingUploads,
+    allowUnsizedUploads: config.allowUnsizedUploads,
   }, clock, recorder);
   // Only playback goes through the CDN; uploads, erasure, export and cleanup stay on the store.
   const echoes = new EchoService(playback, repo, audio.probe, {

@@ -59,6 +59,8 @@ export interface Config {
   readonly quotaBytes: number;
   /** USER_MAX_PENDING_UPLOADS: upload URLs issued and not yet made echoes, per user; 0 = none. */
   readonly maxPendingUploads: number;
+  /** ALLOW_UNSIZED_UPLOADS: upload URLs without `file_size` on S3, whose bodies no signature bounds. */
+  readonly allowUnsizedUploads: boolean;
   /** CDN_*: playback URLs (`audio_url`) signed for CloudFront instead of presigned for S3; undefined = S3. */
   readonly cdn?: CdnConfig | undefined;
 }
@@ -293,6 +295,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     rateLimitWindowMs: 60_000,
     quotaBytes: int('USER_QUOTA_BYTES', 1073741824, 0, Number.MAX_SAFE_INTEGER),
     maxPendingUploads: int('USER_MAX_PENDING_UPLOADS', 100, 0, 1_000_000),
+    allowUnsizedUploads: bool('ALLOW_UNSIZED_UPLOADS'),
     metrics: {
       // On Lambda each instance would count alone, and nobody scrapes it: EMF carries the figures there.
       prometheus: oneOf('METRICS', ['on', 'off'] as const, str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'on' : 'off') === 'on',

@@ -62,6 +62,12 @@ export interface DeleteManyResult {
  */
 export interface ObjectStore {
   readonly name: string;
+  /**
+   * True when an upload URL that binds no length still refuses a body over `UploadSpec.maxBytes`
+   * (the local store counts bytes as they stream). A presigned S3 PUT binds no limit of its own:
+   * without a signed length it takes up to 5 GB.
+   */
+  readonly limitsUnsizedUploads: boolean;
   signUpload(spec: UploadSpec): Promise<SignedUpload>;
   /** A GET URL that supports HTTP Range. */
   signDownload(key: string, spec: DownloadSpec): Promise<string>;

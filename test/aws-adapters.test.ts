@@ -271,7 +271,7 @@ describe.skipIf(!withMotoApi)('DELETE /echoes/{id} while S3 is down (S3 on moto,
 
   it('answers 503 SERVICE_UNAVAILABLE with Retry-After and hides the echo', async () => {
     const alice = apiClient(srv.url, await srv.token('alice'));
-    const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+    const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: fixture('wav').length });
     expect(ticket.status, JSON.stringify(ticket.body)).toBe(200);
     const put = await fetch(ticket.body.upload_url, { method: 'PUT', headers: ticket.body.headers, body: fixture('wav') });
     expect(put.status, await put.text()).toBe(200);

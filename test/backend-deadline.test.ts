@@ -56,7 +56,7 @@ describe.skipIf(!withMoto)('a backend that accepts connections and never answers
   it('answers 503 SERVICE_UNAVAILABLE with Retry-After on every route, then serves again once the backend is back', async () => {
     const token = await srv.token('alice');
     const alice = apiClient(srv.url, token);
-    const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+    const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: fixture('wav').length });
     expect(ticket.status, JSON.stringify(ticket.body)).toBe(200);
     const put = await fetch(ticket.body.upload_url, { method: 'PUT', headers: ticket.body.headers, body: fixture('wav') });
     expect(put.status, await put.text()).toBe(200);
@@ -68,7 +68,7 @@ describe.skipIf(!withMoto)('a backend that accepts connections and never answers
       const answers = await Promise.all([
         call<ErrorBody>(token, 'GET', '/echoes'),
         call<ErrorBody>(token, 'GET', `/echoes/${id}`),
-        call<ErrorBody>(token, 'POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' }),
+        call<ErrorBody>(token, 'POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: 1000 }),
         call<ErrorBody>(token, 'DELETE', `/echoes/${id}`),
         call<ErrorBody>(token, 'GET', '/me/usage'),
       ]);

@@ -76,7 +76,7 @@ for (const backend of backends()) {
     });
 
     async function upload(ext: string, type: string, bytes: Uint8Array, extra: Record<string, unknown> = {}, client = alice): Promise<Ticket> {
-      const res = await client.call<Ticket>('POST', '/echoes/upload-url', { file_extension: ext, content_type: type, ...extra });
+      const res = await client.call<Ticket>('POST', '/echoes/upload-url', { file_extension: ext, content_type: type, file_size: bytes.length, ...extra });
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       const put = await putBytes(res.body, bytes);
       expect(put.status, await put.text()).toBe(200);
@@ -153,8 +153,56 @@ for (const backend of backends()) {
       expect(await srv.server.composition.repo.get({ userId: 'alice', echoId: ticket.echo_id })).toBeUndefined();
     });
 
+    it('binds every upload\'s size: file_size is required on S3, optional where the store counts bytes', async () => {
+      const onS3 = !srv.server.composition.store.limitsUnsizedUploads;
+      const dave = apiClient(srv.url, await srv.token('unsized-dave'));
+      const before = (await dave.call<{ pending_uploads: number }>('GET', '/me/usage')).body.pending_uploads;
+      const tooBig = Buffer.concat([fixture('wav'), Buffer.alloc(100_001)]);
+      for (const path of ['/echoes/upload-url', '/echoes/init-upload']) {
+        const res = await dave.call<ErrorBody & Ticket>('POST', path, { file_extension: 'wav', content_type: 'audio/wav' });
+        if (onS3) {
+          expect(res.status, JSON.stringify(res.body)).toBe(400);
+          expect(res.body.error.code).toBe('INVALID_REQUEST');
+          expect(res.body.error.message).toContain('file_size');
+        } else {
+          // The local store refuses a body over MAX_AUDIO_FILE_SIZE while it streams.
+          expect(res.status, JSON.stringify(res.body)).toBe(200);
+          expect((await putBytes(res.body, tooBig)).status).toBe(413);
+        }
+      }
+      // A refused request reserves nothing.
+      const after = (await dave.call<{ pending_uploads: number }>('GET', '/me/usage')).body.pending_uploads;
+      expect(after - before).toBe(onS3 ? 0 : 2);
+      // The format is still checked first: what a client can fix on any deployment.
+      expect((await dave.call<ErrorBody>('POST', '/echoes/upload-url', { file_extension: 'exe', content_type: 'audio/wav' })).body.error.code).toBe('UNSUPPORTED_FORMAT');
+    });
+
+    it('ALLOW_UNSIZED_UPLOADS=true issues unsized URLs for old clients; what arrives over the limit is refused and deleted', async () => {
+      const old = await startTestServer({ ...(await backend.env()), MAX_AUDIO_FILE_SIZE: '100000', ALLOW_UNSIZED_UPLOADS: 'true' });
+      try {
+        const erin = apiClient(old.url, await old.token('unsized-erin'));
+        const res = await erin.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+        const tooBig = Buffer.concat([fixture('wav'), Buffer.alloc(100_001)]);
+        const put = await putBytes(res.body, tooBig);
+        if (old.server.composition.store.limitsUnsizedUploads) {
+          expect(put.status).toBe(413);
+          return;
+        }
+        // The cost the README names: S3 takes the body, since no signature bounds it.
+        expect(new URL(res.body.upload_url).searchParams.get('X-Amz-SignedHeaders')).not.toContain('content-length');
+        expect(put.status).toBe(200);
+        const made = await erin.call<ErrorBody>('POST', '/echoes', { echo_id: res.body.echo_id });
+        expect(made.status).toBe(422);
+        expect(made.body.error.message).toMatch(/over the limit/);
+        expect(await old.server.composition.store.head(res.body.s3_key)).toBeUndefined();
+      } finally {
+        await old.close();
+      }
+    });
+
     it('answers the legacy endpoint with deprecation headers and the same body', async () => {
-      const res = await alice.call<Ticket>('POST', '/echoes/init-upload', { file_extension: 'wav', content_type: 'audio/wav' });
+      const res = await alice.call<Ticket>('POST', '/echoes/init-upload', { file_extension: 'wav', content_type: 'audio/wav', file_size: 1000 });
       expect(res.status).toBe(200);
       expect(res.headers.get('deprecation')).toBe('true');
       expect(res.headers.get('link')).toBe('</echoes/upload-url>; rel="successor-version"');
@@ -174,7 +222,7 @@ for (const backend of backends()) {
     });
 
     it('tells apart an unknown upload, a missing upload and another user\'s upload', async () => {
-      const res = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+      const res = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: 1000 });
       const early = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: res.body.echo_id });
       expect(early.status).toBe(409);
       expect(early.body.error.code).toBe('UPLOAD_INCOMPLETE');
@@ -208,7 +256,7 @@ for (const backend of backends()) {
         ids.push(t.echo_id);
       }
       // A pending upload never shows in the list.
-      await carol.call('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+      await carol.call('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: 1000 });
       const seen: string[] = [];
       let cursor: string | null = null;
       do {

@@ -461,7 +461,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
           Condition: { StringEquals: { 'AWS:SourceArn': `arn:{AWS::Partition}:cloudfront::{AWS::AccountId}:distribution/{${prod.id(prod.stack.cdn!.distribution)}}` } },
         },
       ]);
-      expect(statements.filter((st) => st.Effect === 'Deny').map((st) => st.Sid ?? 'tls').sort()).toEqual(['DenyUploadsWithWrongEncryption', 'DenyUploadsWithoutEncryptionHeader', 'tls']);
+      expect(statements.filter((st) => st.Effect === 'Deny').map((st) => st.Sid ?? 'tls').sort()).toEqual(['DenyUploadsWithOtherEncryption', 'tls']);
     });
   });
 });

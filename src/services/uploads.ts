@@ -14,6 +14,11 @@ export interface UploadSettings {
   readonly quotaBytes?: number | undefined;
   /** USER_MAX_PENDING_UPLOADS; 0 or left out = none. */
   readonly maxPendingUploads?: number | undefined;
+  /**
+   * ALLOW_UNSIZED_UPLOADS: issue URLs without `file_size` even where storage cannot bound the body
+   * (S3). Such a URL stores up to 5 GB until the echo is refused or cleanup removes it.
+   */
+  readonly allowUnsizedUploads?: boolean | undefined;
 }
 
 /** What `GET /me/usage` answers. */
@@ -137,6 +142,11 @@ export class UploadService {
   async issue(userId: string, request: UploadRequest): Promise<UploadTicket> {
     const now = this.clock();
     const { format, contentType, echoId, key } = newUpload(userId, request, this.settings.maxAudioFileSize, this.random, now);
+    // After the format checks, so a client learns first what it can fix in any deployment.
+    if (request.fileSize === undefined && !this.store.limitsUnsizedUploads && this.settings.allowUnsizedUploads !== true) {
+      throw new AppError('INVALID_REQUEST',
+        'file_size is required: send the size of the file in bytes, so the upload URL can bind it.');
+    }
     const expiresIn = this.settings.urlExpiresInSeconds;
     const expiresAt = new Date(now.getTime() + expiresIn * 1000);
     const record = pendingRecord({

@@ -31,10 +31,12 @@ function encodeKeyPath(key: string): string {
  */
 export class CloudFrontPlaybackStore implements ObjectStore {
   readonly name: string;
+  readonly limitsUnsizedUploads: boolean;
   private readonly clock: () => Date;
 
   constructor(private readonly origin: ObjectStore, private readonly options: CloudFrontPlaybackOptions) {
     this.name = `${origin.name} via cloudfront`;
+    this.limitsUnsizedUploads = origin.limitsUnsizedUploads;
     this.clock = options.clock ?? (() => new Date());
   }
 

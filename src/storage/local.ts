@@ -209,6 +209,7 @@ function processAlive(pid: number): boolean {
  */
 export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectImports {
   readonly name = 'local';
+  readonly limitsUnsizedUploads = true;
   private readonly rootDir: string;
   private readonly objectsDir: string;
   private readonly metaDir: string;

@@ -139,6 +139,7 @@ const S3_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
 
 export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImports {
   readonly name = 's3';
+  readonly limitsUnsizedUploads = false;
   readonly bucket: string;
   readonly region: string;
   readonly endpoint: string | undefined;

@@ -55,7 +55,7 @@ export type Location = Static<typeof LocationSchema>;
 export const UploadUrlRequestSchema = Type.Object({
   file_extension: Type.String({ minLength: 1, maxLength: 32, description: 'webm, wav, mp3, m4a, ogg, flac or aac' }),
   content_type: Type.String({ minLength: 1, maxLength: 200, description: 'e.g. audio/webm or audio/webm;codecs=opus' }),
-  file_size: Type.Optional(Type.Integer({ minimum: 1, description: 'bytes; when given, the URL binds it' })),
+  file_size: Type.Optional(Type.Integer({ minimum: 1, description: 'bytes; the URL binds it. Required on S3 (unless ALLOW_UNSIZED_UPLOADS=true), optional on the local store' })),
   checksum_sha256: Type.Optional(Type.String({ maxLength: 64, description: 'base64 SHA-256 of the bytes; when given, the URL binds it' })),
 }, strict);
 export type UploadUrlRequest = Static<typeof UploadUrlRequestSchema>;
