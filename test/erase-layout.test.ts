@@ -1,11 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readdirSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signDevToken } from '../src/auth/tokens.ts';
+import { loadConfig } from '../src/config.ts';
 import { uuidV7 } from '../src/domain/ids.ts';
 import { objectKey } from '../src/domain/keys.ts';
 import { takesImports, takesMultipart, type ObjectStore } from '../src/ports.ts';
+import { createServer, loggerOptions } from '../src/server.ts';
 import type { ErasureReceipt } from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from './support/api.ts';
 import { backends } from './support/backends.ts';
@@ -157,3 +161,30 @@ for (const backend of backends()) {
     });
   });
 }
+
+describe('DELETE /me names each key it keeps in the log', () => {
+  it('one warn line per kept key, with the key', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'echoes-erase-log-'));
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const { app, composition } = await createServer(loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'info' }), { ...(loggerOptions('info') as object), stream });
+    try {
+      const kept = 'logan/old-recorder/take-1.wav';
+      await putForeign(composition.store, kept, fixture('wav'));
+      const token = await signDevToken(dataDir, 'logan');
+      const res = await app.inject({ method: 'DELETE', url: '/me', headers: { authorization: `Bearer ${token}` } });
+      expect(res.statusCode, res.body).toBe(200);
+      expect((JSON.parse(res.body) as ErasureReceipt).skipped_objects).toBe(1);
+      const warned = lines.map((l) => JSON.parse(l) as { level: number; key?: string; msg?: string }).filter((e) => e.level === 40);
+      expect(warned).toMatchObject([{ key: kept, msg: expect.stringMatching(/kept/) as unknown }]);
+    } finally {
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
