@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   AppError, assertChecksum, assertContentTypeMatches, assertDeclaredSize, decodeCursor, echoIdLowerBound, echoIdTime,
-  echoIdUpperBound, encodeCursor, formatForExtension, inspectStoredObject, isEchoId, isSafeUserId, listBounds,
+  echoIdUpperBound, encodeCursor, formatForExtension, inspectStoredObject, isEchoId, isEchoKeyOf, isSafeUserId, listBounds,
   objectKey, parseContentType, parseDateBound, parseObjectKey, sniffMatches, uuidV7,
 } from '../src/domain/index.ts';
 import { audiowaveformJson, decodePeaks, encodePeaks, resamplePeaks } from '../src/domain/waveform.ts';
@@ -77,6 +77,17 @@ describe('ids and keys', () => {
     expect(key).toBe(`user123/2025/06/28/${id}.webm`);
     expect(parseObjectKey(key)).toEqual({ userId: 'user123', echoId: id, extension: 'webm' });
     expect(parseObjectKey('elsewhere/readme.txt')).toBeUndefined();
+  });
+
+  it('parses only keys the service can have written: erasure and cleanup delete nothing else', () => {
+    const id = uuidV7(Date.UTC(2024, 0, 1), new Uint8Array(10));
+    expect(isEchoKeyOf(`audio/2024/01/01/${id}.wav`, 'audio')).toBe(true);
+    expect(isEchoKeyOf(`audio/2024/01/01/${id}.wav`, 'Audio')).toBe(false);
+    for (const foreign of [
+      'audio/alice/x.wav', 'audio/2024/01/01/not-a-uuid.wav', `audio/2024/01/01/${id}.xyz`, `audio/2024/01/01/${id}.WAV`,
+      'audio/2024/01/01/3f2504e0-4f89-41d3-9a0c-0305e82c3301.wav', `audio/2024/13/01/${id}.wav`, `audio/2024/00/01/${id}.wav`,
+      `audio/2024/01/32/${id}.wav`, `audio/2024/01/01/${id}.wav/x`, `audio/x/2024/01/01/${id}.wav`, `audio/2024/01/01/${id.toUpperCase()}.wav`,
+    ]) expect(parseObjectKey(foreign), foreign).toBeUndefined();
   });
 
   it('accepts only safe user ids', () => {

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NO_USAGE } from '../src/ports.ts';
+import { NO_USAGE, takesImports } from '../src/ports.ts';
 import { CleanupService } from '../src/services/cleanup.ts';
 import type { ErasureReceipt, ErrorBody } from '../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from './support/api.ts';
@@ -59,7 +60,7 @@ for (const backend of backends()) {
       const bytes = [...made, uploadedOnly].reduce((n, e) => n + e.bytes.length, 0);
       expect(receipt.body).toMatchObject({
         user_id: 'erase-alice', deleted_echoes: 3, deleted_pending: 2, deleted_objects: 4, deleted_bytes: bytes,
-        remaining_objects: 0, remaining_records: 0,
+        remaining_objects: 0, remaining_records: 0, skipped_objects: 0,
       });
       expect(Math.abs(Date.parse(receipt.body.completed_at) - Date.now())).toBeLessThan(60_000);
 
@@ -150,9 +151,16 @@ describe('echoes-storage erase-user', () => {
     const ticket = (await dave.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: bytes.length })).body;
     await putBytes(ticket, bytes);
     expect((await dave.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
+    // Another tool's file under the same name: not an echo key, so kept and named.
+    const store = srv.server.composition.store;
+    if (!takesImports(store)) throw new Error('imports expected');
+    const foreign = 'dave/notes/todo.txt';
+    await store.importObject({ key: foreign, contentType: 'text/plain', size: 4, open: async () => Readable.from([Buffer.from('todo')]) });
 
     const dry = await cli(['erase-user', 'dave', '--dry-run', '--json']);
-    expect(JSON.parse(dry.stdout)).toEqual({ user_id: 'dave', dry_run: true, echoes: 1, pending_uploads: 0, objects: 1, bytes: bytes.length });
+    expect(JSON.parse(dry.stdout)).toEqual({ user_id: 'dave', dry_run: true, echoes: 1, pending_uploads: 0, objects: 1, bytes: bytes.length, skipped_objects: 1 });
+    const dryText = await cli(['erase-user', 'dave', '--dry-run']);
+    expect(dryText.stdout).toMatch(/1 other object under dave\/ \(not echo keys\) would be kept/);
     expect((await dave.call('GET', `/echoes/${ticket.echo_id}`)).status).toBe(200);
 
     const refused = await cli(['erase-user', 'dave']);
@@ -162,7 +170,9 @@ describe('echoes-storage erase-user', () => {
     const done = await cli(['erase-user', 'dave', '--yes', '--json']);
     expect(done.code, done.stderr).toBe(0);
     const receipt = JSON.parse(done.stdout) as ErasureReceipt;
-    expect(receipt).toMatchObject({ user_id: 'dave', deleted_echoes: 1, deleted_pending: 0, deleted_objects: 1, deleted_bytes: bytes.length, remaining_objects: 0, remaining_records: 0 });
+    expect(receipt).toMatchObject({ user_id: 'dave', deleted_echoes: 1, deleted_pending: 0, deleted_objects: 1, deleted_bytes: bytes.length, remaining_objects: 0, remaining_records: 0, skipped_objects: 1 });
+    expect(done.stderr).toContain(`erase-user: kept ${foreign}: not an echo key of dave`);
+    expect((await store.head(foreign))?.size).toBe(4);
     expect((await dave.call('GET', `/echoes/${ticket.echo_id}`)).status).toBe(404);
 
     const bad = await cli(['erase-user', '../etc', '--yes']);

@@ -1,4 +1,6 @@
 import { AppError } from './errors.ts';
+import { AUDIO_FORMATS } from './formats.ts';
+import { isEchoId } from './ids.ts';
 
 const USER_ID_RE = /^[A-Za-z0-9._@|-]{1,128}$/;
 
@@ -28,10 +30,26 @@ export interface ParsedKey {
 }
 
 const KEY_RE = /^([A-Za-z0-9._@|-]{1,128})\/(\d{4})\/(\d{2})\/(\d{2})\/([0-9a-f-]{36})\.([a-z0-9]{1,10})$/;
+const EXTENSIONS: ReadonlySet<string> = new Set(AUDIO_FORMATS.map((f) => f.extension));
 
-/** Reads a key back; undefined for anything that is not of the layout (foreign objects). */
+/**
+ * Reads a key back; undefined for anything the service cannot have written (foreign objects):
+ * a known format's extension, an echo id, a real month and day. Erasure and cleanup delete
+ * only what parses, so this is the line between the users' echoes and everything else.
+ */
 export function parseObjectKey(key: string): ParsedKey | undefined {
   const m = KEY_RE.exec(key);
   if (!m || !isSafeUserId(m[1])) return undefined;
-  return { userId: m[1] as string, echoId: m[5] as string, extension: m[6] as string };
+  const month = Number(m[3]);
+  const day = Number(m[4]);
+  if (month < 1 || month > 12 || day < 1 || day > 31) return undefined;
+  const echoId = m[5] as string;
+  const extension = m[6] as string;
+  if (!isEchoId(echoId) || !EXTENSIONS.has(extension)) return undefined;
+  return { userId: m[1] as string, echoId, extension };
+}
+
+/** True when the key is one of this user's echo keys: the exact user id, byte for byte. */
+export function isEchoKeyOf(key: string, userId: string): boolean {
+  return parseObjectKey(key)?.userId === userId;
 }

@@ -66,6 +66,7 @@ export function erasureReceiptJson(r: Receipt): ErasureReceipt {
     deleted_bytes: r.deletedBytes,
     remaining_objects: r.remainingObjects,
     remaining_records: r.remainingRecords,
+    skipped_objects: r.skippedObjects,
     completed_at: r.completedAt.toISOString(),
   };
 }

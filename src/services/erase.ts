@@ -1,6 +1,6 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
-import { assertSafeUserId } from '../domain/keys.ts';
+import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf, errorMessage, mapLimit } from './lifecycle/common.ts';
 
@@ -11,10 +11,13 @@ export interface ErasureReceipt {
   readonly deletedEchoes: number;
   /** Upload URLs issued and never made echoes. */
   readonly deletedPending: number;
-  /** Every object removed under the user's prefix, uploads never made echoes included. */
+  /** Every echo object of the user removed, uploads never made echoes included. */
   readonly deletedObjects: number;
   readonly deletedBytes: number;
+  /** Echo objects of the user still there after the erase (0 on success). */
   readonly remainingObjects: number;
+  /** Objects under the user's prefix that are not echo keys (old audio, other tools' files): kept. */
+  readonly skippedObjects: number;
   readonly remainingRecords: number;
   readonly completedAt: Date;
 }
@@ -26,10 +29,14 @@ export interface ErasurePlan {
   readonly pending: number;
   readonly objects: number;
   readonly bytes: number;
+  /** Objects under the prefix outside the echo layout, which the erase keeps. */
+  readonly skipped: number;
 }
 
 export interface EraseOptions {
   readonly onProgress?: ((progress: { phase: 'records' | 'objects'; done: number }) => void) | undefined;
+  /** Each object kept because its key is not one of the user's echo keys, once per erase: callers log it. */
+  readonly onSkipped?: ((key: string) => void) | undefined;
 }
 
 /** Passes over the prefix: an upload PUT during the erase may land after a listing. */
@@ -39,9 +46,13 @@ const prefixOf = (userId: string): string => `${userId}/`;
 
 /**
  * Erases a user's data (GDPR art. 17): pending uploads first, so that no upload URL issued before
- * the erase can become an echo after it; then every object under the user's prefix; then the
- * echo records; then it lists and scans again and says what is left (nothing, or a 503 to
- * repeat). Safe to repeat: each run removes whatever the previous one left.
+ * the erase can become an echo after it; then the user's echo objects; then the echo records;
+ * then it lists and scans again and says what is left (nothing, or a 503 to repeat). Safe to
+ * repeat: each run removes whatever the previous one left.
+ *
+ * Only keys that parse as the user's echo keys are touched. A user id is a token's `sub`, any
+ * word: `audio/` may hold everyone's legacy audio waiting for `migrate`, so whatever else is
+ * under the prefix is kept and reported, never deleted.
  */
 export class EraseService {
   constructor(
@@ -63,11 +74,16 @@ export class EraseService {
     }
     let objects = 0;
     let bytes = 0;
+    let skipped = 0;
     for await (const o of this.store.list(prefixOf(userId))) {
+      if (!isEchoKeyOf(o.key, userId)) {
+        skipped++;
+        continue;
+      }
       objects++;
       bytes += o.size;
     }
-    return { userId, echoes, pending, objects, bytes };
+    return { userId, echoes, pending, objects, bytes, skipped };
   }
 
   async erase(userId: string, options: EraseOptions = {}): Promise<ErasureReceipt> {
@@ -86,11 +102,13 @@ export class EraseService {
     let deletedObjects = 0;
     let deletedBytes = 0;
     let remainingObjects = 0;
+    let skippedObjects = 0;
     for (let pass = 0; pass < MAX_PASSES; pass++) {
-      const removed = await this.deletePrefix(userId, (done) => options.onProgress?.({ phase: 'objects', done: deletedObjects + done }));
+      const onDeleted = (done: number): void => options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
+      const removed = await this.deleteEchoObjects(userId, onDeleted, pass === 0 ? options.onSkipped : undefined);
       deletedObjects += removed.objects;
       deletedBytes += removed.bytes;
-      remainingObjects = await this.countObjects(userId);
+      ({ remaining: remainingObjects, skipped: skippedObjects } = await this.countObjects(userId));
       if (remainingObjects === 0) break;
     }
 
@@ -126,6 +144,7 @@ export class EraseService {
       deletedBytes,
       remainingObjects,
       remainingRecords,
+      skippedObjects,
       completedAt: this.clock(),
     };
   }
@@ -133,11 +152,17 @@ export class EraseService {
   private async abortMultipart(userId: string): Promise<void> {
     const store = this.store;
     if (!takesMultipart(store)) return;
-    for await (const upload of store.listMultipart(prefixOf(userId))) await store.abortMultipart(upload.key, upload.uploadId);
+    for await (const upload of store.listMultipart(prefixOf(userId))) {
+      if (isEchoKeyOf(upload.key, userId)) await store.abortMultipart(upload.key, upload.uploadId);
+    }
   }
 
-  /** Deletes every object under the prefix, page by page, as it lists. */
-  private async deletePrefix(userId: string, onDeleted: (done: number) => void): Promise<{ objects: number; bytes: number }> {
+  /** Deletes the user's echo objects, page by page, as it lists; tells `onSkipped` of every other key. */
+  private async deleteEchoObjects(
+    userId: string,
+    onDeleted: (done: number) => void,
+    onSkipped: ((key: string) => void) | undefined,
+  ): Promise<{ objects: number; bytes: number }> {
     let objects = 0;
     let bytes = 0;
     let batch: { key: string; size: number }[] = [];
@@ -157,6 +182,10 @@ export class EraseService {
     };
     try {
       for await (const o of this.store.list(prefixOf(userId))) {
+        if (!isEchoKeyOf(o.key, userId)) {
+          onSkipped?.(o.key);
+          continue;
+        }
         batch.push({ key: o.key, size: o.size });
         if (batch.length >= DELETE_BATCH) await flush();
       }
@@ -168,10 +197,14 @@ export class EraseService {
     return { objects, bytes };
   }
 
-  private async countObjects(userId: string): Promise<number> {
-    let n = 0;
-    for await (const _object of this.store.list(prefixOf(userId))) n++;
-    return n;
+  private async countObjects(userId: string): Promise<{ remaining: number; skipped: number }> {
+    let remaining = 0;
+    let skipped = 0;
+    for await (const o of this.store.list(prefixOf(userId))) {
+      if (isEchoKeyOf(o.key, userId)) remaining++;
+      else skipped++;
+    }
+    return { remaining, skipped };
   }
 
   private async countRecords(userId: string): Promise<number> {

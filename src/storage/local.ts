@@ -6,6 +6,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, PortError } from '../domain/errors.ts';
 import { MAX_MULTIPART_FILE_SIZE, MAX_PARTS, MIN_PART_SIZE } from '../domain/multipart.ts';
+import { intoFolder, isExactFolder, pruneEmptyFolders } from './local-folders.ts';
 import type {
   DeleteManyResult,
   DownloadSpec,
@@ -454,20 +455,20 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     const finalPath = this.objectPath(key);
     try {
       await this.writeMeta(key, contentType);
-      await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
     } catch (err) {
       throw diskFailure(err);
     }
+    // intoFolder: a delete of the folder's last other object may remove the folder meanwhile.
     if (alreadyThere === 'replace') {
       try {
-        await rename(tmpPath, finalPath);
+        await intoFolder(dirname(finalPath), () => rename(tmpPath, finalPath));
       } catch (err) {
         throw diskFailure(err);
       }
       return;
     }
     try {
-      await link(tmpPath, finalPath);
+      await intoFolder(dirname(finalPath), () => link(tmpPath, finalPath));
     } catch (err) {
       if (isErrno(err, 'EEXIST')) throw alreadyThere();
       throw diskFailure(err);
@@ -716,13 +717,12 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
   /** Written aside and renamed into place: a reader never sees half a content type. */
   private async writeMeta(key: string, contentType: string): Promise<void> {
     const metaPath = this.metaPath(key);
-    await mkdir(dirname(metaPath), { recursive: true, mode: DIR_MODE });
     const asideName = `${process.pid}-${randomUUID()}`;
     const aside = join(this.tmpDir, asideName);
     this.active.add(asideName);
     try {
       await writeFile(aside, contentType, { flag: 'wx', mode: FILE_MODE });
-      await rename(aside, metaPath);
+      await intoFolder(dirname(metaPath), () => rename(aside, metaPath));
     } finally {
       await rm(aside, { force: true }).catch(() => undefined);
       this.active.delete(asideName);
@@ -831,6 +831,9 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     } catch (err) {
       throw diskFailure(err);
     }
+    // Empty folders name the user and the days they recorded on: they go with the last object.
+    const folders = key.split('/').slice(0, -1);
+    await Promise.all([pruneEmptyFolders(this.objectsDir, folders), pruneEmptyFolders(this.metaDir, folders)]);
   }
 
   async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
@@ -852,6 +855,11 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     const dirKey = cut < 0 ? '' : prefix.slice(0, cut);
     if (dirKey && !isSafeKey(dirKey)) return;
     await this.init();
+    try {
+      if (dirKey && !(await isExactFolder(this.objectsDir, dirKey.split('/')))) return;
+    } catch (err) {
+      throw diskFailure(err);
+    }
     yield* this.walk(dirKey, prefix);
   }
 

@@ -239,10 +239,11 @@ export const ErasureReceiptSchema = Type.Object({
   user_id: Type.String(),
   deleted_echoes: Type.Integer(),
   deleted_pending: Type.Integer(),
-  deleted_objects: Type.Integer({ description: 'every object removed, uploads never made echoes included' }),
+  deleted_objects: Type.Integer({ description: 'every echo object removed, uploads never made echoes included' }),
   deleted_bytes: Type.Integer(),
-  remaining_objects: Type.Integer(),
+  remaining_objects: Type.Integer({ description: 'echo objects still there: 0' }),
   remaining_records: Type.Integer(),
+  skipped_objects: Type.Integer({ description: 'objects under the user id that are not echo keys (such as legacy audio waiting for migrate): kept, not erased' }),
   completed_at: Type.String({ format: 'date-time' }),
 });
 export type ErasureReceipt = Static<typeof ErasureReceiptSchema>;

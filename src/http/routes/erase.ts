@@ -8,9 +8,14 @@ export async function eraseRoutes(app: FastifyInstance, services: { erase: Erase
   app.delete<{ Querystring: NoQuery; Reply: ErasureReceipt | ErrorBody }>('/me', {
     schema: {
       tags: ['me'], security: [{ bearerAuth: [] }],
-      summary: 'Erase all your echoes, pending uploads and audio; answers a receipt (safe to repeat)',
+      summary: 'Erase all your echoes, pending uploads and their audio; answers a receipt (safe to repeat)',
       querystring: NoQuerySchema,
       response: { 200: ErasureReceiptSchema, 400: ErrorBodySchema, 401: ErrorBodySchema, 500: ErrorBodySchema, 503: ErrorBodySchema },
     },
-  }, async (request) => erasureReceiptJson(await services.erase.erase(request.userId)));
+  }, async (request) => {
+    const userId = request.userId;
+    // The operator's trace of what the erase kept, so a leftover can be explained (or migrated).
+    const onSkipped = (key: string): void => request.log.warn({ key }, 'erase kept an object that is not an echo key of the user');
+    return erasureReceiptJson(await services.erase.erase(userId, { onSkipped }));
+  });
 }
