@@ -101,8 +101,8 @@ export function buildComposedApp(
   });
 }
 
-export async function startServer(config: Config): Promise<RunningServer> {
-  const { app, composition } = await createServer(config);
+export async function startServer(config: Config, logger?: FastifyServerOptions['logger']): Promise<RunningServer> {
+  const { app, composition } = await createServer(config, logger);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

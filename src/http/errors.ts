@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { AppError, isAppError, isPortError, type ErrorCode } from '../domain/errors.ts';
+import { AppError, backendRole, isAppError, isPortError, type BackendRole, type ErrorCode } from '../domain/errors.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
 
 export type { ErrorBody };
@@ -68,6 +68,14 @@ const PLUGIN_STATUS_CODES: Readonly<Record<number, ErrorCode>> = {
   416: 'RANGE_NOT_SATISFIABLE',
 };
 
+/**
+ * What a public answer says about a backend that failed: its role only. The bucket, table,
+ * endpoint, path and the backend's own words are the log's (under the request id), never the client's.
+ */
+export function unavailableMessage(role: BackendRole | undefined): string {
+  return `The ${role ?? 'storage or metadata'} backend did not answer; try again in a moment.`;
+}
+
 export interface ErrorResponse {
   readonly status: number;
   readonly body: ErrorBody;
@@ -85,7 +93,7 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
   if (isPortError(err, 'unavailable')) {
     return {
       status: 503,
-      body: errorBody('SERVICE_UNAVAILABLE', `Storage or metadata did not answer (${err.backend}); try again in a moment.`),
+      body: errorBody('SERVICE_UNAVAILABLE', unavailableMessage(backendRole(err.backend))),
       headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
       log: 'outage',
     };
