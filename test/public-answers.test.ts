@@ -91,6 +91,10 @@ for (const backend of backends()) {
         await srv.server.composition.repo.close();
       }
 
+      const health = await ask(`${srv.url}/health`);
+      expect(health.status).toBe(200);
+      for (const secret of secrets().filter((x) => x !== 'dynamodb' && x !== 'sqlite')) expect(health.text).not.toContain(secret);
+
       const ready = await ask(`${srv.url}/health/ready`, { headers: { 'x-request-id': 'trace-ready-1' } });
       expectPublic503(ready, /storage/, secrets());
       expect(JSON.parse(ready.text)).toMatchObject({ status: 'unavailable', storage: 'unavailable', metadata: 'unavailable', error: { code: 'SERVICE_UNAVAILABLE' } });
