@@ -62,6 +62,11 @@ export interface DeleteManyResult {
  */
 export interface ObjectStore {
   readonly name: string;
+  /**
+   * The origin (scheme, host, port) its signed upload URLs point at, and its download URLs
+   * unless a CDN serves playback: the recorder page's Content-Security-Policy opens it.
+   */
+  urlOrigin(): string;
   signUpload(spec: UploadSpec): Promise<SignedUpload>;
   /** A GET URL that supports HTTP Range. */
   signDownload(key: string, spec: DownloadSpec): Promise<string>;

@@ -47,13 +47,26 @@ const ui = {
 
 const SUPPORTED = 'webm, wav, mp3, m4a, ogg, flac or aac';
 
-/** ?api= wins, then the last API used here, then this page's own origin. */
-function initialApiBase(): string {
-  const fromQuery = new URLSearchParams(location.search).get('api');
-  return (fromQuery || localStorage.getItem('echoes.api') || location.origin).replace(/\/+$/, '');
+const API_KEY = 'echoes.api';
+
+/** An http(s) URL as an API base (origin and path, no trailing slash); undefined for anything else. */
+function httpBase(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  return (url.origin + url.pathname).replace(/\/+$/, '');
 }
 
-let client = new EchoesClient({ baseUrl: initialApiBase(), uploader: xhrUploader });
+/** The API chosen here before (a link's ?api= only once the user said yes), else this page's origin. */
+function savedApiBase(): string {
+  return httpBase(localStorage.getItem(API_KEY) ?? '') ?? location.origin;
+}
+
+let client = new EchoesClient({ baseUrl: savedApiBase(), uploader: xhrUploader });
 let take: Take | undefined;
 let nextCursor: string | null = null;
 let busy = false;
@@ -138,8 +151,41 @@ function signOut(): void {
 function setApiBase(base: string): void {
   client = new EchoesClient({ baseUrl: base, uploader: xhrUploader });
   ui.apiBase.value = client.baseUrl;
-  if (client.baseUrl === location.origin) localStorage.removeItem('echoes.api');
-  else localStorage.setItem('echoes.api', client.baseUrl);
+  if (client.baseUrl === location.origin) localStorage.removeItem(API_KEY);
+  else localStorage.setItem(API_KEY, client.baseUrl);
+}
+
+/**
+ * A link's ?api= is a request, not a setting: whoever wrote the link chose it, and the token
+ * and recordings go there. Anything but http(s) is refused; another API than the one in use is
+ * used (and kept) only once the user says yes.
+ */
+function apiFromLink(): void {
+  const params = new URLSearchParams(location.search);
+  const given = params.get('api');
+  if (given === null) return;
+  // Answered once: a reload does not ask again.
+  params.delete('api');
+  const rest = params.toString();
+  history.replaceState(null, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
+  const base = httpBase(given);
+  if (base === undefined) {
+    ui.error.textContent = `The link's API address (?api=) was refused: only http:// and https:// URLs can be an API. Still using the API at ${client.baseUrl}.`;
+    ui.error.hidden = false;
+    return;
+  }
+  if (base === client.baseUrl) return;
+  // Back to the server that served this page: no one new gets anything.
+  if (base === location.origin) {
+    setApiBase(base);
+    return;
+  }
+  if (confirm(`This link asks the page to use the API at ${base}. Your token and recordings would be sent there. Use it?`)) {
+    setApiBase(base);
+    say(`Using the API at ${base}.`);
+  } else {
+    say(`Kept the API at ${client.baseUrl}.`);
+  }
 }
 
 // ---- echoes list ----
@@ -450,13 +496,12 @@ ui.tokenForm.addEventListener('submit', (event) => {
 ui.apiForm.addEventListener('submit', (event) => {
   event.preventDefault();
   clearError();
-  try {
-    const url = new URL(ui.apiBase.value);
-    setApiBase(url.origin + url.pathname);
-  } catch {
+  const base = httpBase(ui.apiBase.value);
+  if (base === undefined) {
     showError(new Error('enter an http:// or https:// URL.'), 'Changing the API');
     return;
   }
+  setApiBase(base);
   signOut();
   const saved = localStorage.getItem(tokenKey());
   if (saved) void useToken(saved);
@@ -472,6 +517,7 @@ ui.uploadForm.addEventListener('submit', (event) => {
 ui.refresh.addEventListener('click', () => void loadEchoes(true).then(() => say('List refreshed.')));
 ui.more.addEventListener('click', () => void loadEchoes(false));
 
+apiFromLink();
 ui.apiBase.value = client.baseUrl;
 document.documentElement.dataset.ready = 'true';
 const savedToken = localStorage.getItem(tokenKey());

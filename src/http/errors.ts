@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AppError, backendRole, isAppError, isPortError, type BackendRole, type ErrorCode } from '../domain/errors.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
+import { NOSNIFF_HEADER } from './page-policy.ts';
 
 export type { ErrorBody };
 
@@ -205,7 +206,7 @@ function writeRaw(socket: Duplex, status: number, reason: string, code: ErrorCod
   const body = JSON.stringify(errorBody(code, message));
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`
-      + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      + `X-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy();
 }
@@ -220,7 +221,9 @@ export function answerRefusedConnections(server: Server): void {
   });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const body = JSON.stringify(errorBody('INVALID_REQUEST', `The Expect header "${String(req.headers.expect)}" is not supported; send Expect: 100-continue or none.`));
-    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+    res.writeHead(417, {
+      'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value,
+    }).end(body);
   });
 }
 
