@@ -375,6 +375,22 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
     expect(await page.evaluate("localStorage.getItem('echoes.api')")).toBe(other);
   });
 
+  it('says that the page a server sent talks to that server only, when told to use another API', async () => {
+    const other = `http://127.0.0.1:${await freePort()}`;
+    // Not newPage(): this page's policy is meant to refuse here.
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await page.getByText('Paste a token, or use another API').click();
+    await page.getByLabel('API base URL').fill(other);
+    await page.getByRole('button', { name: 'Use API' }).click();
+    await page.getByRole('button', { name: 'Get a dev token' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toBe(
+      `Getting a token failed: this page may only talk to the server that sent it, not ${other}. Open ${other}/ to use that API.`,
+    );
+  });
+
   it('is refused by the browser from an origin not in CORS_ORIGINS', async () => {
     const page = await newPage();
     const consoleErrors: string[] = [];

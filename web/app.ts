@@ -1,5 +1,6 @@
 import { EchoesClient, isApiError, type Echo, type MultipartTicket } from '../src/client/echoes-client.ts';
 import { formatBytes, formatSeconds, settleDuration, sha256Base64, uploadFormat, type UploadFormat } from './audio.ts';
+import { API_KEY, apiFromLink, httpBase, refusedByPolicy, savedApiBase, watchPolicy } from './api-base.ts';
 import { MicRecorder, recordingSupported } from './recorder.ts';
 import { formatMeasured, waveformSvg } from './waveform.ts';
 import { xhrUploader } from './xhr-uploader.ts';
@@ -47,25 +48,6 @@ const ui = {
 
 const SUPPORTED = 'webm, wav, mp3, m4a, ogg, flac or aac';
 
-const API_KEY = 'echoes.api';
-
-/** An http(s) URL as an API base (origin and path, no trailing slash); undefined for anything else. */
-function httpBase(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
-  return (url.origin + url.pathname).replace(/\/+$/, '');
-}
-
-/** The API chosen here before (a link's ?api= only once the user said yes), else this page's origin. */
-function savedApiBase(): string {
-  return httpBase(localStorage.getItem(API_KEY) ?? '') ?? location.origin;
-}
-
 let client = new EchoesClient({ baseUrl: savedApiBase(), uploader: xhrUploader });
 let take: Take | undefined;
 let nextCursor: string | null = null;
@@ -84,7 +66,10 @@ function say(message: string): void {
   ui.status.textContent = message;
 }
 
+let shownError: { err: unknown; during: string } | undefined;
+
 function clearError(): void {
+  shownError = undefined;
   ui.error.hidden = true;
   ui.error.textContent = '';
 }
@@ -92,6 +77,12 @@ function clearError(): void {
 /** Turns any failure into one sentence that says what to do next. */
 function explain(err: unknown, during: string): string {
   if (!isApiError(err)) return `${during} failed: ${err instanceof Error ? err.message : String(err)}`;
+  const refused = err.status === 0 ? refusedByPolicy(err.url) : undefined;
+  if (refused !== undefined) {
+    return err.url.startsWith(client.baseUrl)
+      ? `${during} failed: this page may only talk to the server that sent it, not ${refused}. Open ${client.baseUrl}/ to use that API.`
+      : `${during} failed: this page may not reach the storage at ${refused}; the server's page policy leaves it out (tell its operator).`;
+  }
   if (err.status === 0) {
     const where = err.url.startsWith(client.baseUrl) ? `the API at ${client.baseUrl}` : 'the storage URL';
     return `${during} failed: cannot reach ${where}. Check that it is running and that its CORS settings allow ${location.origin}.`;
@@ -101,6 +92,7 @@ function explain(err: unknown, during: string): string {
 }
 
 function showError(err: unknown, during: string): void {
+  shownError = { err, during };
   ui.error.textContent = explain(err, during);
   ui.error.hidden = false;
   say('');
@@ -155,35 +147,16 @@ function setApiBase(base: string): void {
   else localStorage.setItem(API_KEY, client.baseUrl);
 }
 
-/**
- * A link's ?api= is a request, not a setting: whoever wrote the link chose it, and the token
- * and recordings go there. Anything but http(s) is refused; another API than the one in use is
- * used (and kept) only once the user says yes.
- */
-function apiFromLink(): void {
-  const params = new URLSearchParams(location.search);
-  const given = params.get('api');
-  if (given === null) return;
-  // Answered once: a reload does not ask again.
-  params.delete('api');
-  const rest = params.toString();
-  history.replaceState(null, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
-  const base = httpBase(given);
-  if (base === undefined) {
+/** Applies a link's ?api= as the user chose (see apiFromLink). */
+function followLink(): void {
+  const choice = apiFromLink(client.baseUrl);
+  if (choice.kind === 'refused') {
     ui.error.textContent = `The link's API address (?api=) was refused: only http:// and https:// URLs can be an API. Still using the API at ${client.baseUrl}.`;
     ui.error.hidden = false;
-    return;
-  }
-  if (base === client.baseUrl) return;
-  // Back to the server that served this page: no one new gets anything.
-  if (base === location.origin) {
-    setApiBase(base);
-    return;
-  }
-  if (confirm(`This link asks the page to use the API at ${base}. Your token and recordings would be sent there. Use it?`)) {
-    setApiBase(base);
-    say(`Using the API at ${base}.`);
-  } else {
+  } else if (choice.kind === 'use') {
+    setApiBase(choice.base);
+    say(`Using the API at ${choice.base}.`);
+  } else if (choice.kind === 'declined') {
     say(`Kept the API at ${client.baseUrl}.`);
   }
 }
@@ -517,7 +490,10 @@ ui.uploadForm.addEventListener('submit', (event) => {
 ui.refresh.addEventListener('click', () => void loadEchoes(true).then(() => say('List refreshed.')));
 ui.more.addEventListener('click', () => void loadEchoes(false));
 
-apiFromLink();
+watchPolicy(() => {
+  if (shownError) showError(shownError.err, shownError.during);
+});
+followLink();
 ui.apiBase.value = client.baseUrl;
 document.documentElement.dataset.ready = 'true';
 const savedToken = localStorage.getItem(tokenKey());
