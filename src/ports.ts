@@ -68,6 +68,11 @@ export interface ObjectStore {
    * without a signed length it takes up to 5 GB.
    */
   readonly limitsUnsizedUploads: boolean;
+  /**
+   * The origin (scheme, host, port) its signed upload URLs point at, and its download URLs
+   * unless a CDN serves playback: the recorder page's Content-Security-Policy opens it.
+   */
+  urlOrigin(): string;
   signUpload(spec: UploadSpec): Promise<SignedUpload>;
   /** A GET URL that supports HTTP Range. */
   signDownload(key: string, spec: DownloadSpec): Promise<string>;

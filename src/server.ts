@@ -5,6 +5,7 @@ import { compose, createTokenVerifier, type Composition } from './compose.ts';
 import { buildApp, redactUrl, type AppDeps } from './http/app.ts';
 import { errorBody } from './http/errors.ts';
 import { hasBodyIdleGuard, requestTimeoutError } from './http/local-storage-routes.ts';
+import { NOSNIFF_HEADER, recorderPageHeaders } from './http/page-policy.ts';
 import { webRoutes } from './http/routes/web.ts';
 import { scheduleCleanup } from './services/cleanup.ts';
 import { sweepLeftovers } from './services/lifecycle/leftovers.ts';
@@ -54,7 +55,7 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   recorder.cleanupRun('leftovers', leftovers.failed.count > 0 ? 'failure' : 'success');
   const app = await buildComposedApp(composition, logger, {
     devDataDir: config.auth.dev ? config.dataDir : undefined,
-    plugins: [...composition.storagePlugins, webRoutes],
+    plugins: [...composition.storagePlugins, webRoutes(recorderPageHeaders(config, composition.store))],
   });
   if (composition.audio.warning) app.log.warn(composition.audio.warning);
   else app.log.info({ decoder: composition.audio.description }, 'audio decoder');
@@ -101,8 +102,8 @@ export function buildComposedApp(
   });
 }
 
-export async function startServer(config: Config): Promise<RunningServer> {
-  const { app, composition } = await createServer(config);
+export async function startServer(config: Config, logger?: FastifyServerOptions['logger']): Promise<RunningServer> {
+  const { app, composition } = await createServer(config, logger);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -151,7 +152,7 @@ function onIdle(req: IncomingMessage, res: ServerResponse, idleMs: number): void
     return;
   }
   const body = JSON.stringify(errorBody('REQUEST_TIMEOUT', err.message));
-  res.writeHead(408, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(408, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value });
   res.end(body);
 }
 

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bundleRecorderPage, RECORDER_DIR } from '../src/http/routes/web.ts';
 import { makeToneWav } from '../src/integration/wav.ts';
 import { startAwsBackend } from './support/backends.ts';
@@ -81,6 +81,13 @@ interface Media {
   pause(): void;
 }
 
+/** Collects the console's reports of anything the page's Content-Security-Policy refused. */
+function watchPolicy(page: Page, blocked: string[]): void {
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) blocked.push(m.text());
+  });
+}
+
 /** POST /echoes decodes the whole upload with ffmpeg: on a busy machine that outlasts poll's 1 s default. */
 const DECODED = { timeout: 15_000 };
 
@@ -92,14 +99,21 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
   let allowed: { origin: string; server: Server };
   let refused: { origin: string; server: Server };
   const contexts: BrowserContext[] = [];
+  /** What the page's Content-Security-Policy blocked, as the console reported it: must stay empty. */
+  const blocked: string[] = [];
 
   async function newPage(): Promise<Page> {
     const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
     contexts.push(context);
     const page = await context.newPage();
     page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+    watchPolicy(page, blocked);
     return page;
   }
+
+  afterEach(() => {
+    expect(blocked.splice(0), 'the Content-Security-Policy blocked what the page needs').toEqual([]);
+  });
 
   beforeAll(async () => {
     const [allowedPort, refusedPort] = [await freePort(), await freePort()];
@@ -289,6 +303,8 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
 
   it('works from another origin listed in CORS_ORIGINS, uploads to the storage URL across origins', async () => {
     const page = await newPage();
+    // Another origin's API: the page asks first.
+    page.once('dialog', (d) => void d.accept());
     await page.goto(`${allowed.origin}/?api=${encodeURIComponent(api.url)}`);
     expect(await page.getByLabel('API base URL').inputValue()).toBe(api.url);
     await signIn(page, 'cors-user');
@@ -310,12 +326,78 @@ describe.runIf(enabled)('recorder page in Chromium', () => {
     expect(await page.locator('#error').isHidden()).toBe(true);
   });
 
+  it('refuses an ?api= that is not http(s) with a visible message, and saves nothing', async () => {
+    for (const evil of ['javascript:alert(1)', 'data:text/html,<script>alert(1)</script>', 'file:///etc/passwd']) {
+      const page = await newPage();
+      const dialogs: string[] = [];
+      page.on('dialog', (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      await page.goto(`${api.url}/?api=${encodeURIComponent(evil)}`);
+      const error = page.getByRole('alert');
+      await expect.poll(() => error.textContent()).toBe(
+        `The link's API address (?api=) was refused: only http:// and https:// URLs can be an API. Still using the API at ${api.url}.`,
+      );
+      expect(await page.getByLabel('API base URL').inputValue()).toBe(api.url);
+      expect(await page.evaluate("localStorage.getItem('echoes.api')")).toBeNull();
+      expect(dialogs).toEqual([]);
+      // Still works against its own server.
+      await signIn(page, 'link-user');
+      await page.context().close();
+    }
+  });
+
+  it('uses and keeps another server given by ?api= only once the user accepts', async () => {
+    const other = `http://127.0.0.1:${await freePort()}`;
+    const link = `${api.url}/?api=${encodeURIComponent(other)}`;
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    watchPolicy(page, blocked);
+    const asked: string[] = [];
+    page.once('dialog', (d) => {
+      asked.push(d.message());
+      void d.dismiss();
+    });
+    await page.goto(link);
+    await expect.poll(() => page.locator('#status').textContent()).toBe(`Kept the API at ${api.url}.`);
+    expect(asked).toEqual([`This link asks the page to use the API at ${other}. Your token and recordings would be sent there. Use it?`]);
+    expect(await page.getByLabel('API base URL').inputValue()).toBe(api.url);
+    expect(await page.evaluate("localStorage.getItem('echoes.api')")).toBeNull();
+    // Asked once: the address no longer carries it.
+    expect(new URL(page.url()).search).toBe('');
+
+    page.once('dialog', (d) => void d.accept());
+    await page.goto(link);
+    await expect.poll(() => page.locator('#status').textContent()).toBe(`Using the API at ${other}.`);
+    expect(await page.getByLabel('API base URL').inputValue()).toBe(other);
+    expect(await page.evaluate("localStorage.getItem('echoes.api')")).toBe(other);
+  });
+
+  it('says that the page a server sent talks to that server only, when told to use another API', async () => {
+    const other = `http://127.0.0.1:${await freePort()}`;
+    // Not newPage(): this page's policy is meant to refuse here.
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await page.getByText('Paste a token, or use another API').click();
+    await page.getByLabel('API base URL').fill(other);
+    await page.getByRole('button', { name: 'Use API' }).click();
+    await page.getByRole('button', { name: 'Get a dev token' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toBe(
+      `Getting a token failed: this page may only talk to the server that sent it, not ${other}. Open ${other}/ to use that API.`,
+    );
+  });
+
   it('is refused by the browser from an origin not in CORS_ORIGINS', async () => {
     const page = await newPage();
     const consoleErrors: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(m.text());
     });
+    page.once('dialog', (d) => void d.accept());
     await page.goto(`${refused.origin}/?api=${encodeURIComponent(api.url)}`);
     await page.getByLabel('User id').fill('stranger');
     await page.getByRole('button', { name: 'Get a dev token' }).click();
@@ -357,6 +439,8 @@ describe.runIf(withS3)('recorder page against S3 + DynamoDB on moto', () => {
   it('records, uploads to the presigned S3 URL, plays and deletes', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
+    const blocked: string[] = [];
+    watchPolicy(page, blocked);
     await page.goto(`${api.url}/`);
     await signIn(page, 's3-browser-user');
     await page.getByRole('button', { name: 'Record' }).click();
@@ -373,6 +457,7 @@ describe.runIf(withS3)('recorder page against S3 + DynamoDB on moto', () => {
     await del.click();
     await del.click();
     await expect.poll(() => page.locator('li.echo').count()).toBe(0);
+    expect(blocked, 'the Content-Security-Policy blocked what the page needs').toEqual([]);
     await context.close();
   });
 });

@@ -1,5 +1,6 @@
 import { EchoesClient, isApiError, type Echo, type MultipartTicket } from '../src/client/echoes-client.ts';
 import { formatBytes, formatSeconds, settleDuration, sha256Base64, uploadFormat, type UploadFormat } from './audio.ts';
+import { API_KEY, apiFromLink, httpBase, refusedByPolicy, savedApiBase, watchPolicy } from './api-base.ts';
 import { MicRecorder, recordingSupported } from './recorder.ts';
 import { formatMeasured, waveformSvg } from './waveform.ts';
 import { xhrUploader } from './xhr-uploader.ts';
@@ -47,13 +48,7 @@ const ui = {
 
 const SUPPORTED = 'webm, wav, mp3, m4a, ogg, flac or aac';
 
-/** ?api= wins, then the last API used here, then this page's own origin. */
-function initialApiBase(): string {
-  const fromQuery = new URLSearchParams(location.search).get('api');
-  return (fromQuery || localStorage.getItem('echoes.api') || location.origin).replace(/\/+$/, '');
-}
-
-let client = new EchoesClient({ baseUrl: initialApiBase(), uploader: xhrUploader });
+let client = new EchoesClient({ baseUrl: savedApiBase(), uploader: xhrUploader });
 let take: Take | undefined;
 let nextCursor: string | null = null;
 let busy = false;
@@ -71,7 +66,10 @@ function say(message: string): void {
   ui.status.textContent = message;
 }
 
+let shownError: { err: unknown; during: string } | undefined;
+
 function clearError(): void {
+  shownError = undefined;
   ui.error.hidden = true;
   ui.error.textContent = '';
 }
@@ -79,6 +77,12 @@ function clearError(): void {
 /** Turns any failure into one sentence that says what to do next. */
 function explain(err: unknown, during: string): string {
   if (!isApiError(err)) return `${during} failed: ${err instanceof Error ? err.message : String(err)}`;
+  const refused = err.status === 0 ? refusedByPolicy(err.url) : undefined;
+  if (refused !== undefined) {
+    return err.url.startsWith(client.baseUrl)
+      ? `${during} failed: this page may only talk to the server that sent it, not ${refused}. Open ${client.baseUrl}/ to use that API.`
+      : `${during} failed: this page may not reach the storage at ${refused}; the server's page policy leaves it out (tell its operator).`;
+  }
   if (err.status === 0) {
     const where = err.url.startsWith(client.baseUrl) ? `the API at ${client.baseUrl}` : 'the storage URL';
     return `${during} failed: cannot reach ${where}. Check that it is running and that its CORS settings allow ${location.origin}.`;
@@ -88,6 +92,7 @@ function explain(err: unknown, during: string): string {
 }
 
 function showError(err: unknown, during: string): void {
+  shownError = { err, during };
   ui.error.textContent = explain(err, during);
   ui.error.hidden = false;
   say('');
@@ -138,8 +143,22 @@ function signOut(): void {
 function setApiBase(base: string): void {
   client = new EchoesClient({ baseUrl: base, uploader: xhrUploader });
   ui.apiBase.value = client.baseUrl;
-  if (client.baseUrl === location.origin) localStorage.removeItem('echoes.api');
-  else localStorage.setItem('echoes.api', client.baseUrl);
+  if (client.baseUrl === location.origin) localStorage.removeItem(API_KEY);
+  else localStorage.setItem(API_KEY, client.baseUrl);
+}
+
+/** Applies a link's ?api= as the user chose (see apiFromLink). */
+function followLink(): void {
+  const choice = apiFromLink(client.baseUrl);
+  if (choice.kind === 'refused') {
+    ui.error.textContent = `The link's API address (?api=) was refused: only http:// and https:// URLs can be an API. Still using the API at ${client.baseUrl}.`;
+    ui.error.hidden = false;
+  } else if (choice.kind === 'use') {
+    setApiBase(choice.base);
+    say(`Using the API at ${choice.base}.`);
+  } else if (choice.kind === 'declined') {
+    say(`Kept the API at ${client.baseUrl}.`);
+  }
 }
 
 // ---- echoes list ----
@@ -450,13 +469,12 @@ ui.tokenForm.addEventListener('submit', (event) => {
 ui.apiForm.addEventListener('submit', (event) => {
   event.preventDefault();
   clearError();
-  try {
-    const url = new URL(ui.apiBase.value);
-    setApiBase(url.origin + url.pathname);
-  } catch {
+  const base = httpBase(ui.apiBase.value);
+  if (base === undefined) {
     showError(new Error('enter an http:// or https:// URL.'), 'Changing the API');
     return;
   }
+  setApiBase(base);
   signOut();
   const saved = localStorage.getItem(tokenKey());
   if (saved) void useToken(saved);
@@ -472,6 +490,10 @@ ui.uploadForm.addEventListener('submit', (event) => {
 ui.refresh.addEventListener('click', () => void loadEchoes(true).then(() => say('List refreshed.')));
 ui.more.addEventListener('click', () => void loadEchoes(false));
 
+watchPolicy(() => {
+  if (shownError) showError(shownError.err, shownError.during);
+});
+followLink();
 ui.apiBase.value = client.baseUrl;
 document.documentElement.dataset.ready = 'true';
 const savedToken = localStorage.getItem(tokenKey());

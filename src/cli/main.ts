@@ -3,6 +3,7 @@
 import '../node-warnings.ts';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.ts';
+import { AppError } from '../domain/errors.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerTokenCommand } from './commands/token.ts';
 import { registerSetupCommand } from './commands/setup.ts';
@@ -39,6 +40,8 @@ try {
     console.error(err.message);
     process.exit(2);
   }
-  console.error(`echoes-storage: ${err instanceof Error ? err.message : String(err)}`);
+  // An AppError's message is the public one; the operator also gets what it keeps back (its cause).
+  const detail = err instanceof AppError && err.cause instanceof Error ? ` (${err.cause.message})` : '';
+  console.error(`echoes-storage: ${err instanceof Error ? err.message : String(err)}${detail}`);
   process.exit(1);
 }

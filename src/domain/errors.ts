@@ -61,6 +61,20 @@ export function isAppError(value: unknown): value is AppError {
  */
 export type PortErrorKind = 'unavailable' | 'not_found' | 'conflict';
 
+/**
+ * The part of the service a backend plays: the only thing a public answer says about a backend
+ * that failed. Its name, bucket, table, endpoint, paths and own error text go to the log only.
+ */
+export type BackendRole = 'storage' | 'metadata' | 'decoder';
+
+const ROLE_OF_BACKEND: Readonly<Record<string, BackendRole>> = {
+  s3: 'storage', local: 'storage', cloudfront: 'storage', dynamodb: 'metadata', sqlite: 'metadata', postgres: 'metadata', ffmpeg: 'decoder',
+};
+
+export function backendRole(backend: string): BackendRole | undefined {
+  return ROLE_OF_BACKEND[backend];
+}
+
 export class PortError extends Error {
   readonly kind: PortErrorKind;
   /** Which backend said it ("s3", "dynamodb", "sqlite", "local"). */

@@ -10,6 +10,7 @@ import type { EraseService } from '../services/erase.ts';
 import type { ExportService } from '../services/export.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
+import { NOSNIFF_HEADER } from './page-policy.ts';
 import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
 import { multipartRoutes } from './routes/multipart.ts';
@@ -110,7 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return ajv.compile(schema);
   });
   app.addHook('onSend', async (request, reply) => {
-    void reply.header('x-request-id', request.id);
+    void reply.header('x-request-id', request.id).header(NOSNIFF_HEADER.name, NOSNIFF_HEADER.value);
   });
   const metrics = deps.metrics;
   if (metrics) {

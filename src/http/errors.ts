@@ -2,8 +2,9 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { AppError, isAppError, isPortError, type ErrorCode } from '../domain/errors.ts';
+import { AppError, backendRole, isAppError, isPortError, type BackendRole, type ErrorCode } from '../domain/errors.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
+import { NOSNIFF_HEADER } from './page-policy.ts';
 
 export type { ErrorBody };
 
@@ -68,6 +69,14 @@ const PLUGIN_STATUS_CODES: Readonly<Record<number, ErrorCode>> = {
   416: 'RANGE_NOT_SATISFIABLE',
 };
 
+/**
+ * What a public answer says about a backend that failed: its role only. The bucket, table,
+ * endpoint, path and the backend's own words are the log's (under the request id), never the client's.
+ */
+export function unavailableMessage(role: BackendRole | undefined): string {
+  return `The ${role ?? 'storage or metadata'} backend did not answer; try again in a moment.`;
+}
+
 export interface ErrorResponse {
   readonly status: number;
   readonly body: ErrorBody;
@@ -85,7 +94,7 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
   if (isPortError(err, 'unavailable')) {
     return {
       status: 503,
-      body: errorBody('SERVICE_UNAVAILABLE', `Storage or metadata did not answer (${err.backend}); try again in a moment.`),
+      body: errorBody('SERVICE_UNAVAILABLE', unavailableMessage(backendRole(err.backend))),
       headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
       log: 'outage',
     };
@@ -197,7 +206,7 @@ function writeRaw(socket: Duplex, status: number, reason: string, code: ErrorCod
   const body = JSON.stringify(errorBody(code, message));
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`
-      + `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      + `X-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy();
 }
@@ -212,7 +221,9 @@ export function answerRefusedConnections(server: Server): void {
   });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const body = JSON.stringify(errorBody('INVALID_REQUEST', `The Expect header "${String(req.headers.expect)}" is not supported; send Expect: 100-continue or none.`));
-    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+    res.writeHead(417, {
+      'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value,
+    }).end(body);
   });
 }
 

@@ -1,8 +1,8 @@
 import type { EchoRecord } from '../domain/echo.ts';
-import { AppError, isPortError } from '../domain/errors.ts';
+import { AppError, backendRole, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
-import { CONCURRENCY, DELETE_BATCH, echoKeyOf, errorMessage, mapLimit } from './lifecycle/common.ts';
+import { CONCURRENCY, DELETE_BATCH, echoKeyOf, mapLimit } from './lifecycle/common.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
 export interface ErasureReceipt {
@@ -177,7 +177,11 @@ export class EraseService {
       onDeleted(objects);
       const first = res.failed[0];
       if (first) {
-        throw new AppError('SERVICE_UNAVAILABLE', `Could not delete ${res.failed.length} objects of ${userId} (${first.key}: ${first.message}). Repeat the request to finish the erase.`);
+        // Keys and the store's own words are for the log (the cause), not for the answer.
+        const detail = res.failed.slice(0, 5).map((f) => `${f.key}: ${f.message}`).join('; ');
+        throw new AppError('SERVICE_UNAVAILABLE', `Could not delete ${res.failed.length} objects of ${userId}: the storage backend refused. Repeat the request to finish the erase.`, {
+          cause: new Error(`deleteMany failed for ${res.failed.length} keys: ${detail}`),
+        });
       }
     };
     try {
@@ -192,7 +196,7 @@ export class EraseService {
       if (batch.length > 0) await flush();
     } catch (err) {
       if (!isPortError(err)) throw err;
-      throw new AppError('SERVICE_UNAVAILABLE', `The erase of ${userId} stopped part-way (${errorMessage(err)}); repeat the request to finish it.`, { cause: err });
+      throw new AppError('SERVICE_UNAVAILABLE', `The erase of ${userId} stopped part-way: the ${backendRole(err.backend) ?? 'storage'} backend failed. Repeat the request to finish it.`, { cause: err });
     }
     return { objects, bytes };
   }

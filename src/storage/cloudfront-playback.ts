@@ -51,6 +51,10 @@ export class CloudFrontPlaybackStore implements ObjectStore {
     });
   }
 
+  urlOrigin(): string {
+    return this.origin.urlOrigin();
+  }
+
   signUpload(spec: UploadSpec): Promise<SignedUpload> {
     return this.origin.signUpload(spec);
   }

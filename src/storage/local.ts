@@ -263,6 +263,10 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     return this.ready;
   }
 
+  urlOrigin(): string {
+    return new URL(this.baseUrl).origin;
+  }
+
   private sign(text: string): string {
     return createHmac('sha256', this.secret).update(text).digest('base64url');
   }

@@ -213,6 +213,11 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
     return this.base;
   }
 
+  urlOrigin(): string {
+    const base = this.urlBase();
+    return `${base.protocol}//${base.host}`;
+  }
+
   private async presign(
     method: 'PUT' | 'GET',
     key: string,

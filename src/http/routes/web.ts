@@ -47,9 +47,23 @@ export function bundleRecorderPage(): Promise<string> {
 export const RECORDER_DIR = existsSync(join(BUILT_DIR, 'app.js')) ? BUILT_DIR : SOURCE_DIR;
 const BUILT = RECORDER_DIR === BUILT_DIR;
 
-/** The recorder page at /: static files, and /app.js (built, or bundled from web/app.ts in development). */
-export async function webRoutes(app: FastifyInstance): Promise<void> {
-  if (!existsSync(RECORDER_DIR)) return;
+/**
+ * The recorder page at /: static files, and /app.js (built, or bundled from web/app.ts in
+ * development), each answered with `headers` (its Content-Security-Policy and the rest: see
+ * page-policy.ts).
+ */
+export function webRoutes(headers: Readonly<Record<string, string>>): (app: FastifyInstance) => Promise<void> {
+  return async (app) => {
+    if (!existsSync(RECORDER_DIR)) return;
+    // Before the routes: only this plugin's answers get them.
+    app.addHook('onSend', async (_request, reply) => {
+      void reply.headers(headers);
+    });
+    await pageRoutes(app);
+  };
+}
+
+async function pageRoutes(app: FastifyInstance): Promise<void> {
   if (!BUILT) {
     app.get('/app.js', { schema: { hide: true } }, async (request, reply) => {
       try {
