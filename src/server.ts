@@ -52,10 +52,17 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   const recorder = composition.metrics.recorder;
   recorder.cleanupObjectsDeleted('leftovers', leftovers.removed.count);
   recorder.cleanupRun('leftovers', leftovers.failed.count > 0 ? 'failure' : 'success');
-  const app = await buildComposedApp(composition, logger, {
-    devDataDir: config.auth.dev ? config.dataDir : undefined,
-    plugins: [...composition.storagePlugins, webRoutes],
-  });
+  let app: FastifyInstance;
+  try {
+    app = await buildComposedApp(composition, logger, {
+      devDataDir: config.auth.dev ? config.dataDir : undefined,
+      plugins: [...composition.storagePlugins, webRoutes],
+    });
+  } catch (err) {
+    // A bad dev-jwt-secret is found here, with the backends already open.
+    await composition.close();
+    throw err;
+  }
   if (composition.audio.warning) app.log.warn(composition.audio.warning);
   else app.log.info({ decoder: composition.audio.description }, 'audio decoder');
   if (leftovers.found.count > 0) {
