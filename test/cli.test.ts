@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { freePort } from './support/moto.ts';
-import { CLI } from './support/cli.ts';
+import { CLI, runCli } from './support/cli.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..');
@@ -38,6 +38,17 @@ describe('echoes-storage CLI', () => {
     const err = await run(process.execPath, [BIN, 'serve'], { env }).then(() => undefined, (e: { code: number; stderr: string }) => e);
     expect(err?.code).toBe(2);
     expect(err?.stderr).toContain('PORT="eighty" must be a whole number');
+  });
+
+  it('`serve` in production refuses a JWKS URL over http or without issuer and audience, naming the variable', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'echoes-cli-'));
+    const prod = { NODE_ENV: 'production', AUDIO_DECODE: 'off', HOST: '127.0.0.1', PORT: String(await freePort()) };
+    const noAudience = await runCli(dataDir, ['serve'], { ...prod, AUTH_JWKS_URL: 'https://id.example.com/jwks.json', AUTH_ISSUER: 'https://id.example.com/' }, 20_000);
+    expect(noAudience.code).toBe(2);
+    expect(noAudience.stderr).toContain('NODE_ENV=production with AUTH_JWKS_URL needs AUTH_AUDIENCE');
+    const plain = await runCli(dataDir, ['serve'], { ...prod, AUTH_JWKS_URL: 'http://id.example.com/jwks.json', AUTH_ISSUER: 'https://id.example.com/', AUTH_AUDIENCE: 'echoes-api' }, 20_000);
+    expect(plain.code).toBe(2);
+    expect(plain.stderr).toContain('AUTH_JWKS_URL="http://id.example.com/jwks.json" must be an https:// URL');
   });
 
   it('refuses dev tokens in production', async () => {

@@ -65,6 +65,28 @@ describe('config', () => {
     expect(loadConfig(env, { authRequired: false }).auth.dev).toBe(true);
   });
 
+  it('production with AUTH_JWKS_URL needs https and AUTH_ISSUER and AUTH_AUDIENCE, naming each', () => {
+    const prod = { NODE_ENV: 'production', AUTH_JWKS_URL: 'https://id.example.com/.well-known/jwks.json' };
+    const full = { ...prod, AUTH_ISSUER: 'https://id.example.com/', AUTH_AUDIENCE: 'echoes-api' };
+    expect(problems(full)).toEqual([]);
+    expect(problems({ ...full, AUTH_JWKS_URL: 'http://id.example.com/jwks.json' }).join()).toMatch(/AUTH_JWKS_URL="http:\/\/id\.example\.com\/jwks\.json" must be an https:\/\/ URL/);
+    expect(problems({ ...full, AUTH_JWKS_URL: 'HTTP://id.example.com/jwks.json' }).join()).toMatch(/must be an https:\/\/ URL/);
+    expect(problems({ ...full, AUTH_JWKS_URL: 'HTTPS://id.example.com/jwks.json' })).toEqual([]);
+    expect(problems(prod).join()).toMatch(/needs AUTH_ISSUER and AUTH_AUDIENCE/);
+    expect(problems({ ...prod, AUTH_ISSUER: 'https://id.example.com/' }).join()).toMatch(/needs AUTH_AUDIENCE:/);
+    expect(problems({ ...prod, AUTH_AUDIENCE: 'echoes-api', AUTH_ISSUER: '  ' }).join()).toMatch(/needs AUTH_ISSUER:/);
+    // Outside production (a local identity provider) http and a missing audience are allowed.
+    expect(problems({ AUTH_JWKS_URL: 'http://127.0.0.1:9/jwks.json' })).toEqual([]);
+    // The functions that answer no requests never check a token.
+    expect(loadConfig({ ...prod, AUTH_JWKS_URL: 'http://x/jwks.json' }, { authRequired: false }).auth.jwksUrl).toBe('http://x/jwks.json');
+  });
+
+  it('AUTH_JWT_SECRET needs 32 characters everywhere', () => {
+    expect(problems({ AUTH_JWT_SECRET: 'x'.repeat(31) }).join()).toMatch(/AUTH_JWT_SECRET must be at least 32 characters/);
+    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(31) }).join()).toMatch(/AUTH_JWT_SECRET must be at least 32 characters/);
+    expect(problems({ AUTH_JWT_SECRET: 'x'.repeat(32) })).toEqual([]);
+  });
+
   it('on Lambda: EMF on and Prometheus off by default, both as set otherwise', () => {
     expect(loadConfig({}).metrics).toMatchObject({ prometheus: true, emf: false });
     expect(loadConfig({ AWS_LAMBDA_FUNCTION_NAME: 'api' }).metrics).toMatchObject({ prometheus: false, emf: true });

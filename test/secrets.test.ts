@@ -142,7 +142,7 @@ describe('`serve` with an unsafe secret file', () => {
       it(`${name} ${what}: exits non-zero with a message naming the file, no stack trace`, async () => {
         const dir = freshDir();
         bad.make(dir, name);
-        const run = await runCli(dir, ['serve'], { HOST: '127.0.0.1', PORT: String(await freePort()) });
+        const run = await runCli(dir, ['serve'], { HOST: '127.0.0.1', PORT: String(await freePort()) }, 20_000);
         expect(run.code, run.stderr).not.toBe(0);
         expect(run.stderr).toContain(join(dir, name));
         expect(run.stderr).toMatch(bad.says);
