@@ -1,5 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -181,6 +182,28 @@ function productionJwksProblems(jwksUrl: string, issuer: string | undefined, aud
     problems.push(`NODE_ENV=production with AUTH_JWKS_URL needs ${missing.join(' and ')}: without them a token your identity provider issued to any other app is accepted. Set them to the "iss" and "aud" of this API's access tokens.`);
   }
   return problems;
+}
+
+/** True for an address only this machine can reach: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  if (isIPv4(host)) return host.startsWith('127.');
+  if (!isIPv6(host)) return false;
+  try {
+    // Written out in full (0:0:0:0:0:0:0:1) it is ::1 too; an IPv4-mapped or scoped address is not.
+    return new URL(`http://[${host}]`).hostname === '[::1]';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Dev auth gives a token for any user to whoever asks (POST /dev/token): only this machine may
+ * ask. Checked where the server listens; `token` and the functions that answer no requests need no address.
+ */
+export function devAuthHostProblem(config: Pick<Config, 'auth' | 'host'>): string | undefined {
+  if (!config.auth.dev || isLoopbackHost(config.host)) return undefined;
+  return `HOST=${config.host} is not a loopback address (127.0.0.1, ::1, localhost), and without AUTH_* anyone who reaches it can get a token for any user. Set AUTH_JWKS_URL or AUTH_JWT_SECRET, or HOST=127.0.0.1.`;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Config } from './config.ts';
+import { ConfigError, devAuthHostProblem, type Config } from './config.ts';
 import { compose, createTokenVerifier, type Composition } from './compose.ts';
 import { buildApp, redactUrl, type AppDeps } from './http/app.ts';
 import { errorBody } from './http/errors.ts';
@@ -36,6 +36,8 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
 
 /** Builds the app on the configured backends after checking they answer. */
 export async function createServer(config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config.logLevel)): Promise<{ app: FastifyInstance; composition: Composition }> {
+  const hostProblem = devAuthHostProblem(config);
+  if (hostProblem !== undefined) throw new ConfigError([hostProblem]);
   const composition = await compose(config);
   const problems: string[] = [];
   await Promise.all([

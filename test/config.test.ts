@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, environmentWithDotEnv, loadConfig } from '../src/config.ts';
+import { ConfigError, devAuthHostProblem, environmentWithDotEnv, isLoopbackHost, loadConfig } from '../src/config.ts';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -85,6 +85,30 @@ describe('config', () => {
     expect(problems({ AUTH_JWT_SECRET: 'x'.repeat(31) }).join()).toMatch(/AUTH_JWT_SECRET must be at least 32 characters/);
     expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(31) }).join()).toMatch(/AUTH_JWT_SECRET must be at least 32 characters/);
     expect(problems({ AUTH_JWT_SECRET: 'x'.repeat(32) })).toEqual([]);
+  });
+
+  it('loopback addresses: 127.0.0.0/8, ::1 and localhost, nothing that only looks like them', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', '127.255.255.255', '::1', '0:0:0:0:0:0:0:1', '::0:1', 'localhost', 'LOCALHOST']) {
+      expect(isLoopbackHost(host), host).toBe(true);
+    }
+    for (const host of ['0.0.0.0', '::', '', '127.0.0.1.evil', '127.evil', '[::1]', '::ffff:127.0.0.1', 'localhost.', 'localhost.evil',
+      'evil.localhost', '127.1', '127.000.0.1', '0177.0.0.1', '128.0.0.1', '10.0.0.1', '::2', '::1%lo', 'fe80::1', ' 127.0.0.1', '127.0.0.1/8']) {
+      expect(isLoopbackHost(host), host).toBe(false);
+    }
+  });
+
+  it('dev auth only on a loopback HOST: anything else names HOST and what to set', () => {
+    for (const host of ['0.0.0.0', '::', '127.0.0.1.evil', '[::1]', '::ffff:127.0.0.1', 'localhost.', '192.168.1.10']) {
+      const problem = devAuthHostProblem(loadConfig({ HOST: host }));
+      expect(problem, host).toContain(`HOST=${host} is not a loopback address`);
+      expect(problem, host).toMatch(/Set AUTH_JWKS_URL or AUTH_JWT_SECRET/);
+    }
+    // An empty HOST is the default, 127.0.0.1.
+    expect(loadConfig({ HOST: '' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ HOST: '  ' }).host).toBe('127.0.0.1');
+    for (const host of ['', '127.0.0.1', '::1', 'localhost']) expect(devAuthHostProblem(loadConfig({ HOST: host })), host).toBeUndefined();
+    expect(devAuthHostProblem(loadConfig({ HOST: '0.0.0.0', AUTH_JWT_SECRET: 'x'.repeat(32) }))).toBeUndefined();
+    expect(devAuthHostProblem(loadConfig({ HOST: '::', AUTH_JWKS_URL: 'http://127.0.0.1:9/jwks.json' }))).toBeUndefined();
   });
 
   it('on Lambda: EMF on and Prometheus off by default, both as set otherwise', () => {
