@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,6 +41,8 @@ const BAD: Record<string, { make: (dir: string, name: string) => void; says: Reg
   },
   'a dangling symlink': { make: (dir, name) => symlinkSync(join(freshDir(), 'not-yet'), join(dir, name)), says: /symbolic link/ },
   'a folder': { make: (dir, name) => mkdirSync(join(dir, name)), says: /not a regular file.*delete it/ },
+  // Opened without waiting for a writer: start-up must not hang on it.
+  'a FIFO': { make: (dir, name) => execFileSync('mkfifo', ['-m', '600', join(dir, name)]), says: /not a regular file.*delete it/ },
 };
 
 describe('secrets in DATA_DIR', () => {
@@ -158,6 +160,19 @@ describe('`serve` with an unsafe secret file', () => {
     expect(run.code).not.toBe(0);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(join(dir, 'dev-jwt-secret'));
+  });
+
+  it('a secret file spoiled while the server runs fails no request: POST /dev/token keeps the start-up key', async () => {
+    const srv = await startTestServer();
+    try {
+      chmodSync(join(srv.dataDir, 'dev-jwt-secret'), 0o644);
+      const res = await fetch(`${srv.url}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user_id":"alice"}' });
+      expect(res.status).toBe(200);
+      const { token } = (await res.json()) as { token: string };
+      expect((await fetch(`${srv.url}/echoes`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('a server started in-process refuses it too', async () => {

@@ -100,6 +100,11 @@ function describeJwtError(err: unknown): string {
 
 /** Signs dev tokens with the secret in DATA_DIR; only for dev auth. */
 export async function signDevToken(dataDir: string, userId: string, ttl = DEV_TOKEN_TTL): Promise<string> {
+  return signDevTokenWith(loadOrCreateSecret(devSecretFile(dataDir)), userId, ttl);
+}
+
+/** Signs a dev token with a key read once (the server's, so a file changed later cannot fail a request). */
+export async function signDevTokenWith(key: Uint8Array, userId: string, ttl = DEV_TOKEN_TTL): Promise<string> {
   const sub = assertSafeUserId(userId);
   return new SignJWT({})
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -107,5 +112,5 @@ export async function signDevToken(dataDir: string, userId: string, ttl = DEV_TO
     .setIssuer(DEV_ISSUER)
     .setIssuedAt()
     .setExpirationTime(ttl)
-    .sign(hmacKey(loadOrCreateSecret(devSecretFile(dataDir)), 'The dev token key'));
+    .sign(hmacKey(key, 'The dev token key'));
 }
