@@ -1,5 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -169,6 +170,44 @@ function loadCdnConfig(str: (name: string) => string | undefined, storageBackend
   return { domain: domain.toLowerCase(), keyPairId, privateKey, privateKeySecret };
 }
 
+/**
+ * An identity provider signs tokens for every app it serves with the same keys: only the issuer
+ * and audience tell this API's tokens from another app's (or from ID tokens).
+ */
+function productionJwksProblems(jwksUrl: string, issuer: string | undefined, audience: string | undefined): string[] {
+  const problems: string[] = [];
+  if (new URL(jwksUrl).protocol !== 'https:') {
+    problems.push(`AUTH_JWKS_URL="${jwksUrl}" must be an https:// URL with NODE_ENV=production: keys fetched over http can be swapped on the way.`);
+  }
+  const missing = [issuer === undefined ? 'AUTH_ISSUER' : '', audience === undefined ? 'AUTH_AUDIENCE' : ''].filter(Boolean);
+  if (missing.length > 0) {
+    problems.push(`NODE_ENV=production with AUTH_JWKS_URL needs ${missing.join(' and ')}: without them a token your identity provider issued to any other app is accepted. Set them to the "iss" and "aud" of this API's access tokens.`);
+  }
+  return problems;
+}
+
+/** True for an address only this machine can reach: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  if (isIPv4(host)) return host.startsWith('127.');
+  if (!isIPv6(host)) return false;
+  try {
+    // Written out in full (0:0:0:0:0:0:0:1) it is ::1 too; an IPv4-mapped or scoped address is not.
+    return new URL(`http://[${host}]`).hostname === '[::1]';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Dev auth gives a token for any user to whoever asks (POST /dev/token): only this machine may
+ * ask. Checked where the server listens; `token` and the functions that answer no requests need no address.
+ */
+export function devAuthHostProblem(config: Pick<Config, 'auth' | 'host'>): string | undefined {
+  if (!config.auth.dev || isLoopbackHost(config.host)) return undefined;
+  return `HOST=${config.host} is not a loopback address (127.0.0.1, ::1, localhost), and without AUTH_* anyone who reaches it can get a token for any user. Set AUTH_JWKS_URL or AUTH_JWT_SECRET, or HOST=127.0.0.1.`;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export interface LoadOptions {
@@ -243,9 +282,12 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const jwtSecret = str('AUTH_JWT_SECRET');
   if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('AUTH_JWT_SECRET must be at least 32 characters.');
   if (jwksUrl && jwtSecret) problems.push('Set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both.');
+  const issuer = str('AUTH_ISSUER');
+  const audience = str('AUTH_AUDIENCE');
   const dev = !jwksUrl && !jwtSecret;
-  if (dev && production && options.authRequired !== false) {
-    problems.push('NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.');
+  if (production && options.authRequired !== false) {
+    if (dev) problems.push('NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.');
+    if (jwksUrl) problems.push(...productionJwksProblems(jwksUrl, issuer, audience));
   }
 
   const corsRaw = str('CORS_ORIGINS') ?? 'http://localhost:3000,http://localhost:8000';
@@ -284,7 +326,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     dynamodb: { table, endpoint: url('DYNAMODB_ENDPOINT') },
     presignedUrlExpiration: int('S3_PRESIGNED_URL_EXPIRATION', 3600, 1, 604800),
     maxAudioFileSize: int('MAX_AUDIO_FILE_SIZE', 10485760, 1, 5 * 1024 ** 3),
-    auth: { jwksUrl, issuer: str('AUTH_ISSUER'), audience: str('AUTH_AUDIENCE'), jwtSecret, dev },
+    auth: { jwksUrl, issuer, audience, jwtSecret, dev },
     corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')),
     production,
     logLevel,

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Config } from './config.ts';
+import { ConfigError, devAuthHostProblem, type Config } from './config.ts';
 import { compose, createTokenVerifier, type Composition } from './compose.ts';
 import { buildApp, redactUrl, type AppDeps } from './http/app.ts';
 import { errorBody } from './http/errors.ts';
@@ -37,6 +37,8 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
 
 /** Builds the app on the configured backends after checking they answer. */
 export async function createServer(config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config.logLevel)): Promise<{ app: FastifyInstance; composition: Composition }> {
+  const hostProblem = devAuthHostProblem(config);
+  if (hostProblem !== undefined) throw new ConfigError([hostProblem]);
   const composition = await compose(config);
   const problems: string[] = [];
   await Promise.all([
@@ -53,10 +55,17 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   const recorder = composition.metrics.recorder;
   recorder.cleanupObjectsDeleted('leftovers', leftovers.removed.count);
   recorder.cleanupRun('leftovers', leftovers.failed.count > 0 ? 'failure' : 'success');
-  const app = await buildComposedApp(composition, logger, {
-    devDataDir: config.auth.dev ? config.dataDir : undefined,
-    plugins: [...composition.storagePlugins, webRoutes(recorderPageHeaders(config, composition.store))],
-  });
+  let app: FastifyInstance;
+  try {
+    app = await buildComposedApp(composition, logger, {
+      devDataDir: config.auth.dev ? config.dataDir : undefined,
+      plugins: [...composition.storagePlugins, webRoutes(recorderPageHeaders(config, composition.store))],
+    });
+  } catch (err) {
+    // A bad dev-jwt-secret is found here, with the backends already open.
+    await composition.close();
+    throw err;
+  }
   if (composition.audio.warning) app.log.warn(composition.audio.warning);
   else app.log.info({ decoder: composition.audio.description }, 'audio decoder');
   if (leftovers.found.count > 0) {

@@ -42,6 +42,9 @@ describe('AUTH_JWT_SECRET (HS256) with issuer and audience', () => {
       await token({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 60 }),
       await token({ sub: 'alice', iss: 'https://evil.example/' }),
       await token({ sub: 'alice', aud: 'other-api' }),
+      // Without the claims at all: a token of the same secret's other users.
+      await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setIssuer('https://auth.echoes.app/').setExpirationTime('1h').sign(enc.encode(SECRET)),
+      await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setAudience('echoes-api').setExpirationTime('1h').sign(enc.encode(SECRET)),
       'not.a.jwt',
       `${await token({ sub: 'alice' })}x`,
     ];
@@ -116,6 +119,54 @@ describe('AUTH_JWKS_URL (RS256 / ES256)', () => {
     const hs = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('carol').setIssuer('https://issuer.test/').setExpirationTime('5m').sign(enc.encode(SECRET));
     expect(await status(srv, hs)).toEqual([401, 'UNAUTHORIZED']);
     expect(await status(srv, unsignedToken({ sub: 'carol', iss: 'https://issuer.test/' }))).toEqual([401, 'UNAUTHORIZED']);
+  });
+});
+
+describe('AUTH_JWKS_URL with AUTH_ISSUER and AUTH_AUDIENCE (what production requires)', () => {
+  let srv: TestServer;
+  let jwks: Server;
+  const key = generateKeyPair('RS256');
+  const ISSUER = 'https://issuer.test/';
+
+  beforeAll(async () => {
+    const body = JSON.stringify({ keys: [{ ...(await exportJWK((await key).publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }] });
+    jwks = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
+    const address = jwks.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    srv = await startTestServer({ AUTH_JWKS_URL: `http://127.0.0.1:${port}/jwks.json`, AUTH_ISSUER: ISSUER, AUTH_AUDIENCE: 'echoes-api' });
+  });
+  afterAll(async () => {
+    await srv?.close();
+    jwks?.close();
+  });
+
+  /** A token the identity provider signs with its real key: only its claims differ. */
+  const sign = async (claims: { iss?: string; aud?: string | string[] }, extra: Record<string, unknown> = {}) => {
+    const jwt = new SignJWT(extra).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('erin').setExpirationTime('5m');
+    if (claims.iss !== undefined) jwt.setIssuer(claims.iss);
+    if (claims.aud !== undefined) jwt.setAudience(claims.aud);
+    return jwt.sign((await key).privateKey);
+  };
+
+  it('accepts the API\'s own tokens', async () => {
+    expect(await status(srv, await sign({ iss: ISSUER, aud: 'echoes-api' }))).toEqual([200, 'OK']);
+    expect(await status(srv, await sign({ iss: ISSUER, aud: ['billing-api', 'echoes-api'] }))).toEqual([200, 'OK']);
+  });
+
+  it('refuses the same provider\'s tokens for another app, its ID tokens, and tokens without iss or aud', async () => {
+    const bad = [
+      await sign({ iss: ISSUER, aud: 'billing-api' }),
+      await sign({ iss: ISSUER, aud: ['billing-api'] }),
+      // An ID token: the audience is the client app's id.
+      await sign({ iss: ISSUER, aud: 'mobile-client-id' }, { nonce: 'n', email: 'erin@example.com' }),
+      await sign({ iss: ISSUER }),
+      await sign({ aud: 'echoes-api' }),
+      await sign({ iss: 'https://issuer.test', aud: 'echoes-api' }),
+      await sign({ iss: 'https://other-issuer.test/', aud: 'echoes-api' }),
+      await sign({ iss: ISSUER, aud: 'ECHOES-API' }),
+    ];
+    for (const t of bad) expect(await status(srv, t)).toEqual([401, 'UNAUTHORIZED']);
   });
 });
 

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, environmentWithDotEnv, loadConfig } from '../src/config.ts';
+import { ConfigError, devAuthHostProblem, environmentWithDotEnv, isLoopbackHost, loadConfig } from '../src/config.ts';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -63,6 +63,52 @@ describe('config', () => {
     const env = { NODE_ENV: 'production', S3_BUCKET_NAME: 'b', DYNAMODB_TABLE_NAME: 't' };
     expect(() => loadConfig(env)).toThrow(/AUTH_JWKS_URL or AUTH_JWT_SECRET/);
     expect(loadConfig(env, { authRequired: false }).auth.dev).toBe(true);
+  });
+
+  it('production with AUTH_JWKS_URL needs https and AUTH_ISSUER and AUTH_AUDIENCE, naming each', () => {
+    const prod = { NODE_ENV: 'production', AUTH_JWKS_URL: 'https://id.example.com/.well-known/jwks.json' };
+    const full = { ...prod, AUTH_ISSUER: 'https://id.example.com/', AUTH_AUDIENCE: 'echoes-api' };
+    expect(problems(full)).toEqual([]);
+    expect(problems({ ...full, AUTH_JWKS_URL: 'http://id.example.com/jwks.json' }).join()).toMatch(/AUTH_JWKS_URL="http:\/\/id\.example\.com\/jwks\.json" must be an https:\/\/ URL/);
+    expect(problems({ ...full, AUTH_JWKS_URL: 'HTTP://id.example.com/jwks.json' }).join()).toMatch(/must be an https:\/\/ URL/);
+    expect(problems({ ...full, AUTH_JWKS_URL: 'HTTPS://id.example.com/jwks.json' })).toEqual([]);
+    expect(problems(prod).join()).toMatch(/needs AUTH_ISSUER and AUTH_AUDIENCE/);
+    expect(problems({ ...prod, AUTH_ISSUER: 'https://id.example.com/' }).join()).toMatch(/needs AUTH_AUDIENCE:/);
+    expect(problems({ ...prod, AUTH_AUDIENCE: 'echoes-api', AUTH_ISSUER: '  ' }).join()).toMatch(/needs AUTH_ISSUER:/);
+    // Outside production (a local identity provider) http and a missing audience are allowed.
+    expect(problems({ AUTH_JWKS_URL: 'http://127.0.0.1:9/jwks.json' })).toEqual([]);
+    // The functions that answer no requests never check a token.
+    expect(loadConfig({ ...prod, AUTH_JWKS_URL: 'http://x/jwks.json' }, { authRequired: false }).auth.jwksUrl).toBe('http://x/jwks.json');
+  });
+
+  it('AUTH_JWT_SECRET needs 32 characters everywhere', () => {
+    expect(problems({ AUTH_JWT_SECRET: 'x'.repeat(31) }).join()).toMatch(/AUTH_JWT_SECRET must be at least 32 characters/);
+    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(31) }).join()).toMatch(/AUTH_JWT_SECRET must be at least 32 characters/);
+    expect(problems({ AUTH_JWT_SECRET: 'x'.repeat(32) })).toEqual([]);
+  });
+
+  it('loopback addresses: 127.0.0.0/8, ::1 and localhost, nothing that only looks like them', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', '127.255.255.255', '::1', '0:0:0:0:0:0:0:1', '::0:1', 'localhost', 'LOCALHOST']) {
+      expect(isLoopbackHost(host), host).toBe(true);
+    }
+    for (const host of ['0.0.0.0', '::', '', '127.0.0.1.evil', '127.evil', '[::1]', '::ffff:127.0.0.1', 'localhost.', 'localhost.evil',
+      'evil.localhost', '127.1', '127.000.0.1', '0177.0.0.1', '128.0.0.1', '10.0.0.1', '::2', '::1%lo', 'fe80::1', ' 127.0.0.1', '127.0.0.1/8']) {
+      expect(isLoopbackHost(host), host).toBe(false);
+    }
+  });
+
+  it('dev auth only on a loopback HOST: anything else names HOST and what to set', () => {
+    for (const host of ['0.0.0.0', '::', '127.0.0.1.evil', '[::1]', '::ffff:127.0.0.1', 'localhost.', '192.168.1.10']) {
+      const problem = devAuthHostProblem(loadConfig({ HOST: host }));
+      expect(problem, host).toContain(`HOST=${host} is not a loopback address`);
+      expect(problem, host).toMatch(/Set AUTH_JWKS_URL or AUTH_JWT_SECRET/);
+    }
+    // An empty HOST is the default, 127.0.0.1.
+    expect(loadConfig({ HOST: '' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ HOST: '  ' }).host).toBe('127.0.0.1');
+    for (const host of ['', '127.0.0.1', '::1', 'localhost']) expect(devAuthHostProblem(loadConfig({ HOST: host })), host).toBeUndefined();
+    expect(devAuthHostProblem(loadConfig({ HOST: '0.0.0.0', AUTH_JWT_SECRET: 'x'.repeat(32) }))).toBeUndefined();
+    expect(devAuthHostProblem(loadConfig({ HOST: '::', AUTH_JWKS_URL: 'http://127.0.0.1:9/jwks.json' }))).toBeUndefined();
   });
 
   it('on Lambda: EMF on and Prometheus off by default, both as set otherwise', () => {

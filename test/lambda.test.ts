@@ -127,4 +127,10 @@ describe.skipIf(!withMoto)('echoes-storage/lambda: the API behind API Gateway HT
     await expect(createLambdaHandler({ LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' })).rejects.toThrow(/S3_BUCKET_NAME[\s\S]*DYNAMODB_TABLE_NAME[\s\S]*AUTH_JWKS_URL or AUTH_JWT_SECRET/);
     await expect(createLambdaHandler({ ...env, LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' })).rejects.toThrow(/dev tokens are never accepted on Lambda/);
   });
+
+  it('in production (as deployed), refuses a JWKS URL without the issuer and audience of its tokens', async () => {
+    const deployed = { ...env, NODE_ENV: 'production', LOG_LEVEL: 'silent', AUDIO_DECODE: 'off', AUTH_JWKS_URL: 'https://id.example.com/.well-known/jwks.json' };
+    await expect(createLambdaHandler(deployed)).rejects.toThrow(/needs AUTH_ISSUER and AUTH_AUDIENCE/);
+    await expect(createLambdaHandler({ ...deployed, AUTH_ISSUER: 'https://id.example.com/' })).rejects.toThrow(/needs AUTH_AUDIENCE/);
+  });
 });

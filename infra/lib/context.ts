@@ -5,6 +5,9 @@ import type { EchoesStorageStackProps } from './echoes-storage-stack.ts';
 
 export const KEY_PAIR_HELP = 'make a key pair with `openssl genrsa -out cdn.pem 2048 && openssl rsa -pubout -in cdn.pem -out cdn.pub.pem`, pass -c cdnPublicKey=cdn.pub.pem and store cdn.pem in Secrets Manager';
 
+/** Why the stack needs both (the API refuses to start in production without them). */
+export const AUTH_HELP = 'the keys at AuthJwksUrl sign tokens for every app of the identity provider, and only the issuer and audience single out this API\'s; give the "iss" and "aud" of its access tokens';
+
 type ContextProps = Omit<EchoesStorageStackProps, keyof StackProps>;
 
 /** `-c key=value` values as stack props; every error names the context key and what it accepts. */
@@ -54,12 +57,14 @@ export function propsFromContext(get: (key: string) => unknown): ContextProps {
 
   const audience = text('authAudience');
   const issuer = text('authIssuer');
+  const missing = [issuer === undefined ? '-c authIssuer=ISSUER' : '', audience === undefined ? '-c authAudience=AUDIENCE' : ''].filter(Boolean);
+  if (issuer === undefined || audience === undefined) throw new Error(`${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} required: ${AUTH_HELP}.`);
   return {
     environment: env,
     ...(layer ? { ffmpegLayerArn: layer } : {}),
     ...(email ? { alarmEmail: email } : {}),
-    ...(audience ? { authAudience: audience } : {}),
-    ...(issuer ? { authIssuer: issuer } : {}),
+    authAudience: audience,
+    authIssuer: issuer,
     ...(rejectedUploadsPer5Min !== undefined ? { rejectedUploadsPer5Min } : {}),
     ...(cdnOptions ? { cdn: cdnOptions } : {}),
   };

@@ -6,6 +6,7 @@ import type { Construct } from 'constructs';
 import { EchoesAlarms } from './alarms.ts';
 import { PlaybackCdn, type CdnOptions } from './cdn.ts';
 import { EchoesFunctions, type FunctionEntries } from './functions.ts';
+import { AUTH_HELP } from './context.ts';
 // The same templates `echoes-storage setup` applies, so both paths build identical buckets.
 import {
   ACCESS_LOG_PREFIX,
@@ -31,8 +32,9 @@ export interface EchoesStorageStackProps extends StackProps {
   readonly ffmpegLayerArn?: string;
   /** Subscribed to the alarm topic (AWS sends a confirmation e-mail first). */
   readonly alarmEmail?: string;
-  readonly authAudience?: string;
-  readonly authIssuer?: string;
+  /** The "aud" and "iss" of the API's access tokens: required with AuthJwksUrl (the API refuses to start without them). */
+  readonly authAudience: string;
+  readonly authIssuer: string;
   /** Rejected uploads per 5 minutes above which the alarm fires (default 50). */
   readonly rejectedUploadsPer5Min?: number;
   /** CloudFront for playback; absent: audio_url stays an S3 presigned URL. */
@@ -108,6 +110,10 @@ export class EchoesStorageStack extends Stack {
 
   constructor(scope: Construct, id: string, props: EchoesStorageStackProps) {
     super(scope, id, props);
+    // For callers from JavaScript or with empty strings: the types alone do not stop them.
+    for (const key of ['authIssuer', 'authAudience'] as const) {
+      if (typeof props[key] !== 'string' || props[key].trim() === '') throw new Error(`EchoesStorageStack: ${key} is required: ${AUTH_HELP}.`);
+    }
     const env = props.environment;
     const settings = environmentSettings(env);
     const name = bucketName(env, Aws.ACCOUNT_ID);
@@ -174,8 +180,8 @@ export class EchoesStorageStack extends Stack {
       allowedOrigins: settings.allowedOrigins,
       authJwksUrl: this.authJwksUrl.valueAsString,
       ...(props.ffmpegLayerArn ? { ffmpegLayerArn: props.ffmpegLayerArn } : {}),
-      ...(props.authAudience ? { authAudience: props.authAudience } : {}),
-      ...(props.authIssuer ? { authIssuer: props.authIssuer } : {}),
+      authAudience: props.authAudience,
+      authIssuer: props.authIssuer,
       ...(props.entries ? { entries: props.entries } : {}),
     });
     const f = this.functions;

@@ -73,8 +73,8 @@ export interface EchoesFunctionsProps {
   readonly allowedOrigins: readonly string[];
   readonly ffmpegLayerArn?: string;
   readonly authJwksUrl: string;
-  readonly authAudience?: string;
-  readonly authIssuer?: string;
+  readonly authAudience: string;
+  readonly authIssuer: string;
   readonly entries?: Partial<FunctionEntries>;
 }
 
@@ -156,8 +156,8 @@ export class EchoesFunctions extends Construct {
       environment: {
         AUTH_JWKS_URL: props.authJwksUrl,
         CORS_ORIGINS: props.allowedOrigins.join(','),
-        ...(props.authAudience ? { AUTH_AUDIENCE: props.authAudience } : {}),
-        ...(props.authIssuer ? { AUTH_ISSUER: props.authIssuer } : {}),
+        AUTH_AUDIENCE: props.authAudience,
+        AUTH_ISSUER: props.authIssuer,
       },
     });
     this.events = make('Events', entries.events, { timeout: Duration.seconds(60), description: 'echoes-storage S3 event notifications', environment: {} });

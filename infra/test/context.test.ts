@@ -8,11 +8,13 @@ import { propsFromContext } from '../lib/context.ts';
 const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const PUBLIC = keys.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 const PRIVATE = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-const ctx = (values: Record<string, unknown>) => (key: string): unknown => values[key];
+const AUTH = { authAudience: 'echoes-api', authIssuer: 'https://id.example.com/' };
+/** Context as `cdk synth -c` gives it; the auth keys are always there unless a test takes them out. */
+const ctx = (values: Record<string, unknown>) => (key: string): unknown => ({ ...AUTH, ...values })[key];
 
 describe('propsFromContext (-c values of the CDK app)', () => {
   it('defaults to dev with no layer, no e-mail, no CDN', () => {
-    expect(propsFromContext(ctx({}))).toEqual({ environment: 'dev' });
+    expect(propsFromContext(ctx({}))).toEqual({ environment: 'dev', ...AUTH });
   });
 
   it('passes every option through, CLI strings included', () => {
@@ -45,6 +47,12 @@ describe('propsFromContext (-c values of the CDK app)', () => {
 
   it('refuses a private key where the public one belongs, so it never lands in the template', () => {
     expect(() => propsFromContext(ctx({ cdn: 'true', cdnPublicKey: PRIVATE }))).toThrow(/-c cdnPublicKey: expected a PEM public key.*never the private key/);
+  });
+
+  it('requires the issuer and audience of the API\'s tokens, naming the missing keys', () => {
+    expect(() => propsFromContext(ctx({ authIssuer: undefined, authAudience: undefined }))).toThrow(/^-c authIssuer=ISSUER and -c authAudience=AUDIENCE are required: the keys at AuthJwksUrl sign tokens for every app/);
+    expect(() => propsFromContext(ctx({ authIssuer: '' }))).toThrow(/^-c authIssuer=ISSUER is required/);
+    expect(() => propsFromContext(ctx({ authAudience: undefined }))).toThrow(/^-c authAudience=AUDIENCE is required/);
   });
 
   it('bad values name the context key', () => {

@@ -79,11 +79,11 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       expect(vars('api')).toEqual({
         ...common,
         AUTH_JWKS_URL: '{AuthJwksUrl}',
+        AUTH_AUDIENCE: 'echoes-api',
+        AUTH_ISSUER: 'https://id.example.com/',
         CORS_ORIGINS: origins(env).join(','),
         ...(env === 'prod'
           ? {
-              AUTH_AUDIENCE: 'echoes-api',
-              AUTH_ISSUER: 'https://id.example.com/',
               CDN_DOMAIN: `${s().id(cdn!.distribution)}.DomainName`,
               CDN_KEY_PAIR_ID: `{${s().id(cdn!.publicKey)}}`,
               CDN_PRIVATE_KEY_SECRET: SECRET,
@@ -203,6 +203,12 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       expect(flat(permission![1].FunctionName)).toBe(`${s.id(s.stack.functions.api)}.Arn`);
       expect(flat(permission![1].SourceArn)).toContain(`{${apiId}}`);
       expect(s.json.Outputs.ApiUrl?.Value).toEqual({ 'Fn::GetAtt': [apiId, 'ApiEndpoint'] });
+    }
+  });
+
+  it('synth refuses a stack without the issuer and audience of the API\'s tokens, naming them', async () => {
+    for (const missing of ['authIssuer', 'authAudience'] as const) {
+      await expect(synth({ environment: 'dev', [missing]: '' })).rejects.toThrow(new RegExp(`EchoesStorageStack: ${missing} is required: the keys at AuthJwksUrl sign tokens for every app`));
     }
   });
 

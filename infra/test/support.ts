@@ -66,7 +66,11 @@ export interface Synth {
   ofType: (type: string) => Array<[string, Json]>;
 }
 
-export async function synth(props: Omit<EchoesStorageStackProps, 'entries'>): Promise<Synth> {
+/** The identity provider every synth trusts unless a test names another (the stack requires one). */
+export const TEST_AUTH = { authAudience: 'echoes-api', authIssuer: 'https://id.example.com/' } as const;
+
+export async function synth(given: Omit<EchoesStorageStackProps, 'entries' | 'authAudience' | 'authIssuer'> & Partial<Pick<EchoesStorageStackProps, 'authAudience' | 'authIssuer'>>): Promise<Synth> {
+  const props: Omit<EchoesStorageStackProps, 'entries'> = { ...TEST_AUTH, ...given };
   const { App } = await import('aws-cdk-lib');
   const { Template: T } = await import('aws-cdk-lib/assertions');
   const { EchoesStorageStack: S } = await import('../lib/echoes-storage-stack.ts');

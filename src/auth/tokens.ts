@@ -3,7 +3,7 @@ import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type J
 import type { Config } from '../config.ts';
 import { AppError } from '../domain/errors.ts';
 import { assertSafeUserId } from '../domain/keys.ts';
-import { loadOrCreateSecret } from './secrets.ts';
+import { hmacKey, loadOrCreateSecret } from './secrets.ts';
 
 export const DEV_ISSUER = 'echoes-storage-dev';
 const DEV_TOKEN_TTL = '24h';
@@ -30,7 +30,7 @@ export class TokenVerifier {
       this.key = createRemoteJWKSet(new URL(auth.jwksUrl), { cacheMaxAge: 10 * 60_000, timeoutDuration: 5000 });
       this.algorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'];
     } else {
-      this.key = auth.jwtSecret ? new TextEncoder().encode(auth.jwtSecret) : loadOrCreateSecret(devSecretFile(config.dataDir));
+      this.key = hmacKey(auth.jwtSecret ? new TextEncoder().encode(auth.jwtSecret) : loadOrCreateSecret(devSecretFile(config.dataDir)), 'The HS256 key');
       this.algorithms = ['HS256'];
     }
     this.issuer = auth.dev ? DEV_ISSUER : auth.issuer;
@@ -100,6 +100,11 @@ function describeJwtError(err: unknown): string {
 
 /** Signs dev tokens with the secret in DATA_DIR; only for dev auth. */
 export async function signDevToken(dataDir: string, userId: string, ttl = DEV_TOKEN_TTL): Promise<string> {
+  return signDevTokenWith(loadOrCreateSecret(devSecretFile(dataDir)), userId, ttl);
+}
+
+/** Signs a dev token with a key read once (the server's, so a file changed later cannot fail a request). */
+export async function signDevTokenWith(key: Uint8Array, userId: string, ttl = DEV_TOKEN_TTL): Promise<string> {
   const sub = assertSafeUserId(userId);
   return new SignJWT({})
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -107,5 +112,5 @@ export async function signDevToken(dataDir: string, userId: string, ttl = DEV_TO
     .setIssuer(DEV_ISSUER)
     .setIssuedAt()
     .setExpirationTime(ttl)
-    .sign(loadOrCreateSecret(devSecretFile(dataDir)));
+    .sign(hmacKey(key, 'The dev token key'));
 }

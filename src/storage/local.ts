@@ -24,6 +24,7 @@ import type {
   UnfinishedMultipart,
   UploadSpec,
 } from '../ports.ts';
+import { hmacKey } from '../auth/secrets.ts';
 
 export interface LocalObjectStoreOptions {
   /** Folder that holds `objects/`, `meta/` (content types), `tmp/` (uploads in flight) and `multipart/` (parts). */
@@ -231,7 +232,7 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     this.metaDir = join(options.rootDir, 'meta');
     this.tmpDir = join(options.rootDir, 'tmp');
     this.multipartDir = join(options.rootDir, 'multipart');
-    this.secret = options.secret;
+    this.secret = hmacKey(options.secret, 'The local store\'s URL signing key');
     this.baseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_STORAGE_PREFIX;
     this.partsBaseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_PARTS_PREFIX;
     this.now = options.now ?? Date.now;

@@ -43,12 +43,16 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** One CLI command as an operator runs it: its own process, stdin closed, config from DATA_DIR and `env` only. */
-export function runCli(dataDir: string, args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
+/**
+ * One CLI command as an operator runs it: its own process, stdin closed, config from DATA_DIR and `env` only.
+ * `killAfterMs` ends a command expected to stop on its own (a `serve` that should refuse to start) if it does not.
+ */
+export function runCli(dataDir: string, args: readonly string[], env: Record<string, string> = {}, killAfterMs?: number): Promise<CliRun> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: dataDir, DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(killAfterMs === undefined ? {} : { timeout: killAfterMs }),
     });
     let stdout = '';
     let stderr = '';

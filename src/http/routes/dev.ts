@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { signDevToken } from '../../auth/tokens.ts';
+import { loadOrCreateSecret } from '../../auth/secrets.ts';
+import { devSecretFile, signDevTokenWith } from '../../auth/tokens.ts';
 import {
   DevTokenRequestSchema, DevTokenSchema, ErrorBodySchema, NoQuerySchema,
   type DevToken, type DevTokenRequest, type ErrorBody, type NoQuery,
@@ -7,6 +8,8 @@ import {
 
 /** Only mounted in dev auth mode: hands the recorder page a token for any safe user id. */
 export async function devRoutes(app: FastifyInstance, options: { dataDir: string }): Promise<void> {
+  // Read at start-up, like the verifier's: a secret file changed or removed later cannot fail a request.
+  const key = loadOrCreateSecret(devSecretFile(options.dataDir));
   app.post<{ Body: DevTokenRequest; Querystring: NoQuery; Reply: DevToken | ErrorBody }>('/dev/token', {
     schema: {
       tags: ['dev'],
@@ -16,7 +19,7 @@ export async function devRoutes(app: FastifyInstance, options: { dataDir: string
       response: { 200: DevTokenSchema, 400: ErrorBodySchema, 401: ErrorBodySchema, 415: ErrorBodySchema, 500: ErrorBodySchema },
     },
   }, async (request) => ({
-    token: await signDevToken(options.dataDir, request.body.user_id),
+    token: await signDevTokenWith(key, request.body.user_id),
     user_id: request.body.user_id,
     expires_in: 86400,
   }));
