@@ -285,6 +285,10 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const issuer = str('AUTH_ISSUER');
   const audience = str('AUTH_AUDIENCE');
   const dev = !jwksUrl && !jwtSecret;
+  // Half-set auth (a misspelled AUTH_JWKS_URL, say) must not fall back to dev tokens unnoticed.
+  if (dev && options.authRequired !== false && (issuer !== undefined || audience !== undefined)) {
+    problems.push(`${issuer !== undefined ? 'AUTH_ISSUER' : 'AUTH_AUDIENCE'} is set but neither AUTH_JWKS_URL nor AUTH_JWT_SECRET is: set one of them, or unset it for dev tokens.`);
+  }
   if (production && options.authRequired !== false) {
     if (dev) problems.push('NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.');
     if (jwksUrl) problems.push(...productionJwksProblems(jwksUrl, issuer, audience));

@@ -65,6 +65,13 @@ describe('config', () => {
     expect(loadConfig(env, { authRequired: false }).auth.dev).toBe(true);
   });
 
+  it('refuses AUTH_ISSUER or AUTH_AUDIENCE without a key, rather than falling back to dev tokens', () => {
+    expect(() => loadConfig({ AUTH_ISSUER: 'https://id.example.com/' })).toThrow(/AUTH_ISSUER is set but neither AUTH_JWKS_URL nor AUTH_JWT_SECRET/);
+    expect(() => loadConfig({ AUTH_AUDIENCE: 'echoes-api', AUTH_JWKS_URL: '' })).toThrow(/AUTH_AUDIENCE is set but neither/);
+    expect(loadConfig({ AUTH_AUDIENCE: 'echoes-api' }, { authRequired: false }).auth.dev).toBe(true);
+    expect(loadConfig({ AUTH_AUDIENCE: 'echoes-api', AUTH_JWT_SECRET: 'x'.repeat(32) }).auth.dev).toBe(false);
+  });
+
   it('production with AUTH_JWKS_URL needs https and AUTH_ISSUER and AUTH_AUDIENCE, naming each', () => {
     const prod = { NODE_ENV: 'production', AUTH_JWKS_URL: 'https://id.example.com/.well-known/jwks.json' };
     const full = { ...prod, AUTH_ISSUER: 'https://id.example.com/', AUTH_AUDIENCE: 'echoes-api' };
