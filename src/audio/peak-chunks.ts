@@ -9,7 +9,12 @@
  */
 
 const TARGET_CHUNKS = 1000;
-const MIN_CHUNK_FRAMES = 16;
+/**
+ * No chunk is shorter than 10 ms, whatever the container declares or the size suggests: a file
+ * that lies (opus DTX silence, a FLAC header claiming one second) then costs at most 100 lines a
+ * second of audio, 180,000 at MAX_AUDIO_DURATION_SECONDS' default (about 120 ms of the API's CPU).
+ */
+const MIN_CHUNK_SECONDS = 0.01;
 /**
  * A container that declares no duration (MediaRecorder webm) is assumed to run at this bit rate to
  * guess its length from its size: MediaRecorder's opus runs at 32 to 128 kbit/s, so the guess gives
@@ -20,7 +25,7 @@ const ASSUMED_BITS_PER_SECOND = 32_000;
 /** Frames per chunk for a stream, from its declared duration or, failing that, its size. */
 export function chunkFrames(sampleRate: number, declaredSeconds: number | undefined, sizeBytes: number): number {
   const seconds = declaredSeconds ?? (sizeBytes * 8) / ASSUMED_BITS_PER_SECOND;
-  return Math.max(MIN_CHUNK_FRAMES, Math.ceil((seconds * sampleRate) / TARGET_CHUNKS));
+  return Math.max(Math.ceil(sampleRate * MIN_CHUNK_SECONDS), Math.ceil((seconds * sampleRate) / TARGET_CHUNKS));
 }
 
 /** The filter graph that has ffmpeg print each chunk's peak level (dBFS) on stdout. */
