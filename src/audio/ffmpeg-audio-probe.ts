@@ -67,6 +67,11 @@ const TRUNCATION_TOLERANCE_SECONDS = 0.25;
 const TRUNCATION_TOLERANCE_RATIO = 0.005;
 /** Decoding stops this far past the longest recording allowed: enough to tell it is longer. */
 const TOO_LONG_MARGIN_SECONDS = 1;
+/**
+ * ffmpeg lists an input's streams in one burst. An input that opened but whose audio stream this
+ * parser could not read would leave ffmpeg waiting for its graph until the decode's deadline.
+ */
+const STREAM_LIST_WAIT_MS = 5000;
 
 /**
  * Uploads that may wait for a decoder, per decoder. A waiting upload holds only its request
@@ -204,7 +209,9 @@ export class FfmpegAudioProbe implements AudioProbe {
       const child = spawn(cmd, fullArgs, { stdio: ['pipe', 'pipe', 'pipe'], signal, killSignal: 'SIGKILL' });
       let peaks: ChunkPeaks | undefined;
       let refusal: UploadRejected | undefined;
+      let unlisted: NodeJS.Timeout | undefined;
       const report = new FfmpegReport((audio) => {
+        clearTimeout(unlisted);
         refusal = limitsProblem(audio, rule, expected);
         if (refusal) {
           child.kill('SIGKILL');
@@ -217,11 +224,20 @@ export class FfmpegAudioProbe implements AudioProbe {
       // A child that exits before it reads its graph closes stdin under us.
       child.stdin.on('error', () => undefined);
       child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (d: string) => report.push(d));
+      child.stderr.on('data', (d: string) => {
+        report.push(d);
+        if (report.opened && !peaks && !refusal && unlisted === undefined) {
+          unlisted = setTimeout(() => {
+            refusal = refuse('decode_error', 'The decoder could not describe the audio stream of this file.');
+            child.kill('SIGKILL');
+          }, STREAM_LIST_WAIT_MS);
+        }
+      });
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (d: string) => peaks?.push(d));
       child.once('error', reject);
       child.once('close', (code, sig) => {
+        clearTimeout(unlisted);
         report.end();
         peaks?.push('\n');
         resolve({ report, peaks, code, signal: sig, refusal });
