@@ -181,6 +181,14 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     expect(stream.destroyed).toBe(true);
   });
 
+  it('answers 503, not 500, when ffmpeg cannot be started at all (gone since start-up)', async () => {
+    for (const prlimitPath of [null, undefined]) {
+      const gone = new FfmpegAudioProbe({ ffmpegPath: '/nonexistent/ffmpeg', prlimitPath });
+      const err = await refusal(gone.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')));
+      expect(err.code).toBe('SERVICE_UNAVAILABLE');
+    }
+  });
+
   it('answers 503 with Retry-After when every decoder is busy and the queue is full', async () => {
     const busy = new FfmpegAudioProbe({ concurrency: 1, queueLimit: 1, timeoutMs: 600 });
     const first = refusal(busy.probe(stalled().source, expectation('x.webm')));

@@ -235,7 +235,8 @@ export class FfmpegAudioProbe implements AudioProbe {
       });
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (d: string) => peaks?.push(d));
-      child.once('error', reject);
+      // The deadline's abort is the caller's to name; anything else (the binary gone) is an outage.
+      child.once('error', (err) => reject(signal.aborted ? err : decoderDown(`ffmpeg could not be started: ${err.message}`)));
       child.once('close', (code, sig) => {
         clearTimeout(unlisted);
         report.end();
