@@ -196,6 +196,9 @@ export class FfmpegAudioProbe implements AudioProbe {
       // -xerror stops at the first error; -err_detect explode makes decoders report what they would conceal.
       '-loglevel', 'level+verbose', '-xerror', '-err_detect', 'explode',
       '-max_alloc', String(MAX_ALLOC_BYTES),
+      // One thread each for decoding and filtering: a decoder slot is one core, as
+      // AUDIO_DECODE_CONCURRENCY promises (threads cost a 7.1 FLAC 40 % more CPU, and win no time).
+      '-filter_threads', '1', '-threads', '1',
       '-protocol_whitelist', 'file', '-f', rule.demuxer, ...rule.demuxerOptions,
       '-i', `file:${file}`,
       '-map', '0:a:0',
