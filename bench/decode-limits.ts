@@ -163,7 +163,7 @@ Target under ${REFUSAL_TARGET_S} s: ${pass(refusalMaxS < REFUSAL_TARGET_S)}.
 **\`GET /health\` while every decoder slot is busy.** The bench server with \`AUDIO_DECODE=on\`, \`AUDIO_DECODE_CONCURRENCY=${SLOTS}\`
 (so \`AUDIO_DECODE_PER_USER\` 1); ${USERS} users each stored ${POSTS_PER_USER} uploads of 20 minutes of 96 kHz 7.1 FLAC silence
 (${(longSize / 1024).toFixed(0)} KiB, at the limits of MAX_AUDIO_SAMPLE_RATE and MAX_AUDIO_CHANNELS). Alone, one such file holds a decoder
-${flacDecode.wall.toFixed(1)} s for ${flacDecode.children.toFixed(1)} s of the child's CPU (ffmpeg's frame and filter threads: a child may use more than one core),
+${flacDecode.wall.toFixed(1)} s for ${flacDecode.children.toFixed(1)} s of the child's CPU (one thread each for decoding and filtering: a decoder slot is one core),
 against ${opusDecode.wall.toFixed(1)} s and ${opusDecode.children.toFixed(1)} s for 20 minutes of 32 kbit/s opus (${(statSync(opus).size / 1e6).toFixed(1)} MB).
 The ${USERS * POSTS_PER_USER} POST /echoes were sent at once; once ${SLOTS} decoders ran, ${HEALTH_REQUESTS} GET /health one after the other,
 ${HEALTH_GAP_MS} ms apart, from the bench process (which shares the 2 cores with the server and both decoders).
