@@ -1,90 +1,47 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FfmpegAudioProbe } from '../src/audio/ffmpeg-audio-probe.ts';
+import { chunkFrames, peakFilterGraph } from '../src/audio/peak-chunks.ts';
 import { signDevToken } from '../src/auth/tokens.ts';
+import { CLK_TCK, ffmpeg, median, percentile, procCpu, spawnAndWait, timed, upload, type Sample } from './audio-measure.ts';
+import { decodeLimits, type LimitsFigures } from './decode-limits.ts';
 import { startBenchServer, stopBenchServer, type BenchServer } from './harness.ts';
 import { writeSection } from './report.ts';
 
 /**
- * What decoding every upload costs. (1) Throughput of FfmpegAudioProbe on a 60 s opus webm and a
- * 60 s wav, against a bare `ffmpeg` decode of the same file to /dev/null; (2) POST /echoes
- * latency for a ~1 MB opus webm through the real server with AUDIO_DECODE=on and =off, the two
- * servers measured in alternating blocks so that the machine's noise falls on both alike.
+ * What decoding every upload costs. (1) CPU of FfmpegAudioProbe on 60 s opus webms and a 60 s
+ * wav, against a bare `ffmpeg ... -f null -` decode of the same file; (2) the decoding limits
+ * (bench/decode-limits.ts); (3) POST /echoes latency for a ~1 MB opus webm through the real
+ * server with AUDIO_DECODE=on and =off, the two servers measured in alternating blocks so that
+ * the machine's noise falls on both alike.
  */
-const RUNS = 5;
+const RUNS = 7;
 /** Probes per run: a 60 s wav decodes in a few clock ticks, too coarse to time one by one. */
-const PROBES_PER_RUN = 3;
+const PROBES_PER_RUN = 5;
 const REQUESTS = Number(process.env.BENCH_AUDIO_REQUESTS ?? 100);
 const CONCURRENCIES = [1, 4] as const;
 /** Blocks per mode and concurrency; on and off alternate block by block. */
 const BLOCKS = 4;
 const MAX_BYTES = 100 * 1024 * 1024;
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+/** Issue 23: decoder children plus Node, per 60 s opus echo, against a bare decode of the same file. */
+const CPU_RATIO_TARGET = 1.3;
 
-interface Sample {
-  wall: number;
-  /** ffprobe + ffmpeg (prlimit execs them in place), seconds. */
-  children: number;
-  /** This Node process: spooling the file, reading the PCM pipe, tracking peaks. */
-  node: number;
-}
-
-/**
- * CPU seconds from /proc/<pid>/stat: user + system of the process itself (fields 14-15) and of
- * the children it has waited for (16-17). Node's cpuUsage() only sees the first two.
- */
-function procCpu(pid: number | 'self'): { own: number; children: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which may hold spaces; field 3 is at index 0.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-  const at = (field: number): number => f[field - 3] ?? 0;
-  return { own: (at(14) + at(15)) / CLK_TCK, children: (at(16) + at(17)) / CLK_TCK };
-}
-
-async function timed(work: () => Promise<void>): Promise<Sample> {
-  const cpu0 = procCpu('self').children;
-  const node0 = process.cpuUsage();
-  const t0 = performance.now();
-  await work();
-  const wall = (performance.now() - t0) / 1000;
-  const node = process.cpuUsage(node0);
-  return { wall, children: procCpu('self').children - cpu0, node: (node.user + node.system) / 1e6 };
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-}
-
-/** Nearest rank: p99 of 100 samples is the 99th fastest. */
-function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
-}
-
-function ffmpeg(args: string[]): void {
-  execFileSync('ffmpeg', ['-v', 'error', '-nostdin', '-y', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-function spawnAndWait(binary: string, args: string[]): Promise<void> {
-  return new Promise((ok, fail) => {
-    const child = spawn(binary, args, { stdio: 'ignore' });
-    child.once('error', fail);
-    child.once('close', (code) => (code === 0 ? ok() : fail(new Error(`${binary} ${args.join(' ')} exited with ${code}`))));
-  });
-}
-
+/** The baseline: ffmpeg decoding the file and throwing the audio away, nothing else. */
 function bareDecode(file: string): Promise<void> {
-  return spawnAndWait('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-f', 's16le', '-y', '/dev/null']);
+  return spawnAndWait('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-f', 'null', '-']);
 }
 
-/** Starting ffprobe and ffmpeg and doing nothing: the floor under every probe. */
-async function startBoth(): Promise<void> {
-  await spawnAndWait('ffprobe', ['-version']);
-  await spawnAndWait('ffmpeg', ['-version']);
+/** The baseline plus the probe's peak graph: what measuring the peaks costs the child (every file here is 48 kHz). */
+function bareWithPeaks(file: string, audioSeconds: number): Promise<void> {
+  const graph = peakFilterGraph(chunkFrames(48_000, audioSeconds, statSync(file).size));
+  return spawnAndWait('ffmpeg', ['-v', 'error', '-nostdin', '-i', file, '-af', graph, '-f', 'null', '-']);
+}
+
+/** Starting ffmpeg and doing nothing: the floor under every probe and every bare decode. */
+function startOnly(): Promise<void> {
+  return spawnAndWait('ffmpeg', ['-version']);
 }
 
 interface Throughput {
@@ -92,15 +49,19 @@ interface Throughput {
   audioSeconds: number;
   probe: Sample;
   bare: Sample;
-  /** startBoth(), measured in the same runs. */
+  /** startOnly(), measured in the same runs. */
   floor: Sample;
+  /** bareWithPeaks(), measured in the same runs. */
+  peaks: Sample;
+  /** (probe children + probe Node) / bare children, median of the per-run ratios. */
+  ratio: number;
 }
 
 async function throughput(name: string, file: string, extension: string, audioSeconds: number): Promise<Throughput> {
   // One at a time: the figure is the cost of one decode, not how two cores share several.
-  const probe = new FfmpegAudioProbe({ concurrency: 1 });
+  const probe = new FfmpegAudioProbe({ concurrency: 1, queuePerUser: PROBES_PER_RUN });
   const once = async (): Promise<void> => {
-    const facts = await probe.probe(async () => createReadStream(file), { extension, maxDurationSeconds: 1800, maxBytes: MAX_BYTES });
+    const facts = await probe.probe(async () => createReadStream(file), { extension, maxDurationSeconds: 1800, maxBytes: MAX_BYTES, owner: 'bench' });
     if (Math.abs((facts.durationSeconds ?? 0) - audioSeconds) > 0.1) throw new Error(`${name}: measured ${facts.durationSeconds} s, expected ${audioSeconds} s`);
   };
   const batch = (work: () => Promise<void>) => async (): Promise<void> => {
@@ -108,35 +69,42 @@ async function throughput(name: string, file: string, extension: string, audioSe
   };
   await once(); // warm-up: page cache, shared libraries, JIT
   await bareDecode(file);
-  await startBoth();
+  await startOnly();
   const probes: Sample[] = [];
   const bares: Sample[] = [];
   const floors: Sample[] = [];
+  const peaks: Sample[] = [];
   // Interleaved, so a busy moment on the machine lands on both.
   for (let r = 0; r < RUNS; r++) {
     probes.push(await timed(batch(once)));
     bares.push(await timed(batch(() => bareDecode(file))));
-    floors.push(await timed(batch(startBoth)));
+    floors.push(await timed(batch(startOnly)));
+    peaks.push(await timed(batch(() => bareWithPeaks(file, audioSeconds))));
   }
   const med = (samples: Sample[]): Sample => ({
     wall: median(samples.map((s) => s.wall)) / PROBES_PER_RUN,
     children: median(samples.map((s) => s.children)) / PROBES_PER_RUN,
     node: median(samples.map((s) => s.node)) / PROBES_PER_RUN,
   });
-  const result = { name, audioSeconds, probe: med(probes), bare: med(bares), floor: med(floors) };
+  const ratio = median(probes.map((p, r) => (p.children + p.node) / (bares[r]?.children ?? NaN)));
+  const result = { name, audioSeconds, probe: med(probes), bare: med(bares), floor: med(floors), peaks: med(peaks), ratio };
   const p = result.probe;
-  console.log(`${name}: start-up floor ${(result.floor.children * 1000).toFixed(0)} ms CPU, ${(audioSeconds / p.children).toFixed(0)} audio s per child CPU s, ${(audioSeconds / (p.children + p.node)).toFixed(0)} with Node's, ${(audioSeconds / p.wall).toFixed(0)} per wall s; bare ffmpeg ${(audioSeconds / result.bare.children).toFixed(0)} per CPU s`);
+  const ms = (s: number): string => (s * 1000).toFixed(0);
+  console.log(`${name}: probe ${ms(p.children)} ms child + ${ms(p.node)} ms Node CPU, ${ms(p.wall)} ms wall; bare ffmpeg ${ms(result.bare.children)} ms CPU, ${ms(result.bare.wall)} ms wall; with the peak graph ${ms(result.peaks.children)} ms; ffmpeg -version ${ms(result.floor.children)} ms; ratio ${ratio.toFixed(2)}`);
   return result;
 }
 
-interface Ticket { upload_url: string; headers: Record<string, string>; echo_id: string }
 interface EchoBody { duration_seconds?: number | null; waveform?: number[] | null }
 
 interface Mode {
   name: 'on' | 'off';
   server: BenchServer;
   dataDir: string;
-  auth: Record<string, string>;
+  /**
+   * One user per concurrent client: decodes are shared user by user (AUDIO_DECODE_PER_USER, half
+   * the slots by default), and the figure is the server's, not one user's share of it.
+   */
+  auths: Record<string, string>[];
 }
 
 interface Latency {
@@ -149,19 +117,12 @@ interface Latency {
 }
 
 /** One echo: upload-url and PUT untimed, then the timed POST /echoes. */
-async function cycle(mode: Mode, bytes: Buffer): Promise<{ ms: number; ok: boolean; body: EchoBody }> {
-  const json = { ...mode.auth, 'content-type': 'application/json' };
-  const res = await fetch(`${mode.server.url}/echoes/upload-url`, {
-    method: 'POST', headers: json,
-    body: JSON.stringify({ file_extension: 'webm', content_type: 'audio/webm;codecs=opus', file_size: bytes.length }),
-  });
-  if (res.status !== 200) throw new Error(`upload-url answered ${res.status}: ${await res.text()}`);
-  const ticket = (await res.json()) as Ticket;
-  const put = await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: bytes });
-  await put.arrayBuffer();
-  if (!put.ok) throw new Error(`PUT answered ${put.status}`);
+async function cycle(mode: Mode, auth: Record<string, string>, bytes: Buffer): Promise<{ ms: number; ok: boolean; body: EchoBody }> {
+  const ticket = await upload(mode.server.url, auth, bytes, 'webm', 'audio/webm;codecs=opus');
   const t0 = performance.now();
-  const post = await fetch(`${mode.server.url}/echoes`, { method: 'POST', headers: json, body: JSON.stringify({ echo_id: ticket.echo_id }) });
+  const post = await fetch(`${mode.server.url}/echoes`, {
+    method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ echo_id: ticket.echo_id }),
+  });
   const body = (await post.json()) as EchoBody;
   return { ms: performance.now() - t0, ok: post.status === 201, body };
 }
@@ -174,10 +135,11 @@ async function block(mode: Mode, bytes: Buffer, count: number, concurrency: numb
   };
   const before = cpu();
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
+  await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
+    const auth = mode.auths[worker] ?? {};
     while (next < count) {
       next++;
-      const r = await cycle(mode, bytes);
+      const r = await cycle(mode, auth, bytes);
       into.ms.push(r.ms);
       if (!r.ok) into.errors++;
     }
@@ -188,14 +150,16 @@ async function block(mode: Mode, bytes: Buffer, count: number, concurrency: numb
 async function startMode(name: 'on' | 'off', bytes: Buffer): Promise<Mode> {
   const dataDir = mkdtempSync(join(tmpdir(), `echoes-bench-decode-${name}-`));
   const server = await startBenchServer(dataDir, { AUDIO_DECODE: name });
-  const mode = { name, server, dataDir, auth: { authorization: `Bearer ${await signDevToken(dataDir, 'bench-user')}` } };
+  const users = Math.max(...CONCURRENCIES);
+  const auths = await Promise.all(Array.from({ length: users }, async (_, i) => ({ authorization: `Bearer ${await signDevToken(dataDir, `bench-user-${i}`)}` })));
+  const mode = { name, server, dataDir, auths };
   const health = (await (await fetch(`${server.url}/health`)).json()) as { decoder?: string };
   console.log(`AUDIO_DECODE=${name}: /health decoder "${health.decoder}"`);
   // The echo must be what the mode claims: measured and drawn when on, headers only when off.
-  const { ok, body } = await cycle(mode, bytes);
+  const { ok, body } = await cycle(mode, auths[0] ?? {}, bytes);
   const decoded = typeof body.duration_seconds === 'number' && Array.isArray(body.waveform);
   if (!ok || decoded !== (name === 'on')) throw new Error(`AUDIO_DECODE=${name}: unexpected echo ${JSON.stringify(body).slice(0, 300)}`);
-  for (let i = 0; i < 4; i++) await cycle(mode, bytes); // warm-up
+  for (const auth of auths) await cycle(mode, auth, bytes); // warm-up
   return mode;
 }
 
@@ -205,6 +169,7 @@ export async function run(): Promise<void> {
   const files = { opus: join(dir, 'tone.webm'), wav: join(dir, 'tone.wav'), echo: join(dir, 'echo.webm') };
   const sine = ['-f', 'lavfi', '-i', 'sine=frequency=440:duration=60:sample_rate=48000'];
   let decode: Throughput[];
+  let limits: LimitsFigures;
   const latencies: Latency[] = [];
   let echoSize = 0;
   try {
@@ -218,6 +183,7 @@ export async function run(): Promise<void> {
       await throughput('60 s wav (16-bit, 48 kHz mono)', files.wav, 'wav', 60),
       await throughput('60 s opus webm (128 kbit/s constant, the POST /echoes file below)', files.echo, 'webm', 60),
     ];
+    limits = await decodeLimits(dir);
 
     const echo = readFileSync(files.echo);
     echoSize = echo.length;
@@ -246,10 +212,10 @@ export async function run(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 
+  const ms = (seconds: number): string => (seconds * 1000).toFixed(0);
   const decodeTable = decode.map((d) => {
     const p = d.probe;
-    const rate = (s: number): string => (d.audioSeconds / s).toFixed(0);
-    return `| ${d.name} | ${rate(p.children)} | ${rate(p.children + p.node)} | ${rate(p.wall)} | ${rate(d.bare.children)} | ${rate(d.bare.wall)} | ${(d.bare.children / p.children).toFixed(2)} |`;
+    return `| ${d.name} | ${ms(p.children)} | ${ms(p.node)} | ${ms(p.wall)} | ${ms(d.bare.children)} | ${ms(d.bare.wall)} | ${ms(d.peaks.children)} | ${ms(d.floor.children)} | ${d.ratio.toFixed(2)} |`;
   }).join('\n');
 
   const fmt = (n: number): string => n.toFixed(1);
@@ -266,40 +232,48 @@ export async function run(): Promise<void> {
   const [onC1, offC1] = [latencies.find((l) => l.mode === 'on' && l.concurrency === 1), latencies.find((l) => l.mode === 'off' && l.concurrency === 1)];
   const decodeCost = onC1 && offC1 ? median(onC1.cpuMs) - median(offC1.cpuMs) : NaN;
   const [opus, wav, big] = decode;
-  const ms = (seconds: number): string => (seconds * 1000).toFixed(0);
   const bullets: string[] = [];
   if (opus && wav && big) {
-    bullets.push(`- A 60 s opus echo at 32 kbit/s costs ${ms(opus.probe.children)} ms of decoder CPU (${ms(big.probe.children)} ms at 128 kbit/s) plus ${ms(opus.probe.node)} ms in Node: one core proves about ${(60 / (opus.probe.children + opus.probe.node)).toFixed(0)} minutes of such audio per minute.`);
-    bullets.push(`- Most of that is starting the two processes: \`ffprobe -version\` plus \`ffmpeg -version\`, measured in the same runs, cost ${ms(opus.floor.children)} ms of CPU beside the opus probe's ${ms(opus.probe.children)} and ${ms(wav.floor.children)} ms beside the wav probe's ${ms(wav.probe.children)}; the 60 s of decoding itself is the smaller part.`);
+    const verdict = opus.ratio <= CPU_RATIO_TARGET ? '**pass**' : '**FAIL**';
+    bullets.push(`- Issue 23's target: a 60 s opus echo (32 kbit/s) costs ${ms(opus.probe.children)} ms of decoder CPU plus ${ms(opus.probe.node)} ms in Node, **${opus.ratio.toFixed(2)}x** the ${ms(opus.bare.children)} ms of a bare \`ffmpeg -v error -nostdin -i x.webm -f null -\` on the same file (target at most ${CPU_RATIO_TARGET}x): ${verdict}. Before the one-child decoder: 2.45x (556 ms against 226 ms).`);
+    bullets.push(`- At 128 kbit/s: ${ms(big.probe.children)} + ${ms(big.probe.node)} ms, ${big.ratio.toFixed(2)}x its bare decode; the wav: ${ms(wav.probe.children)} + ${ms(wav.probe.node)} ms, ${wav.ratio.toFixed(2)}x. One core proves about ${(60 / (opus.probe.children + opus.probe.node)).toFixed(0)} minutes of 32 kbit/s opus per minute.`);
+    const over = opus.probe.children + opus.probe.node - opus.bare.children;
+    const graph = opus.peaks.children - opus.bare.children;
+    bullets.push(`- Where the ${ms(over)} ms over the bare decode go (32 kbit/s opus): the peak graph (\`asetnsamples\`, \`astats\`, \`ametadata\`) added to the bare command costs ${ms(graph)} ms more, and Node ${ms(opus.probe.node)} ms (spooling, reading the child's output); the probe's other flags (verbose log, \`-xerror\`, \`-err_detect explode\`) and prlimit's exec are within the noise of these medians.`);
+    bullets.push(`- Starting ffmpeg alone (\`ffmpeg -version\`, measured in the same runs) costs ${ms(opus.floor.children)} ms of CPU: ${((opus.floor.children / opus.bare.children) * 100).toFixed(0)}% of the bare opus decode, which pays it too.`);
   }
   if (onC1 && offC1) {
     bullets.push(`- With decoding on, POST /echoes of the 1 MB echo takes ${(percentile(onC1.ms, 50) / percentile(offC1.ms, 50)).toFixed(0)}x as long at the median (${fmt(percentile(onC1.ms, 50))} ms against ${fmt(percentile(offC1.ms, 50))} ms) and the server spends ${fmt(decodeCost)} ms more CPU per echo.`);
   }
   const onC4 = latencies.find((l) => l.mode === 'on' && l.concurrency === 4);
   if (onC1 && onC4) {
-    bullets.push(`- At concurrency 4, four cycles share ${cpus().length} cores and ${cpus().length} decoder slots (\`AUDIO_DECODE_CONCURRENCY\` defaults to the core count) with the load generator: the median POST with decoding on is ${fmt(percentile(onC4.ms, 50))} ms, ${(percentile(onC4.ms, 50) / percentile(onC1.ms, 50)).toFixed(1)}x its concurrency-1 figure.`);
+    bullets.push(`- At concurrency 4, four users' cycles share ${cpus().length} cores and ${cpus().length} decoder slots (\`AUDIO_DECODE_CONCURRENCY\` defaults to the core count) with the load generator: the median POST with decoding on is ${fmt(percentile(onC4.ms, 50))} ms, ${(percentile(onC4.ms, 50) / percentile(onC1.ms, 50)).toFixed(1)}x its concurrency-1 figure.`);
   }
-  writeSection('audio-decode', `## Audio decoding: throughput and POST /echoes with decoding on and off
+  writeSection('audio-decode', `## Audio decoding: throughput, POST /echoes with decoding on and off, limits
 
-${ffmpegVersion}, ${cpus().length} cores. Every file is a 440 Hz tone made by ffmpeg at bench time.
-Decode throughput is \`FfmpegAudioProbe.probe\` (spool to a temp file, ffprobe, full decode to PCM under prlimit, peaks)
-one probe at a time, median of ${RUNS} runs of ${PROBES_PER_RUN} probes; the baseline is a bare \`ffmpeg -i file -f s16le /dev/null\`
-measured in the same runs, interleaved. CPU is user + system from \`/proc/self/stat\` (children: ffprobe and ffmpeg;
-Node: the bench process, which spools and tracks the peaks), in ${CLK_TCK} Hz clock ticks for the children.
+${ffmpegVersion}, ${cpus().length} cores. Every file is made by ffmpeg at bench time (a 440 Hz tone unless said otherwise).
+Decode cost is \`FfmpegAudioProbe.probe\` (spool to a temp file, one ffmpeg child under prlimit that reads the stream's header,
+gets its filter graph on stdin, decodes everything and prints per-chunk peaks) one probe at a time, median of ${RUNS} runs of ${PROBES_PER_RUN} probes;
+the baseline is a bare \`ffmpeg -v error -nostdin -i FILE -f null -\` measured in the same runs, interleaved. CPU is user + system
+from \`/proc/self/stat\` (child: ffmpeg, in ${CLK_TCK} Hz clock ticks; Node: the bench process, which spools the file and reads the
+child's stderr and stdout). The ratio is (child + Node) / bare ffmpeg, the median of the per-run ratios.
 
-| file | audio s per CPU s (decoders) | audio s per CPU s (decoders + Node) | audio s per wall s | bare ffmpeg: audio s per CPU s | bare ffmpeg: audio s per wall s | CPU ratio (bare / probe) |
-|---|---|---|---|---|---|---|
+| file | probe: child CPU ms | probe: Node CPU ms | probe: wall ms | bare ffmpeg: CPU ms | bare ffmpeg: wall ms | bare + peak graph: CPU ms | \`ffmpeg -version\`: CPU ms | CPU ratio (probe / bare) |
+|---|---|---|---|---|---|---|---|---|
 ${decodeTable}
 
 \`POST /echoes\` of a 60 s opus webm at a constant 128 kbit/s, ${(echoSize / 1e6).toFixed(2)} MB, through the real server
-(\`bench/server.ts\`, local store + SQLite, its own process) with \`AUDIO_DECODE=on\` and \`=off\` (music-metadata reads the headers).
-Each POST follows its own upload-url and PUT, which are not timed; ${REQUESTS} requests per row, run in ${BLOCKS} blocks alternating
-between the two servers. Server CPU is the server process and its decoder children (\`/proc/<pid>/stat\`) per upload cycle,
-upload-url and PUT included, median over the blocks. The load generator shares the ${cpus().length} cores with the server.
+(\`bench/server.ts\`, local store + SQLite, its own process, default decoder settings: ${cpus().length} slots, half of them per user) with
+\`AUDIO_DECODE=on\` and \`=off\` (music-metadata reads the headers). Each concurrent client is its own user. Each POST follows its own
+upload-url and PUT, which are not timed; ${REQUESTS} requests per row, run in ${BLOCKS} blocks alternating between the two servers.
+Server CPU is the server process and its decoder children (\`/proc/<pid>/stat\`) per upload cycle, upload-url and PUT included,
+median over the blocks. The load generator shares the ${cpus().length} cores with the server.
 
 | concurrency | decoding | requests | p50 ms | p99 ms | server CPU ms/cycle | errors | ratio to off (p50 / p99) |
 |---|---|---|---|---|---|---|---|
 ${latencyTable}
 
-${bullets.join('\n')}`);
+${bullets.join('\n')}
+
+${limits.markdown}`);
 }

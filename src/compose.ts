@@ -61,7 +61,12 @@ const HEADERS_ONLY = 'off (music-metadata reads container headers only: no durat
  * ffmpeg when it runs; the container headers otherwise, but only where that was asked for
  * (AUDIO_DECODE=off) or outside production: a production server never silently stops proving uploads.
  */
-export async function createAudioDecoder(config: Config): Promise<AudioDecoder> {
+export interface AudioDecoderOptions {
+  /** Decodes for one user alone (a CLI run): no per-user cap or queue. */
+  readonly soleUser?: boolean;
+}
+
+export async function createAudioDecoder(config: Config, options: AudioDecoderOptions = {}): Promise<AudioDecoder> {
   const audio = config.audio;
   const headersOnly = async (warning?: string): Promise<AudioDecoder> => {
     const { HeaderAudioProbe } = await import('./audio/header-audio-probe.ts');
@@ -69,10 +74,10 @@ export async function createAudioDecoder(config: Config): Promise<AudioDecoder> 
   };
   if (audio.decode === 'off') return headersOnly();
   const { FfmpegAudioProbe } = await import('./audio/ffmpeg-audio-probe.ts');
-  const version = await FfmpegAudioProbe.version({ ffmpegPath: audio.ffmpegPath, ffprobePath: audio.ffprobePath });
+  const version = await FfmpegAudioProbe.version({ ffmpegPath: audio.ffmpegPath });
   if (version === undefined) {
-    const missing = `ffmpeg and ffprobe do not run here (FFMPEG_PATH=${audio.ffmpegPath}, FFPROBE_PATH=${audio.ffprobePath})`;
-    const install = 'install them (Debian: apt-get install ffmpeg) or point FFMPEG_PATH and FFPROBE_PATH at them';
+    const missing = `ffmpeg does not run here (FFMPEG_PATH=${audio.ffmpegPath})`;
+    const install = 'install it (Debian: apt-get install ffmpeg) or point FFMPEG_PATH at it';
     if (audio.decode === 'on') throw new CompositionError(`AUDIO_DECODE=on but ${missing}: ${install}.`);
     if (config.production) {
       throw new CompositionError(`NODE_ENV=production needs an audio decoder, but ${missing}: ${install}, or set AUDIO_DECODE=off to accept uploads on their headers alone.`);
@@ -82,8 +87,10 @@ export async function createAudioDecoder(config: Config): Promise<AudioDecoder> 
   await FfmpegAudioProbe.sweepSpools();
   const probe = new FfmpegAudioProbe({
     ffmpegPath: audio.ffmpegPath,
-    ffprobePath: audio.ffprobePath,
     concurrency: audio.concurrency,
+    // A CLI run such as migrate decodes for no one else: its one user is not capped.
+    perUser: options.soleUser === true ? audio.concurrency : audio.perUser,
+    queuePerUser: options.soleUser === true ? Number.MAX_SAFE_INTEGER : audio.queuePerUser,
     timeoutMs: audio.timeoutSeconds * 1000,
   });
   return { probe, description: version.replace(/^ffmpeg version /, 'ffmpeg ').replace(/ Copyright.*$/, '') };
@@ -199,6 +206,8 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   const echoes = new EchoService(playback, repo, audio.probe, {
     maxAudioFileSize: config.maxAudioFileSize,
     maxAudioDurationSeconds: config.audio.maxDurationSeconds,
+    maxAudioSampleRate: config.audio.maxSampleRate,
+    maxAudioChannels: config.audio.maxChannels,
     audioUrlExpiresInSeconds: config.presignedUrlExpiration,
   }, recorder, clock);
   const multipart = takesMultipart(store)

@@ -93,9 +93,15 @@ export interface AudioConfig {
    */
   readonly decode: 'auto' | 'on' | 'off';
   readonly ffmpegPath: string;
-  readonly ffprobePath: string;
   readonly maxDurationSeconds: number;
+  /** MAX_AUDIO_SAMPLE_RATE, MAX_AUDIO_CHANNELS: beyond them an upload is refused before it is decoded. */
+  readonly maxSampleRate: number;
+  readonly maxChannels: number;
   readonly concurrency: number;
+  /** AUDIO_DECODE_PER_USER: decodes of one user at once; default half the decoders, at least 1. */
+  readonly perUser: number;
+  /** AUDIO_DECODE_QUEUE_PER_USER: decodes one user may have waiting; past it, 429. */
+  readonly queuePerUser: number;
   /** Wall time one upload's read and decode may take. */
   readonly timeoutSeconds: number;
 }
@@ -312,6 +318,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   if (metricsToken !== undefined && metricsToken.length < 16) problems.push('METRICS_TOKEN must be at least 16 characters (for example: openssl rand -hex 24).');
 
   const cdn = loadCdnConfig(str, storageBackend, problems);
+  const decoders = int('AUDIO_DECODE_CONCURRENCY', availableParallelism(), 1, 256);
 
   const config: Config = {
     port,
@@ -351,9 +358,12 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     audio: {
       decode: oneOf('AUDIO_DECODE', ['auto', 'on', 'off'] as const, 'auto'),
       ffmpegPath: str('FFMPEG_PATH') ?? 'ffmpeg',
-      ffprobePath: str('FFPROBE_PATH') ?? 'ffprobe',
       maxDurationSeconds: int('MAX_AUDIO_DURATION_SECONDS', 1800, 1, 86400),
-      concurrency: int('AUDIO_DECODE_CONCURRENCY', availableParallelism(), 1, 256),
+      maxSampleRate: int('MAX_AUDIO_SAMPLE_RATE', 96000, 8000, 768000),
+      maxChannels: int('MAX_AUDIO_CHANNELS', 8, 1, 64),
+      concurrency: decoders,
+      perUser: int('AUDIO_DECODE_PER_USER', Math.max(1, Math.floor(decoders / 2)), 1, decoders),
+      queuePerUser: int('AUDIO_DECODE_QUEUE_PER_USER', 8, 0, 10_000),
       timeoutSeconds: int('AUDIO_DECODE_TIMEOUT_SECONDS', 120, 1, 3600),
     },
     cdn,

@@ -73,9 +73,12 @@ export function s3RecordsOf(body: string): S3Record[] {
   });
 }
 
-/** Whether another delivery may succeed: the store, table or decoder was unavailable or busy. */
+/**
+ * Whether another delivery may succeed: the store, table or decoder was unavailable or busy (a
+ * user's queue of decodes full is a busy decoder too: their upload waits for a redelivery).
+ */
 function isTransient(err: unknown): boolean {
-  return isPortError(err, 'unavailable') || (err instanceof AppError && err.code === 'SERVICE_UNAVAILABLE');
+  return isPortError(err, 'unavailable') || (err instanceof AppError && (err.code === 'SERVICE_UNAVAILABLE' || err.code === 'RATE_LIMITED'));
 }
 
 /** Incidents already reported by this container, so a redelivered event is not counted twice. */

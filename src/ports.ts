@@ -307,6 +307,15 @@ export interface AudioExpectation {
   readonly maxDurationSeconds: number;
   /** Never more than this many bytes are read from the source. */
   readonly maxBytes: number;
+  /** MAX_AUDIO_SAMPLE_RATE: a faster stream is refused (`audio_limits`) before it is decoded. */
+  readonly maxSampleRate?: number | undefined;
+  /** MAX_AUDIO_CHANNELS: more channels are refused (`audio_limits`) before decoding. */
+  readonly maxChannels?: number | undefined;
+  /**
+   * Whose upload this is: waiting decodes are served user by user in turn, and one user's run
+   * at once is capped (a CLI run such as `migrate` is its own user).
+   */
+  readonly owner?: string | undefined;
 }
 
 /**

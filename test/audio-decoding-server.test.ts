@@ -13,7 +13,7 @@ import { requireFfmpeg } from './support/ffmpeg.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
-const NO_FFMPEG = { FFMPEG_PATH: '/nonexistent/ffmpeg', FFPROBE_PATH: '/nonexistent/ffprobe' };
+const NO_FFMPEG = { FFMPEG_PATH: '/nonexistent/ffmpeg' };
 const PRODUCTION = { NODE_ENV: 'production', AUTH_JWT_SECRET: 'a-production-secret-of-at-least-32-chars' };
 const decoding = await requireFfmpeg('20 concurrent 10 MB uploads of noise');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -35,7 +35,7 @@ describe('where the decoder comes from', () => {
       expect(() => loadConfig({ [name]: value }), name).toThrow(ConfigError);
       expect(() => loadConfig({ [name]: value }), name).toThrow(name);
     }
-    expect(loadConfig({}).audio).toMatchObject({ decode: 'auto', ffmpegPath: 'ffmpeg', ffprobePath: 'ffprobe', maxDurationSeconds: 1800, timeoutSeconds: 120 });
+    expect(loadConfig({}).audio).toMatchObject({ decode: 'auto', ffmpegPath: 'ffmpeg', maxDurationSeconds: 1800, maxSampleRate: 96000, maxChannels: 8, queuePerUser: 8, timeoutSeconds: 120 });
   });
 
   it('refuses to start in production without a decoder, and says how to fix it', async () => {
@@ -43,7 +43,7 @@ describe('where the decoder comes from', () => {
   });
 
   it('refuses to start with AUDIO_DECODE=on and no decoder, even outside production', async () => {
-    await expect(startTestServer({ AUDIO_DECODE: 'on', ...NO_FFMPEG })).rejects.toThrow(/AUDIO_DECODE=on but ffmpeg and ffprobe do not run here/);
+    await expect(startTestServer({ AUDIO_DECODE: 'on', ...NO_FFMPEG })).rejects.toThrow(/AUDIO_DECODE=on but ffmpeg does not run here/);
   });
 
   it('starts in production with AUDIO_DECODE=off set explicitly, and /health says decoding is off', async () => {
@@ -103,7 +103,7 @@ describe('the server process', () => {
   it('says at start-up that decoding is off when no ffmpeg runs, and what to install', async () => {
     const server = await serveCli({ DATA_DIR: dataDir(), ...NO_FFMPEG });
     children.push(server.child);
-    expect(server.output()).toMatch(/Audio decoding is off: ffmpeg and ffprobe do not run here.*apt-get install ffmpeg/);
+    expect(server.output()).toMatch(/Audio decoding is off: ffmpeg does not run here.*apt-get install ffmpeg/);
     server.child.kill('SIGTERM');
     await server.exited;
   });
@@ -138,8 +138,8 @@ describe('the server process', () => {
         expect((await putBytes(ticket, bytes)).status).toBe(200);
         for (;;) {
           const res = await alice.call<ErrorBody>('POST', '/echoes', { echo_id: ticket.echo_id });
-          if (res.status !== 503) return res;
-          // A full decoder queue: come back when it says, as a client should.
+          if (res.status !== 503 && res.status !== 429) return res;
+          // A full decoder queue, or this user's share of it: come back when it says, as a client should.
           busy++;
           await sleep(Number(res.headers.get('retry-after') ?? '1') * 1000);
         }

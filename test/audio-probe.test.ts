@@ -108,7 +108,8 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     ['proof/truncated.aac', /truncated/i],
     ['proof/corrupt.mp3', /corrupt/i],
     ['proof/corrupt.webm', /corrupt/i],
-    ['proof/mp3-as.webm', /mp3, not \.webm/],
+    // Read with the webm demuxer only: an mp3 is no webm (the first-bytes check names it mp3 before this).
+    ['proof/mp3-as.webm', /not readable \.webm audio/],
     ['proof/video.webm', /video stream/],
     ['proof/no-samples.wav', /no audio samples/],
   ];
@@ -180,6 +181,14 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     expect(stream.destroyed).toBe(true);
   });
 
+  it('answers 503, not 500, when ffmpeg cannot be started at all (gone since start-up)', async () => {
+    for (const prlimitPath of [null, undefined]) {
+      const gone = new FfmpegAudioProbe({ ffmpegPath: '/nonexistent/ffmpeg', prlimitPath });
+      const err = await refusal(gone.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')));
+      expect(err.code).toBe('SERVICE_UNAVAILABLE');
+    }
+  });
+
   it('answers 503 with Retry-After when every decoder is busy and the queue is full', async () => {
     const busy = new FfmpegAudioProbe({ concurrency: 1, queueLimit: 1, timeoutMs: 600 });
     const first = refusal(busy.probe(stalled().source, expectation('x.webm')));
@@ -197,11 +206,12 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     expect(after.message).toMatch(/could not be read within 0\.6 s/);
   });
 
-  it.runIf(spawnSync('prlimit', ['--version']).status === 0)('runs the children under an address-space limit', async () => {
+  it.runIf(spawnSync('prlimit', ['--version']).status === 0)('runs the children under an address-space limit; a decoder that dies of it is an outage (503), not the upload\'s fault', async () => {
     // Debian's ffmpeg maps ~260 MB of libraries at start; under 128 MB it cannot even load.
     const starved = new FfmpegAudioProbe({ memoryLimitBytes: 128 * 1024 * 1024 });
     const err = await refusal(starved.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')));
-    expect(err.code).toBe('UPLOAD_INVALID');
+    expect(err.code).toBe('SERVICE_UNAVAILABLE');
+    expect(err.headers?.['retry-after']).toBe('1');
   });
 
   it('refuses 20 concurrent 10 MB files of random bytes behind valid headers, in modest memory', async () => {
@@ -247,7 +257,8 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) => {
         const ext = i % 2 === 0 ? 'webm' : 'wav';
-        return refusal(wide.probe(upload(ext === 'webm' ? webmHeader : wavHeader), { extension: ext, maxDurationSeconds: 60, maxBytes: 20 * 1024 * 1024 }));
+        const expected = { extension: ext, maxDurationSeconds: 60, maxBytes: 20 * 1024 * 1024, owner: `user-${i}` };
+        return refusal(wide.probe(upload(ext === 'webm' ? webmHeader : wavHeader), expected));
       }),
     );
     clearInterval(sampler);

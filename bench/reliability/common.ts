@@ -47,6 +47,8 @@ export class Recorder {
   /** Connection refused/reset (the server was killed or down): no status at all. */
   networkErrors = 0;
   retryAfter503 = 0;
+  /** 429 from the decoder's per-user queue (AUDIO_DECODE_QUEUE_PER_USER), retried likewise. */
+  retryAfter429 = 0;
   flows = 0;
 
   record(step: Step, ms: number, status: number): void {
@@ -87,7 +89,7 @@ async function timed(step: Step, rec: Recorder, url: string, init: RequestInit):
 
 export interface FlowOptions {
   readonly deleteEvery: number;
-  /** Stops retrying a 503 once this returns true (end of the run). */
+  /** Stops retrying a 503 or 429 once this returns true (end of the run). */
   readonly stopped: () => boolean;
   readonly onAcknowledged?: (echo: Acknowledged) => void;
   readonly onDeleted?: (echoId: string) => void;
@@ -95,7 +97,8 @@ export interface FlowOptions {
 
 /**
  * One whole flow as the app does it: upload URL, PUT of real audio bytes, POST /echoes (which
- * decodes), GET, a list page, and DELETE for one flow in `deleteEvery`. A 503 is retried after
+ * decodes), GET, a list page, and DELETE for one flow in `deleteEvery`. A 503 (queue full, backend
+ * down) or a 429 (this user's decodes queued past AUDIO_DECODE_QUEUE_PER_USER) is retried after
  * its Retry-After. Throws on a network error (the fault part counts those).
  */
 export async function flow(url: string, token: string, n: number, rec: Recorder, opts: FlowOptions): Promise<void> {
@@ -113,8 +116,9 @@ export async function flow(url: string, token: string, n: number, rec: Recorder,
   let created: TimedResponse;
   for (;;) {
     created = await timed('create', rec, `${url}/echoes`, { method: 'POST', headers: json, body: JSON.stringify({ echo_id: ticket.echo_id }) });
-    if (created.status !== 503 || opts.stopped()) break;
-    rec.retryAfter503++;
+    if ((created.status !== 503 && created.status !== 429) || opts.stopped()) break;
+    if (created.status === 503) rec.retryAfter503++;
+    else rec.retryAfter429++;
     const wait = Number(created.headers.get('retry-after') ?? '1');
     await sleep(Math.max(0.1, Number.isFinite(wait) ? wait : 1) * 1000);
   }

@@ -28,7 +28,7 @@ import {
 
 export interface EchoesStorageStackProps extends StackProps {
   readonly environment: EnvironmentName;
-  /** A Lambda layer with /opt/bin/ffmpeg and /opt/bin/ffprobe; without it uploads are not decoded. */
+  /** A Lambda layer with /opt/bin/ffmpeg; without it uploads are not decoded. */
   readonly ffmpegLayerArn?: string;
   /** Subscribed to the alarm topic (AWS sends a confirmation e-mail first). */
   readonly alarmEmail?: string;

@@ -64,7 +64,7 @@ const CORS_EXPOSED = [
 
 // ESM bundles still contain CommonJS dependencies that call require().
 
-export const FFMPEG_PATHS = { FFMPEG_PATH: '/opt/bin/ffmpeg', FFPROBE_PATH: '/opt/bin/ffprobe' };
+export const FFMPEG_PATHS = { FFMPEG_PATH: '/opt/bin/ffmpeg' };
 
 export interface EchoesFunctionsProps {
   readonly environment: EnvironmentName;
@@ -96,7 +96,7 @@ export class EchoesFunctions extends Construct {
     if (!props.ffmpegLayerArn) {
       Annotations.of(this).addWarningV2(
         'echoes-storage:no-ffmpeg-layer',
-        'No ffmpeg layer: uploads are checked by their headers only, not decoded. Add one with -c ffmpegLayerArn=arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION (ffmpeg and ffprobe in /opt/bin).',
+        'No ffmpeg layer: uploads are checked by their headers only, not decoded. Add one with -c ffmpegLayerArn=arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION (ffmpeg in /opt/bin).',
       );
     }
     const common: Record<string, string> = {

@@ -70,7 +70,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         METRICS: 'off',
         METRICS_EMF: 'on',
         NODE_OPTIONS: '--enable-source-maps',
-        ...(env === 'prod' ? { AUDIO_DECODE: 'on', FFMPEG_PATH: '/opt/bin/ffmpeg', FFPROBE_PATH: '/opt/bin/ffprobe' } : { AUDIO_DECODE: 'off' }),
+        ...(env === 'prod' ? { AUDIO_DECODE: 'on', FFMPEG_PATH: '/opt/bin/ffmpeg' } : { AUDIO_DECODE: 'off' }),
       };
       const vars = (f: Fn): unknown => flatDeep((fnProps(s(), f).Environment as Json).Variables);
       expect(vars('events')).toEqual(common);

@@ -44,6 +44,12 @@ export class HeaderAudioProbe implements AudioProbe {
     const sampleRate = format.sampleRate ?? 0;
     const channels = format.numberOfChannels ?? 0;
     if (!(sampleRate > 0) || !(channels > 0)) throw refuse('decode_error', 'The file declares no sample rate or no channels.');
+    if (expected.maxSampleRate !== undefined && sampleRate > expected.maxSampleRate) {
+      throw refuse('audio_limits', `The audio runs at ${sampleRate} Hz, over the limit of ${expected.maxSampleRate} Hz (MAX_AUDIO_SAMPLE_RATE).`);
+    }
+    if (expected.maxChannels !== undefined && channels > expected.maxChannels) {
+      throw refuse('audio_limits', `The audio has ${channels} channels, over the limit of ${expected.maxChannels} (MAX_AUDIO_CHANNELS).`);
+    }
     const duration = format.duration !== undefined && Number.isFinite(format.duration) && format.duration > 0
       ? Math.round(format.duration * 1000) / 1000
       : null;

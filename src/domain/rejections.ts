@@ -30,6 +30,8 @@ export const UPLOAD_REJECTION_REASONS = [
   'decode_timeout',
   /** Longer than MAX_AUDIO_DURATION_SECONDS. */
   'too_long',
+  /** A sample rate over MAX_AUDIO_SAMPLE_RATE or more channels than MAX_AUDIO_CHANNELS: refused before decoding. */
+  'audio_limits',
   /** The upload URL expired without a verified upload (counted when cleanup removes it). */
   'expired',
 ] as const;

@@ -14,6 +14,9 @@ import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
 export interface EchoSettings {
   readonly maxAudioFileSize: number;
   readonly maxAudioDurationSeconds: number;
+  /** MAX_AUDIO_SAMPLE_RATE and MAX_AUDIO_CHANNELS; left out, the decoder sets none. */
+  readonly maxAudioSampleRate?: number | undefined;
+  readonly maxAudioChannels?: number | undefined;
   readonly audioUrlExpiresInSeconds: number;
 }
 
@@ -177,6 +180,9 @@ export class EchoService {
         extension: pending.extension,
         maxDurationSeconds: this.settings.maxAudioDurationSeconds,
         maxBytes: this.settings.maxAudioFileSize,
+        maxSampleRate: this.settings.maxAudioSampleRate,
+        maxChannels: this.settings.maxAudioChannels,
+        owner: pending.userId,
       });
     } catch (err) {
       if (err instanceof AppError && err.code === 'UPLOAD_INVALID') {

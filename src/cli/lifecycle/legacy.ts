@@ -125,10 +125,12 @@ export async function openMigration(config: Config, options: { checks?: boolean 
     throw new Error(`${backends} cannot take migrated objects.`);
   }
   try {
-    const audio = options.checks === false ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } }) : await createAudioDecoder(config);
+    const audio = options.checks === false ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } }) : await createAudioDecoder(config, { soleUser: true });
     const echoes = new EchoService(store, repo, audio.probe, {
       maxAudioFileSize: config.maxAudioFileSize,
       maxAudioDurationSeconds: config.audio.maxDurationSeconds,
+      maxAudioSampleRate: config.audio.maxSampleRate,
+      maxAudioChannels: config.audio.maxChannels,
       audioUrlExpiresInSeconds: config.presignedUrlExpiration,
     });
     const service = new MigrationService(store, repo, echoes, { maxAudioFileSize: config.maxAudioFileSize });
