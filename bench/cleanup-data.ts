@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { uuidV7 } from '../src/domain/ids.ts';
 import { objectKey } from '../src/domain/keys.ts';
-import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
+import { SqliteEchoRepository } from '../src/metadata/sqlite/repository.ts';
 
 export const OBJECT_BYTES = 16;
 const DAYS = 7;

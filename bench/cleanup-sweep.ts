@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
+import { SqliteEchoRepository } from '../src/metadata/sqlite/repository.ts';
 import { CleanupService } from '../src/services/cleanup.ts';
-import { LocalObjectStore } from '../src/storage/local.ts';
+import { LocalObjectStore } from '../src/storage/local/store.ts';
 import { walk } from './cleanup-data.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FfmpegAudioProbe } from '../src/audio/ffmpeg-audio-probe.ts';
+import { FfmpegAudioProbe } from '../src/audio/ffmpeg/probe.ts';
 import { signDevToken } from '../src/auth/tokens.ts';
 import { UploadRejected } from '../src/domain/rejections.ts';
 import { decoderCount, ffmpeg, median, percentile, procCpu, timed, upload, type Sample } from './audio-measure.ts';

@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { compose } from '../src/compose.ts';
-import { loadConfig } from '../src/config.ts';
+import { compose } from '../src/app/compose.ts';
+import { loadConfig } from '../src/app/config.ts';
 import { writeSection } from './report.ts';
 
 /**
@@ -20,7 +20,7 @@ const OBJECT_MB = 2;
 const USER = 'bench-export';
 const TARGET_RSS_MB = 150;
 const ROOT = resolve(import.meta.dirname, '..');
-const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const CLI = join(ROOT, 'dist', 'entry', 'cli.js');
 
 interface Measured {
   readonly ms: number;

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeSection } from './report.ts';
-import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../src/setup/lambda-bundle.ts';
+import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../src/cli/setup/lambda-bundle.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const RUNS = Number(process.env.BENCH_LAMBDA_RUNS ?? 7);
@@ -47,11 +47,11 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
  * behind the same adapter in the same run (the ratio is the figure to compare across machines).
  */
 export async function run(): Promise<void> {
-  if (!existsSync(join(ROOT, 'dist', 'lambda.js'))) throw new Error('dist/lambda.js is missing: run npm run build first.');
+  if (!existsSync(join(ROOT, 'dist', 'entry', 'lambda-api.js'))) throw new Error('dist/entry/lambda-api.js is missing: run npm run build first.');
   const dir = mkdtempSync(join(tmpdir(), 'echoes-lambda-bundle-'));
   try {
     const variants: { name: string; kind: Kind; module: string; runs: Cold[] }[] = [
-      { name: 'echoes-storage/lambda (dist/, node_modules)', kind: 'api', module: join(ROOT, 'dist', 'lambda.js'), runs: [] },
+      { name: 'echoes-storage/lambda (dist/, node_modules)', kind: 'api', module: join(ROOT, 'dist', 'entry', 'lambda-api.js'), runs: [] },
       { name: 'echoes-storage/lambda (esbuild bundle)', kind: 'api', module: await bundle(LAMBDA_ENTRIES.api, dir), runs: [] },
       { name: 'echoes-storage/events (esbuild bundle)', kind: 'events', module: await bundle(LAMBDA_ENTRIES.events, dir), runs: [] },
       { name: 'baseline: bare Fastify + adapter', kind: 'bare', module: '', runs: [] },

@@ -6,7 +6,7 @@ import { signDevToken } from '../src/auth/tokens.ts';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord } from '../src/domain/echo.ts';
 import { encodeCursor } from '../src/domain/listing.ts';
 import { objectKey, uuidV7 } from '../src/domain/index.ts';
-import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
+import { SqliteEchoRepository } from '../src/metadata/sqlite/repository.ts';
 import { CONNECTIONS, DURATION, measure, startBenchServer, stopBenchServer, type BenchServer, type Result } from './harness.ts';
 import { writeSection } from './report.ts';
 

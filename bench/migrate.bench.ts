@@ -4,15 +4,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CopyObjectCommand, CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { makeToneWav } from '../src/integration/wav.ts';
+import { makeToneWav } from '../src/cli/integration/wav.ts';
 import { startAwsBackend } from '../test/support/backends.ts';
 import { motoAvailable } from '../test/support/moto.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { openMigration } from '../src/cli/lifecycle/legacy.ts';
-import { loadConfig } from '../src/config.ts';
+import { openMigration } from '../src/cli/support/legacy.ts';
+import { loadConfig } from '../src/app/config.ts';
 import { compileLegacyPattern } from '../src/domain/legacy-pattern.ts';
-import { FolderLegacySource } from '../src/storage/legacy-folder.ts';
+import { FolderLegacySource } from '../src/storage/legacy/folder.ts';
 import { writeSection } from './report.ts';
 
 /**
@@ -28,7 +28,7 @@ const LARGE = Number(process.env.BENCH_MIGRATE_LARGE ?? 100_000);
 const USERS = 20;
 const CONCURRENCY = 8;
 const PATTERN = 'audio/{user_id}/{name}.{ext}';
-const CLI = join(resolve(import.meta.dirname, '..'), 'dist', 'cli', 'main.js');
+const CLI = join(resolve(import.meta.dirname, '..'), 'dist', 'entry', 'cli.js');
 const BASE_ENV = { PATH: process.env.PATH ?? '', HOME: tmpdir(), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' };
 
 const TONE = makeToneWav({ seconds: 0.05, sampleRate: 8000 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { signDevToken } from '../src/auth/tokens.ts';
 import { partCount } from '../src/domain/multipart.ts';
-import { makeToneWav } from '../src/integration/wav.ts';
+import { makeToneWav } from '../src/cli/integration/wav.ts';
 import { startBenchServer, stopBenchServer } from './harness.ts';
 import { writeSection } from './report.ts';
 

@@ -42,7 +42,7 @@ export async function run(): Promise<void> {
     writeSection('reliability', [
       '## Reliability (issue 12)',
       '',
-      'The built server (`dist/cli/main.js serve`) in its own process, driven over real sockets. `npm run bench -- reliability`',
+      'The built server (`dist/entry/cli.js serve`) in its own process, driven over real sockets. `npm run bench -- reliability`',
       'exits non-zero when a target below is missed.',
       '',
       ...table,

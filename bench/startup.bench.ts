@@ -14,8 +14,8 @@ const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 7);
  * timed the same way, interleaved, from spawn to the first 200 on /health.
  */
 const VARIANTS = [
-  { name: 'before: tsx loader on src/cli/main.ts', args: [join(ROOT, 'bin', 'run-ts.js'), join(ROOT, 'src', 'cli', 'main.ts'), 'serve'] },
-  { name: 'after: node dist/cli/main.js', args: [join(ROOT, 'dist', 'cli', 'main.js'), 'serve'] },
+  { name: 'before: tsx loader on src/cli/main.ts', args: [join(ROOT, 'bin', 'run-ts.js'), join(ROOT, 'src', 'entry', 'cli.ts'), 'serve'] },
+  { name: 'after: node dist/entry/cli.js', args: [join(ROOT, 'dist', 'entry', 'cli.js'), 'serve'] },
 ] as const;
 
 async function timeToHealthy(args: readonly string[]): Promise<number> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Starts and stops the built server (and runs `token`) many times on the Node running this
 // script, and fails if any run aborts: better-sqlite3 on Node 24 once aborted at start-up when
-// the garbage collector finalized a statement (see src/metadata/sqlite.ts). Usage:
+// the garbage collector finalized a statement (see src/metadata/sqlite/lifetime.ts). Usage:
 //   node scripts/start-stop-check.mjs [runs=50] [parallel=2]
 // Runs go two at a time by default: each is a fresh process either way, and CI's time is bounded.
 import { spawn } from 'node:child_process';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const runs = Number(process.argv[2] ?? 50);
 const parallel = Math.max(1, Number(process.argv[3] ?? 2));
-const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/entry/cli.js', import.meta.url));
 
 function freePort() {
   return new Promise((resolve, reject) => {

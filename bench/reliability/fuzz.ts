@@ -165,7 +165,7 @@ export async function fuzzPart(total: number): Promise<FuzzResult> {
     const markdown = [
       `### 1. Fuzz: ${total.toLocaleString('en')} malformed requests, local disk + SQLite`,
       '',
-      `The built server (\`dist/cli/main.js serve\`, RATE_LIMIT_PER_MINUTE=0 so requests reach the handlers), ${total - rawCount} requests from fast-check`,
+      `The built server (\`dist/entry/cli.js serve\`, RATE_LIMIT_PER_MINUTE=0 so requests reach the handlers), ${total - rawCount} requests from fast-check`,
       `(seed ${SEED}) over every route: JSON routes with junk in known and unknown fields, junk JSON, bad JSON text and bodies up to 300 kB;`,
       'echo ids and paths with junk, odd methods, queries and headers, broken tokens, and PUTs to real and forged storage URLs;',
       `plus ${rawCount} raw-socket requests with malformed request lines and framing. 8 at a time, ${seconds.toFixed(1)} s.`,

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/echo-table.ts';
+import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/dynamodb/table.ts';
 import { AWS_TEST_ENV } from '../../test/support/backends.ts';
 import { freePort, motoAvailable } from '../../test/support/moto.ts';
 import { devToken, flow, fmt, Recorder, serve, sleep, type Target } from './common.ts';
@@ -182,7 +182,7 @@ export async function outagePart(): Promise<{ markdown: string; targets: Target[
       + ` ${frozenFast503}/${frozen.length} were a 503 with Retry-After within ${fmt(FROZEN_ANSWER_MS)} ms; the slowest took ${fmt(frozenMax)} ms`
       + ' (BACKEND_TIMEOUT_MS, default 1000, bounds each call of a request to S3 or DynamoDB, retries included).',
       maxMs > 1000
-        ? `\nAnswers took up to ${fmt(maxMs)} ms during the outage: a refused connection is retried by the SDK (3 attempts, src/aws/credentials.ts AWS_HTTP) within BACKEND_TIMEOUT_MS.`
+        ? `\nAnswers took up to ${fmt(maxMs)} ms during the outage: a refused connection is retried by the SDK (3 attempts, src/support/aws/credentials.ts AWS_HTTP) within BACKEND_TIMEOUT_MS.`
         : '',
     ].join('\n');
     return {

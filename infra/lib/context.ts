@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { StackProps } from 'aws-cdk-lib';
-import { ENVIRONMENTS, type EnvironmentName } from '../../src/setup/templates.ts';
+import { ENVIRONMENTS, type EnvironmentName } from '../../src/cli/setup/templates.ts';
 import type { EchoesStorageStackProps } from './echoes-storage-stack.ts';
 
 export const KEY_PAIR_HELP = 'make a key pair with `openssl genrsa -out cdn.pem 2048 && openssl rsa -pubout -in cdn.pem -out cdn.pub.pem`, pass -c cdnPublicKey=cdn.pub.pem and store cdn.pem in Secrets Manager';

@@ -24,7 +24,7 @@ import {
   type EnvironmentName,
   type LifecycleRuleJson,
   type PolicyStatementJson,
-} from '../../src/setup/templates.ts';
+} from '../../src/cli/setup/templates.ts';
 
 export interface EchoesStorageStackProps extends StackProps {
   readonly environment: EnvironmentName;

@@ -15,8 +15,8 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { EnvironmentName } from '../../src/setup/templates.ts';
-import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../../src/setup/lambda-bundle.ts';
+import type { EnvironmentName } from '../../src/cli/setup/templates.ts';
+import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../../src/cli/setup/lambda-bundle.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -137,7 +137,7 @@ export class EchoesFunctions extends Construct {
         depsLockFilePath: `${REPO_ROOT}package-lock.json`,
         environment: { ...common, ...opts.environment },
         bundling: {
-          // The options test/lambda-bundle.test.ts loads and runs the bundles with (src/setup/lambda-bundle.ts).
+          // The options test/lambda-bundle.test.ts loads and runs the bundles with (src/cli/setup/lambda-bundle.ts).
           format: OutputFormat.ESM,
           target: LAMBDA_NODE_TARGET,
           mainFields: LAMBDA_MAIN_FIELDS,

@@ -52,9 +52,9 @@ const REPO = new URL('../../', import.meta.url);
 export function testEntries(): EchoesStorageStackProps['entries'] {
   const existing = (path: string): string => {
     const file = new URL(path, REPO).pathname;
-    return existsSync(file) ? file : new URL('src/lambda.ts', REPO).pathname;
+    return existsSync(file) ? file : new URL('src/entry/lambda-api.ts', REPO).pathname;
   };
-  return { events: existing('src/events.ts'), cleanup: existing('src/cleanup-lambda.ts') };
+  return { events: existing('src/entry/lambda-s3-events.ts'), cleanup: existing('src/entry/lambda-cleanup.ts') };
 }
 
 export interface Synth {

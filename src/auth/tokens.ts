@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { Config } from '../config.ts';
+import type { Config } from '../app/config.ts';
 import { AppError } from '../domain/errors.ts';
 import { assertSafeUserId } from '../domain/keys.ts';
 import { hmacKey, loadOrCreateSecret } from './secrets.ts';

@@ -1,5 +1,5 @@
-import type { Config } from '../config.ts';
-import type { ObjectStore } from '../ports.ts';
+import type { Config } from '../app/config.ts';
+import type { ObjectStore } from '../storage/port.ts';
 
 /** On every answer: a browser takes the type as sent and never guesses (an upload's bytes stay audio, not a page). */
 export const NOSNIFF_HEADER = { name: 'x-content-type-options', value: 'nosniff' } as const;

@@ -1,6 +1,6 @@
 import { format as formatText } from 'node:util';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { CleanupOutcome, CleanupSweep, IntegrityIncidentKind, ServiceMetrics } from '../ports.ts';
+import type { CleanupOutcome, CleanupSweep, IntegrityIncidentKind, ServiceMetrics } from './port.ts';
 import type { UploadRejectionReason } from '../domain/rejections.ts';
 
 /** Receives one or more whole EMF lines, each ending in '\n'. */

@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { AUDIO_FORMATS } from '../domain/formats.ts';
 import { UPLOAD_REJECTION_REASONS, type UploadRejectionReason } from '../domain/rejections.ts';
-import { INTEGRITY_INCIDENT_KINDS, type CleanupOutcome, type CleanupSweep, type IntegrityIncidentKind, type ServiceMetrics } from '../ports.ts';
+import { INTEGRITY_INCIDENT_KINDS, type CleanupOutcome, type CleanupSweep, type IntegrityIncidentKind, type ServiceMetrics } from './port.ts';
 
 export interface PrometheusMetricsOptions {
   /** MAX_AUDIO_FILE_SIZE: the last finite bucket of `echoes_upload_bytes`. */

@@ -1,5 +1,5 @@
-import type { Config } from '../config.ts';
-import type { ServiceMetrics } from '../ports.ts';
+import type { Config } from '../app/config.ts';
+import type { ServiceMetrics } from './port.ts';
 import { fanOut } from './fanout.ts';
 import { PrometheusMetrics } from './prometheus.ts';
 

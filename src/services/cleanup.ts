@@ -1,4 +1,6 @@
-import { NO_METRICS, type CleanupSweep, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { NO_METRICS, type CleanupSweep, type ServiceMetrics } from '../metrics/port.ts';
+import { type EchoRepository } from '../metadata/port.ts';
+import { type ObjectStore } from '../storage/port.ts';
 import { cleanupOldFiles, type OldFilesOptions, type OldFilesResult } from './lifecycle/old-files.ts';
 import { cleanupOrphans, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
 import { getStorageReport, type ReportOptions, type StorageReport } from './lifecycle/report.ts';

@@ -5,11 +5,14 @@ import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
 import { inspectStoredObject } from '../domain/upload-policy.ts';
 import { decodePeaks, encodePeaks, resamplePeaks, WAVEFORM_POINTS, audiowaveformJson, type AudiowaveformJson } from '../domain/waveform.ts';
-import { NO_METRICS, type AudioFacts, type AudioProbe, type EchoRepository, type ObjectInfo, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import { type AudioFacts, type AudioProbe } from '../audio/port.ts';
+import { type EchoRepository } from '../metadata/port.ts';
+import { type ObjectInfo, type ObjectStore } from '../storage/port.ts';
 import { parseObjectKey } from '../domain/keys.ts';
 import { verdictApplies, type UploadVerdict } from '../domain/verdict.ts';
 import { UploadRejected } from '../domain/rejections.ts';
-import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
+import { SNIFF_BYTES, sniffExtension } from '../audio/sniffer.ts';
 
 export interface EchoSettings {
   readonly maxAudioFileSize: number;

@@ -1,7 +1,9 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, backendRole, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
-import { keepsMigrationJournal, NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
+import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import { takesMultipart, type ObjectStore } from '../storage/port.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf, mapLimit } from './lifecycle/common.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */

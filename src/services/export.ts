@@ -5,7 +5,8 @@ import { ZipFile } from 'yazl';
 import type { EchoRecord } from '../domain/echo.ts';
 import { isPortError } from '../domain/errors.ts';
 import { reclaimStreamBuffers } from './reclaim.ts';
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import type { EchoRepository } from '../metadata/port.ts';
+import type { ObjectStore } from '../storage/port.ts';
 
 /** One file of the zip as manifest.json lists it. */
 export interface ExportedFile {

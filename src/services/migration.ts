@@ -7,16 +7,8 @@ import { uuidV7 } from '../domain/ids.ts';
 import { objectKey, parseObjectKey } from '../domain/keys.ts';
 import { isMismatch, type LegacyPattern } from '../domain/legacy-pattern.ts';
 import { UploadRejected, type UploadRejectionReason } from '../domain/rejections.ts';
-import type {
-  EchoRepository,
-  LegacyObject,
-  LegacySource,
-  MigrationEntry,
-  MigrationJournal,
-  MigrationRef,
-  ObjectImports,
-  ObjectStore,
-} from '../ports.ts';
+import type { EchoRepository, MigrationEntry, MigrationJournal, MigrationRef } from '../metadata/port.ts';
+import type { LegacyObject, LegacySource, ObjectImports, ObjectStore } from '../storage/port.ts';
 import type { EchoService } from './echoes.ts';
 import { pendingRecord } from './uploads.ts';
 import { RandomPool } from './random-pool.ts';

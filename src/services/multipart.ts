@@ -4,7 +4,9 @@ import { AppError, isPortError } from '../domain/errors.ts';
 import { isEchoId } from '../domain/ids.ts';
 import { partCount, partSize, sizeOfPart } from '../domain/multipart.ts';
 import { UploadRejected } from '../domain/rejections.ts';
-import { NO_METRICS, type EchoRepository, type MultipartUploads, type ObjectStore, type ServiceMetrics, type StoredPart } from '../ports.ts';
+import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import { type EchoRepository } from '../metadata/port.ts';
+import { type MultipartUploads, type ObjectStore, type StoredPart } from '../storage/port.ts';
 import { RandomPool } from './random-pool.ts';
 import { newUpload, pendingRecord, reservePending, type Clock, type UploadSettings } from './uploads.ts';
 

@@ -4,7 +4,9 @@ import { uuidV7 } from '../domain/ids.ts';
 import { objectKey } from '../domain/keys.ts';
 import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
 import { AppError } from '../domain/errors.ts';
-import { NO_METRICS, type AccountUsage, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import { type AccountUsage, type EchoRepository } from '../metadata/port.ts';
+import { type ObjectStore } from '../storage/port.ts';
 import { RandomPool } from './random-pool.ts';
 
 export interface UploadSettings {

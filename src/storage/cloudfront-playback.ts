@@ -1,6 +1,6 @@
 import { getSignedUrl } from '@aws-sdk/cloudfront-signer';
 import type { Readable } from 'node:stream';
-import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
+import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from './port.ts';
 
 export interface CloudFrontPlaybackOptions {
   /** The distribution's host name (CDN_DOMAIN), its origin being the bucket of `origin`. */

@@ -2,7 +2,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateTableCommand, DynamoDBClient, UpdateTimeToLiveCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import type { Server } from 'node:http';
-import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/echo-table.ts';
+import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/dynamodb/table.ts';
 import { freePort } from './moto.ts';
 
 /** What moto and dynalite accept; they check no signatures. */

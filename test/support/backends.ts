@@ -1,6 +1,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateTableCommand, DynamoDBClient, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
-import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/echo-table.ts';
+import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/dynamodb/table.ts';
 import { requireMoto, startMoto, type MotoServer } from './moto.ts';
 
 /** The backend combinations the HTTP-level suites run on. */

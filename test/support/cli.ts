@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from './moto.ts';
 
 /** The built command (`npm run build`, run by test/support/build.ts before the suite), as users run it. */
-export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/entry/cli.js', import.meta.url));
 
 export interface CliServer {
   readonly child: ChildProcess;

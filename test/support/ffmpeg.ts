@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { FfmpegAudioProbe } from '../../src/audio/ffmpeg-audio-probe.ts';
+import { FfmpegAudioProbe } from '../../src/audio/ffmpeg/probe.ts';
 
 /**
  * True when the suites that decode audio must run: with CI=true a missing ffmpeg/ffprobe fails

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { makeToneWav } from '../../src/integration/wav.ts';
+import { makeToneWav } from '../../src/cli/integration/wav.ts';
 import { TEST_CREDENTIALS, TEST_REGION } from './aws.ts';
 
 /**

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { EMPTY_METADATA } from '../../src/domain/echo.ts';
-import type { EchoRepository, ObjectStore } from '../../src/ports.ts';
+import type { EchoRepository } from '../../src/metadata/port.ts';
+import type { ObjectStore } from '../../src/storage/port.ts';
 import { UploadService } from '../../src/services/uploads.ts';
 import { fixture } from './api.ts';
 import { createBucket, createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION, type LocalServer } from './aws.ts';
@@ -23,7 +24,7 @@ export interface LifecycleBackend {
 }
 
 const here = resolve(import.meta.dirname, '..', '..');
-const awsAdaptersExist = existsSync(join(here, 'src/storage/s3.ts')) && existsSync(join(here, 'src/metadata/dynamodb.ts'));
+const awsAdaptersExist = existsSync(join(here, 'src/storage/s3/store.ts')) && existsSync(join(here, 'src/metadata/dynamodb/repository.ts'));
 
 /** Where the local store keeps an object and its content type. */
 export async function writeLocal(dataDir: string, key: string, bytes: Uint8Array, contentType: string): Promise<void> {

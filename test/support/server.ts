@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { signDevToken } from '../../src/auth/tokens.ts';
-import { loadConfig, type Config } from '../../src/config.ts';
-import { loggerOptions, startServer, type RunningServer } from '../../src/server.ts';
+import { loadConfig, type Config } from '../../src/app/config.ts';
+import { loggerOptions, startServer, type RunningServer } from '../../src/app/server.ts';
 import { freePort } from './moto.ts';
 
 /** One of the server's JSON log lines, as pino wrote it. */

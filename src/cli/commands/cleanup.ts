@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
-import { runDestructive } from '../lifecycle/destructive.ts';
-import { openCleanupService } from '../lifecycle/open.ts';
-import { oldFilesSummary, orphanSummary } from '../lifecycle/summaries.ts';
-import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../lifecycle/ui.ts';
+import { runDestructive } from '../support/destructive.ts';
+import { openCleanupService } from '../support/open.ts';
+import { oldFilesSummary, orphanSummary } from '../support/summaries.ts';
+import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../support/ui.ts';
 
 interface OrphanFlags {
   user?: string;

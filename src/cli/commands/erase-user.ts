@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { EraseService } from '../../services/erase.ts';
 import { erasureReceiptJson } from '../../http/views.ts';
-import { openBackends } from '../lifecycle/open.ts';
-import { confirm, formatBytes, mayProceed, parseUser, plural, printJson } from '../lifecycle/ui.ts';
+import { openBackends } from '../support/open.ts';
+import { confirm, formatBytes, mayProceed, parseUser, plural, printJson } from '../support/ui.ts';
 
 interface EraseFlags {
   dryRun?: boolean;

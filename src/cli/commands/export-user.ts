@@ -6,8 +6,8 @@ import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { exportedEchoJson } from '../../http/views.ts';
 import { ExportService, type ExportProgress } from '../../services/export.ts';
-import { openBackends } from '../lifecycle/open.ts';
-import { formatBytes, parseUser, plural, printJson } from '../lifecycle/ui.ts';
+import { openBackends } from '../support/open.ts';
+import { formatBytes, parseUser, plural, printJson } from '../support/ui.ts';
 
 interface ExportFlags {
   out: string;

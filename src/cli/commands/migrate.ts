@@ -1,10 +1,10 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { environmentWithDotEnv, loadConfig } from '../../config.ts';
+import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
 import { AppError } from '../../domain/errors.ts';
 import { compileLegacyPattern, type LegacyPattern } from '../../domain/legacy-pattern.ts';
 import type { MigrationProgress, MigrationResult, Tally } from '../../services/migration.ts';
-import { MigrateUsageError, openLegacySource, openMigration, readLegacyMetadata, readUsersFile } from '../lifecycle/legacy.ts';
-import { confirm, EXIT_REFUSED, parseUser, printJson, table } from '../lifecycle/ui.ts';
+import { MigrateUsageError, openLegacySource, openMigration, readLegacyMetadata, readUsersFile } from '../support/legacy.ts';
+import { confirm, EXIT_REFUSED, parseUser, printJson, table } from '../support/ui.ts';
 
 interface MigrateFlags {
   pattern: string;

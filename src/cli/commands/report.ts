@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { DEFAULT_TOP_USERS } from '../../services/cleanup.ts';
-import { openCleanupService } from '../lifecycle/open.ts';
-import { reportSummary } from '../lifecycle/summaries.ts';
-import { nonNegative, parseUser, printJson, progressReporter, wholeNumber } from '../lifecycle/ui.ts';
+import { openCleanupService } from '../support/open.ts';
+import { reportSummary } from '../support/summaries.ts';
+import { nonNegative, parseUser, printJson, progressReporter, wholeNumber } from '../support/ui.ts';
 import { DEFAULT_PRICE_PER_GB_MONTH } from '../../domain/storage-cost.ts';
 
 export function registerReportCommand(program: Command): void {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { environmentWithDotEnv, loadConfig } from '../../config.ts';
-import { startServer } from '../../server.ts';
+import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
+import { startServer } from '../../app/server.ts';
 
 export function registerServeCommand(program: Command): void {
   program

@@ -9,7 +9,7 @@ import {
   runSetup,
   type EnvFileChange,
   type EnvironmentName,
-} from '../../setup/index.ts';
+} from '../setup/index.ts';
 
 interface SetupFlags {
   profile?: string;

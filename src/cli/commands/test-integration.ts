@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { defaultReportName, formatReport } from '../../integration/format.ts';
-import { runIntegration } from '../../integration/run.ts';
+import { defaultReportName, formatReport } from '../integration/format.ts';
+import { runIntegration } from '../integration/run.ts';
 
 interface Flags {
   save?: string | boolean;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { signDevToken } from '../../auth/tokens.ts';
-import { environmentWithDotEnv, loadConfig } from '../../config.ts';
+import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
 
 export function registerTokenCommand(program: Command): void {
   program

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
-import { runDestructive } from '../lifecycle/destructive.ts';
-import { openCleanupService } from '../lifecycle/open.ts';
-import { integritySummary } from '../lifecycle/summaries.ts';
-import { EXIT_REFUSED, mayProceed, nonNegative, parseUser, plural, printJson, progressReporter, scope, table } from '../lifecycle/ui.ts';
-import { environmentWithDotEnv, loadConfig } from '../../config.ts';
-import { legacySourceOpener, openMigration } from '../lifecycle/legacy.ts';
+import { runDestructive } from '../support/destructive.ts';
+import { openCleanupService } from '../support/open.ts';
+import { integritySummary } from '../support/summaries.ts';
+import { EXIT_REFUSED, mayProceed, nonNegative, parseUser, plural, printJson, progressReporter, scope, table } from '../support/ui.ts';
+import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
+import { legacySourceOpener, openMigration } from '../support/legacy.ts';
 
 interface VerifyFlags {
   user?: string;

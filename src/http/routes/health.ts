@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackendRole } from '../../domain/errors.ts';
-import type { EchoRepository, ObjectStore } from '../../ports.ts';
+import type { EchoRepository } from '../../metadata/port.ts';
+import type { ObjectStore } from '../../storage/port.ts';
 import { ErrorBodySchema, HealthSchema, NoQuerySchema, ReadinessSchema } from '../../wire/echoes-api.ts';
 import { RETRY_AFTER_SECONDS } from '../errors.ts';
 

@@ -1,6 +1,7 @@
 import { isSafeUserId } from '../../domain/keys.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { DeleteManyResult, EchoKey, ObjectStore, EchoRepository } from '../../ports.ts';
+import type { DeleteManyResult, ObjectStore } from '../../storage/port.ts';
+import type { EchoKey, EchoRepository } from '../../metadata/port.ts';
 
 /** Keys shown per category: results stay small however many objects a sweep touches. */
 export const DEFAULT_KEY_LIMIT = 1000;

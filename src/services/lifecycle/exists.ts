@@ -1,5 +1,5 @@
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { ObjectStore } from '../../ports.ts';
+import type { ObjectStore } from '../../storage/port.ts';
 import { mapLimit } from './common.ts';
 
 /** Folders listed (or single keys headed) at once. */

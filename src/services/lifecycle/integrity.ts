@@ -1,6 +1,7 @@
 import { baseContentType } from '../../domain/formats.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { EchoRepository, ObjectInfo, ObjectStore, UsageDrift } from '../../ports.ts';
+import type { EchoRepository, UsageDrift } from '../../metadata/port.ts';
+import type { ObjectInfo, ObjectStore } from '../../storage/port.ts';
 import {
   CONCURRENCY, FailureTally, KeyTally, deleteObjects, echoKeyOf, errorMessage, graceSweep, isStalePending, mapLimit,
   type Failures, type KeySet, type SweepOptions,

@@ -1,4 +1,4 @@
-import type { ObjectStore } from '../../ports.ts';
+import type { ObjectStore } from '../../storage/port.ts';
 import { DELETE_BATCH, DEFAULT_KEY_LIMIT, FailureTally, KeyTally, type Failures, type KeySet } from './common.ts';
 
 export interface LeftoverSweep {

@@ -1,6 +1,7 @@
 import type { EchoRecord } from '../../domain/echo.ts';
 import { parseObjectKey, type ParsedKey } from '../../domain/keys.ts';
-import type { EchoKey, EchoRepository, ObjectInfo, ObjectStore } from '../../ports.ts';
+import type { EchoKey, EchoRepository } from '../../metadata/port.ts';
+import type { ObjectInfo, ObjectStore } from '../../storage/port.ts';
 import { chunked, LOOKUP_BATCH, recordId } from './common.ts';
 
 export interface ClassifiedObject {

@@ -1,5 +1,6 @@
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { EchoRepository, ObjectStore } from '../../ports.ts';
+import type { EchoRepository } from '../../metadata/port.ts';
+import type { ObjectStore } from '../../storage/port.ts';
 import {
   CONCURRENCY, DAY_MS, DEFAULT_KEY_LIMIT, FailureTally, KeyTally, assertNonNegative, echoKeyOf, errorMessage,
   mapLimit, removeEchoes, userPrefix,

@@ -1,5 +1,6 @@
 import { parseObjectKey } from '../../domain/keys.ts';
-import { takesMultipart, type EchoRepository, type ObjectStore } from '../../ports.ts';
+import { takesMultipart, type ObjectStore } from '../../storage/port.ts';
+import { type EchoRepository } from '../../metadata/port.ts';
 import {
   CONCURRENCY, FailureTally, KeyTally, deleteObjects, errorMessage, graceSweep, isStalePending, mapLimit, removeEchoes,
   type Failures, type KeySet, type SweepOptions,

@@ -1,4 +1,4 @@
-import type { EchoRepository } from '../../ports.ts';
+import type { EchoRepository } from '../../metadata/port.ts';
 import { DEFAULT_PRICE_PER_GB_MONTH, monthlyCost, SIZE_BUCKET_BOUNDS, sizeBucketIndex } from '../../domain/storage-cost.ts';
 import { userPrefix, type SweepOptions } from './common.ts';
 
