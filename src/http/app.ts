@@ -23,7 +23,7 @@ import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
-import type { PrometheusMetrics } from '../metrics/prometheus.ts';
+import type { MetricsExposition } from '../metrics/port.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -53,7 +53,7 @@ export interface AppDeps {
   /** HTTP requests are recorded here (echoes_http_request_duration_seconds). */
   readonly metrics?: ServiceMetrics | undefined;
   /** Served at GET /metrics when set (METRICS=on). */
-  readonly prometheus?: PrometheusMetrics | undefined;
+  readonly prometheus?: MetricsExposition | undefined;
   readonly metricsToken?: string | undefined;
   /** Extra routes mounted inside the app (the recorder page). */
   readonly plugins?: readonly ((app: FastifyInstance) => Promise<void>)[];

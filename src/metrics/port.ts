@@ -41,3 +41,9 @@ export const NO_METRICS: ServiceMetrics = {
   integrityIncident: () => undefined,
 };
 
+
+/** Metrics a scraper reads as text (GET /metrics): the Prometheus exposition. */
+export interface MetricsExposition {
+  readonly contentType: string;
+  text(): Promise<string>;
+}

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../domain/errors.ts';
-import type { PrometheusMetrics } from '../../metrics/prometheus.ts';
+import type { MetricsExposition } from '../../metrics/port.ts';
 import { ErrorBodySchema, NoQuerySchema, type NoQuery } from '../../wire/echoes-api.ts';
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
@@ -11,7 +11,7 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
  * limit: a scraper calls it every few seconds). With METRICS_TOKEN it needs that bearer token,
  * compared in constant time.
  */
-export async function metricsRoutes(app: FastifyInstance, options: { prometheus: PrometheusMetrics; token: string | undefined }): Promise<void> {
+export async function metricsRoutes(app: FastifyInstance, options: { prometheus: MetricsExposition; token: string | undefined }): Promise<void> {
   const expected = options.token === undefined ? undefined : digest(`Bearer ${options.token}`);
   app.get<{ Querystring: NoQuery }>('/metrics', {
     schema: {
