@@ -46,7 +46,7 @@ export interface EchoesUppyOptions {
   readonly apiBase: string;
   /** Asked before every API call, so a refreshed token is used as soon as it exists. */
   readonly token: () => string | Promise<string>;
-  /** Files larger than this go in parts (DESIGN.md: MULTIPART_THRESHOLD_BYTES, 8 MiB by default). */
+  /** Files larger than this go in parts (MULTIPART_THRESHOLD_BYTES in the README, 8 MiB by default). */
   readonly multipartThresholdBytes?: number;
   /** Tests and other runtimes may pass their own fetch. */
   readonly fetch?: typeof fetch;

@@ -8,7 +8,7 @@ import {
 } from '../../wire/echoes-api.ts';
 import { bearer, errors } from './echoes.ts';
 
-/** The five multipart routes (DESIGN.md, "Large and resumable uploads"); 404 UPLOAD_NOT_FOUND for anyone else's echo id. */
+/** The five multipart routes (README, "Large and resumable uploads"); 404 UPLOAD_NOT_FOUND for anyone else's echo id. */
 export async function multipartRoutes(app: FastifyInstance, multipart: MultipartService): Promise<void> {
   const common = { tags: ['multipart uploads'], security: bearer, querystring: NoQuerySchema };
 
