@@ -12,7 +12,7 @@ import { filesUnder, serveCli } from '../support/cli.ts';
 import { requireFfmpeg } from '../support/ffmpeg.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
-const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const NO_FFMPEG = { FFMPEG_PATH: '/nonexistent/ffmpeg' };
 const PRODUCTION = { NODE_ENV: 'production', AUTH_JWT_SECRET: 'a-production-secret-of-at-least-32-chars' };
 const decoding = await requireFfmpeg('20 concurrent 10 MB uploads of noise');

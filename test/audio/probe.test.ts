@@ -11,7 +11,7 @@ import { AppError } from '../../src/domain/errors.ts';
 import type { AudioExpectation, AudioFacts } from '../../src/audio/port.ts';
 import { ffmpegDecodedSeconds, requireFfmpeg } from '../support/ffmpeg.ts';
 
-const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const run = await requireFfmpeg('audio probe (ffmpeg)');
 
 function expectation(file: string, overrides: Partial<AudioExpectation> = {}): AudioExpectation {

@@ -10,7 +10,7 @@ import { ffmpegDecodedSeconds, requireFfmpeg } from '../support/ffmpeg.ts';
 import { counterDeltas, scrape } from '../support/metrics.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
-const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const run = await requireFfmpeg('audio proof over HTTP');
 
 const contentType = (ext: string): string => FORMATS.find((f) => f.ext === ext)?.type ?? `audio/${ext}`;

@@ -19,7 +19,7 @@ import { requireFfmpeg } from '../support/ffmpeg.ts';
  * it for reading is what a followed reference would do, and a watcher sees any reader.
  */
 
-const FIXTURES = fileURLToPath(new URL('../fixtures', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const run = await requireFfmpeg('decoding untrusted audio (ffmpeg)');
 
 const expectation = (extension: string, overrides: Partial<AudioExpectation> = {}): AudioExpectation => ({

@@ -51,7 +51,7 @@ export interface LifecycleRuleJson {
   readonly Expiration?: { readonly Days: number };
 }
 
-export const CONFIG_DIR = new URL('../../../config', import.meta.url);
+export const CONFIG_DIR = new URL('../../../config/', import.meta.url);
 /** Where server access logs land inside the log bucket (setup and CDK use the same). */
 export const ACCESS_LOG_PREFIX = 'access-logs/';
 
