@@ -4,6 +4,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
+import { errnoCode } from '../support/errno.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -135,7 +136,7 @@ export function privateKeyProblem(pem: string): string | undefined {
     if (type !== 'rsa') return `it is not an RSA key (type ${type}), and these URLs are signed with RSA (2048 bits)`;
     return undefined;
   } catch (err) {
-    const reason = err instanceof Error ? (err as { code?: string }).code ?? 'unreadable' : 'unreadable';
+    const reason = (err instanceof Error ? errnoCode(err) : undefined) ?? 'unreadable';
     return `it does not parse as a PEM private key (${reason})`;
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { errnoCode } from '../support/errno.ts';
 
 /** Fewer random bytes than SHA-256's block-sized key would let a key be guessed sooner than forged. */
 export const MIN_SECRET_BYTES = 32;
@@ -50,7 +51,7 @@ export function loadOrCreateSecret(file: string): Uint8Array {
     syncDir(dir);
   } catch (err) {
     // Another process linked its own first: everyone uses theirs.
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     if (code !== 'EEXIST') throw new SecretFileError(`${file} cannot be created (${code ?? String(err)}); DATA_DIR must be a folder on a file system with hard links that the server may write.`);
   } finally {
     try {
@@ -72,7 +73,7 @@ function readSecret(file: string): Uint8Array | undefined {
     // O_NONBLOCK: a FIFO put in its place must not hang the start-up.
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     if (code === 'ENOENT') return undefined;
     if (code === 'ELOOP') throw new SecretFileError(`${file} is a symbolic link; a secret must be a file of its own. Remove the link (a new secret is made at the next start).`);
     throw new SecretFileError(`${file} cannot be read (${code ?? String(err)}); make it readable by the user the server runs as, or ${AFTER_DELETE}.`);

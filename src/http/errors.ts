@@ -3,6 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AppError, backendRole, isAppError, isPortError, type BackendRole, type ErrorCode } from '../domain/errors.ts';
+import { errnoCode } from '../support/errno.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
 import { NOSNIFF_HEADER } from './page-policy.ts';
 
@@ -139,7 +140,7 @@ function validationMessage(err: FastifyError): string {
 
 /** Errors that mean the client went away: nothing to answer, nothing to log as a failure. */
 export function isClientGone(err: unknown, request: FastifyRequest): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
+  const code = errnoCode(err);
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR' || code === 'EPIPE') {
     return request.raw.destroyed || request.raw.socket?.destroyed !== false;
   }
@@ -179,7 +180,7 @@ function drainBody(request: FastifyRequest): Promise<void> {
 
 async function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
   if (isClientGone(err, request)) {
-    request.log.info({ code: (err as { code?: string }).code }, 'client went away before the answer');
+    request.log.info({ code: errnoCode(err) }, 'client went away before the answer');
     return undefined;
   }
   const response = toErrorResponse(err, request.id);

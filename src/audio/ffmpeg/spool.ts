@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isErrno } from '../../support/errno.ts';
 
 /** Spool folders are named after the process that made them, so a sweep can tell abandoned ones. */
 export const SPOOL_PREFIX = 'echoes-audio-';
@@ -11,7 +12,7 @@ function processAlive(pid: number): boolean {
     return true;
   } catch (err) {
     // EPERM: alive, someone else's.
-    return (err as { code?: string }).code === 'EPERM';
+    return isErrno(err, 'EPERM');
   }
 }
 

@@ -1,3 +1,4 @@
+import { errnoCode } from '../../support/errno.ts';
 import { httpStatus, isAwsError, SetupError } from './items.ts';
 
 /** Turns SDK failures into one line that says what to do next. */
@@ -24,7 +25,7 @@ export function explainAwsError(err: unknown, ctx: { profile?: string; endpoint?
       `Access denied while ${ctx.step}: the identity needs S3 and DynamoDB admin rights on echoes-* resources. Use another --profile or ask an admin.`,
     );
   }
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = errnoCode(err);
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || /ECONNREFUSED|ENOTFOUND|fetch failed/.test(message)) {
     return new SetupError(
       ctx.endpoint

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { NOT_MEASURED, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
 import { PortError } from '../../domain/errors.ts';
 import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
+import { errnoCode } from '../../support/errno.ts';
 import { pendingTtl } from '../dynamodb/table.ts';
 import { migrate, USAGE_FROM_RECORDS } from './schema.ts';
 import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type MigrationEntry, type MigrationJournal, type MigrationRef, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../port.ts';
@@ -223,8 +224,6 @@ const UNAVAILABLE = /^SQLITE_(?:BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT
 const NOT_OPEN = 'The database connection is not open';
 /** File system failures while preparing the database file: the machine's, not a bug. */
 const UNAVAILABLE_ERRNO = new Set(['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'EBUSY', 'EAGAIN', 'ENOTDIR']);
-
-const errnoCode = (err: unknown): string | undefined => (err as { code?: unknown } | undefined)?.code as string | undefined;
 
 /** A PortError for a failure of the database itself; anything else (a bug) unchanged. */
 export function sqliteFailure(err: unknown, file: string): unknown {

@@ -3,12 +3,8 @@ import { lstat, open, opendir, realpath, unlink, type FileHandle } from 'node:fs
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PortError } from '../../domain/errors.ts';
+import { errnoCode } from '../../support/errno.ts';
 import type { LegacyObject, LegacySource } from '../port.ts';
-
-function errnoCode(err: unknown): string | undefined {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' ? code : undefined;
-}
 
 /** "Not there", also when a file stands where a folder of the path should be. */
 const MISSING_CODES = new Set(['ENOENT', 'ENOTDIR']);

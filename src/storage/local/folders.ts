@@ -1,5 +1,7 @@
 import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isErrno } from '../../support/errno.ts';
+import { DIR_MODE } from './disk.ts';
 
 /**
  * Folders of the local store's key tree. A key's folders name its user (`objects/alice/2025/…`),
@@ -7,14 +9,8 @@ import { join } from 'node:path';
  * still land, which is why making a folder and filling it are retried together.
  */
 
-const DIR_MODE = 0o700;
 /** Rounds of "make the folder, then put into it" before giving up on a folder that keeps vanishing. */
 const FOLDER_ATTEMPTS = 5;
-
-function hasCode(err: unknown, ...codes: string[]): boolean {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && codes.includes(code);
-}
 
 /**
  * Removes the now empty folders of `segments` below `top`, deepest first; `top` itself stays.
@@ -27,7 +23,7 @@ export async function pruneEmptyFolders(top: string, segments: readonly string[]
     try {
       await rmdir(join(top, ...segments.slice(0, n)));
     } catch (err) {
-      if (!hasCode(err, 'ENOENT')) return;
+      if (!isErrno(err, 'ENOENT')) return;
     }
   }
 }
@@ -45,7 +41,7 @@ export async function intoFolder(dir: string, put: () => Promise<void>): Promise
       await put();
       return;
     } catch (err) {
-      if (!hasCode(err, 'ENOENT') || attempt >= FOLDER_ATTEMPTS) throw err;
+      if (!isErrno(err, 'ENOENT') || attempt >= FOLDER_ATTEMPTS) throw err;
     }
   }
 }
@@ -66,7 +62,7 @@ export async function isExactFolder(top: string, segments: readonly string[]): P
         }
       }
     } catch (err) {
-      if (hasCode(err, 'ENOENT', 'ENOTDIR')) return false;
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false;
       throw err;
     }
     if (!found) return false;

@@ -2,7 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { AppError, isAppError } from '../../domain/errors.ts';
-import { LOCAL_PARTS_PREFIX, LOCAL_STORAGE_PREFIX, type LocalObjectStore, type LocalRequest } from './store.ts';
+import type { Accepted, LocalRefusal, Refused } from './refusals.ts';
+import type { LocalObjectStore } from './store.ts';
+import { LOCAL_PARTS_PREFIX, LOCAL_STORAGE_PREFIX, type LocalRequest } from './url-signing.ts';
 
 export interface LocalStorageRouteOptions {
   /** An upload body that sends nothing for this long is cut off with 408 (REQUEST_IDLE_TIMEOUT_SECONDS). */
@@ -20,6 +22,50 @@ function localRequest(request: FastifyRequest, prefix = LOCAL_STORAGE_PREFIX): L
     throw new AppError('NOT_FOUND', 'No such object.');
   }
   return { key, query: Object.fromEntries(new URLSearchParams(search)), headers: request.headers };
+}
+
+const forbidden = (why: string): AppError =>
+  new AppError('FORBIDDEN', `${why} Ask the API for a new upload URL and send exactly the headers it returns.`);
+
+/** The HTTP answer to a request the store turned down. */
+function refusalError(refusal: LocalRefusal): AppError {
+  switch (refusal.reason) {
+    case 'bad_signature':
+      return forbidden(refusal.url === 'upload' ? 'The signature does not match this URL and these headers.'
+        : refusal.url === 'part' ? 'The signature does not match this part URL.' : 'The signature does not match this URL.');
+    case 'no_expiry':
+      return forbidden('The URL has no valid expiry.');
+    case 'expired':
+      return forbidden('The URL has expired.');
+    case 'length_mismatch':
+      return new AppError('INVALID_REQUEST', refusal.of === 'body'
+        ? `The body is ${refusal.sent} bytes but the URL was signed for ${refusal.signed}.`
+        : `The part is ${refusal.sent} bytes but its URL was signed for ${refusal.signed}.`);
+    case 'longer_than_signed':
+      return new AppError('INVALID_REQUEST', refusal.of === 'body'
+        ? `The body is longer than the ${refusal.signed} bytes the URL was signed for.`
+        : `The part is longer than the ${refusal.signed} bytes its URL was signed for.`);
+    case 'too_large':
+      return new AppError('FILE_TOO_LARGE', refusal.sent === undefined
+        ? `The body is over the limit of ${refusal.limit} bytes.`
+        : `The body is ${refusal.sent} bytes, over the limit of ${refusal.limit}.`);
+    case 'empty':
+      return new AppError('INVALID_REQUEST', 'The body is empty.');
+    case 'checksum_mismatch':
+      return new AppError('INVALID_REQUEST', 'The body\'s SHA-256 does not match x-amz-checksum-sha256.');
+    case 'already_stored':
+      return new AppError('ALREADY_EXISTS', 'This URL already stored its object; it writes once. Go on to POST /echoes.');
+    case 'no_such_object':
+      return new AppError('NOT_FOUND', 'No such object: it was deleted or never uploaded.');
+    case 'no_such_upload':
+      return new AppError('NOT_FOUND', 'No such multipart upload: it was completed or aborted. Start a new one.');
+    case 'upload_aborted':
+      return new AppError('NOT_FOUND', 'The multipart upload was aborted while this part arrived.', { cause: refusal.cause });
+    case 'range_not_satisfiable':
+      return new AppError('RANGE_NOT_SATISFIABLE', `The object is ${refusal.size} bytes; ask for a range inside it.`, {
+        headers: { 'content-range': `bytes */${refusal.size}` },
+      });
+  }
 }
 
 export function requestTimeoutError(idleMs: number): AppError {
@@ -106,12 +152,13 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
     const acceptBody = async (
       request: FastifyRequest,
       reply: FastifyReply,
-      accept: (body: Transform) => Promise<{ etag: string }>,
+      accept: (body: Transform) => Promise<Accepted | Refused>,
     ): Promise<FastifyReply> => {
       const body = idleGuardedBody(request.raw, idleMs);
       try {
-        const { etag } = await accept(body);
-        return await reply.status(200).header('etag', etag).send();
+        const outcome = await accept(body);
+        if (!outcome.ok) throw refusalError(outcome.refusal);
+        return await reply.status(200).header('etag', outcome.etag).send();
       } catch (err) {
         body.destroy();
         if (isAppError(err) && err.code === 'REQUEST_TIMEOUT') {
@@ -132,6 +179,7 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
 
     app.get(`${LOCAL_STORAGE_PREFIX}*`, { schema: { hide: true } }, async (request, reply) => {
       const download = await store.openDownload(localRequest(request));
+      if (!download.ok) throw refusalError(download.refusal);
       return reply.status(download.status).headers(download.headers).send(download.body);
     });
   };
