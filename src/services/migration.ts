@@ -50,7 +50,7 @@ export async function forEachLimit<T>(items: AsyncIterable<T>, limit: number, fn
 }
 
 /**
- * Moves legacy objects into this layout (DESIGN.md, "Migrating from an existing layout"). Each
+ * Moves legacy objects into this layout (README, "Migrating from an existing layout"). Each
  * object gets an entry in the journal before anything is written, naming the echo id and key
  * chosen for it: a run that dies anywhere is resumed with that same echo, so one source never
  * becomes two echoes. The copy is checked by EchoService, exactly like an upload.
