@@ -1,7 +1,7 @@
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { freePort } from '../test/support/moto.ts';
+import { freePort } from '../test/support/free-port.ts';
 
 /** Seconds each measured load runs (BENCH_DURATION). */
 export const DURATION = Number(process.env.BENCH_DURATION ?? 8);

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { freePort } from '../test/support/moto.ts';
+import { freePort } from '../test/support/free-port.ts';
 import { writeSection } from './report.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

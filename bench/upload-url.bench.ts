@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signDevToken } from '../src/auth/tokens.ts';
-import { motoAvailable, startMoto, type MotoServer } from '../test/support/moto.ts';
+import { motoAvailable, startMoto, type MotoServer } from '../test/backends/s3-moto.ts';
 import { CONNECTIONS, DURATION, measure, startBenchServer, stopBenchServer, type BenchServer, type Result } from './harness.ts';
 import { writeSection } from './report.ts';
 import { PrometheusMetrics } from '../src/metrics/prometheus.ts';

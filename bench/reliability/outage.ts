@@ -12,8 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/dynamodb/table.ts';
-import { AWS_TEST_ENV } from '../../test/support/backends.ts';
-import { freePort, motoAvailable } from '../../test/support/moto.ts';
+import { AWS_TEST_ENV } from '../../test/backends/aws-account.ts';
+import { motoAvailable } from '../../test/backends/s3-moto.ts';
+import { freePort } from '../../test/support/free-port.ts';
 import { devToken, flow, fmt, Recorder, serve, sleep, type Target } from './common.ts';
 
 const BUCKET = 'echoes-reliability';

@@ -5,7 +5,7 @@ import WaveformData from 'waveform-data';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Echo, ErrorBody, Waveform } from '../../src/wire/echoes-api.ts';
 import { apiClient, FORMATS, putBytes, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { ffmpegDecodedSeconds, requireFfmpeg } from '../support/ffmpeg.ts';
 import { counterDeltas, scrape } from '../support/metrics.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';

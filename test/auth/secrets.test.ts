@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { loadOrCreateSecret, SecretFileError } from '../../src/auth/secrets.ts';
 import { LocalObjectStore } from '../../src/storage/local/store.ts';
 import { runCli, serveCli } from '../support/cli.ts';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { startTestServer } from '../support/server.ts';
 
 const BUILT_SECRETS = fileURLToPath(new URL('../../dist/auth/secrets.js', import.meta.url));

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { CLI, runCli, serveCli } from '../support/cli.ts';
 import { startTestServer } from '../support/server.ts';
 

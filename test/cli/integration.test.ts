@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IntegrationReport } from '../../src/cli/integration/run.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { freePort, requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { CLI } from '../support/cli.ts';
 

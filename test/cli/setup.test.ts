@@ -21,7 +21,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { DescribeContinuousBackupsCommand, DescribeTableCommand, DescribeTimeToLiveCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { runSetup, type SetupResult } from '../../src/cli/setup/index.ts';
-import { requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startMoto, type MotoServer } from '../backends/s3-moto.ts';
 import { CLI } from '../support/cli.ts';
 
 const RUN = requireMoto('test/setup.test.ts');

@@ -4,7 +4,7 @@ import {
 } from '../../src/client/echoes-client.ts';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
 import { sha256 } from '../support/api.ts';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 describe('errorFromBody', () => {

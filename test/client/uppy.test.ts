@@ -7,8 +7,8 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partCount } from '../../src/domain/multipart.ts';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { freePort, requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AWS_TEST_ENV, startAwsBackend } from '../support/backends.ts';
-import { freePort, requireMoto, type MotoServer } from '../support/moto.ts';
+import { AWS_TEST_ENV } from '../backends/aws-account.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { CLI } from '../support/cli.ts';
 
 const run = promisify(execFile);

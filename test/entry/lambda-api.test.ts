@@ -2,8 +2,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLambdaHandler, type LambdaHttpEvent, type LambdaHttpHandler, type LambdaHttpResult } from '../../src/entry/lambda-api.ts';
 import { fixture } from '../support/api.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const SECRET = 'a-lambda-test-secret-of-at-least-32-chars';

@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET, type LambdaEntry } from '../../src/cli/setup/lambda-bundle.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const withMoto = requireMoto('the Lambda bundles');

@@ -6,10 +6,9 @@ import { createCleanupHandler } from '../../src/entry/lambda-cleanup.ts';
 import type { Composition } from '../../src/app/compose.ts';
 import { createEventsHandler, type EventsHandler, type SqsEvent } from '../../src/entry/lambda-s3-events.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { startAwsBackend } from '../support/backends.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 import { requireFfmpeg } from '../support/ffmpeg.ts';
 import { counter, parseMetrics } from '../support/metrics.ts';
-import { requireMoto, type MotoServer } from '../support/moto.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const SECRET = 'an-events-test-secret-of-at-least-32-chars';

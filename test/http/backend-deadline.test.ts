@@ -6,8 +6,7 @@ import { PortError } from '../../src/domain/errors.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import { apiClient, fixture } from '../support/api.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 interface Ticket { echo_id: string; upload_url: string; headers: Record<string, string> }

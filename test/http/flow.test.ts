@@ -8,7 +8,7 @@ import {
   ListQuerySchema, ReadinessSchema, MultipartRequestSchema, MultipartTicketSchema, PartUrlsRequestSchema, PartUrlsSchema, StoredPartsSchema, CompleteMultipartRequestSchema, CompletedSchema, UploadTicketSchema, UploadUrlRequestSchema, type Echo, type ErrorBody,
 } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, FORMATS, putBytes, sha256, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { requireFfmpeg } from '../support/ffmpeg.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 

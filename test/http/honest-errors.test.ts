@@ -21,7 +21,7 @@ import { EchoService } from '../../src/services/echoes.ts';
 import { UploadService } from '../../src/services/uploads.ts';
 import { apiClient, type Ticket } from '../support/api.ts';
 import { contractError } from '../support/error-shape.ts';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { rawExchange } from '../support/raw-http.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 

@@ -7,7 +7,7 @@ import { signDevToken } from '../../src/auth/tokens.ts';
 import { loadConfig } from '../../src/app/config.ts';
 import { createServer, loggerOptions } from '../../src/app/server.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 
 describe('logs', () => {
   it('are JSON lines with a request id, and hold no token or URL signature', async () => {

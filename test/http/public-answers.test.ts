@@ -7,7 +7,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { contractError } from '../support/error-shape.ts';
 import { startTestServer, type LogEntry, type TestServer } from '../support/server.ts';
 

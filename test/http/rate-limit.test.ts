@@ -7,7 +7,7 @@ import { signDevToken } from '../../src/auth/tokens.ts';
 import { ConfigError, loadConfig } from '../../src/app/config.ts';
 import { startServer } from '../../src/app/server.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const LIMIT = 5;

@@ -9,7 +9,7 @@ import { signDevToken } from '../../src/auth/tokens.ts';
 import { loadConfig } from '../../src/app/config.ts';
 import { createServer, loggerOptions } from '../../src/app/server.ts';
 import { apiClient, fixture, type Ticket } from '../support/api.ts';
-import { freePort } from '../support/moto.ts';
+import { freePort } from '../support/free-port.ts';
 
 const IDLE_SECONDS = 2;
 /** How long a test waits for the server to act on a stall: generous, never a speed claim. */

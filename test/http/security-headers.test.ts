@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/app/config.ts';
 import { recorderPageHeaders } from '../../src/http/page-policy.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { rawExchange } from '../support/raw-http.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 

@@ -1,13 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord } from '../../src/domain/echo.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import { NO_USAGE, type EchoRepository, type MigrationEntry, type MigrationJournal, type MigrationRef } from '../../src/metadata/port.ts';
 import { EraseService } from '../../src/services/erase.ts';
-import { LocalObjectStore } from '../../src/storage/local/store.ts';
+import { localStore } from '../backends/local.ts';
 
 export interface MigrationJournalFixture {
   readonly repo: EchoRepository & MigrationJournal;
@@ -258,8 +255,8 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
     });
 
     it('erasing a user drops their journal entries, proves nothing is left, and keeps other users\' entries', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'echoes-journal-erase-'));
-      const store = new LocalObjectStore({ rootDir: dir, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
+      const local = await localStore({ prefix: 'echoes-journal-erase-' });
+      const store = local.store;
       try {
         const user = `erase-${randomUUID().slice(0, 8)}`;
         const other = newUser();
@@ -277,7 +274,7 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
         expect(await repo().getUsage(user)).toEqual(NO_USAGE);
         expect(await repo().getMigration(refOf(others))).toEqual(others);
       } finally {
-        await rm(dir, { recursive: true, force: true });
+        await local.close();
       }
     });
   });

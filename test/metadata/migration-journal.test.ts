@@ -1,71 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
-import { DynamoEchoRepository, migrationSortKey } from '../../src/metadata/dynamodb/repository.ts';
+import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import { migrate, MIGRATIONS, SCHEMA_VERSION } from '../../src/metadata/sqlite/schema.ts';
 import { SqliteEchoRepository } from '../../src/metadata/sqlite/repository.ts';
 import { keepsMigrationJournal, type MigrationEntry } from '../../src/metadata/port.ts';
-import { migrationJournalContract } from './migration-journal.contract.ts';
-import { createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION } from '../support/aws.ts';
-import { requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
+import { tempFolder, type TempFolder } from '../backends/local.ts';
 
-migrationJournalContract('SQLite', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'echoes-journal-'));
-  const repo = new SqliteEchoRepository({ file: join(dir, 'echoes.db') });
-  return {
-    repo,
-    cleanup: async () => {
-      await repo.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-});
-
-migrationJournalContract('DynamoDB on dynalite', async () => {
-  const server = await startDynalite();
-  await createEchoTable(server.endpoint, 'echoes');
-  const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint: server.endpoint, credentials: TEST_CREDENTIALS, callTimeoutMs: 10_000 });
-  return {
-    repo,
-    storedEchoId: (ref) => migrationSortKey(ref.sourceId),
-    cleanup: async () => {
-      await repo.close();
-      await server.stop();
-    },
-  };
-});
-
-const withMoto = requireMoto('MigrationJournal contract on moto');
-describe.skipIf(!withMoto)('on moto_server', () => {
-  let moto: MotoServer;
-  beforeAll(async () => {
-    moto = await startMoto();
-  });
-  afterAll(async () => {
-    await moto?.stop();
-  });
-  migrationJournalContract('DynamoDB on moto', async () => {
-    await createEchoTable(moto.endpoint, 'echoes');
-    const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint: moto.endpoint, credentials: TEST_CREDENTIALS, callTimeoutMs: 10_000 });
-    // moto checks a condition and writes without a lock, so two racers can both win there;
-    // dynalite and DynamoDB itself are atomic, and the race test runs against dynalite.
-    return { repo, atomicConditionalWrites: false, storedEchoId: (ref) => migrationSortKey(ref.sourceId), cleanup: () => repo.close() };
-  });
-});
-
+// The MigrationJournal contract runs on every repository from test/metadata/port.contract.test.ts.
 describe('the migration journal on SQLite', () => {
-  const dirs: string[] = [];
+  const folders: TempFolder[] = [];
   afterEach(async () => {
-    await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+    await Promise.all(folders.splice(0).map((f) => f.remove()));
   });
   const tempFile = async (): Promise<string> => {
-    const dir = await mkdtemp(join(tmpdir(), 'echoes-journal-sqlite-'));
-    dirs.push(dir);
-    return join(dir, 'echoes.db');
+    const folder = await tempFolder('echoes-journal-sqlite-');
+    folders.push(folder);
+    return join(folder.path, 'echoes.db');
   };
 
   const sample = (userId: string, n: number): MigrationEntry => {

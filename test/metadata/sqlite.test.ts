@@ -13,7 +13,7 @@ import type { EchoRepository, ListQuery } from '../../src/metadata/port.ts';
 import { apiClient } from '../support/api.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { ECHOES_V0 } from '../fixtures/echoes-v0.records.ts';
-import { openDatabase } from '../support/sqlite.ts';
+import { openDatabase } from '../backends/sqlite.ts';
 
 const FIXTURE_V0 = resolve(import.meta.dirname, '..', 'fixtures', 'echoes-v0.sqlite');
 const DAY = 86_400_000;

@@ -12,7 +12,7 @@ import { takesImports, takesMultipart, type ObjectStore } from '../../src/storag
 import { createServer, loggerOptions } from '../../src/app/server.ts';
 import type { ErasureReceipt } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 type Api = ReturnType<typeof apiClient>;

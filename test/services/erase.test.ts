@@ -7,7 +7,7 @@ import { takesImports } from '../../src/storage/port.ts';
 import { CleanupService } from '../../src/services/cleanup.ts';
 import type { ErasureReceipt, ErrorBody } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { CLI } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 

@@ -9,7 +9,7 @@ import yauzl from 'yauzl';
 import { EchoesClient } from '../../src/client/echoes-client.ts';
 import type { Echo } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { CLI } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 

@@ -4,16 +4,16 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compose } from '../../src/app/compose.ts';
 import { loadConfig } from '../../src/app/config.ts';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
 import { keepsMigrationJournal, type MigrationEntry } from '../../src/metadata/port.ts';
-import { createEchoTable, createBucket, startDynalite, TEST_CREDENTIALS, type LocalServer } from '../support/aws.ts';
-import { AWS_TEST_ENV } from '../support/backends.ts';
+import { createEchoTable, startDynalite, type LocalServer } from '../backends/dynalite.ts';
+import { createBucket, requireMoto, s3Client, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import { AWS_TEST_ENV } from '../backends/aws-account.ts';
 import { CLI, runCli, type CliRun } from '../support/cli.ts';
-import { requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
 
 /**
  * What a careless operator does to `migrate`: two runs at once on one source (two terminals, two
@@ -103,9 +103,9 @@ describe.skipIf(!requireMoto('migrate races on S3 (moto) + DynamoDB'))('migrate 
     Object.assign(process.env, AWS_TEST_ENV);
     [moto, dynalite] = await Promise.all([startMoto(), startDynalite()]);
     root = mkdtempSync(join(tmpdir(), 'echoes-migrate-races-s3-'));
-    const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    await createBucket(moto.endpoint, legacyBucket);
+    const s3 = s3Client(moto.endpoint);
     try {
-      await s3.send(new CreateBucketCommand({ Bucket: legacyBucket }));
       for (const f of files) await s3.send(new PutObjectCommand({ Bucket: legacyBucket, Key: f.key, Body: f.bytes }));
     } finally {
       s3.destroy();

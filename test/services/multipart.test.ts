@@ -5,7 +5,7 @@ import { takesMultipart } from '../../src/storage/port.ts';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
 import type { Echo, MultipartTicket, PartUrls, StoredParts, Usage } from '../../src/wire/echoes-api.ts';
 import { apiClient } from '../support/api.ts';
-import { backends } from '../support/backends.ts';
+import { backends } from '../backends/index.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('base64');

@@ -9,8 +9,7 @@ import { USAGE_SORT_KEY } from '../../src/metadata/dynamodb/repository.ts';
 import { CleanupService } from '../../src/services/cleanup.ts';
 import type { ErrorBody, Usage } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { createEchoTable, startDynalite, type LocalServer } from '../support/aws.ts';
-import { AWS_TEST_ENV, backends, type Backend } from '../support/backends.ts';
+import { awsBackend, localBackend, localDynaliteBackend } from '../backends/index.ts';
 import { CLI } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -20,25 +19,7 @@ const QUOTA = 10485760;
 const MAX_SIZE = 5000000;
 const MAX_PENDING = 5;
 
-/** Local disk with DynamoDB on dynalite: the DynamoDB repository where conditional writes are atomic. */
-function dynaliteBackend(): Backend {
-  let server: LocalServer | undefined;
-  return {
-    name: 'local disk + DynamoDB (dynalite)',
-    available: true,
-    async env() {
-      Object.assign(process.env, AWS_TEST_ENV);
-      server = await startDynalite();
-      await createEchoTable(server.endpoint, 'echoes-quota');
-      return { ...AWS_TEST_ENV, METADATA_BACKEND: 'dynamodb', DYNAMODB_TABLE_NAME: 'echoes-quota', DYNAMODB_ENDPOINT: server.endpoint };
-    },
-    async stop() {
-      await server?.stop();
-    },
-  };
-}
-
-const all = [backends()[0] as Backend, dynaliteBackend(), backends()[1] as Backend];
+const all = [localBackend(), localDynaliteBackend(), awsBackend()];
 
 for (const backend of all) {
   // moto checks a condition and writes without a lock: the race is only meaningful elsewhere.

@@ -1,13 +1,14 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPortError, type PortErrorKind } from '../../src/domain/errors.ts';
 import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { apiClient, fixture, type Ticket } from '../support/api.ts';
-import { createBucket, createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION, type LocalServer } from '../support/aws.ts';
-import { AWS_TEST_ENV } from '../support/backends.ts';
-import { freePort, requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
+import { createBucket, requireMoto, s3Client, s3Store, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import { dynaliteForFile, freshTable, type LocalServer } from '../backends/dynalite.ts';
+import { AWS_TEST_ENV, TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
+import { freePort } from '../support/free-port.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** Start-up must stop within seconds, not sit in retry loops. */
@@ -57,6 +58,9 @@ const closeServer = (server: Server): Promise<void> => new Promise((resolve) => 
   server.close(() => resolve());
 });
 
+// One dynalite for the file's suites, a table each.
+const sharedDynalite = dynaliteForFile();
+
 describe('AWS failures become port errors', () => {
   it('S3 answering 503 SlowDown (throttling) and 500 InternalError: unavailable', async () => {
     for (const [status, code] of [[503, 'SlowDown'], [500, 'InternalError']] as const) {
@@ -92,11 +96,11 @@ describe('AWS failures become port errors', () => {
 
   describe('on dynalite', () => {
     let dynalite: LocalServer;
+    let present: string;
     beforeAll(async () => {
-      dynalite = await startDynalite();
-      await createEchoTable(dynalite.endpoint, 'present');
+      dynalite = await sharedDynalite();
+      present = await freshTable(dynalite.endpoint, 'present');
     });
-    afterAll(() => dynalite?.stop());
 
     it('a missing table is unavailable (the operator must create it), naming the table', async () => {
       const repo = new DynamoEchoRepository({ table: 'gone', region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
@@ -108,7 +112,7 @@ describe('AWS failures become port errors', () => {
     });
 
     it('an error the adapter does not know (a request DynamoDB calls invalid) is rethrown as it is', async () => {
-      const repo = new DynamoEchoRepository({ table: 'present', region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
+      const repo = new DynamoEchoRepository({ table: present, region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
       const err = await rejection(() => repo.get({ userId: '', echoId: '' }));
       await repo.close();
       expect(isPortError(err), String(err)).toBe(false);
@@ -119,14 +123,14 @@ describe('AWS failures become port errors', () => {
 
 describe('DynamoEchoRepository.check()', () => {
   let dynalite: LocalServer;
+  let present: string;
   beforeAll(async () => {
-    dynalite = await startDynalite();
-    await createEchoTable(dynalite.endpoint, 'present');
+    dynalite = await sharedDynalite();
+    present = await freshTable(dynalite.endpoint, 'present');
   });
-  afterAll(() => dynalite?.stop());
 
   it('passes for an existing table', async () => {
-    const repo = new DynamoEchoRepository({ table: 'present', region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
+    const repo = new DynamoEchoRepository({ table: present, region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
     await expect(repo.check()).resolves.toBeUndefined();
     await repo.close();
   });
@@ -164,8 +168,8 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
   beforeAll(async () => {
     moto = await startMoto();
     await createBucket(moto.endpoint, 'echoes-present');
-    store = new S3ObjectStore({ bucket: 'echoes-present', region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
-    raw = new S3Client({ region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    store = s3Store(moto.endpoint, 'echoes-present');
+    raw = s3Client(moto.endpoint);
   });
   afterAll(async () => {
     raw?.destroy();
@@ -174,7 +178,7 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
   });
 
   it('check() of a missing bucket fails fast, naming the bucket, endpoint, region and the commands that create it', async () => {
-    const missing = new S3ObjectStore({ bucket: 'echoes-missing', region: 'eu-west-1', endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    const missing = s3Store(moto.endpoint, 'echoes-missing', { region: 'eu-west-1' });
     const { message, ms } = await failure(() => missing.check());
     await missing.close();
     expect(ms).toBeLessThan(FAST_MS);
@@ -209,7 +213,7 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
     await Promise.all(keys.slice(0, 3).map((Key) => raw.send(new PutObjectCommand({ Bucket: 'echoes-present', Key, Body: new Uint8Array([9]) }))));
     // moto accepts any number of keys per request, so count what the store sends.
     const batches: number[] = [];
-    const counting = new S3ObjectStore({ bucket: 'echoes-present', region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    const counting = s3Store(moto.endpoint, 'echoes-present');
     counting['client'].middlewareStack.add(
       (next, context) => async (args) => {
         const input = args.input as { Delete?: { Objects?: unknown[] } };
@@ -227,7 +231,7 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
   });
 
   it('deleteMany reports every key of a batch the store refused', async () => {
-    const gone = new S3ObjectStore({ bucket: 'echoes-missing-2', region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    const gone = s3Store(moto.endpoint, 'echoes-missing-2');
     const result = await gone.deleteMany(['a.webm', 'b.webm']);
     await gone.close();
     expect(result.deleted).toEqual([]);
@@ -236,7 +240,7 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
   });
 
   it('a missing bucket is unavailable, not an empty answer; HEAD cannot tell it from a missing key', async () => {
-    const gone = new S3ObjectStore({ bucket: 'echoes-missing-3', region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    const gone = s3Store(moto.endpoint, 'echoes-missing-3');
     try {
       await expectPortError(() => gone.readStart('a.webm', 16), 'unavailable');
       await expectPortError(async () => {

@@ -5,8 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
 import type { MultipartTicket, PartUrls } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /*

@@ -2,8 +2,7 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import { generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { startAwsBackend } from '../support/backends.ts';
-import { requireMoto, type MotoServer } from '../support/moto.ts';
+import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const withMoto = requireMoto('CloudFront-signed playback URLs');

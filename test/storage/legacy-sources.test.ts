@@ -8,10 +8,9 @@ import { isPortError } from '../../src/domain/errors.ts';
 import type { LegacyObject, LegacySource } from '../../src/storage/port.ts';
 import { BucketLegacySource } from '../../src/storage/legacy/bucket.ts';
 import { FolderLegacySource } from '../../src/storage/legacy/folder.ts';
-import { LocalObjectStore } from '../../src/storage/local/store.ts';
-import { S3ObjectStore } from '../../src/storage/s3/store.ts';
-import { createBucket, TEST_CREDENTIALS, TEST_REGION } from '../support/aws.ts';
-import { requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
+import type { S3ObjectStore } from '../../src/storage/s3/store.ts';
+import { localStore } from '../backends/local.ts';
+import { createBucket, requireMoto, s3Store as testS3Store, startMoto, type MotoServer } from '../backends/s3-moto.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -156,15 +155,15 @@ describe('FolderLegacySource', () => {
   });
 
   it('feeds an import into the local store: bytes equal by SHA-256', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'echoes-legacy-data-'));
-    const store = new LocalObjectStore({ rootDir: dataDir, publicBaseUrl: 'http://127.0.0.1:9', secret: randomBytes(32) });
+    const local = await localStore({ prefix: 'echoes-legacy-data-' });
+    const store = local.store;
     try {
       const legacy = await source.head('audio/u1/b c.mp3');
       if (!legacy) throw new Error('fixture missing');
       await store.importObject({ key: 'u1/2021/03/04/x.mp3', contentType: 'audio/mpeg', size: legacy.size, open: () => source.openRead(legacy.key) });
       expect(sha256(await readAll(await store.openRead('u1/2021/03/04/x.mp3')))).toBe(sha256(files['audio/u1/b c.mp3'] ?? Buffer.alloc(1)));
     } finally {
-      await rm(dataDir, { recursive: true, force: true });
+      await local.close();
     }
   });
 });
@@ -179,9 +178,7 @@ describe.skipIf(!withMoto)('BucketLegacySource on moto_server', () => {
     'audio/ünï/çødé ✓.ogg': randomBytes(1200),
     'audio/u2/a+b.mp3': randomBytes(10),
   };
-  const s3Store = (bucket: string): S3ObjectStore => new S3ObjectStore({
-    bucket, region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS, listPageSize: 2,
-  });
+  const s3Store = (bucket: string): S3ObjectStore => testS3Store(moto.endpoint, bucket, { listPageSize: 2 });
   const put = async (store: S3ObjectStore, key: string, bytes: Buffer): Promise<void> => {
     await store.importObject({ key, contentType: 'application/octet-stream', size: bytes.length, open: async () => Readable.from([bytes]) });
   };

@@ -2,54 +2,13 @@ import { S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import aws4 from 'aws4';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIB } from '../../src/domain/multipart.ts';
-import { frameworkErrorOptions, installErrorHandlers } from '../../src/http/errors.ts';
-import { registerLocalStorageRoutes } from '../../src/storage/local/url-server.ts';
-import { LocalObjectStore } from '../../src/storage/local/store.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
-import { multipartStoreContract } from './multipart-store.contract.ts';
-import { createBucket, TEST_CREDENTIALS, TEST_REGION } from '../support/aws.ts';
-import { freePort, requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
-
-/** The local store behind its own routes on a real server, so part URLs are served as in production. */
-async function localStore(idleTimeoutMs?: number): Promise<{ store: LocalObjectStore; rootDir: string; advanceClock(seconds: number): void; close(): Promise<void> }> {
-  const rootDir = await mkdtemp(join(tmpdir(), 'echoes-multipart-'));
-  const port = await freePort();
-  let offsetMs = 0;
-  const store = new LocalObjectStore({ rootDir, publicBaseUrl: `http://127.0.0.1:${port}`, secret: randomBytes(32), now: () => Date.now() + offsetMs });
-  const app = fastify(frameworkErrorOptions);
-  installErrorHandlers(app);
-  await registerLocalStorageRoutes(app, store, { idleTimeoutMs });
-  await app.listen({ host: '127.0.0.1', port });
-  return {
-    store,
-    rootDir,
-    advanceClock: (seconds) => {
-      offsetMs += seconds * 1000;
-    },
-    close: async () => {
-      await app.close();
-      await store.close();
-      await rm(rootDir, { recursive: true, force: true });
-    },
-  };
-}
-
-multipartStoreContract('local disk', async () => {
-  const local = await localStore();
-  return {
-    store: local.store,
-    capabilities: { enforcesSignatures: true, bindsUploadIdToKey: true, reportsInitiatedTime: true },
-    advanceClock: local.advanceClock,
-    cleanup: local.close,
-  };
-});
+import { localStore, type LocalStoreInstance } from '../backends/local.ts';
 
 /** What a raw connection got back: everything the server wrote before it closed (or the wait ran out). */
 interface Exchange {
@@ -94,9 +53,9 @@ async function rawPut(url: string, declared: number, send: number): Promise<Exch
 const statusOf = (text: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
 
 describe('local multipart store on disk', () => {
-  let local: Awaited<ReturnType<typeof localStore>>;
+  let local: LocalStoreInstance;
   beforeAll(async () => {
-    local = await localStore();
+    local = await localStore({ served: true, prefix: 'echoes-multipart-' });
   });
   afterAll(async () => {
     await local?.close();
@@ -194,9 +153,9 @@ describe('S3 part URLs', () => {
 });
 
 describe('local part route: the body rules of the single-upload route', () => {
-  let local: Awaited<ReturnType<typeof localStore>>;
+  let local: LocalStoreInstance;
   beforeAll(async () => {
-    local = await localStore(1000);
+    local = await localStore({ served: true, idleTimeoutMs: 1000, prefix: 'echoes-multipart-' });
   });
   afterAll(async () => {
     await local?.close();
@@ -225,34 +184,5 @@ describe('local part route: the body rules of the single-upload route', () => {
     // Far less than the 64 MiB the client meant to send: the server stopped reading it.
     expect(result.sent).toBeLessThan(16 * MIB);
     expect(await local.store.listParts(key, uploadId)).toEqual([]);
-  });
-});
-
-const withMoto = requireMoto('S3 multipart contract');
-describe.skipIf(!withMoto)('on moto_server', () => {
-  let moto: MotoServer;
-  beforeAll(async () => {
-    moto = await startMoto();
-  });
-  afterAll(async () => {
-    await moto?.stop();
-  });
-  multipartStoreContract('S3 on moto', async () => {
-    await createBucket(moto.endpoint, 'echoes-multipart');
-    const store = new S3ObjectStore({
-      bucket: 'echoes-multipart',
-      region: TEST_REGION,
-      endpoint: moto.endpoint,
-      forcePathStyle: true,
-      credentials: TEST_CREDENTIALS,
-      // Small pages, so that a few uploads cross ListMultipartUploads pages where the server pages.
-      listPageSize: 2,
-      callTimeoutMs: 10_000,
-    });
-    return {
-      store,
-      capabilities: { enforcesSignatures: false, bindsUploadIdToKey: false, reportsInitiatedTime: false },
-      cleanup: () => store.close(),
-    };
   });
 });

@@ -1,41 +1,18 @@
 import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPortError } from '../../src/domain/errors.ts';
-import { LocalObjectStore } from '../../src/storage/local/store.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
-import { bytesSpec, objectImportsContract, readAll, rejection } from './object-imports.contract.ts';
-import { createBucket, TEST_CREDENTIALS, TEST_REGION } from '../support/aws.ts';
-import { requireMoto, startMoto, type MotoServer } from '../support/moto.ts';
+import { bytesSpec, readAll, rejection } from './object-imports.contract.ts';
+import { createBucket, requireMoto, s3Client, s3Store as testS3Store, startMoto, type MotoServer } from '../backends/s3-moto.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-objectImportsContract('local disk', async () => {
-  const rootDir = await mkdtemp(join(tmpdir(), 'echoes-imports-'));
-  const store = new LocalObjectStore({ rootDir, publicBaseUrl: 'http://127.0.0.1:9', secret: randomBytes(32) });
-  return {
-    store,
-    async leftovers() {
-      let n = 0;
-      for await (const _ of store.listLeftovers()) n++;
-      return n;
-    },
-    cleanup: async () => {
-      await store.close();
-      await rm(rootDir, { recursive: true, force: true });
-    },
-  };
-});
-
+// The ObjectImports contract runs on every store from test/storage/port.contract.test.ts.
 const withMoto = requireMoto('object imports on S3');
 describe.skipIf(!withMoto)('on moto_server', () => {
   let moto: MotoServer;
-  const s3Store = (bucket: string): S3ObjectStore => new S3ObjectStore({
-    bucket, region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS, listPageSize: 2,
-  });
+  const s3Store = (bucket: string): S3ObjectStore => testS3Store(moto.endpoint, bucket, { listPageSize: 2 });
   beforeAll(async () => {
     moto = await startMoto();
     await createBucket(moto.endpoint, 'imports-main');
@@ -43,11 +20,6 @@ describe.skipIf(!withMoto)('on moto_server', () => {
   });
   afterAll(async () => {
     await moto?.stop();
-  });
-
-  objectImportsContract('S3 on moto', async () => {
-    const store = s3Store('imports-main');
-    return { store, cleanup: () => store.close() };
   });
 
   describe('S3 only: server-side copies', () => {
@@ -60,7 +32,7 @@ describe.skipIf(!withMoto)('on moto_server', () => {
 
     beforeAll(async () => {
       main = s3Store('imports-main');
-      raw = new S3Client({ region: TEST_REGION, endpoint: moto.endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+      raw = s3Client(moto.endpoint);
       const put = await raw.send(new PutObjectCommand({
         Bucket: 'imports-legacy', Key: legacyKey, Body: body, ContentType: 'application/octet-stream', Metadata: { legacy: 'yes' },
       }));

@@ -11,7 +11,7 @@ import { isPortError } from '../../src/domain/errors.ts';
 import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import { S3ObjectStore, type S3ObjectStoreOptions } from '../../src/storage/s3/store.ts';
 import type { UploadSpec } from '../../src/storage/port.ts';
-import { createEchoTable, startDynalite, type LocalServer } from '../support/aws.ts';
+import { createEchoTable, startDynalite, type LocalServer } from '../backends/dynalite.ts';
 
 const CREDS = { accessKeyId: 'AKIDSIGNINGTEST', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
 const SIGNING_DATE = new Date('2025-03-04T05:06:07Z');

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './moto.ts';
+import { freePort } from './free-port.ts';
 
 /** The built command (`npm run build`, run by test/support/build.ts before the suite), as users run it. */
 export const CLI = fileURLToPath(new URL('../../dist/entry/cli.js', import.meta.url));

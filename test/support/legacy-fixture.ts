@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
-import { TEST_CREDENTIALS, TEST_REGION } from './aws.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 
 /**
  * What `migrate --pattern audio/{user_id}/{name}.{ext}` must do with an object: copy it, or

@@ -1,5 +1,4 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { randomBytes } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -8,8 +7,9 @@ import type { EchoRepository } from '../../src/metadata/port.ts';
 import type { ObjectStore } from '../../src/storage/port.ts';
 import { UploadService } from '../../src/services/uploads.ts';
 import { fixture } from './api.ts';
-import { createBucket, createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION, type LocalServer } from './aws.ts';
-import { requireMoto, startMoto, type MotoServer } from './moto.ts';
+import { freshBucket, requireMoto, s3Client, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import { freshTable, startDynalite, type LocalServer } from '../backends/dynalite.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
 /** Writes bytes under a key behind the store's back (corruption, foreign files). */
@@ -56,23 +56,21 @@ function awsBackend(): LifecycleBackend {
     name: 'S3 (moto) + DynamoDB (dynalite)',
     available,
     async start() {
-      moto ??= await startMoto();
-      dynamo ??= await startDynalite();
+      // Both once for the file; each test gets a bucket and a table of its own.
+      if (!moto || !dynamo) [moto, dynamo] = await Promise.all([moto ?? startMoto(), dynamo ?? startDynalite()]);
       // The SDK default chain reads these; moto and dynalite check no signatures.
       process.env.AWS_ACCESS_KEY_ID ??= TEST_CREDENTIALS.accessKeyId;
       process.env.AWS_SECRET_ACCESS_KEY ??= TEST_CREDENTIALS.secretAccessKey;
-      const name = `echoes-lc-${randomBytes(4).toString('hex')}`;
-      await createBucket(moto.endpoint, name);
-      await createEchoTable(dynamo.endpoint, name);
+      const [bucket, table] = await Promise.all([freshBucket(moto.endpoint, 'echoes-lc'), freshTable(dynamo.endpoint, 'echoes-lc')]);
       const server = await startTestServer({
-        STORAGE_BACKEND: 's3', S3_BUCKET_NAME: name, S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_REGION: TEST_REGION,
-        METADATA_BACKEND: 'dynamodb', DYNAMODB_TABLE_NAME: name, DYNAMODB_ENDPOINT: dynamo.endpoint,
+        STORAGE_BACKEND: 's3', S3_BUCKET_NAME: bucket, S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_REGION: TEST_REGION,
+        METADATA_BACKEND: 'dynamodb', DYNAMODB_TABLE_NAME: table, DYNAMODB_ENDPOINT: dynamo.endpoint,
       });
       const endpoint = moto.endpoint;
       const rawWrite: RawWrite = async (key, bytes, contentType) => {
-        const s3 = new S3Client({ region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+        const s3 = s3Client(endpoint);
         try {
-          await s3.send(new PutObjectCommand({ Bucket: name, Key: key, Body: bytes, ContentType: contentType }));
+          await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentType: contentType }));
         } finally {
           s3.destroy();
         }

@@ -12,16 +12,16 @@ import type { EchoRecord } from '../../src/domain/echo.ts';
 import { echoIdTime, isEchoId } from '../../src/domain/ids.ts';
 import { keepsMigrationJournal, type EchoRepository, type MigrationEntry } from '../../src/metadata/port.ts';
 import { type ObjectStore } from '../../src/storage/port.ts';
-import { createBucket, createEchoTable, startDynalite, type LocalServer } from './aws.ts';
-import { AWS_TEST_ENV } from './backends.ts';
+import { createBucket, requireMoto, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import { createEchoTable, startDynalite, type LocalServer } from '../backends/dynalite.ts';
+import { AWS_TEST_ENV } from '../backends/aws-account.ts';
+import { openDatabase } from '../backends/sqlite.ts';
 import { filesUnder, runCli, spawnCli, type CliRun } from './cli.ts';
 import { ffmpegDecodedSeconds } from './ffmpeg.ts';
 import {
   GOOD_PER_USER, LEGACY_PATTERN, LEGACY_USERS, legacySet, listBucket, s3Client, writeLegacyBucket, writeLegacyFolder,
   type LegacyObjectSpec,
 } from './legacy-fixture.ts';
-import { requireMoto, startMoto, type MotoServer } from './moto.ts';
-import { openDatabase } from './sqlite.ts';
 
 // The CLI contract of `migrate --json` and `verify --against-source --json` (issue 16).
 interface Problem {

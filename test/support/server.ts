@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { signDevToken } from '../../src/auth/tokens.ts';
 import { loadConfig, type Config } from '../../src/app/config.ts';
 import { loggerOptions, startServer, type RunningServer } from '../../src/app/server.ts';
-import { freePort } from './moto.ts';
+import { freePort } from './free-port.ts';
 
 /** One of the server's JSON log lines, as pino wrote it. */
 export interface LogEntry {
