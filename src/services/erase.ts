@@ -4,7 +4,8 @@ import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
 import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
 import { takesMultipart, type ObjectStore } from '../storage/port.ts';
-import { CONCURRENCY, DELETE_BATCH, echoKeyOf, mapLimit } from './lifecycle/common.ts';
+import { CONCURRENCY, DELETE_BATCH, echoKeyOf } from './lifecycle/common.ts';
+import { mapLimit } from '../support/concurrency.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
 export interface ErasureReceipt {

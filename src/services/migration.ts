@@ -14,6 +14,7 @@ import { pendingRecord } from './uploads.ts';
 import { RandomPool } from './random-pool.ts';
 import { errorMessage } from './lifecycle/common.ts';
 import { sweepLeftovers } from './lifecycle/leftovers.ts';
+import { forEachLimit } from '../support/concurrency.ts';
 
 /**
  * Why a legacy object was not migrated. Besides the upload rejection reasons (the same checks as
@@ -120,26 +121,6 @@ async function sha256Of(stream: Readable): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Uint8Array);
   return hash.digest('hex');
-}
-
-/**
- * Runs `fn` over a stream with at most `limit` calls in flight, reading the stream only as fast
- * as they finish: memory holds `limit` items, whatever the source's size. The first failure
- * stops the intake and is thrown once the calls in flight are done.
- */
-export async function forEachLimit<T>(items: AsyncIterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const running = new Set<Promise<void>>();
-  let failure: { err: unknown } | undefined;
-  for await (const item of items) {
-    if (failure) break;
-    const p: Promise<void> = fn(item).catch((err: unknown) => {
-      failure ??= { err };
-    }).finally(() => running.delete(p));
-    running.add(p);
-    if (running.size >= limit) await Promise.race(running);
-  }
-  await Promise.all(running);
-  if (failure) throw failure.err;
 }
 
 /**
