@@ -9,7 +9,7 @@ import { startAwsBackend } from '../test/support/backends.ts';
 import { motoAvailable } from '../test/support/moto.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { openMigration } from '../src/cli/support/legacy.ts';
+import { composeMigration } from '../src/app/compose.ts';
 import { loadConfig } from '../src/app/config.ts';
 import { compileLegacyPattern } from '../src/domain/legacy-pattern.ts';
 import { FolderLegacySource } from '../src/storage/legacy/folder.ts';
@@ -174,7 +174,7 @@ async function heapPart(count: number): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), 'echoes-bench-migrate-heap-'));
   try {
     writeFolder(join(work, 'legacy'), count);
-    const migration = await openMigration(loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }));
+    const migration = await composeMigration(loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }));
     try {
       gc();
       const base = process.memoryUsage().heapUsed;

@@ -15,6 +15,7 @@ import { RandomPool } from './random-pool.ts';
 import { errorMessage } from './lifecycle/common.ts';
 import { sweepLeftovers } from './lifecycle/leftovers.ts';
 import { forEachLimit } from '../support/concurrency.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 
 /**
  * Why a legacy object was not migrated. Besides the upload rejection reasons (the same checks as
@@ -132,13 +133,15 @@ async function sha256Of(stream: Readable): Promise<string> {
 export class MigrationService {
   private readonly random = new RandomPool();
 
-  constructor(
-    private readonly store: ObjectStore & ObjectImports,
-    private readonly repo: EchoRepository & MigrationJournal,
-    private readonly echoes: EchoService,
-    private readonly settings: MigrationSettings,
-    private readonly clock: () => Date = () => new Date(),
-  ) {}
+  private readonly store: ObjectStore & ObjectImports;
+  private readonly repo: EchoRepository & MigrationJournal;
+  /** Checks each copy exactly as it checks an upload. */
+  private readonly echoes: EchoService;
+  private readonly clock: Clock;
+
+  constructor(deps: ServiceDeps<ObjectStore & ObjectImports, EchoRepository & MigrationJournal> & { readonly echoes: EchoService }, private readonly settings: MigrationSettings) {
+    ({ store: this.store, repo: this.repo, echoes: this.echoes, clock: this.clock } = withDefaults(deps));
+  }
 
   async migrate(source: LegacySource, request: MigrationRequest): Promise<MigrationResult> {
     const problems: MigrationProblem[] = [];
