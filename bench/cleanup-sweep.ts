@@ -20,7 +20,7 @@ if (mode === 'walk') {
 } else {
   const store = new LocalObjectStore({ rootDir: dataDir, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
   const repo = new SqliteEchoRepository({ file: join(dataDir, 'echoes.sqlite') });
-  const service = new CleanupService(store, repo);
+  const service = new CleanupService({ store, repo });
   if (mode === 'orphans') {
     const r = await service.cleanupOrphans({ dryRun: true });
     objects = r.scannedObjects;

@@ -8,7 +8,7 @@ import { makeToneWav } from '../src/cli/integration/wav.ts';
 import { motoAvailable, startAwsBackend } from '../test/backends/s3-moto.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { openMigration } from '../src/cli/support/legacy.ts';
+import { composeMigration } from '../src/app/compose.ts';
 import { loadConfig } from '../src/app/config.ts';
 import { compileLegacyPattern } from '../src/domain/legacy-pattern.ts';
 import { FolderLegacySource } from '../src/storage/legacy/folder.ts';
@@ -173,7 +173,7 @@ async function heapPart(count: number): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), 'echoes-bench-migrate-heap-'));
   try {
     writeFolder(join(work, 'legacy'), count);
-    const migration = await openMigration(loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }));
+    const migration = await composeMigration(loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }));
     try {
       gc();
       const base = process.memoryUsage().heapUsed;

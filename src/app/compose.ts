@@ -1,28 +1,37 @@
-import type { FastifyInstance } from 'fastify';
-import { join } from 'node:path';
-import { loadOrCreateSecret } from '../auth/secrets.ts';
 import { TokenVerifier } from '../auth/tokens.ts';
-import { privateKeyProblem, unescapePem, type CdnConfig, type Config } from './config.ts';
-import { takesMultipart, type ObjectStore } from '../storage/port.ts';
-import { type AudioProbe } from '../audio/port.ts';
-import { type EchoRepository } from '../metadata/port.ts';
+import type { Config } from './config.ts';
+import { takesImports, takesMultipart, type LegacySource, type ObjectStore } from '../storage/port.ts';
+import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
 import { MultipartService } from '../services/multipart.ts';
+import { EchoService } from '../services/echoes.ts';
+import { EraseService } from '../services/erase.ts';
+import { ExportService } from '../services/export.ts';
+import { MigrationService } from '../services/migration.ts';
+import { UploadService } from '../services/uploads.ts';
+import { CleanupService } from '../services/cleanup.ts';
+import type { ServiceDeps } from '../services/deps.ts';
+import { exportedEchoJson } from '../http/views.ts';
+import { createMetrics, type MetricsSetup } from '../metrics/setup.ts';
+import {
+  createAudioDecoder, createEchoRepository, createLegacyBucket, createLegacyFolder, createObjectStore, openObjectStore, openPlaybackStore,
+  type AppPlugin, type AudioDecoder, type BackendOptions,
+} from './adapters.ts';
+
+export {
+  CompositionError, createAudioDecoder, createEchoRepository, createObjectStore, openPlaybackStore,
+  type AppPlugin, type AudioDecoder, type AudioDecoderOptions, type BackendOptions,
+} from './adapters.ts';
+
+/**
+ * The one place services are built and wired to adapters: for the API (a server or the Lambda
+ * function), the S3 events and cleanup functions, and an operator's job (a CLI command).
+ */
 
 /**
  * A multipart upload's pending echo lives a day, like the bucket rule that aborts unfinished ones:
  * long enough to resume a dropped upload, with fresh part URLs, hours later.
  */
 const MULTIPART_EXPIRES_IN_SECONDS = 24 * 3600;
-import { EchoService } from '../services/echoes.ts';
-import { EraseService } from '../services/erase.ts';
-import { ExportService } from '../services/export.ts';
-import { exportedEchoJson } from '../http/views.ts';
-import { UploadService } from '../services/uploads.ts';
-import { CleanupService } from '../services/cleanup.ts';
-import { createMetrics, type MetricsSetup } from '../metrics/setup.ts';
-
-/** Routes an adapter brings to the app (the local store serves its own signed URLs). */
-export type AppPlugin = (app: FastifyInstance) => Promise<void>;
 
 export interface Composition {
   readonly config: Config;
@@ -41,139 +50,6 @@ export interface Composition {
   close(): Promise<void>;
 }
 
-export interface AudioDecoder {
-  readonly probe: AudioProbe;
-  /** For /health and the start-up log: "ffmpeg 7.1.2", or what reads uploads instead. */
-  readonly description: string;
-  /** Set when uploads are not decoded although decoding was not switched off: say so at start-up. */
-  readonly warning?: string | undefined;
-}
-
-/** Configuration the server cannot run with; the message says what to change. */
-export class CompositionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CompositionError';
-  }
-}
-
-const HEADERS_ONLY = 'off (music-metadata reads container headers only: no duration for MediaRecorder webm, no waveform)';
-
-/**
- * ffmpeg when it runs; the container headers otherwise, but only where that was asked for
- * (AUDIO_DECODE=off) or outside production: a production server never silently stops proving uploads.
- */
-export interface AudioDecoderOptions {
-  /** Decodes for one user alone (a CLI run): no per-user cap or queue. */
-  readonly soleUser?: boolean;
-}
-
-export async function createAudioDecoder(config: Config, options: AudioDecoderOptions = {}): Promise<AudioDecoder> {
-  const audio = config.audio;
-  const headersOnly = async (warning?: string): Promise<AudioDecoder> => {
-    const { HeaderAudioProbe } = await import('../audio/header-probe.ts');
-    return { probe: new HeaderAudioProbe(), description: HEADERS_ONLY, warning };
-  };
-  if (audio.decode === 'off') return headersOnly();
-  const { FfmpegAudioProbe } = await import('../audio/ffmpeg/probe.ts');
-  const version = await FfmpegAudioProbe.version({ ffmpegPath: audio.ffmpegPath });
-  if (version === undefined) {
-    const missing = `ffmpeg does not run here (FFMPEG_PATH=${audio.ffmpegPath})`;
-    const install = 'install it (Debian: apt-get install ffmpeg) or point FFMPEG_PATH at it';
-    if (audio.decode === 'on') throw new CompositionError(`AUDIO_DECODE=on but ${missing}: ${install}.`);
-    if (config.production) {
-      throw new CompositionError(`NODE_ENV=production needs an audio decoder, but ${missing}: ${install}, or set AUDIO_DECODE=off to accept uploads on their headers alone.`);
-    }
-    return headersOnly(`Audio decoding is off: ${missing}. Uploads are checked by their headers only; ${install} to decode them.`);
-  }
-  await FfmpegAudioProbe.sweepSpools();
-  const probe = new FfmpegAudioProbe({
-    ffmpegPath: audio.ffmpegPath,
-    concurrency: audio.concurrency,
-    // A CLI run such as migrate decodes for no one else: its one user is not capped.
-    perUser: options.soleUser === true ? audio.concurrency : audio.perUser,
-    queuePerUser: options.soleUser === true ? Number.MAX_SAFE_INTEGER : audio.queuePerUser,
-    timeoutMs: audio.timeoutSeconds * 1000,
-  });
-  return { probe, description: version.replace(/^ffmpeg version /, 'ffmpeg ').replace(/ Copyright.*$/, '') };
-}
-
-/** The one place that turns configuration into adapters. AWS SDKs load only when configured. */
-export async function createObjectStore(config: Config): Promise<ObjectStore> {
-  return (await openObjectStore(config)).store;
-}
-
-/** The store and the routes it brings to the app. */
-async function openObjectStore(config: Config): Promise<{ store: ObjectStore; plugins: AppPlugin[] }> {
-  if (config.storageBackend === 's3') {
-    const { S3ObjectStore } = await import('../storage/s3/store.ts');
-    const store = new S3ObjectStore({
-      bucket: config.s3.bucket ?? '',
-      region: config.s3.region,
-      endpoint: config.s3.endpoint,
-      forcePathStyle: config.s3.forcePathStyle,
-      profile: config.s3.profile,
-      callTimeoutMs: config.backendTimeoutMs,
-    });
-    return { store, plugins: [] };
-  }
-  const [{ LocalObjectStore }, { localStorageRoutes }] = await Promise.all([
-    import('../storage/local/store.ts'),
-    import('../storage/local/url-server.ts'),
-  ]);
-  const store = new LocalObjectStore({
-    rootDir: config.dataDir,
-    publicBaseUrl: config.publicBaseUrl,
-    secret: loadOrCreateSecret(join(config.dataDir, 'storage-url-secret')),
-  });
-  return { store, plugins: [localStorageRoutes(store, { idleTimeoutMs: config.requestIdleTimeoutSeconds * 1000 })] };
-}
-
-/**
- * The store EchoService signs playback URLs with: CloudFront's when CDN_* is set, else the
- * store itself. A key in Secrets Manager is read here, once, and kept in memory.
- */
-export async function openPlaybackStore(config: Config, store: ObjectStore): Promise<ObjectStore> {
-  const cdn = config.cdn;
-  if (cdn === undefined) return store;
-  const privateKey = cdn.privateKey ?? await readCdnPrivateKeySecret(config, cdn);
-  const { CloudFrontPlaybackStore } = await import('../storage/cloudfront-playback.ts');
-  return new CloudFrontPlaybackStore(store, { domain: cdn.domain, keyPairId: cdn.keyPairId, privateKey });
-}
-
-async function readCdnPrivateKeySecret(config: Config, cdn: CdnConfig): Promise<string> {
-  const secretId = cdn.privateKeySecret ?? '';
-  const { readSecretString, SecretReadError } = await import('../auth/secrets-manager.ts');
-  let value: string;
-  try {
-    value = await readSecretString(secretId, { region: config.s3.region, endpoint: config.s3.endpoint, profile: config.s3.profile });
-  } catch (err) {
-    if (err instanceof SecretReadError) throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: ${err.message}.`);
-    throw err;
-  }
-  const pem = unescapePem(value.trim());
-  const problem = privateKeyProblem(pem);
-  if (problem !== undefined) {
-    throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: the SecretString of "${secretId}" cannot sign: ${problem}. Store the PEM of the key pair's private key in it.`);
-  }
-  return pem;
-}
-
-export async function createEchoRepository(config: Config): Promise<EchoRepository> {
-  if (config.metadataBackend === 'dynamodb') {
-    const { DynamoEchoRepository } = await import('../metadata/dynamodb/repository.ts');
-    return new DynamoEchoRepository({
-      table: config.dynamodb.table ?? '',
-      region: config.s3.region,
-      endpoint: config.dynamodb.endpoint,
-      profile: config.s3.profile,
-      callTimeoutMs: config.backendTimeoutMs,
-    });
-  }
-  const { SqliteEchoRepository } = await import('../metadata/sqlite/repository.ts');
-  return new SqliteEchoRepository({ file: join(config.dataDir, 'echoes.sqlite') });
-}
-
 export interface ComposeOptions {
   /**
    * A long-running server (the default): process metrics, EMF written every minute. Lambda
@@ -182,6 +58,15 @@ export interface ComposeOptions {
   readonly server?: boolean;
 }
 
+const echoSettings = (config: Config): ConstructorParameters<typeof EchoService>[1] => ({
+  maxAudioFileSize: config.maxAudioFileSize,
+  maxAudioDurationSeconds: config.audio.maxDurationSeconds,
+  maxAudioSampleRate: config.audio.maxSampleRate,
+  maxAudioChannels: config.audio.maxChannels,
+  audioUrlExpiresInSeconds: config.presignedUrlExpiration,
+});
+
+/** The API's composition: uploads and playback besides the lifecycle services. */
 export async function compose(config: Config, options: ComposeOptions = {}): Promise<Composition> {
   const { store, plugins: storagePlugins } = await openObjectStore(config);
   const repo = await createEchoRepository(config);
@@ -195,43 +80,150 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     throw err;
   }
   const metrics = await createMetrics(config, { prometheus: config.metrics.prometheus, server: options.server ?? true });
-  const recorder = metrics.recorder;
-  const clock = (): Date => new Date();
-  const uploads = new UploadService(store, repo, {
+  const deps: ServiceDeps = { store, repo, metrics: metrics.recorder, clock: () => new Date() };
+  const uploads = new UploadService(deps, {
     maxAudioFileSize: config.maxAudioFileSize,
     urlExpiresInSeconds: config.presignedUrlExpiration,
     quotaBytes: config.quotaBytes,
     maxPendingUploads: config.maxPendingUploads,
     allowUnsizedUploads: config.allowUnsizedUploads,
-  }, clock, recorder);
+  });
   // Only playback goes through the CDN; uploads, erasure, export and cleanup stay on the store.
-  const echoes = new EchoService(playback, repo, audio.probe, {
-    maxAudioFileSize: config.maxAudioFileSize,
-    maxAudioDurationSeconds: config.audio.maxDurationSeconds,
-    maxAudioSampleRate: config.audio.maxSampleRate,
-    maxAudioChannels: config.audio.maxChannels,
-    audioUrlExpiresInSeconds: config.presignedUrlExpiration,
-  }, recorder, clock);
+  const echoes = new EchoService({ ...deps, store: playback, probe: audio.probe }, echoSettings(config));
   const multipart = takesMultipart(store)
-    ? new MultipartService(store, repo, {
+    ? new MultipartService({ ...deps, store }, {
       maxAudioFileSize: config.maxAudioFileSize,
       urlExpiresInSeconds: config.presignedUrlExpiration,
       multipartExpiresInSeconds: MULTIPART_EXPIRES_IN_SECONDS,
       quotaBytes: config.quotaBytes,
       maxPendingUploads: config.maxPendingUploads,
-    }, clock, recorder)
+    })
     : undefined;
   return {
     config, store, storagePlugins, repo, uploads, echoes, multipart, audio, metrics,
-    erase: new EraseService(store, repo, clock, recorder),
-    cleanup: new CleanupService(store, repo, clock, recorder),
-    exporter: new ExportService(store, repo, exportedEchoJson),
+    ...lifecycleServices(deps),
     async close() {
       await Promise.allSettled([metrics.close(), store.close(), repo.close()]);
     },
   };
 }
 
+function lifecycleServices(deps: ServiceDeps): { erase: EraseService; cleanup: CleanupService; exporter: ExportService } {
+  return {
+    erase: new EraseService(deps),
+    cleanup: new CleanupService(deps),
+    exporter: new ExportService({ ...deps, describe: exportedEchoJson }),
+  };
+}
+
 export function createTokenVerifier(config: Config): TokenVerifier {
   return new TokenVerifier(config);
+}
+
+/**
+ * An operator's job waits on a busy backend as an operator would (CLI_BACKEND_TIMEOUT_MS), not
+ * as an API request does (BACKEND_TIMEOUT_MS, 1 s by default, after which a client retries).
+ */
+const operatorDeadline = (config: Config): BackendOptions => ({ callTimeoutMs: config.cliBackendTimeoutMs });
+
+/** What an operator's job (a CLI command) runs on: the configured backends, checked, and its services. */
+export interface JobComposition {
+  readonly config: Config;
+  readonly store: ObjectStore;
+  readonly repo: EchoRepository;
+  /** "local + sqlite", "s3 + dynamodb": says which deployment the job is about. */
+  readonly backends: string;
+  /** The run's figures only: no process metrics and no flush timer, EMF written at close. */
+  readonly metrics: MetricsSetup;
+  readonly cleanup: CleanupService;
+  readonly erase: EraseService;
+  readonly exporter: ExportService;
+  close(): Promise<void>;
+}
+
+export interface JobOptions {
+  /** Keeps the run's figures as Prometheus text (`--metrics-file`). */
+  readonly prometheus?: boolean;
+}
+
+/** The configured store and repository, checked: a job never starts on a backend that does not answer. */
+async function openJobBackends(config: Config): Promise<{ store: ObjectStore; repo: EchoRepository; backends: string; close(): Promise<void> }> {
+  const store = await createObjectStore(config, operatorDeadline(config));
+  const repo = await createEchoRepository(config, operatorDeadline(config));
+  const close = async (): Promise<void> => {
+    await Promise.allSettled([store.close(), repo.close()]);
+  };
+  const problems: string[] = [];
+  await Promise.all([
+    store.check().catch((err: unknown) => problems.push(`storage (${store.name}): ${err instanceof Error ? err.message : String(err)}`)),
+    repo.check().catch((err: unknown) => problems.push(`metadata (${repo.name}): ${err instanceof Error ? err.message : String(err)}`)),
+  ]);
+  if (problems.length > 0) {
+    await close();
+    throw new Error(`cannot reach the configured backends:\n${problems.join('\n')}`);
+  }
+  return { store, repo, backends: `${store.name} + ${repo.name}`, close };
+}
+
+export async function composeJob(config: Config, options: JobOptions = {}): Promise<JobComposition> {
+  const { store, repo, backends, close } = await openJobBackends(config);
+  let metrics: MetricsSetup;
+  try {
+    metrics = await createMetrics(config, { prometheus: options.prometheus === true, server: false });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    config, store, repo, backends, metrics,
+    ...lifecycleServices({ store, repo, metrics: metrics.recorder }),
+    async close() {
+      try {
+        await metrics.close();
+      } finally {
+        await close();
+      }
+    },
+  };
+}
+
+export interface MigrationJob {
+  readonly service: MigrationService;
+  readonly backends: string;
+  /** What checks the copies: "ffmpeg 7.1.2", or the headers-only reader. */
+  readonly decoder: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The store, journal and checks of a migration, wired as the API wires uploads. `checks: false`
+ * (verify --against-source, which only compares bytes) needs no decoder, so no ffmpeg either.
+ */
+export async function composeMigration(config: Config, options: { checks?: boolean } = {}): Promise<MigrationJob> {
+  const { store, repo, backends, close } = await openJobBackends(config);
+  if (!takesImports(store) || !keepsMigrationJournal(repo)) {
+    await close();
+    throw new Error(`${backends} cannot take migrated objects.`);
+  }
+  try {
+    const audio = options.checks === false
+      ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } })
+      : await createAudioDecoder(config, { soleUser: true });
+    const echoes = new EchoService({ store, repo, probe: audio.probe }, echoSettings(config));
+    const service = new MigrationService({ store, repo, echoes }, { maxAudioFileSize: config.maxAudioFileSize });
+    return { service, backends, decoder: audio.description, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Legacy files under a folder (`migrate --source-dir`). */
+export function openLegacyFolder(dir: string): Promise<LegacySource> {
+  return createLegacyFolder(dir);
+}
+
+/** Legacy objects in a bucket (`migrate --source-bucket`), with the operator's deadline; `check` refuses one that cannot be read. */
+export function openLegacyBucket(config: Config, location: { bucket: string; prefix: string }, options: { check?: boolean } = {}): Promise<LegacySource> {
+  return createLegacyBucket(config, location, { ...operatorDeadline(config), check: options.check });
 }

@@ -53,6 +53,11 @@ export interface Config {
    * never answers would otherwise hold it for the SDK's 30 s per attempt).
    */
   readonly backendTimeoutMs: number;
+  /**
+   * CLI_BACKEND_TIMEOUT_MS: the same bound for an operator's job (verify, cleanup, report,
+   * migrate, erase-user, export-user), which waits out a busy backend instead of failing fast.
+   */
+  readonly cliBackendTimeoutMs: number;
   /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes, per API process; 0 = none. */
   readonly rateLimitPerMinute: number;
   /** The window RATE_LIMIT_PER_MINUTE counts in: a minute (tests shorten it; not read from the environment). */
@@ -345,6 +350,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     cleanupIntervalMinutes: int('CLEANUP_INTERVAL_MINUTES', 0, 0, 7 * 24 * 60),
     requestIdleTimeoutSeconds: int('REQUEST_IDLE_TIMEOUT_SECONDS', 30, 1, 3600),
     backendTimeoutMs: int('BACKEND_TIMEOUT_MS', 1000, 100, 600_000),
+    cliBackendTimeoutMs: int('CLI_BACKEND_TIMEOUT_MS', 30_000, 100, 3_600_000),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 600, 0, 1_000_000),
     rateLimitWindowMs: 60_000,
     quotaBytes: int('USER_QUOTA_BYTES', 1073741824, 0, Number.MAX_SAFE_INTEGER),

@@ -2,7 +2,7 @@
 // Must stay the first import: it quiets a notice that the AWS SDK prints when it loads.
 import '../support/node-warnings.ts';
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../app/config.ts';
+import { ConfigError, environmentWithDotEnv, loadConfig, type Config } from '../app/config.ts';
 import { AppError } from '../domain/errors.ts';
 import { registerServeCommand } from '../cli/commands/serve.ts';
 import { registerTokenCommand } from '../cli/commands/token.ts';
@@ -20,15 +20,22 @@ const program = new Command('echoes-storage')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerServeCommand(program);
-registerTokenCommand(program);
+/**
+ * The environment (and .env) is read here, once, when a command first needs it: `setup` and
+ * `test-integration` read none of it, and a refusal such as a missing --yes comes before it.
+ */
+let config: Config | undefined;
+const readConfig = (): Config => (config ??= loadConfig(environmentWithDotEnv()));
+
+registerServeCommand(program, readConfig);
+registerTokenCommand(program, readConfig);
 registerSetupCommand(program);
-registerCleanupCommand(program);
-registerReportCommand(program);
-registerVerifyCommand(program);
-registerEraseUserCommand(program);
-registerExportUserCommand(program);
-registerMigrateCommand(program);
+registerCleanupCommand(program, readConfig);
+registerReportCommand(program, readConfig);
+registerVerifyCommand(program, readConfig);
+registerEraseUserCommand(program, readConfig);
+registerExportUserCommand(program, readConfig);
+registerMigrateCommand(program, readConfig);
 registerTestIntegrationCommand(program);
 
 try {

@@ -18,9 +18,10 @@ export { UploadService, type Clock, type UploadRequest, type UploadSettings, typ
 export { EchoService, type EchoSettings, type EchoView, type ListRequest } from '../services/echoes.ts';
 export * from '../services/cleanup.ts';
 export {
-  forEachLimit, MigrationService, type MigrationProblem, type MigrationProblemReason, type MigrationProgress, type MigrationRequest,
+  MigrationService, type MigrationProblem, type MigrationProblemReason, type MigrationProgress, type MigrationRequest,
   type MigrationResult, type MigrationSettings, type SourceComparison, type SourceOpener,
 } from '../services/migration.ts';
+export { forEachLimit } from '../support/concurrency.ts';
 export { FolderLegacySource } from '../storage/legacy/folder.ts';
 export { BucketLegacySource } from '../storage/legacy/bucket.ts';
 

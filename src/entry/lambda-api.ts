@@ -1,8 +1,6 @@
 import awsLambdaFastify from '@fastify/aws-lambda';
 import type { FastifyInstance } from 'fastify';
-import { compose } from '../app/compose.ts';
-import { loadConfig } from '../app/config.ts';
-import { assertLambdaConfig, perContainer } from './lambda-shared.ts';
+import { perContainer, startLambda } from './lambda-shared.ts';
 import { buildComposedApp, loggerOptions } from '../app/server.ts';
 
 /** What API Gateway (HTTP API, payload 2.0) or a function URL passes; the adapter reads the rest. */
@@ -28,9 +26,7 @@ export type LambdaHttpHandler = (event: LambdaHttpEvent, context: object) => Pro
  * Fastify app are made here, not per request. No local-store routes, dev routes or recorder page.
  */
 export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env): Promise<{ handler: LambdaHttpHandler; app: FastifyInstance }> {
-  const config = loadConfig(env);
-  assertLambdaConfig(config);
-  const composition = await compose(config, { server: false });
+  const { config, composition } = await startLambda(env, { auth: true });
   let app: FastifyInstance;
   let proxy: awsLambdaFastify.PromiseHandler<LambdaHttpEvent>;
   try {

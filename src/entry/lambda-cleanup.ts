@@ -1,6 +1,5 @@
-import { compose, type Composition } from '../app/compose.ts';
-import { loadConfig } from '../app/config.ts';
-import { assertLambdaConfig, jsonLog, perContainer, type JsonLog } from './lambda-shared.ts';
+import type { Composition } from '../app/compose.ts';
+import { perContainer, startWorkerLambda, type JsonLog } from './lambda-shared.ts';
 
 /** What one scheduled run did, also written as one log line. */
 export interface ScheduledCleanupSummary {
@@ -55,10 +54,7 @@ export async function createCleanupHandler(
   env: NodeJS.ProcessEnv = process.env,
   options: { readonly writeLog?: (line: string) => void } = {},
 ): Promise<{ handler: CleanupHandler; composition: Composition; close(): Promise<void> }> {
-  const config = loadConfig(env, { authRequired: false });
-  assertLambdaConfig(config, { auth: false });
-  const composition = await compose(config, { server: false });
-  return { handler: cleanupHandlerFor(composition, jsonLog(config.logLevel, options.writeLog)), composition, close: () => composition.close() };
+  return startWorkerLambda(env, options, cleanupHandlerFor);
 }
 
 const instance = perContainer(async () => (await createCleanupHandler()).handler);

@@ -1,7 +1,6 @@
-import { compose, type Composition } from '../app/compose.ts';
-import { loadConfig } from '../app/config.ts';
+import type { Composition } from '../app/compose.ts';
 import { AppError, isPortError } from '../domain/errors.ts';
-import { assertLambdaConfig, jsonLog, perContainer, type JsonLog } from './lambda-shared.ts';
+import { perContainer, startWorkerLambda, type JsonLog } from './lambda-shared.ts';
 
 /** One SQS message as Lambda's event source mapping hands it over; the rest is not read. */
 export interface SqsMessage {
@@ -162,11 +161,7 @@ export async function createEventsHandler(
   env: NodeJS.ProcessEnv = process.env,
   options: { readonly writeLog?: (line: string) => void } = {},
 ): Promise<{ handler: EventsHandler; composition: Composition; close(): Promise<void> }> {
-  const config = loadConfig(env, { authRequired: false });
-  assertLambdaConfig(config, { auth: false });
-  const composition = await compose(config, { server: false });
-  const handler = eventsHandlerFor(composition, jsonLog(config.logLevel, options.writeLog));
-  return { handler, composition, close: () => composition.close() };
+  return startWorkerLambda(env, options, eventsHandlerFor);
 }
 
 const instance = perContainer(async () => (await createEventsHandler()).handler);

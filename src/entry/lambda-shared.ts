@@ -1,4 +1,5 @@
-import { ConfigError, type Config } from '../app/config.ts';
+import { compose, type Composition } from '../app/compose.ts';
+import { ConfigError, loadConfig, type Config } from '../app/config.ts';
 
 /**
  * On Lambda the disk is scratch space and every instance has its own: local storage, SQLite and
@@ -11,6 +12,30 @@ export function assertLambdaConfig(config: Config, options: { readonly auth: boo
   if (config.metadataBackend !== 'dynamodb') problems.push('set DYNAMODB_TABLE_NAME: a Lambda function keeps metadata in DynamoDB, never in SQLite.');
   if (options.auth && config.auth.dev) problems.push('set AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are never accepted on Lambda.');
   if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/**
+ * The cold start of every function: configuration read once from the function's environment,
+ * refused if it cannot work on Lambda, then composed (SDK clients, the decoder, a CDN key read
+ * from Secrets Manager) without a server's timers. `auth` is false for the functions that
+ * answer no requests.
+ */
+export async function startLambda(env: NodeJS.ProcessEnv, options: { readonly auth: boolean }): Promise<{ config: Config; composition: Composition }> {
+  const config = loadConfig(env, { authRequired: options.auth });
+  assertLambdaConfig(config, { auth: options.auth });
+  const composition = await compose(config, { server: false });
+  return { config, composition };
+}
+
+/** A function that answers no requests (S3 events, scheduled cleanup), with its JSON log. */
+export async function startWorkerLambda<H>(
+  env: NodeJS.ProcessEnv,
+  options: { readonly writeLog?: ((line: string) => void) | undefined },
+  handlerFor: (composition: Composition, log: JsonLog) => H,
+): Promise<{ handler: H; composition: Composition; close(): Promise<void> }> {
+  const { config, composition } = await startLambda(env, { auth: false });
+  const handler = handlerFor(composition, jsonLog(config.logLevel, options.writeLog));
+  return { handler, composition, close: () => composition.close() };
 }
 
 /**

@@ -17,8 +17,6 @@ import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
 import { multipartRoutes } from './routes/multipart.ts';
 import type { MultipartService } from '../services/multipart.ts';
-import { eraseRoutes } from './routes/erase.ts';
-import { exportRoutes } from './routes/export.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -178,9 +176,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.rateLimitPerMinute) await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
     if (deps.multipart) await multipartRoutes(scope, deps.multipart);
-    await eraseRoutes(scope, { erase: deps.erase });
-    await exportRoutes(scope, { exporter: deps.exporter });
-    await meRoutes(scope, { uploads: deps.uploads });
+    await meRoutes(scope, { uploads: deps.uploads, erase: deps.erase, exporter: deps.exporter });
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });

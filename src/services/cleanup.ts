@@ -1,4 +1,5 @@
-import { NO_METRICS, type CleanupSweep, type ServiceMetrics } from '../metrics/port.ts';
+import type { CleanupSweep, ServiceMetrics } from '../metrics/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 import { type EchoRepository } from '../metadata/port.ts';
 import { type ObjectStore } from '../storage/port.ts';
 import { cleanupOldFiles, type OldFilesOptions, type OldFilesResult } from './lifecycle/old-files.ts';
@@ -19,12 +20,14 @@ export { scheduleCleanup, type CleanupLogger, type CleanupSchedule } from './lif
  * holds one batch, a few counters and capped key lists, whatever the number of objects.
  */
 export class CleanupService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  constructor(deps: ServiceDeps) {
+    ({ store: this.store, repo: this.repo, clock: this.clock, metrics: this.metrics } = withDefaults(deps));
+  }
 
   /** Objects with no echo, expired uploads and unfinished deletes, past the grace period. */
   async cleanupOrphans(options: OrphanCleanupOptions): Promise<OrphanCleanupResult> {

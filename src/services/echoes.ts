@@ -5,7 +5,8 @@ import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
 import { inspectStoredObject } from '../domain/upload-policy.ts';
 import { decodePeaks, encodePeaks, resamplePeaks, WAVEFORM_POINTS, audiowaveformJson, type AudiowaveformJson } from '../domain/waveform.ts';
-import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 import { type AudioFacts, type AudioProbe } from '../audio/port.ts';
 import { type EchoRepository } from '../metadata/port.ts';
 import { type ObjectInfo, type ObjectStore } from '../storage/port.ts';
@@ -59,14 +60,16 @@ const echoNotFound = (): AppError => new AppError('ECHO_NOT_FOUND', 'No echo wit
 
 /** Turns verified uploads into echoes, and reads and deletes them. */
 export class EchoService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly probe: AudioProbe,
-    private readonly settings: EchoSettings,
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-    private readonly clock: () => Date = () => new Date(),
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly probe: AudioProbe;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  /** `store` signs playback URLs too: a CDN's store where playback goes through one. */
+  constructor(deps: ServiceDeps & { readonly probe: AudioProbe }, private readonly settings: EchoSettings) {
+    ({ store: this.store, repo: this.repo, probe: this.probe, clock: this.clock, metrics: this.metrics } = withDefaults(deps));
+  }
 
   /** Verifies the uploaded object and makes it an echo; `created` is false for a repeat. */
   async create(userId: string, echoId: string, metadata: EchoMetadata): Promise<{ view: EchoView; created: boolean }> {

@@ -2,9 +2,11 @@ import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, backendRole, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
-import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 import { takesMultipart, type ObjectStore } from '../storage/port.ts';
-import { CONCURRENCY, DELETE_BATCH, echoKeyOf, mapLimit } from './lifecycle/common.ts';
+import { CONCURRENCY, DELETE_BATCH, echoKeyOf } from './lifecycle/common.ts';
+import { mapLimit } from '../support/concurrency.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
 export interface ErasureReceipt {
@@ -57,12 +59,14 @@ const prefixOf = (userId: string): string => `${userId}/`;
  * under the prefix is kept and reported, never deleted.
  */
 export class EraseService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  constructor(deps: ServiceDeps) {
+    ({ store: this.store, repo: this.repo, clock: this.clock, metrics: this.metrics } = withDefaults(deps));
+  }
 
   async plan(userId: string): Promise<ErasurePlan> {
     assertSafeUserId(userId);

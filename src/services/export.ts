@@ -7,6 +7,7 @@ import { isPortError } from '../domain/errors.ts';
 import { reclaimStreamBuffers } from './reclaim.ts';
 import type { EchoRepository } from '../metadata/port.ts';
 import type { ObjectStore } from '../storage/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 
 /** One file of the zip as manifest.json lists it. */
 export interface ExportedFile {
@@ -74,11 +75,15 @@ class ExportAborted extends Error {
  * a time and hashed on the way through, so memory does not grow with the user's total size.
  */
 export class ExportService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly describe: EchoDescriber,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly describe: EchoDescriber;
+  private readonly clock: Clock;
+
+  /** `describe` writes each echo's entry of echoes.json, as the API shows an echo. */
+  constructor(deps: ServiceDeps & { readonly describe: EchoDescriber }) {
+    ({ store: this.store, repo: this.repo, describe: this.describe, clock: this.clock } = withDefaults(deps));
+  }
 
   /**
    * Reads the first page of the user's echoes before returning, so a backend that is down fails
@@ -98,7 +103,7 @@ export class ExportService {
     output.once('close', () => {
       if (!output.readableEnded) abort();
     });
-    const createdAt = new Date();
+    const createdAt = this.clock();
     const addStream = async (source: Readable, path: string, compress: boolean, mtime: Date): Promise<ExportedFile> => {
       if (aborted) {
         source.destroy();

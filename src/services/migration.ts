@@ -12,6 +12,9 @@ import type {
   MigrationProblem, MigrationProblemReason, MigrationRequest, MigrationResult, MigrationSettings, SourceComparison, SourceOpener, Tally,
 } from './migration/types.ts';
 import { compareCopy } from './migration/verify.ts';
+import { forEachLimit } from '../support/concurrency.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
+
 
 export type {
   MigrationProblem, MigrationProblemReason, MigrationProgress, MigrationRequest, MigrationResult, MigrationSettings, SourceComparison,
@@ -30,26 +33,6 @@ const tally = (into: Record<string, Tally>, name: string, bytes: number): void =
 };
 
 /**
- * Runs `fn` over a stream with at most `limit` calls in flight, reading the stream only as fast
- * as they finish: memory holds `limit` items, whatever the source's size. The first failure
- * stops the intake and is thrown once the calls in flight are done.
- */
-export async function forEachLimit<T>(items: AsyncIterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const running = new Set<Promise<void>>();
-  let failure: { err: unknown } | undefined;
-  for await (const item of items) {
-    if (failure) break;
-    const p: Promise<void> = fn(item).catch((err: unknown) => {
-      failure ??= { err };
-    }).finally(() => running.delete(p));
-    running.add(p);
-    if (running.size >= limit) await Promise.race(running);
-  }
-  await Promise.all(running);
-  if (failure) throw failure.err;
-}
-
-/**
  * Moves legacy objects into this layout (README, "Migrating from an existing layout"). Each
  * object gets an entry in the journal before anything is written, naming the echo id and key
  * chosen for it: a run that dies anywhere is resumed with that same echo, so one source never
@@ -58,14 +41,18 @@ export async function forEachLimit<T>(items: AsyncIterable<T>, limit: number, fn
 export class MigrationService {
   private readonly copier: LegacyCopier;
 
+  private readonly store: ObjectStore & ObjectImports;
+  private readonly repo: EchoRepository & MigrationJournal;
+  /** Checks each copy exactly as it checks an upload. */
+  private readonly echoes: EchoService;
+  private readonly clock: Clock;
+
   constructor(
-    private readonly store: ObjectStore & ObjectImports,
-    private readonly repo: EchoRepository & MigrationJournal,
-    private readonly echoes: EchoService,
+    deps: ServiceDeps<ObjectStore & ObjectImports, EchoRepository & MigrationJournal> & { readonly echoes: EchoService },
     private readonly settings: MigrationSettings,
-    private readonly clock: () => Date = () => new Date(),
   ) {
-    this.copier = new LegacyCopier(store, repo, echoes, clock);
+    ({ store: this.store, repo: this.repo, echoes: this.echoes, clock: this.clock } = withDefaults(deps));
+    this.copier = new LegacyCopier(this.store, this.repo, this.echoes, this.clock);
   }
 
   async migrate(source: LegacySource, request: MigrationRequest): Promise<MigrationResult> {

@@ -4,11 +4,12 @@ import { AppError, isPortError } from '../domain/errors.ts';
 import { isEchoId } from '../domain/ids.ts';
 import { partCount, partSize, sizeOfPart } from '../domain/multipart.ts';
 import { UploadRejected } from '../domain/rejections.ts';
-import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
 import { type EchoRepository } from '../metadata/port.ts';
 import { type MultipartUploads, type ObjectStore, type StoredPart } from '../storage/port.ts';
 import { RandomPool } from './random-pool.ts';
-import { newUpload, pendingRecord, reservePending, type Clock, type UploadSettings } from './uploads.ts';
+import { newUpload, pendingRecord, reservePending, type UploadSettings } from './uploads.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 
 export interface MultipartSettings extends UploadSettings {
   /**
@@ -54,13 +55,14 @@ const notFound = (): AppError => new AppError('UPLOAD_NOT_FOUND', 'No multipart 
 export class MultipartService {
   private readonly random = new RandomPool();
 
-  constructor(
-    private readonly store: ObjectStore & MultipartUploads,
-    private readonly repo: EchoRepository,
-    private readonly settings: MultipartSettings,
-    private readonly clock: Clock = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  private readonly store: ObjectStore & MultipartUploads;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  constructor(deps: ServiceDeps<ObjectStore & MultipartUploads>, private readonly settings: MultipartSettings) {
+    ({ store: this.store, repo: this.repo, clock: this.clock, metrics: this.metrics } = withDefaults(deps));
+  }
 
   async create(userId: string, request: MultipartRequest): Promise<MultipartTicket> {
     const now = this.clock();

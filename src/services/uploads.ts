@@ -4,10 +4,11 @@ import { uuidV7 } from '../domain/ids.ts';
 import { objectKey } from '../domain/keys.ts';
 import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
 import { AppError } from '../domain/errors.ts';
-import { NO_METRICS, type ServiceMetrics } from '../metrics/port.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
 import { type AccountUsage, type EchoRepository } from '../metadata/port.ts';
 import { type ObjectStore } from '../storage/port.ts';
 import { RandomPool } from './random-pool.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 
 export interface UploadSettings {
   readonly maxAudioFileSize: number;
@@ -51,7 +52,7 @@ export interface UploadTicket {
   readonly expiresAt: Date;
 }
 
-export type Clock = () => Date;
+export type { Clock } from './deps.ts';
 
 /**
  * Stores a pending echo with its reservation, or throws what the user must do: QUOTA_EXCEEDED
@@ -133,13 +134,14 @@ export function pendingRecord(fields: {
 export class UploadService {
   private readonly random = new RandomPool();
 
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly settings: UploadSettings,
-    private readonly clock: Clock = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  constructor(deps: ServiceDeps, private readonly settings: UploadSettings) {
+    ({ store: this.store, repo: this.repo, clock: this.clock, metrics: this.metrics } = withDefaults(deps));
+  }
 
   async issue(userId: string, request: UploadRequest): Promise<UploadTicket> {
     const now = this.clock();

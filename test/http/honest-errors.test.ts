@@ -81,8 +81,8 @@ describe('defect 5: bugs, outages and client aborts are told apart', () => {
     const app = await buildApp({
       store: composition.store,
       repo,
-      uploads: new UploadService(composition.store, repo, settings),
-      echoes: new EchoService(composition.store, repo, composition.audio.probe, settings),
+      uploads: new UploadService({ store: composition.store, repo }, settings),
+      echoes: new EchoService({ store: composition.store, repo, probe: composition.audio.probe }, settings),
       erase: composition.erase,
       exporter: composition.exporter,
       tokens: createTokenVerifier(config),

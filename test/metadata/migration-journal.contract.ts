@@ -267,7 +267,7 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
         const others = entry(other, 'e0');
         await repo().beginMigration(others);
 
-        const receipt = await new EraseService(store, repo()).erase(user);
+        const receipt = await new EraseService({ store, repo: repo() }).erase(user);
         expect(receipt).toMatchObject({ deletedEchoes: 1, remainingRecords: 0, remainingObjects: 0 });
         expect((await drain(repo().scanMigrations({ userId: user }))).items).toEqual([]);
         expect((await drain(repo().scan({ userId: user }))).items).toEqual([]);

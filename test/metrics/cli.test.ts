@@ -60,7 +60,7 @@ async function seedExpiredUploadAndOrphan(dataDir: string): Promise<void> {
   const server = await startTestServer({ DATA_DIR: dataDir });
   try {
     const { store, repo } = server.server.composition;
-    const past = new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 }, () => new Date(Date.now() - 3 * 86_400_000));
+    const past = new UploadService({ store, repo, clock: () => new Date(Date.now() - 3 * 86_400_000) }, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 });
     await past.issue('alice', { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 100 });
     await writeLocal(dataDir, 'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav', fixture('wav'), 'audio/wav');
   } finally {

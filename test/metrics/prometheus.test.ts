@@ -67,7 +67,7 @@ describe('GET /metrics after a whole flow, parsed as Prometheus text', () => {
     const { store, repo, metrics } = srv.server.composition;
     const orphan = objectKey('alice', new Date(), uuidV7(Date.now(), randomBytes(10)), 'wav');
     await writeLocal(srv.dataDir, orphan, wav, 'audio/wav');
-    const later = new CleanupService(store, repo, () => new Date(Date.now() + 2 * 86_400_000), metrics.recorder);
+    const later = new CleanupService({ store, repo, clock: () => new Date(Date.now() + 2 * 86_400_000), metrics: metrics.recorder });
     const dry = await later.cleanupOrphans({ dryRun: true });
     expect(dry.deletedObjects).toBe(1);
     const swept = await later.cleanupOrphans({ dryRun: false });

@@ -122,7 +122,7 @@ for (const backend of backends()) {
         expect(made.status).toBe(404);
       }
       // Objects that landed after the erase have no record: orphans, which cleanup removes.
-      await new CleanupService(store(), repo()).cleanupOrphans({ userId: 'erase-carol', graceHours: 0, dryRun: false });
+      await new CleanupService({ store: store(), repo: repo() }).cleanupOrphans({ userId: 'erase-carol', graceHours: 0, dryRun: false });
       expect(await count(store().list('erase-carol/'))).toBe(0);
       expect(await records('erase-carol')).toBe(0);
     });

@@ -20,7 +20,7 @@ for (const backend of lifecycleBackends()) {
       server = started.server;
       const { store, repo } = started.server.server.composition;
       const world = await brokenWorld(started.server, started.rawWrite);
-      return { world, store, repo, service: new CleanupService(store, repo), server: started.server };
+      return { world, store, repo, service: new CleanupService({ store, repo }), server: started.server };
     }
 
     it('cleanup orphans finds the orphan, the expired upload and the unfinished delete, and only those; --dry-run changes nothing', async () => {

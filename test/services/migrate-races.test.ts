@@ -138,7 +138,8 @@ describe.skipIf(!requireMoto('migrate races on S3 (moto) + DynamoDB'))('migrate 
   });
 
   it('stops when S3 and DynamoDB stop answering, says how to resume, and a rerun finishes the same echoes', async () => {
-    const env = { ...await deployment('outage', moto.endpoint), BACKEND_TIMEOUT_MS: '1000' };
+    // migrate is an operator's job: its calls wait CLI_BACKEND_TIMEOUT_MS, shortened here so the outage stops it soon.
+    const env = { ...await deployment('outage', moto.endpoint), CLI_BACKEND_TIMEOUT_MS: '1000' };
     const dataDir = join(root, 'outage');
     mkdirSync(dataDir, { recursive: true });
     const child = spawn(process.execPath, [CLI, ...args], {

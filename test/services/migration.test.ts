@@ -60,8 +60,8 @@ beforeEach(async () => {
   if (!takesImports(c.store) || !keepsMigrationJournal(c.repo)) throw new Error('the embedded default must take migrations');
   store = c.store;
   repo = c.repo;
-  const echoes = new EchoService(store, repo, c.audio.probe, { maxAudioFileSize: c.config.maxAudioFileSize, maxAudioDurationSeconds: 600, audioUrlExpiresInSeconds: 60 });
-  service = new MigrationService(store, repo, echoes, { maxAudioFileSize: c.config.maxAudioFileSize });
+  const echoes = new EchoService({ store, repo, probe: c.audio.probe }, { maxAudioFileSize: c.config.maxAudioFileSize, maxAudioDurationSeconds: 600, audioUrlExpiresInSeconds: 60 });
+  service = new MigrationService({ store, repo, echoes }, { maxAudioFileSize: c.config.maxAudioFileSize });
 });
 
 afterEach(async () => {

@@ -105,7 +105,7 @@ for (const backend of all) {
       expect(await usage(api)).toMatchObject({ bytes_reserved: bytes.length, pending_uploads: 1 });
       const { store, repo } = srv.server.composition;
       const later = new Date(Date.now() + (srv.config.presignedUrlExpiration + 3600) * 1000);
-      const swept = await new CleanupService(store, repo).cleanupOrphans({ userId: 'quota-life', dryRun: false, graceHours: 0, now: later });
+      const swept = await new CleanupService({ store, repo }).cleanupOrphans({ userId: 'quota-life', dryRun: false, graceHours: 0, now: later });
       expect(swept.failed.count).toBe(0);
       expect(await repo.get({ userId: 'quota-life', echoId: expired.echo_id })).toBeUndefined();
       expect(await usage(api)).toEqual(start);

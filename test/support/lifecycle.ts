@@ -104,7 +104,7 @@ export interface Upload {
 export async function upload(server: TestServer, userId: string, ext: string, opts: { at?: Date; create?: boolean } = {}): Promise<Upload> {
   const { store, repo, echoes } = server.server.composition;
   const uploads = opts.at
-    ? new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: server.config.presignedUrlExpiration }, () => opts.at as Date)
+    ? new UploadService({ store, repo, clock: () => opts.at as Date }, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: server.config.presignedUrlExpiration })
     : server.server.composition.uploads;
   const bytes = fixture(ext);
   const ticket = await uploads.issue(userId, { fileExtension: ext, contentType: CONTENT_TYPES[ext] ?? '', fileSize: bytes.length });

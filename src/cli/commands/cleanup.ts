@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import type { Config } from '../../app/config.ts';
 import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
 import { runDestructive } from '../support/destructive.ts';
-import { openCleanupService } from '../support/open.ts';
+import { openJob } from '../support/open.ts';
 import { oldFilesSummary, orphanSummary } from '../support/summaries.ts';
 import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../support/ui.ts';
 
@@ -20,7 +21,7 @@ interface OldFlags extends Omit<OrphanFlags, 'graceHours'> {
 
 const METRICS_FILE_HELP = "write the run's figures there in Prometheus text format (for node_exporter's textfile collector); METRICS_EMF=on prints them as CloudWatch EMF lines on stdout";
 
-export function registerCleanupCommand(program: Command): void {
+export function registerCleanupCommand(program: Command, readConfig: () => Config): void {
   const cleanup = program
     .command('cleanup')
     .description('Delete what storage and metadata no longer need (orphans, expired uploads, old echoes).');
@@ -36,7 +37,7 @@ export function registerCleanupCommand(program: Command): void {
     .option('--metrics-file <path>', METRICS_FILE_HELP)
     .action(async (flags: OrphanFlags) => {
       if (!mayProceed(flags, 'cleanup orphans')) return;
-      const { service, close } = await openCleanupService({ metricsFile: flags.metricsFile });
+      const { cleanup: service, close } = await openJob(readConfig(), { metricsFile: flags.metricsFile });
       try {
         await runDestructive(flags, {
           sweep: (apply, now, onProgress) =>
@@ -61,7 +62,7 @@ export function registerCleanupCommand(program: Command): void {
     .option('--metrics-file <path>', METRICS_FILE_HELP)
     .action(async (flags: OldFlags) => {
       if (!mayProceed(flags, 'cleanup old')) return;
-      const { service, close } = await openCleanupService({ metricsFile: flags.metricsFile });
+      const { cleanup: service, close } = await openJob(readConfig(), { metricsFile: flags.metricsFile });
       try {
         await runDestructive(flags, {
           sweep: (apply, now, onProgress) =>

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { EraseService } from '../../services/erase.ts';
+import type { Config } from '../../app/config.ts';
 import { erasureReceiptJson } from '../../http/views.ts';
-import { openBackends } from '../support/open.ts';
+import { openJob } from '../support/open.ts';
 import { confirm, formatBytes, mayProceed, parseUser, plural, printJson } from '../support/ui.ts';
 
 interface EraseFlags {
@@ -10,7 +10,7 @@ interface EraseFlags {
   json?: boolean;
 }
 
-export function registerEraseUserCommand(program: Command): void {
+export function registerEraseUserCommand(program: Command, readConfig: () => Config): void {
   program
     .command('erase-user')
     .description("Erase every echo, pending upload and echo object of one user, then prove nothing is left (the user's right to erasure). Other files under the user id are kept and listed.")
@@ -20,9 +20,8 @@ export function registerEraseUserCommand(program: Command): void {
     .option('--json', 'print the receipt (or, with --dry-run, the counts) as JSON on stdout')
     .action(async (user: string, flags: EraseFlags) => {
       if (!mayProceed(flags, 'erase-user')) return;
-      const { store, repo, backends, close } = await openBackends();
+      const { erase: service, backends, close } = await openJob(readConfig());
       try {
-        const service = new EraseService(store, repo);
         const plan = await service.plan(user);
         const what = `${plural(plan.echoes, 'echo', 'echoes')}, ${plural(plan.pending, 'pending upload')} and ${plural(plan.objects, 'object')} (${formatBytes(plan.bytes)})`;
         const kept = plan.skipped > 0 ? ` ${plural(plan.skipped, 'other object')} under ${user}/ (not echo keys) would be kept.` : '';

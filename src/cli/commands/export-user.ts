@@ -4,9 +4,9 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { exportedEchoJson } from '../../http/views.ts';
-import { ExportService, type ExportProgress } from '../../services/export.ts';
-import { openBackends } from '../support/open.ts';
+import type { Config } from '../../app/config.ts';
+import type { ExportProgress } from '../../services/export.ts';
+import { openJob } from '../support/open.ts';
 import { formatBytes, parseUser, plural, printJson } from '../support/ui.ts';
 
 interface ExportFlags {
@@ -41,7 +41,7 @@ function exportProgress(enabled: boolean): { onProgress: ((p: ExportProgress) =>
   };
 }
 
-export function registerExportUserCommand(program: Command): void {
+export function registerExportUserCommand(program: Command, readConfig: () => Config): void {
   program
     .command('export-user')
     .description("Write a copy of one user's data as a zip: echoes.json, audio/{echo_id}.{ext} and manifest.json (the same as GET /me/export).")
@@ -51,10 +51,10 @@ export function registerExportUserCommand(program: Command): void {
     .action(async (user: string, flags: ExportFlags) => {
       const out = resolve(flags.out);
       const partial = `${out}.partial`;
-      const { store, repo, backends, close } = await openBackends();
+      const { exporter, backends, close } = await openJob(readConfig());
       const progress = exportProgress(!flags.json);
       try {
-        const run = await new ExportService(store, repo, exportedEchoJson).start(user, { onProgress: progress.onProgress });
+        const run = await exporter.start(user, { onProgress: progress.onProgress });
         try {
           await pipeline(run.stream, createWriteStream(partial));
           const summary = await run.done;

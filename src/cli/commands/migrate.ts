@@ -1,9 +1,10 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
+import { composeMigration } from '../../app/compose.ts';
+import type { Config } from '../../app/config.ts';
 import { AppError } from '../../domain/errors.ts';
 import { compileLegacyPattern, type LegacyPattern } from '../../domain/legacy-pattern.ts';
 import type { MigrationProgress, MigrationResult, Tally } from '../../services/migration.ts';
-import { MigrateUsageError, openLegacySource, openMigration, readLegacyMetadata, readUsersFile } from '../support/legacy.ts';
+import { MigrateUsageError, openLegacySource, readLegacyMetadata, readUsersFile } from '../support/legacy.ts';
 import { confirm, EXIT_REFUSED, parseUser, printJson, table } from '../support/ui.ts';
 
 interface MigrateFlags {
@@ -104,7 +105,7 @@ function summary(r: MigrationResult, pattern: LegacyPattern): string {
   return parts.join('\n\n');
 }
 
-export function registerMigrateCommand(program: Command): void {
+export function registerMigrateCommand(program: Command, readConfig: () => Config): void {
   program
     .command('migrate')
     .description('Copy audio from an existing key layout into this one, user by user, as verified echoes. Safe to run again: a journal skips what is done.')
@@ -122,7 +123,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--json', 'print one JSON document on stdout')
     .action(async (flags: MigrateFlags) => {
       try {
-        await runMigrate(flags);
+        await runMigrate(flags, readConfig);
       } catch (err) {
         if (err instanceof MigrateUsageError || (err instanceof AppError && err.code === 'INVALID_REQUEST')) {
           console.error(`migrate: ${err.message}`);
@@ -134,7 +135,7 @@ export function registerMigrateCommand(program: Command): void {
     });
 }
 
-async function runMigrate(flags: MigrateFlags): Promise<void> {
+async function runMigrate(flags: MigrateFlags, readConfig: () => Config): Promise<void> {
   const pattern = compileLegacyPattern(flags.pattern);
   const users = new Set(flags.user);
   if (flags.usersFile !== undefined) for (const u of await readUsersFile(flags.usersFile)) users.add(u);
@@ -145,10 +146,10 @@ async function runMigrate(flags: MigrateFlags): Promise<void> {
     throw new MigrateUsageError('refusing to delete sources without confirmation, since stdin is not a terminal. Add --yes to delete each source once its copy is verified, or leave out --delete-source.');
   }
 
-  const config = loadConfig(environmentWithDotEnv());
+  const config = readConfig();
   const { source, skipOwnLayout } = await openLegacySource(config, flags);
   try {
-    const migration = await openMigration(config);
+    const migration = await composeMigration(config);
     try {
       if (deleteSource && !flags.yes) {
         const ok = await confirm(`Migrate from ${source.location} to ${migration.backends}, deleting each source once its copy compared equal?`);

@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
+import type { Config } from '../../app/config.ts';
 import { startServer } from '../../app/server.ts';
 
-export function registerServeCommand(program: Command): void {
+export function registerServeCommand(program: Command, readConfig: () => Config): void {
   program
     .command('serve')
     .description('Run the API (embedded local disk + SQLite unless S3/DynamoDB are configured).')
     .action(async () => {
-      const config = loadConfig(environmentWithDotEnv());
+      const config = readConfig();
       const server = await startServer(config);
       const mode = `${server.composition.store.name} + ${server.composition.repo.name}`;
       const audio = server.composition.audio;

@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
 import { signDevToken } from '../../auth/tokens.ts';
-import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
+import type { Config } from '../../app/config.ts';
 
-export function registerTokenCommand(program: Command): void {
+export function registerTokenCommand(program: Command, readConfig: () => Config): void {
   program
     .command('token')
     .description('Print a dev token for a user id (dev auth only: no AUTH_* variables set).')
     .argument('<user_id>', 'the user the token is for (its "sub")')
     .option('--ttl <duration>', 'lifetime such as 1h, 24h, 7d', '24h')
     .action(async (userId: string, options: { ttl: string }) => {
-      const config = loadConfig(environmentWithDotEnv());
+      const config = readConfig();
       if (!config.auth.dev) {
         throw new Error('Tokens come from your identity provider when AUTH_JWKS_URL or AUTH_JWT_SECRET is set; `token` only works with dev auth.');
       }

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
 import { runDestructive } from '../support/destructive.ts';
-import { openCleanupService } from '../support/open.ts';
+import { openJob } from '../support/open.ts';
 import { integritySummary } from '../support/summaries.ts';
 import { EXIT_REFUSED, mayProceed, nonNegative, parseUser, plural, printJson, progressReporter, scope, table } from '../support/ui.ts';
-import { environmentWithDotEnv, loadConfig } from '../../app/config.ts';
-import { legacySourceOpener, openMigration } from '../support/legacy.ts';
+import { composeMigration } from '../../app/compose.ts';
+import type { Config } from '../../app/config.ts';
+import { legacySourceOpener } from '../support/legacy.ts';
 
 interface VerifyFlags {
   user?: string;
@@ -17,7 +18,7 @@ interface VerifyFlags {
   againstSource?: boolean;
 }
 
-export function registerVerifyCommand(program: Command): void {
+export function registerVerifyCommand(program: Command, readConfig: () => Config): void {
   program
     .command('verify')
     .description('Check that storage and metadata agree; exit code 1 when inconsistencies remain.')
@@ -30,11 +31,11 @@ export function registerVerifyCommand(program: Command): void {
     .option('--against-source', 'compare every migrated echo with its legacy source (size and SHA-256) instead; see `migrate`')
     .action(async (flags: VerifyFlags) => {
       if (flags.againstSource) {
-        await verifyAgainstSource(flags);
+        await verifyAgainstSource(flags, readConfig);
         return;
       }
       if (flags.fix && !mayProceed(flags, 'verify --fix')) return;
-      const { service, close } = await openCleanupService();
+      const { cleanup: service, close } = await openJob(readConfig());
       try {
         // Without --fix nothing changes, so it is a "dry run" that needs no confirmation.
         const result = await runDestructive({ ...flags, dryRun: !flags.fix }, {
@@ -53,14 +54,14 @@ export function registerVerifyCommand(program: Command): void {
 }
 
 /** `verify --against-source`: the sources come from the journal, so no source flags are needed. */
-async function verifyAgainstSource(flags: VerifyFlags): Promise<void> {
+async function verifyAgainstSource(flags: VerifyFlags, readConfig: () => Config): Promise<void> {
   if (flags.fix) {
     console.error('verify: --fix does not apply to --against-source; a copy that differs is restored by hand (delete the echo and migrate its source again).');
     process.exitCode = EXIT_REFUSED;
     return;
   }
-  const config = loadConfig(environmentWithDotEnv());
-  const migration = await openMigration(config, { checks: false });
+  const config = readConfig();
+  const migration = await composeMigration(config, { checks: false });
   const sources = legacySourceOpener(config);
   try {
     const progress = progressReporter(!flags.json);

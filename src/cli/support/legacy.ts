@@ -3,18 +3,14 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { relative, isAbsolute } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Ajv } from 'ajv';
-import { createAudioDecoder, createObjectStore } from '../../app/compose.ts';
+import { openLegacyBucket, openLegacyFolder } from '../../app/compose.ts';
 import type { Config } from '../../app/config.ts';
 import type { EchoMetadata } from '../../domain/echo.ts';
 import { isSafeUserId } from '../../domain/keys.ts';
-import { keepsMigrationJournal, type MigrationEntry } from '../../metadata/port.ts';
-import { takesImports, type LegacySource } from '../../storage/port.ts';
-import { EchoService } from '../../services/echoes.ts';
-import { MigrationService, type SourceOpener } from '../../services/migration.ts';
-import { BucketLegacySource } from '../../storage/legacy/bucket.ts';
-import { FolderLegacySource } from '../../storage/legacy/folder.ts';
+import type { MigrationEntry } from '../../metadata/port.ts';
+import type { LegacySource } from '../../storage/port.ts';
+import type { SourceOpener } from '../../services/migration.ts';
 import { LegacyMetadataLineSchema, type LegacyMetadataLine } from '../../wire/echoes-api.ts';
-import { openBackends } from './open.ts';
 
 /** Bad input to `migrate` found before anything was read or written; the CLI exits 2. */
 export class MigrateUsageError extends Error {
@@ -60,7 +56,7 @@ export async function openLegacySource(config: Config, flags: SourceFlags): Prom
         throw new MigrateUsageError(`--source-dir ${dir} overlaps DATA_DIR (${dataDir}); copy the legacy files to a folder outside it.`);
       }
     }
-    return { source: new FolderLegacySource(dir), skipOwnLayout: false };
+    return { source: await openLegacyFolder(dir), skipOwnLayout: false };
   }
   if (flags.sourceBucket === undefined && flags.sourcePrefix === undefined) {
     throw new MigrateUsageError('Name the source: --source-dir DIR (files), or --source-bucket B and/or --source-prefix P (S3).');
@@ -74,14 +70,7 @@ export async function openLegacySource(config: Config, flags: SourceFlags): Prom
   if (own && prefix === '') {
     throw new MigrateUsageError(`The source is the service's own bucket (${bucket}): give --source-prefix, the folder the legacy objects are under.`);
   }
-  const store = await createObjectStore({ ...config, s3: { ...config.s3, bucket } });
-  try {
-    await store.check();
-  } catch (err) {
-    await store.close();
-    throw new Error(`cannot read the source bucket ${bucket}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  return { source: new BucketLegacySource(store, bucket, prefix), skipOwnLayout: own };
+  return { source: await openLegacyBucket(config, { bucket, prefix }, { check: true }), skipOwnLayout: own };
 }
 
 /**
@@ -95,12 +84,12 @@ export function legacySourceOpener(config: Config): { open: SourceOpener; close(
     const root = entry.sourceId.endsWith(suffix) ? entry.sourceId.slice(0, -suffix.length) : undefined;
     if (root?.startsWith('file://')) {
       const dir = root.slice('file://'.length);
-      if (!opened.has(root)) opened.set(root, Promise.resolve().then(() => new FolderLegacySource(dir)));
+      if (!opened.has(root)) opened.set(root, openLegacyFolder(dir));
     } else if (root?.startsWith('s3://')) {
       const bucket = root.slice('s3://'.length);
       if (config.storageBackend !== 's3') throw new Error(`${entry.sourceId} is in S3, but this deployment has no S3 backend to read it with.`);
       if (!opened.has(root)) {
-        opened.set(root, createObjectStore({ ...config, s3: { ...config.s3, bucket } }).then((store) => new BucketLegacySource(store, bucket, '')));
+        opened.set(root, openLegacyBucket(config, { bucket, prefix: '' }));
       }
     } else {
       throw new Error(`the journal names a source this version cannot read: ${entry.sourceId}`);
@@ -113,33 +102,6 @@ export function legacySourceOpener(config: Config): { open: SourceOpener; close(
       await Promise.allSettled([...opened.values()].map(async (s) => (await s).close()));
     },
   };
-}
-
-/**
- * The store, journal and checks of a migration, wired as `serve` wires uploads. `checks: false`
- * (verify --against-source, which only compares bytes) needs no decoder, so no ffmpeg either.
- */
-export async function openMigration(config: Config, options: { checks?: boolean } = {}): Promise<{ service: MigrationService; backends: string; decoder: string; close(): Promise<void> }> {
-  const { store, repo, backends, close } = await openBackends(config);
-  if (!takesImports(store) || !keepsMigrationJournal(repo)) {
-    await close();
-    throw new Error(`${backends} cannot take migrated objects.`);
-  }
-  try {
-    const audio = options.checks === false ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } }) : await createAudioDecoder(config, { soleUser: true });
-    const echoes = new EchoService(store, repo, audio.probe, {
-      maxAudioFileSize: config.maxAudioFileSize,
-      maxAudioDurationSeconds: config.audio.maxDurationSeconds,
-      maxAudioSampleRate: config.audio.maxSampleRate,
-      maxAudioChannels: config.audio.maxChannels,
-      audioUrlExpiresInSeconds: config.presignedUrlExpiration,
-    });
-    const service = new MigrationService(store, repo, echoes, { maxAudioFileSize: config.maxAudioFileSize });
-    return { service, backends, decoder: audio.description, close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
 }
 
 const lineAjv = new Ajv({ allErrors: false, strict: false });

@@ -2,6 +2,7 @@ import { isSafeUserId } from '../../domain/keys.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
 import type { DeleteManyResult, ObjectStore } from '../../storage/port.ts';
 import type { EchoKey, EchoRepository } from '../../metadata/port.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 
 /** Keys shown per category: results stay small however many objects a sweep touches. */
 export const DEFAULT_KEY_LIMIT = 1000;
@@ -134,20 +135,6 @@ export async function* chunked<T>(source: AsyncIterable<T>, size: number): Async
     }
   }
   if (batch.length > 0) yield batch;
-}
-
-/** Maps with at most `limit` calls in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 /** deleteMany in slices, so neither store ever has more than DELETE_BATCH deletes in flight. */

@@ -1,6 +1,6 @@
 import type { EchoRecord } from '../../domain/echo.ts';
 import type { ObjectStore } from '../../storage/port.ts';
-import { mapLimit } from './common.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 
 /** Folders listed (or single keys headed) at once. */
 const GROUPS_IN_FLIGHT = 4;

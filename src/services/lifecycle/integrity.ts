@@ -3,9 +3,10 @@ import type { EchoRecord } from '../../domain/echo.ts';
 import type { EchoRepository, UsageDrift } from '../../metadata/port.ts';
 import type { ObjectInfo, ObjectStore } from '../../storage/port.ts';
 import {
-  CONCURRENCY, FailureTally, KeyTally, deleteObjects, echoKeyOf, errorMessage, graceSweep, isStalePending, mapLimit,
+  CONCURRENCY, FailureTally, KeyTally, deleteObjects, echoKeyOf, errorMessage, graceSweep, isStalePending,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 import { existingKeys } from './exists.ts';
 import { sweepLeftovers } from './leftovers.ts';
 import { classifyObjects } from './objects.ts';

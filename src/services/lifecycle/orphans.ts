@@ -2,9 +2,10 @@ import { parseObjectKey } from '../../domain/keys.ts';
 import { takesMultipart, type ObjectStore } from '../../storage/port.ts';
 import { type EchoRepository } from '../../metadata/port.ts';
 import {
-  CONCURRENCY, FailureTally, KeyTally, deleteObjects, errorMessage, graceSweep, isStalePending, mapLimit, removeEchoes,
+  CONCURRENCY, FailureTally, KeyTally, deleteObjects, errorMessage, graceSweep, isStalePending, removeEchoes,
   type Failures, type KeySet, type SweepOptions,
 } from './common.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 import { sweepLeftovers } from './leftovers.ts';
 import { classifyObjects } from './objects.ts';
 
