@@ -80,3 +80,11 @@ export const NOT_MEASURED: Pick<EchoRecord, 'audio' | 'waveform' | 'peaks'> = {
   waveform: null,
   peaks: null,
 };
+
+/** Pending echoes outlive their upload URL by this much before cleanup (or DynamoDB's TTL) drops them. */
+export const PENDING_GRACE_SECONDS = 24 * 60 * 60;
+
+/** The `ttl` of a pending echo, in epoch seconds: when its record may be dropped. */
+export function pendingTtl(expiresAt: Date): number {
+  return Math.floor(expiresAt.getTime() / 1000) + PENDING_GRACE_SECONDS;
+}

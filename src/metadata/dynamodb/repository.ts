@@ -16,9 +16,9 @@ import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, des
 import { DeadlineHttpHandler } from '../../support/aws/deadline.ts';
 import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../../support/aws/errors.ts';
 import { PortError, type PortErrorKind } from '../../domain/errors.ts';
-import { NOT_MEASURED, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
+import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
 import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
-import { pendingTtl, TTL_ATTRIBUTE } from './table.ts';
+import { TTL_ATTRIBUTE } from './table.ts';
 import { NO_USAGE, type AccountUsage, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type MigrationEntry, type MigrationJournal, type MigrationRef, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift } from '../port.ts';
 import { addUsage, reservationProblem, sameUsage, usageOfRecord } from '../../domain/usage.ts';
 

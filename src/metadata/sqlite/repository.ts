@@ -1,10 +1,9 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { NOT_MEASURED, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
+import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
 import { PortError } from '../../domain/errors.ts';
 import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
-import { pendingTtl } from '../dynamodb/table.ts';
 import { migrate, USAGE_FROM_RECORDS } from './schema.ts';
 import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type MigrationEntry, type MigrationJournal, type MigrationRef, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../port.ts';
 import { reservationProblem, sameUsage, usageOfRecord } from '../../domain/usage.ts';
