@@ -1,0 +1,134 @@
+import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
+import { decodeVerdict } from '../../domain/verdict.ts';
+import type { ReadyUpdate } from '../port.ts';
+
+/**
+ * Sort key of the usage item each user has beside their echoes. `#` sorts below every echo id
+ * (lower-case UUIDs) and no echo id can take it; reads that return records skip it.
+ */
+export const USAGE_SORT_KEY = '#usage';
+export const isUsageItem = (item: Record<string, unknown>): boolean => item['echo_id'] === USAGE_SORT_KEY;
+
+/**
+ * A sort key of the user's own bookkeeping (usage, migration journal), never an echo: echo ids
+ * are lower-case UUIDs, so `#` is free for these, and every read of records skips them.
+ */
+export const isBookkeepingKey = (echoId: string): boolean => echoId.startsWith('#');
+export const isBookkeepingItem = (item: Record<string, unknown>): boolean => isBookkeepingKey(String(item['echo_id']));
+
+/** An item as stored: snake_case, null fields left out. */
+interface EchoItem {
+  user_id: string;
+  echo_id: string;
+  s3_key: string;
+  file_extension: string;
+  content_type: string;
+  upload_content_type: string;
+  declared_size?: number;
+  checksum_sha256?: string;
+  multipart_upload_id?: string;
+  file_size?: number;
+  status: EchoStatus;
+  created_at: string;
+  expires_at: string;
+  emotion?: string;
+  tags?: string[];
+  caption?: string;
+  duration_seconds?: number;
+  location?: { lat: number; lng: number };
+  ttl?: number;
+  audio?: AudioItem;
+  waveform?: number[];
+  /** Binary (B): uint16 peaks, domain/waveform.ts. */
+  peaks?: Uint8Array;
+}
+
+interface AudioItem {
+  codec: string;
+  sample_rate: number;
+  channels: number;
+  bit_rate?: number;
+}
+
+function audioItem(a: AudioSummary | null): AudioItem | undefined {
+  if (!a) return undefined;
+  return { codec: a.codec, sample_rate: a.sampleRate, channels: a.channels, bit_rate: orUndefined(a.bitRate) };
+}
+
+export const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+
+export function toItem(r: EchoRecord): EchoItem {
+  return {
+    user_id: r.userId,
+    echo_id: r.echoId,
+    s3_key: r.key,
+    file_extension: r.extension,
+    content_type: r.contentType,
+    upload_content_type: r.uploadContentType,
+    declared_size: orUndefined(r.declaredSize),
+    checksum_sha256: orUndefined(r.checksumSha256),
+    multipart_upload_id: orUndefined(r.multipartUploadId ?? null),
+    file_size: orUndefined(r.fileSize),
+    status: r.status,
+    created_at: r.createdAt.toISOString(),
+    expires_at: r.expiresAt.toISOString(),
+    emotion: orUndefined(r.emotion),
+    tags: [...r.tags],
+    caption: orUndefined(r.caption),
+    duration_seconds: orUndefined(r.durationSeconds),
+    location: r.location ? { lat: r.location.lat, lng: r.location.lng } : undefined,
+    ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : undefined,
+    audio: audioItem(r.audio),
+    waveform: r.waveform ? [...r.waveform] : undefined,
+    peaks: orUndefined(r.peaks),
+  };
+}
+
+export function fromItem(raw: Record<string, unknown>): EchoRecord {
+  const i = raw as unknown as EchoItem;
+  const num = (v: unknown): number | null => (v === undefined || v === null ? null : Number(v));
+  const loc = i.location;
+  const verdict = decodeVerdict(typeof raw['verdict'] === 'string' ? raw['verdict'] : null);
+  return {
+    ...(verdict ? { verdict } : {}),
+    ...(i.multipart_upload_id ? { multipartUploadId: i.multipart_upload_id } : {}),
+    userId: i.user_id,
+    echoId: i.echo_id,
+    key: i.s3_key,
+    extension: i.file_extension,
+    contentType: i.content_type,
+    uploadContentType: i.upload_content_type ?? i.content_type,
+    declaredSize: num(i.declared_size),
+    checksumSha256: i.checksum_sha256 ?? null,
+    fileSize: num(i.file_size),
+    status: i.status,
+    createdAt: new Date(i.created_at),
+    expiresAt: new Date(i.expires_at),
+    emotion: i.emotion ?? null,
+    tags: Array.isArray(i.tags) ? i.tags.map(String) : [],
+    caption: i.caption ?? null,
+    durationSeconds: num(i.duration_seconds),
+    location: loc ? { lat: Number(loc.lat), lng: Number(loc.lng) } : null,
+    audio: i.audio
+      ? { codec: String(i.audio.codec), sampleRate: Number(i.audio.sample_rate), channels: Number(i.audio.channels), bitRate: num(i.audio.bit_rate) }
+      : null,
+    waveform: Array.isArray(i.waveform) ? i.waveform.map(Number) : null,
+    peaks: i.peaks instanceof Uint8Array ? new Uint8Array(i.peaks) : null,
+  };
+}
+
+/** The metadata and measured fields that markReady writes, by attribute name. */
+export function readyAttributes(update: ReadyUpdate): [string, unknown][] {
+  const m: EchoMetadata = update.metadata;
+  const measured = update.measured ?? NOT_MEASURED;
+  return [
+    ['audio', audioItem(measured.audio) ?? null],
+    ['waveform', measured.waveform ? [...measured.waveform] : null],
+    ['peaks', measured.peaks],
+    ['emotion', m.emotion],
+    ['tags', [...m.tags]],
+    ['caption', m.caption],
+    ['duration_seconds', m.durationSeconds],
+    ['location', m.location ? { lat: m.location.lat, lng: m.location.lng } : null],
+  ];
+}
