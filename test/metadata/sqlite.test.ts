@@ -268,8 +268,12 @@ describe('schema versions', () => {
     }
     // Step 3: no verdict and no multipart upload on old rows.
     for (const row of old) expect([row.verdict, row.multipart_upload_id], String(row.echo_id)).toEqual([null, null]);
-    added.push('reserved_bytes', 'verdict', 'multipart_upload_id');
-    expect(old.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !added.includes(k))))).toEqual(before);
+    added.push('reserved_bytes', 'verdict', 'multipart_upload_id', 'metadata');
+    // Step 5: the client metadata columns became one JSON value (its values are checked through get above).
+    const moved = ['emotion', 'tags', 'caption', 'duration_seconds', 'location_lat', 'location_lng'];
+    for (const row of old) for (const column of moved) expect(row, column).not.toHaveProperty(column);
+    const without = (r: Record<string, unknown>, columns: string[]): Record<string, unknown> => Object.fromEntries(Object.entries(r).filter(([k]) => !columns.includes(k)));
+    expect(old.map((r) => without(r, added))).toEqual((before as Record<string, unknown>[]).map((r) => without(r, moved)));
     const reopened = openRepo(file);
     expect(await reopened.reconcileUsage({ fix: false })).toEqual([]);
     const alice = ECHOES_V0.filter((r) => r.userId.startsWith('alice') && (r.status === 'ready' || (r.status === 'deleting' && r.fileSize !== null)));

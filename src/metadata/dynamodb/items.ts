@@ -1,6 +1,7 @@
-import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
+import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
 import { decodeVerdict } from '../../domain/verdict.ts';
 import type { ReadyUpdate } from '../port.ts';
+import { encodeMetadata, LEGACY_METADATA_ATTRIBUTES, METADATA_FIELD, metadataFromItem, type StoredMetadata } from '../record-codec.ts';
 
 /**
  * Sort key of the usage item each user has beside their echoes. `#` sorts below every echo id
@@ -31,11 +32,8 @@ interface EchoItem {
   status: EchoStatus;
   created_at: string;
   expires_at: string;
-  emotion?: string;
-  tags?: string[];
-  caption?: string;
-  duration_seconds?: number;
-  location?: { lat: number; lng: number };
+  /** The client metadata, a map: record-codec.ts (items written before it have separate attributes). */
+  metadata: StoredMetadata;
   ttl?: number;
   audio?: AudioItem;
   waveform?: number[];
@@ -72,11 +70,7 @@ export function toItem(r: EchoRecord): EchoItem {
     status: r.status,
     created_at: r.createdAt.toISOString(),
     expires_at: r.expiresAt.toISOString(),
-    emotion: orUndefined(r.emotion),
-    tags: [...r.tags],
-    caption: orUndefined(r.caption),
-    duration_seconds: orUndefined(r.durationSeconds),
-    location: r.location ? { lat: r.location.lat, lng: r.location.lng } : undefined,
+    metadata: encodeMetadata(r),
     ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : undefined,
     audio: audioItem(r.audio),
     waveform: r.waveform ? [...r.waveform] : undefined,
@@ -87,9 +81,9 @@ export function toItem(r: EchoRecord): EchoItem {
 export function fromItem(raw: Record<string, unknown>): EchoRecord {
   const i = raw as unknown as EchoItem;
   const num = (v: unknown): number | null => (v === undefined || v === null ? null : Number(v));
-  const loc = i.location;
   const verdict = decodeVerdict(typeof raw['verdict'] === 'string' ? raw['verdict'] : null);
   return {
+    ...metadataFromItem(raw),
     ...(verdict ? { verdict } : {}),
     ...(i.multipart_upload_id ? { multipartUploadId: i.multipart_upload_id } : {}),
     userId: i.user_id,
@@ -104,11 +98,6 @@ export function fromItem(raw: Record<string, unknown>): EchoRecord {
     status: i.status,
     createdAt: new Date(i.created_at),
     expiresAt: new Date(i.expires_at),
-    emotion: i.emotion ?? null,
-    tags: Array.isArray(i.tags) ? i.tags.map(String) : [],
-    caption: i.caption ?? null,
-    durationSeconds: num(i.duration_seconds),
-    location: loc ? { lat: Number(loc.lat), lng: Number(loc.lng) } : null,
     audio: i.audio
       ? { codec: String(i.audio.codec), sampleRate: Number(i.audio.sample_rate), channels: Number(i.audio.channels), bitRate: num(i.audio.bit_rate) }
       : null,
@@ -117,18 +106,15 @@ export function fromItem(raw: Record<string, unknown>): EchoRecord {
   };
 }
 
-/** The metadata and measured fields that markReady writes, by attribute name. */
+/** The metadata and measured fields that markReady writes, by attribute name; null removes the attribute. */
 export function readyAttributes(update: ReadyUpdate): [string, unknown][] {
-  const m: EchoMetadata = update.metadata;
   const measured = update.measured ?? NOT_MEASURED;
   return [
     ['audio', audioItem(measured.audio) ?? null],
     ['waveform', measured.waveform ? [...measured.waveform] : null],
     ['peaks', measured.peaks],
-    ['emotion', m.emotion],
-    ['tags', [...m.tags]],
-    ['caption', m.caption],
-    ['duration_seconds', m.durationSeconds],
-    ['location', m.location ? { lat: m.location.lat, lng: m.location.lng } : null],
+    [METADATA_FIELD, encodeMetadata(update.metadata)],
+    // An item created before the map keeps its metadata in these until now.
+    ...LEGACY_METADATA_ATTRIBUTES.map((name): [string, unknown] => [name, null]),
   ];
 }

@@ -1,6 +1,7 @@
 import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
 import { decodeVerdict } from '../../domain/verdict.ts';
 import type { EchoKey, ReadyUpdate } from '../port.ts';
+import { metadataFromJson, metadataToJson } from '../record-codec.ts';
 
 /** A row of the echoes table. */
 export interface Row {
@@ -14,12 +15,8 @@ export interface Row {
   checksum_sha256: string | null;
   file_size: number | null;
   status: EchoStatus;
-  emotion: string | null;
-  tags: string;
-  caption: string | null;
-  duration_seconds: number | null;
-  location_lat: number | null;
-  location_lng: number | null;
+  /** The client metadata as JSON: record-codec.ts. */
+  metadata: string;
   created_at: number;
   expires_at: number;
   ttl: number | null;
@@ -38,9 +35,8 @@ export interface Row {
 /** The columns an insert writes, in the order of its positional parameters (reserved_bytes follows). */
 export const COLUMNS: readonly (keyof Row)[] = [
   'user_id', 'echo_id', 's3_key', 'file_extension', 'content_type', 'upload_content_type', 'declared_size',
-  'checksum_sha256', 'file_size', 'status', 'emotion', 'tags', 'caption', 'duration_seconds', 'location_lat',
-  'location_lng', 'created_at', 'expires_at', 'ttl', 'audio_codec', 'audio_sample_rate', 'audio_channels',
-  'audio_bit_rate', 'waveform', 'peaks', 'multipart_upload_id',
+  'checksum_sha256', 'file_size', 'status', 'metadata', 'created_at', 'expires_at', 'ttl', 'audio_codec',
+  'audio_sample_rate', 'audio_channels', 'audio_bit_rate', 'waveform', 'peaks', 'multipart_upload_id',
 ];
 
 export function toRow(r: EchoRecord): Row {
@@ -55,12 +51,7 @@ export function toRow(r: EchoRecord): Row {
     checksum_sha256: r.checksumSha256,
     file_size: r.fileSize,
     status: r.status,
-    emotion: r.emotion,
-    tags: JSON.stringify(r.tags),
-    caption: r.caption,
-    duration_seconds: r.durationSeconds,
-    location_lat: r.location?.lat ?? null,
-    location_lng: r.location?.lng ?? null,
+    metadata: metadataToJson(r),
     created_at: r.createdAt.getTime(),
     expires_at: r.expiresAt.getTime(),
     // Pending rows keep a `ttl` like the DynamoDB items: expiry plus the cleanup grace period.
@@ -86,6 +77,7 @@ export function audioColumns(m: { audio: AudioSummary | null; waveform: readonly
 export function fromRow(row: Row): EchoRecord {
   const verdict = decodeVerdict(row.verdict);
   return {
+    ...metadataFromJson(row.metadata),
     ...(verdict ? { verdict } : {}),
     ...(row.multipart_upload_id ? { multipartUploadId: row.multipart_upload_id } : {}),
     userId: row.user_id,
@@ -98,11 +90,6 @@ export function fromRow(row: Row): EchoRecord {
     checksumSha256: row.checksum_sha256,
     fileSize: row.file_size,
     status: row.status,
-    emotion: row.emotion,
-    tags: JSON.parse(row.tags) as string[],
-    caption: row.caption,
-    durationSeconds: row.duration_seconds,
-    location: row.location_lat === null || row.location_lng === null ? null : { lat: row.location_lat, lng: row.location_lng },
     createdAt: new Date(row.created_at),
     expiresAt: new Date(row.expires_at),
     audio: row.audio_codec === null ? null : {
@@ -119,17 +106,11 @@ export function fromRow(row: Row): EchoRecord {
 
 /** The named parameters of the statement that makes a pending echo ready. */
 export function readyParams(key: EchoKey, update: ReadyUpdate): Record<string, unknown> {
-  const m = update.metadata;
   return {
     user_id: key.userId,
     echo_id: key.echoId,
     file_size: update.fileSize,
-    emotion: m.emotion,
-    tags: JSON.stringify(m.tags),
-    caption: m.caption,
-    duration_seconds: m.durationSeconds,
-    location_lat: m.location?.lat ?? null,
-    location_lng: m.location?.lng ?? null,
+    metadata: metadataToJson(update.metadata),
     ...audioColumns(update.measured ?? NOT_MEASURED),
   };
 }

@@ -54,9 +54,8 @@ export function echoStatements(db: Database.Database): EchoStatements {
     // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
     insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}, reserved_bytes) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)`),
     get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
-    ready: db.prepare<[Record<string, unknown>]>(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
-      tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
-      location_lng = @location_lng, audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
+    ready: db.prepare<[Record<string, unknown>]>(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, metadata = @metadata,
+      audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
       audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks,
       verdict = NULL, multipart_upload_id = NULL WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
     verdict: db.prepare<[string, string, string]>(`UPDATE echoes SET verdict = ? WHERE user_id = ? AND echo_id = ? AND status = 'pending'`),
