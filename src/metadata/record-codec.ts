@@ -30,6 +30,14 @@ export function encodeMetadata(m: EchoMetadata): StoredMetadata {
   return stored;
 }
 
+const EMPTY_STORED = JSON.stringify(encodeMetadata(EMPTY_METADATA));
+
+/** The stored value, or undefined when every field is empty, as on a new pending echo. */
+export function encodeMetadataIfAny(m: EchoMetadata): StoredMetadata | undefined {
+  const stored = encodeMetadata(m);
+  return JSON.stringify(stored) === EMPTY_STORED ? undefined : stored;
+}
+
 /**
  * Never throws: a field stored with the wrong type reads as empty and the others are kept, and
  * a value that is not an object at all reads as empty metadata. A damaged record must not fail

@@ -2,12 +2,12 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoMetadata, type EchoRecord } from '../../src/domain/echo.ts';
 import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import type { EchoRepository } from '../../src/metadata/port.ts';
-import { decodeMetadata, encodeMetadata, metadataFromItem, metadataFromJson, metadataToJson } from '../../src/metadata/record-codec.ts';
+import { decodeMetadata, encodeMetadata, encodeMetadataIfAny, metadataFromItem, metadataFromJson, metadataToJson } from '../../src/metadata/record-codec.ts';
 import { SqliteEchoRepository } from '../../src/metadata/sqlite/repository.ts';
 import { SCHEMA_VERSION } from '../../src/metadata/sqlite/schema.ts';
 import { ECHOES_V4 } from '../fixtures/echoes-v4.records.ts';
@@ -33,6 +33,8 @@ describe('the record codec', () => {
       emotion: 'joy', tags: FULL.tags, caption: FULL.caption, duration_seconds: 0.30000000000000004, location: FULL.location,
     });
     expect(encodeMetadata(EMPTY_METADATA)).toEqual({ tags: [] });
+    expect(encodeMetadataIfAny(EMPTY_METADATA)).toBeUndefined();
+    expect(encodeMetadataIfAny({ ...EMPTY_METADATA, caption: '' })).toEqual({ tags: [], caption: '' });
     const falsy: EchoMetadata = { emotion: '', tags: [], caption: '', durationSeconds: 0, location: { lat: 0, lng: 0 } };
     for (const m of [FULL, EMPTY_METADATA, falsy]) {
       expect(metadataFromJson(metadataToJson(m))).toEqual(m);
@@ -218,6 +220,27 @@ function dynamoSuite(name: string, start: () => Promise<{ endpoint: string; stop
       expect(item?.['metadata']).toEqual(encodeMetadata(FULL));
       for (const attribute of ['emotion', 'tags', 'caption', 'duration_seconds', 'location']) expect(item, attribute).not.toHaveProperty(attribute);
       expect(await repo.get(pending)).toMatchObject(FULL);
+    });
+
+    it('a new pending item has no map, so a release from before the map can still make it ready (rollback) and its metadata reads', async () => {
+      await freshTable();
+      const r = ECHOES_V4[1] as EchoRecord;
+      await repo.createPending({ ...r, status: 'pending', fileSize: null });
+      const pending = await rawItem(r);
+      for (const attribute of ['metadata', 'emotion', 'tags', 'caption', 'duration_seconds', 'location']) expect(pending, attribute).not.toHaveProperty(attribute);
+      // What markReady of the previous release wrote: the separate attributes, nothing else of the metadata.
+      await doc.send(new UpdateCommand({
+        TableName: table, Key: { user_id: r.userId, echo_id: r.echoId },
+        UpdateExpression: 'SET #status = :ready, file_size = :size, emotion = :e, tags = :t, caption = :c, #location = :l REMOVE #ttl',
+        ExpressionAttributeNames: { '#status': 'status', '#location': 'location', '#ttl': 'ttl' },
+        ExpressionAttributeValues: { ':ready': 'ready', ':size': 4_545, ':e': 'calm', ':t': ['x'], ':c': 'made ready by the old release', ':l': { lat: 1.25, lng: 2.5 } },
+      }));
+      expect(await repo.get(r)).toEqual({ ...r, emotion: 'calm', tags: ['x'], caption: 'made ready by the old release', location: { lat: 1.25, lng: 2.5 } });
+      // A pending record that does carry metadata (a restore) keeps it in the map.
+      const restored = ECHOES_V4[4] as EchoRecord;
+      await repo.createPending(restored);
+      expect((await rawItem(restored))?.['metadata']).toEqual(encodeMetadata(metadataOf(restored)));
+      expect(await repo.get(restored)).toEqual(restored);
     });
 
     it('writes new items with the map only; a damaged map does not fail a listing', async () => {

@@ -1,7 +1,7 @@
 import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
 import { decodeVerdict } from '../../domain/verdict.ts';
 import type { ReadyUpdate } from '../port.ts';
-import { encodeMetadata, LEGACY_METADATA_ATTRIBUTES, METADATA_FIELD, metadataFromItem, type StoredMetadata } from '../record-codec.ts';
+import { encodeMetadata, encodeMetadataIfAny, LEGACY_METADATA_ATTRIBUTES, METADATA_FIELD, metadataFromItem, type StoredMetadata } from '../record-codec.ts';
 
 /**
  * Sort key of the usage item each user has beside their echoes. `#` sorts below every echo id
@@ -33,7 +33,7 @@ interface EchoItem {
   created_at: string;
   expires_at: string;
   /** The client metadata, a map: record-codec.ts (items written before it have separate attributes). */
-  metadata: StoredMetadata;
+  metadata?: StoredMetadata;
   ttl?: number;
   audio?: AudioItem;
   waveform?: number[];
@@ -70,7 +70,9 @@ export function toItem(r: EchoRecord): EchoItem {
     status: r.status,
     created_at: r.createdAt.toISOString(),
     expires_at: r.expiresAt.toISOString(),
-    metadata: encodeMetadata(r),
+    // None on a new pending echo (all empty): should a release from before the map make it ready
+    // (a rollback, a rolling deploy), it writes the separate attributes, which a map would hide.
+    metadata: encodeMetadataIfAny(r),
     ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : undefined,
     audio: audioItem(r.audio),
     waveform: r.waveform ? [...r.waveform] : undefined,
