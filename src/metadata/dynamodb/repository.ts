@@ -18,6 +18,7 @@ import { reservationProblem } from '../../domain/usage.ts';
 import { checkTable, connect, createTableCommand, isConditionFailed, type DynamoEchoRepositoryOptions, type DynamoTable } from './connection.ts';
 import { fromItem, isBookkeepingItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
 import { DynamoMigrationJournal } from './journal.ts';
+import { listRange, statusFilter } from './queries.ts';
 import { DynamoUsage, recordUsage } from './usage.ts';
 
 export type { DynamoEchoRepositoryOptions } from './connection.ts';
@@ -221,42 +222,18 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
 
   async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
     const limit = Math.max(1, Math.floor(query.limit));
-    const { fromEchoId: from, beforeEchoId: before } = query;
-    let to = query.toEchoId;
-    // A key condition cannot say "strictly below", so the cursor becomes the exclusive start
-    // key of a descending query; it must lie inside the key condition's range.
-    let startAfter: string | undefined;
-    if (before !== undefined && (to === undefined || before <= to)) {
-      if (from !== undefined && before <= from) return { items: [], more: false };
-      startAfter = before;
-      to = undefined;
-    }
-    if (from !== undefined && to !== undefined && from > to) return { items: [], more: false };
-
-    const values: Record<string, unknown> = { ':u': userId, ':ready': 'ready' };
-    let condition = 'user_id = :u';
-    if (from !== undefined && to !== undefined) {
-      condition += ' AND echo_id BETWEEN :from AND :to';
-      values[':from'] = from;
-      values[':to'] = to;
-    } else if (from !== undefined) {
-      condition += ' AND echo_id >= :from';
-      values[':from'] = from;
-    } else if (to !== undefined) {
-      condition += ' AND echo_id <= :to';
-      values[':to'] = to;
-    }
-
+    const range = listRange(userId, query);
+    if (!range) return { items: [], more: false };
     const items: EchoRecord[] = [];
-    let startKey: Record<string, unknown> | undefined = startAfter === undefined ? undefined : { user_id: userId, echo_id: startAfter };
+    let startKey = range.startKey;
     // One item past the limit tells whether more follow without a second round trip at the end.
     do {
       const input: QueryCommandInput = {
         TableName: this.table,
-        KeyConditionExpression: condition,
+        KeyConditionExpression: range.condition,
         FilterExpression: '#status = :ready',
         ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: values,
+        ExpressionAttributeValues: range.values,
         ScanIndexForward: false,
         Limit: limit + 1 - items.length,
         ExclusiveStartKey: startKey,
@@ -296,16 +273,7 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
 
   async *scan(options: ScanOptions = {}): AsyncIterable<readonly EchoRecord[]> {
     const pageSize = Math.max(1, Math.floor(options.pageSize ?? 100));
-    const names: Record<string, string> = {};
-    const values: Record<string, unknown> = {};
-    let filter: string | undefined;
-    if (options.statuses && options.statuses.length > 0) {
-      names['#status'] = 'status';
-      filter = `#status IN (${options.statuses.map((s, n) => {
-        values[`:s${n}`] = s;
-        return `:s${n}`;
-      }).join(', ')})`;
-    }
+    const { filter, names, values } = statusFilter(options.statuses);
     let startKey: Record<string, unknown> | undefined;
     do {
       const common = {

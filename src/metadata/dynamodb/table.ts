@@ -1,8 +1,9 @@
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 
 /**
- * The echoes table of DESIGN.md, in one place for the repositories, `setup`, the CDK stack and
- * the tests. No SDK is loaded here (the import above is types only), so the CDK app can use it.
+ * The echoes table (partition user_id, sort echo_id, TTL on ttl), in one place for the
+ * repositories, `setup`, the CDK stack and the tests. No SDK is loaded here (the import above is
+ * types only), so the CDK app can use it.
  */
 export const TABLE_KEYS = { partition: 'user_id', sort: 'echo_id' } as const;
 export const TTL_ATTRIBUTE = 'ttl';
