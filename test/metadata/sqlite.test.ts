@@ -7,7 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
 import { isPortError, PortError, type PortErrorKind } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
-import { listStatement, sqliteFailure, SqliteEchoRepository } from '../../src/metadata/sqlite/repository.ts';
+import { sqliteFailure } from '../../src/metadata/sqlite/failures.ts';
+import { SqliteEchoRepository } from '../../src/metadata/sqlite/repository.ts';
+import { listStatement } from '../../src/metadata/sqlite/statements.ts';
 import { migrate, SCHEMA_VERSION, type Migration } from '../../src/metadata/sqlite/schema.ts';
 import type { EchoRepository, ListQuery } from '../../src/metadata/port.ts';
 import { apiClient } from '../support/api.ts';
@@ -266,8 +268,12 @@ describe('schema versions', () => {
     }
     // Step 3: no verdict and no multipart upload on old rows.
     for (const row of old) expect([row.verdict, row.multipart_upload_id], String(row.echo_id)).toEqual([null, null]);
-    added.push('reserved_bytes', 'verdict', 'multipart_upload_id');
-    expect(old.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !added.includes(k))))).toEqual(before);
+    added.push('reserved_bytes', 'verdict', 'multipart_upload_id', 'metadata');
+    // Step 5: the client metadata columns became one JSON value (its values are checked through get above).
+    const moved = ['emotion', 'tags', 'caption', 'duration_seconds', 'location_lat', 'location_lng'];
+    for (const row of old) for (const column of moved) expect(row, column).not.toHaveProperty(column);
+    const without = (r: Record<string, unknown>, columns: string[]): Record<string, unknown> => Object.fromEntries(Object.entries(r).filter(([k]) => !columns.includes(k)));
+    expect(old.map((r) => without(r, added))).toEqual((before as Record<string, unknown>[]).map((r) => without(r, moved)));
     const reopened = openRepo(file);
     expect(await reopened.reconcileUsage({ fix: false })).toEqual([]);
     const alice = ECHOES_V0.filter((r) => r.userId.startsWith('alice') && (r.status === 'ready' || (r.status === 'deleting' && r.fileSize !== null)));

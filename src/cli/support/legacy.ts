@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { Ajv } from 'ajv';
 import { openLegacyBucket, openLegacyFolder } from '../../app/compose.ts';
 import type { Config } from '../../app/config.ts';
-import type { EchoMetadata } from '../../domain/echo.ts';
+import { EMPTY_METADATA, type EchoMetadata } from '../../domain/echo.ts';
 import { isSafeUserId } from '../../domain/keys.ts';
 import type { MigrationEntry } from '../../metadata/port.ts';
 import type { LegacySource } from '../../storage/port.ts';
@@ -132,11 +132,12 @@ export async function readLegacyMetadata(file: string): Promise<Map<string, Echo
       throw new MigrateUsageError(`--metadata ${file} line ${n}: ${e ? `${e.instancePath || '(line)'} ${e.message ?? 'is invalid'}` : 'is invalid'}${e?.params && 'additionalProperty' in e.params ? ` ("${String(e.params.additionalProperty)}"; allowed: key, emotion, tags, caption, location)` : ''}.`);
     }
     if (byKey.has(value.key)) throw new MigrateUsageError(`--metadata ${file} line ${n} repeats the key ${value.key}; give each key once.`);
+    // Fields a legacy line cannot carry stay empty; the duration is always measured.
     byKey.set(value.key, {
+      ...EMPTY_METADATA,
       emotion: value.emotion ?? null,
       tags: value.tags ?? [],
       caption: value.caption ?? null,
-      durationSeconds: null,
       location: value.location ?? null,
     });
   }

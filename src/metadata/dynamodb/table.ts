@@ -1,19 +1,12 @@
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 
 /**
- * The echoes table of DESIGN.md, in one place for the repositories, `setup`, the CDK stack and
- * the tests. No SDK is loaded here (the import above is types only), so the CDK app can use it.
+ * The echoes table (partition user_id, sort echo_id, TTL on ttl), in one place for the
+ * repositories, `setup`, the CDK stack and the tests. No SDK is loaded here (the import above is
+ * types only), so the CDK app can use it.
  */
 export const TABLE_KEYS = { partition: 'user_id', sort: 'echo_id' } as const;
 export const TTL_ATTRIBUTE = 'ttl';
-
-/** Pending echoes outlive their upload URL by this much before cleanup (or DynamoDB's TTL) drops them. */
-export const PENDING_GRACE_SECONDS = 24 * 60 * 60;
-
-/** The `ttl` of a pending echo, in epoch seconds. */
-export function pendingTtl(expiresAt: Date): number {
-  return Math.floor(expiresAt.getTime() / 1000) + PENDING_GRACE_SECONDS;
-}
 
 /** CreateTable input (TTL is switched on separately, once the table is active). */
 export function echoTableDefinition(table: string): CreateTableCommandInput {

@@ -1,15 +1,13 @@
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { NOT_MEASURED, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
-import { PortError } from '../../domain/errors.ts';
-import { decodeVerdict, encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
-import { errnoCode } from '../../support/errno.ts';
-import { pendingTtl } from '../dynamodb/table.ts';
-import { migrate, USAGE_FROM_RECORDS } from './schema.ts';
-import { NO_USAGE, type EchoKey, type EchoPage, type EchoRepository, type ListQuery, type MigrationEntry, type MigrationJournal, type MigrationRef, type ReadyUpdate, type Reservation, type ReserveOutcome, type ScanOptions, type UsageDrift, type AccountUsage } from '../port.ts';
-import { reservationProblem, sameUsage, usageOfRecord } from '../../domain/usage.ts';
-import { holdUntilExit } from './lifetime.ts';
+import type { EchoRecord } from '../../domain/echo.ts';
+import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
+import type { AccountUsage, EchoKey, EchoPage, EchoRepository, ListQuery, MigrationEntry, MigrationJournal, MigrationRef, ReadyUpdate, Reservation, ReserveOutcome, ScanOptions, UsageDrift } from '../port.ts';
+import { insertFailure, sqliteFailure } from './failures.ts';
+import { SqliteMigrationJournal } from './journal.ts';
+import { openDatabase } from './open.ts';
+import { COLUMNS, fromRow, readyParams, toRow, type Row } from './rows.ts';
+import { echoStatements, listStatement, LOW, type EchoStatements } from './statements.ts';
+import { SqliteUsage } from './usage.ts';
 
 export interface SqliteEchoRepositoryOptions {
   /** Database file, or ':memory:'. */
@@ -18,266 +16,7 @@ export interface SqliteEchoRepositoryOptions {
   readonly busyTimeoutMs?: number | undefined;
 }
 
-interface Row {
-  user_id: string;
-  echo_id: string;
-  s3_key: string;
-  file_extension: string;
-  content_type: string;
-  upload_content_type: string;
-  declared_size: number | null;
-  checksum_sha256: string | null;
-  file_size: number | null;
-  status: EchoStatus;
-  emotion: string | null;
-  tags: string;
-  caption: string | null;
-  duration_seconds: number | null;
-  location_lat: number | null;
-  location_lng: number | null;
-  created_at: number;
-  expires_at: number;
-  ttl: number | null;
-  audio_codec: string | null;
-  audio_sample_rate: number | null;
-  audio_channels: number | null;
-  audio_bit_rate: number | null;
-  waveform: string | null;
-  peaks: Uint8Array | null;
-  verdict?: string | null;
-  multipart_upload_id?: string | null;
-  /** Not part of EchoRecord: only the usage bookkeeping reads it. */
-  reserved_bytes?: number | null;
-}
-
-interface UsageRow {
-  user_id: string;
-  echoes: number;
-  bytes_used: number;
-  bytes_reserved: number;
-  pending_uploads: number;
-}
-
-interface MigrationRow {
-  source_id: string;
-  user_id: string;
-  echo_id: string;
-  s3_key: string;
-  source_key: string;
-  source_size: number;
-  source_modified: number;
-  source_etag: string | null;
-  state: 'copying' | 'done';
-  source_deleted_at: number | null;
-  updated_at: number;
-}
-
-const migrationFromRow = (r: MigrationRow): MigrationEntry => ({
-  userId: r.user_id,
-  sourceId: r.source_id,
-  echoId: r.echo_id,
-  key: r.s3_key,
-  sourceKey: r.source_key,
-  sourceSize: r.source_size,
-  sourceModified: new Date(r.source_modified),
-  sourceEtag: r.source_etag,
-  state: r.state,
-  sourceDeletedAt: r.source_deleted_at === null ? null : new Date(r.source_deleted_at),
-  updatedAt: new Date(r.updated_at),
-});
-
-const migrationRow = (e: MigrationEntry): MigrationRow => ({
-  source_id: e.sourceId,
-  user_id: e.userId,
-  echo_id: e.echoId,
-  s3_key: e.key,
-  source_key: e.sourceKey,
-  source_size: e.sourceSize,
-  source_modified: e.sourceModified.getTime(),
-  source_etag: e.sourceEtag,
-  state: e.state,
-  source_deleted_at: e.sourceDeletedAt === null ? null : e.sourceDeletedAt.getTime(),
-  updated_at: e.updatedAt.getTime(),
-});
-
-/** Journal entries per page of scanMigrations. */
-export const MIGRATION_PAGE = 100;
-
-const usageFromRow = (r: UsageRow | undefined): AccountUsage =>
-  r ? { echoes: r.echoes, bytesUsed: r.bytes_used, bytesReserved: r.bytes_reserved, pendingUploads: r.pending_uploads } : NO_USAGE;
-
-/** The change a record makes to its user's usage, as usageAdd's parameters (negated with sign -1). */
-function usageDelta(userId: string, row: Pick<Row, 'status' | 'file_size' | 'reserved_bytes'>, sign: 1 | -1): unknown[] {
-  const u = usageOfRecord(row.status, row.file_size, row.reserved_bytes ?? null);
-  return [userId, sign * u.echoes, sign * u.bytesUsed, sign * u.bytesReserved, sign * u.pendingUploads];
-}
-
-const COLUMNS: readonly (keyof Row)[] = [
-  'user_id', 'echo_id', 's3_key', 'file_extension', 'content_type', 'upload_content_type', 'declared_size',
-  'checksum_sha256', 'file_size', 'status', 'emotion', 'tags', 'caption', 'duration_seconds', 'location_lat',
-  'location_lng', 'created_at', 'expires_at', 'ttl', 'audio_codec', 'audio_sample_rate', 'audio_channels',
-  'audio_bit_rate', 'waveform', 'peaks', 'multipart_upload_id',
-];
-
-function toRow(r: EchoRecord): Row {
-  return {
-    user_id: r.userId,
-    echo_id: r.echoId,
-    s3_key: r.key,
-    file_extension: r.extension,
-    content_type: r.contentType,
-    upload_content_type: r.uploadContentType,
-    declared_size: r.declaredSize,
-    checksum_sha256: r.checksumSha256,
-    file_size: r.fileSize,
-    status: r.status,
-    emotion: r.emotion,
-    tags: JSON.stringify(r.tags),
-    caption: r.caption,
-    duration_seconds: r.durationSeconds,
-    location_lat: r.location?.lat ?? null,
-    location_lng: r.location?.lng ?? null,
-    created_at: r.createdAt.getTime(),
-    expires_at: r.expiresAt.getTime(),
-    // Pending rows keep a `ttl` like the DynamoDB items: expiry plus the cleanup grace period.
-    ttl: r.status === 'pending' ? pendingTtl(r.expiresAt) : null,
-    ...audioColumns(r),
-    multipart_upload_id: r.multipartUploadId ?? null,
-  };
-}
-
-type AudioColumns = Pick<Row, 'audio_codec' | 'audio_sample_rate' | 'audio_channels' | 'audio_bit_rate' | 'waveform' | 'peaks'>;
-
-function audioColumns(m: { audio: AudioSummary | null; waveform: readonly number[] | null; peaks: Uint8Array | null }): AudioColumns {
-  return {
-    audio_codec: m.audio?.codec ?? null,
-    audio_sample_rate: m.audio?.sampleRate ?? null,
-    audio_channels: m.audio?.channels ?? null,
-    audio_bit_rate: m.audio?.bitRate ?? null,
-    waveform: m.waveform ? JSON.stringify(m.waveform) : null,
-    peaks: m.peaks ? Buffer.from(m.peaks.buffer, m.peaks.byteOffset, m.peaks.byteLength) : null,
-  };
-}
-
-function fromRow(row: Row): EchoRecord {
-  const verdict = decodeVerdict(row.verdict);
-  return {
-    ...(verdict ? { verdict } : {}),
-    ...(row.multipart_upload_id ? { multipartUploadId: row.multipart_upload_id } : {}),
-    userId: row.user_id,
-    echoId: row.echo_id,
-    key: row.s3_key,
-    extension: row.file_extension,
-    contentType: row.content_type,
-    uploadContentType: row.upload_content_type,
-    declaredSize: row.declared_size,
-    checksumSha256: row.checksum_sha256,
-    fileSize: row.file_size,
-    status: row.status,
-    emotion: row.emotion,
-    tags: JSON.parse(row.tags) as string[],
-    caption: row.caption,
-    durationSeconds: row.duration_seconds,
-    location: row.location_lat === null || row.location_lng === null ? null : { lat: row.location_lat, lng: row.location_lng },
-    createdAt: new Date(row.created_at),
-    expiresAt: new Date(row.expires_at),
-    audio: row.audio_codec === null ? null : {
-      codec: row.audio_codec,
-      sampleRate: row.audio_sample_rate ?? 0,
-      channels: row.audio_channels ?? 0,
-      bitRate: row.audio_bit_rate,
-    },
-    waveform: row.waveform === null ? null : (JSON.parse(row.waveform) as number[]),
-    // A plain Uint8Array like DynamoDB's, not better-sqlite3's Buffer: one type for every caller.
-    peaks: row.peaks === null ? null : new Uint8Array(row.peaks),
-  };
-}
-
-// Sentinels that sort below and above every lower-case UUID, so one statement serves all bounds.
-const LOW = '';
-const HIGH = 'g';
 const SCAN_PAGE = 500;
-
-const LIST_BELOW = `SELECT * FROM echoes WHERE user_id = ? AND status = 'ready' AND echo_id >= ? AND echo_id < ?
-  ORDER BY echo_id DESC LIMIT ?`;
-const LIST_UP_TO = `SELECT * FROM echoes WHERE user_id = ? AND status = 'ready' AND echo_id >= ? AND echo_id <= ?
-  ORDER BY echo_id DESC LIMIT ?`;
-
-/**
- * The statement and bindings that serve a list query. SQLite seeks to ONE upper bound and
- * filters by any other one row by row, so a cursor plus a `to` bound must become a single
- * bound: whichever is tighter, exclusive for the cursor, inclusive for `to`. With both, a
- * date window in the past walked every newer echo of the user. Exported so a test can
- * EXPLAIN exactly what listReady runs.
- */
-export function listStatement(userId: string, query: ListQuery): { sql: string; params: [string, string, string, number] } {
-  const from = query.fromEchoId ?? LOW;
-  const { beforeEchoId: before, toEchoId: to } = query;
-  return before !== undefined && (to === undefined || before <= to)
-    ? { sql: LIST_BELOW, params: [userId, from, before, query.limit + 1] }
-    : { sql: LIST_UP_TO, params: [userId, from, to ?? HIGH, query.limit + 1] };
-}
-
-/** SQLite result codes (primary, or extended under them) that mean the database cannot serve now. */
-const UNAVAILABLE = /^SQLITE_(?:BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB)(?:_|$)/;
-/** better-sqlite3's own error for a statement run on a closed connection. */
-const NOT_OPEN = 'The database connection is not open';
-/** File system failures while preparing the database file: the machine's, not a bug. */
-const UNAVAILABLE_ERRNO = new Set(['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'EBUSY', 'EAGAIN', 'ENOTDIR']);
-
-/** A PortError for a failure of the database itself; anything else (a bug) unchanged. */
-export function sqliteFailure(err: unknown, file: string): unknown {
-  if (err instanceof Database.SqliteError) {
-    return UNAVAILABLE.test(err.code) ? new PortError('unavailable', 'sqlite', `The metadata database ${file} failed (${err.code}).`, { cause: err }) : err;
-  }
-  if (err instanceof TypeError && err.message === NOT_OPEN) {
-    return new PortError('unavailable', 'sqlite', `The metadata database ${file} is closed.`, { cause: err });
-  }
-  return err;
-}
-
-/** What one insert of a group commit failed with: a taken id is a conflict, the rest as for any statement. */
-function insertFailure(err: Error, row: readonly unknown[], file: string): unknown {
-  if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-    return new PortError('conflict', 'sqlite', `Echo ${String(row[1])} of user ${String(row[0])} already exists.`, { cause: err });
-  }
-  return sqliteFailure(err, file);
-}
-
-const OWNER_ONLY = 0o600;
-
-/**
- * Metadata is as private as the secrets beside it. SQLite creates a new file 0644 (less the
- * umask) and gives its -wal and -shm the main file's mode, so the main file is created here,
- * empty (a valid empty database), owner-only; files left looser by older versions are tightened.
- */
-function prepareFile(file: string): void {
-  try {
-    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-    try {
-      closeSync(openSync(file, 'wx', OWNER_ONLY));
-    } catch (err) {
-      if (errnoCode(err) !== 'EEXIST') throw err;
-    }
-    for (const path of [file, `${file}-wal`, `${file}-shm`]) {
-      let stat;
-      try {
-        stat = statSync(path);
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT') continue;
-        throw err;
-      }
-      // Not a folder someone named like the database: SQLite will refuse that one itself.
-      if (stat.isFile() && (stat.mode & 0o077) !== 0) chmodSync(path, stat.mode & 0o700);
-    }
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code !== undefined && UNAVAILABLE_ERRNO.has(code)) {
-      throw new PortError('unavailable', 'sqlite', `Cannot open the metadata database ${file} (${code}).`, { cause: err });
-    }
-    throw err;
-  }
-}
 
 const RESERVED: ReserveOutcome = { ok: true };
 
@@ -291,103 +30,47 @@ interface PendingInsert {
 
 /**
  * Echo metadata in one SQLite file (WAL), every statement prepared once. Failures of the
- * database become PortErrors; the try blocks cost nothing while statements succeed.
+ * database become PortErrors; the try blocks cost nothing while statements succeed. The usage
+ * rows and the migration journal live in the same file (usage.ts, journal.ts).
  */
 export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
   readonly name = 'sqlite';
   private readonly file: string;
   private readonly db: Database.Database;
-  private readonly stmt;
+  private readonly stmt: EchoStatements;
+  private readonly usage: SqliteUsage;
+  private readonly journal: SqliteMigrationJournal;
   private readonly pendingInserts: PendingInsert[] = [];
   private readonly insertBatch: { immediate: (batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => void };
   private readonly readyTx: (key: EchoKey, params: Record<string, unknown>) => void;
   private readonly removeTx: (key: EchoKey) => void;
-  private readonly reconcileTx: (userId: string | undefined, fix: boolean) => UsageDrift[];
-  private readonly beginMigrationTx: (row: MigrationRow) => MigrationRow | undefined;
 
   constructor(options: SqliteEchoRepositoryOptions) {
     this.file = options.file;
-    if (options.file !== ':memory:') prepareFile(options.file);
-    let db: Database.Database | undefined;
+    const db = openDatabase(options.file, options.busyTimeoutMs);
+    this.db = db;
     try {
-      // Held from the start: on Node 24 a collected database or statement aborts the process.
-      db = holdUntilExit(new Database(options.file));
-      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
-      // Before anything else writes: a file from a newer version is refused untouched.
-      migrate(db, options.file);
-      // secure_delete: a removed echo's caption, tags and place are overwritten with zeros, not
-      // left in free pages of the file after an erase (it costs a write of the freed bytes).
-      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON');
-      this.db = db;
-      this.stmt = holdUntilExit({
-        // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
-        insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}, reserved_bytes) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)`),
-        usageGet: db.prepare<[string], UsageRow>('SELECT * FROM usage WHERE user_id = ?'),
-        usageForget: db.prepare<[string]>(`DELETE FROM usage WHERE user_id = ? AND echoes = 0 AND bytes_used = 0
-          AND bytes_reserved = 0 AND pending_uploads = 0`),
-        usageAdd: db.prepare<unknown[]>(`INSERT INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)
-          ON CONFLICT (user_id) DO UPDATE SET echoes = echoes + excluded.echoes, bytes_used = bytes_used + excluded.bytes_used,
-          bytes_reserved = bytes_reserved + excluded.bytes_reserved, pending_uploads = pending_uploads + excluded.pending_uploads`),
-        usageSet: db.prepare<unknown[]>(`INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)`),
-        usageAll: db.prepare<[], UsageRow>('SELECT * FROM usage ORDER BY user_id'),
-        actualAll: db.prepare<[], UsageRow>(`${USAGE_FROM_RECORDS} GROUP BY user_id ORDER BY user_id`),
-        actualUser: db.prepare<[string], UsageRow>(`${USAGE_FROM_RECORDS} WHERE user_id = ? GROUP BY user_id`),
-        get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
-        ready: db.prepare(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, emotion = @emotion,
-          tags = @tags, caption = @caption, duration_seconds = @duration_seconds, location_lat = @location_lat,
-          location_lng = @location_lng, audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
-          audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks,
-          verdict = NULL, multipart_upload_id = NULL WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
-        verdict: db.prepare(`UPDATE echoes SET verdict = ? WHERE user_id = ? AND echo_id = ? AND status = 'pending'`),
-        deleting: db.prepare(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
-        remove: db.prepare('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),
-        listBelow: db.prepare<[string, string, string, number], Row>(LIST_BELOW),
-        listUpTo: db.prepare<[string, string, string, number], Row>(LIST_UP_TO),
-        many: db.prepare<[string], Row>(`SELECT e.* FROM json_each(?) AS j
-          JOIN echoes AS e ON e.user_id = j.value ->> 0 AND e.echo_id = j.value ->> 1 ORDER BY j.key`),
-        scanAll: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
-          WHERE (user_id, echo_id) > (?, ?) AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
-          ORDER BY user_id, echo_id LIMIT ?`),
-        scanUser: db.prepare<[string, string, string | null, string | null, number], Row>(`SELECT * FROM echoes
-          WHERE user_id = ? AND echo_id > ? AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))
-          ORDER BY echo_id LIMIT ?`),
-        ping: db.prepare('SELECT 1'),
-        // The source id alone is the key: a second process that lost the race must see the winner's row.
-        migrationInsert: db.prepare<[MigrationRow]>(`INSERT INTO migrations (source_id, user_id, echo_id, s3_key, source_key, source_size,
-          source_modified, source_etag, state, source_deleted_at, updated_at) VALUES (@source_id, @user_id, @echo_id, @s3_key, @source_key,
-          @source_size, @source_modified, @source_etag, @state, @source_deleted_at, @updated_at) ON CONFLICT (source_id) DO NOTHING`),
-        migrationBySource: db.prepare<[string], MigrationRow>('SELECT * FROM migrations WHERE source_id = ?'),
-        migrationGet: db.prepare<[string, string], MigrationRow>('SELECT * FROM migrations WHERE source_id = ? AND user_id = ?'),
-        migrationFinish: db.prepare<[number, string, string]>(`UPDATE migrations SET state = 'done', updated_at = ? WHERE source_id = ? AND user_id = ?`),
-        // The first deletion's time stays: a repeated --delete-source run deleted nothing.
-        migrationSourceDeleted: db.prepare<[number, number, string, string]>(`UPDATE migrations SET source_deleted_at = COALESCE(source_deleted_at, ?),
-          updated_at = ? WHERE source_id = ? AND user_id = ?`),
-        migrationForget: db.prepare<[string, string]>('DELETE FROM migrations WHERE source_id = ? AND user_id = ?'),
-        migrationForgetUser: db.prepare<[string]>('DELETE FROM migrations WHERE user_id = ?'),
-        migrationScanAll: db.prepare<[string, number], MigrationRow>('SELECT * FROM migrations WHERE source_id > ? ORDER BY source_id LIMIT ?'),
-        migrationScanUser: db.prepare<[string, string, number], MigrationRow>(`SELECT * FROM migrations WHERE user_id = ? AND source_id > ?
-          ORDER BY source_id LIMIT ?`),
-      });
+      this.stmt = echoStatements(db);
+      this.usage = new SqliteUsage(db, options.file);
+      this.journal = new SqliteMigrationJournal(db, options.file);
     } catch (err) {
-      if (db?.open) db.close();
+      db.close();
       throw sqliteFailure(err, options.file);
     }
-    const { insert, usageGet, usageAdd, usageSet, get, ready, remove } = this.stmt;
+    const { insert, get, ready, remove } = this.stmt;
+    const usage = this.usage;
     // IMMEDIATE (see createPending): the usage read and the reservation are one step for every process.
     this.insertBatch = db.transaction((batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => {
       for (const { row, reservation } of batch) {
         try {
           const userId = row[0] as string;
-          if (reservation && (reservation.quotaBytes > 0 || reservation.maxPendingUploads > 0)) {
-            const usage = usageFromRow(usageGet.get(userId));
-            const reason = reservationProblem(usage, reservation.bytes, reservation);
-            if (reason) {
-              outcomes.push({ ok: false, reason, usage });
-              continue;
-            }
+          const refusal = usage.refusal(userId, reservation);
+          if (refusal) {
+            outcomes.push({ ok: false, ...refusal });
+            continue;
           }
           insert.run(row);
-          usageAdd.run(userId, 0, 0, row[row.length - 1], 1);
+          usage.reserve(userId, row[row.length - 1] as number);
           outcomes.push(RESERVED);
         } catch (err) {
           // One taken id must not fail the others in the batch; a database that fails (locked,
@@ -401,43 +84,14 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     this.readyTx = db.transaction((key: EchoKey, params: Record<string, unknown>) => {
       const before = get.get(key.userId, key.echoId);
       if (!before || ready.run(params).changes === 0) return;
-      usageAdd.run(...usageDelta(key.userId, before, -1));
-      usageAdd.run(...usageDelta(key.userId, { status: 'ready', file_size: params['file_size'] as number, reserved_bytes: null }, 1));
+      usage.count(key.userId, before, -1);
+      usage.count(key.userId, { status: 'ready', file_size: params['file_size'] as number, reserved_bytes: null }, 1);
     });
     this.removeTx = db.transaction((key: EchoKey) => {
       const before = get.get(key.userId, key.echoId);
       if (!before || remove.run(key.userId, key.echoId).changes === 0) return;
-      usageAdd.run(...usageDelta(key.userId, before, -1));
+      usage.count(key.userId, before, -1);
     });
-    const { migrationInsert, migrationBySource } = this.stmt;
-    // IMMEDIATE: the insert and the read that answers it see no other process's write in between.
-    this.beginMigrationTx = db.transaction((row: MigrationRow) => {
-      migrationInsert.run(row);
-      return migrationBySource.get(row.source_id);
-    }).immediate as (row: MigrationRow) => MigrationRow | undefined;
-    const { usageAll, actualAll, actualUser } = this.stmt;
-    this.reconcileTx = db.transaction((userId: string | undefined, fix: boolean): UsageDrift[] => {
-      const kept = new Map<string, AccountUsage>();
-      const actual = new Map<string, AccountUsage>();
-      if (userId === undefined) {
-        // all(), not iterate(): on Node 24 a statement iterator collected late aborts the process
-        // (its destructor runs after Node's environment is gone). Both maps hold every user anyway.
-        for (const r of usageAll.all()) kept.set(r.user_id, usageFromRow(r));
-        for (const r of actualAll.all()) actual.set(r.user_id, usageFromRow(r));
-      } else {
-        kept.set(userId, usageFromRow(usageGet.get(userId)));
-        actual.set(userId, usageFromRow(actualUser.get(userId)));
-      }
-      const drifts: UsageDrift[] = [];
-      for (const id of new Set([...kept.keys(), ...actual.keys()])) {
-        const k = kept.get(id) ?? NO_USAGE;
-        const a = actual.get(id) ?? NO_USAGE;
-        if (sameUsage(k, a)) continue;
-        drifts.push({ userId: id, kept: k, actual: a });
-        if (fix) usageSet.run(id, a.echoes, a.bytesUsed, a.bytesReserved, a.pendingUploads);
-      }
-      return drifts;
-    }).immediate as (userId: string | undefined, fix: boolean) => UsageDrift[];
   }
 
   /**
@@ -453,31 +107,6 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
       values.push(reservation?.bytes ?? record.declaredSize ?? 0);
       this.pendingInserts.push({ row: values, reservation, resolve, reject });
     });
-  }
-
-  async getUsage(userId: string): Promise<AccountUsage> {
-    try {
-      return usageFromRow(this.stmt.usageGet.get(userId));
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
-  }
-
-  async forgetUsage(userId: string): Promise<boolean> {
-    try {
-      this.stmt.usageForget.run(userId);
-      return this.stmt.usageGet.get(userId) === undefined;
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
-  }
-
-  async reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
-    try {
-      return this.reconcileTx(options.userId, options.fix);
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
   }
 
   private readonly flushInserts = (): void => {
@@ -497,6 +126,18 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     });
   };
 
+  getUsage(userId: string): Promise<AccountUsage> {
+    return this.usage.getUsage(userId);
+  }
+
+  forgetUsage(userId: string): Promise<boolean> {
+    return this.usage.forgetUsage(userId);
+  }
+
+  reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
+    return this.usage.reconcileUsage(options);
+  }
+
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
     let row: Row | undefined;
     try {
@@ -508,20 +149,8 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
   }
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
-    const m = update.metadata;
     try {
-      this.readyTx(key, {
-        user_id: key.userId,
-        echo_id: key.echoId,
-        file_size: update.fileSize,
-        emotion: m.emotion,
-        tags: JSON.stringify(m.tags),
-        caption: m.caption,
-        duration_seconds: m.durationSeconds,
-        location_lat: m.location?.lat ?? null,
-        location_lng: m.location?.lng ?? null,
-        ...audioColumns(update.measured ?? NOT_MEASURED),
-      });
+      this.readyTx(key, readyParams(key, update));
     } catch (err) {
       throw sqliteFailure(err, this.file);
     }
@@ -557,7 +186,7 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     const { sql, params } = listStatement(userId, query);
     let rows: Row[];
     try {
-      rows = (sql === LIST_BELOW ? this.stmt.listBelow : this.stmt.listUpTo).all(...params);
+      rows = this.stmt.list(sql).all(...params);
     } catch (err) {
       throw sqliteFailure(err, this.file);
     }
@@ -598,76 +227,32 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     }
   }
 
-  async getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined> {
-    try {
-      const row = this.stmt.migrationGet.get(ref.sourceId, ref.userId);
-      return row ? migrationFromRow(row) : undefined;
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
+  getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined> {
+    return this.journal.getMigration(ref);
   }
 
-  async beginMigration(entry: MigrationEntry): Promise<MigrationEntry> {
-    try {
-      const row = this.beginMigrationTx(migrationRow(entry));
-      // Only a concurrent forget between insert and read could empty it; inside one transaction, never.
-      if (!row) throw new Error(`The journal entry of ${entry.sourceId} vanished while it was written.`);
-      return migrationFromRow(row);
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
+  beginMigration(entry: MigrationEntry): Promise<MigrationEntry> {
+    return this.journal.beginMigration(entry);
   }
 
-  async finishMigration(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
-    try {
-      this.stmt.migrationFinish.run(at.getTime(), ref.sourceId, ref.userId);
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
-    return this.getMigration(ref);
+  finishMigration(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
+    return this.journal.finishMigration(ref, at);
   }
 
-  async markSourceDeleted(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
-    try {
-      this.stmt.migrationSourceDeleted.run(at.getTime(), at.getTime(), ref.sourceId, ref.userId);
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
-    return this.getMigration(ref);
+  markSourceDeleted(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
+    return this.journal.markSourceDeleted(ref, at);
   }
 
-  async forgetMigration(ref: MigrationRef): Promise<void> {
-    try {
-      this.stmt.migrationForget.run(ref.sourceId, ref.userId);
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
+  forgetMigration(ref: MigrationRef): Promise<void> {
+    return this.journal.forgetMigration(ref);
   }
 
-  async forgetMigrations(userId: string): Promise<number> {
-    try {
-      return this.stmt.migrationForgetUser.run(userId).changes;
-    } catch (err) {
-      throw sqliteFailure(err, this.file);
-    }
+  forgetMigrations(userId: string): Promise<number> {
+    return this.journal.forgetMigrations(userId);
   }
 
-  async *scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
-    let after = LOW;
-    for (;;) {
-      let rows: MigrationRow[];
-      try {
-        rows = options.userId === undefined
-          ? this.stmt.migrationScanAll.all(after, MIGRATION_PAGE)
-          : this.stmt.migrationScanUser.all(options.userId, after, MIGRATION_PAGE);
-      } catch (err) {
-        throw sqliteFailure(err, this.file);
-      }
-      if (rows.length === 0) return;
-      yield rows.map(migrationFromRow);
-      after = (rows[rows.length - 1] as MigrationRow).source_id;
-      if (rows.length < MIGRATION_PAGE) return;
-    }
+  scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+    return this.journal.scanMigrations(options);
   }
 
   async check(): Promise<void> {

@@ -105,7 +105,54 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    description: 'Client metadata (emotion, tags, caption, duration, location) as one JSON object per echo in `metadata`, written and read by metadata/record-codec.ts, so that a new client field needs no schema step; the old columns are copied into it, null fields left out, and dropped.',
+    up(db) {
+      db.exec("ALTER TABLE echoes ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'");
+      copyMetadataColumns(db);
+      db.exec(METADATA_COLUMNS.map((c) => `ALTER TABLE echoes DROP COLUMN ${c};`).join('\n'));
+    },
+  },
 ];
+
+const METADATA_COLUMNS = ['emotion', 'tags', 'caption', 'duration_seconds', 'location_lat', 'location_lng'] as const;
+
+type MetadataColumns = { user_id: string; echo_id: string; tags: string } & Record<Exclude<(typeof METADATA_COLUMNS)[number], 'tags'>, string | number | null>;
+
+const COPY_PAGE = 500;
+
+/**
+ * Step 5's copy, in JavaScript because SQL's json_object() prints a REAL with 15 significant
+ * digits (0.30000000000000004 would be stored as 0.3). Spelled out rather than through the codec:
+ * a step that shipped must keep writing what it wrote, whatever the codec becomes. Page by page
+ * with all(), since a statement iterator aborts the process on Node 24 (lifetime.ts).
+ */
+function copyMetadataColumns(db: Database.Database): void {
+  const page = holdUntilExit(db.prepare<[string, string, number], MetadataColumns>(`SELECT user_id, echo_id, ${METADATA_COLUMNS.join(', ')}
+    FROM echoes WHERE (user_id, echo_id) > (?, ?) ORDER BY user_id, echo_id LIMIT ?`));
+  const set = holdUntilExit(db.prepare<[string, string, string]>('UPDATE echoes SET metadata = ? WHERE user_id = ? AND echo_id = ?'));
+  let after: [string, string] = ['', ''];
+  for (;;) {
+    const rows = page.all(...after, COPY_PAGE);
+    for (const r of rows) {
+      const stored: Record<string, unknown> = {};
+      if (r.emotion !== null) stored['emotion'] = r.emotion;
+      // Text that is not JSON (never written by this code) is kept as it was; the codec reads it as no tags.
+      try {
+        stored['tags'] = JSON.parse(r.tags);
+      } catch {
+        stored['tags'] = r.tags;
+      }
+      if (r.caption !== null) stored['caption'] = r.caption;
+      if (r.duration_seconds !== null) stored['duration_seconds'] = r.duration_seconds;
+      if (r.location_lat !== null && r.location_lng !== null) stored['location'] = { lat: r.location_lat, lng: r.location_lng };
+      set.run(JSON.stringify(stored), r.user_id, r.echo_id);
+    }
+    const last = rows[rows.length - 1];
+    if (last === undefined || rows.length < COPY_PAGE) return;
+    after = [last.user_id, last.echo_id];
+  }
+}
 
 const IS_ECHO = `(status = 'ready' OR (status = 'deleting' AND file_size IS NOT NULL))`;
 
