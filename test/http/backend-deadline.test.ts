@@ -108,7 +108,7 @@ describe.skipIf(!withMoto)('a backend that accepts connections and never answers
       moto.freeze();
       try {
         await expect(store.head('slow/read.bin')).rejects.toSatisfy((err: unknown) =>
-          err instanceof PortError && err.kind === 'unavailable' && /HeadObjectCommand got no answer within 200 ms \(BACKEND_TIMEOUT_MS\)/.test(err.message));
+          err instanceof PortError && err.kind === 'unavailable' && /HeadObjectCommand got no answer within 200 ms \(BACKEND_TIMEOUT_MS; CLI_BACKEND_TIMEOUT_MS in a CLI command\)/.test(err.message));
       } finally {
         moto.thaw();
       }

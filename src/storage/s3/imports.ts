@@ -36,7 +36,7 @@ function importSignal(callTimeoutMs: number | undefined, size: number): AbortSig
 
 function importTimedOut(s3: S3Bucket, err: unknown, signal: AbortSignal | undefined, what: string): unknown {
   if (signal?.aborted !== true) return err;
-  return new PortError('unavailable', 's3', `${what} in ${s3.where} got no answer in time (BACKEND_TIMEOUT_MS plus 0.5 ms per KB); try again.`, { cause: err });
+  return new PortError('unavailable', 's3', `${what} in ${s3.where} got no answer in time (BACKEND_TIMEOUT_MS or, in a CLI command, CLI_BACKEND_TIMEOUT_MS, plus 0.5 ms per KB); try again.`, { cause: err });
 }
 
 async function copyIn(s3: ImportTarget, spec: ImportSpec, from: NonNullable<ImportSpec['copyFrom']>): Promise<void> {

@@ -76,7 +76,7 @@ export function reportPortErrors<I extends object, O extends MetadataBearer>(
         return ms === undefined ? await next(args) : await underDeadline(ms, () => next(args));
       } catch (err) {
         if (err instanceof DeadlineExceeded) {
-          throw new PortError('unavailable', backend, `${where}: ${context.commandName ?? 'a call'} got no answer within ${err.ms} ms (BACKEND_TIMEOUT_MS)`, { cause: err });
+          throw new PortError('unavailable', backend, `${where}: ${context.commandName ?? 'a call'} got no answer within ${err.ms} ms (BACKEND_TIMEOUT_MS; CLI_BACKEND_TIMEOUT_MS in a CLI command)`, { cause: err });
         }
         throw toPortError(err, backend, where, classify);
       }
