@@ -18,7 +18,11 @@ let found = 0;
 if (mode === 'walk') {
   objects = walk(join(dataDir, 'objects')).objects;
 } else {
-  const store = new LocalObjectStore({ rootDir: dataDir, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
+  const store = new LocalObjectStore({
+    rootDir: dataDir,
+    publicBaseUrl: 'http://127.0.0.1:1',
+    secret: randomBytes(32),
+  });
   const repo = new SqliteEchoRepository({ file: join(dataDir, 'echoes.sqlite') });
   const service = new CleanupService({ store, repo });
   if (mode === 'orphans') {
@@ -33,4 +37,6 @@ if (mode === 'walk') {
   await repo.close();
 }
 const ms = performance.now() - started;
-process.stdout.write(`${JSON.stringify({ objects, ms, maxRssMb: process.resourceUsage().maxRSS / 1024, found })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ objects, ms, maxRssMb: process.resourceUsage().maxRSS / 1024, found })}\n`,
+);

@@ -7,14 +7,27 @@ const SRC = join(dirname(new URL(import.meta.url).pathname), '..', 'src');
 
 /** Adapters: each wraps one SDK or one medium. A path prefix names one adapter. */
 const ADAPTERS = [
-  'storage/local/', 'storage/s3/', 'storage/legacy/', 'storage/cloudfront-playback.ts',
-  'metadata/sqlite/', 'metadata/dynamodb/',
-  'audio/ffmpeg/', 'audio/header-probe.ts',
-  'metrics/prometheus.ts', 'metrics/emf.ts',
+  'storage/local/',
+  'storage/s3/',
+  'storage/legacy/',
+  'storage/cloudfront-playback.ts',
+  'metadata/sqlite/',
+  'metadata/dynamodb/',
+  'audio/ffmpeg/',
+  'audio/header-probe.ts',
+  'metrics/prometheus.ts',
+  'metrics/emf.ts',
   'auth/secrets-manager.ts',
 ];
 /** The ports, and the pure modules that belong with them (shared by a port's adapters or its callers). */
-const PORT_MODULES = ['storage/port.ts', 'metadata/port.ts', 'metadata/record-codec.ts', 'audio/port.ts', 'audio/sniffer.ts', 'metrics/port.ts'];
+const PORT_MODULES = [
+  'storage/port.ts',
+  'metadata/port.ts',
+  'metadata/record-codec.ts',
+  'audio/port.ts',
+  'audio/sniffer.ts',
+  'metrics/port.ts',
+];
 /**
  * The library's public entry points re-export adapters for code that embeds echoes-storage.
  * `cli/setup` creates the DynamoDB table the DynamoDB adapter defines, so it reads that definition.
@@ -32,8 +45,10 @@ function layerOf(path) {
 function problem(from, toPath) {
   const f = layerOf(from);
   const t = layerOf(toPath);
-  if (f.layer === 'domain' && t.layer !== 'domain') return 'the domain imports nothing of the project outside src/domain';
-  if (f.layer === 'port' && !['domain', 'port'].includes(t.layer)) return 'a port imports only the domain and other ports';
+  if (f.layer === 'domain' && t.layer !== 'domain')
+    return 'the domain imports nothing of the project outside src/domain';
+  if (f.layer === 'port' && !['domain', 'port'].includes(t.layer))
+    return 'a port imports only the domain and other ports';
   if (f.layer === 'services' && !['domain', 'port', 'services', 'support'].includes(t.layer)) {
     return 'services import only the domain, the ports, src/support and other services';
   }
@@ -43,27 +58,44 @@ function problem(from, toPath) {
   if (f.layer === 'adapter' && ['app', 'http', 'cli', 'entry', 'services'].includes(t.layer)) {
     return 'an adapter imports only the domain, the ports, src/support and its own folder';
   }
-  if (['http', 'cli', 'entry'].includes(f.layer) && t.layer === 'adapter' && !MAY_REACH_ADAPTERS.includes(from) && !(from.startsWith('cli/setup/') && CLI_SETUP_READS.includes(toPath))) {
+  if (
+    ['http', 'cli', 'entry'].includes(f.layer) &&
+    t.layer === 'adapter' &&
+    !MAY_REACH_ADAPTERS.includes(from) &&
+    !(from.startsWith('cli/setup/') && CLI_SETUP_READS.includes(toPath))
+  ) {
     return `${f.layer} reaches adapters only through src/app/compose.ts`;
   }
-  if (f.layer === 'client' && !['client', 'domain', 'wire'].includes(t.layer)) return 'the browser client imports only client, domain and wire (it ships to browsers)';
+  if (f.layer === 'client' && !['client', 'domain', 'wire'].includes(t.layer))
+    return 'the browser client imports only client, domain and wire (it ships to browsers)';
   return undefined;
 }
 
 const direction = {
-  meta: { type: 'problem', docs: { description: 'Keep the dependency direction of src/ (docs/architecture.md)' }, schema: [] },
+  meta: {
+    type: 'problem',
+    docs: { description: 'Keep the dependency direction of src/ (docs/architecture.md)' },
+    schema: [],
+  },
   create(context) {
     const file = relative(SRC, context.filename).split(sep).join('/');
     if (file.startsWith('..')) return {};
     function check(node) {
       const spec = node.source?.value;
       if (typeof spec !== 'string' || !spec.startsWith('.')) return;
-      const target = relative(SRC, join(dirname(context.filename), spec)).split(sep).join('/');
+      const target = relative(SRC, join(dirname(context.filename), spec))
+        .split(sep)
+        .join('/');
       if (target.startsWith('..')) return;
       const why = problem(file, target.replace(/\.js$/, '.ts'));
       if (why) context.report({ node: node.source, message: `${spec}: ${why}.` });
     }
-    return { ImportDeclaration: check, ExportNamedDeclaration: check, ExportAllDeclaration: check, ImportExpression: check };
+    return {
+      ImportDeclaration: check,
+      ExportNamedDeclaration: check,
+      ExportAllDeclaration: check,
+      ImportExpression: check,
+    };
   },
 };
 

@@ -17,6 +17,8 @@ for (const dir of ['src', 'web']) {
   }
 }
 if (tooLong.length > 0) {
-  console.error(`Files over ${MAX_LINES} lines; split each by responsibility:\n  ${tooLong.join('\n  ')}`);
+  console.error(
+    `Files over ${MAX_LINES} lines; split each by responsibility:\n  ${tooLong.join('\n  ')}`,
+  );
   process.exit(1);
 }

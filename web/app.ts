@@ -30,7 +30,12 @@ ui.devForm.addEventListener('submit', (event) => {
       say(`Signed in as ${user_id} with a dev token (valid 24 h).`);
     } catch (err) {
       if (isApiError(err) && err.status === 404) {
-        showError(new Error('this API does not hand out dev tokens (it uses an identity provider). Paste a token under "Paste a token".'), 'Getting a token');
+        showError(
+          new Error(
+            'this API does not hand out dev tokens (it uses an identity provider). Paste a token under "Paste a token".',
+          ),
+          'Getting a token',
+        );
       } else {
         showError(err, 'Getting a token');
       }
@@ -71,7 +76,10 @@ ui.uploadForm.addEventListener('submit', (event) => {
   event.preventDefault();
   void uploadTake();
 });
-ui.refresh.addEventListener('click', () => void loadEchoes(true).then(() => say('List refreshed.')));
+ui.refresh.addEventListener(
+  'click',
+  () => void loadEchoes(true).then(() => say('List refreshed.')),
+);
 ui.more.addEventListener('click', () => void loadEchoes(false));
 
 watchPolicy(explainErrorAgain);

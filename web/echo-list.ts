@@ -8,7 +8,9 @@ import { formatMeasured, waveformSvg } from './waveform.ts';
 let nextCursor: string | null = null;
 
 function describeDate(iso: string): string {
-  return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
+  return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(
+    new Date(iso),
+  );
 }
 
 function chip(text: string, extra = ''): HTMLSpanElement {
@@ -51,7 +53,12 @@ export function renderEcho(echo: Echo): HTMLLIElement {
   let waveform: Element;
   if (echo.waveform) {
     const length = measured === null ? '' : `, ${formatMeasured(measured)}`;
-    waveform = waveformSvg(echo.waveform, audio, measured, `Waveform of the echo from ${when}${length}. Click to play from there.`);
+    waveform = waveformSvg(
+      echo.waveform,
+      audio,
+      measured,
+      `Waveform of the echo from ${when}${length}. Click to play from there.`,
+    );
   } else {
     waveform = document.createElement('p');
     waveform.className = 'muted no-waveform';
@@ -95,7 +102,10 @@ export async function loadEchoes(reset: boolean): Promise<void> {
   if (!state.client.token) return;
   clearError();
   try {
-    const page = await state.client.listEchoes({ limit: 20, ...(!reset && nextCursor ? { cursor: nextCursor } : {}) });
+    const page = await state.client.listEchoes({
+      limit: 20,
+      ...(!reset && nextCursor ? { cursor: nextCursor } : {}),
+    });
     if (reset) ui.list.replaceChildren();
     ui.list.append(...page.echoes.map(renderEcho));
     nextCursor = page.next_cursor;

@@ -52,7 +52,8 @@ export function clearError(): void {
 /** Turns any failure into one sentence that says what to do next. */
 function explain(err: unknown, during: string): string {
   const client = state.client;
-  if (!isApiError(err)) return `${during} failed: ${err instanceof Error ? err.message : String(err)}`;
+  if (!isApiError(err))
+    return `${during} failed: ${err instanceof Error ? err.message : String(err)}`;
   const refused = err.status === 0 ? refusedByPolicy(err.url) : undefined;
   if (refused !== undefined) {
     return err.url.startsWith(client.baseUrl)
@@ -60,10 +61,13 @@ function explain(err: unknown, during: string): string {
       : `${during} failed: this page may not reach the storage at ${refused}; the server's page policy leaves it out (tell its operator).`;
   }
   if (err.status === 0) {
-    const where = err.url.startsWith(client.baseUrl) ? `the API at ${client.baseUrl}` : 'the storage URL';
+    const where = err.url.startsWith(client.baseUrl)
+      ? `the API at ${client.baseUrl}`
+      : 'the storage URL';
     return `${during} failed: cannot reach ${where}. Check that it is running and that its CORS settings allow ${location.origin}.`;
   }
-  if (err.status === 401) return `${during} failed: the token was refused (${err.message}) Get a new token above.`;
+  if (err.status === 401)
+    return `${during} failed: the token was refused (${err.message}) Get a new token above.`;
   return `${during} failed: ${err.message} (${err.code})`;
 }
 
@@ -85,7 +89,9 @@ export function refreshControls(): void {
   ui.record.disabled = !signedIn || busy || !recordingSupported();
   ui.file.disabled = !signedIn || busy || recorder.recording;
   ui.upload.disabled = !signedIn || busy || !take || recorder.recording;
-  ui.upload.textContent = unfinished !== undefined && unfinished.take === take ? 'Resume upload' : 'Upload echo';
+  ui.upload.textContent =
+    unfinished !== undefined && unfinished.take === take ? 'Resume upload' : 'Upload echo';
   ui.refresh.disabled = !signedIn || busy;
-  if (!recordingSupported()) ui.record.title = 'This browser cannot record audio; choose a file instead.';
+  if (!recordingSupported())
+    ui.record.title = 'This browser cannot record audio; choose a file instead.';
 }

@@ -43,7 +43,12 @@ export async function toggleRecording(): Promise<void> {
       await recorder.start();
     } catch (err) {
       const denied = err instanceof DOMException && err.name === 'NotAllowedError';
-      showError(denied ? new Error('the microphone is blocked. Allow it in the address bar, or choose a file.') : err, 'Recording');
+      showError(
+        denied
+          ? new Error('the microphone is blocked. Allow it in the address bar, or choose a file.')
+          : err,
+        'Recording',
+      );
       return;
     }
     ui.record.setAttribute('aria-pressed', 'true');
@@ -61,11 +66,21 @@ export async function toggleRecording(): Promise<void> {
   setRecordLabel('Record again');
   const format = uploadFormat(recording.mimeType);
   if (!format) {
-    showError(new Error(`this browser records ${recording.mimeType}, which the API does not store. Choose a file instead.`), 'Recording');
+    showError(
+      new Error(
+        `this browser records ${recording.mimeType}, which the API does not store. Choose a file instead.`,
+      ),
+      'Recording',
+    );
     refreshControls();
     return;
   }
-  setTake({ blob: recording.blob, format, seconds: Math.round(recording.seconds * 100) / 100, label: 'Recording' });
+  setTake({
+    blob: recording.blob,
+    format,
+    seconds: Math.round(recording.seconds * 100) / 100,
+    label: 'Recording',
+  });
   say(`Recorded ${formatSeconds(recording.seconds)}. Set emotion and tags, then upload.`);
 }
 
@@ -76,7 +91,10 @@ export function chooseFile(): void {
   const format = uploadFormat(file.type, file.name);
   if (!format) {
     setTake(undefined);
-    showError(new Error(`"${file.name}" is not a supported audio file. Use ${SUPPORTED}.`), 'Choosing a file');
+    showError(
+      new Error(`"${file.name}" is not a supported audio file. Use ${SUPPORTED}.`),
+      'Choosing a file',
+    );
     return;
   }
   setTake({ blob: file, format, seconds: null, label: file.name });

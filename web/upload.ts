@@ -8,7 +8,10 @@ import { setRecordLabel, setTake } from './take.ts';
 const MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024;
 
 function parseTags(raw: string): string[] {
-  const tags = raw.split(',').map((t) => t.trim().slice(0, 64)).filter(Boolean);
+  const tags = raw
+    .split(',')
+    .map((t) => t.trim().slice(0, 64))
+    .filter(Boolean);
   return [...new Set(tags)].slice(0, 20);
 }
 
@@ -32,16 +35,24 @@ export async function uploadTake(): Promise<void> {
       const resuming = state.unfinished?.take === current;
       say(resuming ? 'Resuming the upload where it stopped…' : 'Preparing the upload…');
       const checksum = resuming ? null : await sha256Base64(current.blob);
-      const ticket = state.unfinished?.take === current ? state.unfinished.ticket : await state.client.startMultipart({
-        file_extension: current.format.extension,
-        content_type: current.format.contentType,
-        file_size: current.blob.size,
-        ...(checksum ? { checksum_sha256: checksum } : {}),
-      });
+      const ticket =
+        state.unfinished?.take === current
+          ? state.unfinished.ticket
+          : await state.client.startMultipart({
+              file_extension: current.format.extension,
+              content_type: current.format.contentType,
+              file_size: current.blob.size,
+              ...(checksum ? { checksum_sha256: checksum } : {}),
+            });
       state.unfinished = { take: current, ticket };
       say(`Uploading in ${ticket.part_count} parts…`);
       await state.client.uploadParts(ticket, current.blob, {
-        onProgress: (p) => showProgress(p.stored, p.total, ` · part ${Math.min(p.partsDone + 1, p.partCount)} of ${p.partCount}`),
+        onProgress: (p) =>
+          showProgress(
+            p.stored,
+            p.total,
+            ` · part ${Math.min(p.partsDone + 1, p.partCount)} of ${p.partCount}`,
+          ),
       });
       state.unfinished = undefined;
       echoId = ticket.echo_id;
@@ -76,7 +87,10 @@ export async function uploadTake(): Promise<void> {
     say('Echo uploaded.');
   } catch (err) {
     showError(err, 'Uploading');
-    if (state.unfinished?.take === current) say('The upload stopped. Press "Resume upload": the parts already stored are not sent again.');
+    if (state.unfinished?.take === current)
+      say(
+        'The upload stopped. Press "Resume upload": the parts already stored are not sent again.',
+      );
   } finally {
     state.busy = false;
     ui.progress.hidden = true;

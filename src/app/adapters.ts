@@ -38,7 +38,8 @@ export interface BackendOptions {
   readonly callTimeoutMs?: number | undefined;
 }
 
-const HEADERS_ONLY = 'off (music-metadata reads container headers only: no duration for MediaRecorder webm, no waveform)';
+const HEADERS_ONLY =
+  'off (music-metadata reads container headers only: no duration for MediaRecorder webm, no waveform)';
 
 /**
  * ffmpeg when it runs; the container headers otherwise, but only where that was asked for
@@ -49,7 +50,10 @@ export interface AudioDecoderOptions {
   readonly soleUser?: boolean;
 }
 
-export async function createAudioDecoder(config: Config, options: AudioDecoderOptions = {}): Promise<AudioDecoder> {
+export async function createAudioDecoder(
+  config: Config,
+  options: AudioDecoderOptions = {},
+): Promise<AudioDecoder> {
   const audio = config.audio;
   const headersOnly = async (warning?: string): Promise<AudioDecoder> => {
     const { HeaderAudioProbe } = await import('../audio/header-probe.ts');
@@ -61,11 +65,16 @@ export async function createAudioDecoder(config: Config, options: AudioDecoderOp
   if (version === undefined) {
     const missing = `ffmpeg does not run here (FFMPEG_PATH=${audio.ffmpegPath})`;
     const install = 'install it (Debian: apt-get install ffmpeg) or point FFMPEG_PATH at it';
-    if (audio.decode === 'on') throw new CompositionError(`AUDIO_DECODE=on but ${missing}: ${install}.`);
+    if (audio.decode === 'on')
+      throw new CompositionError(`AUDIO_DECODE=on but ${missing}: ${install}.`);
     if (config.production) {
-      throw new CompositionError(`NODE_ENV=production needs an audio decoder, but ${missing}: ${install}, or set AUDIO_DECODE=off to accept uploads on their headers alone.`);
+      throw new CompositionError(
+        `NODE_ENV=production needs an audio decoder, but ${missing}: ${install}, or set AUDIO_DECODE=off to accept uploads on their headers alone.`,
+      );
     }
-    return headersOnly(`Audio decoding is off: ${missing}. Uploads are checked by their headers only; ${install} to decode them.`);
+    return headersOnly(
+      `Audio decoding is off: ${missing}. Uploads are checked by their headers only; ${install} to decode them.`,
+    );
   }
   await FfmpegAudioProbe.sweepSpools();
   const probe = new FfmpegAudioProbe({
@@ -76,16 +85,25 @@ export async function createAudioDecoder(config: Config, options: AudioDecoderOp
     queuePerUser: options.soleUser === true ? Number.MAX_SAFE_INTEGER : audio.queuePerUser,
     timeoutMs: audio.timeoutSeconds * 1000,
   });
-  return { probe, description: version.replace(/^ffmpeg version /, 'ffmpeg ').replace(/ Copyright.*$/, '') };
+  return {
+    probe,
+    description: version.replace(/^ffmpeg version /, 'ffmpeg ').replace(/ Copyright.*$/, ''),
+  };
 }
 
 /** The configured object store. */
-export async function createObjectStore(config: Config, options: BackendOptions = {}): Promise<ObjectStore> {
+export async function createObjectStore(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<ObjectStore> {
   return (await openObjectStore(config, options)).store;
 }
 
 /** The store and the routes it brings to the app. */
-export async function openObjectStore(config: Config, options: BackendOptions = {}): Promise<{ store: ObjectStore; plugins: AppPlugin[] }> {
+export async function openObjectStore(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<{ store: ObjectStore; plugins: AppPlugin[] }> {
   if (config.storageBackend === 's3') {
     const { S3ObjectStore } = await import('../storage/s3/store.ts');
     const store = new S3ObjectStore({
@@ -107,7 +125,12 @@ export async function openObjectStore(config: Config, options: BackendOptions = 
     publicBaseUrl: config.publicBaseUrl,
     secret: loadOrCreateSecret(join(config.dataDir, 'storage-url-secret')),
   });
-  return { store, plugins: [localStorageRoutes(store, { idleTimeoutMs: config.requestIdleTimeoutSeconds * 1000 })] };
+  return {
+    store,
+    plugins: [
+      localStorageRoutes(store, { idleTimeoutMs: config.requestIdleTimeoutSeconds * 1000 }),
+    ],
+  };
 }
 
 /**
@@ -117,9 +140,13 @@ export async function openObjectStore(config: Config, options: BackendOptions = 
 export async function openPlaybackStore(config: Config, store: ObjectStore): Promise<ObjectStore> {
   const cdn = config.cdn;
   if (cdn === undefined) return store;
-  const privateKey = cdn.privateKey ?? await readCdnPrivateKeySecret(config, cdn);
+  const privateKey = cdn.privateKey ?? (await readCdnPrivateKeySecret(config, cdn));
   const { CloudFrontPlaybackStore } = await import('../storage/cloudfront-playback.ts');
-  return new CloudFrontPlaybackStore(store, { domain: cdn.domain, keyPairId: cdn.keyPairId, privateKey });
+  return new CloudFrontPlaybackStore(store, {
+    domain: cdn.domain,
+    keyPairId: cdn.keyPairId,
+    privateKey,
+  });
 }
 
 async function readCdnPrivateKeySecret(config: Config, cdn: CdnConfig): Promise<string> {
@@ -127,20 +154,30 @@ async function readCdnPrivateKeySecret(config: Config, cdn: CdnConfig): Promise<
   const { readSecretString, SecretReadError } = await import('../auth/secrets-manager.ts');
   let value: string;
   try {
-    value = await readSecretString(secretId, { region: config.s3.region, endpoint: config.s3.endpoint, profile: config.s3.profile });
+    value = await readSecretString(secretId, {
+      region: config.s3.region,
+      endpoint: config.s3.endpoint,
+      profile: config.s3.profile,
+    });
   } catch (err) {
-    if (err instanceof SecretReadError) throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: ${err.message}.`);
+    if (err instanceof SecretReadError)
+      throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: ${err.message}.`);
     throw err;
   }
   const pem = unescapePem(value.trim());
   const problem = privateKeyProblem(pem);
   if (problem !== undefined) {
-    throw new CompositionError(`CDN_PRIVATE_KEY_SECRET: the SecretString of "${secretId}" cannot sign: ${problem}. Store the PEM of the key pair's private key in it.`);
+    throw new CompositionError(
+      `CDN_PRIVATE_KEY_SECRET: the SecretString of "${secretId}" cannot sign: ${problem}. Store the PEM of the key pair's private key in it.`,
+    );
   }
   return pem;
 }
 
-export async function createEchoRepository(config: Config, options: BackendOptions = {}): Promise<EchoRepository> {
+export async function createEchoRepository(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<EchoRepository> {
   if (config.metadataBackend === 'dynamodb') {
     const { DynamoEchoRepository } = await import('../metadata/dynamodb/repository.ts');
     return new DynamoEchoRepository({
@@ -178,7 +215,9 @@ export async function createLegacyBucket(
       await store.check();
     } catch (err) {
       await store.close();
-      throw new Error(`cannot read the source bucket ${bucket}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(
+        `cannot read the source bucket ${bucket}: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
   const { BucketLegacySource } = await import('../storage/legacy/bucket.ts');

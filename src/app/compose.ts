@@ -1,6 +1,11 @@
 import { TokenVerifier } from '../auth/tokens.ts';
 import type { Config } from './config.ts';
-import { takesImports, takesMultipart, type LegacySource, type ObjectStore } from '../storage/port.ts';
+import {
+  takesImports,
+  takesMultipart,
+  type LegacySource,
+  type ObjectStore,
+} from '../storage/port.ts';
 import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
 import { MultipartService } from '../services/multipart.ts';
 import { EchoService } from '../services/echoes.ts';
@@ -13,13 +18,28 @@ import type { ServiceDeps } from '../services/deps.ts';
 import { exportedEchoJson } from '../http/views.ts';
 import { createMetrics, type MetricsSetup } from '../metrics/setup.ts';
 import {
-  createAudioDecoder, createEchoRepository, createLegacyBucket, createLegacyFolder, createObjectStore, openObjectStore, openPlaybackStore,
-  type AppPlugin, type AudioDecoder, type BackendOptions,
+  createAudioDecoder,
+  createEchoRepository,
+  createLegacyBucket,
+  createLegacyFolder,
+  createObjectStore,
+  openObjectStore,
+  openPlaybackStore,
+  type AppPlugin,
+  type AudioDecoder,
+  type BackendOptions,
 } from './adapters.ts';
 
 export {
-  CompositionError, createAudioDecoder, createEchoRepository, createObjectStore, openPlaybackStore,
-  type AppPlugin, type AudioDecoder, type AudioDecoderOptions, type BackendOptions,
+  CompositionError,
+  createAudioDecoder,
+  createEchoRepository,
+  createObjectStore,
+  openPlaybackStore,
+  type AppPlugin,
+  type AudioDecoder,
+  type AudioDecoderOptions,
+  type BackendOptions,
 } from './adapters.ts';
 
 /**
@@ -79,7 +99,10 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
   }
-  const metrics = await createMetrics(config, { prometheus: config.metrics.prometheus, server: options.server ?? true });
+  const metrics = await createMetrics(config, {
+    prometheus: config.metrics.prometheus,
+    server: options.server ?? true,
+  });
   const deps: ServiceDeps = { store, repo, metrics: metrics.recorder, clock: () => new Date() };
   const uploads = new UploadService(deps, {
     maxAudioFileSize: config.maxAudioFileSize,
@@ -89,18 +112,32 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     allowUnsizedUploads: config.allowUnsizedUploads,
   });
   // Only playback goes through the CDN; uploads, erasure, export and cleanup stay on the store.
-  const echoes = new EchoService({ ...deps, store: playback, probe: audio.probe }, echoSettings(config));
+  const echoes = new EchoService(
+    { ...deps, store: playback, probe: audio.probe },
+    echoSettings(config),
+  );
   const multipart = takesMultipart(store)
-    ? new MultipartService({ ...deps, store }, {
-      maxAudioFileSize: config.maxAudioFileSize,
-      urlExpiresInSeconds: config.presignedUrlExpiration,
-      multipartExpiresInSeconds: MULTIPART_EXPIRES_IN_SECONDS,
-      quotaBytes: config.quotaBytes,
-      maxPendingUploads: config.maxPendingUploads,
-    })
+    ? new MultipartService(
+        { ...deps, store },
+        {
+          maxAudioFileSize: config.maxAudioFileSize,
+          urlExpiresInSeconds: config.presignedUrlExpiration,
+          multipartExpiresInSeconds: MULTIPART_EXPIRES_IN_SECONDS,
+          quotaBytes: config.quotaBytes,
+          maxPendingUploads: config.maxPendingUploads,
+        },
+      )
     : undefined;
   return {
-    config, store, storagePlugins, repo, uploads, echoes, multipart, audio, metrics,
+    config,
+    store,
+    storagePlugins,
+    repo,
+    uploads,
+    echoes,
+    multipart,
+    audio,
+    metrics,
     ...lifecycleServices(deps),
     async close() {
       await Promise.allSettled([metrics.close(), store.close(), repo.close()]);
@@ -108,7 +145,11 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   };
 }
 
-function lifecycleServices(deps: ServiceDeps): { erase: EraseService; cleanup: CleanupService; exporter: ExportService } {
+function lifecycleServices(deps: ServiceDeps): {
+  erase: EraseService;
+  cleanup: CleanupService;
+  exporter: ExportService;
+} {
   return {
     erase: new EraseService(deps),
     cleanup: new CleanupService(deps),
@@ -124,7 +165,9 @@ export function createTokenVerifier(config: Config): TokenVerifier {
  * An operator's job waits on a busy backend as an operator would (CLI_BACKEND_TIMEOUT_MS), not
  * as an API request does (BACKEND_TIMEOUT_MS, 1 s by default, after which a client retries).
  */
-const operatorDeadline = (config: Config): BackendOptions => ({ callTimeoutMs: config.cliBackendTimeoutMs });
+const operatorDeadline = (config: Config): BackendOptions => ({
+  callTimeoutMs: config.cliBackendTimeoutMs,
+});
 
 /** What an operator's job (a CLI command) runs on: the configured backends, checked, and its services. */
 export interface JobComposition {
@@ -147,7 +190,9 @@ export interface JobOptions {
 }
 
 /** The configured store and repository, checked: a job never starts on a backend that does not answer. */
-async function openJobBackends(config: Config): Promise<{ store: ObjectStore; repo: EchoRepository; backends: string; close(): Promise<void> }> {
+async function openJobBackends(
+  config: Config,
+): Promise<{ store: ObjectStore; repo: EchoRepository; backends: string; close(): Promise<void> }> {
   const store = await createObjectStore(config, operatorDeadline(config));
   const repo = await createEchoRepository(config, operatorDeadline(config));
   const close = async (): Promise<void> => {
@@ -155,8 +200,20 @@ async function openJobBackends(config: Config): Promise<{ store: ObjectStore; re
   };
   const problems: string[] = [];
   await Promise.all([
-    store.check().catch((err: unknown) => problems.push(`storage (${store.name}): ${err instanceof Error ? err.message : String(err)}`)),
-    repo.check().catch((err: unknown) => problems.push(`metadata (${repo.name}): ${err instanceof Error ? err.message : String(err)}`)),
+    store
+      .check()
+      .catch((err: unknown) =>
+        problems.push(
+          `storage (${store.name}): ${err instanceof Error ? err.message : String(err)}`,
+        ),
+      ),
+    repo
+      .check()
+      .catch((err: unknown) =>
+        problems.push(
+          `metadata (${repo.name}): ${err instanceof Error ? err.message : String(err)}`,
+        ),
+      ),
   ]);
   if (problems.length > 0) {
     await close();
@@ -165,17 +222,27 @@ async function openJobBackends(config: Config): Promise<{ store: ObjectStore; re
   return { store, repo, backends: `${store.name} + ${repo.name}`, close };
 }
 
-export async function composeJob(config: Config, options: JobOptions = {}): Promise<JobComposition> {
+export async function composeJob(
+  config: Config,
+  options: JobOptions = {},
+): Promise<JobComposition> {
   const { store, repo, backends, close } = await openJobBackends(config);
   let metrics: MetricsSetup;
   try {
-    metrics = await createMetrics(config, { prometheus: options.prometheus === true, server: false });
+    metrics = await createMetrics(config, {
+      prometheus: options.prometheus === true,
+      server: false,
+    });
   } catch (err) {
     await close();
     throw err;
   }
   return {
-    config, store, repo, backends, metrics,
+    config,
+    store,
+    repo,
+    backends,
+    metrics,
     ...lifecycleServices({ store, repo, metrics: metrics.recorder }),
     async close() {
       try {
@@ -199,18 +266,25 @@ export interface MigrationJob {
  * The store, journal and checks of a migration, wired as the API wires uploads. `checks: false`
  * (verify --against-source, which only compares bytes) needs no decoder, so no ffmpeg either.
  */
-export async function composeMigration(config: Config, options: { checks?: boolean } = {}): Promise<MigrationJob> {
+export async function composeMigration(
+  config: Config,
+  options: { checks?: boolean } = {},
+): Promise<MigrationJob> {
   const { store, repo, backends, close } = await openJobBackends(config);
   if (!takesImports(store) || !keepsMigrationJournal(repo)) {
     await close();
     throw new Error(`${backends} cannot take migrated objects.`);
   }
   try {
-    const audio = options.checks === false
-      ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } })
-      : await createAudioDecoder(config, { soleUser: true });
+    const audio =
+      options.checks === false
+        ? await createAudioDecoder({ ...config, audio: { ...config.audio, decode: 'off' } })
+        : await createAudioDecoder(config, { soleUser: true });
     const echoes = new EchoService({ store, repo, probe: audio.probe }, echoSettings(config));
-    const service = new MigrationService({ store, repo, echoes }, { maxAudioFileSize: config.maxAudioFileSize });
+    const service = new MigrationService(
+      { store, repo, echoes },
+      { maxAudioFileSize: config.maxAudioFileSize },
+    );
     return { service, backends, decoder: audio.description, close };
   } catch (err) {
     await close();
@@ -224,6 +298,13 @@ export function openLegacyFolder(dir: string): Promise<LegacySource> {
 }
 
 /** Legacy objects in a bucket (`migrate --source-bucket`), with the operator's deadline; `check` refuses one that cannot be read. */
-export function openLegacyBucket(config: Config, location: { bucket: string; prefix: string }, options: { check?: boolean } = {}): Promise<LegacySource> {
-  return createLegacyBucket(config, location, { ...operatorDeadline(config), check: options.check });
+export function openLegacyBucket(
+  config: Config,
+  location: { bucket: string; prefix: string },
+  options: { check?: boolean } = {},
+): Promise<LegacySource> {
+  return createLegacyBucket(config, location, {
+    ...operatorDeadline(config),
+    check: options.check,
+  });
 }

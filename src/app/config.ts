@@ -138,7 +138,8 @@ export function privateKeyProblem(pem: string): string | undefined {
     const type = key.asymmetricKeyType ?? 'unknown';
     // CloudFront also takes ECDSA P-256 keys, but the URLs here are signed RSA-SHA1 (the signer's
     // default, the one the tests verify), which an EC key cannot make.
-    if (type !== 'rsa') return `it is not an RSA key (type ${type}), and these URLs are signed with RSA (2048 bits)`;
+    if (type !== 'rsa')
+      return `it is not an RSA key (type ${type}), and these URLs are signed with RSA (2048 bits)`;
     return undefined;
   } catch (err) {
     const reason = (err instanceof Error ? errnoCode(err) : undefined) ?? 'unreadable';
@@ -151,10 +152,20 @@ export function unescapePem(value: string): string {
   return value.includes('\\n') ? value.replace(/\\n/g, '\n') : value;
 }
 
-const CDN_VARIABLES = ['CDN_DOMAIN', 'CDN_KEY_PAIR_ID', 'CDN_PRIVATE_KEY', 'CDN_PRIVATE_KEY_SECRET'] as const;
-const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+const CDN_VARIABLES = [
+  'CDN_DOMAIN',
+  'CDN_KEY_PAIR_ID',
+  'CDN_PRIVATE_KEY',
+  'CDN_PRIVATE_KEY_SECRET',
+] as const;
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
 
-function loadCdnConfig(str: (name: string) => string | undefined, storageBackend: 'local' | 's3', problems: string[]): CdnConfig | undefined {
+function loadCdnConfig(
+  str: (name: string) => string | undefined,
+  storageBackend: 'local' | 's3',
+  problems: string[],
+): CdnConfig | undefined {
   if (CDN_VARIABLES.every((name) => str(name) === undefined)) return undefined;
   const before = problems.length;
   const domain = str('CDN_DOMAIN');
@@ -164,20 +175,36 @@ function loadCdnConfig(str: (name: string) => string | undefined, storageBackend
   const missing: string[] = [];
   if (domain === undefined) missing.push('CDN_DOMAIN');
   if (keyPairId === undefined) missing.push('CDN_KEY_PAIR_ID');
-  if (privateKeyRaw === undefined && privateKeySecret === undefined) missing.push('CDN_PRIVATE_KEY or CDN_PRIVATE_KEY_SECRET');
-  if (missing.length > 0) problems.push(`CloudFront playback needs ${missing.join(', ')} as well (set all of them, or none of CDN_*).`);
-  if (privateKeyRaw !== undefined && privateKeySecret !== undefined) problems.push('Set CDN_PRIVATE_KEY or CDN_PRIVATE_KEY_SECRET, not both.');
+  if (privateKeyRaw === undefined && privateKeySecret === undefined)
+    missing.push('CDN_PRIVATE_KEY or CDN_PRIVATE_KEY_SECRET');
+  if (missing.length > 0)
+    problems.push(
+      `CloudFront playback needs ${missing.join(', ')} as well (set all of them, or none of CDN_*).`,
+    );
+  if (privateKeyRaw !== undefined && privateKeySecret !== undefined)
+    problems.push('Set CDN_PRIVATE_KEY or CDN_PRIVATE_KEY_SECRET, not both.');
   if (domain !== undefined && !HOST_NAME.test(domain)) {
-    problems.push(domain.includes('://') || domain.includes('/')
-      ? `CDN_DOMAIN="${domain}" must be the bare host name, e.g. d111111abcdef8.cloudfront.net: leave out https:// and any path.`
-      : `CDN_DOMAIN="${domain}" is not a host name such as d111111abcdef8.cloudfront.net.`);
+    problems.push(
+      domain.includes('://') || domain.includes('/')
+        ? `CDN_DOMAIN="${domain}" must be the bare host name, e.g. d111111abcdef8.cloudfront.net: leave out https:// and any path.`
+        : `CDN_DOMAIN="${domain}" is not a host name such as d111111abcdef8.cloudfront.net.`,
+    );
   }
-  if (keyPairId !== undefined && !/^[A-Z0-9]{1,64}$/.test(keyPairId)) problems.push(`CDN_KEY_PAIR_ID="${keyPairId}" must be a CloudFront public key id such as K2JCJMDEHXQW5F.`);
+  if (keyPairId !== undefined && !/^[A-Z0-9]{1,64}$/.test(keyPairId))
+    problems.push(
+      `CDN_KEY_PAIR_ID="${keyPairId}" must be a CloudFront public key id such as K2JCJMDEHXQW5F.`,
+    );
   const privateKey = privateKeyRaw === undefined ? undefined : unescapePem(privateKeyRaw);
   const keyProblem = privateKey === undefined ? undefined : privateKeyProblem(privateKey);
-  if (keyProblem !== undefined) problems.push(`CDN_PRIVATE_KEY cannot sign: ${keyProblem}. Give the key pair's private key as PEM (openssl genrsa -out private_key.pem 2048 makes one).`);
+  if (keyProblem !== undefined)
+    problems.push(
+      `CDN_PRIVATE_KEY cannot sign: ${keyProblem}. Give the key pair's private key as PEM (openssl genrsa -out private_key.pem 2048 makes one).`,
+    );
   // CloudFront's origin here is the bucket: with audio on local disk there is nothing to serve.
-  if (storageBackend !== 's3') problems.push('CDN_* needs S3 storage (S3_BUCKET_NAME): CloudFront serves the audio from the bucket, not from a local disk.');
+  if (storageBackend !== 's3')
+    problems.push(
+      'CDN_* needs S3 storage (S3_BUCKET_NAME): CloudFront serves the audio from the bucket, not from a local disk.',
+    );
   if (problems.length > before || domain === undefined || keyPairId === undefined) return undefined;
   return { domain: domain.toLowerCase(), keyPairId, privateKey, privateKeySecret };
 }
@@ -186,14 +213,25 @@ function loadCdnConfig(str: (name: string) => string | undefined, storageBackend
  * An identity provider signs tokens for every app it serves with the same keys: only the issuer
  * and audience tell this API's tokens from another app's (or from ID tokens).
  */
-function productionJwksProblems(jwksUrl: string, issuer: string | undefined, audience: string | undefined): string[] {
+function productionJwksProblems(
+  jwksUrl: string,
+  issuer: string | undefined,
+  audience: string | undefined,
+): string[] {
   const problems: string[] = [];
   if (new URL(jwksUrl).protocol !== 'https:') {
-    problems.push(`AUTH_JWKS_URL="${jwksUrl}" must be an https:// URL with NODE_ENV=production: keys fetched over http can be swapped on the way.`);
+    problems.push(
+      `AUTH_JWKS_URL="${jwksUrl}" must be an https:// URL with NODE_ENV=production: keys fetched over http can be swapped on the way.`,
+    );
   }
-  const missing = [issuer === undefined ? 'AUTH_ISSUER' : '', audience === undefined ? 'AUTH_AUDIENCE' : ''].filter(Boolean);
+  const missing = [
+    issuer === undefined ? 'AUTH_ISSUER' : '',
+    audience === undefined ? 'AUTH_AUDIENCE' : '',
+  ].filter(Boolean);
   if (missing.length > 0) {
-    problems.push(`NODE_ENV=production with AUTH_JWKS_URL needs ${missing.join(' and ')}: without them a token your identity provider issued to any other app is accepted. Set them to the "iss" and "aud" of this API's access tokens.`);
+    problems.push(
+      `NODE_ENV=production with AUTH_JWKS_URL needs ${missing.join(' and ')}: without them a token your identity provider issued to any other app is accepted. Set them to the "iss" and "aud" of this API's access tokens.`,
+    );
   }
   return problems;
 }
@@ -282,46 +320,73 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const publicBaseUrl = url('PUBLIC_BASE_URL') ?? `http://${urlHost}:${port}`;
   const bucket = str('S3_BUCKET_NAME');
   const table = str('DYNAMODB_TABLE_NAME');
-  const storageBackend = oneOf('STORAGE_BACKEND', ['local', 's3'] as const, bucket ? 's3' : 'local');
-  const metadataBackend = oneOf('METADATA_BACKEND', ['sqlite', 'dynamodb'] as const, table ? 'dynamodb' : 'sqlite');
-  if (storageBackend === 's3' && !bucket) problems.push('STORAGE_BACKEND=s3 needs S3_BUCKET_NAME (run `echoes-storage setup dev` to create a bucket).');
-  if (metadataBackend === 'dynamodb' && !table) problems.push('METADATA_BACKEND=dynamodb needs DYNAMODB_TABLE_NAME.');
+  const storageBackend = oneOf(
+    'STORAGE_BACKEND',
+    ['local', 's3'] as const,
+    bucket ? 's3' : 'local',
+  );
+  const metadataBackend = oneOf(
+    'METADATA_BACKEND',
+    ['sqlite', 'dynamodb'] as const,
+    table ? 'dynamodb' : 'sqlite',
+  );
+  if (storageBackend === 's3' && !bucket)
+    problems.push(
+      'STORAGE_BACKEND=s3 needs S3_BUCKET_NAME (run `echoes-storage setup dev` to create a bucket).',
+    );
+  if (metadataBackend === 'dynamodb' && !table)
+    problems.push('METADATA_BACKEND=dynamodb needs DYNAMODB_TABLE_NAME.');
   const region = str('AWS_REGION') ?? str('AWS_DEFAULT_REGION') ?? 'us-east-1';
-  if (!/^[a-z0-9-]{2,32}$/.test(region)) problems.push(`AWS_REGION="${region}" must be a region name such as us-east-1.`);
+  if (!/^[a-z0-9-]{2,32}$/.test(region))
+    problems.push(`AWS_REGION="${region}" must be a region name such as us-east-1.`);
 
   const production = str('NODE_ENV') === 'production';
   const jwksUrl = url('AUTH_JWKS_URL');
   const jwtSecret = str('AUTH_JWT_SECRET');
-  if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('AUTH_JWT_SECRET must be at least 32 characters.');
+  if (jwtSecret !== undefined && jwtSecret.length < 32)
+    problems.push('AUTH_JWT_SECRET must be at least 32 characters.');
   if (jwksUrl && jwtSecret) problems.push('Set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both.');
   const issuer = str('AUTH_ISSUER');
   const audience = str('AUTH_AUDIENCE');
   const dev = !jwksUrl && !jwtSecret;
   // Half-set auth (a misspelled AUTH_JWKS_URL, say) must not fall back to dev tokens unnoticed.
   if (dev && options.authRequired !== false && (issuer !== undefined || audience !== undefined)) {
-    problems.push(`${issuer !== undefined ? 'AUTH_ISSUER' : 'AUTH_AUDIENCE'} is set but neither AUTH_JWKS_URL nor AUTH_JWT_SECRET is: set one of them, or unset it for dev tokens.`);
+    problems.push(
+      `${issuer !== undefined ? 'AUTH_ISSUER' : 'AUTH_AUDIENCE'} is set but neither AUTH_JWKS_URL nor AUTH_JWT_SECRET is: set one of them, or unset it for dev tokens.`,
+    );
   }
   if (production && options.authRequired !== false) {
-    if (dev) problems.push('NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.');
+    if (dev)
+      problems.push(
+        'NODE_ENV=production needs AUTH_JWKS_URL or AUTH_JWT_SECRET: dev tokens are refused in production.',
+      );
     if (jwksUrl) problems.push(...productionJwksProblems(jwksUrl, issuer, audience));
   }
 
   const corsRaw = str('CORS_ORIGINS') ?? 'http://localhost:3000,http://localhost:8000';
-  const corsOrigins = corsRaw.split(',').map((o) => o.trim()).filter(Boolean);
+  const corsOrigins = corsRaw
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
   for (const origin of corsOrigins) {
     if (origin === '*') continue;
     try {
       const u = new URL(origin);
       if (u.origin !== origin.replace(/\/$/, '')) throw new Error('not an origin');
     } catch {
-      problems.push(`CORS_ORIGINS has "${origin}", which is not an origin such as https://echoes.app (or *).`);
+      problems.push(
+        `CORS_ORIGINS has "${origin}", which is not an origin such as https://echoes.app (or *).`,
+      );
     }
   }
 
   const logLevel = oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
   const metricsToken = str('METRICS_TOKEN');
   // A guessable token is no protection: the figures say how much each format and route is used.
-  if (metricsToken !== undefined && metricsToken.length < 16) problems.push('METRICS_TOKEN must be at least 16 characters (for example: openssl rand -hex 24).');
+  if (metricsToken !== undefined && metricsToken.length < 16)
+    problems.push(
+      'METRICS_TOKEN must be at least 16 characters (for example: openssl rand -hex 24).',
+    );
 
   const cdn = loadCdnConfig(str, storageBackend, problems);
   const decoders = int('AUDIO_DECODE_CONCURRENCY', availableParallelism(), 1, 256);
@@ -358,9 +423,19 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     allowUnsizedUploads: bool('ALLOW_UNSIZED_UPLOADS'),
     metrics: {
       // On Lambda each instance would count alone, and nobody scrapes it: EMF carries the figures there.
-      prometheus: oneOf('METRICS', ['on', 'off'] as const, str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'on' : 'off') === 'on',
+      prometheus:
+        oneOf(
+          'METRICS',
+          ['on', 'off'] as const,
+          str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'on' : 'off',
+        ) === 'on',
       token: metricsToken,
-      emf: oneOf('METRICS_EMF', ['on', 'off'] as const, str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'off' : 'on') === 'on',
+      emf:
+        oneOf(
+          'METRICS_EMF',
+          ['on', 'off'] as const,
+          str('AWS_LAMBDA_FUNCTION_NAME') === undefined ? 'off' : 'on',
+        ) === 'on',
     },
     audio: {
       decode: oneOf('AUDIO_DECODE', ['auto', 'on', 'off'] as const, 'auto'),

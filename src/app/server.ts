@@ -30,20 +30,35 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
     level,
     redact: ['req.headers.authorization'],
     serializers: {
-      req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
+      req: (req: { method: string; url: string; ip?: string }) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        ip: req.ip,
+      }),
     },
   };
 }
 
 /** Builds the app on the configured backends after checking they answer. */
-export async function createServer(config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config.logLevel)): Promise<{ app: FastifyInstance; composition: Composition }> {
+export async function createServer(
+  config: Config,
+  logger: FastifyServerOptions['logger'] = loggerOptions(config.logLevel),
+): Promise<{ app: FastifyInstance; composition: Composition }> {
   const hostProblem = devAuthHostProblem(config);
   if (hostProblem !== undefined) throw new ConfigError([hostProblem]);
   const composition = await compose(config);
   const problems: string[] = [];
   await Promise.all([
-    composition.store.check().catch((err: unknown) => problems.push(`storage (${composition.store.name}): ${message(err)}`)),
-    composition.repo.check().catch((err: unknown) => problems.push(`metadata (${composition.repo.name}): ${message(err)}`)),
+    composition.store
+      .check()
+      .catch((err: unknown) =>
+        problems.push(`storage (${composition.store.name}): ${message(err)}`),
+      ),
+    composition.repo
+      .check()
+      .catch((err: unknown) =>
+        problems.push(`metadata (${composition.repo.name}): ${message(err)}`),
+      ),
   ]);
   if (problems.length > 0) {
     await composition.close();
@@ -59,7 +74,10 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   try {
     app = await buildComposedApp(composition, logger, {
       devDataDir: config.auth.dev ? config.dataDir : undefined,
-      plugins: [...composition.storagePlugins, webRoutes(recorderPageHeaders(config, composition.store))],
+      plugins: [
+        ...composition.storagePlugins,
+        webRoutes(recorderPageHeaders(config, composition.store)),
+      ],
     });
   } catch (err) {
     // A bad dev-jwt-secret is found here, with the backends already open.
@@ -69,13 +87,25 @@ export async function createServer(config: Config, logger: FastifyServerOptions[
   if (composition.audio.warning) app.log.warn(composition.audio.warning);
   else app.log.info({ decoder: composition.audio.description }, 'audio decoder');
   if (leftovers.found.count > 0) {
-    app.log.info({ removed: leftovers.removed.count, bytes: leftovers.removed.bytes, failed: leftovers.failed.count }, 'removed temporary files of interrupted uploads');
+    app.log.info(
+      {
+        removed: leftovers.removed.count,
+        bytes: leftovers.removed.bytes,
+        failed: leftovers.failed.count,
+      },
+      'removed temporary files of interrupted uploads',
+    );
   }
   installIdleTimeout(app.server, config.requestIdleTimeoutSeconds * 1000);
   // Periodic orphan cleanup (CLEANUP_INTERVAL_MINUTES); stopped, and its run awaited, before the adapters close.
-  const cleanup = config.cleanupIntervalMinutes > 0
-    ? scheduleCleanup(config.cleanupIntervalMinutes, () => composition.cleanup.cleanupOrphans({ dryRun: false }), app.log)
-    : undefined;
+  const cleanup =
+    config.cleanupIntervalMinutes > 0
+      ? scheduleCleanup(
+          config.cleanupIntervalMinutes,
+          () => composition.cleanup.cleanupOrphans({ dryRun: false }),
+          app.log,
+        )
+      : undefined;
   app.addHook('onClose', async () => {
     await cleanup?.stop();
     await composition.close();
@@ -111,7 +141,10 @@ export function buildComposedApp(
   });
 }
 
-export async function startServer(config: Config, logger?: FastifyServerOptions['logger']): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  logger?: FastifyServerOptions['logger'],
+): Promise<RunningServer> {
   const { app, composition } = await createServer(config, logger);
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
@@ -161,7 +194,11 @@ function onIdle(req: IncomingMessage, res: ServerResponse, idleMs: number): void
     return;
   }
   const body = JSON.stringify(errorBody('REQUEST_TIMEOUT', err.message));
-  res.writeHead(408, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value });
+  res.writeHead(408, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value,
+  });
   res.end(body);
 }
 

@@ -4,7 +4,8 @@ import { AppError, isPortError } from '../domain/errors.ts';
 import { UploadRejected, type UploadRejectionReason } from '../domain/rejections.ts';
 import type { AudioExpectation, AudioFacts, AudioProbe } from './port.ts';
 
-const refuse = (reason: UploadRejectionReason, message: string): UploadRejected => new UploadRejected(reason, `${message} It was deleted.`);
+const refuse = (reason: UploadRejectionReason, message: string): UploadRejected =>
+  new UploadRejected(reason, `${message} It was deleted.`);
 
 /**
  * The fallback when no decoder is installed (AUDIO_DECODE=off, or no ffmpeg outside
@@ -21,7 +22,8 @@ export class HeaderAudioProbe implements AudioProbe {
     const limit = new Transform({
       transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
         read += chunk.length;
-        if (read > expected.maxBytes) callback(refuse('too_large', `The file is larger than ${expected.maxBytes} bytes.`));
+        if (read > expected.maxBytes)
+          callback(refuse('too_large', `The file is larger than ${expected.maxBytes} bytes.`));
         else callback(null, chunk);
       },
     });
@@ -35,7 +37,10 @@ export class HeaderAudioProbe implements AudioProbe {
       if (err instanceof AppError) throw err;
       // A store failure is not the upload's fault.
       if (isPortError(err)) throw err;
-      throw refuse('decode_error', `The file's headers are not readable audio: ${err instanceof Error ? err.message : String(err)}.`);
+      throw refuse(
+        'decode_error',
+        `The file's headers are not readable audio: ${err instanceof Error ? err.message : String(err)}.`,
+      );
     } finally {
       stream.unpipe(limit);
       stream.destroy();
@@ -43,21 +48,42 @@ export class HeaderAudioProbe implements AudioProbe {
     }
     const sampleRate = format.sampleRate ?? 0;
     const channels = format.numberOfChannels ?? 0;
-    if (!(sampleRate > 0) || !(channels > 0)) throw refuse('decode_error', 'The file declares no sample rate or no channels.');
+    if (!(sampleRate > 0) || !(channels > 0))
+      throw refuse('decode_error', 'The file declares no sample rate or no channels.');
     if (expected.maxSampleRate !== undefined && sampleRate > expected.maxSampleRate) {
-      throw refuse('audio_limits', `The audio runs at ${sampleRate} Hz, over the limit of ${expected.maxSampleRate} Hz (MAX_AUDIO_SAMPLE_RATE).`);
+      throw refuse(
+        'audio_limits',
+        `The audio runs at ${sampleRate} Hz, over the limit of ${expected.maxSampleRate} Hz (MAX_AUDIO_SAMPLE_RATE).`,
+      );
     }
     if (expected.maxChannels !== undefined && channels > expected.maxChannels) {
-      throw refuse('audio_limits', `The audio has ${channels} channels, over the limit of ${expected.maxChannels} (MAX_AUDIO_CHANNELS).`);
+      throw refuse(
+        'audio_limits',
+        `The audio has ${channels} channels, over the limit of ${expected.maxChannels} (MAX_AUDIO_CHANNELS).`,
+      );
     }
-    const duration = format.duration !== undefined && Number.isFinite(format.duration) && format.duration > 0
-      ? Math.round(format.duration * 1000) / 1000
-      : null;
+    const duration =
+      format.duration !== undefined && Number.isFinite(format.duration) && format.duration > 0
+        ? Math.round(format.duration * 1000) / 1000
+        : null;
     if (duration !== null && duration > expected.maxDurationSeconds) {
-      throw refuse('too_long', `The recording is longer than the maximum of ${expected.maxDurationSeconds} s.`);
+      throw refuse(
+        'too_long',
+        `The recording is longer than the maximum of ${expected.maxDurationSeconds} s.`,
+      );
     }
-    const bitRate = format.bitrate !== undefined && Number.isFinite(format.bitrate) ? Math.round(format.bitrate) : null;
-    return { durationSeconds: duration, codec: codecName(format.codec, format.bitsPerSample), sampleRate, channels, bitRate, peaks: null };
+    const bitRate =
+      format.bitrate !== undefined && Number.isFinite(format.bitrate)
+        ? Math.round(format.bitrate)
+        : null;
+    return {
+      durationSeconds: duration,
+      codec: codecName(format.codec, format.bitsPerSample),
+      sampleRate,
+      channels,
+      bitRate,
+      peaks: null,
+    };
   }
 }
 

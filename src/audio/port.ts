@@ -66,4 +66,3 @@ export interface AudioProbe {
   /** `source` is called once; the stream it returns is consumed or destroyed. */
   probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<AudioFacts>;
 }
-

@@ -6,24 +6,71 @@
  */
 
 import type {
-  Completed, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, Health, ListQuery, MultipartRequest, MultipartTicket, PartUrls, Readiness,
-  StoredParts, UploadTicket, UploadUrlRequest, Usage, Waveform,
+  Completed,
+  CreateEchoRequest,
+  DevToken,
+  DevTokenRequest,
+  Echo,
+  EchoPage,
+  Health,
+  ListQuery,
+  MultipartRequest,
+  MultipartTicket,
+  PartUrls,
+  Readiness,
+  StoredParts,
+  UploadTicket,
+  UploadUrlRequest,
+  Usage,
+  Waveform,
 } from '../wire/echoes-api.ts';
 
 // The wire shapes are defined once, with the server's schemas; type-only, so the browser
 // bundle carries none of it.
 export type {
-  AudioInfo, Completed, CreateEchoRequest, DevToken, DevTokenRequest, Echo, EchoPage, ErrorBody, Health, ListQuery, Location, MultipartRequest,
-  MultipartTicket, PartUrls, Readiness, StoredParts, UploadTicket, UploadUrlRequest, Usage, Waveform,
+  AudioInfo,
+  Completed,
+  CreateEchoRequest,
+  DevToken,
+  DevTokenRequest,
+  Echo,
+  EchoPage,
+  ErrorBody,
+  Health,
+  ListQuery,
+  Location,
+  MultipartRequest,
+  MultipartTicket,
+  PartUrls,
+  Readiness,
+  StoredParts,
+  UploadTicket,
+  UploadUrlRequest,
+  Usage,
+  Waveform,
 } from '../wire/echoes-api.ts';
 
 import { errorFromBody, stripQuery, transportError } from './errors.ts';
 import { uploadParts, type PartsProgress } from './multipart-upload.ts';
-import { fetchUploader, readJson, type TransportResponse, type UploadBody, type UploadProgress, type Uploader } from './transport.ts';
+import {
+  fetchUploader,
+  readJson,
+  type TransportResponse,
+  type UploadBody,
+  type UploadProgress,
+  type Uploader,
+} from './transport.ts';
 
 export { ApiError, errorFromBody, isApiError, type ClientErrorCode } from './errors.ts';
 export type { PartsProgress } from './multipart-upload.ts';
-export { toBlob, type TransportRequest, type TransportResponse, type UploadBody, type UploadProgress, type Uploader } from './transport.ts';
+export {
+  toBlob,
+  type TransportRequest,
+  type TransportResponse,
+  type UploadBody,
+  type UploadProgress,
+  type Uploader,
+} from './transport.ts';
 
 /** The legacy endpoint's answer, with the headers that announce its successor. */
 export interface LegacyUploadTicket {
@@ -113,7 +160,8 @@ export class EchoesClient {
     } catch (err) {
       throw transportError(err, url, 'the storage URL');
     }
-    if (res.status >= 200 && res.status < 300) return { status: res.status, etag: res.headers.etag ?? null };
+    if (res.status >= 200 && res.status < 300)
+      return { status: res.status, etag: res.headers.etag ?? null };
     throw errorFromBody(res.status, res.bodyText, url, res.headers['x-request-id']);
   }
 
@@ -122,15 +170,24 @@ export class EchoesClient {
   }
 
   signParts(echoId: string, partNumbers: readonly number[]): Promise<PartUrls> {
-    return this.json<PartUrls>('POST', `/echoes/multipart/${encodeURIComponent(echoId)}/parts`, { body: { part_numbers: partNumbers } });
+    return this.json<PartUrls>('POST', `/echoes/multipart/${encodeURIComponent(echoId)}/parts`, {
+      body: { part_numbers: partNumbers },
+    });
   }
 
   listParts(echoId: string): Promise<StoredParts> {
     return this.json<StoredParts>('GET', `/echoes/multipart/${encodeURIComponent(echoId)}/parts`);
   }
 
-  completeMultipart(echoId: string, parts: readonly { part_number: number; etag: string }[]): Promise<Completed> {
-    return this.json<Completed>('POST', `/echoes/multipart/${encodeURIComponent(echoId)}/complete`, { body: { parts } });
+  completeMultipart(
+    echoId: string,
+    parts: readonly { part_number: number; etag: string }[],
+  ): Promise<Completed> {
+    return this.json<Completed>(
+      'POST',
+      `/echoes/multipart/${encodeURIComponent(echoId)}/complete`,
+      { body: { parts } },
+    );
   }
 
   async abortMultipart(echoId: string): Promise<void> {
@@ -154,7 +211,9 @@ export class EchoesClient {
   }
 
   /** Like createEcho, also telling whether it was new (201) or a repeat (200). */
-  async createEchoWithStatus(request: CreateEchoRequest): Promise<{ echo: Echo; created: boolean }> {
+  async createEchoWithStatus(
+    request: CreateEchoRequest,
+  ): Promise<{ echo: Echo; created: boolean }> {
     const res = await this.send('POST', '/echoes', { body: request });
     return { echo: await readJson<Echo>(res, this.baseUrl), created: res.status === 201 };
   }
@@ -198,7 +257,9 @@ export class EchoesClient {
    * GET /me/export: the zip of all the user's echoes as a stream, read as it is made. No timeout
    * applies (a large export takes as long as it takes); pass a signal to stop it.
    */
-  async downloadExport(options: { signal?: AbortSignal } = {}): Promise<{ filename: string | null; body: ReadableStream<Uint8Array> }> {
+  async downloadExport(
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ filename: string | null; body: ReadableStream<Uint8Array> }> {
     const url = this.exportUrl();
     const headers: Record<string, string> = { Accept: 'application/zip, application/json' };
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
@@ -209,10 +270,18 @@ export class EchoesClient {
       throw transportError(err, url, 'the API');
     }
     if (!res.ok || !res.body) {
-      throw errorFromBody(res.status, await res.text().catch(() => ''), url, res.headers.get('x-request-id') ?? undefined);
+      throw errorFromBody(
+        res.status,
+        await res.text().catch(() => ''),
+        url,
+        res.headers.get('x-request-id') ?? undefined,
+      );
     }
     const disposition = res.headers.get('content-disposition');
-    return { filename: disposition ? /filename="([^"]+)"/.exec(disposition)?.[1] ?? null : null, body: res.body };
+    return {
+      filename: disposition ? (/filename="([^"]+)"/.exec(disposition)?.[1] ?? null) : null,
+      body: res.body,
+    };
   }
 
   /** Fetches a playback URL (optionally a Range); throws ApiError unless 200/206. */
@@ -228,7 +297,12 @@ export class EchoesClient {
       throw transportError(err, url, 'the audio URL');
     }
     if (res.status !== 200 && res.status !== 206) {
-      throw errorFromBody(res.status, await res.text().catch(() => ''), url, res.headers.get('x-request-id') ?? undefined);
+      throw errorFromBody(
+        res.status,
+        await res.text().catch(() => ''),
+        url,
+        res.headers.get('x-request-id') ?? undefined,
+      );
     }
     return {
       status: res.status,
@@ -239,7 +313,11 @@ export class EchoesClient {
   }
 
   /** One API call; non-2xx answers become ApiError. */
-  async send(method: string, path: string, options: { auth?: boolean; body?: unknown; token?: string | null } = {}): Promise<Response> {
+  async send(
+    method: string,
+    path: string,
+    options: { auth?: boolean; body?: unknown; token?: string | null } = {},
+  ): Promise<Response> {
     const url = `${this.baseUrl}${path}`;
     const headers: Record<string, string> = { Accept: 'application/json' };
     const token = options.token === undefined ? this.token : options.token;
@@ -256,10 +334,19 @@ export class EchoesClient {
       throw transportError(err, stripQuery(url), 'the API');
     }
     if (res.ok) return res;
-    throw errorFromBody(res.status, await res.text().catch(() => ''), stripQuery(url), res.headers.get('x-request-id') ?? undefined);
+    throw errorFromBody(
+      res.status,
+      await res.text().catch(() => ''),
+      stripQuery(url),
+      res.headers.get('x-request-id') ?? undefined,
+    );
   }
 
-  private async json<T>(method: string, path: string, options: { auth?: boolean; body?: unknown } = {}): Promise<T> {
+  private async json<T>(
+    method: string,
+    path: string,
+    options: { auth?: boolean; body?: unknown } = {},
+  ): Promise<T> {
     return readJson<T>(await this.send(method, path, options), this.baseUrl);
   }
 

@@ -10,7 +10,14 @@ export class ApiError extends Error {
   readonly url: string;
   readonly requestId: string | undefined;
 
-  constructor(init: { status: number; code: string; message: string; url: string; requestId?: string | undefined; cause?: unknown }) {
+  constructor(init: {
+    status: number;
+    code: string;
+    message: string;
+    url: string;
+    requestId?: string | undefined;
+    cause?: unknown;
+  }) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
     this.name = 'ApiError';
     this.status = init.status;
@@ -35,7 +42,12 @@ export function stripQuery(url: string): string {
 }
 
 /** The contract's `{"error":{code,message}}`, S3's XML `<Error>`, or a short excerpt. */
-export function errorFromBody(status: number, text: string, url: string, requestId?: string): ApiError {
+export function errorFromBody(
+  status: number,
+  text: string,
+  url: string,
+  requestId?: string,
+): ApiError {
   let code = `HTTP_${status}`;
   let message = '';
   try {
@@ -58,12 +70,30 @@ export function errorFromBody(status: number, text: string, url: string, request
 export function transportError(err: unknown, url: string, what: string): ApiError {
   const name = err instanceof Error ? err.name : '';
   if (name === 'TimeoutError') {
-    return new ApiError({ status: 0, code: 'TIMEOUT', message: `${what} (${url}) did not answer in time.`, url, cause: err });
+    return new ApiError({
+      status: 0,
+      code: 'TIMEOUT',
+      message: `${what} (${url}) did not answer in time.`,
+      url,
+      cause: err,
+    });
   }
   if (name === 'AbortError') {
-    return new ApiError({ status: 0, code: 'NETWORK_ERROR', message: 'The request was cancelled.', url, cause: err });
+    return new ApiError({
+      status: 0,
+      code: 'NETWORK_ERROR',
+      message: 'The request was cancelled.',
+      url,
+      cause: err,
+    });
   }
-  return new ApiError({ status: 0, code: 'NETWORK_ERROR', message: `Cannot reach ${what} at ${url}: ${networkReason(err)}.`, url, cause: err });
+  return new ApiError({
+    status: 0,
+    code: 'NETWORK_ERROR',
+    message: `Cannot reach ${what} at ${url}: ${networkReason(err)}.`,
+    url,
+    cause: err,
+  });
 }
 
 /** Node's fetch hides the socket error in `cause`; browsers give only "Failed to fetch". */

@@ -74,13 +74,17 @@ export const EMPTY_METADATA: EchoMetadata = {
   location: null,
 };
 
-const textOrNull = (v: unknown): string | null | undefined => (v === null || typeof v === 'string' ? v : undefined);
-const numberOrNull = (v: unknown): number | null | undefined => (v === null || (typeof v === 'number' && Number.isFinite(v)) ? v : undefined);
+const textOrNull = (v: unknown): string | null | undefined =>
+  v === null || typeof v === 'string' ? v : undefined;
+const numberOrNull = (v: unknown): number | null | undefined =>
+  v === null || (typeof v === 'number' && Number.isFinite(v)) ? v : undefined;
 
 function locationOrNull(v: unknown): Location | null | undefined {
   if (v === null) return null;
   const l = v as Partial<Record<keyof Location, unknown>> | undefined;
-  return typeof v === 'object' && typeof l?.lat === 'number' && typeof l.lng === 'number' ? { lat: l.lat, lng: l.lng } : undefined;
+  return typeof v === 'object' && typeof l?.lat === 'number' && typeof l.lng === 'number'
+    ? { lat: l.lat, lng: l.lng }
+    : undefined;
 }
 
 /**
@@ -90,9 +94,12 @@ function locationOrNull(v: unknown): Location | null | undefined {
  * metadata adapters store whatever fields this lists, so a new field is added here and in the
  * API, and nowhere in the storage code.
  */
-export const METADATA_READERS: { readonly [K in keyof EchoMetadata]-?: (stored: unknown) => EchoMetadata[K] | undefined } = {
+export const METADATA_READERS: {
+  readonly [K in keyof EchoMetadata]-?: (stored: unknown) => EchoMetadata[K] | undefined;
+} = {
   emotion: textOrNull,
-  tags: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string') ? (v as string[]) : undefined),
+  tags: (v) =>
+    Array.isArray(v) && v.every((t) => typeof t === 'string') ? (v as string[]) : undefined,
   caption: textOrNull,
   durationSeconds: numberOrNull,
   location: locationOrNull,
@@ -115,8 +122,15 @@ export function pendingTtl(expiresAt: Date): number {
 
 /** A new pending echo as an upload URL, a multipart upload or a migration makes it: no client metadata, nothing measured. */
 export function pendingRecord(fields: {
-  userId: string; echoId: string; key: string; extension: string; contentType: { base: string; header: string };
-  declaredSize: number | null; checksumSha256: string | null; createdAt: Date; expiresAt: Date;
+  userId: string;
+  echoId: string;
+  key: string;
+  extension: string;
+  contentType: { base: string; header: string };
+  declaredSize: number | null;
+  checksumSha256: string | null;
+  createdAt: Date;
+  expiresAt: Date;
 }): EchoRecord {
   // Spelled out, here beside EMPTY_METADATA so that a new client field is added to both: spreading
   // EMPTY_METADATA cost ~18 µs a call (V8 falls back to a slow object).

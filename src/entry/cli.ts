@@ -48,7 +48,8 @@ try {
     process.exit(2);
   }
   // An AppError's message is the public one; the operator also gets what it keeps back (its cause).
-  const detail = err instanceof AppError && err.cause instanceof Error ? ` (${err.cause.message})` : '';
+  const detail =
+    err instanceof AppError && err.cause instanceof Error ? ` (${err.cause.message})` : '';
   console.error(`echoes-storage: ${err instanceof Error ? err.message : String(err)}${detail}`);
   process.exit(1);
 }

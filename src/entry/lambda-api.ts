@@ -19,13 +19,18 @@ export interface LambdaHttpResult {
   readonly cookies?: string[];
 }
 
-export type LambdaHttpHandler = (event: LambdaHttpEvent, context: object) => Promise<LambdaHttpResult>;
+export type LambdaHttpHandler = (
+  event: LambdaHttpEvent,
+  context: object,
+) => Promise<LambdaHttpResult>;
 
 /**
  * The API as a Lambda handler, built once per container: configuration, SDK clients and the
  * Fastify app are made here, not per request. No local-store routes, dev routes or recorder page.
  */
-export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env): Promise<{ handler: LambdaHttpHandler; app: FastifyInstance }> {
+export async function createLambdaHandler(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ handler: LambdaHttpHandler; app: FastifyInstance }> {
   const { config, composition } = await startLambda(env, { auth: true });
   let app: FastifyInstance;
   let proxy: awsLambdaFastify.PromiseHandler<LambdaHttpEvent>;
@@ -34,7 +39,10 @@ export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env):
     app = await buildComposedApp(composition, loggerOptions(config.logLevel), { docsUi: false });
     app.addHook('onClose', async () => composition.close());
     // Zips (GET /me/export) are binary; everything else the API answers is JSON.
-    proxy = awsLambdaFastify<LambdaHttpEvent>(app, { binaryMimeTypes: ['application/zip'], callbackWaitsForEmptyEventLoop: false });
+    proxy = awsLambdaFastify<LambdaHttpEvent>(app, {
+      binaryMimeTypes: ['application/zip'],
+      callbackWaitsForEmptyEventLoop: false,
+    });
     await app.ready();
   } catch (err) {
     await composition.close();
@@ -53,6 +61,7 @@ export async function createLambdaHandler(env: NodeJS.ProcessEnv = process.env):
 const instance = perContainer(async () => (await createLambdaHandler()).handler);
 
 /** `import { handler } from 'echoes-storage/lambda'`: built on the first invocation, kept for the container's life. */
-export const handler: LambdaHttpHandler = async (event, context) => (await instance())(event, context);
+export const handler: LambdaHttpHandler = async (event, context) =>
+  (await instance())(event, context);
 
 export { assertLambdaConfig } from './lambda-shared.ts';

@@ -13,19 +13,30 @@ export interface ScheduledCleanupSummary {
 
 /** Thrown so that Lambda counts the run in `Errors`, which the cleanup alarm watches. */
 export class CleanupFailed extends Error {
-  constructor(readonly summary: ScheduledCleanupSummary, readonly failures: readonly { key: string; error: string }[]) {
-    super(`Orphan cleanup: ${summary.failed} item(s) could not be removed; the next run tries them again.`);
+  constructor(
+    readonly summary: ScheduledCleanupSummary,
+    readonly failures: readonly { key: string; error: string }[],
+  ) {
+    super(
+      `Orphan cleanup: ${summary.failed} item(s) could not be removed; the next run tries them again.`,
+    );
     this.name = 'CleanupFailed';
   }
 }
 
-export type CleanupHandler = (event?: unknown, context?: object) => Promise<ScheduledCleanupSummary>;
+export type CleanupHandler = (
+  event?: unknown,
+  context?: object,
+) => Promise<ScheduledCleanupSummary>;
 
 /**
  * One orphan sweep per invocation (the EventBridge schedule's event is not read): objects no
  * echo points at, expired uploads and unfinished deletes, past the default grace period.
  */
-export function cleanupHandlerFor(composition: Pick<Composition, 'cleanup' | 'metrics'>, log: JsonLog): CleanupHandler {
+export function cleanupHandlerFor(
+  composition: Pick<Composition, 'cleanup' | 'metrics'>,
+  log: JsonLog,
+): CleanupHandler {
   return async () => {
     try {
       const result = await composition.cleanup.cleanupOrphans({ dryRun: false, keyLimit: 20 });

@@ -32,7 +32,8 @@ interface S3Record {
 /** A message that can never be handled (not S3's, or damaged): retrying it would not help. */
 class MalformedMessage extends Error {}
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** S3 writes object keys URL-encoded, with `+` for a space. */
 function decodeKey(raw: string): string {
@@ -54,12 +55,20 @@ export function s3RecordsOf(body: string): S3Record[] {
   if (!isObject(parsed)) throw new MalformedMessage('a message body that is not an object');
   if (parsed['Event'] === 's3:TestEvent') return [];
   const records = parsed['Records'];
-  if (!Array.isArray(records)) throw new MalformedMessage('a message without Records (not an S3 event notification)');
+  if (!Array.isArray(records))
+    throw new MalformedMessage('a message without Records (not an S3 event notification)');
   return records.map((r: unknown) => {
     const s3 = isObject(r) ? r['s3'] : undefined;
     const bucket = isObject(s3) ? s3['bucket'] : undefined;
     const object = isObject(s3) ? s3['object'] : undefined;
-    if (!isObject(r) || typeof r['eventName'] !== 'string' || !isObject(bucket) || typeof bucket['name'] !== 'string' || !isObject(object) || typeof object['key'] !== 'string') {
+    if (
+      !isObject(r) ||
+      typeof r['eventName'] !== 'string' ||
+      !isObject(bucket) ||
+      typeof bucket['name'] !== 'string' ||
+      !isObject(object) ||
+      typeof object['key'] !== 'string'
+    ) {
       throw new MalformedMessage('an S3 record without eventName, bucket name or object key');
     }
     return {
@@ -77,7 +86,10 @@ export function s3RecordsOf(body: string): S3Record[] {
  * user's queue of decodes full is a busy decoder too: their upload waits for a redelivery).
  */
 function isTransient(err: unknown): boolean {
-  return isPortError(err, 'unavailable') || (err instanceof AppError && (err.code === 'SERVICE_UNAVAILABLE' || err.code === 'RATE_LIMITED'));
+  return (
+    isPortError(err, 'unavailable') ||
+    (err instanceof AppError && (err.code === 'SERVICE_UNAVAILABLE' || err.code === 'RATE_LIMITED'))
+  );
 }
 
 /** Incidents already reported by this container, so a redelivered event is not counted twice. */
@@ -103,13 +115,19 @@ class SeenIncidents {
  * ready echo's audio is an integrity incident. Only messages that hit an outage are returned
  * for retry; handled ones (refusals included) and hopeless ones (logged) are not.
  */
-export function eventsHandlerFor(composition: Pick<Composition, 'echoes' | 'config' | 'metrics'>, log: JsonLog): EventsHandler {
+export function eventsHandlerFor(
+  composition: Pick<Composition, 'echoes' | 'config' | 'metrics'>,
+  log: JsonLog,
+): EventsHandler {
   const bucket = composition.config.s3.bucket;
   const incidents = new SeenIncidents();
 
   const handleRecord = async (record: S3Record): Promise<void> => {
     if (record.bucket !== bucket) {
-      log.warn('S3 event for another bucket ignored: point this queue at one bucket only', { bucket: record.bucket, expected: bucket });
+      log.warn('S3 event for another bucket ignored: point this queue at one bucket only', {
+        bucket: record.bucket,
+        expected: bucket,
+      });
       return;
     }
     if (record.eventName.startsWith('ObjectCreated:')) {
@@ -121,14 +139,17 @@ export function eventsHandlerFor(composition: Pick<Composition, 'echoes' | 'conf
       // A redelivered event (same key, same S3 sequencer) is one incident.
       if (!incidents.add(`${record.key}\n${record.sequencer ?? record.eventTime ?? ''}`)) return;
       composition.metrics.recorder.integrityIncident('object_removed');
-      log.error('integrity incident: the audio of a ready echo was deleted outside echoes-storage; restore the object or delete the echo', {
-        incident: 'object_removed',
-        key: record.key,
-        user_id: outcome.incident.userId,
-        echo_id: outcome.incident.echoId,
-        event: record.eventName,
-        event_time: record.eventTime,
-      });
+      log.error(
+        'integrity incident: the audio of a ready echo was deleted outside echoes-storage; restore the object or delete the echo',
+        {
+          incident: 'object_removed',
+          key: record.key,
+          user_id: outcome.incident.userId,
+          echo_id: outcome.incident.echoId,
+          event: record.eventName,
+          event_time: record.eventTime,
+        },
+      );
     }
   };
 
@@ -140,13 +161,23 @@ export function eventsHandlerFor(composition: Pick<Composition, 'echoes' | 'conf
           for (const record of s3RecordsOf(message.body)) await handleRecord(record);
         } catch (err) {
           if (err instanceof MalformedMessage) {
-            log.error(`SQS message ${message.messageId} dropped: ${err.message}`, { message_id: message.messageId });
+            log.error(`SQS message ${message.messageId} dropped: ${err.message}`, {
+              message_id: message.messageId,
+            });
             continue;
           }
           batchItemFailures.push({ itemIdentifier: message.messageId });
-          const fields = { message_id: message.messageId, err: err instanceof Error ? { type: err.name, message: err.message } : String(err) };
-          if (isTransient(err)) log.warn('S3 event not handled now; SQS will deliver it again', fields);
-          else log.error('S3 event failed; SQS will deliver it again, then move it to the dead-letter queue', fields);
+          const fields = {
+            message_id: message.messageId,
+            err: err instanceof Error ? { type: err.name, message: err.message } : String(err),
+          };
+          if (isTransient(err))
+            log.warn('S3 event not handled now; SQS will deliver it again', fields);
+          else
+            log.error(
+              'S3 event failed; SQS will deliver it again, then move it to the dead-letter queue',
+              fields,
+            );
         }
       }
     } finally {

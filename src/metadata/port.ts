@@ -41,7 +41,12 @@ export interface ScanOptions {
   readonly pageSize?: number | undefined;
 }
 
-export const NO_USAGE: AccountUsage = { echoes: 0, bytesUsed: 0, bytesReserved: 0, pendingUploads: 0 };
+export const NO_USAGE: AccountUsage = {
+  echoes: 0,
+  bytesUsed: 0,
+  bytesReserved: 0,
+  pendingUploads: 0,
+};
 
 /** What createPending checks before it reserves; 0 means no limit. */
 export interface Reservation {
@@ -88,7 +93,10 @@ export interface EchoRepository {
    * Adds up every user's records (or one user's) and compares with the usage kept; with `fix`,
    * sets the kept usage to what the records say. Streams: memory holds one user's totals.
    */
-  reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]>;
+  reconcileUsage(options: {
+    userId?: string | undefined;
+    fix: boolean;
+  }): Promise<readonly UsageDrift[]>;
   get(key: EchoKey): Promise<EchoRecord | undefined>;
   /**
    * Moves a pending echo to ready. Only one caller can win a race; everyone gets the
@@ -156,10 +164,14 @@ export interface MigrationJournal {
   /** Drops every entry of a user (erasure: a legacy key names the user); answers how many went. */
   forgetMigrations(userId: string): Promise<number>;
   /** Entries page by page, all users or one, memory independent of the journal's size. */
-  scanMigrations(options?: { userId?: string | undefined }): AsyncIterable<readonly MigrationEntry[]>;
+  scanMigrations(options?: {
+    userId?: string | undefined;
+  }): AsyncIterable<readonly MigrationEntry[]>;
 }
 
-export function keepsMigrationJournal(repo: EchoRepository): repo is EchoRepository & MigrationJournal {
+export function keepsMigrationJournal(
+  repo: EchoRepository,
+): repo is EchoRepository & MigrationJournal {
   const r = repo as Partial<MigrationJournal>;
   return typeof r.beginMigration === 'function' && typeof r.scanMigrations === 'function';
 }

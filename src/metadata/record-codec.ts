@@ -13,12 +13,15 @@ export const METADATA_FIELD = 'metadata';
 /** A field's name in the stored value: the domain's, in snake_case like every column and attribute. */
 const storedName = (field: string): string => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-const FIELDS = (Object.keys(METADATA_READERS) as (keyof EchoMetadata)[]).map((field) => [field, storedName(field)] as const);
+const FIELDS = (Object.keys(METADATA_READERS) as (keyof EchoMetadata)[]).map(
+  (field) => [field, storedName(field)] as const,
+);
 
 /** The stored value: a plain object of JSON values. */
 export type StoredMetadata = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Null fields are left out: absent reads back as empty, as does a field added after the value was written. */
 export function encodeMetadata(m: EchoMetadata): StoredMetadata {
@@ -72,7 +75,13 @@ export function metadataFromJson(text: string | null | undefined): EchoMetadata 
  * migrated, so items written then are read through these for as long as they exist; markReady
  * removes them when it writes the map. Fixed: fields added later never had an attribute.
  */
-export const LEGACY_METADATA_ATTRIBUTES: readonly string[] = ['emotion', 'tags', 'caption', 'duration_seconds', 'location'];
+export const LEGACY_METADATA_ATTRIBUTES: readonly string[] = [
+  'emotion',
+  'tags',
+  'caption',
+  'duration_seconds',
+  'location',
+];
 
 /** From a DynamoDB item of either shape: the map when it has one, else the old separate attributes. */
 export function metadataFromItem(item: Record<string, unknown>): EchoMetadata {

@@ -41,7 +41,6 @@ export const NO_METRICS: ServiceMetrics = {
   integrityIncident: () => undefined,
 };
 
-
 /** Metrics a scraper reads as text (GET /metrics): the Prometheus exposition. */
 export interface MetricsExposition {
   readonly contentType: string;

@@ -82,7 +82,12 @@ export class ExportService {
 
   /** `describe` writes each echo's entry of echoes.json, as the API shows an echo. */
   constructor(deps: ServiceDeps & { readonly describe: EchoDescriber }) {
-    ({ store: this.store, repo: this.repo, describe: this.describe, clock: this.clock } = withDefaults(deps));
+    ({
+      store: this.store,
+      repo: this.repo,
+      describe: this.describe,
+      clock: this.clock,
+    } = withDefaults(deps));
   }
 
   /**
@@ -104,7 +109,12 @@ export class ExportService {
       if (!output.readableEnded) abort();
     });
     const createdAt = this.clock();
-    const addStream = async (source: Readable, path: string, compress: boolean, mtime: Date): Promise<ExportedFile> => {
+    const addStream = async (
+      source: Readable,
+      path: string,
+      compress: boolean,
+      mtime: Date,
+    ): Promise<ExportedFile> => {
       if (aborted) {
         source.destroy();
         throw new ExportAborted();
@@ -138,7 +148,12 @@ export class ExportService {
         while (!page.done) {
           for (const record of page.value) {
             yield `${refs.length === 0 ? '\n' : ',\n'}${JSON.stringify(describe(record))}`;
-            refs.push({ echoId: record.echoId, key: record.key, extension: record.extension, createdAt: record.createdAt });
+            refs.push({
+              echoId: record.echoId,
+              key: record.key,
+              extension: record.extension,
+              createdAt: record.createdAt,
+            });
           }
           report({ phase: 'metadata', echoes: refs.length, total: undefined, audioBytes: 0 });
           page = await pages.next();
@@ -159,7 +174,12 @@ export class ExportService {
           continue;
         }
         // Audio is compressed already: stored as it is, byte for byte.
-        const file = await addStream(source, `audio/${ref.echoId}.${ref.extension}`, false, ref.createdAt);
+        const file = await addStream(
+          source,
+          `audio/${ref.echoId}.${ref.extension}`,
+          false,
+          ref.createdAt,
+        );
         files.push(file);
         audioBytes += file.size;
         sinceReclaim += file.size;
@@ -171,7 +191,9 @@ export class ExportService {
         report({ phase: 'audio', echoes: done, total: refs.length, audioBytes });
       }
       const manifest = { user_id: userId, created_at: createdAt.toISOString(), files };
-      zip.addBuffer(Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'manifest.json', { mtime: createdAt });
+      zip.addBuffer(Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'manifest.json', {
+        mtime: createdAt,
+      });
       zip.end();
       await finished(output);
       return { userId, createdAt, echoes: refs.length, files, audioBytes, missing };

@@ -3,22 +3,40 @@ import { isPortError } from '../domain/errors.ts';
 import { AUDIO_FORMATS, type AudioFormat } from '../domain/formats.ts';
 import { parseObjectKey } from '../domain/keys.ts';
 import { isMismatch } from '../domain/legacy-pattern.ts';
-import type { EchoRepository, MigrationEntry, MigrationJournal, MigrationRef } from '../metadata/port.ts';
+import type {
+  EchoRepository,
+  MigrationEntry,
+  MigrationJournal,
+  MigrationRef,
+} from '../metadata/port.ts';
 import type { LegacySource, ObjectImports, ObjectStore } from '../storage/port.ts';
 import type { EchoService } from './echoes.ts';
 import { sweepLeftovers } from './lifecycle/leftovers.ts';
 import { LegacyCopier } from './migration/copy.ts';
 import type {
-  MigrationProblem, MigrationProblemReason, MigrationRequest, MigrationResult, MigrationSettings, SourceComparison, SourceOpener, Tally,
+  MigrationProblem,
+  MigrationProblemReason,
+  MigrationRequest,
+  MigrationResult,
+  MigrationSettings,
+  SourceComparison,
+  SourceOpener,
+  Tally,
 } from './migration/types.ts';
 import { compareCopy } from './migration/verify.ts';
 import { forEachLimit } from '../support/concurrency.ts';
 import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 
-
 export type {
-  MigrationProblem, MigrationProblemReason, MigrationProgress, MigrationRequest, MigrationResult, MigrationSettings, SourceComparison,
-  SourceOpener, Tally,
+  MigrationProblem,
+  MigrationProblemReason,
+  MigrationProgress,
+  MigrationRequest,
+  MigrationResult,
+  MigrationSettings,
+  SourceComparison,
+  SourceOpener,
+  Tally,
 } from './migration/types.ts';
 
 /** 0.5 + 1 + 2 + 4 s: a backend out for longer stops the run, which a rerun resumes. */
@@ -48,10 +66,17 @@ export class MigrationService {
   private readonly clock: Clock;
 
   constructor(
-    deps: ServiceDeps<ObjectStore & ObjectImports, EchoRepository & MigrationJournal> & { readonly echoes: EchoService },
+    deps: ServiceDeps<ObjectStore & ObjectImports, EchoRepository & MigrationJournal> & {
+      readonly echoes: EchoService;
+    },
     private readonly settings: MigrationSettings,
   ) {
-    ({ store: this.store, repo: this.repo, echoes: this.echoes, clock: this.clock } = withDefaults(deps));
+    ({
+      store: this.store,
+      repo: this.repo,
+      echoes: this.echoes,
+      clock: this.clock,
+    } = withDefaults(deps));
     this.copier = new LegacyCopier(this.store, this.repo, this.echoes, this.clock);
   }
 
@@ -60,11 +85,28 @@ export class MigrationService {
     const byUser: Record<string, Tally> = {};
     const byFormat: Record<string, Tally> = {};
     const toMigrate: Tally = { count: 0, bytes: 0 };
-    const counts = { scanned: 0, matched: 0, migrated: 0, alreadyDone: 0, deletedSources: 0, failedChecks: 0, ownKeys: 0 };
-    const progress = (): void => request.onProgress?.({
-      scanned: counts.scanned, migrated: counts.migrated, alreadyDone: counts.alreadyDone, problems: problems.length,
-    });
-    const problem = (key: string, reason: MigrationProblemReason, message: string, matched: boolean): void => {
+    const counts = {
+      scanned: 0,
+      matched: 0,
+      migrated: 0,
+      alreadyDone: 0,
+      deletedSources: 0,
+      failedChecks: 0,
+      ownKeys: 0,
+    };
+    const progress = (): void =>
+      request.onProgress?.({
+        scanned: counts.scanned,
+        migrated: counts.migrated,
+        alreadyDone: counts.alreadyDone,
+        problems: problems.length,
+      });
+    const problem = (
+      key: string,
+      reason: MigrationProblemReason,
+      message: string,
+      matched: boolean,
+    ): void => {
       problems.push({ key, reason, message });
       if (matched) counts.failedChecks += 1;
     };
@@ -90,7 +132,12 @@ export class MigrationService {
         counts.matched += 1;
         const format = FORMATS.get(parts.extension);
         if (!format) {
-          problem(object.key, 'unknown_format', `"${parts.extension}" is not a format this service stores (${[...FORMATS.keys()].join(', ')})`, true);
+          problem(
+            object.key,
+            'unknown_format',
+            `"${parts.extension}" is not a format this service stores (${[...FORMATS.keys()].join(', ')})`,
+            true,
+          );
           return;
         }
         const ref: MigrationRef = { userId: parts.userId, sourceId: source.sourceId(object.key) };
@@ -104,7 +151,12 @@ export class MigrationService {
           return;
         }
         if (object.size > this.settings.maxAudioFileSize) {
-          problem(object.key, 'too_large', `${object.size} bytes, over MAX_AUDIO_FILE_SIZE (${this.settings.maxAudioFileSize})`, true);
+          problem(
+            object.key,
+            'too_large',
+            `${object.size} bytes, over MAX_AUDIO_FILE_SIZE (${this.settings.maxAudioFileSize})`,
+            true,
+          );
           return;
         }
         if (request.dryRun) {
@@ -134,7 +186,8 @@ export class MigrationService {
           tally(byUser, parts.userId, object.size);
           tally(byFormat, format.extension, object.size);
         }
-        if (request.deleteSource) await this.retryOutage(() => this.deleteVerified(source, outcome.entry, problem, counts));
+        if (request.deleteSource)
+          await this.retryOutage(() => this.deleteVerified(source, outcome.entry, problem, counts));
       } finally {
         progress();
       }
@@ -183,13 +236,23 @@ export class MigrationService {
   private async deleteVerified(
     source: LegacySource,
     entry: MigrationEntry,
-    problem: (key: string, reason: MigrationProblemReason, message: string, matched: boolean) => void,
+    problem: (
+      key: string,
+      reason: MigrationProblemReason,
+      message: string,
+      matched: boolean,
+    ) => void,
     counts: { deletedSources: number },
   ): Promise<void> {
     const verdict = await compareCopy(this.store, source, entry);
     if (verdict === 'source_missing') return;
     if (verdict !== 'equal') {
-      problem(entry.sourceKey, 'copy_mismatch', `kept: ${verdict}; run \`echoes-storage verify --against-source\` and restore the copy from the source`, true);
+      problem(
+        entry.sourceKey,
+        'copy_mismatch',
+        `kept: ${verdict}; run \`echoes-storage verify --against-source\` and restore the copy from the source`,
+        true,
+      );
       return;
     }
     await source.delete(entry.sourceKey);
@@ -201,24 +264,44 @@ export class MigrationService {
    * `verify --against-source`: every migrated echo (of one user, or all) against its source, by
    * size and SHA-256. Sources deleted after their copy was verified are counted, not compared.
    */
-  async compareWithSources(open: SourceOpener, options: { userId?: string | undefined; onProgress?: ((checked: number) => void) | undefined } = {}): Promise<SourceComparison> {
+  async compareWithSources(
+    open: SourceOpener,
+    options: {
+      userId?: string | undefined;
+      onProgress?: ((checked: number) => void) | undefined;
+    } = {},
+  ): Promise<SourceComparison> {
     let checked = 0;
     let equal = 0;
     let sourceDeleted = 0;
     const mismatched: { key: string; sourceKey: string; reason: string }[] = [];
     for await (const page of this.repo.scanMigrations({ userId: options.userId })) {
-      await forEachLimit((async function* () { yield* page; })(), 8, async (entry) => {
-        if (entry.state !== 'done') return;
-        checked += 1;
-        if (entry.sourceDeletedAt !== null) {
-          sourceDeleted += 1;
-        } else {
-          const verdict = await compareCopy(this.store, await open(entry), entry);
-          if (verdict === 'equal') equal += 1;
-          else mismatched.push({ key: entry.key, sourceKey: entry.sourceKey, reason: verdict === 'source_missing' ? 'the source is gone, but no migration deleted it' : verdict });
-        }
-        options.onProgress?.(checked);
-      });
+      await forEachLimit(
+        (async function* () {
+          yield* page;
+        })(),
+        8,
+        async (entry) => {
+          if (entry.state !== 'done') return;
+          checked += 1;
+          if (entry.sourceDeletedAt !== null) {
+            sourceDeleted += 1;
+          } else {
+            const verdict = await compareCopy(this.store, await open(entry), entry);
+            if (verdict === 'equal') equal += 1;
+            else
+              mismatched.push({
+                key: entry.key,
+                sourceKey: entry.sourceKey,
+                reason:
+                  verdict === 'source_missing'
+                    ? 'the source is gone, but no migration deleted it'
+                    : verdict,
+              });
+          }
+          options.onProgress?.(checked);
+        },
+      );
     }
     mismatched.sort((a, b) => (a.key < b.key ? -1 : 1));
     return { checked, equal, sourceDeleted, mismatched, consistent: mismatched.length === 0 };

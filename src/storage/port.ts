@@ -140,7 +140,11 @@ export interface MultipartUploads {
   /** Parts stored so far, by part number: what a client resumes from. */
   listParts(key: string, uploadId: string): Promise<StoredPart[]>;
   /** Publishes the object from these parts, in this order; refuses (`conflict`) unless it can. */
-  completeMultipart(key: string, uploadId: string, parts: readonly { partNumber: number; etag: string }[]): Promise<void>;
+  completeMultipart(
+    key: string,
+    uploadId: string,
+    parts: readonly { partNumber: number; etag: string }[],
+  ): Promise<void>;
   /** Drops the upload and its parts; an unknown upload id succeeds (idempotent). */
   abortMultipart(key: string, uploadId: string): Promise<void>;
   /** Uploads begun and neither completed nor aborted, under a prefix (cleanup aborts old ones). */
@@ -149,7 +153,11 @@ export interface MultipartUploads {
 
 export function takesMultipart(store: ObjectStore): store is ObjectStore & MultipartUploads {
   const s = store as Partial<MultipartUploads>;
-  return typeof s.createMultipart === 'function' && typeof s.signPart === 'function' && typeof s.completeMultipart === 'function';
+  return (
+    typeof s.createMultipart === 'function' &&
+    typeof s.signPart === 'function' &&
+    typeof s.completeMultipart === 'function'
+  );
 }
 
 // ---- migration from an existing layout ----------------------------------------------------------
@@ -201,7 +209,9 @@ export interface ImportSpec {
    * A bucket object that an S3 store may copy server-side (CopyObject) instead of streaming, only
    * while its ETag is still `etag` (else PortError `conflict`). Other stores ignore it.
    */
-  readonly copyFrom?: { readonly bucket: string; readonly key: string; readonly etag?: string | undefined } | undefined;
+  readonly copyFrom?:
+    | { readonly bucket: string; readonly key: string; readonly etag?: string | undefined }
+    | undefined;
 }
 
 /** Stores that can take objects from the operator's tools directly (both stores can). */
@@ -217,4 +227,3 @@ export interface ObjectImports {
 export function takesImports(store: ObjectStore): store is ObjectStore & ObjectImports {
   return typeof (store as Partial<ObjectImports>).importObject === 'function';
 }
-

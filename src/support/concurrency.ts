@@ -1,5 +1,9 @@
 /** Maps with at most `limit` calls in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -17,14 +21,20 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
  * as they finish: memory holds `limit` items, whatever the source's size. The first failure
  * stops the intake and is thrown once the calls in flight are done.
  */
-export async function forEachLimit<T>(items: AsyncIterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimit<T>(
+  items: AsyncIterable<T>,
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   const running = new Set<Promise<void>>();
   let failure: { err: unknown } | undefined;
   for await (const item of items) {
     if (failure) break;
-    const p: Promise<void> = fn(item).catch((err: unknown) => {
-      failure ??= { err };
-    }).finally(() => running.delete(p));
+    const p: Promise<void> = fn(item)
+      .catch((err: unknown) => {
+        failure ??= { err };
+      })
+      .finally(() => running.delete(p));
     running.add(p);
     if (running.size >= limit) await Promise.race(running);
   }

@@ -1,6 +1,7 @@
 /** The `code` of a Node system error (ENOENT, EEXIST, ...); undefined when there is no such text. */
 export function errnoCode(err: unknown): string | undefined {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  const code =
+    typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   return typeof code === 'string' ? code : undefined;
 }
 

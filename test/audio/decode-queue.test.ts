@@ -1,6 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_QUEUE_PER_OWNER, DecodeQueue, type DecodeQueueOptions } from '../../src/audio/ffmpeg/decode-queue.ts';
+import {
+  DEFAULT_QUEUE_PER_OWNER,
+  DecodeQueue,
+  type DecodeQueueOptions,
+} from '../../src/audio/ffmpeg/decode-queue.ts';
 import { AppError } from '../../src/domain/errors.ts';
 
 /** Lets every settled acquire() run its callbacks. */
@@ -22,31 +26,51 @@ class Harness {
   readonly granted: Request[] = [];
 
   constructor(options: Partial<DecodeQueueOptions> & Pick<DecodeQueueOptions, 'slots'>) {
-    this.queue = new DecodeQueue({ perOwner: options.slots, queuePerOwner: 100, queueTotal: 1000, ...options });
+    this.queue = new DecodeQueue({
+      perOwner: options.slots,
+      queuePerOwner: 100,
+      queueTotal: 1000,
+      ...options,
+    });
   }
 
   submit(owner: string, count = 1): Request[] {
     const made: Request[] = [];
     for (let i = 0; i < count; i++) {
-      const request: Request = { owner, seq: this.requests.length, controller: new AbortController(), state: 'waiting' };
+      const request: Request = {
+        owner,
+        seq: this.requests.length,
+        controller: new AbortController(),
+        state: 'waiting',
+      };
       this.requests.push(request);
       made.push(request);
       this.queue.acquire(owner, request.controller.signal).then(
-        (release) => { request.state = 'running'; request.release = release; this.granted.push(request); },
-        (err: unknown) => { request.state = 'failed'; request.error = err; },
+        (release) => {
+          request.state = 'running';
+          request.release = release;
+          this.granted.push(request);
+        },
+        (err: unknown) => {
+          request.state = 'failed';
+          request.error = err;
+        },
       );
     }
     return made;
   }
 
   running(owner?: string): Request[] {
-    return this.requests.filter((r) => r.state === 'running' && (owner === undefined || r.owner === owner));
+    return this.requests.filter(
+      (r) => r.state === 'running' && (owner === undefined || r.owner === owner),
+    );
   }
 
   /** Ends the oldest running decode (of `owner` when given) and lets the next one start. */
   async finish(owner?: string): Promise<void> {
     const request = this.running(owner)[0];
-    if (request?.release === undefined) throw new Error(`nothing of ${owner ?? 'anyone'} is running`);
+    if (request?.release === undefined)
+      throw new Error(`nothing of ${owner ?? 'anyone'} is running`);
     request.state = 'done';
     request.release();
     await flush();
@@ -57,10 +81,14 @@ class Harness {
   }
 }
 
-const oneSlot = (): DecodeQueue => new DecodeQueue({ slots: 1, perOwner: 1, queuePerOwner: 4, queueTotal: 4 });
+const oneSlot = (): DecodeQueue =>
+  new DecodeQueue({ slots: 1, perOwner: 1, queuePerOwner: 4, queueTotal: 4 });
 
 const expectRejection = (promise: Promise<unknown>): Promise<unknown> =>
-  promise.then(() => expect.unreachable('acquire should have been refused'), (err: unknown) => err);
+  promise.then(
+    () => expect.unreachable('acquire should have been refused'),
+    (err: unknown) => err,
+  );
 
 describe('DecodeQueue: one owner cannot take every slot', () => {
   it('runs one of 20 requests of one owner at a time (2 slots, perOwner 1), and a later owner gets the free slot at once', async () => {
@@ -80,7 +108,9 @@ describe('DecodeQueue: one owner cannot take every slot', () => {
       expect(h.running('a')).toHaveLength(1);
       await h.finish('a');
     }
-    expect(h.granted.filter((r) => r.owner === 'a').map((r) => r.seq)).toEqual([...Array(20).keys()]);
+    expect(h.granted.filter((r) => r.owner === 'a').map((r) => r.seq)).toEqual([
+      ...Array(20).keys(),
+    ]);
     expect(h.queue.stats()).toEqual({ running: 0, waiting: 0, owners: 0 });
   });
 
@@ -178,7 +208,9 @@ describe('DecodeQueue: bounded queues', () => {
     const tooMany = await expectRejection(h.queue.acquire('a'));
     expect(tooMany).toBeInstanceOf(AppError);
     expect(tooMany).toMatchObject({ code: 'RATE_LIMITED', headers: { 'retry-after': '1' } });
-    expect((tooMany as AppError).message).toBe('You have too many uploads being checked at once; retry in 1 s.');
+    expect((tooMany as AppError).message).toBe(
+      'You have too many uploads being checked at once; retry in 1 s.',
+    );
 
     h.submit('b');
     await flush();
@@ -206,7 +238,9 @@ describe('DecodeQueue: bounded queues', () => {
     await queue.acquire('a');
     void queue.acquire('a');
     expect(await expectRejection(queue.acquire('a'))).toMatchObject({ code: 'RATE_LIMITED' });
-    expect(await expectRejection(queue.acquire('b'))).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+    expect(await expectRejection(queue.acquire('b'))).toMatchObject({
+      code: 'SERVICE_UNAVAILABLE',
+    });
   });
 
   it('with queuePerOwner 0 still runs what fits at once, and answers 503 to an owner with nothing in flight', async () => {
@@ -215,7 +249,9 @@ describe('DecodeQueue: bounded queues', () => {
     expect(await expectRejection(queue.acquire('a'))).toMatchObject({ code: 'RATE_LIMITED' });
     await queue.acquire('b');
     // 'c' has nothing in flight: not its fault, the server is busy.
-    expect(await expectRejection(queue.acquire('c'))).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+    expect(await expectRejection(queue.acquire('c'))).toMatchObject({
+      code: 'SERVICE_UNAVAILABLE',
+    });
     release();
     await queue.acquire('c');
   });
@@ -315,14 +351,23 @@ describe('DecodeQueue: abort, release, memory', () => {
 
 describe('DecodeQueue: options', () => {
   it('defaults: half the slots per owner (at least 1), 8 waiting per owner', () => {
-    expect([1, 2, 3, 4, 5, 8, 16].map((slots) => DecodeQueue.defaultPerOwner(slots))).toEqual([1, 1, 1, 2, 2, 4, 8]);
+    expect([1, 2, 3, 4, 5, 8, 16].map((slots) => DecodeQueue.defaultPerOwner(slots))).toEqual([
+      1, 1, 1, 2, 2, 4, 8,
+    ]);
     expect(DEFAULT_QUEUE_PER_OWNER).toBe(8);
   });
 
   it('refuses options outside their range', () => {
     const ok: DecodeQueueOptions = { slots: 2, perOwner: 1, queuePerOwner: 8, queueTotal: 16 };
     expect(() => new DecodeQueue(ok)).not.toThrow();
-    for (const bad of [{ slots: 0 }, { slots: 1.5 }, { perOwner: 0 }, { perOwner: 3 }, { queuePerOwner: -1 }, { queueTotal: Number.NaN }]) {
+    for (const bad of [
+      { slots: 0 },
+      { slots: 1.5 },
+      { perOwner: 0 },
+      { perOwner: 3 },
+      { queuePerOwner: -1 },
+      { queueTotal: Number.NaN },
+    ]) {
       expect(() => new DecodeQueue({ ...ok, ...bad }), JSON.stringify(bad)).toThrow(RangeError);
     }
   });
@@ -333,105 +378,151 @@ type Step =
   | { readonly kind: 'release' | 'releaseAgain' | 'abort'; readonly pick: number };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('acquire' as const), owner: fc.nat({ max: 3 }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant('acquire' as const), owner: fc.nat({ max: 3 }) }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom('releaseAgain' as const, 'abort' as const), pick: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constantFrom('releaseAgain' as const, 'abort' as const),
+      pick: fc.nat(),
+    }),
+  },
 );
 
 const optionsArb: fc.Arbitrary<DecodeQueueOptions> = fc
-  .record({ slots: fc.integer({ min: 1, max: 4 }), cap: fc.nat(), queuePerOwner: fc.nat({ max: 6 }), queueTotal: fc.nat({ max: 16 }) })
-  .map(({ slots, cap, queuePerOwner, queueTotal }) => ({ slots, perOwner: 1 + (cap % slots), queuePerOwner, queueTotal }));
+  .record({
+    slots: fc.integer({ min: 1, max: 4 }),
+    cap: fc.nat(),
+    queuePerOwner: fc.nat({ max: 6 }),
+    queueTotal: fc.nat({ max: 16 }),
+  })
+  .map(({ slots, cap, queuePerOwner, queueTotal }) => ({
+    slots,
+    perOwner: 1 + (cap % slots),
+    queuePerOwner,
+    queueTotal,
+  }));
 
 describe('DecodeQueue: invariants under any interleaving', () => {
   it('never exceeds slots or the per-owner cap, never idles a slot a waiter could use, answers as told, releases all', async () => {
     await fc.assert(
-      fc.asyncProperty(optionsArb, fc.array(stepArb, { minLength: 10, maxLength: 80, size: 'max' }), async (options, steps) => {
-        const h = new Harness(options);
-        const released: Request[] = [];
-        const count = (owner: string | undefined, state: Request['state']): number =>
-          h.requests.filter((r) => r.state === state && (owner === undefined || r.owner === owner)).length;
+      fc.asyncProperty(
+        optionsArb,
+        fc.array(stepArb, { minLength: 10, maxLength: 80, size: 'max' }),
+        async (options, steps) => {
+          const h = new Harness(options);
+          const released: Request[] = [];
+          const count = (owner: string | undefined, state: Request['state']): number =>
+            h.requests.filter(
+              (r) => r.state === state && (owner === undefined || r.owner === owner),
+            ).length;
 
-        // For each owner that could run but waits: who started since. Nobody may start twice
-        // before it (one decode of holding back per other owner), so no burst starves it.
-        const passedBy = new Map<string, Set<string>>();
-        const check = (): void => {
-          const owners = new Set(h.requests.filter((r) => r.state === 'running' || r.state === 'waiting').map((r) => r.owner));
-          expect(h.queue.stats()).toEqual({ running: count(undefined, 'running'), waiting: count(undefined, 'waiting'), owners: owners.size });
-          expect(count(undefined, 'running')).toBeLessThanOrEqual(options.slots);
-          // An owner whose waiting ended (aborted) starts afresh when it queues again.
-          for (const owner of [...passedBy.keys()]) if (count(owner, 'waiting') === 0) passedBy.delete(owner);
-          for (const owner of owners) {
-            expect(count(owner, 'running')).toBeLessThanOrEqual(options.perOwner);
-            const runnable = count(owner, 'waiting') > 0 && count(owner, 'running') < options.perOwner;
-            if (count(undefined, 'running') < options.slots && runnable) expect.fail(`a slot is idle while ${owner} could run`);
-          }
-        };
-
-        const afterRelease = async (): Promise<void> => {
-          const eligible = [...new Set(h.requests.filter((r) => r.state === 'waiting').map((r) => r.owner))]
-            .filter((owner) => count(owner, 'running') < options.perOwner);
-          const before = h.granted.length;
-          await flush();
-          const started = h.granted.slice(before).map((r) => r.owner);
-          expect(started.length).toBeLessThanOrEqual(1);
-          for (const owner of [...passedBy.keys()]) {
-            if (!eligible.includes(owner) || started.includes(owner)) passedBy.delete(owner);
-          }
-          for (const owner of eligible.filter((o) => !started.includes(o))) {
-            const seen = passedBy.get(owner) ?? new Set<string>();
-            for (const other of started) {
-              if (seen.has(other)) expect.fail(`${other} started twice while ${owner} waited for its turn`);
-              seen.add(other);
+          // For each owner that could run but waits: who started since. Nobody may start twice
+          // before it (one decode of holding back per other owner), so no burst starves it.
+          const passedBy = new Map<string, Set<string>>();
+          const check = (): void => {
+            const owners = new Set(
+              h.requests
+                .filter((r) => r.state === 'running' || r.state === 'waiting')
+                .map((r) => r.owner),
+            );
+            expect(h.queue.stats()).toEqual({
+              running: count(undefined, 'running'),
+              waiting: count(undefined, 'waiting'),
+              owners: owners.size,
+            });
+            expect(count(undefined, 'running')).toBeLessThanOrEqual(options.slots);
+            // An owner whose waiting ended (aborted) starts afresh when it queues again.
+            for (const owner of [...passedBy.keys()])
+              if (count(owner, 'waiting') === 0) passedBy.delete(owner);
+            for (const owner of owners) {
+              expect(count(owner, 'running')).toBeLessThanOrEqual(options.perOwner);
+              const runnable =
+                count(owner, 'waiting') > 0 && count(owner, 'running') < options.perOwner;
+              if (count(undefined, 'running') < options.slots && runnable)
+                expect.fail(`a slot is idle while ${owner} could run`);
             }
-            passedBy.set(owner, seen);
-          }
-        };
+          };
 
-        for (const step of steps) {
-          if (step.kind === 'acquire') {
-            const owner = `o${step.owner}`;
-            const runsAtOnce = count(undefined, 'running') < options.slots && count(owner, 'running') < options.perOwner;
-            const expected = runsAtOnce ? 'running'
-              : count(owner, 'waiting') >= options.queuePerOwner
-                ? (count(owner, 'running') + count(owner, 'waiting') > 0 ? 'RATE_LIMITED' : 'SERVICE_UNAVAILABLE')
-                : count(undefined, 'waiting') >= options.queueTotal ? 'SERVICE_UNAVAILABLE' : 'waiting';
-            const [request] = h.submit(owner);
+          const afterRelease = async (): Promise<void> => {
+            const eligible = [
+              ...new Set(h.requests.filter((r) => r.state === 'waiting').map((r) => r.owner)),
+            ].filter((owner) => count(owner, 'running') < options.perOwner);
+            const before = h.granted.length;
             await flush();
-            const outcome = request?.state === 'failed' ? (request.error as AppError).code : request?.state;
-            expect(outcome).toBe(expected);
-          } else if (step.kind === 'release') {
-            const running = h.running();
-            const request = running[step.pick % Math.max(1, running.length)];
-            if (request === undefined) continue;
+            const started = h.granted.slice(before).map((r) => r.owner);
+            expect(started.length).toBeLessThanOrEqual(1);
+            for (const owner of [...passedBy.keys()]) {
+              if (!eligible.includes(owner) || started.includes(owner)) passedBy.delete(owner);
+            }
+            for (const owner of eligible.filter((o) => !started.includes(o))) {
+              const seen = passedBy.get(owner) ?? new Set<string>();
+              for (const other of started) {
+                if (seen.has(other))
+                  expect.fail(`${other} started twice while ${owner} waited for its turn`);
+                seen.add(other);
+              }
+              passedBy.set(owner, seen);
+            }
+          };
+
+          for (const step of steps) {
+            if (step.kind === 'acquire') {
+              const owner = `o${step.owner}`;
+              const runsAtOnce =
+                count(undefined, 'running') < options.slots &&
+                count(owner, 'running') < options.perOwner;
+              const expected = runsAtOnce
+                ? 'running'
+                : count(owner, 'waiting') >= options.queuePerOwner
+                  ? count(owner, 'running') + count(owner, 'waiting') > 0
+                    ? 'RATE_LIMITED'
+                    : 'SERVICE_UNAVAILABLE'
+                  : count(undefined, 'waiting') >= options.queueTotal
+                    ? 'SERVICE_UNAVAILABLE'
+                    : 'waiting';
+              const [request] = h.submit(owner);
+              await flush();
+              const outcome =
+                request?.state === 'failed' ? (request.error as AppError).code : request?.state;
+              expect(outcome).toBe(expected);
+            } else if (step.kind === 'release') {
+              const running = h.running();
+              const request = running[step.pick % Math.max(1, running.length)];
+              if (request === undefined) continue;
+              request.state = 'done';
+              request.release?.();
+              released.push(request);
+              await afterRelease();
+            } else if (step.kind === 'releaseAgain') {
+              released[step.pick % Math.max(1, released.length)]?.release?.();
+              await afterRelease();
+            } else {
+              const waiting = h.requests.filter((r) => r.state === 'waiting');
+              waiting[step.pick % Math.max(1, waiting.length)]?.controller.abort();
+            }
+            await flush();
+            check();
+          }
+
+          for (let request = h.running()[0]; request !== undefined; request = h.running()[0]) {
             request.state = 'done';
             request.release?.();
-            released.push(request);
             await afterRelease();
-          } else if (step.kind === 'releaseAgain') {
-            released[step.pick % Math.max(1, released.length)]?.release?.();
-            await afterRelease();
-          } else {
-            const waiting = h.requests.filter((r) => r.state === 'waiting');
-            waiting[step.pick % Math.max(1, waiting.length)]?.controller.abort();
+            check();
           }
-          await flush();
-          check();
-        }
-
-        for (let request = h.running()[0]; request !== undefined; request = h.running()[0]) {
-          request.state = 'done';
-          request.release?.();
-          await afterRelease();
-          check();
-        }
-        expect(h.queue.stats()).toEqual({ running: 0, waiting: 0, owners: 0 });
-        // Everyone not refused or aborted got a slot, and each owner's requests ran in the order sent.
-        expect(h.requests.every((r) => r.state === 'done' || r.state === 'failed')).toBe(true);
-        for (const owner of new Set(h.order())) {
-          const seqs = h.granted.filter((r) => r.owner === owner).map((r) => r.seq);
-          expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
-        }
-      }),
+          expect(h.queue.stats()).toEqual({ running: 0, waiting: 0, owners: 0 });
+          // Everyone not refused or aborted got a slot, and each owner's requests ran in the order sent.
+          expect(h.requests.every((r) => r.state === 'done' || r.state === 'failed')).toBe(true);
+          for (const owner of new Set(h.order())) {
+            const seqs = h.granted.filter((r) => r.owner === owner).map((r) => r.seq);
+            expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });

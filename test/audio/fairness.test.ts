@@ -23,11 +23,29 @@ describe.runIf(decoding)('decoders shared fairly between users (real server, ffm
     dir = mkdtempSync(join(tmpdir(), 'fairness-'));
     const path = join(dir, 'take.webm');
     // Long enough that a decode takes a while next to an HTTP round trip.
-    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=300:duration=120', '-c:a', 'libopus', '-b:a', '24k', '-y', path]);
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=300:duration=120',
+      '-c:a',
+      'libopus',
+      '-b:a',
+      '24k',
+      '-y',
+      path,
+    ]);
     audio = readFileSync(path);
     srv = await startTestServer({
-      AUDIO_DECODE: 'on', AUDIO_DECODE_CONCURRENCY: '2', AUDIO_DECODE_PER_USER: '1', AUDIO_DECODE_QUEUE_PER_USER: '4',
-      RATE_LIMIT_PER_MINUTE: '0', USER_MAX_PENDING_UPLOADS: '0', USER_QUOTA_BYTES: '0',
+      AUDIO_DECODE: 'on',
+      AUDIO_DECODE_CONCURRENCY: '2',
+      AUDIO_DECODE_PER_USER: '1',
+      AUDIO_DECODE_QUEUE_PER_USER: '4',
+      RATE_LIMIT_PER_MINUTE: '0',
+      USER_MAX_PENDING_UPLOADS: '0',
+      USER_QUOTA_BYTES: '0',
     });
   }, 60_000);
   afterAll(async () => {
@@ -36,7 +54,13 @@ describe.runIf(decoding)('decoders shared fairly between users (real server, ffm
   });
 
   async function uploaded(api: ReturnType<typeof apiClient>): Promise<string> {
-    const ticket = (await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'webm', content_type: 'audio/webm', file_size: audio.length })).body;
+    const ticket = (
+      await api.call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'webm',
+        content_type: 'audio/webm',
+        file_size: audio.length,
+      })
+    ).body;
     expect((await putBytes(ticket, audio)).status).toBe(200);
     return ticket.echo_id;
   }

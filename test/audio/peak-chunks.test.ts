@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ChunkPeaks, chunkFrames, peakFilterGraph } from '../../src/audio/ffmpeg/peak-chunks.ts';
 
-const line = (db: number | '-inf'): string => `frame:0    pts:0     pts_time:0\nlavfi.astats.Overall.Peak_level=${db}\n`;
+const line = (db: number | '-inf'): string =>
+  `frame:0    pts:0     pts_time:0\nlavfi.astats.Overall.Peak_level=${db}\n`;
 
 describe('peaks measured in chunks by the decoder child', () => {
   it('sizes chunks for about a thousand per recording, never under 10 ms, guessing from the size when no duration is declared', () => {
@@ -10,7 +11,9 @@ describe('peaks measured in chunks by the decoder child', () => {
     // 128 kB at an assumed 32 kbit/s: 32 s.
     expect(chunkFrames(48000, undefined, 128_000)).toBe(1536);
     expect(chunkFrames(48000, undefined, 100)).toBe(480);
-    expect(peakFilterGraph(2880)).toMatch(/^asetnsamples=n=2880:p=0,astats=.*ametadata=mode=print:key=lavfi\.astats\.Overall\.Peak_level:file=-$/);
+    expect(peakFilterGraph(2880)).toMatch(
+      /^asetnsamples=n=2880:p=0,astats=.*ametadata=mode=print:key=lavfi\.astats\.Overall\.Peak_level:file=-$/,
+    );
   });
 
   it('turns dBFS lines, split anywhere, into slice peaks; silence is 0', () => {

@@ -15,7 +15,12 @@ const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const run = await requireFfmpeg('audio probe (ffmpeg)');
 
 function expectation(file: string, overrides: Partial<AudioExpectation> = {}): AudioExpectation {
-  return { extension: file.split('.').pop() ?? '', maxDurationSeconds: 1800, maxBytes: 50 * 1024 * 1024, ...overrides };
+  return {
+    extension: file.split('.').pop() ?? '',
+    maxDurationSeconds: 1800,
+    maxBytes: 50 * 1024 * 1024,
+    ...overrides,
+  };
 }
 
 function fromFile(path: string): () => Promise<Readable> {
@@ -77,7 +82,11 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
 
   it('gives MediaRecorder webm, whose container declares no duration, its decoded one', async () => {
     const path = join(FIXTURES, 'proof/mediarecorder.webm');
-    const format = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'default=nw=1:nk=1', path], { encoding: 'utf8' });
+    const format = spawnSync(
+      'ffprobe',
+      ['-v', 'error', '-show_entries', 'format=duration', '-of', 'default=nw=1:nk=1', path],
+      { encoding: 'utf8' },
+    );
     expect(format.stdout.trim()).toBe('N/A');
     const facts = await probe.probe(fromFile(path), expectation(path));
     expect(facts.durationSeconds).toBeGreaterThan(1.45);
@@ -85,15 +94,24 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
   });
 
   it('takes digital silence as audio with flat zero peaks', async () => {
-    const facts = await probe.probe(fromFile(join(FIXTURES, 'proof/silence.wav')), expectation('silence.wav'));
+    const facts = await probe.probe(
+      fromFile(join(FIXTURES, 'proof/silence.wav')),
+      expectation('silence.wav'),
+    );
     expect(facts.durationSeconds).toBe(1);
     expect(facts.peaks.every((p) => p === 0)).toBe(true);
   });
 
   it('draws a rising waveform for a tone that fades in', async () => {
-    const facts = await probe.probe(fromFile(join(FIXTURES, 'proof/fade-in.wav')), expectation('fade-in.wav'));
-    const tenths = Array.from({ length: 10 }, (_, i) => Math.max(...facts.peaks.slice(i * 100, (i + 1) * 100)));
-    for (let i = 1; i < tenths.length; i++) expect(tenths[i]).toBeGreaterThanOrEqual((tenths[i - 1] ?? 0) - 0.002);
+    const facts = await probe.probe(
+      fromFile(join(FIXTURES, 'proof/fade-in.wav')),
+      expectation('fade-in.wav'),
+    );
+    const tenths = Array.from({ length: 10 }, (_, i) =>
+      Math.max(...facts.peaks.slice(i * 100, (i + 1) * 100)),
+    );
+    for (let i = 1; i < tenths.length; i++)
+      expect(tenths[i]).toBeGreaterThanOrEqual((tenths[i - 1] ?? 0) - 0.002);
     expect(facts.peaks[0]).toBeLessThan(0.01);
     expect(tenths[9]).toBeGreaterThan(10 * (tenths[0] ?? 1));
   });
@@ -131,7 +149,19 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
 
     it('refuses mp3 inside a wav container', async () => {
       const path = join(dir, 'mp3-in.wav');
-      const made = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=duration=1', '-c:a', 'libmp3lame', '-f', 'wav', path]);
+      const made = spawnSync('ffmpeg', [
+        '-v',
+        'error',
+        '-f',
+        'lavfi',
+        '-i',
+        'sine=duration=1',
+        '-c:a',
+        'libmp3lame',
+        '-f',
+        'wav',
+        path,
+      ]);
       expect(made.status).toBe(0);
       const err = await refusal(probe.probe(fromFile(path), expectation(path)));
       expect(err.code).toBe('UPLOAD_INVALID');
@@ -140,15 +170,28 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
   });
 
   it('refuses a recording over the maximum duration', async () => {
-    const err = await refusal(probe.probe(fromFile(join(FIXTURES, 'proof/long.wav')), expectation('long.wav', { maxDurationSeconds: 3 })));
+    const err = await refusal(
+      probe.probe(
+        fromFile(join(FIXTURES, 'proof/long.wav')),
+        expectation('long.wav', { maxDurationSeconds: 3 }),
+      ),
+    );
     expect(err.code).toBe('UPLOAD_INVALID');
     expect(err.message).toMatch(/longer than the maximum of 3 s/);
-    const facts = await probe.probe(fromFile(join(FIXTURES, 'proof/long.wav')), expectation('long.wav', { maxDurationSeconds: 6 }));
+    const facts = await probe.probe(
+      fromFile(join(FIXTURES, 'proof/long.wav')),
+      expectation('long.wav', { maxDurationSeconds: 6 }),
+    );
     expect(facts.durationSeconds).toBe(5);
   });
 
   it('reads no more than maxBytes', async () => {
-    const err = await refusal(probe.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav', { maxBytes: 1000 })));
+    const err = await refusal(
+      probe.probe(
+        fromFile(join(FIXTURES, 'tone.wav')),
+        expectation('tone.wav', { maxBytes: 1000 }),
+      ),
+    );
     expect(err.code).toBe('UPLOAD_INVALID');
     expect(err.message).toMatch(/larger than 1000 bytes/);
   });
@@ -156,8 +199,17 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
   it('sweeps the spool folders of processes that are gone (a kill -9 mid-decode), and only those', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'echoes-sweep-'));
     try {
-      const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
-      const names = [`echoes-audio-${gone}-aaa`, `echoes-audio-${process.pid}-bbb`, `echoes-audio-${process.ppid}-ccc`, 'unrelated-1-x'];
+      const gone = spawnSync(
+        process.execPath,
+        ['-e', 'process.stdout.write(String(process.pid))'],
+        { encoding: 'utf8' },
+      ).stdout;
+      const names = [
+        `echoes-audio-${gone}-aaa`,
+        `echoes-audio-${process.pid}-bbb`,
+        `echoes-audio-${process.ppid}-ccc`,
+        'unrelated-1-x',
+      ];
       for (const name of names) {
         mkdirSync(join(dir, name));
         writeFileSync(join(dir, name, 'input'), 'x');
@@ -184,7 +236,9 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
   it('answers 503, not 500, when ffmpeg cannot be started at all (gone since start-up)', async () => {
     for (const prlimitPath of [null, undefined]) {
       const gone = new FfmpegAudioProbe({ ffmpegPath: '/nonexistent/ffmpeg', prlimitPath });
-      const err = await refusal(gone.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')));
+      const err = await refusal(
+        gone.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')),
+      );
       expect(err.code).toBe('SERVICE_UNAVAILABLE');
     }
   });
@@ -198,7 +252,8 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     expect(third.headers).toEqual({ 'retry-after': '1' });
     expect(third.message).toMatch(/busy/);
     // The waiting one gets the slot when the first gives it up (its stalled source timed out), and the queue drains.
-    for (const waited of [await first, await second]) expect(waited.message).toMatch(/could not be read within 0\.6 s/);
+    for (const waited of [await first, await second])
+      expect(waited.message).toMatch(/could not be read within 0\.6 s/);
     // The queue drained: the next one gets the slot (it times out reading, it is not turned away as busy).
     // A stalled source rather than a real decode, so a loaded machine cannot make it miss 0.6 s.
     const after = await refusal(busy.probe(stalled().source, expectation('x.webm')));
@@ -206,13 +261,18 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     expect(after.message).toMatch(/could not be read within 0\.6 s/);
   });
 
-  it.runIf(spawnSync('prlimit', ['--version']).status === 0)('runs the children under an address-space limit; a decoder that dies of it is an outage (503), not the upload\'s fault', async () => {
-    // Debian's ffmpeg maps ~260 MB of libraries at start; under 128 MB it cannot even load.
-    const starved = new FfmpegAudioProbe({ memoryLimitBytes: 128 * 1024 * 1024 });
-    const err = await refusal(starved.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')));
-    expect(err.code).toBe('SERVICE_UNAVAILABLE');
-    expect(err.headers?.['retry-after']).toBe('1');
-  });
+  it.runIf(spawnSync('prlimit', ['--version']).status === 0)(
+    "runs the children under an address-space limit; a decoder that dies of it is an outage (503), not the upload's fault",
+    async () => {
+      // Debian's ffmpeg maps ~260 MB of libraries at start; under 128 MB it cannot even load.
+      const starved = new FfmpegAudioProbe({ memoryLimitBytes: 128 * 1024 * 1024 });
+      const err = await refusal(
+        starved.probe(fromFile(join(FIXTURES, 'tone.wav')), expectation('tone.wav')),
+      );
+      expect(err.code).toBe('SERVICE_UNAVAILABLE');
+      expect(err.headers?.['retry-after']).toBe('1');
+    },
+  );
 
   it('refuses 20 concurrent 10 MB files of random bytes behind valid headers, in modest memory', async () => {
     // Deterministic noise (xorshift32), shared by every upload.
@@ -257,13 +317,20 @@ describe.runIf(run)('FfmpegAudioProbe', () => {
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) => {
         const ext = i % 2 === 0 ? 'webm' : 'wav';
-        const expected = { extension: ext, maxDurationSeconds: 60, maxBytes: 20 * 1024 * 1024, owner: `user-${i}` };
+        const expected = {
+          extension: ext,
+          maxDurationSeconds: 60,
+          maxBytes: 20 * 1024 * 1024,
+          owner: `user-${i}`,
+        };
         return refusal(wide.probe(upload(ext === 'webm' ? webmHeader : wavHeader), expected));
       }),
     );
     clearInterval(sampler);
     const growthMb = (peak - baseline) / 1024 / 1024;
-    console.log(`20 x 10 MB random: refused in ${(performance.now() - started).toFixed(0)} ms, RSS growth ${growthMb.toFixed(1)} MB (baseline ${(baseline / 1024 / 1024).toFixed(0)} MB)`);
+    console.log(
+      `20 x 10 MB random: refused in ${(performance.now() - started).toFixed(0)} ms, RSS growth ${growthMb.toFixed(1)} MB (baseline ${(baseline / 1024 / 1024).toFixed(0)} MB)`,
+    );
     for (const [i, err] of results.entries()) {
       expect(err.code, err.message).toBe('UPLOAD_INVALID');
       if (i % 2 === 1) expect(err.message).toMatch(/longer than the maximum/);

@@ -1,8 +1,16 @@
-import { CreateTableCommand, DynamoDBClient, UpdateTimeToLiveCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import type { Server } from 'node:http';
 import { afterAll } from 'vitest';
-import { DynamoEchoRepository, type DynamoEchoRepositoryOptions } from '../../src/metadata/dynamodb/repository.ts';
+import {
+  DynamoEchoRepository,
+  type DynamoEchoRepositoryOptions,
+} from '../../src/metadata/dynamodb/repository.ts';
 import { echoTableDefinition, TTL_ATTRIBUTE } from '../../src/metadata/dynamodb/table.ts';
 import { freePort } from '../support/free-port.ts';
 import { TEST_CREDENTIALS, TEST_REGION, uniqueName } from './aws-account.ts';
@@ -30,10 +38,11 @@ export async function startDynalite(): Promise<LocalServer> {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     http: server,
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -51,12 +60,21 @@ export function dynaliteForFile(): () => Promise<LocalServer> {
 
 /** Creates the echoes table as production's, TTL included where the server supports it. */
 export async function createEchoTable(endpoint: string, table: string): Promise<void> {
-  const client = new DynamoDBClient({ region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS });
+  const client = new DynamoDBClient({
+    region: TEST_REGION,
+    endpoint,
+    credentials: TEST_CREDENTIALS,
+  });
   try {
     await client.send(new CreateTableCommand(echoTableDefinition(table)));
     await waitUntilTableExists({ client, maxWaitTime: 30, minDelay: 1 }, { TableName: table });
     try {
-      await client.send(new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { Enabled: true, AttributeName: TTL_ATTRIBUTE } }));
+      await client.send(
+        new UpdateTimeToLiveCommand({
+          TableName: table,
+          TimeToLiveSpecification: { Enabled: true, AttributeName: TTL_ATTRIBUTE },
+        }),
+      );
     } catch (err) {
       // dynalite has no TTL API; moto and DynamoDB do.
       if ((err as { name?: string }).name !== 'UnknownOperationException') throw err;
@@ -77,13 +95,33 @@ export async function freshTable(endpoint: string, prefix = 'echoes'): Promise<s
  * The repository on a test table, with a call deadline as the API composes it (generous, for a
  * busy machine) unless `options` say otherwise.
  */
-export function dynamoRepository(endpoint: string, table: string, options: Partial<DynamoEchoRepositoryOptions> = {}): DynamoEchoRepository {
-  return new DynamoEchoRepository({ table, region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS, callTimeoutMs: 10_000, ...options });
+export function dynamoRepository(
+  endpoint: string,
+  table: string,
+  options: Partial<DynamoEchoRepositoryOptions> = {},
+): DynamoEchoRepository {
+  return new DynamoEchoRepository({
+    table,
+    region: TEST_REGION,
+    endpoint,
+    credentials: TEST_CREDENTIALS,
+    callTimeoutMs: 10_000,
+    ...options,
+  });
 }
 
 /** DynamoDB where nothing listens: the connection is refused at once, and one attempt keeps it quick. */
-export async function unreachableDynamoRepository(): Promise<{ repo: DynamoEchoRepository; cleanup(): Promise<void> }> {
+export async function unreachableDynamoRepository(): Promise<{
+  repo: DynamoEchoRepository;
+  cleanup(): Promise<void>;
+}> {
   const endpoint = `http://127.0.0.1:${await freePort()}`;
-  const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+  const repo = new DynamoEchoRepository({
+    table: 'echoes',
+    region: TEST_REGION,
+    endpoint,
+    credentials: TEST_CREDENTIALS,
+    maxAttempts: 1,
+  });
   return { repo, cleanup: () => repo.close() };
 }

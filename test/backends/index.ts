@@ -13,7 +13,12 @@ export interface Backend {
 
 /** The default deployment: local disk and SQLite in a fresh DATA_DIR (the test server makes it). */
 export function localBackend(): Backend {
-  return { name: 'local disk + SQLite', available: true, env: async () => ({}), stop: async () => {} };
+  return {
+    name: 'local disk + SQLite',
+    available: true,
+    env: async () => ({}),
+    stop: async () => {},
+  };
 }
 
 /** S3 and DynamoDB, both on one moto_server; skipped without moto_server, failed under CI=true. */
@@ -43,7 +48,12 @@ export function localDynaliteBackend(): Backend {
       Object.assign(process.env, AWS_TEST_ENV);
       server = await startDynalite();
       const table = await freshTable(server.endpoint, 'echoes-quota');
-      return { ...AWS_TEST_ENV, METADATA_BACKEND: 'dynamodb', DYNAMODB_TABLE_NAME: table, DYNAMODB_ENDPOINT: server.endpoint };
+      return {
+        ...AWS_TEST_ENV,
+        METADATA_BACKEND: 'dynamodb',
+        DYNAMODB_TABLE_NAME: table,
+        DYNAMODB_ENDPOINT: server.endpoint,
+      };
     },
     async stop() {
       await server?.stop();

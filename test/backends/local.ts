@@ -54,7 +54,10 @@ export async function localStore(options: LocalStoreOptions = {}): Promise<Local
   let offsetMs = 0;
   const port = options.served ? await freePort() : 9;
   const store = new LocalObjectStore({
-    rootDir: folder.path, publicBaseUrl: `http://127.0.0.1:${port}`, secret: randomBytes(32), now: () => Date.now() + offsetMs,
+    rootDir: folder.path,
+    publicBaseUrl: `http://127.0.0.1:${port}`,
+    secret: randomBytes(32),
+    now: () => Date.now() + offsetMs,
   });
   let app: ReturnType<typeof fastify> | undefined;
   if (options.served) {
@@ -79,10 +82,17 @@ export async function localStore(options: LocalStoreOptions = {}): Promise<Local
 }
 
 /** A data folder whose objects/ is a file: the disk layout is broken, no request can fix it. */
-export async function brokenLocalStore(): Promise<{ store: LocalObjectStore; cleanup(): Promise<void> }> {
+export async function brokenLocalStore(): Promise<{
+  store: LocalObjectStore;
+  cleanup(): Promise<void>;
+}> {
   const folder = await tempFolder('echoes-local-broken-');
   await writeFile(join(folder.path, 'objects'), 'not a folder');
-  const store = new LocalObjectStore({ rootDir: folder.path, publicBaseUrl: 'http://127.0.0.1:9', secret: randomBytes(32) });
+  const store = new LocalObjectStore({
+    rootDir: folder.path,
+    publicBaseUrl: 'http://127.0.0.1:9',
+    secret: randomBytes(32),
+  });
   return {
     store,
     cleanup: async () => {

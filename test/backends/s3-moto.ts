@@ -26,7 +26,8 @@ export function motoAvailable(): boolean {
  */
 export function requireMoto(suite: string): boolean {
   if (motoAvailable()) return true;
-  if (process.env.CI === 'true') throw new Error(`${suite}: moto_server is not installed, and CI=true requires it.`);
+  if (process.env.CI === 'true')
+    throw new Error(`${suite}: moto_server is not installed, and CI=true requires it.`);
   console.warn(`SKIPPED ${suite}: moto_server is not installed (pip install "moto[server]").`);
   return false;
 }
@@ -96,7 +97,12 @@ export function motoForFile(): () => Promise<MotoServer> {
 
 /** A raw S3 client on a test endpoint (path-style, the test account). */
 export function s3Client(endpoint: string): S3Client {
-  return new S3Client({ region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+  return new S3Client({
+    region: TEST_REGION,
+    endpoint,
+    forcePathStyle: true,
+    credentials: TEST_CREDENTIALS,
+  });
 }
 
 export async function createBucket(endpoint: string, bucket: string): Promise<void> {
@@ -116,12 +122,25 @@ export async function freshBucket(endpoint: string, prefix = 'echoes'): Promise<
 }
 
 /** The S3 store on a test bucket; `options` add or override (page size, deadline, attempts). */
-export function s3Store(endpoint: string, bucket: string, options: Partial<S3ObjectStoreOptions> = {}): S3ObjectStore {
-  return new S3ObjectStore({ bucket, region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS, ...options });
+export function s3Store(
+  endpoint: string,
+  bucket: string,
+  options: Partial<S3ObjectStoreOptions> = {},
+): S3ObjectStore {
+  return new S3ObjectStore({
+    bucket,
+    region: TEST_REGION,
+    endpoint,
+    forcePathStyle: true,
+    credentials: TEST_CREDENTIALS,
+    ...options,
+  });
 }
 
 /** S3 where nothing listens: the connection is refused at once, and one attempt keeps it quick. */
-export async function unreachableS3Store(bucket = 'echoes-contract'): Promise<{ store: S3ObjectStore; cleanup(): Promise<void> }> {
+export async function unreachableS3Store(
+  bucket = 'echoes-contract',
+): Promise<{ store: S3ObjectStore; cleanup(): Promise<void> }> {
   const store = s3Store(`http://127.0.0.1:${await freePort()}`, bucket, { maxAttempts: 1 });
   return { store, cleanup: () => store.close() };
 }
@@ -130,13 +149,19 @@ export async function unreachableS3Store(bucket = 'echoes-contract'): Promise<{ 
 export function awsEnv(endpoint: string, bucket: string, table: string): Record<string, string> {
   return {
     ...AWS_TEST_ENV,
-    S3_BUCKET_NAME: bucket, S3_ENDPOINT: endpoint, S3_FORCE_PATH_STYLE: 'true',
-    DYNAMODB_TABLE_NAME: table, DYNAMODB_ENDPOINT: endpoint,
+    S3_BUCKET_NAME: bucket,
+    S3_ENDPOINT: endpoint,
+    S3_FORCE_PATH_STYLE: 'true',
+    DYNAMODB_TABLE_NAME: table,
+    DYNAMODB_ENDPOINT: endpoint,
   };
 }
 
 /** S3 and DynamoDB on a moto_server of its own, with a bucket and a table made as production's. */
-export async function startAwsBackend(bucket = 'echoes-test', table = 'echoes-test'): Promise<{ moto: MotoServer; env: Record<string, string> }> {
+export async function startAwsBackend(
+  bucket = 'echoes-test',
+  table = 'echoes-test',
+): Promise<{ moto: MotoServer; env: Record<string, string> }> {
   // The SDK's default credential chain reads the process environment, as it would in production.
   Object.assign(process.env, AWS_TEST_ENV);
   const moto = await startMoto();

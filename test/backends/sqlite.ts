@@ -1,7 +1,10 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { holdUntilExit } from '../../src/metadata/sqlite/lifetime.ts';
-import { SqliteEchoRepository, type SqliteEchoRepositoryOptions } from '../../src/metadata/sqlite/repository.ts';
+import {
+  SqliteEchoRepository,
+  type SqliteEchoRepositoryOptions,
+} from '../../src/metadata/sqlite/repository.ts';
 import { tempFolder } from './local.ts';
 
 /** SQLite for tests: a database file of its own in a fresh folder. */
@@ -14,7 +17,9 @@ export interface SqliteInstance {
   close(): Promise<void>;
 }
 
-export async function sqliteRepository(options: Omit<SqliteEchoRepositoryOptions, 'file'> = {}): Promise<SqliteInstance> {
+export async function sqliteRepository(
+  options: Omit<SqliteEchoRepositoryOptions, 'file'> = {},
+): Promise<SqliteInstance> {
   const folder = await tempFolder('echoes-sqlite-');
   const file = join(folder.path, 'echoes.db');
   const repo = new SqliteEchoRepository({ ...options, file });
@@ -29,7 +34,10 @@ export async function sqliteRepository(options: Omit<SqliteEchoRepositoryOptions
 }
 
 /** A repository whose database was closed under it: every call fails. */
-export async function closedSqliteRepository(): Promise<{ repo: SqliteEchoRepository; cleanup(): Promise<void> }> {
+export async function closedSqliteRepository(): Promise<{
+  repo: SqliteEchoRepository;
+  cleanup(): Promise<void>;
+}> {
   const instance = await sqliteRepository();
   await instance.repo.close();
   return { repo: instance.repo, cleanup: instance.close };

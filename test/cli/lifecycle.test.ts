@@ -3,7 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IntegrityResult, OrphanCleanupResult, StorageReport } from '../../src/services/cleanup.ts';
+import type {
+  IntegrityResult,
+  OrphanCleanupResult,
+  StorageReport,
+} from '../../src/services/cleanup.ts';
 import { brokenWorld, snapshot, writeLocal, type State } from '../support/lifecycle.ts';
 import { startTestServer } from '../support/server.ts';
 import { CLI } from '../support/cli.ts';
@@ -19,12 +23,25 @@ interface Run {
 /** The CLI as an operator runs it: its own process, stdin not a terminal, config from DATA_DIR only. */
 function cli(cwd: string, dataDir: string, args: string[]): Promise<Run> {
   return new Promise((resolvePromise, reject) => {
-    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? cwd,
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+    };
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     child.stdin.end();
     child.once('error', reject);
     child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
@@ -49,7 +66,9 @@ describe('lifecycle CLI end to end (local disk + SQLite)', () => {
   beforeAll(async () => {
     const server = await startTestServer({ DATA_DIR: dataDir });
     try {
-      world = await brokenWorld(server, (key, bytes, type) => writeLocal(dataDir, key, bytes, type));
+      world = await brokenWorld(server, (key, bytes, type) =>
+        writeLocal(dataDir, key, bytes, type),
+      );
       before = await snapshot(server.server.composition.store, server.server.composition.repo);
     } finally {
       await server.close();
@@ -57,7 +76,7 @@ describe('lifecycle CLI end to end (local disk + SQLite)', () => {
   });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('report --json gives one user\'s exact figures', async () => {
+  it("report --json gives one user's exact figures", async () => {
     const r = await cli(root, dataDir, ['report', '--user', 'alice', '--json']);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as StorageReport;
@@ -88,7 +107,14 @@ describe('lifecycle CLI end to end (local disk + SQLite)', () => {
     expect(dry.stdout).toContain('Run again without --dry-run');
     expect(await state()).toEqual(before);
 
-    const done = await cli(root, dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes', '--json']);
+    const done = await cli(root, dataDir, [
+      'cleanup',
+      'orphans',
+      '--grace-hours',
+      '0',
+      '--yes',
+      '--json',
+    ]);
     expect(done.code).toBe(0);
     const result = JSON.parse(done.stdout) as OrphanCleanupResult;
     expect(result.orphanObjects.keys).toEqual([world.orphan.key]);
@@ -96,8 +122,12 @@ describe('lifecycle CLI end to end (local disk + SQLite)', () => {
     expect(result.deleting.keys).toEqual([world.deleting.key]);
     const gone = [world.orphan.key, world.stalePending.key, world.deleting.key];
     const after = await state();
-    expect(after.objects).toEqual(before.objects.filter((l) => !gone.some((k) => l.startsWith(`${k} `))));
-    expect(after.records).toEqual(before.records.filter((l) => !gone.some((k) => l.startsWith(`${k} `))));
+    expect(after.objects).toEqual(
+      before.objects.filter((l) => !gone.some((k) => l.startsWith(`${k} `))),
+    );
+    expect(after.records).toEqual(
+      before.records.filter((l) => !gone.some((k) => l.startsWith(`${k} `))),
+    );
   });
 
   it('verify --fix --yes repairs the missing object; the size mismatch remains, so it still exits 1', async () => {

@@ -1,4 +1,8 @@
-import { describeMigrateAcceptance, describeMigrateDecoding, localSide } from '../support/migrate-acceptance.ts';
+import {
+  describeMigrateAcceptance,
+  describeMigrateDecoding,
+  localSide,
+} from '../support/migrate-acceptance.ts';
 import { requireFfmpeg } from '../support/ffmpeg.ts';
 
 // Issue 16's acceptance on the embedded default: a folder of legacy files into the local store + SQLite.

@@ -29,12 +29,17 @@ describe('report: storage cost and size distribution', () => {
   });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('--json: the monthly cost at S3 Standard\'s price, per top user too, and every size bucket', async () => {
+  it("--json: the monthly cost at S3 Standard's price, per top user too, and every size bucket", async () => {
     const run = await runCli(dataDir, ['report', '--json']);
     expect(run.code, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as StorageReport;
     const total = wav + ogg + mp3;
-    expect(report.cost).toEqual({ pricePerGbMonth: 0.023, currency: 'USD', gigabytes: total / 1e9, monthlyTotal: expect.closeTo((total / 1e9) * 0.023, 15) });
+    expect(report.cost).toEqual({
+      pricePerGbMonth: 0.023,
+      currency: 'USD',
+      gigabytes: total / 1e9,
+      monthlyTotal: expect.closeTo((total / 1e9) * 0.023, 15),
+    });
     expect(report.topUsers?.map((u) => [u.userId, u.bytes, u.monthlyCost])).toEqual([
       ['alice', wav + ogg, expect.closeTo(((wav + ogg) / 1e9) * 0.023, 15)],
       ['bob', mp3, expect.closeTo((mp3 / 1e9) * 0.023, 15)],
@@ -54,9 +59,15 @@ describe('report: storage cost and size distribution', () => {
     const run = await runCli(dataDir, ['report', '--price-per-gb-month', '1000000']);
     expect(run.code, run.stderr).toBe(0);
     const total = wav + ogg + mp3;
-    expect(run.stdout).toContain(`storage cost: $${((total / 1e9) * 1e6).toFixed(2)} a month for ${(total / 1e9).toFixed(3)} GB at $1000000.00 per GB-month`);
-    expect(run.stdout).toMatch(/sizes of echoes:\n\s+under 16\.0 KiB\s+2\s+[\d.]+ KiB\s+66\.7 %\n\s+16\.0 KiB to 64\.0 KiB\s+1\s+[\d.]+ KiB\s+33\.3 %/);
-    expect(run.stdout).toContain(`alice  2  ${((wav + ogg) / 1024).toFixed(1)} KiB  $${(((wav + ogg) / 1e9) * 1e6).toFixed(2)}`);
+    expect(run.stdout).toContain(
+      `storage cost: $${((total / 1e9) * 1e6).toFixed(2)} a month for ${(total / 1e9).toFixed(3)} GB at $1000000.00 per GB-month`,
+    );
+    expect(run.stdout).toMatch(
+      /sizes of echoes:\n\s+under 16\.0 KiB\s+2\s+[\d.]+ KiB\s+66\.7 %\n\s+16\.0 KiB to 64\.0 KiB\s+1\s+[\d.]+ KiB\s+33\.3 %/,
+    );
+    expect(run.stdout).toContain(
+      `alice  2  ${((wav + ogg) / 1024).toFixed(1)} KiB  $${(((wav + ogg) / 1e9) * 1e6).toFixed(2)}`,
+    );
   });
 
   it('refuses a price that is not a number of 0 or more, before reading anything', async () => {

@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ApiError, EchoesClient, errorFromBody, type CreateEchoRequest, type TransportRequest,
+  ApiError,
+  EchoesClient,
+  errorFromBody,
+  type CreateEchoRequest,
+  type TransportRequest,
 } from '../../src/client/echoes-client.ts';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
 import { sha256 } from '../support/api.ts';
@@ -8,19 +12,37 @@ import { freePort } from '../support/free-port.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 describe('errorFromBody', () => {
-  it('reads the contract\'s error body', () => {
-    const err = errorFromBody(413, '{"error":{"code":"FILE_TOO_LARGE","message":"Too big."}}', 'http://x/echoes', 'req-1');
+  it("reads the contract's error body", () => {
+    const err = errorFromBody(
+      413,
+      '{"error":{"code":"FILE_TOO_LARGE","message":"Too big."}}',
+      'http://x/echoes',
+      'req-1',
+    );
     expect(err).toBeInstanceOf(ApiError);
-    expect(err).toMatchObject({ status: 413, code: 'FILE_TOO_LARGE', message: 'Too big.', requestId: 'req-1' });
+    expect(err).toMatchObject({
+      status: 413,
+      code: 'FILE_TOO_LARGE',
+      message: 'Too big.',
+      requestId: 'req-1',
+    });
   });
 
-  it('reads S3\'s XML errors', () => {
-    const xml = '<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match.</Message></Error>';
-    expect(errorFromBody(403, xml, 'http://s3/key')).toMatchObject({ status: 403, code: 'SignatureDoesNotMatch', message: 'The request signature we calculated does not match.' });
+  it("reads S3's XML errors", () => {
+    const xml =
+      '<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match.</Message></Error>';
+    expect(errorFromBody(403, xml, 'http://s3/key')).toMatchObject({
+      status: 403,
+      code: 'SignatureDoesNotMatch',
+      message: 'The request signature we calculated does not match.',
+    });
   });
 
   it('falls back to the status and a short excerpt', () => {
-    expect(errorFromBody(502, '<html>Bad gateway</html>', 'http://x')).toMatchObject({ code: 'HTTP_502', message: 'HTTP 502: <html>Bad gateway</html>' });
+    expect(errorFromBody(502, '<html>Bad gateway</html>', 'http://x')).toMatchObject({
+      code: 'HTTP_502',
+      message: 'HTTP 502: <html>Bad gateway</html>',
+    });
     expect(errorFromBody(500, '', 'http://x').message).toBe('HTTP 500 with no explanation.');
   });
 });
@@ -39,12 +61,18 @@ describe('EchoesClient', () => {
     const client = new EchoesClient({ baseUrl: `${server.url}/` });
     expect((await client.devToken('client-user')).user_id).toBe('client-user');
     const audio = makeToneWav({ seconds: 0.2 });
-    const ticket = await client.uploadUrl({ file_extension: 'wav', content_type: 'audio/wav', file_size: audio.byteLength });
+    const ticket = await client.uploadUrl({
+      file_extension: 'wav',
+      content_type: 'audio/wav',
+      file_size: audio.byteLength,
+    });
     const progress: number[] = [];
     await client.upload(ticket, audio, { onProgress: (p) => progress.push(p.loaded) });
     expect(progress.at(-1)).toBe(audio.byteLength);
     const echo = await client.createEcho({ echo_id: ticket.echo_id, tags: ['a'] });
-    expect((await client.listEchoes({ limit: 5 })).echoes.map((e) => e.echo_id)).toEqual([echo.echo_id]);
+    expect((await client.listEchoes({ limit: 5 })).echoes.map((e) => e.echo_id)).toEqual([
+      echo.echo_id,
+    ]);
 
     // A second PUT to a write-once URL: the storage's own error body comes through.
     const again = await client.upload(ticket, audio).catch((err: unknown) => err);
@@ -53,16 +81,33 @@ describe('EchoesClient', () => {
     await client.deleteEcho(echo.echo_id);
     const missing = await client.getEcho(echo.echo_id).catch((err: unknown) => err);
     expect(missing).toBeInstanceOf(ApiError);
-    expect(missing).toMatchObject({ status: 404, code: 'ECHO_NOT_FOUND', url: `${server.url}/echoes/${echo.echo_id}` });
+    expect(missing).toMatchObject({
+      status: 404,
+      code: 'ECHO_NOT_FOUND',
+      url: `${server.url}/echoes/${echo.echo_id}`,
+    });
   });
 
   it('sends every field of the shared wire types, and the strict server accepts them all', async () => {
-    const client = new EchoesClient({ baseUrl: server.url, token: await server.token('wire-user') });
+    const client = new EchoesClient({
+      baseUrl: server.url,
+      token: await server.token('wire-user'),
+    });
     const audio = makeToneWav({ seconds: 0.2 });
-    const ticket = await client.uploadUrl({ file_extension: 'wav', content_type: 'audio/wav', file_size: audio.byteLength, checksum_sha256: sha256(audio) });
+    const ticket = await client.uploadUrl({
+      file_extension: 'wav',
+      content_type: 'audio/wav',
+      file_size: audio.byteLength,
+      checksum_sha256: sha256(audio),
+    });
     await client.upload(ticket, audio);
     const request: Required<CreateEchoRequest> = {
-      echo_id: ticket.echo_id, emotion: 'calm', tags: ['a', 'b'], caption: 'c', duration_seconds: 0.2, location: { lat: 1.5, lng: -2.5 },
+      echo_id: ticket.echo_id,
+      emotion: 'calm',
+      tags: ['a', 'b'],
+      caption: 'c',
+      duration_seconds: 0.2,
+      location: { lat: 1.5, lng: -2.5 },
     };
     const { echo, created } = await client.createEchoWithStatus(request);
     expect(created).toBe(true);
@@ -72,12 +117,16 @@ describe('EchoesClient', () => {
     expect(first.echoes.map((e) => e.echo_id)).toEqual([echo.echo_id]);
     expect(first.next_cursor).toBeNull();
     // A misspelled field that slips past the types (plain JavaScript) is refused, not dropped.
-    const misspelled = await client.send('POST', '/echoes/upload-url', { body: { file_extension: 'wav', content_type: 'audio/wav', checksum_sha265: 'x' } }).catch((e: unknown) => e);
+    const misspelled = await client
+      .send('POST', '/echoes/upload-url', {
+        body: { file_extension: 'wav', content_type: 'audio/wav', checksum_sha265: 'x' },
+      })
+      .catch((e: unknown) => e);
     expect(misspelled).toMatchObject({ status: 400, code: 'INVALID_REQUEST' });
     expect((misspelled as ApiError).message).toContain('checksum_sha265');
   });
 
-  it('hands uploads to a supplied uploader (the browser\'s XHR one)', async () => {
+  it("hands uploads to a supplied uploader (the browser's XHR one)", async () => {
     const seen: TransportRequest[] = [];
     const client = new EchoesClient({
       baseUrl: server.url,
@@ -85,14 +134,25 @@ describe('EchoesClient', () => {
       uploader: async (request) => {
         seen.push(request);
         request.onProgress?.({ loaded: 5, total: 10 });
-        return { status: 403, headers: {}, bodyText: '{"error":{"code":"FORBIDDEN","message":"No."}}' };
+        return {
+          status: 403,
+          headers: {},
+          bodyText: '{"error":{"code":"FORBIDDEN","message":"No."}}',
+        };
       },
     });
-    const ticket = await client.uploadUrl({ file_extension: 'webm', content_type: 'audio/webm;codecs=opus' });
+    const ticket = await client.uploadUrl({
+      file_extension: 'webm',
+      content_type: 'audio/webm;codecs=opus',
+    });
     expect(ticket.headers['Content-Type']).toBe('audio/webm;codecs=opus');
     const err = await client.upload(ticket, new Uint8Array([1, 2, 3])).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 403, code: 'FORBIDDEN', message: 'No.' });
-    expect(seen[0]).toMatchObject({ method: 'PUT', url: ticket.upload_url, headers: ticket.headers });
+    expect(seen[0]).toMatchObject({
+      method: 'PUT',
+      url: ticket.upload_url,
+      headers: ticket.headers,
+    });
     expect((err as ApiError).url).not.toContain('signature=');
   });
 
@@ -102,17 +162,23 @@ describe('EchoesClient', () => {
     const err = await client.health().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect(err).toMatchObject({ status: 0, code: 'NETWORK_ERROR', unreachable: true });
-    expect((err as ApiError).message).toMatch(new RegExp(`^Cannot reach the API at http://127\\.0\\.0\\.1:${port}/health: ECONNREFUSED`));
+    expect((err as ApiError).message).toMatch(
+      new RegExp(`^Cannot reach the API at http://127\\.0\\.0\\.1:${port}/health: ECONNREFUSED`),
+    );
   });
 
   it('times out', async () => {
     const client = new EchoesClient({
       baseUrl: 'http://127.0.0.1:9',
       timeoutMs: 50,
-      fetch: (_input, init) => new Promise((_resolve, reject) => {
-        init?.signal?.addEventListener('abort', () => reject(init.signal?.reason));
-      }),
+      fetch: (_input, init) =>
+        new Promise((_resolve, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(init.signal?.reason));
+        }),
     });
-    expect(await client.ready().catch((e: unknown) => e)).toMatchObject({ status: 0, code: 'TIMEOUT' });
+    expect(await client.ready().catch((e: unknown) => e)).toMatchObject({
+      status: 0,
+      code: 'TIMEOUT',
+    });
   });
 });

@@ -1,10 +1,33 @@
 import { describe, expect, it } from 'vitest';
 import {
-  AppError, assertChecksum, assertContentTypeMatches, assertDeclaredSize, decodeCursor, echoIdLowerBound, echoIdTime,
-  echoIdUpperBound, encodeCursor, formatForExtension, inspectStoredObject, isEchoId, isEchoKeyOf, isSafeUserId, listBounds,
-  objectKey, parseContentType, parseDateBound, parseObjectKey, sniffMatches, uuidV7,
+  AppError,
+  assertChecksum,
+  assertContentTypeMatches,
+  assertDeclaredSize,
+  decodeCursor,
+  echoIdLowerBound,
+  echoIdTime,
+  echoIdUpperBound,
+  encodeCursor,
+  formatForExtension,
+  inspectStoredObject,
+  isEchoId,
+  isEchoKeyOf,
+  isSafeUserId,
+  listBounds,
+  objectKey,
+  parseContentType,
+  parseDateBound,
+  parseObjectKey,
+  sniffMatches,
+  uuidV7,
 } from '../../src/domain/index.ts';
-import { audiowaveformJson, decodePeaks, encodePeaks, resamplePeaks } from '../../src/domain/waveform.ts';
+import {
+  audiowaveformJson,
+  decodePeaks,
+  encodePeaks,
+  resamplePeaks,
+} from '../../src/domain/waveform.ts';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -33,14 +56,22 @@ describe('formats', () => {
     for (const ct of ['audio/wav', 'audio/x-wav', 'audio/wave', 'AUDIO/WAV']) {
       expect(code(() => assertContentTypeMatches(wav, parseContentType(ct)))).toBeUndefined();
     }
-    expect(code(() => assertContentTypeMatches(wav, parseContentType('audio/mpeg')))).toBe('CONTENT_TYPE_MISMATCH');
+    expect(code(() => assertContentTypeMatches(wav, parseContentType('audio/mpeg')))).toBe(
+      'CONTENT_TYPE_MISMATCH',
+    );
     const webm = parseContentType('audio/webm;codecs=opus');
     expect(webm).toEqual({ base: 'audio/webm', header: 'audio/webm;codecs=opus' });
     expect(parseContentType('audio/webm; codecs="opus"').base).toBe('audio/webm');
   });
 
   it('refuses content types that could not be sent as a header', () => {
-    for (const ct of ['audio', 'audio/webm\r\nx-evil: 1', 'audio/webm;', 'a'.repeat(300), 'audio/webm;codecs']) {
+    for (const ct of [
+      'audio',
+      'audio/webm\r\nx-evil: 1',
+      'audio/webm;',
+      'a'.repeat(300),
+      'audio/webm;codecs',
+    ]) {
       expect(code(() => parseContentType(ct))).toBe('INVALID_REQUEST');
     }
   });
@@ -84,15 +115,26 @@ describe('ids and keys', () => {
     expect(isEchoKeyOf(`audio/2024/01/01/${id}.wav`, 'audio')).toBe(true);
     expect(isEchoKeyOf(`audio/2024/01/01/${id}.wav`, 'Audio')).toBe(false);
     for (const foreign of [
-      'audio/alice/x.wav', 'audio/2024/01/01/not-a-uuid.wav', `audio/2024/01/01/${id}.xyz`, `audio/2024/01/01/${id}.WAV`,
-      'audio/2024/01/01/3f2504e0-4f89-41d3-9a0c-0305e82c3301.wav', `audio/2024/13/01/${id}.wav`, `audio/2024/00/01/${id}.wav`,
-      `audio/2024/01/32/${id}.wav`, `audio/2024/01/01/${id}.wav/x`, `audio/x/2024/01/01/${id}.wav`, `audio/2024/01/01/${id.toUpperCase()}.wav`,
-    ]) expect(parseObjectKey(foreign), foreign).toBeUndefined();
+      'audio/alice/x.wav',
+      'audio/2024/01/01/not-a-uuid.wav',
+      `audio/2024/01/01/${id}.xyz`,
+      `audio/2024/01/01/${id}.WAV`,
+      'audio/2024/01/01/3f2504e0-4f89-41d3-9a0c-0305e82c3301.wav',
+      `audio/2024/13/01/${id}.wav`,
+      `audio/2024/00/01/${id}.wav`,
+      `audio/2024/01/32/${id}.wav`,
+      `audio/2024/01/01/${id}.wav/x`,
+      `audio/x/2024/01/01/${id}.wav`,
+      `audio/2024/01/01/${id.toUpperCase()}.wav`,
+    ])
+      expect(parseObjectKey(foreign), foreign).toBeUndefined();
   });
 
   it('accepts only safe user ids', () => {
-    for (const ok of ['alice', 'auth0|123', 'a.b@c-d_e', 'x'.repeat(128)]) expect(isSafeUserId(ok)).toBe(true);
-    for (const bad of ['.', '..', '', 'a/b', 'a b', 'x'.repeat(129), 'é', 42, undefined]) expect(isSafeUserId(bad)).toBe(false);
+    for (const ok of ['alice', 'auth0|123', 'a.b@c-d_e', 'x'.repeat(128)])
+      expect(isSafeUserId(ok)).toBe(true);
+    for (const bad of ['.', '..', '', 'a/b', 'a b', 'x'.repeat(129), 'é', 42, undefined])
+      expect(isSafeUserId(bad)).toBe(false);
   });
 });
 
@@ -103,16 +145,29 @@ describe('upload policy', () => {
     expect(code(() => assertDeclaredSize(11, 10))).toBe('FILE_TOO_LARGE');
     expect(code(() => assertDeclaredSize(0, 10))).toBe('INVALID_REQUEST');
     expect(code(() => assertDeclaredSize(1.5, 10))).toBe('INVALID_REQUEST');
-    expect(code(() => assertChecksum('47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='))).toBeUndefined();
+    expect(
+      code(() => assertChecksum('47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=')),
+    ).toBeUndefined();
     expect(code(() => assertChecksum('abc'))).toBe('INVALID_REQUEST');
   });
 
   it('names what is wrong with a stored object, in order', () => {
-    const ok = { size: 10, maxBytes: 100, declaredSize: 10, storedContentType: 'audio/wav', expectedContentType: 'audio/wav', sniffOk: true };
+    const ok = {
+      size: 10,
+      maxBytes: 100,
+      declaredSize: 10,
+      storedContentType: 'audio/wav',
+      expectedContentType: 'audio/wav',
+      sniffOk: true,
+    };
     expect(inspectStoredObject(ok)).toBeUndefined();
-    expect(inspectStoredObject({ ...ok, size: 101, declaredSize: undefined })?.problem).toBe('too_large');
+    expect(inspectStoredObject({ ...ok, size: 101, declaredSize: undefined })?.problem).toBe(
+      'too_large',
+    );
     expect(inspectStoredObject({ ...ok, size: 9 })?.problem).toBe('size_mismatch');
-    expect(inspectStoredObject({ ...ok, storedContentType: 'audio/mpeg' })?.problem).toBe('wrong_type');
+    expect(inspectStoredObject({ ...ok, storedContentType: 'audio/mpeg' })?.problem).toBe(
+      'wrong_type',
+    );
     expect(inspectStoredObject({ ...ok, sniffOk: false })?.problem).toBe('not_audio');
     expect(inspectStoredObject({ ...ok, storedContentType: undefined })).toBeUndefined();
   });
@@ -123,8 +178,12 @@ describe('listing', () => {
     const id = uuidV7(Date.now(), new Uint8Array(10));
     expect(decodeCursor(encodeCursor(id))).toBe(id);
     const foreign = [
-      'abc', '', '!!!', Buffer.from('{"v":1,"before":"x"}').toString('base64url'),
-      Buffer.from('{"v":2}').toString('base64url'), 'a'.repeat(500),
+      'abc',
+      '',
+      '!!!',
+      Buffer.from('{"v":1,"before":"x"}').toString('base64url'),
+      Buffer.from('{"v":2}').toString('base64url'),
+      'a'.repeat(500),
     ];
     for (const c of foreign) expect(code(() => decodeCursor(c))).toBe('INVALID_REQUEST');
   });
@@ -162,7 +221,14 @@ describe('waveforms from upload-time peaks', () => {
 
   it('answers audiowaveform v2, 8 bits: min and max per point, samples per pixel from the duration', () => {
     const doc = audiowaveformJson(peaks, 48000, 2.5, 10);
-    expect(doc).toMatchObject({ version: 2, channels: 1, sample_rate: 48000, bits: 8, length: 10, samples_per_pixel: 12000 });
+    expect(doc).toMatchObject({
+      version: 2,
+      channels: 1,
+      sample_rate: 48000,
+      bits: 8,
+      length: 10,
+      samples_per_pixel: 12000,
+    });
     expect(doc.data).toHaveLength(20);
     expect(doc.data.slice(-2)).toEqual([-127, 127]);
     for (let i = 0; i < 10; i++) expect(doc.data[i * 2]).toBe(-(doc.data[i * 2 + 1] ?? 0));

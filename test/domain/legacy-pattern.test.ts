@@ -17,13 +17,28 @@ describe('legacy key patterns', () => {
   const audio = compileLegacyPattern('audio/{user_id}/{name}.{ext}');
 
   it('takes the parts of a matching key, the extension in lower case', () => {
-    expect(audio.match('audio/user-01/hello world.WAV')).toEqual({ userId: 'user-01', name: 'hello world', extension: 'wav' });
+    expect(audio.match('audio/user-01/hello world.WAV')).toEqual({
+      userId: 'user-01',
+      name: 'hello world',
+      extension: 'wav',
+    });
     // The last dot separates the extension.
-    expect(audio.match('audio/u@x.org/take.2.final.mp3')).toEqual({ userId: 'u@x.org', name: 'take.2.final', extension: 'mp3' });
+    expect(audio.match('audio/u@x.org/take.2.final.mp3')).toEqual({
+      userId: 'u@x.org',
+      name: 'take.2.final',
+      extension: 'mp3',
+    });
   });
 
   it('reports keys of another shape as unmatched', () => {
-    for (const key of ['audio/user-01/nested/a.wav', 'video/user-01/a.wav', 'audio/user-01/noext', 'audio/user-01/', 'xaudio/u/a.wav', 'audio/u/a.wav/']) {
+    for (const key of [
+      'audio/user-01/nested/a.wav',
+      'video/user-01/a.wav',
+      'audio/user-01/noext',
+      'audio/user-01/',
+      'xaudio/u/a.wav',
+      'audio/u/a.wav/',
+    ]) {
       const r = audio.match(key);
       expect(isMismatch(r), key).toBe(true);
     }
@@ -38,7 +53,11 @@ describe('legacy key patterns', () => {
 
   it('checks date parts as a real date', () => {
     const dated = compileLegacyPattern('rec/{yyyy}/{mm}/{dd}/{user_id}-{name}.{ext}');
-    expect(dated.match('rec/2023/02/28/alice-x.ogg')).toEqual({ userId: 'alice', name: 'x', extension: 'ogg' });
+    expect(dated.match('rec/2023/02/28/alice-x.ogg')).toEqual({
+      userId: 'alice',
+      name: 'x',
+      extension: 'ogg',
+    });
     const r = dated.match('rec/2023/02/30/alice-x.ogg');
     expect(isMismatch(r) && r.message).toMatch(/not a date/);
   });
@@ -61,11 +80,19 @@ describe('legacy key patterns', () => {
 
   it('matches every key built from its parts back to those parts', () => {
     const segment = fc.stringMatching(/^[A-Za-z0-9 _.-]{1,20}$/).filter((s) => !s.includes('/'));
-    fc.assert(fc.property(
-      fc.stringMatching(/^[A-Za-z0-9_-]{1,30}$/), segment, fc.constantFrom('wav', 'mp3', 'WEBM', 'txt'),
-      (user, name, ext) => {
-        expect(audio.match(`audio/${user}/${name}.${ext}`)).toEqual({ userId: user, name, extension: ext.toLowerCase() });
-      },
-    ));
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[A-Za-z0-9_-]{1,30}$/),
+        segment,
+        fc.constantFrom('wav', 'mp3', 'WEBM', 'txt'),
+        (user, name, ext) => {
+          expect(audio.match(`audio/${user}/${name}.${ext}`)).toEqual({
+            userId: user,
+            name,
+            extension: ext.toLowerCase(),
+          });
+        },
+      ),
+    );
   });
 });

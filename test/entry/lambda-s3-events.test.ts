@@ -1,10 +1,26 @@
-import { CreateQueueCommand, DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient, type Message } from '@aws-sdk/client-sqs';
-import { DeleteObjectCommand, HeadObjectCommand, PutBucketNotificationConfigurationCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateQueueCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SQSClient,
+  type Message,
+} from '@aws-sdk/client-sqs';
+import {
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  PutBucketNotificationConfigurationCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCleanupHandler } from '../../src/entry/lambda-cleanup.ts';
 import type { Composition } from '../../src/app/compose.ts';
-import { createEventsHandler, type EventsHandler, type SqsEvent } from '../../src/entry/lambda-s3-events.ts';
+import {
+  createEventsHandler,
+  type EventsHandler,
+  type SqsEvent,
+} from '../../src/entry/lambda-s3-events.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
 import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
 import { requireFfmpeg } from '../support/ffmpeg.ts';
@@ -14,22 +30,38 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 const SECRET = 'an-events-test-secret-of-at-least-32-chars';
 const BUCKET = 'echoes-events';
 const withMoto = requireMoto('the S3 events handler');
-const withFfmpeg = withMoto && (await requireFfmpeg('the S3 events handler (decoding as uploads land)'));
+const withFfmpeg =
+  withMoto && (await requireFfmpeg('the S3 events handler (decoding as uploads land)'));
 
 const tokenFor = (userId: string): Promise<string> =>
-  new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(SECRET));
+  new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(userId)
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(SECRET));
 
 /** What Lambda's SQS event source mapping hands the function for these messages. */
 const sqsEvent = (messages: readonly Message[]): SqsEvent => ({
   Records: messages.map((m) => ({
-    messageId: m.MessageId ?? '', receiptHandle: m.ReceiptHandle ?? '', body: m.Body ?? '', attributes: {}, messageAttributes: {},
-    md5OfBody: m.MD5OfBody ?? '', eventSource: 'aws:sqs', eventSourceARN: `arn:aws:sqs:us-east-1:123456789012:${BUCKET}-events`, awsRegion: 'us-east-1',
+    messageId: m.MessageId ?? '',
+    receiptHandle: m.ReceiptHandle ?? '',
+    body: m.Body ?? '',
+    attributes: {},
+    messageAttributes: {},
+    md5OfBody: m.MD5OfBody ?? '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: `arn:aws:sqs:us-east-1:123456789012:${BUCKET}-events`,
+    awsRegion: 'us-east-1',
   })),
 });
 
 const eventNames = (messages: readonly Message[]): string[] =>
   messages.flatMap((m) => {
-    const body = JSON.parse(m.Body ?? '{}') as { Event?: string; Records?: { eventName: string }[] };
+    const body = JSON.parse(m.Body ?? '{}') as {
+      Event?: string;
+      Records?: { eventName: string }[];
+    };
     return body.Event ? [body.Event] : (body.Records ?? []).map((r) => r.eventName);
   });
 
@@ -47,18 +79,40 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
   beforeAll(async () => {
     ({ moto, env } = await startAwsBackend(BUCKET, BUCKET));
     const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
-    s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, forcePathStyle: true, credentials });
+    s3 = new S3Client({
+      region: 'us-east-1',
+      endpoint: moto.endpoint,
+      forcePathStyle: true,
+      credentials,
+    });
     sqs = new SQSClient({ region: 'us-east-1', endpoint: moto.endpoint, credentials });
-    queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `${BUCKET}-events` }))).QueueUrl ?? '';
-    const queueArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
-    await s3.send(new PutBucketNotificationConfigurationCommand({
-      Bucket: BUCKET,
-      NotificationConfiguration: { QueueConfigurations: [{ QueueArn: queueArn, Events: ['s3:ObjectCreated:*', 's3:ObjectRemoved:*'] }] },
-    }));
+    queueUrl =
+      (await sqs.send(new CreateQueueCommand({ QueueName: `${BUCKET}-events` }))).QueueUrl ?? '';
+    const queueArn = (
+      await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+      )
+    ).Attributes?.QueueArn;
+    await s3.send(
+      new PutBucketNotificationConfigurationCommand({
+        Bucket: BUCKET,
+        NotificationConfiguration: {
+          QueueConfigurations: [
+            { QueueArn: queueArn, Events: ['s3:ObjectCreated:*', 's3:ObjectRemoved:*'] },
+          ],
+        },
+      }),
+    );
     logs = [];
     // As on Lambda (NODE_ENV=production, no AUTH_*): this function answers no requests.
     events = await createEventsHandler(
-      { ...env, NODE_ENV: 'production', AUDIO_DECODE: withFfmpeg ? 'on' : 'off', LOG_LEVEL: 'info', BACKEND_TIMEOUT_MS: '10000' },
+      {
+        ...env,
+        NODE_ENV: 'production',
+        AUDIO_DECODE: withFfmpeg ? 'on' : 'off',
+        LOG_LEVEL: 'info',
+        BACKEND_TIMEOUT_MS: '10000',
+      },
       { writeLog: (line) => logs.push(JSON.parse(line) as Record<string, unknown>) },
     );
     // The API decodes nothing itself: what POST /echoes measures can only come from the events handler's verdict.
@@ -76,13 +130,25 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
   /** Everything moto queued so far, deleted from the queue as Lambda would after a run. */
   async function drain(): Promise<Message[]> {
     const all: Message[] = [];
-    for (let empty = 0; empty < 2;) {
-      const got = (await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }))).Messages ?? [];
+    for (let empty = 0; empty < 2; ) {
+      const got =
+        (
+          await sqs.send(
+            new ReceiveMessageCommand({
+              QueueUrl: queueUrl,
+              MaxNumberOfMessages: 10,
+              WaitTimeSeconds: 0,
+            }),
+          )
+        ).Messages ?? [];
       if (got.length === 0) {
         empty++;
         continue;
       }
-      for (const m of got) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }));
+      for (const m of got)
+        await sqs.send(
+          new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }),
+        );
       all.push(...got);
     }
     return all;
@@ -94,14 +160,19 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
   }
 
   async function upload(ext: string, contentType: string, bytes: Uint8Array): Promise<Ticket> {
-    const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: ext, content_type: contentType, file_size: bytes.length });
+    const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', {
+      file_extension: ext,
+      content_type: contentType,
+      file_size: bytes.length,
+    });
     expect(ticket.status).toBe(200);
     const put = await putBytes(ticket.body, bytes);
     expect(put.status, await put.text()).toBe(200);
     return ticket.body;
   }
 
-  const outcomes = (key: string): unknown[] => logs.filter((l) => l['key'] === key && l['msg'] === 'upload checked').map((l) => l['outcome']);
+  const outcomes = (key: string): unknown[] =>
+    logs.filter((l) => l['key'] === key && l['msg'] === 'upload checked').map((l) => l['outcome']);
 
   it('acknowledges the s3:TestEvent that setting up the notification sent', async () => {
     const messages = await drain();
@@ -150,7 +221,9 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
 
     expect(await events.handler(sqsEvent(messages))).toEqual({ batchItemFailures: [] });
     expect(outcomes(ticket.s3_key)).toEqual(['rejected']);
-    await expect(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: ticket.s3_key }))).rejects.toMatchObject({ name: 'NotFound' });
+    await expect(
+      s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: ticket.s3_key })),
+    ).rejects.toMatchObject({ name: 'NotFound' });
     expect(await metric('echoes_uploads_rejected_total', { reason: 'not_audio' })).toBe(before + 1);
 
     expect(await events.handler(sqsEvent(messages))).toEqual({ batchItemFailures: [] });
@@ -186,7 +259,14 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
     expect(await events.handler(sqsEvent(removals))).toEqual({ batchItemFailures: [] });
     expect(await metric('echoes_integrity_incidents_total', { kind: 'object_removed' })).toBe(1);
     const incidents = logs.filter((l) => l['incident'] === 'object_removed');
-    expect(incidents).toEqual([expect.objectContaining({ level: 'error', key: outside.s3_key, user_id: 'ada', echo_id: outside.echo_id })]);
+    expect(incidents).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        key: outside.s3_key,
+        user_id: 'ada',
+        echo_id: outside.echo_id,
+      }),
+    ]);
 
     expect(await events.handler(sqsEvent(removals))).toEqual({ batchItemFailures: [] });
     expect(await metric('echoes_integrity_incidents_total', { kind: 'object_removed' })).toBe(1);
@@ -194,18 +274,51 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
   });
 
   it('drops what can never be handled with an error line, and ignores another bucket', async () => {
-    const foreign = JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: 'someone-else' }, object: { key: 'ada/2026/01/01/x.wav' } } }] });
+    const foreign = JSON.stringify({
+      Records: [
+        {
+          eventName: 'ObjectCreated:Put',
+          s3: { bucket: { name: 'someone-else' }, object: { key: 'ada/2026/01/01/x.wav' } },
+        },
+      ],
+    });
     const result = await events.handler({
       Records: [
         { messageId: 'not-json', body: '{oops' },
         { messageId: 'not-s3', body: JSON.stringify({ hello: 'world' }) },
-        { messageId: 'bad-key', body: JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: BUCKET }, object: { key: '%E0%A4%A' } } }] }) },
+        {
+          messageId: 'bad-key',
+          body: JSON.stringify({
+            Records: [
+              {
+                eventName: 'ObjectCreated:Put',
+                s3: { bucket: { name: BUCKET }, object: { key: '%E0%A4%A' } },
+              },
+            ],
+          }),
+        },
         { messageId: 'foreign', body: foreign },
-        { messageId: 'unknown-key', body: JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: BUCKET }, object: { key: 'legacy/file.wav' } } }] }) },
+        {
+          messageId: 'unknown-key',
+          body: JSON.stringify({
+            Records: [
+              {
+                eventName: 'ObjectCreated:Put',
+                s3: { bucket: { name: BUCKET }, object: { key: 'legacy/file.wav' } },
+              },
+            ],
+          }),
+        },
       ],
     });
     expect(result).toEqual({ batchItemFailures: [] });
-    expect(logs.filter((l) => ['not-json', 'not-s3', 'bad-key'].includes(String(l['message_id'])) && l['level'] === 'error')).toHaveLength(3);
+    expect(
+      logs.filter(
+        (l) =>
+          ['not-json', 'not-s3', 'bad-key'].includes(String(l['message_id'])) &&
+          l['level'] === 'error',
+      ),
+    ).toHaveLength(3);
     expect(logs.some((l) => l['level'] === 'warn' && l['bucket'] === 'someone-else')).toBe(true);
     expect(outcomes('legacy/file.wav')).toEqual(['untracked']);
   });
@@ -214,7 +327,13 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
     const wav = fixture('wav');
     const ticket = await upload('wav', 'audio/wav', wav);
     const messages = await drain();
-    const frozen = await createEventsHandler({ ...env, NODE_ENV: 'production', AUDIO_DECODE: 'off', LOG_LEVEL: 'silent', BACKEND_TIMEOUT_MS: '1000' });
+    const frozen = await createEventsHandler({
+      ...env,
+      NODE_ENV: 'production',
+      AUDIO_DECODE: 'off',
+      LOG_LEVEL: 'silent',
+      BACKEND_TIMEOUT_MS: '1000',
+    });
     try {
       moto.freeze();
       let result;
@@ -223,7 +342,9 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
       } finally {
         moto.thaw();
       }
-      expect(result).toEqual({ batchItemFailures: messages.map((m) => ({ itemIdentifier: m.MessageId })) });
+      expect(result).toEqual({
+        batchItemFailures: messages.map((m) => ({ itemIdentifier: m.MessageId })),
+      });
       expect(await frozen.handler(sqsEvent(messages))).toEqual({ batchItemFailures: [] });
       const pending = await events.composition.repo.get({ userId: 'ada', echoId: ticket.echo_id });
       expect(pending?.verdict?.outcome).toBe('accepted');
@@ -234,25 +355,53 @@ describe.skipIf(!withMoto)('echoes-storage/events: S3 notifications through SQS 
 
   it('runs the scheduled orphan cleanup: an expired upload goes, and a failure is thrown so Lambda counts it', async () => {
     const lines: string[] = [];
-    const cleanup = await createCleanupHandler({ ...env, NODE_ENV: 'production', AUDIO_DECODE: 'off', LOG_LEVEL: 'info' }, { writeLog: (l) => lines.push(l) });
+    const cleanup = await createCleanupHandler(
+      { ...env, NODE_ENV: 'production', AUDIO_DECODE: 'off', LOG_LEVEL: 'info' },
+      { writeLog: (l) => lines.push(l) },
+    );
     try {
       const long = new Date(Date.now() - 3 * 24 * 3600 * 1000);
-      const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: 100 });
-      const record = await cleanup.composition.repo.get({ userId: 'ada', echoId: ticket.body.echo_id });
+      const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'wav',
+        content_type: 'audio/wav',
+        file_size: 100,
+      });
+      const record = await cleanup.composition.repo.get({
+        userId: 'ada',
+        echoId: ticket.body.echo_id,
+      });
       if (!record) throw new Error('no pending record');
       // Backdated: issued three days ago and expired since (the grace period is a day).
       await cleanup.composition.repo.remove({ userId: 'ada', echoId: record.echoId });
-      await cleanup.composition.repo.createPending({ ...record, createdAt: long, expiresAt: new Date(long.getTime() + 900_000) });
+      await cleanup.composition.repo.createPending({
+        ...record,
+        createdAt: long,
+        expiresAt: new Date(long.getTime() + 900_000),
+      });
 
-      const summary = await cleanup.handler({ 'detail-type': 'Scheduled Event', source: 'aws.events' }, {});
+      const summary = await cleanup.handler(
+        { 'detail-type': 'Scheduled Event', source: 'aws.events' },
+        {},
+      );
       expect(summary).toMatchObject({ removedExpiredUploads: 1, failed: 0 });
-      expect(await cleanup.composition.repo.get({ userId: 'ada', echoId: record.echoId })).toBeUndefined();
-      expect(JSON.parse(lines.at(-1) ?? '{}')).toMatchObject({ level: 'info', msg: 'orphan cleanup done', removedExpiredUploads: 1 });
-
+      expect(
+        await cleanup.composition.repo.get({ userId: 'ada', echoId: record.echoId }),
+      ).toBeUndefined();
+      expect(JSON.parse(lines.at(-1) ?? '{}')).toMatchObject({
+        level: 'info',
+        msg: 'orphan cleanup done',
+        removedExpiredUploads: 1,
+      });
     } finally {
       await cleanup.close();
     }
-    const broken = await createCleanupHandler({ ...env, S3_BUCKET_NAME: 'no-such-bucket', NODE_ENV: 'production', AUDIO_DECODE: 'off', LOG_LEVEL: 'silent' });
+    const broken = await createCleanupHandler({
+      ...env,
+      S3_BUCKET_NAME: 'no-such-bucket',
+      NODE_ENV: 'production',
+      AUDIO_DECODE: 'off',
+      LOG_LEVEL: 'silent',
+    });
     try {
       await expect(broken.handler({}, {})).rejects.toThrow();
     } finally {

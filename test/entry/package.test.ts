@@ -1,5 +1,14 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,12 +37,24 @@ describe(`the packed package on Node ${process.versions.node}`, () => {
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'echoes-pack-'));
-    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: ROOT, env, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout } = await run('npm', ['pack', '--silent', '--pack-destination', work], {
+      cwd: ROOT,
+      env,
+      maxBuffer: 16 * 1024 * 1024,
+    });
     const tarball = join(work, stdout.trim().split('\n').pop() ?? '');
     app = join(work, 'app');
     mkdirSync(app);
-    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }));
-    await run('npm', ['install', '--no-package-lock', tarball], { cwd: app, env, maxBuffer: 16 * 1024 * 1024, timeout: 600_000 });
+    writeFileSync(
+      join(app, 'package.json'),
+      JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }),
+    );
+    await run('npm', ['install', '--no-package-lock', tarball], {
+      cwd: app,
+      env,
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 600_000,
+    });
   }, 900_000);
 
   afterAll(() => {
@@ -60,13 +81,27 @@ describe(`the packed package on Node ${process.versions.node}`, () => {
       const before = cache();
       const aws = await import('echoes-storage/aws');
       console.log(typeof m.CleanupService, before, typeof aws.S3ObjectStore, cache() > 0);`;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', probe], { cwd: app, env });
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', probe], {
+      cwd: app,
+      env,
+    });
     expect(stdout.trim()).toBe('function 0 function true');
   });
 
   it('`npx echoes-storage --help` lists every command', async () => {
-    const { stdout } = await run('npx', ['--no-install', 'echoes-storage', '--help'], { cwd: app, env });
-    for (const command of ['serve', 'token', 'setup', 'cleanup', 'report', 'verify', 'test-integration']) {
+    const { stdout } = await run('npx', ['--no-install', 'echoes-storage', '--help'], {
+      cwd: app,
+      env,
+    });
+    for (const command of [
+      'serve',
+      'token',
+      'setup',
+      'cleanup',
+      'report',
+      'verify',
+      'test-integration',
+    ]) {
       expect(stdout).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
     }
   });
@@ -76,7 +111,9 @@ describe(`the packed package on Node ${process.versions.node}`, () => {
     const dataDir = join(work, 'data');
     const bin = join(app, 'node_modules', '.bin', 'echoes-storage');
     const server = spawn(process.execPath, [bin, 'serve'], {
-      cwd: app, env: { ...env, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'silent' }, stdio: 'ignore',
+      cwd: app,
+      env: { ...env, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'silent' },
+      stdio: 'ignore',
     });
     try {
       const base = `http://127.0.0.1:${port}`;
@@ -95,8 +132,14 @@ describe(`the packed package on Node ${process.versions.node}`, () => {
       expect((await script.text()).length).toBeGreaterThan(1000);
       // The server is one node process running dist/: no loader, no bundler, no children.
       const pid = server.pid ?? 0;
-      expect(realpathSync(bin)).toBe(join(app, 'node_modules', 'echoes-storage', 'dist', 'entry', 'cli.js'));
-      expect(readProc(pid, 'cmdline').split('\0').filter(Boolean)).toEqual([process.execPath, bin, 'serve']);
+      expect(realpathSync(bin)).toBe(
+        join(app, 'node_modules', 'echoes-storage', 'dist', 'entry', 'cli.js'),
+      );
+      expect(readProc(pid, 'cmdline').split('\0').filter(Boolean)).toEqual([
+        process.execPath,
+        bin,
+        'serve',
+      ]);
       expect(childrenOf(pid)).toEqual([]);
     } finally {
       server.kill('SIGTERM');
@@ -113,10 +156,13 @@ function readProc(pid: number, file: string): string {
 }
 
 function childrenOf(pid: number): string[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
-    const stat = readProc(Number(d), 'stat');
-    // Field 4 of /proc/PID/stat is the parent pid (after the parenthesised command name).
-    const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
-    return ppid === String(pid);
-  }).map((d) => readProc(Number(d), 'cmdline').split('\0').join(' '));
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      const stat = readProc(Number(d), 'stat');
+      // Field 4 of /proc/PID/stat is the parent pid (after the parenthesised command name).
+      const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+      return ppid === String(pid);
+    })
+    .map((d) => readProc(Number(d), 'cmdline').split('\0').join(' '));
 }

@@ -12,7 +12,12 @@ import { freePort } from '../support/free-port.ts';
 describe('logs', () => {
   it('are JSON lines with a request id, and hold no token or URL signature', async () => {
     const lines: string[] = [];
-    const stream = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(...chunk.toString().split('\n').filter(Boolean)); done(); } });
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
     const dataDir = mkdtempSync(join(tmpdir(), 'echoes-log-'));
     const port = await freePort();
     const config = loadConfig({ DATA_DIR: dataDir, PORT: String(port) });
@@ -22,9 +27,16 @@ describe('logs', () => {
     try {
       const token = await signDevToken(dataDir, 'alice');
       const api = apiClient(`http://127.0.0.1:${port}`, token);
-      const ticket = (await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' })).body;
+      const ticket = (
+        await api.call<Ticket>('POST', '/echoes/upload-url', {
+          file_extension: 'wav',
+          content_type: 'audio/wav',
+        })
+      ).body;
       expect((await putBytes(ticket, fixture('wav'))).status).toBe(200);
-      const echo = (await api.call<{ audio_url: string }>('POST', '/echoes', { echo_id: ticket.echo_id })).body;
+      const echo = (
+        await api.call<{ audio_url: string }>('POST', '/echoes', { echo_id: ticket.echo_id })
+      ).body;
       expect((await fetch(echo.audio_url)).status).toBe(200);
       await api.call('GET', '/echoes', undefined, { 'x-request-id': 'trace-123' });
 
@@ -33,7 +45,9 @@ describe('logs', () => {
       expect(entries.filter((e) => e.req).every((e) => typeof e.reqId === 'string')).toBe(true);
       expect(entries.some((e) => e.reqId === 'trace-123')).toBe(true);
       const all = lines.join('\n');
-      const signatures = [new URL(ticket.upload_url), new URL(echo.audio_url)].map((u) => u.searchParams.get('signature') ?? 'missing');
+      const signatures = [new URL(ticket.upload_url), new URL(echo.audio_url)].map(
+        (u) => u.searchParams.get('signature') ?? 'missing',
+      );
       for (const secret of [token, ...signatures]) expect(all).not.toContain(secret);
       expect(all).toContain('signature=[redacted]');
     } finally {

@@ -24,7 +24,11 @@ async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
 
 /** The log lines of one request at warn level or above, as one text. */
 function loggedFor(srv: TestServer, reqId: string): string {
-  return srv.logs().filter((e: LogEntry) => e.reqId === reqId && e.level >= 40).map((e) => JSON.stringify(e)).join('\n');
+  return srv
+    .logs()
+    .filter((e: LogEntry) => e.reqId === reqId && e.level >= 40)
+    .map((e) => JSON.stringify(e))
+    .join('\n');
 }
 
 /** A 503 in the contract's shape with Retry-After, naming the role, and none of `secrets`. */
@@ -32,7 +36,8 @@ function expectPublic503(answer: Answer, role: RegExp, secrets: readonly string[
   expect(answer.status, answer.text).toBe(503);
   expect(answer.retryAfter).toMatch(/^[1-9]\d*$/);
   expect(answer.text).toMatch(role);
-  for (const secret of secrets) expect(answer.text, `the answer shows "${secret}"`).not.toContain(secret);
+  for (const secret of secrets)
+    expect(answer.text, `the answer shows "${secret}"`).not.toContain(secret);
 }
 
 for (const backend of backends()) {
@@ -50,37 +55,65 @@ for (const backend of backends()) {
     });
 
     /** What no public answer may show on this backend: names, places and the backends' own words. */
-    const secrets = (): string[] => aws
-      ? [env.S3_BUCKET_NAME ?? '?', env.DYNAMODB_TABLE_NAME ?? '?', new URL(env.S3_ENDPOINT ?? 'http://x').host, 'ECONNREFUSED', 'dynamodb']
-      : [srv.dataDir, 'ENOTDIR', 'sqlite', 'DATA_DIR', 'is closed'];
+    const secrets = (): string[] =>
+      aws
+        ? [
+            env.S3_BUCKET_NAME ?? '?',
+            env.DYNAMODB_TABLE_NAME ?? '?',
+            new URL(env.S3_ENDPOINT ?? 'http://x').host,
+            'ECONNREFUSED',
+            'dynamodb',
+          ]
+        : [srv.dataDir, 'ENOTDIR', 'sqlite', 'DATA_DIR', 'is closed'];
 
-    it.runIf(!aws)('a failed erase names neither the keys nor the disk\'s error; the log has both under the request id', async () => {
-      const alice = apiClient(srv.url, await srv.token('leak-alice'));
-      const bytes = fixture('wav');
-      const ticket = (await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: bytes.length })).body;
-      expect((await putBytes(ticket, bytes)).status).toBe(200);
-      // Its metadata folder is a file now: deleting the object's metadata fails with ENOTDIR.
-      const metaDir = join(srv.dataDir, 'meta', 'leak-alice');
-      rmSync(metaDir, { recursive: true, force: true });
-      writeFileSync(metaDir, '');
-      try {
-        const answer = await ask(`${srv.url}/me`, { method: 'DELETE', headers: { authorization: `Bearer ${await srv.token('leak-alice')}`, 'x-request-id': 'trace-erase-1' } });
-        expectPublic503(answer, /storage/, [...secrets(), ticket.s3_key, ticket.echo_id]);
-        expect(contractError(answer.text)).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
-        expect(contractError(answer.text).message).toContain('leak-alice');
-        const logged = loggedFor(srv, 'trace-erase-1');
-        expect(logged).toContain(ticket.s3_key);
-        expect(logged).toContain('ENOTDIR');
-      } finally {
-        rmSync(metaDir, { force: true });
-        mkdirSync(metaDir);
-      }
-    });
+    it.runIf(!aws)(
+      "a failed erase names neither the keys nor the disk's error; the log has both under the request id",
+      async () => {
+        const alice = apiClient(srv.url, await srv.token('leak-alice'));
+        const bytes = fixture('wav');
+        const ticket = (
+          await alice.call<Ticket>('POST', '/echoes/upload-url', {
+            file_extension: 'wav',
+            content_type: 'audio/wav',
+            file_size: bytes.length,
+          })
+        ).body;
+        expect((await putBytes(ticket, bytes)).status).toBe(200);
+        // Its metadata folder is a file now: deleting the object's metadata fails with ENOTDIR.
+        const metaDir = join(srv.dataDir, 'meta', 'leak-alice');
+        rmSync(metaDir, { recursive: true, force: true });
+        writeFileSync(metaDir, '');
+        try {
+          const answer = await ask(`${srv.url}/me`, {
+            method: 'DELETE',
+            headers: {
+              authorization: `Bearer ${await srv.token('leak-alice')}`,
+              'x-request-id': 'trace-erase-1',
+            },
+          });
+          expectPublic503(answer, /storage/, [...secrets(), ticket.s3_key, ticket.echo_id]);
+          expect(contractError(answer.text)).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+          expect(contractError(answer.text).message).toContain('leak-alice');
+          const logged = loggedFor(srv, 'trace-erase-1');
+          expect(logged).toContain(ticket.s3_key);
+          expect(logged).toContain('ENOTDIR');
+        } finally {
+          rmSync(metaDir, { force: true });
+          mkdirSync(metaDir);
+        }
+      },
+    );
 
     it('with storage and metadata down, 503s and /health/ready say which kind failed and nothing else; the log says the rest', async () => {
       const token = await srv.token('leak-bob');
       const bob = apiClient(srv.url, token);
-      const ticket = (await bob.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: fixture('wav').length })).body;
+      const ticket = (
+        await bob.call<Ticket>('POST', '/echoes/upload-url', {
+          file_extension: 'wav',
+          content_type: 'audio/wav',
+          file_size: fixture('wav').length,
+        })
+      ).body;
       if (aws) {
         await backend.stop();
       } else {
@@ -93,11 +126,19 @@ for (const backend of backends()) {
 
       const health = await ask(`${srv.url}/health`);
       expect(health.status).toBe(200);
-      for (const secret of secrets().filter((x) => x !== 'dynamodb' && x !== 'sqlite')) expect(health.text).not.toContain(secret);
+      for (const secret of secrets().filter((x) => x !== 'dynamodb' && x !== 'sqlite'))
+        expect(health.text).not.toContain(secret);
 
-      const ready = await ask(`${srv.url}/health/ready`, { headers: { 'x-request-id': 'trace-ready-1' } });
+      const ready = await ask(`${srv.url}/health/ready`, {
+        headers: { 'x-request-id': 'trace-ready-1' },
+      });
       expectPublic503(ready, /storage/, secrets());
-      expect(JSON.parse(ready.text)).toMatchObject({ status: 'unavailable', storage: 'unavailable', metadata: 'unavailable', error: { code: 'SERVICE_UNAVAILABLE' } });
+      expect(JSON.parse(ready.text)).toMatchObject({
+        status: 'unavailable',
+        storage: 'unavailable',
+        metadata: 'unavailable',
+        error: { code: 'SERVICE_UNAVAILABLE' },
+      });
       const readyLog = loggedFor(srv, 'trace-ready-1');
       if (aws) {
         expect(readyLog).toContain(env.S3_BUCKET_NAME);
@@ -109,23 +150,54 @@ for (const backend of backends()) {
 
       const auth = { authorization: `Bearer ${token}` };
       const answers: [string, Answer][] = [
-        ['trace-list-1', await ask(`${srv.url}/echoes`, { headers: { ...auth, 'x-request-id': 'trace-list-1' } })],
-        ['trace-usage-1', await ask(`${srv.url}/me/usage`, { headers: { ...auth, 'x-request-id': 'trace-usage-1' } })],
-        ['trace-erase-2', await ask(`${srv.url}/me`, { method: 'DELETE', headers: { ...auth, 'x-request-id': 'trace-erase-2' } })],
-        ['trace-make-1', await ask(`${srv.url}/echoes`, {
-          method: 'POST', headers: { ...auth, 'content-type': 'application/json', 'x-request-id': 'trace-make-1' }, body: JSON.stringify({ echo_id: ticket.echo_id }),
-        })],
+        [
+          'trace-list-1',
+          await ask(`${srv.url}/echoes`, { headers: { ...auth, 'x-request-id': 'trace-list-1' } }),
+        ],
+        [
+          'trace-usage-1',
+          await ask(`${srv.url}/me/usage`, {
+            headers: { ...auth, 'x-request-id': 'trace-usage-1' },
+          }),
+        ],
+        [
+          'trace-erase-2',
+          await ask(`${srv.url}/me`, {
+            method: 'DELETE',
+            headers: { ...auth, 'x-request-id': 'trace-erase-2' },
+          }),
+        ],
+        [
+          'trace-make-1',
+          await ask(`${srv.url}/echoes`, {
+            method: 'POST',
+            headers: {
+              ...auth,
+              'content-type': 'application/json',
+              'x-request-id': 'trace-make-1',
+            },
+            body: JSON.stringify({ echo_id: ticket.echo_id }),
+          }),
+        ],
       ];
       if (!aws) {
         // The local store's own upload route is a public answer too.
-        answers.push(['trace-put-1', await ask(ticket.upload_url, { method: 'PUT', headers: { ...ticket.headers, 'x-request-id': 'trace-put-1' }, body: fixture('wav') })]);
+        answers.push([
+          'trace-put-1',
+          await ask(ticket.upload_url, {
+            method: 'PUT',
+            headers: { ...ticket.headers, 'x-request-id': 'trace-put-1' },
+            body: fixture('wav'),
+          }),
+        ]);
       }
       for (const [reqId, answer] of answers) {
         expectPublic503(answer, /storage|metadata/, secrets());
         expect(contractError(answer.text).code).toBe('SERVICE_UNAVAILABLE');
         const logged = loggedFor(srv, reqId);
         expect(logged, `${reqId} is not logged`).toMatch(/backend unavailable/);
-        if (aws) expect(logged).toMatch(new RegExp(`${env.S3_BUCKET_NAME}|${env.DYNAMODB_TABLE_NAME}`));
+        if (aws)
+          expect(logged).toMatch(new RegExp(`${env.S3_BUCKET_NAME}|${env.DYNAMODB_TABLE_NAME}`));
         else expect(logged).toMatch(/ENOTDIR|echoes\.sqlite/);
       }
     });

@@ -12,7 +12,12 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 
 const LIMIT = 5;
 
-function limitHeaders(headers: Headers): { limit: string | null; remaining: string | null; reset: string | null; retryAfter: string | null } {
+function limitHeaders(headers: Headers): {
+  limit: string | null;
+  remaining: string | null;
+  reset: string | null;
+  retryAfter: string | null;
+} {
   return {
     limit: headers.get('ratelimit-limit'),
     remaining: headers.get('ratelimit-remaining'),
@@ -41,9 +46,18 @@ describe(`RATE_LIMIT_PER_MINUTE=${LIMIT}, through the real server`, () => {
       expect(Number(h.reset)).toBeGreaterThan(0);
       expect(Number(h.reset)).toBeLessThanOrEqual(60);
     }
-    const over = await alice.call<{ error: { code: string; message: string } }>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' });
+    const over = await alice.call<{ error: { code: string; message: string } }>(
+      'POST',
+      '/echoes/upload-url',
+      { file_extension: 'wav', content_type: 'audio/wav' },
+    );
     expect(over.status).toBe(429);
-    expect(over.body).toEqual({ error: { code: 'RATE_LIMITED', message: expect.stringMatching(/per minute per user.*Retry in \d+ s/) } });
+    expect(over.body).toEqual({
+      error: {
+        code: 'RATE_LIMITED',
+        message: expect.stringMatching(/per minute per user.*Retry in \d+ s/),
+      },
+    });
     const h = limitHeaders(over.headers);
     expect(h.limit).toBe(String(LIMIT));
     expect(h.remaining).toBe('0');
@@ -74,19 +88,29 @@ describe(`RATE_LIMIT_PER_MINUTE=${LIMIT}, through the real server`, () => {
     expect(limitHeaders(first.headers).remaining).toBe(String(LIMIT - 1));
   });
 
-  it('health, docs, dev tokens and the local store\'s signed URLs are not limited per user', async () => {
+  it("health, docs, dev tokens and the local store's signed URLs are not limited per user", async () => {
     for (let i = 0; i < LIMIT * 2; i++) {
       const health = await fetch(`${srv.url}/health`);
       expect(health.status).toBe(200);
       expect(health.headers.get('ratelimit-limit')).toBeNull();
-      const token = await fetch(`${srv.url}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user_id: 'rl-dave' }) });
+      const token = await fetch(`${srv.url}/dev/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: 'rl-dave' }),
+      });
       expect(token.status).toBe(200);
     }
     expect((await fetch(`${srv.url}/docs/json`)).headers.get('ratelimit-limit')).toBeNull();
 
     const dave = apiClient(srv.url, await srv.token('rl-dave'));
     const bytes = fixture('wav');
-    const ticket = (await dave.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: bytes.length })).body;
+    const ticket = (
+      await dave.call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'wav',
+        content_type: 'audio/wav',
+        file_size: bytes.length,
+      })
+    ).body;
     const put = await putBytes(ticket, bytes);
     expect(put.status).toBe(200);
     expect(put.headers.get('ratelimit-limit')).toBeNull();
@@ -98,7 +122,13 @@ describe(`RATE_LIMIT_PER_MINUTE=${LIMIT}, through the real server`, () => {
 describe('the rate limit window', () => {
   it('resets when the window ends: the same user is served again', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'echoes-rl-'));
-    const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(await freePort()), DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: '2' });
+    const config = loadConfig({
+      LOG_LEVEL: 'silent',
+      HOST: '127.0.0.1',
+      PORT: String(await freePort()),
+      DATA_DIR: dataDir,
+      RATE_LIMIT_PER_MINUTE: '2',
+    });
     // The window is a minute in service; a short one keeps this test short.
     const server = await startServer({ ...config, rateLimitWindowMs: 1500 });
     try {

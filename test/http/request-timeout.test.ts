@@ -22,10 +22,16 @@ interface Exchange {
 }
 
 /** A raw connection: writes `head` and `partial`, then sends nothing more. */
-function stall(port: number, head: string, partial: Uint8Array): { socket: Socket; done: Promise<Exchange> } {
+function stall(
+  port: number,
+  head: string,
+  partial: Uint8Array,
+): { socket: Socket; done: Promise<Exchange> } {
   const socket = connect(port, '127.0.0.1');
   let text = '';
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+  socket.on('data', (d: Buffer) => {
+    text += d.toString('latin1');
+  });
   const done = new Promise<Exchange>((resolve) => {
     const timer = setTimeout(() => resolve({ text, closed: false }), WAIT_MS);
     socket.once('close', () => {
@@ -39,10 +45,16 @@ function stall(port: number, head: string, partial: Uint8Array): { socket: Socke
   return { socket, done };
 }
 
-function statusAndBody(text: string): { status: number; body: { error?: { code: string; message: string } } } {
+function statusAndBody(text: string): {
+  status: number;
+  body: { error?: { code: string; message: string } };
+} {
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
   const body = text.slice(text.indexOf('\r\n\r\n') + 4);
-  return { status, body: body ? (JSON.parse(body) as { error?: { code: string; message: string } }) : {} };
+  return {
+    status,
+    body: body ? (JSON.parse(body) as { error?: { code: string; message: string } }) : {},
+  };
 }
 
 describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`, () => {
@@ -55,10 +67,16 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'echoes-timeout-'));
     port = await freePort();
-    const config = loadConfig({ DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', REQUEST_IDLE_TIMEOUT_SECONDS: String(IDLE_SECONDS) });
+    const config = loadConfig({
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REQUEST_IDLE_TIMEOUT_SECONDS: String(IDLE_SECONDS),
+    });
     const stream = new Writable({
       write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) logs.push(JSON.parse(line) as { level: number; msg?: string });
+        for (const line of chunk.toString().split('\n').filter(Boolean))
+          logs.push(JSON.parse(line) as { level: number; msg?: string });
         done();
       },
     });
@@ -76,16 +94,27 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
 
   it('a signed local PUT that stops sending gets 408, its connection closed, and leaves no temporary file', async () => {
     const bytes = fixture('wav');
-    const ticket = (await api().call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: bytes.length })).body;
+    const ticket = (
+      await api().call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'wav',
+        content_type: 'audio/wav',
+        file_size: bytes.length,
+      })
+    ).body;
     const url = new URL(ticket.upload_url);
-    const head = `PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`
-      + Object.entries(ticket.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
-      + `Content-Length: ${bytes.length}\r\n\r\n`;
+    const head =
+      `PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+      Object.entries(ticket.headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('') +
+      `Content-Length: ${bytes.length}\r\n\r\n`;
     const { done } = stall(port, head, bytes.subarray(0, 1000));
     // The upload really started: its bytes are in a temporary file while the client stalls.
     let seen = false;
     let settled = false;
-    void done.then(() => { settled = true; });
+    void done.then(() => {
+      settled = true;
+    });
     while (!settled && !seen) {
       seen = tmpFiles().length > 0;
       await new Promise((r) => setTimeout(r, 20));
@@ -98,18 +127,27 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
     expect(body.error?.code).toBe('REQUEST_TIMEOUT');
     expect(result.text.toLowerCase()).toContain('x-request-id:');
     expect(tmpFiles()).toEqual([]);
-    expect(readdirSync(join(dataDir, 'objects'), { recursive: true }).filter((f) => String(f).endsWith('.wav'))).toEqual([]);
+    expect(
+      readdirSync(join(dataDir, 'objects'), { recursive: true }).filter((f) =>
+        String(f).endsWith('.wav'),
+      ),
+    ).toEqual([]);
 
     // The server goes on: the same URL still takes the whole upload.
-    const res = await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: bytes });
+    const res = await fetch(ticket.upload_url, {
+      method: 'PUT',
+      headers: ticket.headers,
+      body: bytes,
+    });
     expect(res.status).toBe(200);
     expect((await api().call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
   });
 
-  it('a JSON body that stops arriving gets 408 in the contract\'s shape and the connection closed', async () => {
+  it("a JSON body that stops arriving gets 408 in the contract's shape and the connection closed", async () => {
     const json = JSON.stringify({ file_extension: 'wav', content_type: 'audio/wav' });
-    const head = `POST /echoes/upload-url HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${token}\r\n`
-      + `Content-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n`;
+    const head =
+      `POST /echoes/upload-url HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${token}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n`;
     const result = await stall(port, head, Buffer.from(json.slice(0, 10))).done;
     expect(result.closed, result.text).toBe(true);
     const { status, body } = statusAndBody(result.text);
@@ -120,7 +158,13 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
 
   it('an upload that is slow but steady is not cut off: the timeout is idle time, not total time', async () => {
     const bytes = fixture('mp3');
-    const ticket = (await api().call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'mp3', content_type: 'audio/mpeg', file_size: bytes.length })).body;
+    const ticket = (
+      await api().call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'mp3',
+        content_type: 'audio/mpeg',
+        file_size: bytes.length,
+      })
+    ).body;
     const parts = 6;
     const size = Math.ceil(bytes.length / parts);
     const body = new ReadableStream<Uint8Array>({
@@ -133,7 +177,12 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
         controller.close();
       },
     });
-    const res = await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body, duplex: 'half' } as RequestInit);
+    const res = await fetch(ticket.upload_url, {
+      method: 'PUT',
+      headers: ticket.headers,
+      body,
+      duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(200);
     expect(tmpFiles()).toEqual([]);
   });
@@ -141,14 +190,19 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
   it('an idle keep-alive connection still carries the next request after the idle timeout', async () => {
     const socket = connect(port, '127.0.0.1');
     let text = '';
-    socket.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
     const request = `GET /health HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`;
     const responses = async (n: number): Promise<void> => {
       const deadline = Date.now() + WAIT_MS;
-      while ((text.match(/HTTP\/1\.1 200/g) ?? []).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while ((text.match(/HTTP\/1\.1 200/g) ?? []).length < n && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
     };
     let closed = false;
-    socket.once('close', () => { closed = true; });
+    socket.once('close', () => {
+      closed = true;
+    });
     socket.write(request);
     await responses(1);
     await new Promise((r) => setTimeout(r, (IDLE_SECONDS + 1) * 1000));
@@ -160,7 +214,12 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
   });
 
   it('a refused PUT that keeps sending is answered, then disconnected after a bounded amount', async () => {
-    const ticket = (await api().call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav' })).body;
+    const ticket = (
+      await api().call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'wav',
+        content_type: 'audio/wav',
+      })
+    ).body;
     const url = new URL(ticket.upload_url);
     url.searchParams.set('signature', 'forged');
     const declared = 64 * 1024 * 1024;
@@ -168,15 +227,30 @@ describe(`REQUEST_IDLE_TIMEOUT_SECONDS=${IDLE_SECONDS}: stalled request bodies`,
     let text = '';
     let sent = 0;
     let closed = false;
-    socket.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
     socket.on('error', () => undefined);
-    const gone = new Promise<void>((resolve) => socket.once('close', () => { closed = true; resolve(); }));
-    socket.write(`PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`
-      + Object.entries(ticket.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
-      + `Content-Length: ${declared}\r\n\r\n`);
+    const gone = new Promise<void>((resolve) =>
+      socket.once('close', () => {
+        closed = true;
+        resolve();
+      }),
+    );
+    socket.write(
+      `PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+        Object.entries(ticket.headers)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('') +
+        `Content-Length: ${declared}\r\n\r\n`,
+    );
     const chunk = Buffer.alloc(64 * 1024);
     while (!closed && sent < declared) {
-      if (!socket.write(chunk)) await new Promise((r) => { socket.once('drain', r); socket.once('close', r); });
+      if (!socket.write(chunk))
+        await new Promise((r) => {
+          socket.once('drain', r);
+          socket.once('close', r);
+        });
       sent += chunk.length;
     }
     await gone;

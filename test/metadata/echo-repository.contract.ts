@@ -1,6 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EMPTY_METADATA, NOT_MEASURED, type EchoMetadata, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
+import {
+  EMPTY_METADATA,
+  NOT_MEASURED,
+  type EchoMetadata,
+  type EchoRecord,
+  type EchoStatus,
+} from '../../src/domain/echo.ts';
 import { isPortError } from '../../src/domain/errors.ts';
 import type { UploadVerdict } from '../../src/domain/verdict.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
@@ -94,12 +100,17 @@ export function echoRepositoryContract(
     });
 
     /** `count` echoes one second apart, oldest first, each in the given status. */
-    async function seed(userId: string, statuses: readonly EchoStatus[], start = T0): Promise<EchoRecord[]> {
+    async function seed(
+      userId: string,
+      statuses: readonly EchoStatus[],
+      start = T0,
+    ): Promise<EchoRecord[]> {
       const out: EchoRecord[] = [];
       for (const [i, status] of statuses.entries()) {
         const r = pending(userId, start + i * 1000);
         await repo.createPending(r);
-        if (status === 'ready') out.push((await repo.markReady(r, { fileSize: 100 + i, metadata: META })) as EchoRecord);
+        if (status === 'ready')
+          out.push((await repo.markReady(r, { fileSize: 100 + i, metadata: META })) as EchoRecord);
         else if (status === 'deleting') out.push((await repo.markDeleting(r)) as EchoRecord);
         else out.push(r);
       }
@@ -112,7 +123,10 @@ export function echoRepositoryContract(
 
     it('createPending stores every field; get returns it; other keys and users see nothing', async () => {
       const user = newUser();
-      const r = pending(user, T0, { checksumSha256: 'n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=', declaredSize: null });
+      const r = pending(user, T0, {
+        checksumSha256: 'n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=',
+        declaredSize: null,
+      });
       await repo.createPending(r);
       expect(await repo.get(r)).toEqual(r);
       expect(await repo.get({ userId: user, echoId: uuidV7(T0, randomBytes(10)) })).toBeUndefined();
@@ -142,9 +156,17 @@ export function echoRepositoryContract(
       const expected: EchoRecord = { ...r, ...META, status: 'ready', fileSize: 999 };
       expect(ready).toEqual(expected);
       expect(await repo.get(r)).toEqual(expected);
-      const again = await repo.markReady(r, { fileSize: 1, metadata: { ...EMPTY_METADATA, caption: 'changed' } });
+      const again = await repo.markReady(r, {
+        fileSize: 1,
+        metadata: { ...EMPTY_METADATA, caption: 'changed' },
+      });
       expect(again).toEqual(expected);
-      expect(await repo.markReady({ userId: r.userId, echoId: uuidV7(T0, randomBytes(10)) }, { fileSize: 1, metadata: META })).toBeUndefined();
+      expect(
+        await repo.markReady(
+          { userId: r.userId, echoId: uuidV7(T0, randomBytes(10)) },
+          { fileSize: 1, metadata: META },
+        ),
+      ).toBeUndefined();
     });
 
     it('markReady stores what was measured, byte for byte, and every read returns it', async () => {
@@ -159,7 +181,13 @@ export function echoRepositoryContract(
       };
       const metadata = { ...META, durationSeconds: 2.345 };
       const ready = await repo.markReady(r, { fileSize: 999, metadata, measured });
-      const expected: EchoRecord = { ...r, ...metadata, ...measured, status: 'ready', fileSize: 999 };
+      const expected: EchoRecord = {
+        ...r,
+        ...metadata,
+        ...measured,
+        status: 'ready',
+        fileSize: 999,
+      };
       expect(ready).toEqual(expected);
       expect(ready?.peaks).toBeInstanceOf(Uint8Array);
       expect(await repo.get(r)).toEqual(expected);
@@ -171,22 +199,42 @@ export function echoRepositoryContract(
       // Headers only: no bit rate, no waveform.
       const s = pending(userId, T0 + 1);
       await repo.createPending(s);
-      const partial = { audio: { codec: 'mp3', sampleRate: 16000, channels: 1, bitRate: null }, waveform: null, peaks: null };
-      expect(await repo.markReady(s, { fileSize: 5, metadata: { ...EMPTY_METADATA, durationSeconds: null }, measured: partial })).toEqual({
-        ...s, ...partial, status: 'ready', fileSize: 5,
+      const partial = {
+        audio: { codec: 'mp3', sampleRate: 16000, channels: 1, bitRate: null },
+        waveform: null,
+        peaks: null,
+      };
+      expect(
+        await repo.markReady(s, {
+          fileSize: 5,
+          metadata: { ...EMPTY_METADATA, durationSeconds: null },
+          measured: partial,
+        }),
+      ).toEqual({
+        ...s,
+        ...partial,
+        status: 'ready',
+        fileSize: 5,
       });
     });
 
     it('a pending echo keeps its multipart upload id; markReady drops it', async () => {
       const userId = newUser();
-      const r = pending(userId, T0, { multipartUploadId: 'a1b2c3.upload-id_with-characters~S3~uses' });
+      const r = pending(userId, T0, {
+        multipartUploadId: 'a1b2c3.upload-id_with-characters~S3~uses',
+      });
       await repo.createPending(r);
       expect(await repo.get(r)).toEqual(r);
       const scanned: EchoRecord[] = [];
       for await (const page of repo.scan({ userId })) scanned.push(...page);
       expect(scanned).toEqual([r]);
       const { multipartUploadId: _id, ...rest } = r;
-      expect(await repo.markReady(r, { fileSize: 9, metadata: META })).toEqual({ ...rest, ...META, status: 'ready', fileSize: 9 });
+      expect(await repo.markReady(r, { fileSize: 9, metadata: META })).toEqual({
+        ...rest,
+        ...META,
+        status: 'ready',
+        fileSize: 9,
+      });
     });
 
     it('recordVerdict keeps a verdict on a pending echo only, replaces it, and markReady drops it', async () => {
@@ -200,20 +248,42 @@ export function echoRepositoryContract(
         waveform: Array.from({ length: 100 }, (_, i) => i / 100),
         peaks,
       };
-      const rejected: UploadVerdict = { outcome: 'rejected', etag: 'e1', size: 10, lastModified: T0 + 5, reason: 'not_audio', message: 'not a webm file' };
+      const rejected: UploadVerdict = {
+        outcome: 'rejected',
+        etag: 'e1',
+        size: 10,
+        lastModified: T0 + 5,
+        reason: 'not_audio',
+        message: 'not a webm file',
+      };
       expect(await repo.recordVerdict(r, rejected)).toBe(true);
       expect(await repo.get(r)).toEqual({ ...r, verdict: rejected });
-      const accepted: UploadVerdict = { outcome: 'accepted', etag: 'e2', size: 2048, lastModified: T0 + 9, measured };
+      const accepted: UploadVerdict = {
+        outcome: 'accepted',
+        etag: 'e2',
+        size: 2048,
+        lastModified: T0 + 9,
+        measured,
+      };
       expect(await repo.recordVerdict(r, accepted)).toBe(true);
       const stored = await repo.get(r);
       expect(stored).toEqual({ ...r, verdict: accepted });
-      expect(stored?.verdict?.outcome === 'accepted' && stored.verdict.measured.peaks).toBeInstanceOf(Uint8Array);
+      expect(
+        stored?.verdict?.outcome === 'accepted' && stored.verdict.measured.peaks,
+      ).toBeInstanceOf(Uint8Array);
       const scanned: EchoRecord[] = [];
       for await (const page of repo.scan({ userId })) scanned.push(...page);
       expect(scanned).toEqual([{ ...r, verdict: accepted }]);
 
       const ready = await repo.markReady(r, { fileSize: 2048, metadata: META, measured });
-      expect(ready).toEqual({ ...r, ...META, ...measured, durationSeconds: META.durationSeconds, status: 'ready', fileSize: 2048 });
+      expect(ready).toEqual({
+        ...r,
+        ...META,
+        ...measured,
+        durationSeconds: META.durationSeconds,
+        status: 'ready',
+        fileSize: 2048,
+      });
       expect(await repo.recordVerdict(r, rejected)).toBe(false);
       expect((await repo.get(r))?.verdict).toBeUndefined();
       expect(await repo.recordVerdict(pending(userId, T0 + 1), accepted)).toBe(false);
@@ -250,8 +320,12 @@ export function echoRepositoryContract(
       expect(await repo.markDeleting(q as EchoRecord)).toEqual({ ...q, status: 'deleting' });
       expect((await repo.get(q as EchoRecord))?.status).toBe('deleting');
       // A deleting echo can no longer become ready.
-      expect((await repo.markReady(p as EchoRecord, { fileSize: 1, metadata: META }))?.status).toBe('deleting');
-      expect(await repo.markDeleting({ userId: user, echoId: uuidV7(T0, randomBytes(10)) })).toBeUndefined();
+      expect((await repo.markReady(p as EchoRecord, { fileSize: 1, metadata: META }))?.status).toBe(
+        'deleting',
+      );
+      expect(
+        await repo.markDeleting({ userId: user, echoId: uuidV7(T0, randomBytes(10)) }),
+      ).toBeUndefined();
     });
 
     it('remove deletes and is idempotent', async () => {
@@ -259,7 +333,9 @@ export function echoRepositoryContract(
       await repo.remove(r as EchoRecord);
       expect(await repo.get(r as EchoRecord)).toBeUndefined();
       await expect(repo.remove(r as EchoRecord)).resolves.toBeUndefined();
-      await expect(repo.remove({ userId: newUser(), echoId: uuidV7(T0, randomBytes(10)) })).resolves.toBeUndefined();
+      await expect(
+        repo.remove({ userId: newUser(), echoId: uuidV7(T0, randomBytes(10)) }),
+      ).resolves.toBeUndefined();
     });
 
     describe('listReady', () => {
@@ -270,7 +346,19 @@ export function echoRepositoryContract(
 
       beforeAll(async () => {
         // Oldest first: pending and deleting echoes in between, a pending one newest of all.
-        all = await seed(user, ['ready', 'pending', 'ready', 'ready', 'deleting', 'ready', 'ready', 'pending', 'ready', 'ready', 'pending']);
+        all = await seed(user, [
+          'ready',
+          'pending',
+          'ready',
+          'ready',
+          'deleting',
+          'ready',
+          'ready',
+          'pending',
+          'ready',
+          'ready',
+          'pending',
+        ]);
         ready = all.filter((r) => r.status === 'ready').reverse();
         await seed(newUser(), ['ready', 'ready', 'ready']);
       });
@@ -309,31 +397,63 @@ export function echoRepositoryContract(
       });
 
       it('beforeEchoId is exclusive and need not be a stored id', async () => {
-        expect(ids((await repo.listReady(user, { limit: 2, beforeEchoId: at(2) })).items)).toEqual([at(3), at(4)]);
+        expect(ids((await repo.listReady(user, { limit: 2, beforeEchoId: at(2) })).items)).toEqual([
+          at(3),
+          at(4),
+        ]);
         const gap = `${at(2).slice(0, -1)}${at(2).endsWith('0') ? '1' : '0'}`;
         const page = await repo.listReady(user, { limit: 100, beforeEchoId: gap });
         expect(ids(page.items)).toEqual(ids(ready).filter((id) => id < gap));
       });
 
       it('fromEchoId and toEchoId are inclusive bounds, alone, together and with a cursor', async () => {
-        expect(ids((await repo.listReady(user, { limit: 100, fromEchoId: at(4), toEchoId: at(1) })).items)).toEqual([at(1), at(2), at(3), at(4)]);
-        expect(ids((await repo.listReady(user, { limit: 100, fromEchoId: at(2) })).items)).toEqual([at(0), at(1), at(2)]);
-        expect(ids((await repo.listReady(user, { limit: 100, toEchoId: at(5) })).items)).toEqual([at(5), at(6)]);
-        const bounded = await repo.listReady(user, { limit: 2, fromEchoId: at(4), toEchoId: at(1) });
+        expect(
+          ids(
+            (await repo.listReady(user, { limit: 100, fromEchoId: at(4), toEchoId: at(1) })).items,
+          ),
+        ).toEqual([at(1), at(2), at(3), at(4)]);
+        expect(ids((await repo.listReady(user, { limit: 100, fromEchoId: at(2) })).items)).toEqual([
+          at(0),
+          at(1),
+          at(2),
+        ]);
+        expect(ids((await repo.listReady(user, { limit: 100, toEchoId: at(5) })).items)).toEqual([
+          at(5),
+          at(6),
+        ]);
+        const bounded = await repo.listReady(user, {
+          limit: 2,
+          fromEchoId: at(4),
+          toEchoId: at(1),
+        });
         expect(bounded).toEqual({ items: [ready[1], ready[2]], more: true });
-        const next = await repo.listReady(user, { limit: 2, fromEchoId: at(4), toEchoId: at(1), beforeEchoId: at(2) });
+        const next = await repo.listReady(user, {
+          limit: 2,
+          fromEchoId: at(4),
+          toEchoId: at(1),
+          beforeEchoId: at(2),
+        });
         expect(next).toEqual({ items: [ready[3], ready[4]], more: false });
         // A cursor above the upper bound: the bound wins.
-        expect(ids((await repo.listReady(user, { limit: 100, toEchoId: at(3), beforeEchoId: at(0) })).items)).toEqual([at(3), at(4), at(5), at(6)]);
+        expect(
+          ids(
+            (await repo.listReady(user, { limit: 100, toEchoId: at(3), beforeEchoId: at(0) }))
+              .items,
+          ),
+        ).toEqual([at(3), at(4), at(5), at(6)]);
         // A cursor at or below the lower bound leaves nothing.
-        expect(await repo.listReady(user, { limit: 5, fromEchoId: at(3), beforeEchoId: at(3) })).toEqual({ items: [], more: false });
+        expect(
+          await repo.listReady(user, { limit: 5, fromEchoId: at(3), beforeEchoId: at(3) }),
+        ).toEqual({ items: [], more: false });
         // Empty and inverted ranges.
-        expect(await repo.listReady(user, { limit: 5, fromEchoId: at(1), toEchoId: at(3) })).toEqual({ items: [], more: false });
+        expect(
+          await repo.listReady(user, { limit: 5, fromEchoId: at(1), toEchoId: at(3) }),
+        ).toEqual({ items: [], more: false });
         const exact = await repo.listReady(user, { limit: 5, fromEchoId: at(3), toEchoId: at(3) });
         expect(ids(exact.items)).toEqual([at(3)]);
       });
 
-      it('never shows another user\'s echoes, and an unknown user has none', async () => {
+      it("never shows another user's echoes, and an unknown user has none", async () => {
         expect(await repo.listReady(newUser(), { limit: 10 })).toEqual({ items: [], more: false });
         const page = await repo.listReady(user, { limit: 100 });
         expect(page.items.every((r) => r.userId === user)).toBe(true);
@@ -346,16 +466,23 @@ export function echoRepositoryContract(
       const made: EchoRecord[] = [];
       const batch = async (user: string, from: number, n: number): Promise<void> => {
         const records = Array.from({ length: n }, (_, i) => pending(user, T0 + (from + i) * 10));
-        for (let i = 0; i < records.length; i += 25) await Promise.all(records.slice(i, i + 25).map((r) => repo.createPending(r)));
+        for (let i = 0; i < records.length; i += 25)
+          await Promise.all(records.slice(i, i + 25).map((r) => repo.createPending(r)));
         made.push(...records);
       };
       await batch(a, 0, 90);
       await batch(b, 90, 40);
-      const missing = Array.from({ length: 15 }, () => ({ userId: a, echoId: uuidV7(T0, randomBytes(10)) }));
+      const missing = Array.from({ length: 15 }, () => ({
+        userId: a,
+        echoId: uuidV7(T0, randomBytes(10)),
+      }));
       const crossUser = { userId: b, echoId: (made[0] as EchoRecord).echoId };
-      const keys = [...made, ...missing, crossUser].map((r) => ({ userId: r.userId, echoId: r.echoId })).sort(() => Math.random() - 0.5);
+      const keys = [...made, ...missing, crossUser]
+        .map((r) => ({ userId: r.userId, echoId: r.echoId }))
+        .sort(() => Math.random() - 0.5);
       const found = await repo.getMany(keys);
-      const byId = (x: EchoRecord, y: EchoRecord): number => (x.userId + x.echoId < y.userId + y.echoId ? -1 : 1);
+      const byId = (x: EchoRecord, y: EchoRecord): number =>
+        x.userId + x.echoId < y.userId + y.echoId ? -1 : 1;
       expect([...found].sort(byId)).toEqual([...made].sort(byId));
       expect(await repo.getMany([])).toEqual([]);
     });
@@ -363,15 +490,28 @@ export function echoRepositoryContract(
     it('scan pages one user or all users, with a status filter, each record once', async () => {
       const a = newUser();
       const b = newUser();
-      const recA = await seed(a, ['pending', 'ready', 'ready', 'deleting', 'pending', 'ready', 'ready', 'ready', 'pending']);
+      const recA = await seed(a, [
+        'pending',
+        'ready',
+        'ready',
+        'deleting',
+        'pending',
+        'ready',
+        'ready',
+        'ready',
+        'pending',
+      ]);
       const recB = await seed(b, ['ready', 'pending', 'deleting']);
 
-      const pages = async (opts: Parameters<EchoRepository['scan']>[0]): Promise<EchoRecord[][]> => {
+      const pages = async (
+        opts: Parameters<EchoRepository['scan']>[0],
+      ): Promise<EchoRecord[][]> => {
         const out: EchoRecord[][] = [];
         for await (const page of repo.scan(opts)) out.push([...page]);
         return out;
       };
-      const sorted = (rs: readonly EchoRecord[]): string[] => rs.map((r) => `${r.userId}/${r.echoId}/${r.status}`).sort();
+      const sorted = (rs: readonly EchoRecord[]): string[] =>
+        rs.map((r) => `${r.userId}/${r.echoId}/${r.status}`).sort();
 
       const userPages = await pages({ userId: a, pageSize: 4 });
       expect(userPages.length).toBeGreaterThanOrEqual(3);
@@ -387,11 +527,15 @@ export function echoRepositoryContract(
       const everything = (await pages({ pageSize: 7 })).flat();
       const mine = everything.filter((r) => r.userId === a || r.userId === b);
       expect(sorted(mine)).toEqual(sorted([...recA, ...recB]));
-      expect(new Set(everything.map((r) => `${r.userId}/${r.echoId}`)).size).toBe(everything.length);
+      expect(new Set(everything.map((r) => `${r.userId}/${r.echoId}`)).size).toBe(
+        everything.length,
+      );
 
       const deletingAll = (await pages({ statuses: ['deleting'], pageSize: 5 })).flat();
       expect(deletingAll.every((r) => r.status === 'deleting')).toBe(true);
-      expect(sorted(deletingAll.filter((r) => r.userId === a || r.userId === b))).toEqual(sorted([...recA, ...recB].filter((r) => r.status === 'deleting')));
+      expect(sorted(deletingAll.filter((r) => r.userId === a || r.userId === b))).toEqual(
+        sorted([...recA, ...recB].filter((r) => r.status === 'deleting')),
+      );
 
       expect(await pages({ userId: newUser() })).toEqual([]);
     });
@@ -404,23 +548,42 @@ export function echoRepositoryContract(
         const user = newUser();
         expect(await repo.getUsage(user)).toEqual(NO_USAGE);
         expect(await repo.createPending(pending(user, T0))).toEqual({ ok: true });
-        expect(await repo.createPending(pending(user, T0 + 1), { bytes: 5000, quotaBytes: 0, maxPendingUploads: 0 })).toEqual({ ok: true });
-        expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: 1234 + 5000, pendingUploads: 2 });
+        expect(
+          await repo.createPending(pending(user, T0 + 1), {
+            bytes: 5000,
+            quotaBytes: 0,
+            maxPendingUploads: 0,
+          }),
+        ).toEqual({ ok: true });
+        expect(await repo.getUsage(user)).toEqual({
+          echoes: 0,
+          bytesUsed: 0,
+          bytesReserved: 1234 + 5000,
+          pendingUploads: 2,
+        });
       });
 
-      it('forgetUsage drops a user\'s usage only once it is all zeros', async () => {
+      it("forgetUsage drops a user's usage only once it is all zeros", async () => {
         const user = newUser();
         expect(await repo.forgetUsage(user)).toBe(true);
         const r = pending(user, T0);
         await repo.createPending(r);
         expect(await repo.forgetUsage(user)).toBe(false);
-        expect(await repo.getUsage(user)).toEqual({ ...NO_USAGE, bytesReserved: 1234, pendingUploads: 1 });
+        expect(await repo.getUsage(user)).toEqual({
+          ...NO_USAGE,
+          bytesReserved: 1234,
+          pendingUploads: 1,
+        });
         await repo.remove(r);
         expect(await repo.forgetUsage(user)).toBe(true);
         expect(await repo.getUsage(user)).toEqual(NO_USAGE);
         // Gone, not zeroed: the next reservation starts a fresh row.
         expect(await repo.createPending(pending(user, T0 + 1))).toEqual({ ok: true });
-        expect(await repo.getUsage(user)).toEqual({ ...NO_USAGE, bytesReserved: 1234, pendingUploads: 1 });
+        expect(await repo.getUsage(user)).toEqual({
+          ...NO_USAGE,
+          bytesReserved: 1234,
+          pendingUploads: 1,
+        });
       });
 
       it('a reservation that does not fit is refused, stores nothing and says the usage', async () => {
@@ -431,25 +594,49 @@ export function echoRepositoryContract(
         expect(await repo.createPending(a, { bytes: MB4, ...limits })).toEqual({ ok: true });
         expect(await repo.createPending(b, { bytes: MB4, ...limits })).toEqual({ ok: true });
         const held = { echoes: 0, bytesUsed: 0, bytesReserved: 2 * MB4, pendingUploads: 2 };
-        expect(await repo.createPending(c, { bytes: MB4, ...limits })).toEqual({ ok: false, reason: 'quota', usage: held });
+        expect(await repo.createPending(c, { bytes: MB4, ...limits })).toEqual({
+          ok: false,
+          reason: 'quota',
+          usage: held,
+        });
         expect(await repo.get({ userId: user, echoId: c.echoId })).toBeUndefined();
         // Exactly the quota fits; a byte over does not.
-        expect(await repo.createPending(c, { bytes: 2 * 1024 * 1024, ...limits })).toEqual({ ok: true });
+        expect(await repo.createPending(c, { bytes: 2 * 1024 * 1024, ...limits })).toEqual({
+          ok: true,
+        });
         const d = pending(user, T0 + 3);
-        expect(await repo.createPending(d, { bytes: 1, ...limits })).toMatchObject({ ok: false, reason: 'quota' });
+        expect(await repo.createPending(d, { bytes: 1, ...limits })).toMatchObject({
+          ok: false,
+          reason: 'quota',
+        });
         // A size larger than the whole quota, for a user with nothing.
-        expect(await repo.createPending(pending(newUser(), T0), { bytes: limits.quotaBytes + 1, ...limits })).toMatchObject({ ok: false, reason: 'quota' });
-        expect(await repo.getUsage(user)).toEqual({ ...held, bytesReserved: limits.quotaBytes, pendingUploads: 3 });
+        expect(
+          await repo.createPending(pending(newUser(), T0), {
+            bytes: limits.quotaBytes + 1,
+            ...limits,
+          }),
+        ).toMatchObject({ ok: false, reason: 'quota' });
+        expect(await repo.getUsage(user)).toEqual({
+          ...held,
+          bytesReserved: limits.quotaBytes,
+          pendingUploads: 3,
+        });
       });
 
       it('the pending-upload limit refuses with reason pending', async () => {
         const user = newUser();
         const max = { quotaBytes: 0, maxPendingUploads: 2 };
-        expect(await repo.createPending(pending(user, T0), { bytes: 10, ...max })).toEqual({ ok: true });
-        expect(await repo.createPending(pending(user, T0 + 1), { bytes: 10, ...max })).toEqual({ ok: true });
+        expect(await repo.createPending(pending(user, T0), { bytes: 10, ...max })).toEqual({
+          ok: true,
+        });
+        expect(await repo.createPending(pending(user, T0 + 1), { bytes: 10, ...max })).toEqual({
+          ok: true,
+        });
         const third = pending(user, T0 + 2);
         expect(await repo.createPending(third, { bytes: 10, ...max })).toEqual({
-          ok: false, reason: 'pending', usage: { echoes: 0, bytesUsed: 0, bytesReserved: 20, pendingUploads: 2 },
+          ok: false,
+          reason: 'pending',
+          usage: { echoes: 0, bytesUsed: 0, bytesReserved: 20, pendingUploads: 2 },
         });
         expect(await repo.get({ userId: user, echoId: third.echoId })).toBeUndefined();
       });
@@ -460,18 +647,42 @@ export function echoRepositoryContract(
         const b = pending(user, T0 + 1);
         await repo.createPending(a, { bytes: MB4, ...limits });
         await repo.createPending(b, { bytes: MB4, ...limits });
-        await repo.markReady({ userId: user, echoId: a.echoId }, { fileSize: 3000, metadata: META });
-        await repo.markReady({ userId: user, echoId: a.echoId }, { fileSize: 9999, metadata: META });
-        expect(await repo.getUsage(user)).toEqual({ echoes: 1, bytesUsed: 3000, bytesReserved: MB4, pendingUploads: 1 });
+        await repo.markReady(
+          { userId: user, echoId: a.echoId },
+          { fileSize: 3000, metadata: META },
+        );
+        await repo.markReady(
+          { userId: user, echoId: a.echoId },
+          { fileSize: 9999, metadata: META },
+        );
+        expect(await repo.getUsage(user)).toEqual({
+          echoes: 1,
+          bytesUsed: 3000,
+          bytesReserved: MB4,
+          pendingUploads: 1,
+        });
         // Still stored while being deleted.
         await repo.markDeleting({ userId: user, echoId: a.echoId });
-        expect(await repo.getUsage(user)).toEqual({ echoes: 1, bytesUsed: 3000, bytesReserved: MB4, pendingUploads: 1 });
+        expect(await repo.getUsage(user)).toEqual({
+          echoes: 1,
+          bytesUsed: 3000,
+          bytesReserved: MB4,
+          pendingUploads: 1,
+        });
         await repo.remove({ userId: user, echoId: a.echoId });
         await repo.remove({ userId: user, echoId: a.echoId });
-        expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: MB4, pendingUploads: 1 });
+        expect(await repo.getUsage(user)).toEqual({
+          echoes: 0,
+          bytesUsed: 0,
+          bytesReserved: MB4,
+          pendingUploads: 1,
+        });
         // A pending echo marked deleting gives its reservation back on remove.
         await repo.markDeleting({ userId: user, echoId: b.echoId });
-        await Promise.all([repo.remove({ userId: user, echoId: b.echoId }), repo.remove({ userId: user, echoId: b.echoId })]);
+        await Promise.all([
+          repo.remove({ userId: user, echoId: b.echoId }),
+          repo.remove({ userId: user, echoId: b.echoId }),
+        ]);
         expect(await repo.getUsage(user)).toEqual(NO_USAGE);
         expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([]);
       });
@@ -479,10 +690,19 @@ export function echoRepositoryContract(
       it('50 concurrent reservations of 4 MB against 10 MB: exactly 2 succeed', async (ctx) => {
         if (fx.atomicConditionalWrites === false) ctx.skip();
         const user = newUser();
-        const outcomes = await Promise.all(Array.from({ length: 50 }, (_, i) => repo.createPending(pending(user, T0 + i), { bytes: MB4, ...limits })));
+        const outcomes = await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            repo.createPending(pending(user, T0 + i), { bytes: MB4, ...limits }),
+          ),
+        );
         expect(outcomes.filter((o) => o.ok)).toHaveLength(2);
         expect(outcomes.filter((o) => !o.ok && o.reason === 'quota')).toHaveLength(48);
-        expect(await repo.getUsage(user)).toEqual({ echoes: 0, bytesUsed: 0, bytesReserved: 2 * MB4, pendingUploads: 2 });
+        expect(await repo.getUsage(user)).toEqual({
+          echoes: 0,
+          bytesUsed: 0,
+          bytesReserved: 2 * MB4,
+          pendingUploads: 2,
+        });
         expect(await drain(repo.scan({ userId: user }))).toHaveLength(2);
       });
 
@@ -493,9 +713,16 @@ export function echoRepositoryContract(
         const scanned = await drain(repo.scan({ userId: user }));
         expect(ids(scanned)).toEqual(ids([r as EchoRecord]));
         const everyone = await drain(repo.scan({ pageSize: 3 }));
-        expect(everyone.every((e) => typeof e.echoId === 'string' && e.echoId.length === 36)).toBe(true);
+        expect(everyone.every((e) => typeof e.echoId === 'string' && e.echoId.length === 36)).toBe(
+          true,
+        );
         expect((await repo.listReady(user, { limit: 10 })).items).toHaveLength(1);
-        expect(await repo.getMany([{ userId: user, echoId: '#usage' }, { userId: user, echoId: (r as EchoRecord).echoId }])).toHaveLength(1);
+        expect(
+          await repo.getMany([
+            { userId: user, echoId: '#usage' },
+            { userId: user, echoId: (r as EchoRecord).echoId },
+          ]),
+        ).toHaveLength(1);
         expect(await repo.get({ userId: user, echoId: '#usage' })).toBeUndefined();
         expect(await repo.markDeleting({ userId: user, echoId: '#usage' })).toBeUndefined();
       });
@@ -504,13 +731,22 @@ export function echoRepositoryContract(
         const user = newUser();
         const [ready] = await seed(user, ['ready', 'pending']);
         const actual = await repo.getUsage(user);
-        expect(actual).toEqual({ echoes: 1, bytesUsed: (ready as EchoRecord).fileSize, bytesReserved: 1234, pendingUploads: 1 });
+        expect(actual).toEqual({
+          echoes: 1,
+          bytesUsed: (ready as EchoRecord).fileSize,
+          bytesReserved: 1234,
+          pendingUploads: 1,
+        });
         const wrong = { echoes: 7, bytesUsed: 1, bytesReserved: 99, pendingUploads: 0 };
         await fx.setKeptUsage(user, wrong);
-        expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([{ userId: user, kept: wrong, actual }]);
+        expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([
+          { userId: user, kept: wrong, actual },
+        ]);
         expect(await repo.getUsage(user)).toEqual(wrong);
         const all = await repo.reconcileUsage({ fix: false });
-        expect(all.filter((d) => d.userId === user)).toEqual([{ userId: user, kept: wrong, actual }]);
+        expect(all.filter((d) => d.userId === user)).toEqual([
+          { userId: user, kept: wrong, actual },
+        ]);
         expect(await repo.reconcileUsage({ userId: user, fix: true })).toHaveLength(1);
         expect(await repo.getUsage(user)).toEqual(actual);
         expect(await repo.reconcileUsage({ userId: user, fix: false })).toEqual([]);
@@ -532,7 +768,18 @@ export function echoRepositoryContract(
         ['createPending', (b) => b.createPending(r)],
         ['get', (b) => b.get(r)],
         ['markReady', (b) => b.markReady(r, { fileSize: 1, metadata: META })],
-        ['recordVerdict', (b) => b.recordVerdict(r, { outcome: 'rejected', etag: 'e', size: 1, lastModified: T0, reason: 'not_audio', message: 'm' })],
+        [
+          'recordVerdict',
+          (b) =>
+            b.recordVerdict(r, {
+              outcome: 'rejected',
+              etag: 'e',
+              size: 1,
+              lastModified: T0,
+              reason: 'not_audio',
+              message: 'm',
+            }),
+        ],
         ['markDeleting', (b) => b.markDeleting(r)],
         ['remove', (b) => b.remove(r)],
         ['listReady', (b) => b.listReady(r.userId, { limit: 10 })],

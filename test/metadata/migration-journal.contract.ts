@@ -2,7 +2,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord } from '../../src/domain/echo.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
-import { NO_USAGE, type EchoRepository, type MigrationEntry, type MigrationJournal, type MigrationRef } from '../../src/metadata/port.ts';
+import {
+  NO_USAGE,
+  type EchoRepository,
+  type MigrationEntry,
+  type MigrationJournal,
+  type MigrationRef,
+} from '../../src/metadata/port.ts';
 import { EraseService } from '../../src/services/erase.ts';
 import { localStore } from '../backends/local.ts';
 
@@ -22,7 +28,11 @@ const T0 = Date.UTC(2024, 5, 3, 8, 30, 0);
 
 const newUser = (): string => `u-${randomUUID().slice(0, 8)}@x|y.z`;
 
-function entry(userId: string, name: string, overrides: Partial<MigrationEntry> = {}): MigrationEntry {
+function entry(
+  userId: string,
+  name: string,
+  overrides: Partial<MigrationEntry> = {},
+): MigrationEntry {
   const sourceModified = new Date(T0);
   const echoId = uuidV7(T0, randomBytes(10));
   const sourceKey = `audio/${userId}/${name}.mp3`;
@@ -63,7 +73,9 @@ function readyRecord(userId: string, fileSize: number): EchoRecord {
   };
 }
 
-async function drain<T>(pages: AsyncIterable<readonly T[]>): Promise<{ items: T[]; pages: number }> {
+async function drain<T>(
+  pages: AsyncIterable<readonly T[]>,
+): Promise<{ items: T[]; pages: number }> {
   const items: T[] = [];
   let n = 0;
   for await (const page of pages) {
@@ -76,7 +88,10 @@ async function drain<T>(pages: AsyncIterable<readonly T[]>): Promise<{ items: T[
 const refOf = (e: MigrationEntry): MigrationRef => ({ userId: e.userId, sourceId: e.sourceId });
 
 /** One contract for every MigrationJournal: what `migrate` relies on to never make two echoes of one source. */
-export function migrationJournalContract(name: string, makeFixture: () => Promise<MigrationJournalFixture>): void {
+export function migrationJournalContract(
+  name: string,
+  makeFixture: () => Promise<MigrationJournalFixture>,
+): void {
   describe(`MigrationJournal contract: ${name}`, () => {
     let fx: MigrationJournalFixture;
     beforeAll(async () => {
@@ -92,11 +107,18 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
       const e = entry(user, 'first');
       expect(await repo().beginMigration(e)).toEqual(e);
       expect(await repo().getMigration(refOf(e))).toEqual(e);
-      expect(await repo().getMigration({ userId: newUser(), sourceId: e.sourceId })).toBeUndefined();
-      expect(await repo().getMigration({ userId: user, sourceId: `${e.sourceId}.other` })).toBeUndefined();
+      expect(
+        await repo().getMigration({ userId: newUser(), sourceId: e.sourceId }),
+      ).toBeUndefined();
+      expect(
+        await repo().getMigration({ userId: user, sourceId: `${e.sourceId}.other` }),
+      ).toBeUndefined();
 
       // No ETag (a folder source) round-trips as null.
-      const local = entry(user, 'folder', { sourceId: `file:///srv/old/${user}/a.wav`, sourceEtag: null });
+      const local = entry(user, 'folder', {
+        sourceId: `file:///srv/old/${user}/a.wav`,
+        sourceEtag: null,
+      });
       expect(await repo().beginMigration(local)).toEqual(local);
       expect(await repo().getMigration(refOf(local))).toEqual(local);
     });
@@ -106,7 +128,12 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
       const first = entry(user, 'twice');
       await repo().beginMigration(first);
       const echoId = uuidV7(T0 + 5, randomBytes(10));
-      const second = { ...first, echoId, key: objectKey(user, first.sourceModified, echoId, 'mp3'), updatedAt: new Date(T0 + 120_000) };
+      const second = {
+        ...first,
+        echoId,
+        key: objectKey(user, first.sourceModified, echoId, 'mp3'),
+        updatedAt: new Date(T0 + 120_000),
+      };
       expect(await repo().beginMigration(second)).toEqual(first);
       expect(await repo().getMigration(refOf(first))).toEqual(first);
     });
@@ -134,10 +161,18 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
 
       const deletedAt = new Date(T0 + 7_200_000);
       const deleted = await repo().markSourceDeleted(refOf(e), deletedAt);
-      expect(deleted).toEqual({ ...e, state: 'done', sourceDeletedAt: deletedAt, updatedAt: deletedAt });
+      expect(deleted).toEqual({
+        ...e,
+        state: 'done',
+        sourceDeletedAt: deletedAt,
+        updatedAt: deletedAt,
+      });
       const again = new Date(T0 + 9_000_000);
       expect((await repo().markSourceDeleted(refOf(e), again))?.sourceDeletedAt).toEqual(deletedAt);
-      expect(await repo().getMigration(refOf(e))).toMatchObject({ state: 'done', sourceDeletedAt: deletedAt });
+      expect(await repo().getMigration(refOf(e))).toMatchObject({
+        state: 'done',
+        sourceDeletedAt: deletedAt,
+      });
 
       const missing = { userId: user, sourceId: 's3://legacy-bucket/never-begun.mp3' };
       expect(await repo().finishMigration(missing, doneAt)).toBeUndefined();
@@ -178,9 +213,11 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
       const small = newUser();
       const bigs = Array.from({ length: 130 }, (_, i) => entry(big, `clip-${i}`));
       const smalls = Array.from({ length: 3 }, (_, i) => entry(small, `clip-${i}`));
-      for (let i = 0; i < bigs.length; i += 20) await Promise.all(bigs.slice(i, i + 20).map((e) => repo().beginMigration(e)));
+      for (let i = 0; i < bigs.length; i += 20)
+        await Promise.all(bigs.slice(i, i + 20).map((e) => repo().beginMigration(e)));
       await Promise.all(smalls.map((e) => repo().beginMigration(e)));
-      const bySource = (a: MigrationEntry, b: MigrationEntry): number => (a.sourceId < b.sourceId ? -1 : 1);
+      const bySource = (a: MigrationEntry, b: MigrationEntry): number =>
+        a.sourceId < b.sourceId ? -1 : 1;
 
       const one = await drain(repo().scanMigrations({ userId: big }));
       expect(one.pages).toBeGreaterThan(1);
@@ -195,7 +232,10 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
 
     it('takes source ids of 2,000 characters (beyond a sort key)', async () => {
       const user = newUser();
-      const long = `s3://legacy-bucket/audio/${user}/${'é'.repeat(10)}${'x'.repeat(2000)}`.slice(0, 2000);
+      const long = `s3://legacy-bucket/audio/${user}/${'é'.repeat(10)}${'x'.repeat(2000)}`.slice(
+        0,
+        2000,
+      );
       const e = entry(user, 'long', { sourceId: long });
       expect(e.sourceId).toHaveLength(2000);
       // Two ids equal but for the last character stay apart.
@@ -203,8 +243,13 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
       expect(await repo().beginMigration(e)).toEqual(e);
       expect(await repo().beginMigration(twin)).toEqual(twin);
       expect(await repo().getMigration(refOf(e))).toEqual(e);
-      expect(await repo().finishMigration(refOf(e), new Date(T0 + 1))).toMatchObject({ sourceId: long, state: 'done' });
-      expect((await drain(repo().scanMigrations({ userId: user }))).items.map((x) => x.sourceId).sort()).toEqual([long, twin.sourceId].sort());
+      expect(await repo().finishMigration(refOf(e), new Date(T0 + 1))).toMatchObject({
+        sourceId: long,
+        state: 'done',
+      });
+      expect(
+        (await drain(repo().scanMigrations({ userId: user }))).items.map((x) => x.sourceId).sort(),
+      ).toEqual([long, twin.sourceId].sort());
       await repo().forgetMigration(refOf(e));
       expect(await repo().getMigration(refOf(e))).toBeUndefined();
       expect(await repo().getMigration(refOf(twin))).toEqual(twin);
@@ -224,15 +269,29 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
       expect(scanned.map((r) => r.echoId)).toEqual([rec.echoId]);
       expect((await drain(repo().scan({ userId: onlyJournal }))).items).toEqual([]);
       const everyone = (await drain(repo().scan())).items;
-      expect(everyone.filter((r) => r.userId === user || r.userId === onlyJournal).map((r) => r.echoId)).toEqual([rec.echoId]);
+      expect(
+        everyone.filter((r) => r.userId === user || r.userId === onlyJournal).map((r) => r.echoId),
+      ).toEqual([rec.echoId]);
       for (const r of everyone) expect(r.echoId.startsWith('#'), r.echoId).toBe(false);
-      const pendingScan = (await drain(repo().scan({ userId: user, statuses: ['pending', 'deleting'] }))).items;
+      const pendingScan = (
+        await drain(repo().scan({ userId: user, statuses: ['pending', 'deleting'] }))
+      ).items;
       expect(pendingScan).toEqual([]);
 
-      expect((await repo().listReady(user, { limit: 10 })).items.map((r) => r.echoId)).toEqual([rec.echoId]);
-      expect(await repo().listReady(onlyJournal, { limit: 10 })).toEqual({ items: [], more: false });
+      expect((await repo().listReady(user, { limit: 10 })).items.map((r) => r.echoId)).toEqual([
+        rec.echoId,
+      ]);
+      expect(await repo().listReady(onlyJournal, { limit: 10 })).toEqual({
+        items: [],
+        more: false,
+      });
 
-      expect(await repo().getUsage(user)).toMatchObject({ echoes: 1, bytesUsed: 4321, bytesReserved: 0, pendingUploads: 0 });
+      expect(await repo().getUsage(user)).toMatchObject({
+        echoes: 1,
+        bytesUsed: 4321,
+        bytesReserved: 0,
+        pendingUploads: 0,
+      });
       expect(await repo().getUsage(onlyJournal)).toEqual(NO_USAGE);
       expect(await repo().reconcileUsage({ userId: user, fix: false })).toEqual([]);
       expect(await repo().reconcileUsage({ userId: onlyJournal, fix: false })).toEqual([]);
@@ -240,21 +299,28 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
       expect(drifts.filter((d) => d.userId === user || d.userId === onlyJournal)).toEqual([]);
 
       // Where the entry lives under an echo id's column, no echo call can reach it by that key.
-      const keys = entries.map((e) => ({ userId: e.userId, echoId: fx.storedEchoId ? fx.storedEchoId(refOf(e)) : e.echoId }));
+      const keys = entries.map((e) => ({
+        userId: e.userId,
+        echoId: fx.storedEchoId ? fx.storedEchoId(refOf(e)) : e.echoId,
+      }));
       expect(await repo().getMany([...keys, rec])).toEqual([await repo().get(rec)]);
       for (const key of keys) {
         expect(await repo().get(key)).toBeUndefined();
         expect(await repo().markDeleting(key)).toBeUndefined();
-        expect(await repo().markReady(key, { fileSize: 1, metadata: EMPTY_METADATA })).toBeUndefined();
+        expect(
+          await repo().markReady(key, { fileSize: 1, metadata: EMPTY_METADATA }),
+        ).toBeUndefined();
         await repo().remove(key);
       }
       for (const e of entries.slice(1)) expect(await repo().getMigration(refOf(e))).toEqual(e);
-      expect(await repo().getMigration(refOf(entries[0] as MigrationEntry))).toMatchObject({ state: 'done' });
+      expect(await repo().getMigration(refOf(entries[0] as MigrationEntry))).toMatchObject({
+        state: 'done',
+      });
       expect(await repo().getUsage(onlyJournal)).toEqual(NO_USAGE);
       expect(await repo().reconcileUsage({ userId: user, fix: false })).toEqual([]);
     });
 
-    it('erasing a user drops their journal entries, proves nothing is left, and keeps other users\' entries', async () => {
+    it("erasing a user drops their journal entries, proves nothing is left, and keeps other users' entries", async () => {
       const local = await localStore({ prefix: 'echoes-journal-erase-' });
       const store = local.store;
       try {
@@ -268,7 +334,11 @@ export function migrationJournalContract(name: string, makeFixture: () => Promis
         await repo().beginMigration(others);
 
         const receipt = await new EraseService({ store, repo: repo() }).erase(user);
-        expect(receipt).toMatchObject({ deletedEchoes: 1, remainingRecords: 0, remainingObjects: 0 });
+        expect(receipt).toMatchObject({
+          deletedEchoes: 1,
+          remainingRecords: 0,
+          remainingObjects: 0,
+        });
         expect((await drain(repo().scanMigrations({ userId: user }))).items).toEqual([]);
         expect((await drain(repo().scan({ userId: user }))).items).toEqual([]);
         expect(await repo().getUsage(user)).toEqual(NO_USAGE);

@@ -1,10 +1,23 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord, type EchoStatus } from '../../src/domain/echo.ts';
+import {
+  EMPTY_METADATA,
+  NOT_MEASURED,
+  type EchoRecord,
+  type EchoStatus,
+} from '../../src/domain/echo.ts';
 import { isPortError, PortError, type PortErrorKind } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import { sqliteFailure } from '../../src/metadata/sqlite/failures.ts';
@@ -46,9 +59,20 @@ function record(userId: string, ms: number, status: EchoStatus = 'pending'): Ech
   const echoId = uuidV7(ms, randomBytes(10));
   const createdAt = new Date(ms);
   return {
-    userId, echoId, key: objectKey(userId, createdAt, echoId, 'webm'), extension: 'webm', contentType: 'audio/webm',
-    uploadContentType: 'audio/webm', declaredSize: 100, checksumSha256: null, fileSize: null, status, createdAt,
-    expiresAt: new Date(ms + 900_000), ...EMPTY_METADATA, ...NOT_MEASURED,
+    userId,
+    echoId,
+    key: objectKey(userId, createdAt, echoId, 'webm'),
+    extension: 'webm',
+    contentType: 'audio/webm',
+    uploadContentType: 'audio/webm',
+    declaredSize: 100,
+    checksumSha256: null,
+    fileSize: null,
+    status,
+    createdAt,
+    expiresAt: new Date(ms + 900_000),
+    ...EMPTY_METADATA,
+    ...NOT_MEASURED,
   };
 }
 
@@ -64,7 +88,11 @@ async function store(repo: EchoRepository, records: readonly EchoRecord[]): Prom
 
 const mode = (path: string): number => statSync(path).mode & 0o777;
 
-async function expectPortError(promise: Promise<unknown>, kind: PortErrorKind, what: string): Promise<PortError> {
+async function expectPortError(
+  promise: Promise<unknown>,
+  kind: PortErrorKind,
+  what: string,
+): Promise<PortError> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
@@ -87,17 +115,35 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
       records.push(record('bob', T0 + d * DAY + 60_000, 'ready'));
     }
     await store(repo, records);
-    const ready = records.filter((r) => r.userId === 'alice' && r.status === 'ready').map((r) => r.echoId).sort().reverse();
+    const ready = records
+      .filter((r) => r.userId === 'alice' && r.status === 'ready')
+      .map((r) => r.echoId)
+      .sort()
+      .reverse();
     return { repo, file, ready };
   }
 
   const idAt = (ms: number, fill: number): string => uuidV7(ms, new Uint8Array(10).fill(fill));
   const QUERIES = (ready: readonly string[]): ListQuery[] => {
     const at = (i: number): string => ready[i] ?? '';
-    const cursors = [undefined, at(0), at(10), at(30), at(59), idAt(T0 + 20.5 * DAY, 0), idAt(T0 - DAY, 0)];
+    const cursors = [
+      undefined,
+      at(0),
+      at(10),
+      at(30),
+      at(59),
+      idAt(T0 + 20.5 * DAY, 0),
+      idAt(T0 - DAY, 0),
+    ];
     // Bounds as listBounds makes them from dates, and bounds equal to an existing id.
     const lows = [undefined, idAt(T0 + 15 * DAY, 0), at(40), idAt(T0 + 70 * DAY, 0)];
-    const highs = [undefined, idAt(T0 + 25 * DAY - 1, 0xff), at(30), at(10), idAt(T0 - 2 * DAY, 0xff)];
+    const highs = [
+      undefined,
+      idAt(T0 + 25 * DAY - 1, 0xff),
+      at(30),
+      at(10),
+      idAt(T0 - 2 * DAY, 0xff),
+    ];
     const out: ListQuery[] = [];
     for (const beforeEchoId of cursors) {
       for (const fromEchoId of lows) {
@@ -107,7 +153,10 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
       }
     }
     // A cursor equal to `to`: the cursor is exclusive, so that id itself is out.
-    out.push({ limit: 100, beforeEchoId: at(20), toEchoId: at(20) }, { limit: 100, beforeEchoId: at(20), fromEchoId: at(25), toEchoId: at(20) });
+    out.push(
+      { limit: 100, beforeEchoId: at(20), toEchoId: at(20) },
+      { limit: 100, beforeEchoId: at(20), fromEchoId: at(25), toEchoId: at(20) },
+    );
     return out;
   };
 
@@ -120,8 +169,13 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
         // Two upper bounds is what made SQLite seek to one and walk the rest of the history.
         expect(sql.match(/echo_id\s*<=?\s*\?/g), JSON.stringify(query)).toHaveLength(1);
         expect(sql.match(/echo_id\s*>=?\s*\?/g), JSON.stringify(query)).toHaveLength(1);
-        const plan = db.prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((p) => p.detail);
-        expect(plan, JSON.stringify(query)).toEqual(['SEARCH echoes USING PRIMARY KEY (user_id=? AND echo_id>? AND echo_id<?)']);
+        const plan = db
+          .prepare<unknown[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+          .all(...params)
+          .map((p) => p.detail);
+        expect(plan, JSON.stringify(query)).toEqual([
+          'SEARCH echoes USING PRIMARY KEY (user_id=? AND echo_id>? AND echo_id<?)',
+        ]);
       }
     } finally {
       db.close();
@@ -132,9 +186,17 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
     const { repo, ready } = await seeded();
     for (const query of QUERIES(ready)) {
       const { beforeEchoId: before, fromEchoId: from, toEchoId: to, limit } = query;
-      const expected = ready.filter((id) => (before === undefined || id < before) && (from === undefined || id >= from) && (to === undefined || id <= to));
+      const expected = ready.filter(
+        (id) =>
+          (before === undefined || id < before) &&
+          (from === undefined || id >= from) &&
+          (to === undefined || id <= to),
+      );
       const page = await repo.listReady('alice', query);
-      expect(page.items.map((r) => r.echoId), JSON.stringify(query)).toEqual(expected.slice(0, limit));
+      expect(
+        page.items.map((r) => r.echoId),
+        JSON.stringify(query),
+      ).toEqual(expected.slice(0, limit));
       expect(page.more, JSON.stringify(query)).toBe(expected.length > limit);
       expect(page.items.every((r) => r.userId === 'alice' && r.status === 'ready')).toBe(true);
     }
@@ -156,7 +218,10 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
     const got: string[] = [];
     let cursor: string | null = null;
     do {
-      const res: { status: number; body: Page } = await api.call<Page>('GET', `/echoes?from=2025-01-06&to=2025-01-20&limit=4${cursor ? `&cursor=${cursor}` : ''}`);
+      const res: { status: number; body: Page } = await api.call<Page>(
+        'GET',
+        `/echoes?from=2025-01-06&to=2025-01-20&limit=4${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       expect(res.status).toBe(200);
       got.push(...res.body.echoes.map((e) => e.echo_id));
       cursor = res.body.next_cursor;
@@ -166,10 +231,16 @@ describe('listing with a cursor and a date window (issue 9, defect 8)', () => {
     // The first page's cursor (below day 36) with a window that ends earlier: `to` is the bound.
     const first = await api.call<Page>('GET', '/echoes?limit=4');
     const kept = first.body.next_cursor ?? '';
-    const earlier = await api.call<Page>('GET', `/echoes?cursor=${kept}&from=2025-01-01&to=2025-01-03`);
+    const earlier = await api.call<Page>(
+      'GET',
+      `/echoes?cursor=${kept}&from=2025-01-01&to=2025-01-03`,
+    );
     expect(earlier.body.echoes.map((e) => e.echo_id)).toEqual(ready.slice(37, 40));
     // A window that ends later than the cursor: the cursor is the bound.
-    const later = await api.call<Page>('GET', `/echoes?cursor=${kept}&from=2025-02-03&to=2025-12-31`);
+    const later = await api.call<Page>(
+      'GET',
+      `/echoes?cursor=${kept}&from=2025-02-03&to=2025-12-31`,
+    );
     expect(later.body.echoes.map((e) => e.echo_id)).toEqual(ready.slice(4, 7));
   });
 });
@@ -179,7 +250,11 @@ describe('database file permissions (issue 9, defect 9)', () => {
     const srv = await startTestServer();
     servers.push(srv);
     const api = apiClient(srv.url, await srv.token('alice'));
-    const res = await api.call('POST', '/echoes/upload-url', { file_extension: 'webm', content_type: 'audio/webm', file_size: 1000 });
+    const res = await api.call('POST', '/echoes/upload-url', {
+      file_extension: 'webm',
+      content_type: 'audio/webm',
+      file_size: 1000,
+    });
     expect(res.status).toBe(200);
     const file = join(srv.dataDir, 'echoes.sqlite');
     // While the server holds the database, its WAL and shared-memory files exist.
@@ -248,9 +323,15 @@ describe('schema versions', () => {
     for (const r of expected) expect(await repo.get(r), r.echoId).toEqual(r);
     const scanned: EchoRecord[] = [];
     for await (const page of repo.scan()) scanned.push(...page);
-    expect(scanned).toEqual(expected.sort((a, b) => (a.userId + a.echoId < b.userId + b.echoId ? -1 : 1)));
+    expect(scanned).toEqual(
+      expected.sort((a, b) => (a.userId + a.echoId < b.userId + b.echoId ? -1 : 1)),
+    );
     const page = await repo.listReady('alice@example.com|app.echoes', { limit: 10 });
-    expect(page.items.map((r) => r.echoId)).toEqual(ECHOES_V0.filter((r) => r.userId.startsWith('alice') && r.status === 'ready').map((r) => r.echoId).reverse());
+    expect(page.items.map((r) => r.echoId)).toEqual(
+      ECHOES_V0.filter((r) => r.userId.startsWith('alice') && r.status === 'ready')
+        .map((r) => r.echoId)
+        .reverse(),
+    );
     // Still a working database: the next upload's record goes in beside the old ones.
     const fresh = record('alice@example.com|app.echoes', Date.UTC(2026, 2, 1));
     await repo.createPending(fresh);
@@ -258,27 +339,52 @@ describe('schema versions', () => {
 
     expect(userVersion(file)).toBe(SCHEMA_VERSION);
     const after = rawRows(file) as Record<string, unknown>[];
-    const added = ['audio_codec', 'audio_sample_rate', 'audio_channels', 'audio_bit_rate', 'waveform', 'peaks'];
+    const added = [
+      'audio_codec',
+      'audio_sample_rate',
+      'audio_channels',
+      'audio_bit_rate',
+      'waveform',
+      'peaks',
+    ];
     const old = after.filter((r) => r.echo_id !== fresh.echoId);
     for (const row of old) for (const column of added) expect(row[column], column).toBeNull();
     // Quotas (step 2): old open uploads reserve their declared size, and usage adds up the old records.
     for (const row of old) {
-      const open = row.status === 'pending' || (row.status === 'deleting' && row.file_size === null);
+      const open =
+        row.status === 'pending' || (row.status === 'deleting' && row.file_size === null);
       expect(row.reserved_bytes, String(row.echo_id)).toBe(open ? (row.declared_size ?? 0) : null);
     }
     // Step 3: no verdict and no multipart upload on old rows.
-    for (const row of old) expect([row.verdict, row.multipart_upload_id], String(row.echo_id)).toEqual([null, null]);
+    for (const row of old)
+      expect([row.verdict, row.multipart_upload_id], String(row.echo_id)).toEqual([null, null]);
     added.push('reserved_bytes', 'verdict', 'multipart_upload_id', 'metadata');
     // Step 5: the client metadata columns became one JSON value (its values are checked through get above).
-    const moved = ['emotion', 'tags', 'caption', 'duration_seconds', 'location_lat', 'location_lng'];
-    for (const row of old) for (const column of moved) expect(row, column).not.toHaveProperty(column);
-    const without = (r: Record<string, unknown>, columns: string[]): Record<string, unknown> => Object.fromEntries(Object.entries(r).filter(([k]) => !columns.includes(k)));
-    expect(old.map((r) => without(r, added))).toEqual((before as Record<string, unknown>[]).map((r) => without(r, moved)));
+    const moved = [
+      'emotion',
+      'tags',
+      'caption',
+      'duration_seconds',
+      'location_lat',
+      'location_lng',
+    ];
+    for (const row of old)
+      for (const column of moved) expect(row, column).not.toHaveProperty(column);
+    const without = (r: Record<string, unknown>, columns: string[]): Record<string, unknown> =>
+      Object.fromEntries(Object.entries(r).filter(([k]) => !columns.includes(k)));
+    expect(old.map((r) => without(r, added))).toEqual(
+      (before as Record<string, unknown>[]).map((r) => without(r, moved)),
+    );
     const reopened = openRepo(file);
     expect(await reopened.reconcileUsage({ fix: false })).toEqual([]);
-    const alice = ECHOES_V0.filter((r) => r.userId.startsWith('alice') && (r.status === 'ready' || (r.status === 'deleting' && r.fileSize !== null)));
+    const alice = ECHOES_V0.filter(
+      (r) =>
+        r.userId.startsWith('alice') &&
+        (r.status === 'ready' || (r.status === 'deleting' && r.fileSize !== null)),
+    );
     expect(await reopened.getUsage('alice@example.com|app.echoes')).toMatchObject({
-      echoes: alice.length, bytesUsed: alice.reduce((n, r) => n + (r.fileSize ?? 0), 0),
+      echoes: alice.length,
+      bytesUsed: alice.reduce((n, r) => n + (r.fileSize ?? 0), 0),
     });
     await reopened.close();
     expect(mode(file)).toBe(0o600);
@@ -287,20 +393,33 @@ describe('schema versions', () => {
   it('applies appended steps in order, one transaction each; a failing step changes nothing and is retried next time', () => {
     const file = fixtureCopy();
     const steps: Migration[] = [
-      { description: 'index by creation time', up: (db) => db.exec('CREATE INDEX echoes_created ON echoes (created_at)') },
-      { description: 'a step that fails halfway', up: (db) => {
-        db.exec('CREATE TABLE half_done (x)');
-        throw new Error('step 2 failed');
-      } },
+      {
+        description: 'index by creation time',
+        up: (db) => db.exec('CREATE INDEX echoes_created ON echoes (created_at)'),
+      },
+      {
+        description: 'a step that fails halfway',
+        up: (db) => {
+          db.exec('CREATE TABLE half_done (x)');
+          throw new Error('step 2 failed');
+        },
+      },
     ];
     const db = openDatabase(file);
     try {
       expect(() => migrate(db, file, steps)).toThrow('step 2 failed');
       expect(db.pragma('user_version', { simple: true })).toBe(1);
-      const objects = db.prepare<[], { name: string }>("SELECT name FROM sqlite_schema WHERE name IN ('echoes_created', 'half_done')").all();
+      const objects = db
+        .prepare<[], { name: string }>(
+          "SELECT name FROM sqlite_schema WHERE name IN ('echoes_created', 'half_done')",
+        )
+        .all();
       expect(objects.map((o) => o.name)).toEqual(['echoes_created']);
 
-      const fixed: Migration[] = [steps[0] as Migration, { description: 'fixed', up: (d) => d.exec('CREATE TABLE half_done (x)') }];
+      const fixed: Migration[] = [
+        steps[0] as Migration,
+        { description: 'fixed', up: (d) => d.exec('CREATE TABLE half_done (x)') },
+      ];
       migrate(db, file, fixed);
       expect(db.pragma('user_version', { simple: true })).toBe(2);
       expect(db.prepare('SELECT count(*) AS n FROM echoes').get()).toEqual({ n: ECHOES_V0.length });
@@ -347,9 +466,12 @@ describe('SQLite failures as port errors', () => {
       ['remove', () => repo.remove(r)],
       ['listReady', () => repo.listReady('alice', { limit: 5 })],
       ['getMany', () => repo.getMany([r])],
-      ['scan', async () => {
-        for await (const page of repo.scan()) void page;
-      }],
+      [
+        'scan',
+        async () => {
+          for await (const page of repo.scan()) void page;
+        },
+      ],
       ['check', () => repo.check()],
     ];
     for (const [name, call] of calls) {
@@ -359,7 +481,7 @@ describe('SQLite failures as port errors', () => {
     }
   });
 
-  it('createPending of a taken id rejects with kind conflict, alone or within a batch, and the batch\'s others are stored', async () => {
+  it("createPending of a taken id rejects with kind conflict, alone or within a batch, and the batch's others are stored", async () => {
     const repo = openRepo(join(tempDir(), 'echoes.sqlite'));
     const taken = record('alice', T0);
     await repo.createPending(taken);
@@ -367,7 +489,11 @@ describe('SQLite failures as port errors', () => {
 
     const a = record('alice', T0 + 1);
     const b = record('alice', T0 + 2);
-    const outcomes = await Promise.allSettled([repo.createPending(a), repo.createPending(taken), repo.createPending(b)]);
+    const outcomes = await Promise.allSettled([
+      repo.createPending(a),
+      repo.createPending(taken),
+      repo.createPending(b),
+    ]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     const failed = outcomes[1] as PromiseRejectedResult;
     expect(isPortError(failed.reason, 'conflict')).toBe(true);
@@ -383,14 +509,21 @@ describe('SQLite failures as port errors', () => {
     const other = openDatabase(file);
     try {
       other.exec('BEGIN EXCLUSIVE');
-      const batch = await Promise.allSettled([repo.createPending(record('alice', T0 + 1)), repo.createPending(record('alice', T0 + 2))]);
+      const batch = await Promise.allSettled([
+        repo.createPending(record('alice', T0 + 1)),
+        repo.createPending(record('alice', T0 + 2)),
+      ]);
       for (const o of batch) {
         expect(o.status).toBe('rejected');
         const reason = (o as PromiseRejectedResult).reason as PortError;
         expect(isPortError(reason, 'unavailable'), String(reason)).toBe(true);
         expect((reason.cause as { code?: string }).code).toBe('SQLITE_BUSY');
       }
-      await expectPortError(repo.markReady(existing, { fileSize: 1, metadata: EMPTY_METADATA }), 'unavailable', 'markReady');
+      await expectPortError(
+        repo.markReady(existing, { fileSize: 1, metadata: EMPTY_METADATA }),
+        'unavailable',
+        'markReady',
+      );
       await expectPortError(repo.markDeleting(existing), 'unavailable', 'markDeleting');
       await expectPortError(repo.remove(existing), 'unavailable', 'remove');
       expect((await repo.get(existing))?.status).toBe('pending');
@@ -409,7 +542,11 @@ describe('SQLite failures as port errors', () => {
     try {
       other.exec('BEGIN EXCLUSIVE');
       // The server's busy timeout (5 s) passes before it gives up.
-      const res = await api.call<{ error: { code: string } }>('POST', '/echoes/upload-url', { file_extension: 'webm', content_type: 'audio/webm', file_size: 1000 });
+      const res = await api.call<{ error: { code: string } }>('POST', '/echoes/upload-url', {
+        file_extension: 'webm',
+        content_type: 'audio/webm',
+        file_size: 1000,
+      });
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
       expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
@@ -417,7 +554,11 @@ describe('SQLite failures as port errors', () => {
       other.exec('ROLLBACK');
       other.close();
     }
-    const ok = await api.call('POST', '/echoes/upload-url', { file_extension: 'webm', content_type: 'audio/webm', file_size: 1000 });
+    const ok = await api.call('POST', '/echoes/upload-url', {
+      file_extension: 'webm',
+      content_type: 'audio/webm',
+      file_size: 1000,
+    });
     expect(ok.status).toBe(200);
   });
 
@@ -448,17 +589,32 @@ describe('SQLite failures as port errors', () => {
       new RangeError('Too many parameter values were provided'),
     ];
     for (const bug of bugs) expect(sqliteFailure(bug, 'x.sqlite')).toBe(bug);
-    for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED', 'SQLITE_IOERR_WRITE', 'SQLITE_FULL', 'SQLITE_CANTOPEN', 'SQLITE_READONLY_DBMOVED', 'SQLITE_CORRUPT', 'SQLITE_NOTADB']) {
-      expect(isPortError(sqliteFailure(new Database.SqliteError('x', code), 'x.sqlite'), 'unavailable'), code).toBe(true);
+    for (const code of [
+      'SQLITE_BUSY',
+      'SQLITE_BUSY_SNAPSHOT',
+      'SQLITE_LOCKED',
+      'SQLITE_IOERR_WRITE',
+      'SQLITE_FULL',
+      'SQLITE_CANTOPEN',
+      'SQLITE_READONLY_DBMOVED',
+      'SQLITE_CORRUPT',
+      'SQLITE_NOTADB',
+    ]) {
+      expect(
+        isPortError(sqliteFailure(new Database.SqliteError('x', code), 'x.sqlite'), 'unavailable'),
+        code,
+      ).toBe(true);
     }
   });
 });
 
 describe('better-sqlite3 objects and Node 24', () => {
-  it('src makes no statement iterators: one collected after Node\'s environment is gone aborts the process', async () => {
+  it("src makes no statement iterators: one collected after Node's environment is gone aborts the process", async () => {
     const { readdirSync, readFileSync } = await import('node:fs');
     const root = resolve(import.meta.dirname, '..', '..', 'src');
-    const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) =>
+      f.endsWith('.ts'),
+    );
     const offenders = files.filter((f) => /\.iterate\(/.test(readFileSync(join(root, f), 'utf8')));
     expect(offenders).toEqual([]);
   });

@@ -13,11 +13,20 @@ import { startTestServer } from '../support/server.ts';
 
 // The EMF specification's JSON schema, as published on
 // https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
-const schema = JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/emf-schema.json', import.meta.url)), 'utf8')) as object;
+const schema = JSON.parse(
+  readFileSync(fileURLToPath(new URL('../fixtures/emf-schema.json', import.meta.url)), 'utf8'),
+) as object;
 const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
 
 type Doc = Record<string, unknown> & {
-  _aws: { Timestamp: number; CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit?: string }[] }[] };
+  _aws: {
+    Timestamp: number;
+    CloudWatchMetrics: {
+      Namespace: string;
+      Dimensions: string[][];
+      Metrics: { Name: string; Unit?: string }[];
+    }[];
+  };
 };
 
 /** The schema, plus what the specification says in prose: every metric and dimension it names is a member of the document. */
@@ -32,7 +41,8 @@ function checkDocument(line: string): Doc {
       expect(values.length, Name).toBeLessThanOrEqual(100);
       for (const v of values) expect(typeof v, Name).toBe('number');
     }
-    for (const set of directive.Dimensions) for (const d of set) expect(typeof doc[d], d).toBe('string');
+    for (const set of directive.Dimensions)
+      for (const d of set) expect(typeof doc[d], d).toBe('string');
   }
   return doc;
 }
@@ -42,10 +52,17 @@ function totals(docs: Doc[]): Map<string, number> {
   const sums = new Map<string, number>();
   for (const doc of docs) {
     for (const directive of doc._aws.CloudWatchMetrics) {
-      const dims = [...new Set(directive.Dimensions.flat())].filter((d) => d !== 'service').sort().map((d) => `${d}=${String(doc[d])}`).join(',');
+      const dims = [...new Set(directive.Dimensions.flat())]
+        .filter((d) => d !== 'service')
+        .sort()
+        .map((d) => `${d}=${String(doc[d])}`)
+        .join(',');
       for (const { Name } of directive.Metrics) {
         const value = doc[Name];
-        const sum = (Array.isArray(value) ? (value as number[]) : [value as number]).reduce((a, b) => a + b, 0);
+        const sum = (Array.isArray(value) ? (value as number[]) : [value as number]).reduce(
+          (a, b) => a + b,
+          0,
+        );
         const key = `${Name}{${dims}}`;
         sums.set(key, (sums.get(key) ?? 0) + sum);
       }
@@ -54,21 +71,28 @@ function totals(docs: Doc[]): Map<string, number> {
   return sums;
 }
 
-
 /** An upload URL issued three days ago and never used, and an object no echo points at (both due with --grace-hours 0). */
 async function seedExpiredUploadAndOrphan(dataDir: string): Promise<void> {
   const server = await startTestServer({ DATA_DIR: dataDir });
   try {
     const { store, repo } = server.server.composition;
-    const past = new UploadService({ store, repo, clock: () => new Date(Date.now() - 3 * 86_400_000) }, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 });
+    const past = new UploadService(
+      { store, repo, clock: () => new Date(Date.now() - 3 * 86_400_000) },
+      { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: 3600 },
+    );
     await past.issue('alice', { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 100 });
-    await writeLocal(dataDir, 'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav', fixture('wav'), 'audio/wav');
+    await writeLocal(
+      dataDir,
+      'alice/2020/01/01/01890a5d-ac96-774b-bcce-b302099a8057.wav',
+      fixture('wav'),
+      'audio/wav',
+    );
   } finally {
     await server.close();
   }
 }
 
-describe('cleanup --metrics-file: the run\'s figures for a textfile collector', () => {
+describe("cleanup --metrics-file: the run's figures for a textfile collector", () => {
   const root = mkdtempSync(join(tmpdir(), 'echoes-metrics-cli-'));
   const dataDir = join(root, 'data');
   const out = join(root, 'textfile');
@@ -81,14 +105,36 @@ describe('cleanup --metrics-file: the run\'s figures for a textfile collector', 
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   it('a dry run counts no run and nothing deleted; the real run counts what it did; only .prom files are left', async () => {
-    const dry = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--dry-run', '--json', '--metrics-file', join(out, 'dry.prom')]);
+    const dry = await runCli(dataDir, [
+      'cleanup',
+      'orphans',
+      '--grace-hours',
+      '0',
+      '--dry-run',
+      '--json',
+      '--metrics-file',
+      join(out, 'dry.prom'),
+    ]);
     expect(dry.code, dry.stderr).toBe(0);
     const zero = await parseMetrics(readFileSync(join(out, 'dry.prom'), 'utf8'));
     expect(counterDeltas({}, zero)).toEqual(new Map());
 
-    const run = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes', '--json', '--metrics-file', join(out, 'cleanup.prom')]);
+    const run = await runCli(dataDir, [
+      'cleanup',
+      'orphans',
+      '--grace-hours',
+      '0',
+      '--yes',
+      '--json',
+      '--metrics-file',
+      join(out, 'cleanup.prom'),
+    ]);
     expect(run.code, run.stderr).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ deletedObjects: 1, removedRecords: 1, removedExpiredUploads: 1 });
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      deletedObjects: 1,
+      removedRecords: 1,
+      removedExpiredUploads: 1,
+    });
     const figures = await parseMetrics(readFileSync(join(out, 'cleanup.prom'), 'utf8'));
     expect(Object.fromEntries(counterDeltas({}, figures))).toEqual({
       'echoes_cleanup_runs_total{sweep="orphans",outcome="success"}': 1,
@@ -101,17 +147,32 @@ describe('cleanup --metrics-file: the run\'s figures for a textfile collector', 
   });
 
   it('refuses a folder it cannot write before it deletes anything', async () => {
-    const run = await runCli(dataDir, ['cleanup', 'old', '--older-than-days', '0', '--yes', '--metrics-file', join(root, 'missing', 'x.prom')]);
+    const run = await runCli(dataDir, [
+      'cleanup',
+      'old',
+      '--older-than-days',
+      '0',
+      '--yes',
+      '--metrics-file',
+      join(root, 'missing', 'x.prom'),
+    ]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/--metrics-file .*x\.prom: cannot write in .*missing\. Create the folder/);
+    expect(run.stderr).toMatch(
+      /--metrics-file .*x\.prom: cannot write in .*missing\. Create the folder/,
+    );
   });
 
-  it('with METRICS_EMF=on, cleanup orphans prints its run\'s figures as EMF lines on stdout', async () => {
+  it("with METRICS_EMF=on, cleanup orphans prints its run's figures as EMF lines on stdout", async () => {
     const dataDir = join(root, 'emf-data');
     await seedExpiredUploadAndOrphan(dataDir);
-    const run = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes'], { METRICS_EMF: 'on' });
+    const run = await runCli(dataDir, ['cleanup', 'orphans', '--grace-hours', '0', '--yes'], {
+      METRICS_EMF: 'on',
+    });
     expect(run.code, run.stderr).toBe(0);
-    const docs = run.stdout.split('\n').filter((l) => l.startsWith('{')).map(checkDocument);
+    const docs = run.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map(checkDocument);
     expect(Object.fromEntries(totals(docs))).toEqual({
       'echoes_cleanup_runs_total{outcome=success,sweep=orphans}': 1,
       'echoes_cleanup_objects_deleted_total{sweep=orphans}': 1,

@@ -12,7 +12,9 @@ import { EmfMetrics } from '../../src/metrics/emf.ts';
  * (section "Embedded metric format example and JSON schema"; text as in the page's source,
  * awsdocs/amazon-cloudwatch-user-guide, doc_source/CloudWatch_Embedded_Metric_Format_Specification.md).
  */
-const schema: unknown = JSON.parse(readFileSync(new URL('../fixtures/emf-schema.json', import.meta.url), 'utf8'));
+const schema: unknown = JSON.parse(
+  readFileSync(new URL('../fixtures/emf-schema.json', import.meta.url), 'utf8'),
+);
 const validate = new Ajv({ allErrors: true }).compile(schema as object);
 
 /** The contract's labels, hence the only dimensions each metric may carry. */
@@ -25,11 +27,22 @@ const CONTRACT: Record<string, { unit: string; labels: string[]; histogram: bool
   echoes_deleted_total: { unit: 'Count', labels: [], histogram: false },
   echoes_cleanup_objects_deleted_total: { unit: 'Count', labels: ['sweep'], histogram: false },
   echoes_cleanup_runs_total: { unit: 'Count', labels: ['sweep', 'outcome'], histogram: false },
-  echoes_http_request_duration_seconds: { unit: 'Seconds', labels: ['method', 'route', 'status_code'], histogram: true },
+  echoes_http_request_duration_seconds: {
+    unit: 'Seconds',
+    labels: ['method', 'route', 'status_code'],
+    histogram: true,
+  },
 };
 
 type Doc = Record<string, unknown> & {
-  _aws: { Timestamp: number; CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit?: string }[] }[] };
+  _aws: {
+    Timestamp: number;
+    CloudWatchMetrics: {
+      Namespace: string;
+      Dimensions: string[][];
+      Metrics: { Name: string; Unit?: string }[];
+    }[];
+  };
 };
 
 const seriesKey = (metric: string, dims: Record<string, string>): string =>
@@ -100,14 +113,25 @@ const expectSameFigures = (parsed: Parsed, expected: Expected): void => {
   expect([...parsed.values.keys()].sort()).toEqual([...expected.values.keys()].sort());
   for (const [key, recorded] of expected.values) {
     const found = parsed.values.get(key)!;
-    if (CONTRACT[key.split(' ')[0]!]!.histogram) expect(sorted(found), key).toEqual(sorted(recorded));
+    if (CONTRACT[key.split(' ')[0]!]!.histogram)
+      expect(sorted(found), key).toEqual(sorted(recorded));
     else expect(sum(found), key).toBe(sum(recorded));
   }
 };
 
-const stringWriter = (): { writer: (chunk: string) => void; text: () => string; writes: () => number } => {
+const stringWriter = (): {
+  writer: (chunk: string) => void;
+  text: () => string;
+  writes: () => number;
+} => {
   const chunks: string[] = [];
-  return { writer: (chunk) => { chunks.push(chunk); }, text: () => chunks.join(''), writes: () => chunks.length };
+  return {
+    writer: (chunk) => {
+      chunks.push(chunk);
+    },
+    text: () => chunks.join(''),
+    writes: () => chunks.length,
+  };
 };
 
 /** A day of a small deployment, with the ids that must never become dimensions. */
@@ -116,7 +140,11 @@ const recordDay = (metrics: EmfMetrics, expected: Expected): { ids: string[] } =
   const formats = ['webm', 'wav', 'mp3', 'm4a', 'ogg'];
   const http = (route: string, method: string, status: number, seconds: number): void => {
     metrics.httpRequest(route, method, status, seconds);
-    expected.add('echoes_http_request_duration_seconds', { route, method, status_code: String(status) }, seconds);
+    expected.add(
+      'echoes_http_request_duration_seconds',
+      { route, method, status_code: String(status) },
+      seconds,
+    );
   };
   for (let i = 0; i < 260; i += 1) {
     const user = `user-${(i % 7).toString(36)}x${i}`;
@@ -151,7 +179,11 @@ const recordDay = (metrics: EmfMetrics, expected: Expected): { ids: string[] } =
   http('/echoes/:echo_id', 'DELETE', 204, 0.01);
   http('/me', 'DELETE', 202, 0.5);
   http('unmatched', 'GET', 404, 0.001);
-  const sweeps: [CleanupSweep, number][] = [['orphans', 4], ['old_files', 30], ['leftovers', 2]];
+  const sweeps: [CleanupSweep, number][] = [
+    ['orphans', 4],
+    ['old_files', 30],
+    ['leftovers', 2],
+  ];
   for (const [sweep, count] of sweeps) {
     metrics.cleanupObjectsDeleted(sweep, count);
     expected.add('echoes_cleanup_objects_deleted_total', { sweep }, count);
@@ -182,10 +214,17 @@ describe('EmfMetrics', () => {
     // 260 POST /echoes/upload-url durations: more than one document's worth for one series.
     const uploadUrl = parsed.docs.filter((d) => d.route === '/echoes/upload-url');
     expect(uploadUrl.length).toBe(3);
-    expect(parsed.docs.some((d) => Array.isArray(d.echoes_http_request_duration_seconds)
-      && (d.echoes_http_request_duration_seconds as unknown[]).length > 90)).toBe(true);
+    expect(
+      parsed.docs.some(
+        (d) =>
+          Array.isArray(d.echoes_http_request_duration_seconds) &&
+          (d.echoes_http_request_duration_seconds as unknown[]).length > 90,
+      ),
+    ).toBe(true);
     // Counters are one summed value per line, not one value per event.
-    const webm = parsed.docs.find((d) => d.format === 'webm' && 'echoes_upload_urls_issued_total' in d)!;
+    const webm = parsed.docs.find(
+      (d) => d.format === 'webm' && 'echoes_upload_urls_issued_total' in d,
+    )!;
     expect(webm.echoes_upload_urls_issued_total).toBe(52);
 
     for (const id of ids) expect(parsed.dimensionValues.has(id), id).toBe(false);
@@ -211,7 +250,15 @@ describe('EmfMetrics', () => {
 
     const { _aws: _dropped, ...withoutAws } = doc;
     expect(validate(withoutAws)).toBe(false);
-    expect(validate({ ...doc, _aws: { ...doc._aws, CloudWatchMetrics: [{ ...doc._aws.CloudWatchMetrics[0], Dimensions: [] }] } })).toBe(false);
+    expect(
+      validate({
+        ...doc,
+        _aws: {
+          ...doc._aws,
+          CloudWatchMetrics: [{ ...doc._aws.CloudWatchMetrics[0], Dimensions: [] }],
+        },
+      }),
+    ).toBe(false);
   });
 
   it('flushes by itself when the buffer is full, and loses nothing', () => {
@@ -220,7 +267,11 @@ describe('EmfMetrics', () => {
     const expected = new Expected();
     for (let i = 0; i < 175; i += 1) {
       metrics.httpRequest('/echoes', 'GET', 200, i / 1000);
-      expected.add('echoes_http_request_duration_seconds', { route: '/echoes', method: 'GET', status_code: '200' }, i / 1000);
+      expected.add(
+        'echoes_http_request_duration_seconds',
+        { route: '/echoes', method: 'GET', status_code: '200' },
+        i / 1000,
+      );
     }
     expect(out.writes()).toBe(3);
     metrics.flush();
@@ -250,8 +301,12 @@ describe('EmfMetrics', () => {
   it('never throws into the caller: a failing writer is reported, values JSON cannot carry are dropped', () => {
     const errors: unknown[] = [];
     const metrics = new EmfMetrics({
-      writer: () => { throw new Error('EPIPE'); },
-      onError: (error) => { errors.push(error); },
+      writer: () => {
+        throw new Error('EPIPE');
+      },
+      onError: (error) => {
+        errors.push(error);
+      },
       maxBuffered: 2,
     });
     expect(() => {

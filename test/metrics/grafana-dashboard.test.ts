@@ -38,7 +38,9 @@ interface Dashboard {
   panels: Panel[];
 }
 
-const dashboard = JSON.parse(readFileSync(new URL('../../config/grafana-dashboard.json', import.meta.url), 'utf8')) as Dashboard;
+const dashboard = JSON.parse(
+  readFileSync(new URL('../../config/grafana-dashboard.json', import.meta.url), 'utf8'),
+) as Dashboard;
 
 /** Panels that show data: rows hold others and query nothing. */
 function dataPanels(panels: readonly Panel[]): Panel[] {
@@ -52,8 +54,10 @@ function seriesIn(expr: string): { names: string[]; errors: string[] } {
   const errors: string[] = [];
   parser.parse(promql).iterate({
     enter(node) {
-      if (node.type.isError) errors.push(`at ${node.from}: ${promql.slice(Math.max(0, node.from - 20), node.to + 20)}`);
-      if (node.name === 'Identifier' && node.node.parent?.name === 'VectorSelector') names.push(promql.slice(node.from, node.to));
+      if (node.type.isError)
+        errors.push(`at ${node.from}: ${promql.slice(Math.max(0, node.from - 20), node.to + 20)}`);
+      if (node.name === 'Identifier' && node.node.parent?.name === 'VectorSelector')
+        names.push(promql.slice(node.from, node.to));
     },
   });
   return { names, errors };
@@ -61,9 +65,11 @@ function seriesIn(expr: string): { names: string[]; errors: string[] } {
 
 /** The contract metric a series belongs to: itself, or a histogram's _bucket/_count/_sum. */
 function contractOf(series: string): Contract | undefined {
-  if (series in CONTRACT) return CONTRACT[series as Contract] === 'histogram' ? undefined : (series as Contract);
+  if (series in CONTRACT)
+    return CONTRACT[series as Contract] === 'histogram' ? undefined : (series as Contract);
   const m = /^(.*)_(bucket|count|sum)$/.exec(series);
-  if (m && m[1] && m[1] in CONTRACT && CONTRACT[m[1] as Contract] === 'histogram') return m[1] as Contract;
+  if (m && m[1] && m[1] in CONTRACT && CONTRACT[m[1] as Contract] === 'histogram')
+    return m[1] as Contract;
   return undefined;
 }
 
@@ -72,10 +78,17 @@ describe('config/grafana-dashboard.json', () => {
 
   it('imports anywhere: a Prometheus datasource input that every panel and query uses', () => {
     expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
-    expect(dashboard.__inputs).toEqual([expect.objectContaining({ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' })]);
+    expect(dashboard.__inputs).toEqual([
+      expect.objectContaining({
+        name: 'DS_PROMETHEUS',
+        type: 'datasource',
+        pluginId: 'prometheus',
+      }),
+    ]);
     for (const p of panels) {
       expect(p.datasource, p.title).toEqual({ type: 'prometheus', uid: '${DS_PROMETHEUS}' });
-      for (const t of p.targets ?? []) expect(t.datasource, p.title).toEqual({ type: 'prometheus', uid: '${DS_PROMETHEUS}' });
+      for (const t of p.targets ?? [])
+        expect(t.datasource, p.title).toEqual({ type: 'prometheus', uid: '${DS_PROMETHEUS}' });
     }
     const all = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
     expect(new Set(all.map((p) => p.id)).size, 'panel ids are unique').toBe(all.length);
@@ -117,7 +130,17 @@ describe('config/grafana-dashboard.json', () => {
     expect(has(/histogram_quantile\(0\.5,.*echoes_upload_seconds_bucket/)).toBe(true);
     expect(has(/histogram_quantile\(0\.99,.*echoes_upload_seconds_bucket/)).toBe(true);
     expect(has(/echoes_http_request_duration_seconds_count\{status_code=~"5\.\."\}/)).toBe(true);
-    expect(has(/histogram_quantile\(0\.99, sum by \(le, route\).*echoes_http_request_duration_seconds_bucket/)).toBe(true);
-    expect(panels.some((p) => p.type === 'heatmap' && (p.targets ?? []).some((t) => t.expr?.includes('echoes_upload_bytes_bucket')))).toBe(true);
+    expect(
+      has(
+        /histogram_quantile\(0\.99, sum by \(le, route\).*echoes_http_request_duration_seconds_bucket/,
+      ),
+    ).toBe(true);
+    expect(
+      panels.some(
+        (p) =>
+          p.type === 'heatmap' &&
+          (p.targets ?? []).some((t) => t.expr?.includes('echoes_upload_bytes_bucket')),
+      ),
+    ).toBe(true);
   });
 });

@@ -28,7 +28,11 @@ describe('GET /metrics after a whole flow, parsed as Prometheus text', () => {
   it('moves each counter by exactly what happened, and no label names a user or an echo', async () => {
     const alice = apiClient(srv.url, await srv.token('alice'));
     const issue = async (ext: string, type: string, size?: number): Promise<Ticket> => {
-      const res = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: ext, content_type: type, ...(size === undefined ? {} : { file_size: size }) });
+      const res = await alice.call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: ext,
+        content_type: type,
+        ...(size === undefined ? {} : { file_size: size }),
+      });
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       return res.body;
     };
@@ -37,10 +41,14 @@ describe('GET /metrics after a whole flow, parsed as Prometheus text', () => {
     // Two accepted uploads.
     const wav = fixture('wav');
     const ogg = fixture('ogg');
-    const good = [await issue('wav', 'audio/wav', wav.length), await issue('ogg', 'audio/ogg', ogg.length)];
+    const good = [
+      await issue('wav', 'audio/wav', wav.length),
+      await issue('ogg', 'audio/ogg', ogg.length),
+    ];
     expect((await putBytes(good[0] as Ticket, wav)).status).toBe(200);
     expect((await putBytes(good[1] as Ticket, ogg)).status).toBe(200);
-    for (const t of good) expect((await alice.call('POST', '/echoes', { echo_id: t.echo_id })).status).toBe(201);
+    for (const t of good)
+      expect((await alice.call('POST', '/echoes', { echo_id: t.echo_id })).status).toBe(201);
     // Repeated: answered 200 with the same echo, verified once.
     expect((await alice.call('POST', '/echoes', { echo_id: good[0]?.echo_id })).status).toBe(200);
 
@@ -57,7 +65,14 @@ describe('GET /metrics after a whole flow, parsed as Prometheus text', () => {
     // Issued and never used.
     await issue('mp3', 'audio/mpeg');
     // Refused before any URL exists: not an upload, not counted as one.
-    expect((await alice.call('POST', '/echoes/upload-url', { file_extension: 'exe', content_type: 'audio/wav' })).status).toBe(400);
+    expect(
+      (
+        await alice.call('POST', '/echoes/upload-url', {
+          file_extension: 'exe',
+          content_type: 'audio/wav',
+        })
+      ).status,
+    ).toBe(400);
 
     expect((await alice.call('DELETE', `/echoes/${good[1]?.echo_id}`)).status).toBe(204);
     expect((await alice.call('GET', '/no/such/route')).status).toBe(404);
@@ -67,7 +82,12 @@ describe('GET /metrics after a whole flow, parsed as Prometheus text', () => {
     const { store, repo, metrics } = srv.server.composition;
     const orphan = objectKey('alice', new Date(), uuidV7(Date.now(), randomBytes(10)), 'wav');
     await writeLocal(srv.dataDir, orphan, wav, 'audio/wav');
-    const later = new CleanupService({ store, repo, clock: () => new Date(Date.now() + 2 * 86_400_000), metrics: metrics.recorder });
+    const later = new CleanupService({
+      store,
+      repo,
+      clock: () => new Date(Date.now() + 2 * 86_400_000),
+      metrics: metrics.recorder,
+    });
     const dry = await later.cleanupOrphans({ dryRun: true });
     expect(dry.deletedObjects).toBe(1);
     const swept = await later.cleanupOrphans({ dryRun: false });
@@ -88,16 +108,28 @@ describe('GET /metrics after a whole flow, parsed as Prometheus text', () => {
       'echoes_cleanup_objects_deleted_total{sweep="orphans"}': 1,
       'echoes_cleanup_runs_total{sweep="orphans",outcome="success"}': 1,
     });
-    expect(histogram(after, 'echoes_upload_bytes', { format: 'wav' }).count - histogram(before, 'echoes_upload_bytes', { format: 'wav' }).count).toBe(1);
-    expect(histogram(after, 'echoes_upload_bytes', { format: 'wav' }).sum - histogram(before, 'echoes_upload_bytes', { format: 'wav' }).sum).toBe(wav.length);
-    expect(histogram(after, 'echoes_upload_bytes').count - histogram(before, 'echoes_upload_bytes').count).toBe(2);
+    expect(
+      histogram(after, 'echoes_upload_bytes', { format: 'wav' }).count -
+        histogram(before, 'echoes_upload_bytes', { format: 'wav' }).count,
+    ).toBe(1);
+    expect(
+      histogram(after, 'echoes_upload_bytes', { format: 'wav' }).sum -
+        histogram(before, 'echoes_upload_bytes', { format: 'wav' }).sum,
+    ).toBe(wav.length);
+    expect(
+      histogram(after, 'echoes_upload_bytes').count -
+        histogram(before, 'echoes_upload_bytes').count,
+    ).toBe(2);
     const seconds = histogram(after, 'echoes_upload_seconds');
     expect(seconds.count - histogram(before, 'echoes_upload_seconds').count).toBe(2);
     expect(seconds.sum).toBeGreaterThan(0);
 
     // Requests by route pattern: ids never appear, made-up paths share one series.
-    const http = (labels: Record<string, string>): number => histogram(after, 'echoes_http_request_duration_seconds', labels).count;
-    expect(http({ route: '/echoes/upload-url', method: 'POST', status_code: '200' })).toBe(decoding ? 5 : 4);
+    const http = (labels: Record<string, string>): number =>
+      histogram(after, 'echoes_http_request_duration_seconds', labels).count;
+    expect(http({ route: '/echoes/upload-url', method: 'POST', status_code: '200' })).toBe(
+      decoding ? 5 : 4,
+    );
     expect(http({ route: '/echoes/upload-url', method: 'POST', status_code: '400' })).toBe(1);
     expect(http({ route: '/echoes/:echo_id', method: 'DELETE', status_code: '204' })).toBe(1);
     expect(http({ route: 'unmatched', method: 'GET', status_code: '404' })).toBe(1);
@@ -128,11 +160,20 @@ describe('METRICS and METRICS_TOKEN', () => {
     const token = 'metrics-token-0123456789abcdef';
     const srv = await startTestServer({ METRICS_TOKEN: token });
     servers.push(srv);
-    for (const authorization of [undefined, 'Bearer wrong-token-0123456789abcdef', token, `Basic ${token}`]) {
-      const res = await fetch(`${srv.url}/metrics`, { headers: authorization ? { authorization } : {} });
+    for (const authorization of [
+      undefined,
+      'Bearer wrong-token-0123456789abcdef',
+      token,
+      `Basic ${token}`,
+    ]) {
+      const res = await fetch(`${srv.url}/metrics`, {
+        headers: authorization ? { authorization } : {},
+      });
       expect(res.status, authorization).toBe(401);
       expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
-      expect(await res.json()).toEqual({ error: { code: 'UNAUTHORIZED', message: expect.stringMatching(/METRICS_TOKEN/) } });
+      expect(await res.json()).toEqual({
+        error: { code: 'UNAUTHORIZED', message: expect.stringMatching(/METRICS_TOKEN/) },
+      });
     }
     const ok = await fetch(`${srv.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).toBe(200);
@@ -146,7 +187,11 @@ describe('METRICS and METRICS_TOKEN', () => {
     const res = await fetch(`${srv.url}/metrics`);
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ error: { code: 'NOT_FOUND', message: expect.any(String) } });
-    await expect(startTestServer({ METRICS_TOKEN: 'short' })).rejects.toThrow(/METRICS_TOKEN must be at least 16 characters/);
-    await expect(startTestServer({ METRICS: 'yes' })).rejects.toThrow(/METRICS="yes" must be one of: on, off/);
+    await expect(startTestServer({ METRICS_TOKEN: 'short' })).rejects.toThrow(
+      /METRICS_TOKEN must be at least 16 characters/,
+    );
+    await expect(startTestServer({ METRICS: 'yes' })).rejects.toThrow(
+      /METRICS="yes" must be one of: on, off/,
+    );
   });
 });

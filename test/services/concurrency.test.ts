@@ -29,11 +29,20 @@ describe('mapLimit', () => {
   });
 
   it('answers an empty list without calling', async () => {
-    expect(await mapLimit([], 8, async () => { throw new Error('called'); })).toEqual([]);
+    expect(
+      await mapLimit([], 8, async () => {
+        throw new Error('called');
+      }),
+    ).toEqual([]);
   });
 
   it('rejects with the failure of a call', async () => {
-    await expect(mapLimit([1, 2, 3], 2, async (i) => { if (i === 2) throw new Error('two'); return i; })).rejects.toThrow('two');
+    await expect(
+      mapLimit([1, 2, 3], 2, async (i) => {
+        if (i === 2) throw new Error('two');
+        return i;
+      }),
+    ).rejects.toThrow('two');
   });
 });
 
@@ -71,12 +80,14 @@ describe('forEachLimit', () => {
         yield i;
       }
     }
-    await expect(forEachLimit(source(), 2, async (i) => {
-      started += 1;
-      await tick();
-      settled += 1;
-      if (i === 3) throw new Error('three');
-    })).rejects.toThrow('three');
+    await expect(
+      forEachLimit(source(), 2, async (i) => {
+        started += 1;
+        await tick();
+        settled += 1;
+        if (i === 3) throw new Error('three');
+      }),
+    ).rejects.toThrow('three');
     expect(read).toBeLessThan(10);
     expect(settled).toBe(started);
   });

@@ -34,7 +34,12 @@ interface Source {
 
 /** Real audio: large WAV tones (a few hundred KB, each different) and the fixtures of every format. */
 function source(i: number): Source {
-  if (i % 2 === 0) return { ext: 'wav', type: 'audio/wav', bytes: makeToneWav({ seconds: 8 + (i % 5), sampleRate: 16_000, frequency: 220 + i * 20 }) };
+  if (i % 2 === 0)
+    return {
+      ext: 'wav',
+      type: 'audio/wav',
+      bytes: makeToneWav({ seconds: 8 + (i % 5), sampleRate: 16_000, frequency: 220 + i * 20 }),
+    };
   const f = FORMATS[i % FORMATS.length] ?? FORMATS[0];
   return { ext: f.ext, type: f.type, bytes: fixture(f.ext) };
 }
@@ -75,16 +80,26 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
     const api = apiClient(first.url, token);
     const acknowledged = new Map<string, Source>();
     let killed = (): void => undefined;
-    const untilKilled = new Promise<void>((resolve) => { killed = resolve; });
+    const untilKilled = new Promise<void>((resolve) => {
+      killed = resolve;
+    });
 
     const uploads = Array.from({ length: UPLOADS }, async (_, i) => {
       await sleep(i * 60);
       const src = source(i);
       const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', {
-        file_extension: src.ext, content_type: src.type, file_size: src.bytes.length, checksum_sha256: sha256(src.bytes),
+        file_extension: src.ext,
+        content_type: src.type,
+        file_size: src.bytes.length,
+        checksum_sha256: sha256(src.bytes),
       });
       if (ticket.status !== 200) return;
-      const put = await fetch(ticket.body.upload_url, { method: 'PUT', headers: ticket.body.headers, body: trickle(src.bytes, i % 4 === 0 ? untilKilled : undefined), duplex: 'half' } as RequestInit);
+      const put = await fetch(ticket.body.upload_url, {
+        method: 'PUT',
+        headers: ticket.body.headers,
+        body: trickle(src.bytes, i % 4 === 0 ? untilKilled : undefined),
+        duplex: 'half',
+      } as RequestInit);
       if (put.status !== 200) return;
       const made = await api.call('POST', '/echoes', { echo_id: ticket.body.echo_id });
       if (made.status === 201) acknowledged.set(ticket.body.echo_id, src);
@@ -93,7 +108,8 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
     // Kill while some echoes are made and some uploads are mid-write.
     const tmp = join(dataDir, 'tmp');
     const deadline = Date.now() + 60_000;
-    while (!(acknowledged.size >= 3 && readdirSync(tmp).length >= 3) && Date.now() < deadline) await sleep(10);
+    while (!(acknowledged.size >= 3 && readdirSync(tmp).length >= 3) && Date.now() < deadline)
+      await sleep(10);
     first.child.kill('SIGKILL');
     killed();
     await first.exited;
@@ -111,7 +127,10 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
 
     const again = apiClient(second.url, token);
     for (const [echoId, src] of acknowledged) {
-      const echo = await again.call<{ audio_url: string; file_size: number }>('GET', `/echoes/${echoId}`);
+      const echo = await again.call<{ audio_url: string; file_size: number }>(
+        'GET',
+        `/echoes/${echoId}`,
+      );
       expect(echo.status).toBe(200);
       expect(echo.body.file_size).toBe(src.bytes.length);
       const audio = await fetch(echo.body.audio_url);
@@ -119,7 +138,12 @@ describe('kill -9 during 20 concurrent uploads, then a restart on the same DATA_
       expect(hex(new Uint8Array(await audio.arrayBuffer())), echoId).toBe(hex(src.bytes));
     }
 
-    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dataDir, DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? dataDir,
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+    };
     const verify = await run(process.execPath, [BIN, 'verify', '--json'], { env }).then(
       (r) => ({ code: 0, stdout: r.stdout }),
       (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
@@ -138,7 +162,12 @@ describe('leftover temporary files: verify reports them, cleanup orphans and ver
 
   /** The CLI as an operator runs it, in its own process on the same DATA_DIR as the live server. */
   async function cli(args: string[]): Promise<{ code: number; json: unknown }> {
-    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? root, DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? root,
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+    };
     const r = await run(process.execPath, [BIN, ...args, '--json'], { env, cwd: root }).then(
       (out) => ({ code: 0, stdout: out.stdout }),
       (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
@@ -146,13 +175,22 @@ describe('leftover temporary files: verify reports them, cleanup orphans and ver
     return { code: r.code, json: JSON.parse(r.stdout) };
   }
 
-  it('counts them with their bytes, respects --dry-run, and never touches a live process\'s upload', async () => {
+  it("counts them with their bytes, respects --dry-run, and never touches a live process's upload", async () => {
     const srv = await startTestServer({ DATA_DIR: dataDir });
     try {
       const api = apiClient(srv.url, await srv.token('alice'));
       const bytes = fixture('wav');
-      const ticket = (await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: bytes.length })).body;
-      expect((await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: bytes })).status).toBe(200);
+      const ticket = (
+        await api.call<Ticket>('POST', '/echoes/upload-url', {
+          file_extension: 'wav',
+          content_type: 'audio/wav',
+          file_size: bytes.length,
+        })
+      ).body;
+      expect(
+        (await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: bytes }))
+          .status,
+      ).toBe(200);
       expect((await api.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
       const object = join(dataDir, 'objects', ...ticket.s3_key.split('/'));
 
@@ -196,7 +234,9 @@ describe('leftover temporary files: verify reports them, cleanup orphans and ver
 
       // The echo itself was never touched.
       const echo = await api.call<{ audio_url: string }>('GET', `/echoes/${ticket.echo_id}`);
-      expect(hex(new Uint8Array(await (await fetch(echo.body.audio_url)).arrayBuffer()))).toBe(hex(bytes));
+      expect(hex(new Uint8Array(await (await fetch(echo.body.audio_url)).arrayBuffer()))).toBe(
+        hex(bytes),
+      );
     } finally {
       await srv.close();
     }

@@ -38,28 +38,60 @@ describe('after an erase on the local store, no trace of the user is left in DAT
       const api = apiClient(srv.url, await srv.token(user));
       const bytes = fixture('wav');
       for (const step of ['echo', 'uploaded', 'issued'] as const) {
-        const ticket = (await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: bytes.length })).body;
+        const ticket = (
+          await api.call<Ticket>('POST', '/echoes/upload-url', {
+            file_extension: 'wav',
+            content_type: 'audio/wav',
+            file_size: bytes.length,
+          })
+        ).body;
         if (step !== 'issued') expect((await putBytes(ticket, bytes)).status).toBe(200);
-        if (step === 'echo') expect((await api.call('POST', '/echoes', { echo_id: ticket.echo_id, caption, tags: ['secret-tag-0815'] })).status).toBe(201);
+        if (step === 'echo')
+          expect(
+            (
+              await api.call('POST', '/echoes', {
+                echo_id: ticket.echo_id,
+                caption,
+                tags: ['secret-tag-0815'],
+              })
+            ).status,
+          ).toBe(201);
       }
       // An object on another day: its own folders.
       const store = srv.server.composition.store;
       if (!(store instanceof LocalObjectStore)) throw new Error('local store expected');
-      const old = objectKey(user, new Date(Date.UTC(2023, 4, 6)), uuidV7(Date.now(), randomBytes(10)), 'wav');
-      await store.importObject({ key: old, contentType: 'audio/wav', size: bytes.length, open: async () => Readable.from([bytes]) });
+      const old = objectKey(
+        user,
+        new Date(Date.UTC(2023, 4, 6)),
+        uuidV7(Date.now(), randomBytes(10)),
+        'wav',
+      );
+      await store.importObject({
+        key: old,
+        contentType: 'audio/wav',
+        size: bytes.length,
+        open: async () => Readable.from([bytes]),
+      });
       expect(walk(dataDir).filter((p) => p.includes(user)).length).toBeGreaterThan(0);
 
       const receipt = await api.call<ErasureReceipt>('DELETE', '/me');
       expect(receipt.status, JSON.stringify(receipt.body)).toBe(200);
-      expect(receipt.body).toMatchObject({ deleted_echoes: 1, deleted_objects: 3, remaining_objects: 0 });
+      expect(receipt.body).toMatchObject({
+        deleted_echoes: 1,
+        deleted_objects: 3,
+        remaining_objects: 0,
+      });
       expect(walk(dataDir).filter((p) => p.includes(user))).toEqual([]);
       // The store's own folders stay.
-      for (const top of ['objects', 'meta', 'tmp', 'multipart']) expect(existsSync(join(dataDir, top)), top).toBe(true);
+      for (const top of ['objects', 'meta', 'tmp', 'multipart'])
+        expect(existsSync(join(dataDir, top)), top).toBe(true);
     } finally {
       // Closing checkpoints the WAL into the file; what is left is what a copy of DATA_DIR would hold.
       await srv.close();
     }
-    const files = ['echoes.sqlite', 'echoes.sqlite-wal'].filter((f) => existsSync(join(dataDir, f)));
+    const files = ['echoes.sqlite', 'echoes.sqlite-wal'].filter((f) =>
+      existsSync(join(dataDir, f)),
+    );
     const bytes = Buffer.concat(files.map((f) => readFileSync(join(dataDir, f))));
     expect(bytes.length).toBeGreaterThan(0);
     expect(bytes.includes(caption)).toBe(false);
@@ -70,21 +102,43 @@ describe('after an erase on the local store, no trace of the user is left in DAT
   it('an upload into a folder that the delete of its last object removes at the same moment still lands', async () => {
     const rootDir = mkdtempSync(join(tmpdir(), 'echoes-prune-'));
     dirs.push(rootDir);
-    const store = new LocalObjectStore({ rootDir, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
+    const store = new LocalObjectStore({
+      rootDir,
+      publicBaseUrl: 'http://127.0.0.1:1',
+      secret: randomBytes(32),
+    });
     const bytes = Buffer.from('RIFF-not-checked-here');
     const day = new Date(Date.UTC(2025, 0, 2));
-    const keys = Array.from({ length: 400 }, () => objectKey('racer', day, uuidV7(Date.now(), randomBytes(10)), 'wav'));
+    const keys = Array.from({ length: 400 }, () =>
+      objectKey('racer', day, uuidV7(Date.now(), randomBytes(10)), 'wav'),
+    );
     /** An upload through its signed URL (published with link) or an import (published with rename), in turn. */
     let n = 0;
     const put = async (key: string): Promise<void> => {
       if (n++ % 2 === 0) {
-        await store.importObject({ key, contentType: 'audio/wav', size: bytes.length, open: async () => Readable.from([bytes]) });
+        await store.importObject({
+          key,
+          contentType: 'audio/wav',
+          size: bytes.length,
+          open: async () => Readable.from([bytes]),
+        });
         return;
       }
-      const signed = await store.signUpload({ key, contentType: 'audio/wav', contentLength: bytes.length, expiresInSeconds: 60, maxBytes: 1000 });
+      const signed = await store.signUpload({
+        key,
+        contentType: 'audio/wav',
+        contentLength: bytes.length,
+        expiresInSeconds: 60,
+        maxBytes: 1000,
+      });
       const url = new URL(signed.url);
-      const headers = Object.fromEntries(Object.entries(signed.headers).map(([k, v]) => [k.toLowerCase(), v]));
-      await store.acceptUpload({ key, query: Object.fromEntries(url.searchParams), headers }, Readable.from([bytes]));
+      const headers = Object.fromEntries(
+        Object.entries(signed.headers).map(([k, v]) => [k.toLowerCase(), v]),
+      );
+      await store.acceptUpload(
+        { key, query: Object.fromEntries(url.searchParams), headers },
+        Readable.from([bytes]),
+      );
     };
     /** Lets the upload go `turns` steps ahead, so over the loop the delete meets it at every step of its way. */
     const after = async (turns: number): Promise<void> => {
@@ -93,7 +147,10 @@ describe('after an erase on the local store, no trace of the user is left in DAT
     await put(keys[0] as string);
     // Each object arrives while the one before it, the folder's only other file, is deleted.
     for (let i = 1; i < keys.length; i++) {
-      await Promise.all([put(keys[i] as string), after(i % 25).then(() => store.delete(keys[i - 1] as string))]);
+      await Promise.all([
+        put(keys[i] as string),
+        after(i % 25).then(() => store.delete(keys[i - 1] as string)),
+      ]);
       expect((await store.head(keys[i] as string))?.contentType, keys[i]).toBe('audio/wav');
     }
     await store.delete(keys[keys.length - 1] as string);

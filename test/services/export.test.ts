@@ -25,7 +25,11 @@ interface Manifest {
 /** Every entry of a zip, in order, read by an independent reader (yauzl), which also checks each CRC-32. */
 async function unzip(zip: Buffer): Promise<{ name: string; bytes: Buffer }[]> {
   const file = await new Promise<yauzl.ZipFile>((resolve, reject) => {
-    yauzl.fromBuffer(zip, { lazyEntries: true, strictFileNames: true, validateEntrySizes: true }, (err, z) => (err ? reject(err) : resolve(z)));
+    yauzl.fromBuffer(
+      zip,
+      { lazyEntries: true, strictFileNames: true, validateEntrySizes: true },
+      (err, z) => (err ? reject(err) : resolve(z)),
+    );
   });
   const entries: { name: string; bytes: Buffer }[] = [];
   await new Promise<void>((resolve, reject) => {
@@ -60,7 +64,12 @@ for (const backend of backends()) {
     const ECHOES = 200;
     const VIA_HTTP = 4;
     beforeAll(async () => {
-      env = { ...(await backend.env()), RATE_LIMIT_PER_MINUTE: '0', USER_QUOTA_BYTES: '0', USER_MAX_PENDING_UPLOADS: '0' };
+      env = {
+        ...(await backend.env()),
+        RATE_LIMIT_PER_MINUTE: '0',
+        USER_QUOTA_BYTES: '0',
+        USER_MAX_PENDING_UPLOADS: '0',
+      };
       srv = await startTestServer(env);
     }, 60_000);
     afterAll(async () => {
@@ -69,35 +78,80 @@ for (const backend of backends()) {
     });
 
     /** Upload URL, PUT and POST /echoes through the API (decoded by the server). */
-    async function viaHttp(token: string, ext: 'wav' | 'webm', bytes: Buffer, caption: string): Promise<void> {
+    async function viaHttp(
+      token: string,
+      ext: 'wav' | 'webm',
+      bytes: Buffer,
+      caption: string,
+    ): Promise<void> {
       const api = apiClient(srv.url, token);
       const type = `audio/${ext}`;
-      const ticket = (await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: ext, content_type: type, file_size: bytes.length })).body;
+      const ticket = (
+        await api.call<Ticket>('POST', '/echoes/upload-url', {
+          file_extension: ext,
+          content_type: type,
+          file_size: bytes.length,
+        })
+      ).body;
       expect((await putBytes(ticket, bytes)).status).toBe(200);
-      const made = await api.call('POST', '/echoes', { echo_id: ticket.echo_id, caption, tags: ['export'] });
+      const made = await api.call('POST', '/echoes', {
+        echo_id: ticket.echo_id,
+        caption,
+        tags: ['export'],
+      });
       expect(made.status, JSON.stringify(made.body)).toBe(201);
     }
 
     /** A real object PUT through its signed URL, recorded ready without the decode (200 decodes would take a minute). */
     async function viaServices(userId: string, bytes: Buffer, caption: string): Promise<void> {
       const { uploads } = srv.server.composition;
-      const ticket = await uploads.issue(userId, { fileExtension: 'wav', contentType: 'audio/wav', fileSize: bytes.length, checksumSha256: undefined });
-      const put = await fetch(ticket.uploadUrl, { method: 'PUT', headers: ticket.headers, body: bytes });
-      expect(put.status).toBe(200);
-      const stored = await srv.server.composition.repo.markReady({ userId, echoId: ticket.echoId }, {
+      const ticket = await uploads.issue(userId, {
+        fileExtension: 'wav',
+        contentType: 'audio/wav',
         fileSize: bytes.length,
-        metadata: { emotion: 'calm', tags: ['bulk'], caption, durationSeconds: 1, location: null },
+        checksumSha256: undefined,
       });
+      const put = await fetch(ticket.uploadUrl, {
+        method: 'PUT',
+        headers: ticket.headers,
+        body: bytes,
+      });
+      expect(put.status).toBe(200);
+      const stored = await srv.server.composition.repo.markReady(
+        { userId, echoId: ticket.echoId },
+        {
+          fileSize: bytes.length,
+          metadata: {
+            emotion: 'calm',
+            tags: ['bulk'],
+            caption,
+            durationSeconds: 1,
+            location: null,
+          },
+        },
+      );
       expect(stored?.status).toBe('ready');
     }
 
-    async function exportOf(userId: string): Promise<{ status: number; type: string | null; zip: Buffer }> {
-      const res = await fetch(`${srv.url}/me/export`, { headers: { authorization: `Bearer ${await srv.token(userId)}` } });
-      return { status: res.status, type: res.headers.get('content-type'), zip: Buffer.from(await res.arrayBuffer()) };
+    async function exportOf(
+      userId: string,
+    ): Promise<{ status: number; type: string | null; zip: Buffer }> {
+      const res = await fetch(`${srv.url}/me/export`, {
+        headers: { authorization: `Bearer ${await srv.token(userId)}` },
+      });
+      return {
+        status: res.status,
+        type: res.headers.get('content-type'),
+        zip: Buffer.from(await res.arrayBuffer()),
+      };
     }
 
     /** Checks a zip against its manifest, the API's listing and the stored bytes; returns the echoes listed. */
-    async function checkExport(userId: string, zip: Buffer, expectedCount: number): Promise<Echo[]> {
+    async function checkExport(
+      userId: string,
+      zip: Buffer,
+      expectedCount: number,
+    ): Promise<Echo[]> {
       const entries = await unzip(zip);
       expect(entries.at(-1)?.name).toBe('manifest.json');
       const manifest = JSON.parse(entries.at(-1)?.bytes.toString('utf8') ?? '') as Manifest;
@@ -107,12 +161,20 @@ for (const backend of backends()) {
       // Every other file, once each, with its size and SHA-256.
       expect(manifest.files.map((f) => f.path)).toEqual(others.map((e) => e.name));
       for (const [i, entry] of others.entries()) {
-        expect(manifest.files[i]).toEqual({ path: entry.name, size: entry.bytes.length, sha256: hex(entry.bytes) });
+        expect(manifest.files[i]).toEqual({
+          path: entry.name,
+          size: entry.bytes.length,
+          sha256: hex(entry.bytes),
+        });
       }
-      const listed = JSON.parse(others.find((e) => e.name === 'echoes.json')?.bytes.toString('utf8') ?? 'null') as Echo[];
+      const listed = JSON.parse(
+        others.find((e) => e.name === 'echoes.json')?.bytes.toString('utf8') ?? 'null',
+      ) as Echo[];
       expect(listed).toHaveLength(expectedCount);
       expect(new Set(listed.map((e) => e.echo_id)).size).toBe(expectedCount);
-      const audio = new Map(others.filter((e) => e.name.startsWith('audio/')).map((e) => [e.name, e.bytes]));
+      const audio = new Map(
+        others.filter((e) => e.name.startsWith('audio/')).map((e) => [e.name, e.bytes]),
+      );
       expect(audio.size).toBe(expectedCount);
       const { store } = srv.server.composition;
       const api = apiClient(srv.url, await srv.token(userId));
@@ -128,7 +190,11 @@ for (const backend of backends()) {
       // echoes.json shows each echo as the API does, less the playback URL.
       const sample = listed[0];
       if (sample) {
-        const { audio_url: _u, audio_url_expires_in: _e, ...shown } = (await api.call<Echo>('GET', `/echoes/${sample.echo_id}`)).body;
+        const {
+          audio_url: _u,
+          audio_url_expires_in: _e,
+          ...shown
+        } = (await api.call<Echo>('GET', `/echoes/${sample.echo_id}`)).body;
         expect(sample).toEqual(shown);
       }
       return listed;
@@ -144,12 +210,19 @@ for (const backend of backends()) {
       await viaHttp(aliceToken, 'wav', wavVariant(9003), 'via http 4');
       const bulk = Array.from({ length: ECHOES - VIA_HTTP }, (_, i) => i);
       for (let i = 0; i < bulk.length; i += 8) {
-        await Promise.all(bulk.slice(i, i + 8).map((n) => viaServices(alice, wavVariant(n), `bulk ${n}`)));
+        await Promise.all(
+          bulk.slice(i, i + 8).map((n) => viaServices(alice, wavVariant(n), `bulk ${n}`)),
+        );
       }
       await viaHttp(await srv.token(bob), 'wav', wavVariant(7777), 'bob 1');
       await viaServices(bob, wavVariant(7778), 'bob 2');
       // A pending upload of Alice's is not an echo: it is not exported.
-      await srv.server.composition.uploads.issue(alice, { fileExtension: 'wav', contentType: 'audio/wav', fileSize: 10, checksumSha256: undefined });
+      await srv.server.composition.uploads.issue(alice, {
+        fileExtension: 'wav',
+        contentType: 'audio/wav',
+        fileSize: 10,
+        checksumSha256: undefined,
+      });
 
       const res = await exportOf(alice);
       expect(res.status).toBe(200);
@@ -173,8 +246,12 @@ for (const backend of backends()) {
 
       const anonymous = await fetch(`${srv.url}/me/export`);
       expect(anonymous.status).toBe(401);
-      expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
-      const extra = await fetch(`${srv.url}/me/export?all=1`, { headers: { authorization: `Bearer ${await srv.token('export-nobody')}` } });
+      expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe(
+        'UNAUTHORIZED',
+      );
+      const extra = await fetch(`${srv.url}/me/export?all=1`, {
+        headers: { authorization: `Bearer ${await srv.token('export-nobody')}` },
+      });
       expect(extra.status).toBe(400);
     });
 
@@ -189,15 +266,21 @@ for (const backend of backends()) {
       const entries = await unzip(res.zip);
       const manifest = JSON.parse(entries.at(-1)?.bytes.toString('utf8') ?? '') as Manifest;
       expect(manifest.files.map((f) => f.path)).toEqual(entries.slice(0, -1).map((e) => e.name));
-      for (const [i, entry] of entries.slice(0, -1).entries()) expect(manifest.files[i]?.sha256).toBe(hex(entry.bytes));
-      expect((JSON.parse(entries[0]?.bytes.toString('utf8') ?? '') as Echo[]).map((e) => e.echo_id)).toContain(lost?.echoId);
+      for (const [i, entry] of entries.slice(0, -1).entries())
+        expect(manifest.files[i]?.sha256).toBe(hex(entry.bytes));
+      expect(
+        (JSON.parse(entries[0]?.bytes.toString('utf8') ?? '') as Echo[]).map((e) => e.echo_id),
+      ).toContain(lost?.echoId);
       expect(entries.filter((e) => e.name.startsWith('audio/')).map((e) => e.name)).toHaveLength(2);
       expect(entries.some((e) => e.name.includes(lost?.echoId ?? '?'))).toBe(false);
     });
 
     it('a client that goes away mid-download leaves the server able to answer the next export in full', async () => {
       const controller = new AbortController();
-      const res = await fetch(`${srv.url}/me/export`, { headers: { authorization: `Bearer ${await srv.token('export-alice')}` }, signal: controller.signal });
+      const res = await fetch(`${srv.url}/me/export`, {
+        headers: { authorization: `Bearer ${await srv.token('export-alice')}` },
+        signal: controller.signal,
+      });
       expect(res.status).toBe(200);
       const reader = res.body?.getReader();
       await reader?.read();
@@ -218,13 +301,31 @@ for (const backend of backends()) {
       await checkExport('export-bob', Buffer.concat(chunks), 2);
 
       const out = join(srv.dataDir, 'bob-export.zip');
-      const cliEnv = { PATH: process.env.PATH ?? '', HOME: srv.dataDir, DATA_DIR: srv.dataDir, LOG_LEVEL: 'silent', ...env };
-      const { stdout } = await run(process.execPath, [CLI, 'export-user', 'export-bob', '--out', out, '--json'], { env: cliEnv, cwd: srv.dataDir });
-      const summary = JSON.parse(stdout) as { user_id: string; echoes: number; files: number; missing: string[] };
+      const cliEnv = {
+        PATH: process.env.PATH ?? '',
+        HOME: srv.dataDir,
+        DATA_DIR: srv.dataDir,
+        LOG_LEVEL: 'silent',
+        ...env,
+      };
+      const { stdout } = await run(
+        process.execPath,
+        [CLI, 'export-user', 'export-bob', '--out', out, '--json'],
+        { env: cliEnv, cwd: srv.dataDir },
+      );
+      const summary = JSON.parse(stdout) as {
+        user_id: string;
+        echoes: number;
+        files: number;
+        missing: string[];
+      };
       expect(summary).toMatchObject({ user_id: 'export-bob', echoes: 2, files: 4, missing: [] });
       await checkExport('export-bob', readFileSync(out), 2);
 
-      const bad = await run(process.execPath, [CLI, 'export-user', '../etc', '--out', out], { env: cliEnv, cwd: srv.dataDir }).catch((e: { code: number; stderr: string }) => e);
+      const bad = await run(process.execPath, [CLI, 'export-user', '../etc', '--out', out], {
+        env: cliEnv,
+        cwd: srv.dataDir,
+      }).catch((e: { code: number; stderr: string }) => e);
       expect((bad as { code: number }).code).not.toBe(0);
       expect((bad as { stderr: string }).stderr).toMatch(/not a user id/);
     }, 60_000);

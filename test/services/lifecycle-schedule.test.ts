@@ -7,9 +7,25 @@ import { startTestServer } from '../support/server.ts';
 
 const EMPTY = { count: 0, bytes: 0, keys: [], truncated: false };
 const result = (deletedObjects: number): OrphanCleanupResult => ({
-  dryRun: false, userId: null, graceHours: 24, now: new Date(0).toISOString(), scannedObjects: 5, scannedBytes: 50,
-  orphanObjects: EMPTY, abandonedMultipart: EMPTY, stalePending: EMPTY, deleting: EMPTY, recentOrphans: EMPTY, foreign: EMPTY,
-  leftovers: EMPTY, deletedObjects, removedRecords: 0, removedLeftovers: 0, removedExpiredUploads: 0, freedBytes: 0, failed: { count: 0, items: [] },
+  dryRun: false,
+  userId: null,
+  graceHours: 24,
+  now: new Date(0).toISOString(),
+  scannedObjects: 5,
+  scannedBytes: 50,
+  orphanObjects: EMPTY,
+  abandonedMultipart: EMPTY,
+  stalePending: EMPTY,
+  deleting: EMPTY,
+  recentOrphans: EMPTY,
+  foreign: EMPTY,
+  leftovers: EMPTY,
+  deletedObjects,
+  removedRecords: 0,
+  removedLeftovers: 0,
+  removedExpiredUploads: 0,
+  freedBytes: 0,
+  failed: { count: 0, items: [] },
 });
 
 describe('periodic cleanup', () => {
@@ -22,23 +38,32 @@ describe('periodic cleanup', () => {
     const log = { info: vi.fn(), error: vi.fn() };
     let release: (() => void) | undefined;
     let runs = 0;
-    const schedule = scheduleCleanup(10, () => {
-      runs += 1;
-      return new Promise<OrphanCleanupResult>((resolve) => {
-        release = () => resolve(result(3));
-      });
-    }, log);
+    const schedule = scheduleCleanup(
+      10,
+      () => {
+        runs += 1;
+        return new Promise<OrphanCleanupResult>((resolve) => {
+          release = () => resolve(result(3));
+        });
+      },
+      log,
+    );
     await vi.advanceTimersByTimeAsync(10 * 60_000);
     expect(runs).toBe(1);
     await vi.advanceTimersByTimeAsync(30 * 60_000);
     expect(runs).toBe(1);
     let stopped = false;
-    const stopping = schedule.stop().then(() => { stopped = true; });
+    const stopping = schedule.stop().then(() => {
+      stopped = true;
+    });
     await vi.advanceTimersByTimeAsync(0);
     expect(stopped).toBe(false);
     release?.();
     await stopping;
-    expect(log.info).toHaveBeenCalledWith({ cleanup: expect.objectContaining({ deletedObjects: 3, scannedObjects: 5 }) }, 'periodic cleanup finished');
+    expect(log.info).toHaveBeenCalledWith(
+      { cleanup: expect.objectContaining({ deletedObjects: 3, scannedObjects: 5 }) },
+      'periodic cleanup finished',
+    );
     await vi.advanceTimersByTimeAsync(60 * 60_000);
     expect(runs).toBe(1);
   });
@@ -47,11 +72,15 @@ describe('periodic cleanup', () => {
     vi.useFakeTimers();
     const log = { info: vi.fn(), error: vi.fn() };
     let runs = 0;
-    const schedule = scheduleCleanup(1, async () => {
-      runs += 1;
-      if (runs === 1) throw new Error('store down');
-      return result(0);
-    }, log);
+    const schedule = scheduleCleanup(
+      1,
+      async () => {
+        runs += 1;
+        if (runs === 1) throw new Error('store down');
+        return result(0);
+      },
+      log,
+    );
     await vi.advanceTimersByTimeAsync(2 * 60_000);
     expect(runs).toBe(2);
     expect(log.error).toHaveBeenCalledTimes(1);

@@ -1,6 +1,13 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CleanupService } from '../../src/services/cleanup.ts';
-import { brokenWorld, DAY_MS, lifecycleBackends, snapshot, upload, type State } from '../support/lifecycle.ts';
+import {
+  brokenWorld,
+  DAY_MS,
+  lifecycleBackends,
+  snapshot,
+  upload,
+  type State,
+} from '../support/lifecycle.ts';
 import type { TestServer } from '../support/server.ts';
 
 const without = (state: State, keys: readonly string[], side: 'objects' | 'records'): string[] =>
@@ -20,7 +27,13 @@ for (const backend of lifecycleBackends()) {
       server = started.server;
       const { store, repo } = started.server.server.composition;
       const world = await brokenWorld(started.server, started.rawWrite);
-      return { world, store, repo, service: new CleanupService({ store, repo }), server: started.server };
+      return {
+        world,
+        store,
+        repo,
+        service: new CleanupService({ store, repo }),
+        server: started.server,
+      };
     }
 
     it('cleanup orphans finds the orphan, the expired upload and the unfinished delete, and only those; --dry-run changes nothing', async () => {
@@ -29,21 +42,43 @@ for (const backend of lifecycleBackends()) {
 
       const plan = await service.cleanupOrphans({ dryRun: true, graceHours: 0 });
       expect(await snapshot(store, repo)).toEqual(before);
-      expect(plan.orphanObjects).toEqual({ count: 1, bytes: world.orphan.size, keys: [world.orphan.key], truncated: false });
-      expect(plan.stalePending).toEqual({ count: 1, bytes: world.stalePending.size, keys: [world.stalePending.key], truncated: false });
-      expect(plan.deleting).toEqual({ count: 1, bytes: world.deleting.size, keys: [world.deleting.key], truncated: false });
+      expect(plan.orphanObjects).toEqual({
+        count: 1,
+        bytes: world.orphan.size,
+        keys: [world.orphan.key],
+        truncated: false,
+      });
+      expect(plan.stalePending).toEqual({
+        count: 1,
+        bytes: world.stalePending.size,
+        keys: [world.stalePending.key],
+        truncated: false,
+      });
+      expect(plan.deleting).toEqual({
+        count: 1,
+        bytes: world.deleting.size,
+        keys: [world.deleting.key],
+        truncated: false,
+      });
       expect(plan.foreign.keys).toEqual([world.foreignKey]);
       expect(plan.recentOrphans.count).toBe(0);
       expect(plan.failed.count).toBe(0);
       expect(plan.deletedObjects).toBe(3);
       expect(plan.removedRecords).toBe(2);
-      expect(plan.freedBytes).toBe(world.orphan.size + world.stalePending.size + world.deleting.size);
+      expect(plan.freedBytes).toBe(
+        world.orphan.size + world.stalePending.size + world.deleting.size,
+      );
       expect(plan.scannedObjects).toBe(before.objects.length);
 
       const done = await service.cleanupOrphans({ dryRun: false, graceHours: 0 });
       // The real run lists after the record pass removed two objects, so only the scan totals differ.
       const { scannedObjects: _a, scannedBytes: _b, now: _c, ...planned } = plan;
-      expect({ ...done, dryRun: true, scannedObjects: 0, scannedBytes: 0, now: '' }).toEqual({ ...planned, scannedObjects: 0, scannedBytes: 0, now: '' });
+      expect({ ...done, dryRun: true, scannedObjects: 0, scannedBytes: 0, now: '' }).toEqual({
+        ...planned,
+        scannedObjects: 0,
+        scannedBytes: 0,
+        now: '',
+      });
       expect(done.scannedObjects).toBe(before.objects.length - 2);
       const after = await snapshot(store, repo);
       const gone = [world.orphan.key, world.stalePending.key, world.deleting.key];
@@ -79,9 +114,24 @@ for (const backend of lifecycleBackends()) {
 
       const found = await service.verifyFileIntegrity(undefined, { fix: false, graceHours: 0 });
       expect(await snapshot(store, repo)).toEqual(before);
-      expect(found.missingObjects).toEqual({ count: 1, bytes: world.missing.size, keys: [world.missing.key], truncated: false });
-      expect(found.orphanObjects).toEqual({ count: 1, bytes: world.orphan.size, keys: [world.orphan.key], truncated: false });
-      expect(found.sizeMismatches).toEqual({ count: 1, items: [{ key: world.resized.key, recordSize: world.resized.size, objectSize: world.resizedTo }] });
+      expect(found.missingObjects).toEqual({
+        count: 1,
+        bytes: world.missing.size,
+        keys: [world.missing.key],
+        truncated: false,
+      });
+      expect(found.orphanObjects).toEqual({
+        count: 1,
+        bytes: world.orphan.size,
+        keys: [world.orphan.key],
+        truncated: false,
+      });
+      expect(found.sizeMismatches).toEqual({
+        count: 1,
+        items: [
+          { key: world.resized.key, recordSize: world.resized.size, objectSize: world.resizedTo },
+        ],
+      });
       expect(found.typeMismatches.count).toBe(0);
       expect(found.foreign.keys).toEqual([world.foreignKey]);
       expect(found.unfinished).toEqual({ stalePending: 1, deleting: 1 });
@@ -101,8 +151,15 @@ for (const backend of lifecycleBackends()) {
       expect(again.sizeMismatches.items[0]?.key).toBe(world.resized.key);
 
       // A deep check heads every echo and also sees the object stored under another type.
-      const deep = await service.verifyFileIntegrity(undefined, { fix: true, deep: true, graceHours: 0 });
-      expect(deep.typeMismatches).toEqual({ count: 1, items: [{ key: world.retyped.key, recordType: 'audio/ogg', objectType: 'audio/webm' }] });
+      const deep = await service.verifyFileIntegrity(undefined, {
+        fix: true,
+        deep: true,
+        graceHours: 0,
+      });
+      expect(deep.typeMismatches).toEqual({
+        count: 1,
+        items: [{ key: world.retyped.key, recordType: 'audio/ogg', objectType: 'audio/webm' }],
+      });
       expect(deep.remaining).toBe(2);
       expect(await snapshot(store, repo)).toEqual(after);
     });
@@ -120,7 +177,12 @@ for (const backend of lifecycleBackends()) {
       expect(plan.deleted.bytes).toBe(aliceOld.size + bobOld.size);
 
       const alice = await service.cleanupOldFiles('alice', { olderThanDays: 30, dryRun: false });
-      expect(alice.deleted).toEqual({ count: 1, bytes: aliceOld.size, keys: [aliceOld.key], truncated: false });
+      expect(alice.deleted).toEqual({
+        count: 1,
+        bytes: aliceOld.size,
+        keys: [aliceOld.key],
+        truncated: false,
+      });
       const after = await snapshot(store, repo);
       expect(after.objects).toEqual(without(before, [aliceOld.key], 'objects'));
       expect(after.records).toEqual(without(before, [aliceOld.key], 'records'));
@@ -146,13 +208,19 @@ for (const backend of lifecycleBackends()) {
       expect(alice.topUsers).toBeUndefined();
 
       const bob = await service.getStorageReport('bob');
-      expect(bob.echoes).toEqual({ count: 3, bytes: bobWav!.size + world.missing.size + world.retyped.size });
+      expect(bob.echoes).toEqual({
+        count: 3,
+        bytes: bobWav!.size + world.missing.size + world.retyped.size,
+      });
       expect(bob.deleting).toBe(1);
 
       const all = await service.getStorageReport(undefined, { top: 1 });
       expect(all.echoes).toEqual({ count: 6, bytes: alice.echoes.bytes + bob.echoes.bytes });
       expect(all.users).toBe(2);
-      const largest = alice.echoes.bytes >= bob.echoes.bytes ? { userId: 'alice', ...alice.echoes } : { userId: 'bob', ...bob.echoes };
+      const largest =
+        alice.echoes.bytes >= bob.echoes.bytes
+          ? { userId: 'alice', ...alice.echoes }
+          : { userId: 'bob', ...bob.echoes };
       expect(all.topUsers).toEqual([{ ...largest, monthlyCost: (largest.bytes / 1e9) * 0.023 }]);
       expect(all.cost.monthlyTotal).toBe((all.echoes.bytes / 1e9) * 0.023);
       expect(all.sizes.reduce((n, b) => n + b.count, 0)).toBe(all.echoes.count);

@@ -9,7 +9,12 @@ import { loadConfig } from '../../src/app/config.ts';
 import { echoIdTime } from '../../src/domain/ids.ts';
 import { compileLegacyPattern } from '../../src/domain/legacy-pattern.ts';
 import { makeToneWav } from '../../src/cli/integration/wav.ts';
-import { keepsMigrationJournal, type EchoRepository, type MigrationEntry, type MigrationJournal } from '../../src/metadata/port.ts';
+import {
+  keepsMigrationJournal,
+  type EchoRepository,
+  type MigrationEntry,
+  type MigrationJournal,
+} from '../../src/metadata/port.ts';
 import { takesImports, type ObjectImports, type ObjectStore } from '../../src/storage/port.ts';
 import { EchoService } from '../../src/services/echoes.ts';
 import { MigrationService, type MigrationRequest } from '../../src/services/migration.ts';
@@ -38,7 +43,13 @@ function legacyFile(key: string, bytes: Uint8Array, mtime = PAST): void {
   utimesSync(file, mtime, mtime);
 }
 
-const request = (extra: Partial<MigrationRequest> = {}): MigrationRequest => ({ pattern, dryRun: false, deleteSource: false, concurrency: 4, ...extra });
+const request = (extra: Partial<MigrationRequest> = {}): MigrationRequest => ({
+  pattern,
+  dryRun: false,
+  deleteSource: false,
+  concurrency: 4,
+  ...extra,
+});
 
 async function entries(): Promise<MigrationEntry[]> {
   const all: MigrationEntry[] = [];
@@ -56,12 +67,26 @@ beforeEach(async () => {
   work = mkdtempSync(join(tmpdir(), 'echoes-migration-'));
   legacy = join(work, 'legacy');
   mkdirSync(legacy);
-  c = await compose(loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }), { server: false });
-  if (!takesImports(c.store) || !keepsMigrationJournal(c.repo)) throw new Error('the embedded default must take migrations');
+  c = await compose(
+    loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }),
+    { server: false },
+  );
+  if (!takesImports(c.store) || !keepsMigrationJournal(c.repo))
+    throw new Error('the embedded default must take migrations');
   store = c.store;
   repo = c.repo;
-  const echoes = new EchoService({ store, repo, probe: c.audio.probe }, { maxAudioFileSize: c.config.maxAudioFileSize, maxAudioDurationSeconds: 600, audioUrlExpiresInSeconds: 60 });
-  service = new MigrationService({ store, repo, echoes }, { maxAudioFileSize: c.config.maxAudioFileSize });
+  const echoes = new EchoService(
+    { store, repo, probe: c.audio.probe },
+    {
+      maxAudioFileSize: c.config.maxAudioFileSize,
+      maxAudioDurationSeconds: 600,
+      audioUrlExpiresInSeconds: 60,
+    },
+  );
+  service = new MigrationService(
+    { store, repo, echoes },
+    { maxAudioFileSize: c.config.maxAudioFileSize },
+  );
 });
 
 afterEach(async () => {
@@ -73,24 +98,57 @@ describe('migrating a folder into the embedded default', () => {
   it('makes a ready echo dated by the source, with its bytes, metadata and usage', async () => {
     const wav = makeToneWav({ seconds: 0.2 });
     legacyFile('audio/alice/first take.wav', wav);
-    const metadata = new Map([['audio/alice/first take.wav', { emotion: 'calm', tags: ['old'], caption: 'hi', durationSeconds: null, location: { lat: 1, lng: 2 } }]]);
+    const metadata = new Map([
+      [
+        'audio/alice/first take.wav',
+        {
+          emotion: 'calm',
+          tags: ['old'],
+          caption: 'hi',
+          durationSeconds: null,
+          location: { lat: 1, lng: 2 },
+        },
+      ],
+    ]);
     const source = new FolderLegacySource(legacy);
     const r = await service.migrate(source, request({ metadata }));
     expect(r).toMatchObject({ matched: 1, migrated: 1, alreadyDone: 0, problems: [] });
     const [entry] = await entries();
-    expect(entry).toMatchObject({ userId: 'alice', sourceKey: 'audio/alice/first take.wav', state: 'done', sourceDeletedAt: null });
+    expect(entry).toMatchObject({
+      userId: 'alice',
+      sourceKey: 'audio/alice/first take.wav',
+      state: 'done',
+      sourceDeletedAt: null,
+    });
     const echo = await repo.get({ userId: 'alice', echoId: entry?.echoId ?? '' });
-    expect(echo).toMatchObject({ status: 'ready', createdAt: PAST, fileSize: wav.length, emotion: 'calm', tags: ['old'], caption: 'hi', location: { lat: 1, lng: 2 }, contentType: 'audio/wav' });
+    expect(echo).toMatchObject({
+      status: 'ready',
+      createdAt: PAST,
+      fileSize: wav.length,
+      emotion: 'calm',
+      tags: ['old'],
+      caption: 'hi',
+      location: { lat: 1, lng: 2 },
+      contentType: 'audio/wav',
+    });
     expect(echoIdTime(entry?.echoId ?? '')).toEqual(PAST);
     expect(echo?.key).toBe(`alice/2020/05/06/${entry?.echoId}.wav`);
     expect(sha(readFileSync(join(work, 'data', 'objects', echo?.key ?? '')))).toBe(sha(wav));
-    expect(await repo.getUsage('alice')).toMatchObject({ echoes: 1, bytesUsed: wav.length, bytesReserved: 0, pendingUploads: 0 });
+    expect(await repo.getUsage('alice')).toMatchObject({
+      echoes: 1,
+      bytesUsed: wav.length,
+      bytesReserved: 0,
+      pendingUploads: 0,
+    });
     // The source is left alone without --delete-source.
     expect(readFileSync(join(legacy, 'audio/alice/first take.wav'))).toEqual(Buffer.from(wav));
   });
 
   it('resumes with the same echo from every point a crash can stop at', async () => {
-    const files = ['a', 'b', 'c', 'd', 'e'].map((n, i) => ({ key: `audio/bob/${n}.wav`, bytes: makeToneWav({ seconds: 0.1 + i / 100 }) }));
+    const files = ['a', 'b', 'c', 'd', 'e'].map((n, i) => ({
+      key: `audio/bob/${n}.wav`,
+      bytes: makeToneWav({ seconds: 0.1 + i / 100 }),
+    }));
     for (const f of files) legacyFile(f.key, f.bytes);
     const source = new FolderLegacySource(legacy);
     await service.migrate(source, request());
@@ -99,7 +157,8 @@ describe('migrating a folder into the embedded default', () => {
 
     // Rewind each echo to one of the states a kill -9 leaves behind.
     const byKey = new Map(done.map((e) => [e.sourceKey, e]));
-    const at = (name: string): MigrationEntry => byKey.get(`audio/bob/${name}.wav`) as MigrationEntry;
+    const at = (name: string): MigrationEntry =>
+      byKey.get(`audio/bob/${name}.wav`) as MigrationEntry;
     const toCopying = async (e: MigrationEntry): Promise<void> => {
       await repo.forgetMigration(e);
       await repo.beginMigration({ ...e, state: 'copying' });
@@ -112,12 +171,19 @@ describe('migrating a folder into the embedded default', () => {
     await repo.remove({ userId: 'bob', echoId: at('b').echoId });
     await store.delete(at('b').key);
     await toCopying(at('b'));
-    const bPending = await repo.createPending({ ...(await pendingLike(at('b'))) }, { bytes: at('b').sourceSize, quotaBytes: 0, maxPendingUploads: 0 });
+    const bPending = await repo.createPending(
+      { ...(await pendingLike(at('b'))) },
+      { bytes: at('b').sourceSize, quotaBytes: 0, maxPendingUploads: 0 },
+    );
     expect(bPending.ok).toBe(true);
     // c: copied, not yet checked (pending echo and object).
     await repo.remove({ userId: 'bob', echoId: at('c').echoId });
     await toCopying(at('c'));
-    await repo.createPending(await pendingLike(at('c')), { bytes: at('c').sourceSize, quotaBytes: 0, maxPendingUploads: 0 });
+    await repo.createPending(await pendingLike(at('c')), {
+      bytes: at('c').sourceSize,
+      quotaBytes: 0,
+      maxPendingUploads: 0,
+    });
     // d: ready, but the journal still says copying; and the kill fell between the record's move
     // and its usage's (two writes on DynamoDB): the kept usage says one echo fewer.
     await toCopying(at('d'));
@@ -133,16 +199,31 @@ describe('migrating a folder into the embedded default', () => {
     expect((await repo.getUsage('bob')).echoes).toBe(kept.echoes - 1);
 
     const again = await service.migrate(source, request());
-    expect(again).toMatchObject({ matched: 5, migrated: 4, alreadyDone: 1, problems: [], usageRepaired: ['bob'] });
+    expect(again).toMatchObject({
+      matched: 5,
+      migrated: 4,
+      alreadyDone: 1,
+      problems: [],
+      usageRepaired: ['bob'],
+    });
     const after = await entries();
-    expect(after.map((e) => [e.sourceKey, e.echoId, e.state]).sort()).toEqual(done.map((e) => [e.sourceKey, e.echoId, 'done']).sort());
+    expect(after.map((e) => [e.sourceKey, e.echoId, e.state]).sort()).toEqual(
+      done.map((e) => [e.sourceKey, e.echoId, 'done']).sort(),
+    );
     expect(await readyEchoes('bob')).toBe(5);
     for (const e of after) {
       const stored = readFileSync(join(work, 'data', 'objects', e.key));
-      expect(sha(stored)).toBe(sha(files.find((f) => f.key === e.sourceKey)?.bytes ?? new Uint8Array()));
+      expect(sha(stored)).toBe(
+        sha(files.find((f) => f.key === e.sourceKey)?.bytes ?? new Uint8Array()),
+      );
     }
     const usage = await repo.getUsage('bob');
-    expect(usage).toMatchObject({ echoes: 5, bytesReserved: 0, pendingUploads: 0, bytesUsed: files.reduce((n, f) => n + f.bytes.length, 0) });
+    expect(usage).toMatchObject({
+      echoes: 5,
+      bytesReserved: 0,
+      pendingUploads: 0,
+      bytesUsed: files.reduce((n, f) => n + f.bytes.length, 0),
+    });
     expect(await repo.reconcileUsage({ fix: false })).toEqual([]);
     const third = await service.migrate(source, request());
     expect(third).toMatchObject({ migrated: 0, alreadyDone: 5 });
@@ -167,7 +248,11 @@ describe('migrating a folder into the embedded default', () => {
     ]);
     // The refused copy left nothing: no entry, no record, no object, no reservation.
     expect((await entries()).map((e) => e.sourceKey)).toEqual(['audio/carol/good.wav']);
-    expect(await repo.getUsage('carol')).toMatchObject({ echoes: 1, bytesReserved: 0, pendingUploads: 0 });
+    expect(await repo.getUsage('carol')).toMatchObject({
+      echoes: 1,
+      bytesReserved: 0,
+      pendingUploads: 0,
+    });
     const objects: string[] = [];
     for await (const o of store.list('carol/')) objects.push(o.key);
     expect(objects).toHaveLength(1);
@@ -203,7 +288,10 @@ describe('migrating a folder into the embedded default', () => {
   it('moves only the users asked for', async () => {
     legacyFile('audio/fay/a.wav', makeToneWav({ seconds: 0.1 }));
     legacyFile('audio/gus/a.wav', makeToneWav({ seconds: 0.1 }));
-    const r = await service.migrate(new FolderLegacySource(legacy), request({ users: new Set(['gus']) }));
+    const r = await service.migrate(
+      new FolderLegacySource(legacy),
+      request({ users: new Set(['gus']) }),
+    );
     expect(r).toMatchObject({ matched: 1, migrated: 1 });
     expect(await readyEchoes('fay')).toBe(0);
     expect(await readyEchoes('gus')).toBe(1);
@@ -227,7 +315,9 @@ describe('migrating a folder into the embedded default', () => {
 
     const r = await service.migrate(source, request({ deleteSource: true }));
     expect(r.deletedSources).toBe(1);
-    expect(r.problems.map((p) => [p.key, p.reason])).toEqual([['audio/hal/b.wav', 'copy_mismatch']]);
+    expect(r.problems.map((p) => [p.key, p.reason])).toEqual([
+      ['audio/hal/b.wav', 'copy_mismatch'],
+    ]);
     expect(() => readFileSync(join(legacy, 'audio/hal/a.wav'))).toThrow();
     expect(readFileSync(join(legacy, 'audio/hal/b.wav')).length).toBeGreaterThan(0);
     const after = await service.compareWithSources(open);
@@ -239,7 +329,14 @@ describe('migrating a folder into the embedded default', () => {
 async function pendingLike(e: MigrationEntry) {
   const { pendingRecord } = await import('../../src/services/uploads.ts');
   return pendingRecord({
-    userId: e.userId, echoId: e.echoId, key: e.key, extension: 'wav', contentType: { base: 'audio/wav', header: 'audio/wav' },
-    declaredSize: e.sourceSize, checksumSha256: null, createdAt: e.sourceModified, expiresAt: new Date(Date.now() + 3_600_000),
+    userId: e.userId,
+    echoId: e.echoId,
+    key: e.key,
+    extension: 'wav',
+    contentType: { base: 'audio/wav', header: 'audio/wav' },
+    declaredSize: e.sourceSize,
+    checksumSha256: null,
+    createdAt: e.sourceModified,
+    expiresAt: new Date(Date.now() + 3_600_000),
   });
 }

@@ -30,7 +30,9 @@ for (const backend of all) {
     beforeAll(async () => {
       env = {
         ...(await backend.env()),
-        USER_QUOTA_BYTES: String(QUOTA), USER_MAX_PENDING_UPLOADS: String(MAX_PENDING), MAX_AUDIO_FILE_SIZE: String(MAX_SIZE),
+        USER_QUOTA_BYTES: String(QUOTA),
+        USER_MAX_PENDING_UPLOADS: String(MAX_PENDING),
+        MAX_AUDIO_FILE_SIZE: String(MAX_SIZE),
         // Unsized uploads reserve MAX_AUDIO_FILE_SIZE; S3 issues them only with this opt-out.
         ALLOW_UNSIZED_UPLOADS: 'true',
       };
@@ -47,18 +49,29 @@ for (const backend of all) {
       return res.body;
     };
     const ask = (api: ReturnType<typeof apiClient>, size?: number) =>
-      api.call<Ticket | ErrorBody>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', ...(size === undefined ? {} : { file_size: size }) });
+      api.call<Ticket | ErrorBody>('POST', '/echoes/upload-url', {
+        file_extension: 'wav',
+        content_type: 'audio/wav',
+        ...(size === undefined ? {} : { file_size: size }),
+      });
 
-    it.runIf(atomic)('50 concurrent upload-url of 4 MB against a 10 MB quota: at most 2 succeed, the rest 403 QUOTA_EXCEEDED', async () => {
-      const api = apiClient(srv.url, await srv.token('quota-race'));
-      const answers = await Promise.all(Array.from({ length: 50 }, () => ask(api, MB4)));
-      const ok = answers.filter((a) => a.status === 200);
-      expect(ok.length).toBeLessThanOrEqual(2);
-      const refused = answers.filter((a) => a.status !== 200);
-      expect(refused.map((a) => a.status)).toEqual(refused.map(() => 403));
-      for (const r of refused) expect((r.body as ErrorBody).error.code).toBe('QUOTA_EXCEEDED');
-      expect(await usage(api)).toMatchObject({ bytes_reserved: ok.length * MB4, pending_uploads: ok.length, quota_bytes: QUOTA });
-    });
+    it.runIf(atomic)(
+      '50 concurrent upload-url of 4 MB against a 10 MB quota: at most 2 succeed, the rest 403 QUOTA_EXCEEDED',
+      async () => {
+        const api = apiClient(srv.url, await srv.token('quota-race'));
+        const answers = await Promise.all(Array.from({ length: 50 }, () => ask(api, MB4)));
+        const ok = answers.filter((a) => a.status === 200);
+        expect(ok.length).toBeLessThanOrEqual(2);
+        const refused = answers.filter((a) => a.status !== 200);
+        expect(refused.map((a) => a.status)).toEqual(refused.map(() => 403));
+        for (const r of refused) expect((r.body as ErrorBody).error.code).toBe('QUOTA_EXCEEDED');
+        expect(await usage(api)).toMatchObject({
+          bytes_reserved: ok.length * MB4,
+          pending_uploads: ok.length,
+          quota_bytes: QUOTA,
+        });
+      },
+    );
 
     it('a reservation that does not fit is 403 QUOTA_EXCEEDED with the numbers; too many open uploads is 429', async () => {
       const api = apiClient(srv.url, await srv.token('quota-seq'));
@@ -78,25 +91,44 @@ for (const backend of all) {
       expect((tooMany.body as ErrorBody).error.code).toBe('TOO_MANY_PENDING_UPLOADS');
       expect((tooMany.body as ErrorBody).error.message).toContain(`limit is ${MAX_PENDING}`);
       expect(await usage(many)).toEqual({
-        user_id: 'quota-pending', echoes: 0, bytes_used: 0, bytes_reserved: MAX_PENDING * 1000, pending_uploads: MAX_PENDING,
-        quota_bytes: QUOTA, max_pending_uploads: MAX_PENDING,
+        user_id: 'quota-pending',
+        echoes: 0,
+        bytes_used: 0,
+        bytes_reserved: MAX_PENDING * 1000,
+        pending_uploads: MAX_PENDING,
+        quota_bytes: QUOTA,
+        max_pending_uploads: MAX_PENDING,
       });
     });
 
     it('verification turns the reservation into the real size; DELETE and cleanup of an expired upload give it all back', async () => {
       const api = apiClient(srv.url, await srv.token('quota-life'));
       const start = await usage(api);
-      expect(start).toMatchObject({ echoes: 0, bytes_used: 0, bytes_reserved: 0, pending_uploads: 0 });
+      expect(start).toMatchObject({
+        echoes: 0,
+        bytes_used: 0,
+        bytes_reserved: 0,
+        pending_uploads: 0,
+      });
       const bytes = fixture('wav');
       // No file_size: the most an upload may be is reserved.
       const ticket = (await ask(api)).body as Ticket;
       expect(await usage(api)).toMatchObject({ bytes_reserved: MAX_SIZE, pending_uploads: 1 });
       expect((await putBytes(ticket, bytes)).status).toBe(200);
       expect((await api.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
-      expect(await usage(api)).toMatchObject({ echoes: 1, bytes_used: bytes.length, bytes_reserved: 0, pending_uploads: 0 });
+      expect(await usage(api)).toMatchObject({
+        echoes: 1,
+        bytes_used: bytes.length,
+        bytes_reserved: 0,
+        pending_uploads: 0,
+      });
       // A repeat changes nothing.
       expect((await api.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(200);
-      expect(await usage(api)).toMatchObject({ echoes: 1, bytes_used: bytes.length, bytes_reserved: 0 });
+      expect(await usage(api)).toMatchObject({
+        echoes: 1,
+        bytes_used: bytes.length,
+        bytes_reserved: 0,
+      });
       expect((await api.call('DELETE', `/echoes/${ticket.echo_id}`)).status).toBe(204);
       expect(await usage(api)).toEqual(start);
 
@@ -105,7 +137,12 @@ for (const backend of all) {
       expect(await usage(api)).toMatchObject({ bytes_reserved: bytes.length, pending_uploads: 1 });
       const { store, repo } = srv.server.composition;
       const later = new Date(Date.now() + (srv.config.presignedUrlExpiration + 3600) * 1000);
-      const swept = await new CleanupService({ store, repo }).cleanupOrphans({ userId: 'quota-life', dryRun: false, graceHours: 0, now: later });
+      const swept = await new CleanupService({ store, repo }).cleanupOrphans({
+        userId: 'quota-life',
+        dryRun: false,
+        graceHours: 0,
+        now: later,
+      });
       expect(swept.failed.count).toBe(0);
       expect(await repo.get({ userId: 'quota-life', echoId: expired.echo_id })).toBeUndefined();
       expect(await usage(api)).toEqual(start);
@@ -118,19 +155,40 @@ for (const backend of all) {
       await putBytes(ticket, bytes);
       expect((await api.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
       const right = await usage(api);
-      await setKeptUsage('quota-drift', { echoes: 9, bytesUsed: 1, bytesReserved: 2, pendingUploads: 3 });
+      await setKeptUsage('quota-drift', {
+        echoes: 9,
+        bytesUsed: 1,
+        bytesReserved: 2,
+        pendingUploads: 3,
+      });
       expect(await usage(api)).toMatchObject({ echoes: 9, bytes_used: 1 });
 
-      const cliEnv = { ...env, PATH: process.env.PATH ?? '', HOME: srv.dataDir, DATA_DIR: srv.dataDir, LOG_LEVEL: 'silent' };
-      const cli = (args: string[]) => run(process.execPath, [CLI, ...args], { env: cliEnv, cwd: srv.dataDir }).then(
-        (out) => ({ code: 0, ...out }),
-        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-      );
+      const cliEnv = {
+        ...env,
+        PATH: process.env.PATH ?? '',
+        HOME: srv.dataDir,
+        DATA_DIR: srv.dataDir,
+        LOG_LEVEL: 'silent',
+      };
+      const cli = (args: string[]) =>
+        run(process.execPath, [CLI, ...args], { env: cliEnv, cwd: srv.dataDir }).then(
+          (out) => ({ code: 0, ...out }),
+          (e: { code: number; stdout: string; stderr: string }) => ({
+            code: e.code,
+            stdout: e.stdout,
+            stderr: e.stderr,
+          }),
+        );
       const report = await cli(['verify', '--user', 'quota-drift', '--json']);
       expect(report.code, report.stderr).toBe(1);
-      const found = JSON.parse(report.stdout) as { usageDrift: { count: number; items: { userId: string; actual: { bytesUsed: number } }[] } };
+      const found = JSON.parse(report.stdout) as {
+        usageDrift: { count: number; items: { userId: string; actual: { bytesUsed: number } }[] };
+      };
       expect(found.usageDrift.count).toBe(1);
-      expect(found.usageDrift.items[0]).toMatchObject({ userId: 'quota-drift', actual: { bytesUsed: bytes.length } });
+      expect(found.usageDrift.items[0]).toMatchObject({
+        userId: 'quota-drift',
+        actual: { bytesUsed: bytes.length },
+      });
       const fixed = await cli(['verify', '--user', 'quota-drift', '--fix', '--yes', '--json']);
       expect(fixed.code, fixed.stderr + fixed.stdout).toBe(0);
       expect(await usage(api)).toEqual(right);
@@ -139,28 +197,43 @@ for (const backend of all) {
     });
 
     /** Drift as a crash would leave it: the kept usage written behind the repository's back. */
-    async function setKeptUsage(userId: string, u: { echoes: number; bytesUsed: number; bytesReserved: number; pendingUploads: number }): Promise<void> {
+    async function setKeptUsage(
+      userId: string,
+      u: { echoes: number; bytesUsed: number; bytesReserved: number; pendingUploads: number },
+    ): Promise<void> {
       if (srv.config.metadataBackend === 'sqlite') {
         const db = new Database(join(srv.dataDir, 'echoes.sqlite'));
         try {
-          db.prepare('INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)')
-            .run(userId, u.echoes, u.bytesUsed, u.bytesReserved, u.pendingUploads);
+          db.prepare(
+            'INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)',
+          ).run(userId, u.echoes, u.bytesUsed, u.bytesReserved, u.pendingUploads);
         } finally {
           db.close();
         }
         return;
       }
-      const doc = DynamoDBDocumentClient.from(new DynamoDBClient({
-        region: 'us-east-1', endpoint: srv.config.dynamodb.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-      }));
+      const doc = DynamoDBDocumentClient.from(
+        new DynamoDBClient({
+          region: 'us-east-1',
+          endpoint: srv.config.dynamodb.endpoint,
+          credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+        }),
+      );
       try {
-        await doc.send(new PutCommand({
-          TableName: srv.config.dynamodb.table,
-          Item: {
-            user_id: userId, echo_id: USAGE_SORT_KEY, echoes: u.echoes, bytes_used: u.bytesUsed, bytes_reserved: u.bytesReserved,
-            pending_uploads: u.pendingUploads, bytes_held: u.bytesUsed + u.bytesReserved,
-          },
-        }));
+        await doc.send(
+          new PutCommand({
+            TableName: srv.config.dynamodb.table,
+            Item: {
+              user_id: userId,
+              echo_id: USAGE_SORT_KEY,
+              echoes: u.echoes,
+              bytes_used: u.bytesUsed,
+              bytes_reserved: u.bytesReserved,
+              pending_uploads: u.pendingUploads,
+              bytes_held: u.bytesUsed + u.bytesReserved,
+            },
+          }),
+        );
       } finally {
         doc.destroy();
       }

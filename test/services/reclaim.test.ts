@@ -9,6 +9,7 @@ describe('reclaimStreamBuffers', () => {
     expect(() => reclaimStreamBuffers()).not.toThrow();
     // A process started with --expose-gc keeps it; one started without does not gain it.
     expect(runInNewContext('typeof gc')).toBe(before);
-    if (before === 'undefined') expect(typeof (globalThis as { gc?: unknown }).gc).toBe('undefined');
+    if (before === 'undefined')
+      expect(typeof (globalThis as { gc?: unknown }).gc).toBe('undefined');
   });
 });

@@ -5,7 +5,14 @@ import { isPortError, type PortErrorKind } from '../../src/domain/errors.ts';
 import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { apiClient, fixture, type Ticket } from '../support/api.ts';
-import { createBucket, requireMoto, s3Client, s3Store, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import {
+  createBucket,
+  requireMoto,
+  s3Client,
+  s3Store,
+  startMoto,
+  type MotoServer,
+} from '../backends/s3-moto.ts';
 import { dynaliteForFile, freshTable, type LocalServer } from '../backends/dynalite.ts';
 import { AWS_TEST_ENV, TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 import { freePort } from '../support/free-port.ts';
@@ -43,7 +50,11 @@ async function expectPortError(call: () => Promise<unknown>, kind: PortErrorKind
  * An endpoint that answers every request with one fixed failure, as S3 or DynamoDB do when
  * they throttle or fail: moto and dynalite cannot be made to.
  */
-async function failingEndpoint(status: number, contentType: string, body: string): Promise<{ endpoint: string; server: Server }> {
+async function failingEndpoint(
+  status: number,
+  contentType: string,
+  body: string,
+): Promise<{ endpoint: string; server: Server }> {
   const server = createServer((req, res) => {
     req.resume();
     req.on('end', () => res.writeHead(status, { 'content-type': contentType }).end(body));
@@ -53,19 +64,34 @@ async function failingEndpoint(status: number, contentType: string, body: string
   return { endpoint: `http://127.0.0.1:${port}`, server };
 }
 
-const closeServer = (server: Server): Promise<void> => new Promise((resolve) => {
-  server.closeAllConnections();
-  server.close(() => resolve());
-});
+const closeServer = (server: Server): Promise<void> =>
+  new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
 
 // One dynalite for the file's suites, a table each.
 const sharedDynalite = dynaliteForFile();
 
 describe('AWS failures become port errors', () => {
   it('S3 answering 503 SlowDown (throttling) and 500 InternalError: unavailable', async () => {
-    for (const [status, code] of [[503, 'SlowDown'], [500, 'InternalError']] as const) {
-      const { endpoint, server } = await failingEndpoint(status, 'application/xml', `<?xml version="1.0"?><Error><Code>${code}</Code><Message>Please reduce your request rate.</Message></Error>`);
-      const store = new S3ObjectStore({ bucket: 'echoes', region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+    for (const [status, code] of [
+      [503, 'SlowDown'],
+      [500, 'InternalError'],
+    ] as const) {
+      const { endpoint, server } = await failingEndpoint(
+        status,
+        'application/xml',
+        `<?xml version="1.0"?><Error><Code>${code}</Code><Message>Please reduce your request rate.</Message></Error>`,
+      );
+      const store = new S3ObjectStore({
+        bucket: 'echoes',
+        region: TEST_REGION,
+        endpoint,
+        forcePathStyle: true,
+        credentials: TEST_CREDENTIALS,
+        maxAttempts: 1,
+      });
       try {
         await expectPortError(() => store.head('a/b.webm'), 'unavailable');
         await expectPortError(() => store.readStart('a/b.webm', 8), 'unavailable');
@@ -82,8 +108,21 @@ describe('AWS failures become port errors', () => {
 
   it('DynamoDB answering ThrottlingException and ProvisionedThroughputExceededException: unavailable', async () => {
     for (const type of ['ThrottlingException', 'ProvisionedThroughputExceededException']) {
-      const { endpoint, server } = await failingEndpoint(400, 'application/x-amz-json-1.0', JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${type}`, message: 'Rate exceeded' }));
-      const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS, maxAttempts: 1 });
+      const { endpoint, server } = await failingEndpoint(
+        400,
+        'application/x-amz-json-1.0',
+        JSON.stringify({
+          __type: `com.amazonaws.dynamodb.v20120810#${type}`,
+          message: 'Rate exceeded',
+        }),
+      );
+      const repo = new DynamoEchoRepository({
+        table: 'echoes',
+        region: TEST_REGION,
+        endpoint,
+        credentials: TEST_CREDENTIALS,
+        maxAttempts: 1,
+      });
       try {
         await expectPortError(() => repo.get({ userId: 'u', echoId: 'e' }), 'unavailable');
         await expectPortError(() => repo.listReady('u', { limit: 5 }), 'unavailable');
@@ -103,7 +142,12 @@ describe('AWS failures become port errors', () => {
     });
 
     it('a missing table is unavailable (the operator must create it), naming the table', async () => {
-      const repo = new DynamoEchoRepository({ table: 'gone', region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
+      const repo = new DynamoEchoRepository({
+        table: 'gone',
+        region: TEST_REGION,
+        endpoint: dynalite.endpoint,
+        credentials: TEST_CREDENTIALS,
+      });
       const err = await rejection(() => repo.get({ userId: 'u', echoId: 'e' }));
       await repo.close();
       expect(isPortError(err, 'unavailable'), String(err)).toBe(true);
@@ -112,7 +156,12 @@ describe('AWS failures become port errors', () => {
     });
 
     it('an error the adapter does not know (a request DynamoDB calls invalid) is rethrown as it is', async () => {
-      const repo = new DynamoEchoRepository({ table: present, region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
+      const repo = new DynamoEchoRepository({
+        table: present,
+        region: TEST_REGION,
+        endpoint: dynalite.endpoint,
+        credentials: TEST_CREDENTIALS,
+      });
       const err = await rejection(() => repo.get({ userId: '', echoId: '' }));
       await repo.close();
       expect(isPortError(err), String(err)).toBe(false);
@@ -130,13 +179,23 @@ describe('DynamoEchoRepository.check()', () => {
   });
 
   it('passes for an existing table', async () => {
-    const repo = new DynamoEchoRepository({ table: present, region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
+    const repo = new DynamoEchoRepository({
+      table: present,
+      region: TEST_REGION,
+      endpoint: dynalite.endpoint,
+      credentials: TEST_CREDENTIALS,
+    });
     await expect(repo.check()).resolves.toBeUndefined();
     await repo.close();
   });
 
   it('a missing table fails fast, naming the table, the endpoint and the commands that create it', async () => {
-    const repo = new DynamoEchoRepository({ table: 'missing-echoes', region: TEST_REGION, endpoint: dynalite.endpoint, credentials: TEST_CREDENTIALS });
+    const repo = new DynamoEchoRepository({
+      table: 'missing-echoes',
+      region: TEST_REGION,
+      endpoint: dynalite.endpoint,
+      credentials: TEST_CREDENTIALS,
+    });
     const { message, ms } = await failure(() => repo.check());
     await repo.close();
     expect(ms).toBeLessThan(FAST_MS);
@@ -144,13 +203,20 @@ describe('DynamoEchoRepository.check()', () => {
     expect(message).toContain(dynalite.endpoint);
     expect(message).toContain('echoes-storage setup dev');
     expect(message).toContain('aws dynamodb create-table --table-name missing-echoes');
-    expect(message).toContain('AttributeName=user_id,KeyType=HASH AttributeName=echo_id,KeyType=RANGE');
+    expect(message).toContain(
+      'AttributeName=user_id,KeyType=HASH AttributeName=echo_id,KeyType=RANGE',
+    );
     expect(message).toContain('AttributeName=ttl');
   });
 
   it('an endpoint where nothing listens fails fast and says so', async () => {
     const endpoint = `http://127.0.0.1:${await freePort()}`;
-    const repo = new DynamoEchoRepository({ table: 'echoes', region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS });
+    const repo = new DynamoEchoRepository({
+      table: 'echoes',
+      region: TEST_REGION,
+      endpoint,
+      credentials: TEST_CREDENTIALS,
+    });
     const { message, ms } = await failure(() => repo.check());
     await repo.close();
     expect(ms).toBeLessThan(FAST_MS);
@@ -191,7 +257,13 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
 
   it('check() of an endpoint where nothing listens fails fast', async () => {
     const endpoint = `http://127.0.0.1:${await freePort()}`;
-    const dead = new S3ObjectStore({ bucket: 'echoes-present', region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+    const dead = new S3ObjectStore({
+      bucket: 'echoes-present',
+      region: TEST_REGION,
+      endpoint,
+      forcePathStyle: true,
+      credentials: TEST_CREDENTIALS,
+    });
     const { message, ms } = await failure(() => dead.check());
     await dead.close();
     expect(ms).toBeLessThan(FAST_MS);
@@ -200,8 +272,22 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
   });
 
   it('readStart of an empty object is empty (S3 answers 416), of a short one is the whole object', async () => {
-    await raw.send(new PutObjectCommand({ Bucket: 'echoes-present', Key: 'edge/empty.webm', Body: new Uint8Array(0), ContentType: 'audio/webm' }));
-    await raw.send(new PutObjectCommand({ Bucket: 'echoes-present', Key: 'edge/short.webm', Body: new Uint8Array([1, 2, 3]), ContentType: 'audio/webm' }));
+    await raw.send(
+      new PutObjectCommand({
+        Bucket: 'echoes-present',
+        Key: 'edge/empty.webm',
+        Body: new Uint8Array(0),
+        ContentType: 'audio/webm',
+      }),
+    );
+    await raw.send(
+      new PutObjectCommand({
+        Bucket: 'echoes-present',
+        Key: 'edge/short.webm',
+        Body: new Uint8Array([1, 2, 3]),
+        ContentType: 'audio/webm',
+      }),
+    );
     expect(await store.readStart('edge/empty.webm', 64)).toHaveLength(0);
     expect((await store.head('edge/empty.webm'))?.size).toBe(0);
     expect([...(await store.readStart('edge/short.webm', 64))]).toEqual([1, 2, 3]);
@@ -210,14 +296,23 @@ describe.skipIf(!withMoto)('S3ObjectStore on moto_server', () => {
 
   it('deleteMany sends batches of at most 1000 keys', async () => {
     const keys = Array.from({ length: 2345 }, (_, i) => `bulk/${String(i).padStart(5, '0')}.webm`);
-    await Promise.all(keys.slice(0, 3).map((Key) => raw.send(new PutObjectCommand({ Bucket: 'echoes-present', Key, Body: new Uint8Array([9]) }))));
+    await Promise.all(
+      keys
+        .slice(0, 3)
+        .map((Key) =>
+          raw.send(
+            new PutObjectCommand({ Bucket: 'echoes-present', Key, Body: new Uint8Array([9]) }),
+          ),
+        ),
+    );
     // moto accepts any number of keys per request, so count what the store sends.
     const batches: number[] = [];
     const counting = s3Store(moto.endpoint, 'echoes-present');
     counting['client'].middlewareStack.add(
       (next, context) => async (args) => {
         const input = args.input as { Delete?: { Objects?: unknown[] } };
-        if (context.commandName === 'DeleteObjectsCommand') batches.push(input.Delete?.Objects?.length ?? 0);
+        if (context.commandName === 'DeleteObjectsCommand')
+          batches.push(input.Delete?.Objects?.length ?? 0);
         return next(args);
       },
       { step: 'initialize' },
@@ -265,7 +360,11 @@ describe.skipIf(!withMotoApi)('DELETE /echoes/{id} while S3 is down (S3 on moto,
     moto = await startMoto();
     await createBucket(moto.endpoint, 'echoes-outage');
     srv = await startTestServer({
-      ...AWS_TEST_ENV, S3_BUCKET_NAME: 'echoes-outage', S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true', METADATA_BACKEND: 'sqlite',
+      ...AWS_TEST_ENV,
+      S3_BUCKET_NAME: 'echoes-outage',
+      S3_ENDPOINT: moto.endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      METADATA_BACKEND: 'sqlite',
     });
   });
   afterAll(async () => {
@@ -275,14 +374,27 @@ describe.skipIf(!withMotoApi)('DELETE /echoes/{id} while S3 is down (S3 on moto,
 
   it('answers 503 SERVICE_UNAVAILABLE with Retry-After and hides the echo', async () => {
     const alice = apiClient(srv.url, await srv.token('alice'));
-    const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: fixture('wav').length });
+    const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', {
+      file_extension: 'wav',
+      content_type: 'audio/wav',
+      file_size: fixture('wav').length,
+    });
     expect(ticket.status, JSON.stringify(ticket.body)).toBe(200);
-    const put = await fetch(ticket.body.upload_url, { method: 'PUT', headers: ticket.body.headers, body: fixture('wav') });
+    const put = await fetch(ticket.body.upload_url, {
+      method: 'PUT',
+      headers: ticket.body.headers,
+      body: fixture('wav'),
+    });
     expect(put.status, await put.text()).toBe(200);
-    expect((await alice.call('POST', '/echoes', { echo_id: ticket.body.echo_id })).status).toBe(201);
+    expect((await alice.call('POST', '/echoes', { echo_id: ticket.body.echo_id })).status).toBe(
+      201,
+    );
 
     await moto.stop();
-    const res = await alice.call<{ error: { code: string; message: string } }>('DELETE', `/echoes/${ticket.body.echo_id}`);
+    const res = await alice.call<{ error: { code: string; message: string } }>(
+      'DELETE',
+      `/echoes/${ticket.body.echo_id}`,
+    );
     expect(res.status, JSON.stringify(res.body)).toBe(503);
     expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
     expect(res.body.error.message).toMatch(/retry DELETE/);

@@ -12,24 +12,38 @@ const KEY_PAIR_ID = 'K2JCJMDEHXQW5F';
 /** Not the default 3600, so the test sees the configured expiry reach the URL. */
 const EXPIRY = 900;
 
-interface MadeEcho { readonly id: string; readonly key: string; readonly token: string }
+interface MadeEcho {
+  readonly id: string;
+  readonly key: string;
+  readonly token: string;
+}
 
 /** upload-url, a real PUT of the wav fixture to the presigned S3 URL on moto, then POST /echoes. */
 async function makeEcho(srv: TestServer, user: string): Promise<MadeEcho> {
   const token = await srv.token(user);
   const api = apiClient(srv.url, token);
   const wav = fixture('wav');
-  const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', { file_extension: 'wav', content_type: 'audio/wav', file_size: wav.length });
+  const ticket = await api.call<Ticket>('POST', '/echoes/upload-url', {
+    file_extension: 'wav',
+    content_type: 'audio/wav',
+    file_size: wav.length,
+  });
   expect(ticket.status).toBe(200);
   const put = await putBytes(ticket.body, wav);
   expect(put.status, await put.text()).toBe(200);
-  const created = await api.call('POST', '/echoes', { echo_id: ticket.body.echo_id, emotion: 'calm' });
+  const created = await api.call('POST', '/echoes', {
+    echo_id: ticket.body.echo_id,
+    emotion: 'calm',
+  });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   return { id: ticket.body.echo_id, key: ticket.body.s3_key, token };
 }
 
 /** The audio_url of the echo from GET /echoes/{id} and from the GET /echoes listing. */
-async function audioUrls(srv: TestServer, echo: MadeEcho): Promise<{ one: Record<string, unknown>; listed: Record<string, unknown> }> {
+async function audioUrls(
+  srv: TestServer,
+  echo: MadeEcho,
+): Promise<{ one: Record<string, unknown>; listed: Record<string, unknown> }> {
   const api = apiClient(srv.url, echo.token);
   const one = await api.call('GET', `/echoes/${echo.id}`);
   expect(one.status).toBe(200);
@@ -46,11 +60,17 @@ function cloudFrontBase64(value: string): Buffer {
 }
 
 function cannedPolicy(resource: string, expires: number): string {
-  return JSON.stringify({ Statement: [{ Resource: resource, Condition: { DateLessThan: { 'AWS:EpochTime': expires } } }] });
+  return JSON.stringify({
+    Statement: [{ Resource: resource, Condition: { DateLessThan: { 'AWS:EpochTime': expires } } }],
+  });
 }
 
 /** Checks what CloudFront checks: the canned policy for this URL and time, signed by the key pair's private key. */
-function expectCloudFrontSigned(echoJson: Record<string, unknown>, key: string, publicKey: KeyObject): void {
+function expectCloudFrontSigned(
+  echoJson: Record<string, unknown>,
+  key: string,
+  publicKey: KeyObject,
+): void {
   expect(echoJson.audio_url_expires_in).toBe(EXPIRY);
   expect(echoJson.s3_key).toBe(key);
   const url = new URL(String(echoJson.audio_url));
@@ -64,10 +84,13 @@ function expectCloudFrontSigned(echoJson: Record<string, unknown>, key: string, 
 
   const resource = `https://${CDN_DOMAIN}/${key}`;
   const signature = cloudFrontBase64(url.searchParams.get('Signature') ?? '');
-  const verifies = (policy: string): boolean => verify('RSA-SHA1', Buffer.from(policy), publicKey, signature);
+  const verifies = (policy: string): boolean =>
+    verify('RSA-SHA1', Buffer.from(policy), publicKey, signature);
   expect(verifies(cannedPolicy(resource, expires))).toBe(true);
   // The signature binds this object and this expiry, not any URL of the distribution.
-  expect(verifies(cannedPolicy(`https://${CDN_DOMAIN}/${key.replace(/\.wav$/, '.mp3')}`, expires))).toBe(false);
+  expect(
+    verifies(cannedPolicy(`https://${CDN_DOMAIN}/${key.replace(/\.wav$/, '.mp3')}`, expires)),
+  ).toBe(false);
   expect(verifies(cannedPolicy(`https://${CDN_DOMAIN}/*`, expires))).toBe(false);
   expect(verifies(cannedPolicy(resource, expires + 3600))).toBe(false);
 }
@@ -77,10 +100,19 @@ describe.skipIf(!withMoto)('audio_url through CloudFront (CDN_*), on S3 + Dynamo
   let env: Record<string, string>;
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const cdnEnv = { S3_PRESIGNED_URL_EXPIRATION: String(EXPIRY), AUDIO_DECODE: 'off', CDN_DOMAIN, CDN_KEY_PAIR_ID: KEY_PAIR_ID };
+  const cdnEnv = {
+    S3_PRESIGNED_URL_EXPIRATION: String(EXPIRY),
+    AUDIO_DECODE: 'off',
+    CDN_DOMAIN,
+    CDN_KEY_PAIR_ID: KEY_PAIR_ID,
+  };
 
   async function createSecret(name: string, value: string): Promise<string> {
-    const client = new SecretsManagerClient({ region: env.AWS_REGION, endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+    const client = new SecretsManagerClient({
+      region: env.AWS_REGION,
+      endpoint: moto.endpoint,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
     try {
       const made = await client.send(new CreateSecretCommand({ Name: name, SecretString: value }));
       return made.ARN ?? name;
@@ -97,7 +129,11 @@ describe.skipIf(!withMoto)('audio_url through CloudFront (CDN_*), on S3 + Dynamo
   });
 
   it('CDN_PRIVATE_KEY (one line, with literal \\n escapes): GET and list answer a CloudFront signed URL that verifies with the public key', async () => {
-    const srv = await startTestServer({ ...env, ...cdnEnv, CDN_PRIVATE_KEY: pem.trim().replace(/\n/g, '\\n') });
+    const srv = await startTestServer({
+      ...env,
+      ...cdnEnv,
+      CDN_PRIVATE_KEY: pem.trim().replace(/\n/g, '\\n'),
+    });
     try {
       const echo = await makeEcho(srv, 'carol');
       const { one, listed } = await audioUrls(srv, echo);
@@ -122,12 +158,19 @@ describe.skipIf(!withMoto)('audio_url through CloudFront (CDN_*), on S3 + Dynamo
   });
 
   it('refuses to start on a missing secret or one that holds no private key, naming CDN_PRIVATE_KEY_SECRET and never the value', async () => {
-    await expect(startTestServer({ ...env, ...cdnEnv, CDN_PRIVATE_KEY_SECRET: 'echoes/no-such-secret' }))
-      .rejects.toThrow(/CDN_PRIVATE_KEY_SECRET: secret "echoes\/no-such-secret" does not exist/);
+    await expect(
+      startTestServer({ ...env, ...cdnEnv, CDN_PRIVATE_KEY_SECRET: 'echoes/no-such-secret' }),
+    ).rejects.toThrow(/CDN_PRIVATE_KEY_SECRET: secret "echoes\/no-such-secret" does not exist/);
     const value = 'not-a-pem-but-a-password-s3cr3t';
     await createSecret('echoes/not-a-key', value);
-    const failure = startTestServer({ ...env, ...cdnEnv, CDN_PRIVATE_KEY_SECRET: 'echoes/not-a-key' });
-    await expect(failure).rejects.toThrow(/CDN_PRIVATE_KEY_SECRET: the SecretString of "echoes\/not-a-key" cannot sign/);
+    const failure = startTestServer({
+      ...env,
+      ...cdnEnv,
+      CDN_PRIVATE_KEY_SECRET: 'echoes/not-a-key',
+    });
+    await expect(failure).rejects.toThrow(
+      /CDN_PRIVATE_KEY_SECRET: the SecretString of "echoes\/not-a-key" cannot sign/,
+    );
     await expect(failure).rejects.not.toThrow(value);
   });
 
@@ -137,8 +180,15 @@ describe.skipIf(!withMoto)('audio_url through CloudFront (CDN_*), on S3 + Dynamo
       const echo = await makeEcho(srv, 'erin');
       const { one } = await audioUrls(srv, echo);
       const url = new URL(String(one.audio_url));
-      expect({ origin: url.origin, path: url.pathname, algorithm: url.searchParams.get('X-Amz-Algorithm') })
-        .toEqual({ origin: moto.endpoint, path: `/echoes-cdn/${echo.key}`, algorithm: 'AWS4-HMAC-SHA256' });
+      expect({
+        origin: url.origin,
+        path: url.pathname,
+        algorithm: url.searchParams.get('X-Amz-Algorithm'),
+      }).toEqual({
+        origin: moto.endpoint,
+        path: `/echoes-cdn/${echo.key}`,
+        algorithm: 'AWS4-HMAC-SHA256',
+      });
     } finally {
       await srv.close();
     }

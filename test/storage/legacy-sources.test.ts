@@ -1,5 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  realpath,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,7 +20,13 @@ import { BucketLegacySource } from '../../src/storage/legacy/bucket.ts';
 import { FolderLegacySource } from '../../src/storage/legacy/folder.ts';
 import type { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { localStore } from '../backends/local.ts';
-import { createBucket, requireMoto, s3Store as testS3Store, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import {
+  createBucket,
+  requireMoto,
+  s3Store as testS3Store,
+  startMoto,
+  type MotoServer,
+} from '../backends/s3-moto.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -94,10 +110,14 @@ describe('FolderLegacySource', () => {
   it('head and openRead give a listed file; a missing one is undefined / not_found', async () => {
     const head = await source.head('audio/u1/b c.mp3');
     expect(head).toEqual({ key: 'audio/u1/b c.mp3', size: 2000, lastModified: modified });
-    expect(sha256(await readAll(await source.openRead('audio/ünï/çødé ✓.ogg')))).toBe(sha256(files['audio/ünï/çødé ✓.ogg'] ?? Buffer.alloc(1)));
+    expect(sha256(await readAll(await source.openRead('audio/ünï/çødé ✓.ogg')))).toBe(
+      sha256(files['audio/ünï/çødé ✓.ogg'] ?? Buffer.alloc(1)),
+    );
     expect(await source.head('audio/u1/none.mp3')).toBeUndefined();
     expect(await source.head('nowhere/at/all.mp3')).toBeUndefined();
-    expect(isPortError(await refusal(() => source.openRead('audio/u1/none.mp3')), 'not_found')).toBe(true);
+    expect(
+      isPortError(await refusal(() => source.openRead('audio/u1/none.mp3')), 'not_found'),
+    ).toBe(true);
     // A folder is not an object.
     expect(await source.head('audio')).toBeUndefined();
     expect(isPortError(await refusal(() => source.openRead('audio')), 'not_found')).toBe(true);
@@ -105,20 +125,37 @@ describe('FolderLegacySource', () => {
 
   it('refuses keys that leave the folder or go through a link, with not_found, and touches nothing', async () => {
     const escapes = [
-      '../outside/secret.webm', 'audio/../../outside/secret.webm', `${outside}/secret.webm`, '/etc/passwd',
-      'a.webm\0.txt', '', 'audio//u1/b c.mp3', './a.webm', 'link-dir/secret.webm',
+      '../outside/secret.webm',
+      'audio/../../outside/secret.webm',
+      `${outside}/secret.webm`,
+      '/etc/passwd',
+      'a.webm\0.txt',
+      '',
+      'audio//u1/b c.mp3',
+      './a.webm',
+      'link-dir/secret.webm',
     ];
     for (const key of escapes) {
-      for (const call of [() => source.head(key), () => source.openRead(key), () => source.delete(key)]) {
+      for (const call of [
+        () => source.head(key),
+        () => source.openRead(key),
+        () => source.delete(key),
+      ]) {
         const err = await refusal(call);
         expect(isPortError(err, 'not_found'), `${JSON.stringify(key)}: ${String(err)}`).toBe(true);
       }
     }
     // A link by name: never followed, so never read, and never deleted as a file.
     expect(await source.head('link-file.webm')).toBeUndefined();
-    expect(isPortError(await refusal(() => source.openRead('link-file.webm')), 'not_found')).toBe(true);
-    expect(isPortError(await refusal(() => source.openRead('audio/inside-link.webm')), 'not_found')).toBe(true);
-    expect(isPortError(await refusal(() => source.delete('link-file.webm')), 'not_found')).toBe(true);
+    expect(isPortError(await refusal(() => source.openRead('link-file.webm')), 'not_found')).toBe(
+      true,
+    );
+    expect(
+      isPortError(await refusal(() => source.openRead('audio/inside-link.webm')), 'not_found'),
+    ).toBe(true);
+    expect(isPortError(await refusal(() => source.delete('link-file.webm')), 'not_found')).toBe(
+      true,
+    );
     expect((await stat(join(outside, 'secret.webm'))).size).toBe('not yours'.length);
     expect(await readdir(outside)).toEqual(['secret.webm']);
   });
@@ -141,10 +178,12 @@ describe('FolderLegacySource', () => {
     for (let d = 0; d < 30; d++) {
       const dir = join(big, `u${d}`, String(d % 3));
       await mkdir(dir, { recursive: true });
-      await Promise.all(Array.from({ length: 100 }, async (_, f) => {
-        await writeFile(join(dir, `f${f}.webm`), 'x');
-        expected.push(`u${d}/${d % 3}/f${f}.webm`);
-      }));
+      await Promise.all(
+        Array.from({ length: 100 }, async (_, f) => {
+          await writeFile(join(dir, `f${f}.webm`), 'x');
+          expected.push(`u${d}/${d % 3}/f${f}.webm`);
+        }),
+      );
     }
     const keys = (await listAll(new FolderLegacySource(big))).map((o) => o.key);
     expect(keys).toEqual(expected.sort());
@@ -160,8 +199,15 @@ describe('FolderLegacySource', () => {
     try {
       const legacy = await source.head('audio/u1/b c.mp3');
       if (!legacy) throw new Error('fixture missing');
-      await store.importObject({ key: 'u1/2021/03/04/x.mp3', contentType: 'audio/mpeg', size: legacy.size, open: () => source.openRead(legacy.key) });
-      expect(sha256(await readAll(await store.openRead('u1/2021/03/04/x.mp3')))).toBe(sha256(files['audio/u1/b c.mp3'] ?? Buffer.alloc(1)));
+      await store.importObject({
+        key: 'u1/2021/03/04/x.mp3',
+        contentType: 'audio/mpeg',
+        size: legacy.size,
+        open: () => source.openRead(legacy.key),
+      });
+      expect(sha256(await readAll(await store.openRead('u1/2021/03/04/x.mp3')))).toBe(
+        sha256(files['audio/u1/b c.mp3'] ?? Buffer.alloc(1)),
+      );
     } finally {
       await local.close();
     }
@@ -178,9 +224,15 @@ describe.skipIf(!withMoto)('BucketLegacySource on moto_server', () => {
     'audio/ünï/çødé ✓.ogg': randomBytes(1200),
     'audio/u2/a+b.mp3': randomBytes(10),
   };
-  const s3Store = (bucket: string): S3ObjectStore => testS3Store(moto.endpoint, bucket, { listPageSize: 2 });
+  const s3Store = (bucket: string): S3ObjectStore =>
+    testS3Store(moto.endpoint, bucket, { listPageSize: 2 });
   const put = async (store: S3ObjectStore, key: string, bytes: Buffer): Promise<void> => {
-    await store.importObject({ key, contentType: 'application/octet-stream', size: bytes.length, open: async () => Readable.from([bytes]) });
+    await store.importObject({
+      key,
+      contentType: 'application/octet-stream',
+      size: bytes.length,
+      open: async () => Readable.from([bytes]),
+    });
   };
 
   beforeAll(async () => {
@@ -203,7 +255,9 @@ describe.skipIf(!withMoto)('BucketLegacySource on moto_server', () => {
 
   it('is named by bucket and prefix', () => {
     expect(source.location).toBe('s3://legacy-src/audio/');
-    expect(source.sourceId('audio/u1/first take.webm')).toBe('s3://legacy-src/audio/u1/first take.webm');
+    expect(source.sourceId('audio/u1/first take.webm')).toBe(
+      's3://legacy-src/audio/u1/first take.webm',
+    );
     expect(source.bucket).toBe('legacy-src');
   });
 
@@ -219,7 +273,11 @@ describe.skipIf(!withMoto)('BucketLegacySource on moto_server', () => {
   });
 
   it('refuses keys outside its prefix with not_found, and leaves them', async () => {
-    for (const call of [() => source.head('other/u1/x.webm'), () => source.openRead('other/u1/x.webm'), () => source.delete('other/u1/x.webm')]) {
+    for (const call of [
+      () => source.head('other/u1/x.webm'),
+      () => source.openRead('other/u1/x.webm'),
+      () => source.delete('other/u1/x.webm'),
+    ]) {
       expect(isPortError(await refusal(call), 'not_found')).toBe(true);
     }
     const other = s3Store('legacy-src');
@@ -237,8 +295,13 @@ describe.skipIf(!withMoto)('BucketLegacySource on moto_server', () => {
         key,
         contentType: 'audio/webm',
         size: o.size,
-        open: () => { throw new Error('a server-side copy reads no stream'); },
-        copyFrom: source.bucket === undefined ? undefined : { bucket: source.bucket, key: o.key, etag: o.etag },
+        open: () => {
+          throw new Error('a server-side copy reads no stream');
+        },
+        copyFrom:
+          source.bucket === undefined
+            ? undefined
+            : { bucket: source.bucket, key: o.key, etag: o.etag },
       });
       const copied = sha256(await readAll(await main.openRead(key)));
       expect(copied).toBe(sha256(await readAll(await source.openRead(o.key))));

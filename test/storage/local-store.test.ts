@@ -30,25 +30,43 @@ describe('local store signed URLs', () => {
     key = `alice/2026/01/01/test-${++n}.mp3`;
   });
 
-  const sign = (extra: { contentLength?: number; checksumSha256?: string; expiresInSeconds?: number } = {}) =>
-    store.signUpload({ key, contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX, ...extra });
+  const sign = (
+    extra: { contentLength?: number; checksumSha256?: string; expiresInSeconds?: number } = {},
+  ) =>
+    store.signUpload({
+      key,
+      contentType: 'audio/mpeg',
+      expiresInSeconds: 60,
+      maxBytes: MAX,
+      ...extra,
+    });
 
   function storedNothing(): void {
     expect(existsSync(join(srv.dataDir, 'objects', ...key.split('/')))).toBe(false);
     expect(readdirSync(join(srv.dataDir, 'tmp'))).toEqual([]);
   }
 
-  async function put(url: string, headers: Record<string, string>, body: Uint8Array = bytes): Promise<{ status: number; code: string | undefined }> {
+  async function put(
+    url: string,
+    headers: Record<string, string>,
+    body: Uint8Array = bytes,
+  ): Promise<{ status: number; code: string | undefined }> {
     const res = await fetch(url, { method: 'PUT', headers, body });
     const text = await res.text();
-    return { status: res.status, code: text ? (JSON.parse(text) as { error: { code: string } }).error.code : undefined };
+    return {
+      status: res.status,
+      code: text ? (JSON.parse(text) as { error: { code: string } }).error.code : undefined,
+    };
   }
 
   it('stores a correct upload once, and refuses the second PUT without touching the bytes', async () => {
     const up = await sign({ contentLength: bytes.length, checksumSha256: sha256(bytes) });
     expect((await put(up.url, up.headers)).status).toBe(200);
     expect(await store.head(key)).toMatchObject({ size: bytes.length, contentType: 'audio/mpeg' });
-    expect(await put(up.url, up.headers, fixture('wav').subarray(0, bytes.length))).toEqual({ status: 412, code: 'ALREADY_EXISTS' });
+    expect(await put(up.url, up.headers, fixture('wav').subarray(0, bytes.length))).toEqual({
+      status: 412,
+      code: 'ALREADY_EXISTS',
+    });
     expect(Buffer.from(await store.readStart(key, bytes.length)).equals(bytes)).toBe(true);
     expect(readdirSync(join(srv.dataDir, 'tmp'))).toEqual([]);
   });
@@ -57,7 +75,10 @@ describe('local store signed URLs', () => {
     const up = await sign();
     const other = up.url.replace(`test-${n}.mp3`, `test-${n}x.mp3`);
     expect(await put(other, up.headers)).toEqual({ status: 403, code: 'FORBIDDEN' });
-    expect(await put(up.url.replace('/alice/', '/bob/'), up.headers)).toEqual({ status: 403, code: 'FORBIDDEN' });
+    expect(await put(up.url.replace('/alice/', '/bob/'), up.headers)).toEqual({
+      status: 403,
+      code: 'FORBIDDEN',
+    });
     storedNothing();
   });
 
@@ -92,9 +113,12 @@ describe('local store signed URLs', () => {
       { ...up.headers, 'x-amz-server-side-encryption': 'aws:kms' },
       Object.fromEntries(Object.entries(up.headers).filter(([k]) => k !== 'If-None-Match')),
       Object.fromEntries(Object.entries(up.headers).filter(([k]) => k !== 'x-amz-checksum-sha256')),
-      Object.fromEntries(Object.entries(up.headers).filter(([k]) => k !== 'x-amz-server-side-encryption')),
+      Object.fromEntries(
+        Object.entries(up.headers).filter(([k]) => k !== 'x-amz-server-side-encryption'),
+      ),
     ];
-    for (const headers of variants) expect(await put(up.url, headers)).toEqual({ status: 403, code: 'FORBIDDEN' });
+    for (const headers of variants)
+      expect(await put(up.url, headers)).toEqual({ status: 403, code: 'FORBIDDEN' });
     storedNothing();
   });
 
@@ -116,7 +140,12 @@ describe('local store signed URLs', () => {
         controller.close();
       },
     });
-    const res = await fetch(up.url, { method: 'PUT', headers: up.headers, body, duplex: 'half' } as RequestInit);
+    const res = await fetch(up.url, {
+      method: 'PUT',
+      headers: up.headers,
+      body,
+      duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(400);
     storedNothing();
   });
@@ -131,7 +160,12 @@ describe('local store signed URLs', () => {
         controller.close();
       },
     });
-    const res = await fetch(up.url, { method: 'PUT', headers: up.headers, body: streamed, duplex: 'half' } as RequestInit);
+    const res = await fetch(up.url, {
+      method: 'PUT',
+      headers: up.headers,
+      body: streamed,
+      duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(413);
     storedNothing();
   });
@@ -152,12 +186,20 @@ describe('local store signed URLs', () => {
     expect(res.headers.get('accept-ranges')).toBe('bytes');
     const tail = await fetch(url, { headers: { range: 'bytes=-10' } });
     expect(tail.status).toBe(206);
-    expect(Buffer.from(await tail.arrayBuffer()).equals(bytes.subarray(bytes.length - 10))).toBe(true);
+    expect(Buffer.from(await tail.arrayBuffer()).equals(bytes.subarray(bytes.length - 10))).toBe(
+      true,
+    );
     const outside = await fetch(url, { headers: { range: `bytes=${bytes.length}-` } });
     expect(outside.status).toBe(416);
     expect(outside.headers.get('content-range')).toBe(`bytes */${bytes.length}`);
     expect((await fetch(url.replace('signature=', 'signature=x'))).status).toBe(403);
-    expect((await fetch(url.replace('response-content-type=audio%2Fmpeg', 'response-content-type=text%2Fhtml'))).status).toBe(403);
+    expect(
+      (
+        await fetch(
+          url.replace('response-content-type=audio%2Fmpeg', 'response-content-type=text%2Fhtml'),
+        )
+      ).status,
+    ).toBe(403);
     const expired = await store.signDownload(key, { expiresInSeconds: -1 });
     expect((await fetch(expired)).status).toBe(403);
     const head = await fetch(url, { method: 'HEAD' });
@@ -167,10 +209,20 @@ describe('local store signed URLs', () => {
 
   it('never resolves keys outside its folder', async () => {
     for (const bad of ['../../etc/passwd', 'a/../../x', '/etc/passwd', 'a//b']) {
-      await expect(store.signUpload({ key: bad, contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX })).rejects.toThrow();
+      await expect(
+        store.signUpload({
+          key: bad,
+          contentType: 'audio/mpeg',
+          expiresInSeconds: 60,
+          maxBytes: MAX,
+        }),
+      ).rejects.toThrow();
       expect(await store.head(bad)).toBeUndefined();
     }
-    expect((await fetch(`${srv.url}/storage/..%2F..%2Fetc%2Fpasswd?expires=9999999999&signature=x`)).status).toBe(403);
+    expect(
+      (await fetch(`${srv.url}/storage/..%2F..%2Fetc%2Fpasswd?expires=9999999999&signature=x`))
+        .status,
+    ).toBe(403);
   });
 });
 
@@ -195,14 +247,34 @@ describe('local store on disk', () => {
       const { store } = srv.server.composition;
       const key = 'alice/2026/01/01/modes.mp3';
       const bytes = fixture('mp3');
-      const up = await store.signUpload({ key, contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
-      expect((await fetch(up.url, { method: 'PUT', headers: up.headers, body: bytes })).status).toBe(200);
+      const up = await store.signUpload({
+        key,
+        contentType: 'audio/mpeg',
+        expiresInSeconds: 60,
+        maxBytes: MAX,
+      });
+      expect(
+        (await fetch(up.url, { method: 'PUT', headers: up.headers, body: bytes })).status,
+      ).toBe(200);
       const mode = (path: string): string => (statSync(path).mode & 0o777).toString(8);
-      for (const dir of ['', 'objects', 'meta', 'tmp', 'objects/alice/2026/01/01', 'meta/alice/2026/01/01']) {
+      for (const dir of [
+        '',
+        'objects',
+        'meta',
+        'tmp',
+        'objects/alice/2026/01/01',
+        'meta/alice/2026/01/01',
+      ]) {
         expect(mode(join(srv.dataDir, dir)), dir || 'DATA_DIR').toBe('700');
       }
-      for (const file of [`objects/${key}`, `meta/${key}`, 'storage-url-secret', 'dev-jwt-secret']) {
-        if (existsSync(join(srv.dataDir, file))) expect(mode(join(srv.dataDir, file)), file).toBe('600');
+      for (const file of [
+        `objects/${key}`,
+        `meta/${key}`,
+        'storage-url-secret',
+        'dev-jwt-secret',
+      ]) {
+        if (existsSync(join(srv.dataDir, file)))
+          expect(mode(join(srv.dataDir, file)), file).toBe('600');
       }
       expect(mode(join(srv.dataDir, 'objects', key))).toBe('600');
     } finally {
@@ -214,14 +286,21 @@ describe('local store on disk', () => {
     const srv = await startTestServer();
     try {
       const { store } = srv.server.composition;
-      const up = await store.signUpload({ key: 'alice/2026/01/01/broken.mp3', contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
+      const up = await store.signUpload({
+        key: 'alice/2026/01/01/broken.mp3',
+        contentType: 'audio/mpeg',
+        expiresInSeconds: 60,
+        maxBytes: MAX,
+      });
       // tmp/ replaced by a file: no upload can be staged.
       rmSync(join(srv.dataDir, 'tmp'), { recursive: true });
       writeFileSync(join(srv.dataDir, 'tmp'), '');
       const res = await fetch(up.url, { method: 'PUT', headers: up.headers, body: fixture('mp3') });
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).not.toBeNull();
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+        'SERVICE_UNAVAILABLE',
+      );
     } finally {
       await srv.close();
     }
@@ -231,8 +310,15 @@ describe('local store on disk', () => {
     const root = mkdtempSync(join(tmpdir(), 'echoes-local-'));
     try {
       writeFileSync(join(root, 'objects'), 'not a folder');
-      const store = new LocalObjectStore({ rootDir: root, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
-      const err = await store.check().then(() => undefined, (e: unknown) => e);
+      const store = new LocalObjectStore({
+        rootDir: root,
+        publicBaseUrl: 'http://127.0.0.1:1',
+        secret: randomBytes(32),
+      });
+      const err = await store.check().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(isPortError(err, 'unavailable')).toBe(true);
       expect((err as PortError).backend).toBe('local');
     } finally {
@@ -244,7 +330,12 @@ describe('local store on disk', () => {
 describe('local store URL expiry on an injected clock', () => {
   let now = Date.UTC(2026, 0, 1, 12, 0, 0);
   const root = mkdtempSync(join(tmpdir(), 'echoes-clock-'));
-  const store = new LocalObjectStore({ rootDir: root, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32), now: () => now });
+  const store = new LocalObjectStore({
+    rootDir: root,
+    publicBaseUrl: 'http://127.0.0.1:1',
+    secret: randomBytes(32),
+    now: () => now,
+  });
   let base: string;
   const app = Fastify();
 
@@ -265,14 +356,32 @@ describe('local store URL expiry on an injected clock', () => {
 
   it('accepts an upload up to its last second and refuses it one second later', async () => {
     const bytes = fixture('mp3');
-    const late = await store.signUpload({ key: 'alice/2026/01/01/late.mp3', contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
-    const onTime = await store.signUpload({ key: 'alice/2026/01/01/on-time.mp3', contentType: 'audio/mpeg', expiresInSeconds: 60, maxBytes: MAX });
+    const late = await store.signUpload({
+      key: 'alice/2026/01/01/late.mp3',
+      contentType: 'audio/mpeg',
+      expiresInSeconds: 60,
+      maxBytes: MAX,
+    });
+    const onTime = await store.signUpload({
+      key: 'alice/2026/01/01/on-time.mp3',
+      contentType: 'audio/mpeg',
+      expiresInSeconds: 60,
+      maxBytes: MAX,
+    });
     now += 61_000;
-    const refused = await fetch(at(late.url), { method: 'PUT', headers: late.headers, body: bytes });
+    const refused = await fetch(at(late.url), {
+      method: 'PUT',
+      headers: late.headers,
+      body: bytes,
+    });
     expect(refused.status).toBe(403);
-    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('expired');
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(
+      'expired',
+    );
     now -= 1_000;
-    expect((await fetch(at(onTime.url), { method: 'PUT', headers: onTime.headers, body: bytes })).status).toBe(200);
+    expect(
+      (await fetch(at(onTime.url), { method: 'PUT', headers: onTime.headers, body: bytes })).status,
+    ).toBe(200);
   });
 
   it('expires download URLs on the same clock', async () => {

@@ -3,7 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPortError } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
 import { MIB, partCount, partSize, sizeOfPart } from '../../src/domain/multipart.ts';
-import type { MultipartUploads, ObjectStore, StoredPart, UnfinishedMultipart } from '../../src/storage/port.ts';
+import type {
+  MultipartUploads,
+  ObjectStore,
+  StoredPart,
+  UnfinishedMultipart,
+} from '../../src/storage/port.ts';
 
 export interface MultipartStoreCapabilities {
   /**
@@ -52,13 +57,19 @@ async function rejection(call: () => Promise<unknown>): Promise<unknown> {
   throw new Error('resolved, but it should have been refused');
 }
 
-async function expectPortError(call: () => Promise<unknown>, kind: 'not_found' | 'conflict'): Promise<void> {
+async function expectPortError(
+  call: () => Promise<unknown>,
+  kind: 'not_found' | 'conflict',
+): Promise<void> {
   const err = await rejection(call);
   expect(isPortError(err, kind), String(err)).toBe(true);
 }
 
 /** One contract for every store with multipart uploads: what the multipart routes rely on. */
-export function multipartStoreContract(name: string, factory: () => Promise<MultipartStoreFixture>): void {
+export function multipartStoreContract(
+  name: string,
+  factory: () => Promise<MultipartStoreFixture>,
+): void {
   describe(`MultipartUploads contract: ${name}`, () => {
     let fx: MultipartStoreFixture;
     let store: ObjectStore & MultipartUploads;
@@ -69,12 +80,30 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
     };
 
     /** A real PUT of `body` to a freshly signed part URL bound to `length`. */
-    const putPart = async (key: string, uploadId: string, n: number, body: Uint8Array = bytesOfPart(n), length = body.length, expiresInSeconds = 300): Promise<Response> => {
-      const signed = await store.signPart({ key, uploadId, partNumber: n, contentLength: length, expiresInSeconds });
+    const putPart = async (
+      key: string,
+      uploadId: string,
+      n: number,
+      body: Uint8Array = bytesOfPart(n),
+      length = body.length,
+      expiresInSeconds = 300,
+    ): Promise<Response> => {
+      const signed = await store.signPart({
+        key,
+        uploadId,
+        partNumber: n,
+        contentLength: length,
+        expiresInSeconds,
+      });
       return fetch(signed.url, { method: 'PUT', headers: { ...signed.headers }, body });
     };
     /** Stores part n and answers the ETag its PUT gave. */
-    const storePart = async (key: string, uploadId: string, n: number, body: Uint8Array = bytesOfPart(n)): Promise<string> => {
+    const storePart = async (
+      key: string,
+      uploadId: string,
+      n: number,
+      body: Uint8Array = bytesOfPart(n),
+    ): Promise<string> => {
       const res = await putPart(key, uploadId, n, body);
       expect(res.status, await res.text()).toBe(200);
       const etag = res.headers.get('etag');
@@ -88,7 +117,8 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
     };
     const readAll = async (key: string): Promise<Buffer> => {
       const chunks: Buffer[] = [];
-      for await (const chunk of await store.openRead(key)) chunks.push(Buffer.from(chunk as Uint8Array));
+      for await (const chunk of await store.openRead(key))
+        chunks.push(Buffer.from(chunk as Uint8Array));
       return Buffer.concat(chunks);
     };
     const ids = (uploads: UnfinishedMultipart[]): string[] => uploads.map((u) => u.uploadId);
@@ -107,16 +137,28 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const { uploadId } = await store.createMultipart({ key, contentType: CONTENT_TYPE });
       expect(ids(await collect(store.listMultipart(key)))).toEqual([uploadId]);
 
-      const signed = await store.signPart({ key, uploadId, partNumber: 1, contentLength: partSize(SIZE), expiresInSeconds: 60 });
+      const signed = await store.signPart({
+        key,
+        uploadId,
+        partNumber: 1,
+        contentLength: partSize(SIZE),
+        expiresInSeconds: 60,
+      });
       expect(() => new URL(signed.url)).not.toThrow();
-      expect(Object.keys(signed.headers).map((h) => h.toLowerCase())).not.toContain('content-length');
+      expect(Object.keys(signed.headers).map((h) => h.toLowerCase())).not.toContain(
+        'content-length',
+      );
 
       const etags: string[] = [];
       for (const n of [1, 2, 3]) etags.push(await storePart(key, uploadId, n));
       // Nothing is visible as the object before the upload completes.
       expect(await store.head(key)).toBeUndefined();
 
-      await store.completeMultipart(key, uploadId, etags.map((etag, i) => ({ partNumber: i + 1, etag })));
+      await store.completeMultipart(
+        key,
+        uploadId,
+        etags.map((etag, i) => ({ partNumber: i + 1, etag })),
+      );
       expect(await store.head(key)).toMatchObject({ key, size: SIZE, contentType: CONTENT_TYPE });
       expect(sha256(await readAll(key))).toBe(sha256(FILE));
       expect(ids(await collect(store.listMultipart(key)))).toEqual([]);
@@ -145,7 +187,9 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const { uploadId } = await store.createMultipart({ key, contentType: CONTENT_TYPE });
       const part = bytesOfPart(1);
       await refused(await putPart(key, uploadId, 1, part.subarray(1), part.length));
-      await refused(await putPart(key, uploadId, 1, Buffer.concat([part, Buffer.from([0])]), part.length));
+      await refused(
+        await putPart(key, uploadId, 1, Buffer.concat([part, Buffer.from([0])]), part.length),
+      );
       expect(await store.listParts(key, uploadId)).toEqual([]);
       await store.abortMultipart(key, uploadId);
     });
@@ -156,13 +200,24 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const first = await storePart(key, uploadId, 1);
       const second = await storePart(key, uploadId, 2);
       const missing = `"${'0'.repeat(32)}"`;
-      await expectPortError(() => store.completeMultipart(key, uploadId, [
-        { partNumber: 1, etag: first }, { partNumber: 2, etag: second }, { partNumber: 3, etag: missing },
-      ]), 'conflict');
+      await expectPortError(
+        () =>
+          store.completeMultipart(key, uploadId, [
+            { partNumber: 1, etag: first },
+            { partNumber: 2, etag: second },
+            { partNumber: 3, etag: missing },
+          ]),
+        'conflict',
+      );
       // A stored part named with another part's ETag is not that part either.
-      await expectPortError(() => store.completeMultipart(key, uploadId, [
-        { partNumber: 1, etag: second }, { partNumber: 2, etag: second },
-      ]), 'conflict');
+      await expectPortError(
+        () =>
+          store.completeMultipart(key, uploadId, [
+            { partNumber: 1, etag: second },
+            { partNumber: 2, etag: second },
+          ]),
+        'conflict',
+      );
       expect(await store.head(key)).toBeUndefined();
       expect((await store.listParts(key, uploadId)).map((p) => p.partNumber)).toEqual([1, 2]);
       await store.abortMultipart(key, uploadId);
@@ -172,8 +227,9 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const key = newKey();
       const { uploadId } = await store.createMultipart({ key, contentType: CONTENT_TYPE });
       const parts = [];
-      for (const n of [1, 2, 3]) parts.push({ partNumber: n, etag: await storePart(key, uploadId, n) });
-      const [p1, p2, p3] = parts as [typeof parts[0], typeof parts[0], typeof parts[0]];
+      for (const n of [1, 2, 3])
+        parts.push({ partNumber: n, etag: await storePart(key, uploadId, n) });
+      const [p1, p2, p3] = parts as [(typeof parts)[0], (typeof parts)[0], (typeof parts)[0]];
       await expectPortError(() => store.completeMultipart(key, uploadId, [p2, p1, p3]), 'conflict');
       expect(await store.head(key)).toBeUndefined();
       await store.completeMultipart(key, uploadId, [p1, p2, p3]);
@@ -195,14 +251,28 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const key = newKey();
       const { uploadId } = await store.createMultipart({ key, contentType: CONTENT_TYPE });
       await storePart(key, uploadId, 1, randomBytes(1000));
-      const later = await store.signPart({ key, uploadId, partNumber: 2, contentLength: 10, expiresInSeconds: 300 });
+      const later = await store.signPart({
+        key,
+        uploadId,
+        partNumber: 2,
+        contentLength: 10,
+        expiresInSeconds: 300,
+      });
       await store.abortMultipart(key, uploadId);
       await expectPortError(() => store.listParts(key, uploadId), 'not_found');
-      const late = await fetch(later.url, { method: 'PUT', headers: { ...later.headers }, body: randomBytes(10) });
+      const late = await fetch(later.url, {
+        method: 'PUT',
+        headers: { ...later.headers },
+        body: randomBytes(10),
+      });
       // S3 and the local store answer 404; moto fails the lookup with a 500. Either way nothing is kept.
       expect(late.status).toBeGreaterThanOrEqual(400);
       await late.arrayBuffer();
-      await expectPortError(() => store.completeMultipart(key, uploadId, [{ partNumber: 1, etag: `"${'0'.repeat(32)}"` }]), 'not_found');
+      await expectPortError(
+        () =>
+          store.completeMultipart(key, uploadId, [{ partNumber: 1, etag: `"${'0'.repeat(32)}"` }]),
+        'not_found',
+      );
       expect(await store.head(key)).toBeUndefined();
       expect(ids(await collect(store.listMultipart(key)))).toEqual([]);
       await expect(store.abortMultipart(key, uploadId)).resolves.toBeUndefined();
@@ -227,10 +297,18 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const key = newKey();
       const { uploadId } = await store.createMultipart({ key, contentType: CONTENT_TYPE });
       const body = randomBytes(1000);
-      const signed = await store.signPart({ key, uploadId, partNumber: 1, contentLength: body.length, expiresInSeconds: 1 });
+      const signed = await store.signPart({
+        key,
+        uploadId,
+        partNumber: 1,
+        contentLength: body.length,
+        expiresInSeconds: 1,
+      });
       if (fx.advanceClock) fx.advanceClock(2);
       else await new Promise((r) => setTimeout(r, 2100));
-      await refused(await fetch(signed.url, { method: 'PUT', headers: { ...signed.headers }, body }));
+      await refused(
+        await fetch(signed.url, { method: 'PUT', headers: { ...signed.headers }, body }),
+      );
       expect(await store.listParts(key, uploadId)).toEqual([]);
       await store.abortMultipart(key, uploadId);
     });
@@ -238,14 +316,26 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
     it('completing onto an object that exists is a conflict, and the object is unchanged', async () => {
       const key = newKey();
       const existing = randomBytes(500);
-      const single = await store.signUpload({ key, contentType: 'audio/ogg', expiresInSeconds: 300, maxBytes: 1 << 20 });
-      const put = await fetch(single.url, { method: single.method, headers: { ...single.headers }, body: existing });
+      const single = await store.signUpload({
+        key,
+        contentType: 'audio/ogg',
+        expiresInSeconds: 300,
+        maxBytes: 1 << 20,
+      });
+      const put = await fetch(single.url, {
+        method: single.method,
+        headers: { ...single.headers },
+        body: existing,
+      });
       expect(put.status, await put.text()).toBe(200);
 
       const { uploadId } = await store.createMultipart({ key, contentType: CONTENT_TYPE });
       const parts = [{ partNumber: 1, etag: await storePart(key, uploadId, 1, randomBytes(1000)) }];
       await expectPortError(() => store.completeMultipart(key, uploadId, parts), 'conflict');
-      expect(await store.head(key)).toMatchObject({ size: existing.length, contentType: 'audio/ogg' });
+      expect(await store.head(key)).toMatchObject({
+        size: existing.length,
+        contentType: 'audio/ogg',
+      });
       expect(await readAll(key)).toEqual(existing);
       await store.abortMultipart(key, uploadId);
     });
@@ -254,16 +344,25 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
       const prefix = `${user}-list/`;
       const before = Date.now();
       const keys = [newKey(`${user}-list`), newKey(`${user}-list`)];
-      const started = await Promise.all(keys.map(async (key) => ({ key, ...(await store.createMultipart({ key, contentType: CONTENT_TYPE })) })));
+      const started = await Promise.all(
+        keys.map(async (key) => ({
+          key,
+          ...(await store.createMultipart({ key, contentType: CONTENT_TYPE })),
+        })),
+      );
       // A neighbour that shares the text of the prefix but not the folder, and a finished upload.
       const neighbour = newKey(`${user}-listx`);
       const outside = await store.createMultipart({ key: neighbour, contentType: CONTENT_TYPE });
       const doneKey = newKey(`${user}-list`);
       const done = await store.createMultipart({ key: doneKey, contentType: CONTENT_TYPE });
-      await store.completeMultipart(doneKey, done.uploadId, [{ partNumber: 1, etag: await storePart(doneKey, done.uploadId, 1, randomBytes(100)) }]);
+      await store.completeMultipart(doneKey, done.uploadId, [
+        { partNumber: 1, etag: await storePart(doneKey, done.uploadId, 1, randomBytes(100)) },
+      ]);
 
       const listed = await collect(store.listMultipart(prefix));
-      expect(listed.map((u) => [u.key, u.uploadId]).sort()).toEqual(started.map((s) => [s.key, s.uploadId]).sort());
+      expect(listed.map((u) => [u.key, u.uploadId]).sort()).toEqual(
+        started.map((s) => [s.key, s.uploadId]).sort(),
+      );
       for (const u of listed) {
         expect(u.initiated).toBeInstanceOf(Date);
         if (fx.capabilities.reportsInitiatedTime) {
@@ -272,7 +371,8 @@ export function multipartStoreContract(name: string, factory: () => Promise<Mult
         }
       }
       expect(await collect(store.listMultipart(`${user}-nothing-here/`))).toEqual([]);
-      for (const s of [...started, { key: neighbour, uploadId: outside.uploadId }]) await store.abortMultipart(s.key, s.uploadId);
+      for (const s of [...started, { key: neighbour, uploadId: outside.uploadId }])
+        await store.abortMultipart(s.key, s.uploadId);
       expect(await collect(store.listMultipart(prefix))).toEqual([]);
     });
   });

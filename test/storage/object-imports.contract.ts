@@ -4,7 +4,12 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPortError } from '../../src/domain/errors.ts';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
-import { takesImports, type ImportSpec, type ObjectImports, type ObjectStore } from '../../src/storage/port.ts';
+import {
+  takesImports,
+  type ImportSpec,
+  type ObjectImports,
+  type ObjectStore,
+} from '../../src/storage/port.ts';
 
 export interface ObjectImportsFixture {
   readonly store: ObjectStore;
@@ -23,7 +28,12 @@ export async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 /** A spec over bytes in memory, in small chunks so the store meets a real stream; counts its opens. */
-export function bytesSpec(key: string, bytes: Uint8Array, size = bytes.length, contentType = 'audio/webm;codecs=opus'): ImportSpec & { opened(): number } {
+export function bytesSpec(
+  key: string,
+  bytes: Uint8Array,
+  size = bytes.length,
+  contentType = 'audio/webm;codecs=opus',
+): ImportSpec & { opened(): number } {
   let opens = 0;
   return {
     key,
@@ -32,7 +42,8 @@ export function bytesSpec(key: string, bytes: Uint8Array, size = bytes.length, c
     async open() {
       opens++;
       const chunks: Buffer[] = [];
-      for (let i = 0; i < bytes.length; i += 1000) chunks.push(Buffer.from(bytes.subarray(i, i + 1000)));
+      for (let i = 0; i < bytes.length; i += 1000)
+        chunks.push(Buffer.from(bytes.subarray(i, i + 1000)));
       return Readable.from(chunks);
     },
     opened: () => opens,
@@ -50,7 +61,10 @@ export async function rejection(call: () => Promise<unknown>): Promise<unknown> 
 }
 
 /** What every store that takes imports guarantees (ObjectImports in src/storage/port.ts). */
-export function objectImportsContract(name: string, factory: () => Promise<ObjectImportsFixture>): void {
+export function objectImportsContract(
+  name: string,
+  factory: () => Promise<ObjectImportsFixture>,
+): void {
   describe(`ObjectImports contract: ${name}`, () => {
     let fx: ObjectImportsFixture;
     let store: ObjectStore & ObjectImports;
@@ -110,17 +124,21 @@ export function objectImportsContract(name: string, factory: () => Promise<Objec
     it('a source that fails mid-stream stores nothing and the failure reaches the caller', async () => {
       const key = newKey();
       const broken = new Error('source disk went away');
-      const err = await rejection(() => store.importObject({
-        key,
-        contentType: 'audio/webm',
-        size: 4000,
-        async open() {
-          return Readable.from((async function* () {
-            yield Buffer.alloc(2000, 1);
-            throw broken;
-          })());
-        },
-      }));
+      const err = await rejection(() =>
+        store.importObject({
+          key,
+          contentType: 'audio/webm',
+          size: 4000,
+          async open() {
+            return Readable.from(
+              (async function* () {
+                yield Buffer.alloc(2000, 1);
+                throw broken;
+              })(),
+            );
+          },
+        }),
+      );
       expect(err).toBe(broken);
       expect(await store.head(key)).toBeUndefined();
       if (fx.leftovers) expect(await fx.leftovers()).toBe(0);

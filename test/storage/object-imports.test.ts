@@ -4,7 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPortError } from '../../src/domain/errors.ts';
 import { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { bytesSpec, readAll, rejection } from './object-imports.contract.ts';
-import { createBucket, requireMoto, s3Client, s3Store as testS3Store, startMoto, type MotoServer } from '../backends/s3-moto.ts';
+import {
+  createBucket,
+  requireMoto,
+  s3Client,
+  s3Store as testS3Store,
+  startMoto,
+  type MotoServer,
+} from '../backends/s3-moto.ts';
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -12,7 +19,8 @@ const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest(
 const withMoto = requireMoto('object imports on S3');
 describe.skipIf(!withMoto)('on moto_server', () => {
   let moto: MotoServer;
-  const s3Store = (bucket: string): S3ObjectStore => testS3Store(moto.endpoint, bucket, { listPageSize: 2 });
+  const s3Store = (bucket: string): S3ObjectStore =>
+    testS3Store(moto.endpoint, bucket, { listPageSize: 2 });
   beforeAll(async () => {
     moto = await startMoto();
     await createBucket(moto.endpoint, 'imports-main');
@@ -33,9 +41,15 @@ describe.skipIf(!withMoto)('on moto_server', () => {
     beforeAll(async () => {
       main = s3Store('imports-main');
       raw = s3Client(moto.endpoint);
-      const put = await raw.send(new PutObjectCommand({
-        Bucket: 'imports-legacy', Key: legacyKey, Body: body, ContentType: 'application/octet-stream', Metadata: { legacy: 'yes' },
-      }));
+      const put = await raw.send(
+        new PutObjectCommand({
+          Bucket: 'imports-legacy',
+          Key: legacyKey,
+          Body: body,
+          ContentType: 'application/octet-stream',
+          Metadata: { legacy: 'yes' },
+        }),
+      );
       etag = (put.ETag ?? '').replace(/"/g, '');
       expect(etag).not.toBe('');
     });
@@ -44,11 +58,15 @@ describe.skipIf(!withMoto)('on moto_server', () => {
       raw?.destroy();
     });
 
-    const headRaw = (key: string) => raw.send(new HeadObjectCommand({ Bucket: 'imports-main', Key: key }));
+    const headRaw = (key: string) =>
+      raw.send(new HeadObjectCommand({ Bucket: 'imports-main', Key: key }));
 
     it('copies from another bucket with the listed ETag: bytes, new content type, SSE, no legacy metadata, no stream opened', async () => {
       const key = `u1/2026-11-28/copy-${randomBytes(4).toString('hex')}.webm`;
-      const spec = { ...bytesSpec(key, body, body.length, 'audio/webm'), copyFrom: { bucket: 'imports-legacy', key: legacyKey, etag } };
+      const spec = {
+        ...bytesSpec(key, body, body.length, 'audio/webm'),
+        copyFrom: { bucket: 'imports-legacy', key: legacyKey, etag },
+      };
       await main.importObject(spec);
       expect(spec.opened()).toBe(0);
       const head = await headRaw(key);
@@ -61,31 +79,49 @@ describe.skipIf(!withMoto)('on moto_server', () => {
 
     it('a copy without an ETag copies whatever is there', async () => {
       const key = `u1/2026-11-28/any-${randomBytes(4).toString('hex')}.webm`;
-      await main.importObject({ ...bytesSpec(key, body), copyFrom: { bucket: 'imports-legacy', key: legacyKey } });
+      await main.importObject({
+        ...bytesSpec(key, body),
+        copyFrom: { bucket: 'imports-legacy', key: legacyKey },
+      });
       expect((await main.head(key))?.size).toBe(body.length);
     });
 
     it('refuses with conflict when the source ETag changed, and nothing is written', async () => {
       const key = `u1/2026-11-28/stale-${randomBytes(4).toString('hex')}.webm`;
-      const err = await rejection(() => main.importObject({
-        ...bytesSpec(key, body), copyFrom: { bucket: 'imports-legacy', key: legacyKey, etag: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' },
-      }));
+      const err = await rejection(() =>
+        main.importObject({
+          ...bytesSpec(key, body),
+          copyFrom: {
+            bucket: 'imports-legacy',
+            key: legacyKey,
+            etag: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+          },
+        }),
+      );
       expect(isPortError(err, 'conflict'), String(err)).toBe(true);
       expect(await main.head(key)).toBeUndefined();
     });
 
     it('refuses with not_found when the source object is gone', async () => {
       const key = `u1/2026-11-28/gone-${randomBytes(4).toString('hex')}.webm`;
-      const err = await rejection(() => main.importObject({ ...bytesSpec(key, body), copyFrom: { bucket: 'imports-legacy', key: 'audio/nobody.webm' } }));
+      const err = await rejection(() =>
+        main.importObject({
+          ...bytesSpec(key, body),
+          copyFrom: { bucket: 'imports-legacy', key: 'audio/nobody.webm' },
+        }),
+      );
       expect(isPortError(err, 'not_found'), String(err)).toBe(true);
       expect(await main.head(key)).toBeUndefined();
     });
 
     it('removes a copy whose size is not the one listed, and refuses with conflict', async () => {
       const key = `u1/2026-11-28/size-${randomBytes(4).toString('hex')}.webm`;
-      const err = await rejection(() => main.importObject({
-        ...bytesSpec(key, body, body.length + 7), copyFrom: { bucket: 'imports-legacy', key: legacyKey, etag },
-      }));
+      const err = await rejection(() =>
+        main.importObject({
+          ...bytesSpec(key, body, body.length + 7),
+          copyFrom: { bucket: 'imports-legacy', key: legacyKey, etag },
+        }),
+      );
       expect(isPortError(err, 'conflict'), String(err)).toBe(true);
       expect(await main.head(key)).toBeUndefined();
     });

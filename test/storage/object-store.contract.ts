@@ -39,7 +39,11 @@ async function collect(items: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> 
   return out;
 }
 
-function put(upload: SignedUpload, body: Uint8Array, headers: Record<string, string> = { ...upload.headers }): Promise<Response> {
+function put(
+  upload: SignedUpload,
+  body: Uint8Array,
+  headers: Record<string, string> = { ...upload.headers },
+): Promise<Response> {
   return fetch(upload.url, { method: upload.method, headers, body });
 }
 
@@ -67,8 +71,17 @@ export function objectStoreContract(
       const now = new Date();
       return objectKey(owner, now, uuidV7(now.getTime(), randomBytes(10)), ext);
     };
-    const upload = async (key: string, body: Uint8Array = AUDIO, contentType = CONTENT_TYPE): Promise<SignedUpload> => {
-      const signed = await store.signUpload({ key, contentType, expiresInSeconds: 300, maxBytes: 10 * 1024 * 1024 });
+    const upload = async (
+      key: string,
+      body: Uint8Array = AUDIO,
+      contentType = CONTENT_TYPE,
+    ): Promise<SignedUpload> => {
+      const signed = await store.signUpload({
+        key,
+        contentType,
+        expiresInSeconds: 300,
+        maxBytes: 10 * 1024 * 1024,
+      });
       const res = await put(signed, body);
       expect(res.status, await res.text()).toBeLessThan(300);
       return signed;
@@ -88,13 +101,29 @@ export function objectStoreContract(
 
     it('signUpload returns a PUT URL and exactly the headers the client must send', async () => {
       const key = newKey();
-      const plain = await store.signUpload({ key, contentType: CONTENT_TYPE, expiresInSeconds: 60, maxBytes: 1000 });
+      const plain = await store.signUpload({
+        key,
+        contentType: CONTENT_TYPE,
+        expiresInSeconds: 60,
+        maxBytes: 1000,
+      });
       expect(plain.method).toBe('PUT');
       expect(() => new URL(plain.url)).not.toThrow();
-      expect(plain.headers).toEqual({ 'Content-Type': CONTENT_TYPE, 'x-amz-server-side-encryption': 'AES256', 'If-None-Match': '*' });
+      expect(plain.headers).toEqual({
+        'Content-Type': CONTENT_TYPE,
+        'x-amz-server-side-encryption': 'AES256',
+        'If-None-Match': '*',
+      });
 
       const checksum = sha256(AUDIO);
-      const full = await store.signUpload({ key, contentType: 'audio/wav', contentLength: AUDIO.length, checksumSha256: checksum, expiresInSeconds: 60, maxBytes: 1000 });
+      const full = await store.signUpload({
+        key,
+        contentType: 'audio/wav',
+        contentLength: AUDIO.length,
+        checksumSha256: checksum,
+        expiresInSeconds: 60,
+        maxBytes: 1000,
+      });
       expect(full.headers).toEqual({
         'Content-Type': 'audio/wav',
         'x-amz-server-side-encryption': 'AES256',
@@ -122,21 +151,30 @@ export function objectStoreContract(
       expect(info?.lastModified).toBeInstanceOf(Date);
       expect(Math.abs((info?.lastModified.getTime() ?? 0) - Date.now())).toBeLessThan(5 * 60_000);
 
-      expect(Buffer.from(await store.readStart(key, 16))).toEqual(Buffer.from(AUDIO.subarray(0, 16)));
-      expect(Buffer.from(await store.readStart(key, AUDIO.length + 100))).toEqual(Buffer.from(AUDIO));
+      expect(Buffer.from(await store.readStart(key, 16))).toEqual(
+        Buffer.from(AUDIO.subarray(0, 16)),
+      );
+      expect(Buffer.from(await store.readStart(key, AUDIO.length + 100))).toEqual(
+        Buffer.from(AUDIO),
+      );
       expect(await store.readStart(key, 0)).toHaveLength(0);
 
       const chunks: Buffer[] = [];
-      for await (const chunk of await store.openRead(key)) chunks.push(Buffer.from(chunk as Uint8Array));
+      for await (const chunk of await store.openRead(key))
+        chunks.push(Buffer.from(chunk as Uint8Array));
       expect(Buffer.concat(chunks)).toEqual(Buffer.from(AUDIO));
 
       const listed = await collect(store.list(key.slice(0, key.lastIndexOf('/') + 1)));
       expect(listed.map((o) => [o.key, o.size])).toContainEqual([key, AUDIO.length]);
 
-      const url = await store.signDownload(key, { expiresInSeconds: 300, contentType: 'audio/webm' });
+      const url = await store.signDownload(key, {
+        expiresInSeconds: 300,
+        contentType: 'audio/webm',
+      });
       const full = await fetch(url);
       expect(full.status).toBe(200);
-      if (fx.capabilities.honoursResponseContentType) expect(full.headers.get('content-type')).toBe('audio/webm');
+      if (fx.capabilities.honoursResponseContentType)
+        expect(full.headers.get('content-type')).toBe('audio/webm');
       expect(Buffer.from(await full.arrayBuffer())).toEqual(Buffer.from(AUDIO));
 
       const ranged = await fetch(url, { headers: { Range: 'bytes=4-19' } });
@@ -159,7 +197,12 @@ export function objectStoreContract(
       await again.arrayBuffer();
       expect(Buffer.from(await store.readStart(key, AUDIO.length))).toEqual(Buffer.from(AUDIO));
       // A fresh URL for the same key cannot replace the bytes either.
-      const fresh = await store.signUpload({ key, contentType: CONTENT_TYPE, expiresInSeconds: 60, maxBytes: 1 << 20 });
+      const fresh = await store.signUpload({
+        key,
+        contentType: CONTENT_TYPE,
+        expiresInSeconds: 60,
+        maxBytes: 1 << 20,
+      });
       const third = await put(fresh, other);
       expect(third.status).toBe(412);
       await third.arrayBuffer();
@@ -177,17 +220,37 @@ export function objectStoreContract(
         if (!fx.capabilities.enforcesSignatures) ctx.skip();
         const key = newKey();
         const signed = await store.signUpload({
-          key, contentType: CONTENT_TYPE, contentLength: AUDIO.length, checksumSha256: sha256(AUDIO), expiresInSeconds: 300, maxBytes: 1 << 20,
+          key,
+          contentType: CONTENT_TYPE,
+          contentLength: AUDIO.length,
+          checksumSha256: sha256(AUDIO),
+          expiresInSeconds: 300,
+          maxBytes: 1 << 20,
         });
         await refused(await put(signed, AUDIO, { ...signed.headers, 'Content-Type': 'audio/ogg' }));
-        await refused(await put(signed, AUDIO, { ...signed.headers, 'x-amz-server-side-encryption': 'aws:kms' }));
+        await refused(
+          await put(signed, AUDIO, {
+            ...signed.headers,
+            'x-amz-server-side-encryption': 'aws:kms',
+          }),
+        );
         const { 'If-None-Match': _drop, ...withoutCondition } = signed.headers;
         await refused(await put(signed, AUDIO, withoutCondition));
         await refused(await put(signed, AUDIO.subarray(1)));
         await refused(await put(signed, new Uint8Array(AUDIO.length).fill(1)));
-        await refused(await fetch(signed.url.replace(/([?&][^=]*[Ss]ignature=)([0-9a-zA-Z_-])/, (_m, p: string, c: string) => p + (c === 'a' ? 'b' : 'a')), {
-          method: 'PUT', headers: { ...signed.headers }, body: AUDIO,
-        }));
+        await refused(
+          await fetch(
+            signed.url.replace(
+              /([?&][^=]*[Ss]ignature=)([0-9a-zA-Z_-])/,
+              (_m, p: string, c: string) => p + (c === 'a' ? 'b' : 'a'),
+            ),
+            {
+              method: 'PUT',
+              headers: { ...signed.headers },
+              body: AUDIO,
+            },
+          ),
+        );
         expect(await store.head(key)).toBeUndefined();
         const ok = await put(signed, AUDIO);
         expect(ok.status).toBe(200);
@@ -196,7 +259,12 @@ export function objectStoreContract(
       it('refuses an expired URL', async (ctx) => {
         if (!fx.capabilities.enforcesSignatures) ctx.skip();
         const key = newKey();
-        const signed = await store.signUpload({ key, contentType: CONTENT_TYPE, expiresInSeconds: 1, maxBytes: 1 << 20 });
+        const signed = await store.signUpload({
+          key,
+          contentType: CONTENT_TYPE,
+          expiresInSeconds: 1,
+          maxBytes: 1 << 20,
+        });
         if (fx.advanceClock) fx.advanceClock(2);
         else await new Promise((r) => setTimeout(r, 2100));
         await refused(await put(signed, AUDIO));
@@ -206,7 +274,12 @@ export function objectStoreContract(
 
     it('an empty body is either refused or stored as an empty object that reads as empty', async () => {
       const key = newKey();
-      const signed = await store.signUpload({ key, contentType: CONTENT_TYPE, expiresInSeconds: 60, maxBytes: 1 << 20 });
+      const signed = await store.signUpload({
+        key,
+        contentType: CONTENT_TYPE,
+        expiresInSeconds: 60,
+        maxBytes: 1 << 20,
+      });
       const res = await put(signed, new Uint8Array(0));
       await res.arrayBuffer();
       if (res.ok) {
@@ -239,11 +312,13 @@ export function objectStoreContract(
 
     it('deleteMany removes every key, missing ones included, and reports no failure', async () => {
       const prefix = `${user}-many`;
-      const keys = await Promise.all([0, 1, 2, 3, 4].map(async () => {
-        const key = newKey('webm', prefix);
-        await upload(key);
-        return key;
-      }));
+      const keys = await Promise.all(
+        [0, 1, 2, 3, 4].map(async () => {
+          const key = newKey('webm', prefix);
+          await upload(key);
+          return key;
+        }),
+      );
       const missing = newKey('webm', prefix);
       const result = await store.deleteMany([...keys, missing]);
       expect(result.failed).toEqual([]);

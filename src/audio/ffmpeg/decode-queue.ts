@@ -50,12 +50,17 @@ export class DecodeQueue {
 
   constructor(options: DecodeQueueOptions) {
     const { slots, perOwner, queuePerOwner, queueTotal } = options;
-    if (!Number.isSafeInteger(slots) || slots < 1) throw new RangeError(`slots must be an integer >= 1, not ${slots}.`);
+    if (!Number.isSafeInteger(slots) || slots < 1)
+      throw new RangeError(`slots must be an integer >= 1, not ${slots}.`);
     if (!Number.isSafeInteger(perOwner) || perOwner < 1 || perOwner > slots) {
-      throw new RangeError(`perOwner must be an integer from 1 to slots (${slots}), not ${perOwner}.`);
+      throw new RangeError(
+        `perOwner must be an integer from 1 to slots (${slots}), not ${perOwner}.`,
+      );
     }
-    if (!Number.isSafeInteger(queuePerOwner) || queuePerOwner < 0) throw new RangeError(`queuePerOwner must be an integer >= 0, not ${queuePerOwner}.`);
-    if (!Number.isSafeInteger(queueTotal) || queueTotal < 0) throw new RangeError(`queueTotal must be an integer >= 0, not ${queueTotal}.`);
+    if (!Number.isSafeInteger(queuePerOwner) || queuePerOwner < 0)
+      throw new RangeError(`queuePerOwner must be an integer >= 0, not ${queuePerOwner}.`);
+    if (!Number.isSafeInteger(queueTotal) || queueTotal < 0)
+      throw new RangeError(`queueTotal must be an integer >= 0, not ${queueTotal}.`);
     this.options = { slots, perOwner, queuePerOwner, queueTotal };
   }
 
@@ -72,14 +77,26 @@ export class DecodeQueue {
     // server is busy, so it gets the 503 below rather than "you have too many".
     const ownQueueFull = state.queue.length >= this.options.queuePerOwner;
     if (ownQueueFull && (state.running > 0 || state.queue.length > 0)) {
-      return Promise.reject(new AppError('RATE_LIMITED', `You have too many uploads being checked at once; retry in ${RETRY_AFTER_SECONDS} s.`, {
-        headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
-      }));
+      return Promise.reject(
+        new AppError(
+          'RATE_LIMITED',
+          `You have too many uploads being checked at once; retry in ${RETRY_AFTER_SECONDS} s.`,
+          {
+            headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
+          },
+        ),
+      );
     }
     if (ownQueueFull || this.waiting >= this.options.queueTotal) {
-      return Promise.reject(new AppError('SERVICE_UNAVAILABLE', 'Every audio decoder is busy and its queue is full; retry in a second.', {
-        headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
-      }));
+      return Promise.reject(
+        new AppError(
+          'SERVICE_UNAVAILABLE',
+          'Every audio decoder is busy and its queue is full; retry in a second.',
+          {
+            headers: { 'retry-after': String(RETRY_AFTER_SECONDS) },
+          },
+        ),
+      );
     }
     this.owners.set(owner, state);
     return new Promise((resolve, reject) => {
@@ -92,11 +109,18 @@ export class DecodeQueue {
         this.forgetIfIdle(owner, state);
         reject(abortReason(signal));
       };
-      const waiter: Waiter = { grant: resolve, detach: () => signal?.removeEventListener('abort', onAbort) };
+      const waiter: Waiter = {
+        grant: resolve,
+        detach: () => signal?.removeEventListener('abort', onAbort),
+      };
       signal?.addEventListener('abort', onAbort, { once: true });
       if (state.queue.length === 0) {
         const back = this.turns.length - 1;
-        this.turns.splice(back >= 0 && this.turns[back] === this.lastStarted ? back : back + 1, 0, owner);
+        this.turns.splice(
+          back >= 0 && this.turns[back] === this.lastStarted ? back : back + 1,
+          0,
+          owner,
+        );
       }
       state.queue.push(waiter);
       this.waiting++;
@@ -125,7 +149,9 @@ export class DecodeQueue {
   /** One slot just freed, so at most one waiter can start. */
   private next(): void {
     if (this.running >= this.options.slots) return;
-    const at = this.turns.findIndex((owner) => (this.owners.get(owner)?.running ?? 0) < this.options.perOwner);
+    const at = this.turns.findIndex(
+      (owner) => (this.owners.get(owner)?.running ?? 0) < this.options.perOwner,
+    );
     if (at < 0) return;
     const owner = this.turns[at] as string;
     const state = this.owners.get(owner) as OwnerState;
@@ -138,7 +164,8 @@ export class DecodeQueue {
   }
 
   private forgetIfIdle(owner: string, state: OwnerState): void {
-    if (state.running === 0 && state.queue.length === 0 && this.owners.get(owner) === state) this.owners.delete(owner);
+    if (state.running === 0 && state.queue.length === 0 && this.owners.get(owner) === state)
+      this.owners.delete(owner);
   }
 }
 

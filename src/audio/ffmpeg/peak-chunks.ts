@@ -23,9 +23,16 @@ const MIN_CHUNK_SECONDS = 0.01;
 const ASSUMED_BITS_PER_SECOND = 32_000;
 
 /** Frames per chunk for a stream, from its declared duration or, failing that, its size. */
-export function chunkFrames(sampleRate: number, declaredSeconds: number | undefined, sizeBytes: number): number {
+export function chunkFrames(
+  sampleRate: number,
+  declaredSeconds: number | undefined,
+  sizeBytes: number,
+): number {
   const seconds = declaredSeconds ?? (sizeBytes * 8) / ASSUMED_BITS_PER_SECOND;
-  return Math.max(Math.ceil(sampleRate * MIN_CHUNK_SECONDS), Math.ceil((seconds * sampleRate) / TARGET_CHUNKS));
+  return Math.max(
+    Math.ceil(sampleRate * MIN_CHUNK_SECONDS),
+    Math.ceil((seconds * sampleRate) / TARGET_CHUNKS),
+  );
 }
 
 /** The filter graph that has ffmpeg print each chunk's peak level (dBFS) on stdout. */

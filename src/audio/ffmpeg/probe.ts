@@ -7,7 +7,12 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../../domain/errors.ts';
 import { UploadRejected, type UploadRejectionReason } from '../../domain/rejections.ts';
-import { AUDIO_PEAK_SLICES, type AudioExpectation, type AudioProbe, type DecodedAudioFacts } from '../port.ts';
+import {
+  AUDIO_PEAK_SLICES,
+  type AudioExpectation,
+  type AudioProbe,
+  type DecodedAudioFacts,
+} from '../port.ts';
 import { DEFAULT_QUEUE_PER_OWNER, DecodeQueue } from './decode-queue.ts';
 import { FfmpegReport, type StreamLine } from './report.ts';
 import { ChunkPeaks, chunkFrames, peakFilterGraph } from './peak-chunks.ts';
@@ -47,11 +52,26 @@ interface FormatRule {
 }
 
 const RULES: Readonly<Record<string, FormatRule>> = {
-  webm: { demuxer: 'matroska', demuxerOptions: [], codec: (c) => c === 'opus' || c === 'vorbis', codecs: 'opus or vorbis' },
-  ogg: { demuxer: 'ogg', demuxerOptions: [], codec: (c) => c === 'opus' || c === 'vorbis' || c === 'flac', codecs: 'opus, vorbis or flac' },
+  webm: {
+    demuxer: 'matroska',
+    demuxerOptions: [],
+    codec: (c) => c === 'opus' || c === 'vorbis',
+    codecs: 'opus or vorbis',
+  },
+  ogg: {
+    demuxer: 'ogg',
+    demuxerOptions: [],
+    codec: (c) => c === 'opus' || c === 'vorbis' || c === 'flac',
+    codecs: 'opus, vorbis or flac',
+  },
   wav: { demuxer: 'wav', demuxerOptions: [], codec: (c) => c.startsWith('pcm_'), codecs: 'PCM' },
   mp3: { demuxer: 'mp3', demuxerOptions: [], codec: (c) => c === 'mp3', codecs: 'mp3' },
-  m4a: { demuxer: 'mov', demuxerOptions: ['-enable_drefs', '0', '-use_absolute_path', '0'], codec: (c) => c === 'aac' || c === 'alac', codecs: 'aac or alac' },
+  m4a: {
+    demuxer: 'mov',
+    demuxerOptions: ['-enable_drefs', '0', '-use_absolute_path', '0'],
+    codec: (c) => c === 'aac' || c === 'alac',
+    codecs: 'aac or alac',
+  },
   flac: { demuxer: 'flac', demuxerOptions: [], codec: (c) => c === 'flac', codecs: 'flac' },
   aac: { demuxer: 'aac', demuxerOptions: [], codec: (c) => c === 'aac', codecs: 'aac' },
 };
@@ -132,16 +152,25 @@ export class FfmpegAudioProbe implements AudioProbe {
     });
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.memoryLimitBytes = options.memoryLimitBytes ?? 1024 * 1024 * 1024;
-    this.prlimitPath = options.prlimitPath === undefined ? (process.platform === 'linux' ? 'prlimit' : null) : options.prlimitPath;
+    this.prlimitPath =
+      options.prlimitPath === undefined
+        ? process.platform === 'linux'
+          ? 'prlimit'
+          : null
+        : options.prlimitPath;
     this.tmpDir = options.tmpDir ?? tmpdir();
   }
 
   /** The first line of `ffmpeg -version` when it runs; undefined otherwise. */
-  static async version(options: Pick<FfmpegAudioProbeOptions, 'ffmpegPath'> = {}): Promise<string | undefined> {
+  static async version(
+    options: Pick<FfmpegAudioProbeOptions, 'ffmpegPath'> = {},
+  ): Promise<string | undefined> {
     return (await runQuietly(options.ffmpegPath ?? 'ffmpeg', ['-version']))?.split('\n')[0]?.trim();
   }
 
-  static async available(options: Pick<FfmpegAudioProbeOptions, 'ffmpegPath'> = {}): Promise<boolean> {
+  static async available(
+    options: Pick<FfmpegAudioProbeOptions, 'ffmpegPath'> = {},
+  ): Promise<boolean> {
     return (await FfmpegAudioProbe.version(options)) !== undefined;
   }
 
@@ -153,9 +182,16 @@ export class FfmpegAudioProbe implements AudioProbe {
     return sweepSpools(tmpDir);
   }
 
-  async probe(source: () => Promise<Readable>, expected: AudioExpectation): Promise<DecodedAudioFacts> {
+  async probe(
+    source: () => Promise<Readable>,
+    expected: AudioExpectation,
+  ): Promise<DecodedAudioFacts> {
     const rule = RULES[expected.extension.toLowerCase()];
-    if (!rule) throw refuse('wrong_format', `.${expected.extension} is not an audio format the decoder knows.`);
+    if (!rule)
+      throw refuse(
+        'wrong_format',
+        `.${expected.extension} is not an audio format the decoder knows.`,
+      );
     const release = await this.queue.acquire(expected.owner ?? '');
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), this.timeoutMs);
@@ -173,12 +209,19 @@ export class FfmpegAudioProbe implements AudioProbe {
       // Whatever the child or the stream said after the deadline, the deadline is the reason.
       // A store too slow to hand over the bytes says nothing about them: retry, keep the object.
       if (abort.signal.aborted && reading) {
-        throw new AppError('SERVICE_UNAVAILABLE', `The stored audio could not be read within ${(this.timeoutMs / 1000).toFixed(1)} s; retry in a moment.`, {
-          headers: { 'retry-after': '1' },
-        });
+        throw new AppError(
+          'SERVICE_UNAVAILABLE',
+          `The stored audio could not be read within ${(this.timeoutMs / 1000).toFixed(1)} s; retry in a moment.`,
+          {
+            headers: { 'retry-after': '1' },
+          },
+        );
       }
       if (abort.signal.aborted) {
-        throw refuse('decode_timeout', `The audio could not be decoded within ${(this.timeoutMs / 1000).toFixed(1)} s.`);
+        throw refuse(
+          'decode_timeout',
+          `The audio could not be decoded within ${(this.timeoutMs / 1000).toFixed(1)} s.`,
+        );
       }
       throw err;
     } finally {
@@ -189,27 +232,56 @@ export class FfmpegAudioProbe implements AudioProbe {
   }
 
   /** One ffmpeg child: header, limits, decode, peaks and sample count. */
-  private async decode(file: string, size: number, rule: FormatRule, expected: AudioExpectation, signal: AbortSignal): Promise<RunResult> {
+  private async decode(
+    file: string,
+    size: number,
+    rule: FormatRule,
+    expected: AudioExpectation,
+    signal: AbortSignal,
+  ): Promise<RunResult> {
     const args = [
-      '-nostdin', '-hide_banner',
+      '-nostdin',
+      '-hide_banner',
       // Verbose, tagged: the header, the decoded sample count at the end, and errors told apart.
       // -xerror stops at the first error; -err_detect explode makes decoders report what they would conceal.
-      '-loglevel', 'level+verbose', '-xerror', '-err_detect', 'explode',
-      '-max_alloc', String(MAX_ALLOC_BYTES),
+      '-loglevel',
+      'level+verbose',
+      '-xerror',
+      '-err_detect',
+      'explode',
+      '-max_alloc',
+      String(MAX_ALLOC_BYTES),
       // One thread each for decoding and filtering: a decoder slot is one core, as
       // AUDIO_DECODE_CONCURRENCY promises (threads cost a 7.1 FLAC 40 % more CPU, and win no time).
-      '-filter_threads', '1', '-threads', '1',
-      '-protocol_whitelist', 'file', '-f', rule.demuxer, ...rule.demuxerOptions,
-      '-i', `file:${file}`,
-      '-map', '0:a:0',
+      '-filter_threads',
+      '1',
+      '-threads',
+      '1',
+      '-protocol_whitelist',
+      'file',
+      '-f',
+      rule.demuxer,
+      ...rule.demuxerOptions,
+      '-i',
+      `file:${file}`,
+      '-map',
+      '0:a:0',
       // The graph comes on stdin once the stream is known (see onAudio).
-      '-filter_script:a', 'pipe:0',
-      '-t', String(expected.maxDurationSeconds + TOO_LONG_MARGIN_SECONDS),
-      '-f', 'null', '-',
+      '-filter_script:a',
+      'pipe:0',
+      '-t',
+      String(expected.maxDurationSeconds + TOO_LONG_MARGIN_SECONDS),
+      '-f',
+      'null',
+      '-',
     ];
     const [cmd, fullArgs] = await this.command(this.ffmpegPath, args);
     return new Promise((resolve, reject) => {
-      const child = spawn(cmd, fullArgs, { stdio: ['pipe', 'pipe', 'pipe'], signal, killSignal: 'SIGKILL' });
+      const child = spawn(cmd, fullArgs, {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        signal,
+        killSignal: 'SIGKILL',
+      });
       let peaks: ChunkPeaks | undefined;
       let refusal: UploadRejected | undefined;
       let unlisted: NodeJS.Timeout | undefined;
@@ -231,7 +303,10 @@ export class FfmpegAudioProbe implements AudioProbe {
         report.push(d);
         if (report.opened && !peaks && !refusal && unlisted === undefined) {
           unlisted = setTimeout(() => {
-            refusal = refuse('decode_error', 'The decoder could not describe the audio stream of this file.');
+            refusal = refuse(
+              'decode_error',
+              'The decoder could not describe the audio stream of this file.',
+            );
             child.kill('SIGKILL');
           }, STREAM_LIST_WAIT_MS);
         }
@@ -239,7 +314,9 @@ export class FfmpegAudioProbe implements AudioProbe {
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (d: string) => peaks?.push(d));
       // The deadline's abort is the caller's to name; anything else (the binary gone) is an outage.
-      child.once('error', (err) => reject(signal.aborted ? err : decoderDown(`ffmpeg could not be started: ${err.message}`)));
+      child.once('error', (err) =>
+        reject(signal.aborted ? err : decoderDown(`ffmpeg could not be started: ${err.message}`)),
+      );
       child.once('close', (code, sig) => {
         clearTimeout(unlisted);
         report.end();
@@ -260,18 +337,34 @@ export class FfmpegAudioProbe implements AudioProbe {
 }
 
 /** What is wrong with the first audio stream before any decoding: its codec, rate or channels. */
-function limitsProblem(audio: StreamLine, rule: FormatRule, expected: AudioExpectation): UploadRejected | undefined {
+function limitsProblem(
+  audio: StreamLine,
+  rule: FormatRule,
+  expected: AudioExpectation,
+): UploadRejected | undefined {
   if (!rule.codec(audio.codec)) {
-    return refuse('wrong_codec', `The audio codec is ${audio.codec}, which a .${expected.extension} file does not carry (expected ${rule.codecs}).`);
+    return refuse(
+      'wrong_codec',
+      `The audio codec is ${audio.codec}, which a .${expected.extension} file does not carry (expected ${rule.codecs}).`,
+    );
   }
   if (!(audio.sampleRate > 0) || !(audio.channels > 0)) {
-    return refuse('decode_error', 'The audio stream declares no sample rate or no channel layout the decoder knows.');
+    return refuse(
+      'decode_error',
+      'The audio stream declares no sample rate or no channel layout the decoder knows.',
+    );
   }
   if (expected.maxSampleRate !== undefined && audio.sampleRate > expected.maxSampleRate) {
-    return refuse('audio_limits', `The audio runs at ${audio.sampleRate} Hz, over the limit of ${expected.maxSampleRate} Hz (MAX_AUDIO_SAMPLE_RATE).`);
+    return refuse(
+      'audio_limits',
+      `The audio runs at ${audio.sampleRate} Hz, over the limit of ${expected.maxSampleRate} Hz (MAX_AUDIO_SAMPLE_RATE).`,
+    );
   }
   if (expected.maxChannels !== undefined && audio.channels > expected.maxChannels) {
-    return refuse('audio_limits', `The audio has ${audio.channels} channels, over the limit of ${expected.maxChannels} (MAX_AUDIO_CHANNELS).`);
+    return refuse(
+      'audio_limits',
+      `The audio has ${audio.channels} channels, over the limit of ${expected.maxChannels} (MAX_AUDIO_CHANNELS).`,
+    );
   }
   return undefined;
 }
@@ -281,11 +374,19 @@ function verdict(run: RunResult, size: number, expected: AudioExpectation): Deco
   const { report } = run;
   if (run.refusal) throw run.refusal;
   const firstError = report.errors[0];
-  if (!report.ran) throw decoderDown(`ffmpeg did not start (exit ${run.code ?? run.signal ?? '?'})`);
-  if (run.signal !== null) throw decoderDown(`ffmpeg was killed by ${run.signal}${firstError ? ` after: ${firstError}` : ''}`);
-  if (report.errors.some((e) => /Cannot allocate memory/i.test(e))) throw decoderDown(`ffmpeg ran out of memory: ${firstError ?? ''}`);
+  if (!report.ran)
+    throw decoderDown(`ffmpeg did not start (exit ${run.code ?? run.signal ?? '?'})`);
+  if (run.signal !== null)
+    throw decoderDown(
+      `ffmpeg was killed by ${run.signal}${firstError ? ` after: ${firstError}` : ''}`,
+    );
+  if (report.errors.some((e) => /Cannot allocate memory/i.test(e)))
+    throw decoderDown(`ffmpeg ran out of memory: ${firstError ?? ''}`);
   if (!report.opened) {
-    throw refuse('decode_error', `The file is not readable .${expected.extension} audio (truncated, corrupt or another format): ${describe(firstError, run.code)}`);
+    throw refuse(
+      'decode_error',
+      `The file is not readable .${expected.extension} audio (truncated, corrupt or another format): ${describe(firstError, run.code)}`,
+    );
   }
   // Cover art (mp3, m4a) is a picture attached to the audio, not a video.
   if (report.streams.some((s) => s.kind === 'video' && !s.attachedPicture)) {
@@ -294,17 +395,31 @@ function verdict(run: RunResult, size: number, expected: AudioExpectation): Deco
   const audio = report.audio;
   if (!audio) throw refuse('no_audio', 'The file has no audio stream.');
   if (run.code !== 0 || firstError !== undefined) {
-    throw refuse('decode_error', `The audio does not decode (truncated or corrupt data): ${describe(firstError, run.code)}`);
+    throw refuse(
+      'decode_error',
+      `The audio does not decode (truncated or corrupt data): ${describe(firstError, run.code)}`,
+    );
   }
   const frames = report.decodedSamples ?? 0;
-  if (frames === 0) throw refuse('empty_audio', 'The file decodes to no audio samples (zero duration).');
+  if (frames === 0)
+    throw refuse('empty_audio', 'The file decodes to no audio samples (zero duration).');
   const decodedSeconds = frames / audio.sampleRate;
   if (decodedSeconds > expected.maxDurationSeconds) {
-    throw refuse('too_long', `The recording is longer than the maximum of ${expected.maxDurationSeconds} s.`);
+    throw refuse(
+      'too_long',
+      `The recording is longer than the maximum of ${expected.maxDurationSeconds} s.`,
+    );
   }
   const declared = report.estimated ? undefined : report.declaredSeconds;
-  if (declared !== undefined && declared - decodedSeconds > Math.max(TRUNCATION_TOLERANCE_SECONDS, declared * TRUNCATION_TOLERANCE_RATIO)) {
-    throw refuse('truncated', `The audio is truncated: it decodes to ${decodedSeconds.toFixed(3)} s of the ${declared.toFixed(3)} s its container declares.`);
+  if (
+    declared !== undefined &&
+    declared - decodedSeconds >
+      Math.max(TRUNCATION_TOLERANCE_SECONDS, declared * TRUNCATION_TOLERANCE_RATIO)
+  ) {
+    throw refuse(
+      'truncated',
+      `The audio is truncated: it decodes to ${decodedSeconds.toFixed(3)} s of the ${declared.toFixed(3)} s its container declares.`,
+    );
   }
   return {
     durationSeconds: Math.round(decodedSeconds * 1000) / 1000,
@@ -318,11 +433,19 @@ function verdict(run: RunResult, size: number, expected: AudioExpectation): Deco
 
 /** ffmpeg's first error line, without the spool path. */
 function describe(line: string | undefined, code: number | null): string {
-  const cleaned = line?.replace(/file:\S+: /, '').replace(/\S*echoes-audio-\d+-\S*/g, 'the file').trim();
+  const cleaned = line
+    ?.replace(/file:\S+: /, '')
+    .replace(/\S*echoes-audio-\d+-\S*/g, 'the file')
+    .trim();
   return cleaned || `the decoder exited with ${code === null ? 'a signal' : `code ${code}`}.`;
 }
 
-async function spool(source: () => Promise<Readable>, file: string, maxBytes: number, signal: AbortSignal): Promise<number> {
+async function spool(
+  source: () => Promise<Readable>,
+  file: string,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<number> {
   const opened = source();
   const stream = await Promise.race([
     opened,
@@ -333,14 +456,18 @@ async function spool(source: () => Promise<Readable>, file: string, maxBytes: nu
     }),
   ]).catch((err: unknown) => {
     // A source that opens after the deadline is closed, not leaked.
-    void opened.then((late) => late.destroy(), () => undefined);
+    void opened.then(
+      (late) => late.destroy(),
+      () => undefined,
+    );
     throw err;
   });
   let size = 0;
   const limit = new Transform({
     transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
       size += chunk.length;
-      if (size > maxBytes) callback(refuse('too_large', `The file is larger than ${maxBytes} bytes.`));
+      if (size > maxBytes)
+        callback(refuse('too_large', `The file is larger than ${maxBytes} bytes.`));
       else callback(null, chunk);
     },
   });

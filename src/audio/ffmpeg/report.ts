@@ -17,10 +17,35 @@ export interface StreamLine {
 
 /** ffmpeg 5.1's named layouts (`ffmpeg -layouts`) and their channel counts. */
 const LAYOUT_CHANNELS: Readonly<Record<string, number>> = {
-  mono: 1, stereo: 2, '2.1': 3, '3.0': 3, '3.0(back)': 3, '4.0': 4, quad: 4, 'quad(side)': 4, '3.1': 4, '5.0': 5,
-  '5.0(side)': 5, '4.1': 5, '5.1': 6, '5.1(side)': 6, '6.0': 6, '6.0(front)': 6, hexagonal: 6, '6.1': 7, '6.1(back)': 7,
-  '6.1(front)': 7, '7.0': 7, '7.0(front)': 7, '7.1': 8, '7.1(wide)': 8, '7.1(wide-side)': 8, octagonal: 8,
-  hexadecagonal: 16, downmix: 2, '22.2': 24,
+  mono: 1,
+  stereo: 2,
+  '2.1': 3,
+  '3.0': 3,
+  '3.0(back)': 3,
+  '4.0': 4,
+  quad: 4,
+  'quad(side)': 4,
+  '3.1': 4,
+  '5.0': 5,
+  '5.0(side)': 5,
+  '4.1': 5,
+  '5.1': 6,
+  '5.1(side)': 6,
+  '6.0': 6,
+  '6.0(front)': 6,
+  hexagonal: 6,
+  '6.1': 7,
+  '6.1(back)': 7,
+  '6.1(front)': 7,
+  '7.0': 7,
+  '7.0(front)': 7,
+  '7.1': 8,
+  '7.1(wide)': 8,
+  '7.1(wide-side)': 8,
+  octagonal: 8,
+  hexadecagonal: 16,
+  downmix: 2,
+  '22.2': 24,
 };
 
 function channelsOf(layout: string): number {
@@ -41,12 +66,24 @@ interface LogLine {
   readonly text: string;
 }
 
-const LEVELS = new Set(['quiet', 'panic', 'fatal', 'error', 'warning', 'info', 'verbose', 'debug', 'trace']);
+const LEVELS = new Set([
+  'quiet',
+  'panic',
+  'fatal',
+  'error',
+  'warning',
+  'info',
+  'verbose',
+  'debug',
+  'trace',
+]);
 
 function splitLine(raw: string): LogLine {
   // `[mp3 @ 0x55…] [warning] text` or `[info] text`.
   const m = /^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)*\[(\w+)\]\s?(.*)$/.exec(raw);
-  return m && LEVELS.has(m[1] ?? '') ? { level: m[1] ?? '', text: m[2] ?? '' } : { level: '', text: raw };
+  return m && LEVELS.has(m[1] ?? '')
+    ? { level: m[1] ?? '', text: m[2] ?? '' }
+    : { level: '', text: raw };
 }
 
 export function parseStream(text: string): StreamLine | undefined {
@@ -123,9 +160,10 @@ export class FfmpegReport {
     if (this.inInput) {
       const duration = DURATION_RE.exec(text);
       if (duration) {
-        this.declaredSeconds = duration[1] === undefined
-          ? undefined
-          : Number(duration[1]) * 3600 + Number(duration[2]) * 60 + Number(duration[3]);
+        this.declaredSeconds =
+          duration[1] === undefined
+            ? undefined
+            : Number(duration[1]) * 3600 + Number(duration[2]) * 60 + Number(duration[3]);
         return;
       }
       const stream = parseStream(text);

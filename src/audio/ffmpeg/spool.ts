@@ -28,7 +28,10 @@ export async function sweepSpools(tmpDir: string): Promise<number> {
   for (const name of names) {
     const pid = Number(new RegExp(`^${SPOOL_PREFIX}(\\d+)-`).exec(name)?.[1]);
     if (!Number.isSafeInteger(pid) || pid === process.pid || processAlive(pid)) continue;
-    await rm(join(tmpDir, name), { recursive: true, force: true }).then(() => removed++, () => undefined);
+    await rm(join(tmpDir, name), { recursive: true, force: true }).then(
+      () => removed++,
+      () => undefined,
+    );
   }
   return removed;
 }

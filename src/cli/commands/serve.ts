@@ -16,7 +16,10 @@ export function registerServeCommand(program: Command, readConfig: () => Config)
         `echoes-storage listening on ${server.url} (${mode}, data in ${config.dataDir})`,
         audio.warning ?? `Audio decoder: ${audio.description}.`,
       ];
-      if (config.auth.dev) lines.push('Dev auth: get a token with `npm run --silent token -- <user_id>`; API docs at /docs.');
+      if (config.auth.dev)
+        lines.push(
+          'Dev auth: get a token with `npm run --silent token -- <user_id>`; API docs at /docs.',
+        );
       console.error(lines.join('\n'));
       const stop = async (): Promise<void> => {
         await server.close();

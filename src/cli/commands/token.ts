@@ -11,9 +11,12 @@ export function registerTokenCommand(program: Command, readConfig: () => Config)
     .action(async (userId: string, options: { ttl: string }) => {
       const config = readConfig();
       if (!config.auth.dev) {
-        throw new Error('Tokens come from your identity provider when AUTH_JWKS_URL or AUTH_JWT_SECRET is set; `token` only works with dev auth.');
+        throw new Error(
+          'Tokens come from your identity provider when AUTH_JWKS_URL or AUTH_JWT_SECRET is set; `token` only works with dev auth.',
+        );
       }
-      if (!/^\d+[smhd]$/.test(options.ttl)) throw new Error('--ttl takes a number and a unit, such as 30m, 24h or 7d.');
+      if (!/^\d+[smhd]$/.test(options.ttl))
+        throw new Error('--ttl takes a number and a unit, such as 30m, 24h or 7d.');
       process.stdout.write(`${await signDevToken(config.dataDir, userId, options.ttl)}\n`);
     });
 }

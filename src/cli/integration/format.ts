@@ -21,12 +21,19 @@ export function formatReport(report: IntegrationReport, columns = 120): string {
   });
   const totals = `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped in ${(report.duration_ms / 1000).toFixed(1)} s`;
   const clipped = report.checks.filter((c) => c.status === 'fail' && c.detail.length > detailWidth);
-  const notes = clipped.length === 0 ? [] : ['', 'In full:', ...clipped.map((c) => `- ${c.title}: ${c.detail}`)];
+  const notes =
+    clipped.length === 0
+      ? []
+      : ['', 'In full:', ...clipped.map((c) => `- ${c.title}: ${c.detail}`)];
   return [report.verdict, '', header, ...rows, ...notes, '', totals].join('\n');
 }
 
 /** integration-report-20260102-030405.json (UTC), sortable and safe in any file system. */
 export function defaultReportName(date: Date): string {
-  const stamp = date.toISOString().replace(/\.\d+Z$/, '').replace(/[-:]/g, '').replace('T', '-');
+  const stamp = date
+    .toISOString()
+    .replace(/\.\d+Z$/, '')
+    .replace(/[-:]/g, '')
+    .replace('T', '-');
   return `integration-report-${stamp}.json`;
 }

@@ -43,7 +43,12 @@ type Blocker = { kind: 'unreachable'; reason: string } | { kind: 'token'; reason
 const round = (ms: number): number => Math.round(ms * 10) / 10;
 
 export async function runIntegration(options: RunOptions): Promise<IntegrationReport> {
-  const client = new EchoesClient({ baseUrl: options.baseUrl, token: options.token, fetch: options.fetch, timeoutMs: options.timeoutMs ?? 15_000 });
+  const client = new EchoesClient({
+    baseUrl: options.baseUrl,
+    token: options.token,
+    fetch: options.fetch,
+    timeoutMs: options.timeoutMs ?? 15_000,
+  });
   const state = newRunState(client);
   const started = new Date();
   const t0 = performance.now();
@@ -65,7 +70,8 @@ export async function runIntegration(options: RunOptions): Promise<IntegrationRe
   }
 
   // Leave nothing behind when the run stopped between creating and deleting its echo.
-  if (state.echo && !state.deleted) await client.deleteEcho(state.echo.echo_id).catch(() => undefined);
+  if (state.echo && !state.deleted)
+    await client.deleteEcho(state.echo.echo_id).catch(() => undefined);
 
   const failed = results.filter((r) => r.status === 'fail');
   const skipped = results.filter((r) => r.status === 'skip').length;
@@ -85,14 +91,27 @@ export async function runIntegration(options: RunOptions): Promise<IntegrationRe
   };
 }
 
-async function runOne(check: Check, state: ReturnType<typeof newRunState>, passed: ReadonlySet<string>, blocker: Blocker | undefined, done: readonly CheckResult[]): Promise<CheckResult> {
+async function runOne(
+  check: Check,
+  state: ReturnType<typeof newRunState>,
+  passed: ReadonlySet<string>,
+  blocker: Blocker | undefined,
+  done: readonly CheckResult[],
+): Promise<CheckResult> {
   const base = { id: check.id, title: check.title };
-  if (blocker?.kind === 'unreachable') return { ...base, status: 'skip', duration_ms: 0, detail: 'skipped: the API is unreachable' };
-  if (blocker?.kind === 'token' && check.auth) return { ...base, status: 'skip', duration_ms: 0, detail: 'skipped: the token was refused' };
+  if (blocker?.kind === 'unreachable')
+    return { ...base, status: 'skip', duration_ms: 0, detail: 'skipped: the API is unreachable' };
+  if (blocker?.kind === 'token' && check.auth)
+    return { ...base, status: 'skip', duration_ms: 0, detail: 'skipped: the token was refused' };
   const missing = (check.needs ?? []).filter((id) => !passed.has(id));
   if (missing.length > 0) {
     const titles = missing.map((id) => done.find((r) => r.id === id)?.title ?? id);
-    return { ...base, status: 'skip', duration_ms: 0, detail: `skipped: needs "${titles.join('", "')}"` };
+    return {
+      ...base,
+      status: 'skip',
+      duration_ms: 0,
+      detail: `skipped: needs "${titles.join('", "')}"`,
+    };
   }
   const t = performance.now();
   try {
@@ -100,14 +119,32 @@ async function runOne(check: Check, state: ReturnType<typeof newRunState>, passe
     return { ...base, status: 'pass', duration_ms: round(performance.now() - t), detail };
   } catch (err) {
     const duration = round(performance.now() - t);
-    const error = isApiError(err) ? { status: err.status, code: err.code, message: err.message } : undefined;
-    return { ...base, status: 'fail', duration_ms: duration, detail: describeFailure(err), ...(error ? { error } : {}) };
+    const error = isApiError(err)
+      ? { status: err.status, code: err.code, message: err.message }
+      : undefined;
+    return {
+      ...base,
+      status: 'fail',
+      duration_ms: duration,
+      detail: describeFailure(err),
+      ...(error ? { error } : {}),
+    };
   }
 }
 
-function verdict(baseUrl: string, ok: boolean, results: readonly CheckResult[], blocker: Blocker | undefined, deployment: { storage: string; metadata: string } | undefined, ms: number): string {
-  const where = deployment ? ` (storage: ${deployment.storage}, metadata: ${deployment.metadata})` : '';
-  if (ok) return `PASS: all ${results.length} checks passed against ${baseUrl}${where} in ${(ms / 1000).toFixed(1)} s.`;
+function verdict(
+  baseUrl: string,
+  ok: boolean,
+  results: readonly CheckResult[],
+  blocker: Blocker | undefined,
+  deployment: { storage: string; metadata: string } | undefined,
+  ms: number,
+): string {
+  const where = deployment
+    ? ` (storage: ${deployment.storage}, metadata: ${deployment.metadata})`
+    : '';
+  if (ok)
+    return `PASS: all ${results.length} checks passed against ${baseUrl}${where} in ${(ms / 1000).toFixed(1)} s.`;
   if (blocker?.kind === 'unreachable') {
     return `FAIL: cannot reach the API at ${baseUrl}: ${blocker.reason.replace(/^Cannot reach the API at \S+: /, '')} Is the server running, and is the URL right?`;
   }
@@ -116,7 +153,8 @@ function verdict(baseUrl: string, ok: boolean, results: readonly CheckResult[], 
   }
   const failed = results.filter((r) => r.status === 'fail');
   const first = failed[0];
-  if (!first) return `FAIL: ${results.filter((r) => r.status === 'skip').length} checks were skipped.`;
+  if (!first)
+    return `FAIL: ${results.filter((r) => r.status === 'skip').length} checks were skipped.`;
   // The first line stays readable; the full message is in the table's notes and the report.
   const detail = first.detail.length > 220 ? `${first.detail.slice(0, 219)}…` : first.detail;
   return `FAIL: ${failed.length} of ${results.length} checks failed against ${baseUrl}${where}; first "${first.title}": ${detail}`;

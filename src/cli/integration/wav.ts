@@ -2,7 +2,9 @@
  * A real, playable WAV (16-bit PCM mono sine tone) made in memory, so the integration suite
  * needs no fixture file and works from an installed package.
  */
-export function makeToneWav(options: { seconds?: number; sampleRate?: number; frequency?: number } = {}): Uint8Array {
+export function makeToneWav(
+  options: { seconds?: number; sampleRate?: number; frequency?: number } = {},
+): Uint8Array {
   const seconds = options.seconds ?? 0.5;
   const sampleRate = options.sampleRate ?? 8000;
   const frequency = options.frequency ?? 440;
@@ -29,7 +31,11 @@ export function makeToneWav(options: { seconds?: number; sampleRate?: number; fr
   for (let i = 0; i < samples; i++) {
     // A short fade in and out keeps the tone from clicking.
     const edge = Math.min(1, i / 200, (samples - i) / 200);
-    view.setInt16(44 + i * 2, Math.round(Math.sin((2 * Math.PI * frequency * i) / sampleRate) * 12000 * edge), true);
+    view.setInt16(
+      44 + i * 2,
+      Math.round(Math.sin((2 * Math.PI * frequency * i) / sampleRate) * 12000 * edge),
+      true,
+    );
   }
   return new Uint8Array(buffer);
 }

@@ -13,7 +13,10 @@ import {
 import { isAwsError, reconcile, SetupError, type ItemSink, type SetupItem } from './items.ts';
 import { echoTableDefinition, TABLE_KEYS, TTL_ATTRIBUTE } from '../../metadata/dynamodb/table.ts';
 
-async function describe(db: DynamoDBClient, TableName: string): Promise<TableDescription | undefined> {
+async function describe(
+  db: DynamoDBClient,
+  TableName: string,
+): Promise<TableDescription | undefined> {
   try {
     return (await db.send(new DescribeTableCommand({ TableName }))).Table;
   } catch (err) {
@@ -23,8 +26,10 @@ async function describe(db: DynamoDBClient, TableName: string): Promise<TableDes
 }
 
 function keysMatch(t: TableDescription): boolean {
-  const key = (type: 'HASH' | 'RANGE') => t.KeySchema?.find((k) => k.KeyType === type)?.AttributeName;
-  const attrType = (name: string) => t.AttributeDefinitions?.find((a) => a.AttributeName === name)?.AttributeType;
+  const key = (type: 'HASH' | 'RANGE') =>
+    t.KeySchema?.find((k) => k.KeyType === type)?.AttributeName;
+  const attrType = (name: string) =>
+    t.AttributeDefinitions?.find((a) => a.AttributeName === name)?.AttributeType;
   return (
     t.KeySchema?.length === 2 &&
     key('HASH') === TABLE_KEYS.partition &&
@@ -35,7 +40,11 @@ function keysMatch(t: TableDescription): boolean {
 }
 
 /** The echoes table: user_id/echo_id strings, on-demand, TTL on `ttl`, point-in-time recovery. */
-export async function ensureTable(db: DynamoDBClient, TableName: string, sink: ItemSink): Promise<SetupItem[]> {
+export async function ensureTable(
+  db: DynamoDBClient,
+  TableName: string,
+  sink: ItemSink,
+): Promise<SetupItem[]> {
   const items: SetupItem[] = [];
   const common = { resource: TableName, sink };
   const existing = await describe(db, TableName);
@@ -46,12 +55,13 @@ export async function ensureTable(db: DynamoDBClient, TableName: string, sink: I
     );
   }
   if (!existing) {
-    await db.send(
-      new CreateTableCommand(echoTableDefinition(TableName)),
-    );
+    await db.send(new CreateTableCommand(echoTableDefinition(TableName)));
   }
   // TTL and backups can only be switched on once the table is ACTIVE.
-  await waitUntilTableExists({ client: db, maxWaitTime: 300, minDelay: 1, maxDelay: 5 }, { TableName });
+  await waitUntilTableExists(
+    { client: db, maxWaitTime: 300, minDelay: 1, maxDelay: 5 },
+    { TableName },
+  );
   const table = existing ?? (await describe(db, TableName));
   const push = (item: SetupItem) => {
     items.push(item);
@@ -74,7 +84,10 @@ export async function ensureTable(db: DynamoDBClient, TableName: string, sink: I
       matches: (mode) => mode === 'PAY_PER_REQUEST',
       write: async () => {
         await db.send(new UpdateTableCommand({ TableName, BillingMode: 'PAY_PER_REQUEST' }));
-        await waitUntilTableExists({ client: db, maxWaitTime: 300, minDelay: 1, maxDelay: 5 }, { TableName });
+        await waitUntilTableExists(
+          { client: db, maxWaitTime: 300, minDelay: 1, maxDelay: 5 },
+          { TableName },
+        );
       },
     }),
   );
@@ -85,7 +98,8 @@ export async function ensureTable(db: DynamoDBClient, TableName: string, sink: I
       setting: 'ttl',
       detail: `on attribute ${TTL_ATTRIBUTE}`,
       read: async () => {
-        const d = (await db.send(new DescribeTimeToLiveCommand({ TableName }))).TimeToLiveDescription;
+        const d = (await db.send(new DescribeTimeToLiveCommand({ TableName })))
+          .TimeToLiveDescription;
         const on = d?.TimeToLiveStatus === 'ENABLED' || d?.TimeToLiveStatus === 'ENABLING';
         if (on && d?.AttributeName !== TTL_ATTRIBUTE) {
           throw new SetupError(
@@ -97,7 +111,13 @@ export async function ensureTable(db: DynamoDBClient, TableName: string, sink: I
         return on ? d : undefined;
       },
       matches: () => true,
-      write: () => db.send(new UpdateTimeToLiveCommand({ TableName, TimeToLiveSpecification: { Enabled: true, AttributeName: TTL_ATTRIBUTE } })),
+      write: () =>
+        db.send(
+          new UpdateTimeToLiveCommand({
+            TableName,
+            TimeToLiveSpecification: { Enabled: true, AttributeName: TTL_ATTRIBUTE },
+          }),
+        ),
     }),
   );
 
@@ -108,17 +128,29 @@ export async function ensureTable(db: DynamoDBClient, TableName: string, sink: I
         setting: 'point-in-time recovery',
         detail: 'on',
         read: async () =>
-          (await db.send(new DescribeContinuousBackupsCommand({ TableName }))).ContinuousBackupsDescription?.PointInTimeRecoveryDescription
+          (await db.send(new DescribeContinuousBackupsCommand({ TableName })))
+            .ContinuousBackupsDescription?.PointInTimeRecoveryDescription
             ?.PointInTimeRecoveryStatus,
         matches: (status) => status === 'ENABLED',
         write: () =>
-          db.send(new UpdateContinuousBackupsCommand({ TableName, PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true } })),
+          db.send(
+            new UpdateContinuousBackupsCommand({
+              TableName,
+              PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+            }),
+          ),
       }),
     );
   } catch (err) {
     // Some local DynamoDB servers have no backups API; recovery is a safety net, not a must.
-    if (!isAwsError(err, 'UnknownOperationException', 'NotImplemented', 'NotImplementedException')) throw err;
-    push({ resource: TableName, setting: 'point-in-time recovery', action: 'skipped', detail: `not supported here (${(err as Error).name})` });
+    if (!isAwsError(err, 'UnknownOperationException', 'NotImplemented', 'NotImplementedException'))
+      throw err;
+    push({
+      resource: TableName,
+      setting: 'point-in-time recovery',
+      action: 'skipped',
+      detail: `not supported here (${(err as Error).name})`,
+    });
   }
   return items;
 }

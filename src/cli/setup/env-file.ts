@@ -13,7 +13,9 @@ export const MANAGED_KEYS = [
 const REMOVE_WHEN_UNSET = new Set(['S3_ENDPOINT', 'S3_FORCE_PATH_STYLE', 'DYNAMODB_ENDPOINT']);
 
 export function envLines(values: Readonly<Record<string, string>>): string[] {
-  return Object.entries(values).map(([k, v]) => `${k}=${/^[\w@%+=:,./-]*$/.test(v) ? v : JSON.stringify(v)}`);
+  return Object.entries(values).map(
+    ([k, v]) => `${k}=${/^[\w@%+=:,./-]*$/.test(v) ? v : JSON.stringify(v)}`,
+  );
 }
 
 export interface EnvFileChange {
@@ -24,7 +26,10 @@ export interface EnvFileChange {
 }
 
 /** Merges the values into a .env file, keeping every other line (and comment) as it was. */
-export function mergeEnvFile(file: string, values: Readonly<Record<string, string>>): EnvFileChange {
+export function mergeEnvFile(
+  file: string,
+  values: Readonly<Record<string, string>>,
+): EnvFileChange {
   const before = existsSync(file) ? readFileSync(file, 'utf8') : '';
   const lines = before === '' ? [] : before.replace(/\n$/, '').split('\n');
   const wanted = new Map(envLines(values).map((line) => [line.slice(0, line.indexOf('=')), line]));

@@ -2,12 +2,18 @@ import { errnoCode } from '../../support/errno.ts';
 import { httpStatus, isAwsError, SetupError } from './items.ts';
 
 /** Turns SDK failures into one line that says what to do next. */
-export function explainAwsError(err: unknown, ctx: { profile?: string; endpoint?: string; step: string }): Error {
+export function explainAwsError(
+  err: unknown,
+  ctx: { profile?: string; endpoint?: string; step: string },
+): Error {
   if (err instanceof SetupError) return err;
   const profile = ctx.profile ?? 'NAME';
   const message = err instanceof Error ? err.message : String(err);
   const name = err instanceof Error ? err.name : '';
-  if (name === 'CredentialsProviderError' || /could not load credentials|profile .* could not be found/i.test(message)) {
+  if (
+    name === 'CredentialsProviderError' ||
+    /could not load credentials|profile .* could not be found/i.test(message)
+  ) {
     return new SetupError(
       ctx.profile
         ? `No usable AWS credentials for profile "${ctx.profile}": run \`aws configure --profile ${ctx.profile}\` (or \`aws sso login --profile ${ctx.profile}\`).`
@@ -15,10 +21,22 @@ export function explainAwsError(err: unknown, ctx: { profile?: string; endpoint?
     );
   }
   if (isAwsError(err, 'ExpiredToken', 'ExpiredTokenException', 'TokenRefreshRequired')) {
-    return new SetupError(`The AWS credentials have expired: run \`aws sso login --profile ${profile}\` or refresh them, then run setup again.`);
+    return new SetupError(
+      `The AWS credentials have expired: run \`aws sso login --profile ${profile}\` or refresh them, then run setup again.`,
+    );
   }
-  if (isAwsError(err, 'InvalidClientTokenId', 'SignatureDoesNotMatch', 'UnrecognizedClientException', 'InvalidAccessKeyId')) {
-    return new SetupError(`AWS rejected the credentials: check them with \`aws sts get-caller-identity --profile ${profile}\`.`);
+  if (
+    isAwsError(
+      err,
+      'InvalidClientTokenId',
+      'SignatureDoesNotMatch',
+      'UnrecognizedClientException',
+      'InvalidAccessKeyId',
+    )
+  ) {
+    return new SetupError(
+      `AWS rejected the credentials: check them with \`aws sts get-caller-identity --profile ${profile}\`.`,
+    );
   }
   if (isAwsError(err, 'AccessDenied', 'AccessDeniedException') || httpStatus(err) === 403) {
     return new SetupError(
@@ -26,7 +44,11 @@ export function explainAwsError(err: unknown, ctx: { profile?: string; endpoint?
     );
   }
   const code = errnoCode(err);
-  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || /ECONNREFUSED|ENOTFOUND|fetch failed/.test(message)) {
+  if (
+    code === 'ECONNREFUSED' ||
+    code === 'ENOTFOUND' ||
+    /ECONNREFUSED|ENOTFOUND|fetch failed/.test(message)
+  ) {
     return new SetupError(
       ctx.endpoint
         ? `Cannot reach ${ctx.endpoint} while ${ctx.step}: is the server running?`

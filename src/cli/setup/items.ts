@@ -35,7 +35,12 @@ export async function reconcile<T>(opts: {
     await opts.write();
     action = current === undefined ? 'created' : 'updated';
   }
-  const item: SetupItem = { resource: opts.resource, setting: opts.setting, action, ...(opts.detail ? { detail: opts.detail } : {}) };
+  const item: SetupItem = {
+    resource: opts.resource,
+    setting: opts.setting,
+    action,
+    ...(opts.detail ? { detail: opts.detail } : {}),
+  };
   opts.sink(item);
   return item;
 }

@@ -22,5 +22,7 @@ export function formatEnvFileChange(change: EnvFileChange): string {
     change.updated.length > 0 ? `updated ${change.updated.join(', ')}` : '',
     change.removed.length > 0 ? `removed ${change.removed.join(', ')}` : '',
   ].filter(Boolean);
-  return parts.length === 0 ? `${change.file} already up to date.` : `Wrote ${change.file}: ${parts.join('; ')}.`;
+  return parts.length === 0
+    ? `${change.file} already up to date.`
+    : `Wrote ${change.file}: ${parts.join('; ')}.`;
 }

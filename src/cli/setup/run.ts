@@ -69,12 +69,20 @@ export async function runSetup(opts: SetupOptions): Promise<SetupResult> {
     ...(profile ? { profile } : {}),
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
   };
-  const region = opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (await resolveRegion(profile));
+  const region =
+    opts.region ??
+    process.env.AWS_REGION ??
+    process.env.AWS_DEFAULT_REGION ??
+    (await resolveRegion(profile));
   const sts = new STSClient({ ...base, region });
   const s3 = new S3Client({ ...base, region, forcePathStyle: Boolean(opts.endpoint) });
   const db = new DynamoDBClient({ ...base, region });
   const settings = environmentSettings(opts.environment);
-  const ctx = { profile, endpoint: opts.endpoint, step: 'reading the account id (sts:GetCallerIdentity)' };
+  const ctx = {
+    profile,
+    endpoint: opts.endpoint,
+    step: 'reading the account id (sts:GetCallerIdentity)',
+  };
   const items: SetupItem[] = [];
   const sink: ItemSink = (item) => {
     items.push(item);
@@ -83,7 +91,10 @@ export async function runSetup(opts: SetupOptions): Promise<SetupResult> {
   try {
     const who = await sts.send(new GetCallerIdentityCommand({}));
     const account = who.Account;
-    if (!account) throw new SetupError('STS returned no account id; check the credentials with `aws sts get-caller-identity`.');
+    if (!account)
+      throw new SetupError(
+        'STS returned no account id; check the credentials with `aws sts get-caller-identity`.',
+      );
     // The partition decides ARNs (aws, aws-cn, aws-us-gov); STS's own ARN names it.
     const partition = who.Arn?.split(':')[1] || 'aws';
     const bucket = bucketName(opts.environment, account);

@@ -21,7 +21,14 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { canonical, sameSettings } from './compare.ts';
-import { httpStatus, isAwsError, reconcile, SetupError, type ItemSink, type SetupItem } from './items.ts';
+import {
+  httpStatus,
+  isAwsError,
+  reconcile,
+  SetupError,
+  type ItemSink,
+  type SetupItem,
+} from './items.ts';
 import type { CorsRuleJson, LifecycleRuleJson, PolicyJson } from './templates.ts';
 
 /** Everything a bucket should end up with; undefined parts are left alone. */
@@ -45,28 +52,48 @@ async function orMissing<T>(read: () => Promise<T>, ...missing: string[]): Promi
   }
 }
 
-async function ensureBucketExists(s3: S3Client, spec: BucketSpec, sink: ItemSink): Promise<SetupItem> {
+async function ensureBucketExists(
+  s3: S3Client,
+  spec: BucketSpec,
+  sink: ItemSink,
+): Promise<SetupItem> {
   let exists = true;
   try {
     const head = await s3.send(new HeadBucketCommand({ Bucket: spec.name }));
     if (head.BucketRegion && head.BucketRegion !== spec.region) {
-      throw new SetupError(`Bucket ${spec.name} already exists in ${head.BucketRegion}: run again with --region ${head.BucketRegion}.`);
+      throw new SetupError(
+        `Bucket ${spec.name} already exists in ${head.BucketRegion}: run again with --region ${head.BucketRegion}.`,
+      );
     }
   } catch (err) {
     if (err instanceof SetupError) throw err;
     const status = httpStatus(err);
     if (status === 403) {
-      throw new SetupError(`Bucket ${spec.name} exists but these credentials cannot use it (403): check --profile, or that the account owns it.`);
+      throw new SetupError(
+        `Bucket ${spec.name} exists but these credentials cannot use it (403): check --profile, or that the account owns it.`,
+      );
     }
     if (status !== 404 && !isAwsError(err, 'NotFound', 'NoSuchBucket')) throw err;
     exists = false;
   }
   if (!exists) {
     // us-east-1 is the one region that refuses an explicit LocationConstraint.
-    const config = spec.region === 'us-east-1' ? {} : { CreateBucketConfiguration: { LocationConstraint: spec.region as BucketLocationConstraint } };
+    const config =
+      spec.region === 'us-east-1'
+        ? {}
+        : {
+            CreateBucketConfiguration: {
+              LocationConstraint: spec.region as BucketLocationConstraint,
+            },
+          };
     await s3.send(new CreateBucketCommand({ Bucket: spec.name, ...config }));
   }
-  const item: SetupItem = { resource: spec.name, setting: 'bucket', action: exists ? 'unchanged' : 'created', detail: spec.region };
+  const item: SetupItem = {
+    resource: spec.name,
+    setting: 'bucket',
+    action: exists ? 'unchanged' : 'created',
+    detail: spec.region,
+  };
   sink(item);
   return item;
 }
@@ -76,7 +103,10 @@ function lifecycleShape(rules: readonly (LifecycleRule | LifecycleRuleJson)[]): 
   return rules
     .map((r) => {
       const filter = r.Filter as Record<string, unknown> | undefined;
-      const emptyFilter = !filter || Object.keys(canonical(filter) as object).length === 0 || sameSettings(filter, { Prefix: '' });
+      const emptyFilter =
+        !filter ||
+        Object.keys(canonical(filter) as object).length === 0 ||
+        sameSettings(filter, { Prefix: '' });
       return canonical({
         ID: r.ID,
         Status: r.Status,
@@ -93,7 +123,10 @@ function describeLifecycle(rules: readonly LifecycleRuleJson[]): string {
   return rules
     .map((r) => {
       const parts: string[] = [];
-      if (r.AbortIncompleteMultipartUpload) parts.push(`abort multipart after ${r.AbortIncompleteMultipartUpload.DaysAfterInitiation}d`);
+      if (r.AbortIncompleteMultipartUpload)
+        parts.push(
+          `abort multipart after ${r.AbortIncompleteMultipartUpload.DaysAfterInitiation}d`,
+        );
       for (const t of r.Transitions ?? []) parts.push(`${t.StorageClass} after ${t.Days}d`);
       if (r.Expiration) parts.push(`expire after ${r.Expiration.Days}d`);
       return parts.join(', ');
@@ -102,7 +135,11 @@ function describeLifecycle(rules: readonly LifecycleRuleJson[]): string {
 }
 
 /** Creates the bucket if needed, then brings each setting in line with the spec. */
-export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSink): Promise<SetupItem[]> {
+export async function ensureBucket(
+  s3: S3Client,
+  spec: BucketSpec,
+  sink: ItemSink,
+): Promise<SetupItem[]> {
   const Bucket = spec.name;
   const items: SetupItem[] = [await ensureBucketExists(s3, spec, sink)];
   const common = { resource: Bucket, sink };
@@ -112,21 +149,43 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
       ...common,
       setting: 'object ownership',
       detail: 'BucketOwnerEnforced (ACLs off)',
-      read: () => orMissing(() => s3.send(new GetBucketOwnershipControlsCommand({ Bucket })), 'OwnershipControlsNotFoundError'),
-      matches: (c) => c.OwnershipControls?.Rules?.length === 1 && c.OwnershipControls.Rules[0]?.ObjectOwnership === 'BucketOwnerEnforced',
-      write: () => s3.send(new PutBucketOwnershipControlsCommand({ Bucket, OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] } })),
+      read: () =>
+        orMissing(
+          () => s3.send(new GetBucketOwnershipControlsCommand({ Bucket })),
+          'OwnershipControlsNotFoundError',
+        ),
+      matches: (c) =>
+        c.OwnershipControls?.Rules?.length === 1 &&
+        c.OwnershipControls.Rules[0]?.ObjectOwnership === 'BucketOwnerEnforced',
+      write: () =>
+        s3.send(
+          new PutBucketOwnershipControlsCommand({
+            Bucket,
+            OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+          }),
+        ),
     }),
   );
 
-  const block = { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true };
+  const block = {
+    BlockPublicAcls: true,
+    IgnorePublicAcls: true,
+    BlockPublicPolicy: true,
+    RestrictPublicBuckets: true,
+  };
   items.push(
     await reconcile({
       ...common,
       setting: 'public access block',
       detail: 'all four on',
-      read: () => orMissing(() => s3.send(new GetPublicAccessBlockCommand({ Bucket })), 'NoSuchPublicAccessBlockConfiguration'),
+      read: () =>
+        orMissing(
+          () => s3.send(new GetPublicAccessBlockCommand({ Bucket })),
+          'NoSuchPublicAccessBlockConfiguration',
+        ),
       matches: (c) => sameSettings(c.PublicAccessBlockConfiguration, block),
-      write: () => s3.send(new PutPublicAccessBlockCommand({ Bucket, PublicAccessBlockConfiguration: block })),
+      write: () =>
+        s3.send(new PutPublicAccessBlockCommand({ Bucket, PublicAccessBlockConfiguration: block })),
     }),
   );
 
@@ -135,7 +194,11 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
       ...common,
       setting: 'encryption',
       detail: 'SSE-S3 (AES256)',
-      read: () => orMissing(() => s3.send(new GetBucketEncryptionCommand({ Bucket })), 'ServerSideEncryptionConfigurationNotFoundError'),
+      read: () =>
+        orMissing(
+          () => s3.send(new GetBucketEncryptionCommand({ Bucket })),
+          'ServerSideEncryptionConfigurationNotFoundError',
+        ),
       matches: (c) => {
         const rules = c.ServerSideEncryptionConfiguration?.Rules ?? [];
         const d = rules[0]?.ApplyServerSideEncryptionByDefault;
@@ -145,7 +208,9 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
         s3.send(
           new PutBucketEncryptionCommand({
             Bucket,
-            ServerSideEncryptionConfiguration: { Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+            ServerSideEncryptionConfiguration: {
+              Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+            },
           }),
         ),
     }),
@@ -158,14 +223,17 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
         ...common,
         setting: 'cors',
         detail: `${CORSRules.length === 1 ? '1 rule' : `${CORSRules.length} rules`} for ${[...new Set(CORSRules.flatMap((r) => r.AllowedOrigins))].join(' ')}`,
-        read: () => orMissing(() => s3.send(new GetBucketCorsCommand({ Bucket })), 'NoSuchCORSConfiguration'),
+        read: () =>
+          orMissing(() => s3.send(new GetBucketCorsCommand({ Bucket })), 'NoSuchCORSConfiguration'),
         matches: (c) => sameSettings(c.CORSRules, CORSRules),
-        write: () => s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules } })),
+        write: () =>
+          s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules } })),
       }),
     );
   }
 
-  const readPolicy = () => orMissing(() => s3.send(new GetBucketPolicyCommand({ Bucket })), 'NoSuchBucketPolicy');
+  const readPolicy = () =>
+    orMissing(() => s3.send(new GetBucketPolicyCommand({ Bucket })), 'NoSuchBucketPolicy');
   const policy = spec.policy;
   if (policy) {
     items.push(
@@ -181,13 +249,19 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
             return false;
           }
         },
-        write: () => s3.send(new PutBucketPolicyCommand({ Bucket, Policy: JSON.stringify(policy) })),
+        write: () =>
+          s3.send(new PutBucketPolicyCommand({ Bucket, Policy: JSON.stringify(policy) })),
       }),
     );
   } else {
     const had = (await readPolicy())?.Policy !== undefined;
     if (had) await s3.send(new DeleteBucketPolicyCommand({ Bucket }));
-    const item: SetupItem = { resource: Bucket, setting: 'policy', action: had ? 'updated' : 'unchanged', detail: 'none (--no-bucket-policy)' };
+    const item: SetupItem = {
+      resource: Bucket,
+      setting: 'policy',
+      action: had ? 'updated' : 'unchanged',
+      detail: 'none (--no-bucket-policy)',
+    };
     sink(item);
     items.push(item);
   }
@@ -197,9 +271,19 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
       ...common,
       setting: 'lifecycle',
       detail: describeLifecycle(spec.lifecycle),
-      read: () => orMissing(() => s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket })), 'NoSuchLifecycleConfiguration'),
+      read: () =>
+        orMissing(
+          () => s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket })),
+          'NoSuchLifecycleConfiguration',
+        ),
       matches: (c) => sameSettings(lifecycleShape(c.Rules ?? []), lifecycleShape(spec.lifecycle)),
-      write: () => s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket, LifecycleConfiguration: { Rules: spec.lifecycle } })),
+      write: () =>
+        s3.send(
+          new PutBucketLifecycleConfigurationCommand({
+            Bucket,
+            LifecycleConfiguration: { Rules: spec.lifecycle },
+          }),
+        ),
     }),
   );
 
@@ -213,7 +297,14 @@ export async function ensureBucket(s3: S3Client, spec: BucketSpec, sink: ItemSin
         read: async () => (await s3.send(new GetBucketLoggingCommand({ Bucket }))).LoggingEnabled,
         matches: (c) => c.TargetBucket === targetBucket && c.TargetPrefix === targetPrefix,
         write: () =>
-          s3.send(new PutBucketLoggingCommand({ Bucket, BucketLoggingStatus: { LoggingEnabled: { TargetBucket: targetBucket, TargetPrefix: targetPrefix } } })),
+          s3.send(
+            new PutBucketLoggingCommand({
+              Bucket,
+              BucketLoggingStatus: {
+                LoggingEnabled: { TargetBucket: targetBucket, TargetPrefix: targetPrefix },
+              },
+            }),
+          ),
       }),
     );
   }

@@ -47,7 +47,10 @@ export interface LifecycleRuleJson {
   readonly Status: 'Enabled';
   readonly Filter: { readonly Prefix: string };
   readonly AbortIncompleteMultipartUpload?: { readonly DaysAfterInitiation: number };
-  readonly Transitions?: { readonly Days: number; readonly StorageClass: 'STANDARD_IA' | 'GLACIER_IR' }[];
+  readonly Transitions?: {
+    readonly Days: number;
+    readonly StorageClass: 'STANDARD_IA' | 'GLACIER_IR';
+  }[];
   readonly Expiration?: { readonly Days: number };
 }
 
@@ -76,7 +79,8 @@ function readJson(file: string): unknown {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 const isDays = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1;
 
 export function environmentSettings(env: EnvironmentName): EnvironmentSettings {
@@ -87,12 +91,17 @@ export function environmentSettings(env: EnvironmentName): EnvironmentSettings {
   };
   if (!isObject(s)) return bad('is missing');
   const origins = s.allowedOrigins;
-  if (!Array.isArray(origins) || origins.length === 0 || !origins.every((o) => typeof o === 'string' && o !== '')) {
+  if (
+    !Array.isArray(origins) ||
+    origins.length === 0 ||
+    !origins.every((o) => typeof o === 'string' && o !== '')
+  ) {
     bad('needs allowedOrigins: a non-empty list of origins');
   }
   const audio = s.audio;
   const logs = s.accessLogs;
-  if (!isDays(s.abortIncompleteMultipartUploadAfterDays)) bad('needs abortIncompleteMultipartUploadAfterDays >= 1');
+  if (!isDays(s.abortIncompleteMultipartUploadAfterDays))
+    bad('needs abortIncompleteMultipartUploadAfterDays >= 1');
   if (!isObject(audio) || !isDays(audio.standardIaAfterDays) || !isDays(audio.glacierIrAfterDays)) {
     bad('needs audio.standardIaAfterDays and audio.glacierIrAfterDays (whole days)');
   }
@@ -105,7 +114,8 @@ export function environmentSettings(env: EnvironmentName): EnvironmentSettings {
   if (expire !== null && (!isDays(expire) || expire <= a.glacierIrAfterDays!)) {
     bad('needs audio.expireAfterDays: null (keep) or more days than glacierIrAfterDays');
   }
-  if (!isObject(logs) || !isDays(logs.expireAfterDays)) bad('needs accessLogs.expireAfterDays >= 1');
+  if (!isObject(logs) || !isDays(logs.expireAfterDays))
+    bad('needs accessLogs.expireAfterDays >= 1');
   return s as unknown as EnvironmentSettings;
 }
 
@@ -128,7 +138,10 @@ export function fillTemplate<T>(template: T, values: TemplateValues): T {
     });
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return scalar(v);
-    if (Array.isArray(v)) return v.flatMap((x) => (x === '${ALLOWED_ORIGINS}' ? [...values.ALLOWED_ORIGINS] : [walk(x)]));
+    if (Array.isArray(v))
+      return v.flatMap((x) =>
+        x === '${ALLOWED_ORIGINS}' ? [...values.ALLOWED_ORIGINS] : [walk(x)],
+      );
     if (isObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     return v;
   };
@@ -137,22 +150,33 @@ export function fillTemplate<T>(template: T, values: TemplateValues): T {
 
 export function corsTemplate(): CorsRuleJson[] {
   const doc = readJson('s3-cors.json');
-  if (!isObject(doc) || !Array.isArray(doc.CORSRules)) throw new Error('config/s3-cors.json needs a CORSRules list');
+  if (!isObject(doc) || !Array.isArray(doc.CORSRules))
+    throw new Error('config/s3-cors.json needs a CORSRules list');
   return doc.CORSRules as CorsRuleJson[];
 }
 
 export function bucketPolicyTemplate(): PolicyJson {
   const doc = readJson('s3-bucket-policy.json');
-  if (!isObject(doc) || !Array.isArray(doc.Statement)) throw new Error('config/s3-bucket-policy.json needs a Statement list');
+  if (!isObject(doc) || !Array.isArray(doc.Statement))
+    throw new Error('config/s3-bucket-policy.json needs a Statement list');
   return doc as unknown as PolicyJson;
 }
 
-export function corsRules(settings: EnvironmentSettings, values: Omit<TemplateValues, 'ALLOWED_ORIGINS'>): CorsRuleJson[] {
+export function corsRules(
+  settings: EnvironmentSettings,
+  values: Omit<TemplateValues, 'ALLOWED_ORIGINS'>,
+): CorsRuleJson[] {
   return fillTemplate(corsTemplate(), { ...values, ALLOWED_ORIGINS: settings.allowedOrigins });
 }
 
-export function bucketPolicy(settings: EnvironmentSettings, values: Omit<TemplateValues, 'ALLOWED_ORIGINS'>): PolicyJson {
-  return fillTemplate(bucketPolicyTemplate(), { ...values, ALLOWED_ORIGINS: settings.allowedOrigins });
+export function bucketPolicy(
+  settings: EnvironmentSettings,
+  values: Omit<TemplateValues, 'ALLOWED_ORIGINS'>,
+): PolicyJson {
+  return fillTemplate(bucketPolicyTemplate(), {
+    ...values,
+    ALLOWED_ORIGINS: settings.allowedOrigins,
+  });
 }
 
 export const LIFECYCLE_IDS = {
@@ -167,7 +191,9 @@ export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[]
       ID: LIFECYCLE_IDS.abortMultipart,
       Status: 'Enabled',
       Filter: { Prefix: '' },
-      AbortIncompleteMultipartUpload: { DaysAfterInitiation: s.abortIncompleteMultipartUploadAfterDays },
+      AbortIncompleteMultipartUpload: {
+        DaysAfterInitiation: s.abortIncompleteMultipartUploadAfterDays,
+      },
     },
     {
       ID: LIFECYCLE_IDS.audioTiers,
@@ -177,7 +203,9 @@ export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[]
         { Days: s.audio.standardIaAfterDays, StorageClass: 'STANDARD_IA' },
         { Days: s.audio.glacierIrAfterDays, StorageClass: 'GLACIER_IR' },
       ],
-      ...(s.audio.expireAfterDays === null ? {} : { Expiration: { Days: s.audio.expireAfterDays } }),
+      ...(s.audio.expireAfterDays === null
+        ? {}
+        : { Expiration: { Days: s.audio.expireAfterDays } }),
     },
   ];
 }
@@ -197,7 +225,12 @@ export function logLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[] {
  * The log bucket's policy: S3's logging service may write (only for our bucket and account),
  * nobody may use plain HTTP. The same statement CDK writes for `serverAccessLogsBucket`.
  */
-export function logBucketPolicy(opts: { partition: string; bucket: string; logBucket: string; accountId: string }): PolicyJson {
+export function logBucketPolicy(opts: {
+  partition: string;
+  bucket: string;
+  logBucket: string;
+  accountId: string;
+}): PolicyJson {
   const { partition, bucket, logBucket, accountId } = opts;
   return {
     Version: '2012-10-17',

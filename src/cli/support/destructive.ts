@@ -9,7 +9,11 @@ export interface DestructiveFlags {
 
 export interface DestructiveRun<R> {
   /** One sweep; every run of a command shares one `now`, so the real run deletes no more than the plan listed. */
-  sweep(apply: boolean, now: Date, onProgress: ((p: SweepProgress) => void) | undefined): Promise<R>;
+  sweep(
+    apply: boolean,
+    now: Date,
+    onProgress: ((p: SweepProgress) => void) | undefined,
+  ): Promise<R>;
   /** `hints` false: the plan shown before the question, where "run again with…" would mislead. */
   summary(result: R, hints?: boolean): string;
   /** How many things the plan would change; 0 skips the question. */
@@ -21,7 +25,10 @@ export interface DestructiveRun<R> {
  * --dry-run: the plan only. --yes: straight to work. Otherwise (a terminal, checked by
  * mayProceed) the plan is shown on stderr and a person says yes before anything changes.
  */
-export async function runDestructive<R>(flags: DestructiveFlags, run: DestructiveRun<R>): Promise<R | undefined> {
+export async function runDestructive<R>(
+  flags: DestructiveFlags,
+  run: DestructiveRun<R>,
+): Promise<R | undefined> {
   const now = new Date();
   const sweep = async (apply: boolean): Promise<R> => {
     const progress = progressReporter(!flags.json);

@@ -39,38 +39,56 @@ const overlaps = (a: string, b: string): boolean => {
  * store's own files for legacy ones); a bucket needs the S3 backend, whose endpoint and credentials
  * reach it, and in the service's own bucket a prefix (else every echo would be listed as legacy).
  */
-export async function openLegacySource(config: Config, flags: SourceFlags): Promise<{ source: LegacySource; skipOwnLayout: boolean }> {
+export async function openLegacySource(
+  config: Config,
+  flags: SourceFlags,
+): Promise<{ source: LegacySource; skipOwnLayout: boolean }> {
   if (flags.sourceDir !== undefined) {
     if (flags.sourceBucket !== undefined || flags.sourcePrefix !== undefined) {
-      throw new MigrateUsageError('Name one source: --source-dir DIR, or --source-bucket B and/or --source-prefix P.');
+      throw new MigrateUsageError(
+        'Name one source: --source-dir DIR, or --source-bucket B and/or --source-prefix P.',
+      );
     }
     let dir: string;
     try {
       dir = await realpath(flags.sourceDir);
     } catch {
-      throw new MigrateUsageError(`--source-dir ${flags.sourceDir} is not a folder that can be read.`);
+      throw new MigrateUsageError(
+        `--source-dir ${flags.sourceDir} is not a folder that can be read.`,
+      );
     }
     if (config.storageBackend === 'local') {
       const dataDir = await realpath(config.dataDir).catch(() => config.dataDir);
       if (overlaps(dir, dataDir)) {
-        throw new MigrateUsageError(`--source-dir ${dir} overlaps DATA_DIR (${dataDir}); copy the legacy files to a folder outside it.`);
+        throw new MigrateUsageError(
+          `--source-dir ${dir} overlaps DATA_DIR (${dataDir}); copy the legacy files to a folder outside it.`,
+        );
       }
     }
     return { source: await openLegacyFolder(dir), skipOwnLayout: false };
   }
   if (flags.sourceBucket === undefined && flags.sourcePrefix === undefined) {
-    throw new MigrateUsageError('Name the source: --source-dir DIR (files), or --source-bucket B and/or --source-prefix P (S3).');
+    throw new MigrateUsageError(
+      'Name the source: --source-dir DIR (files), or --source-bucket B and/or --source-prefix P (S3).',
+    );
   }
   if (config.storageBackend !== 's3') {
-    throw new MigrateUsageError('--source-bucket and --source-prefix need the S3 backend (S3_BUCKET_NAME); with the embedded store, copy the files to a folder and use --source-dir.');
+    throw new MigrateUsageError(
+      '--source-bucket and --source-prefix need the S3 backend (S3_BUCKET_NAME); with the embedded store, copy the files to a folder and use --source-dir.',
+    );
   }
   const bucket = flags.sourceBucket ?? config.s3.bucket ?? '';
   const prefix = flags.sourcePrefix ?? '';
   const own = bucket === config.s3.bucket;
   if (own && prefix === '') {
-    throw new MigrateUsageError(`The source is the service's own bucket (${bucket}): give --source-prefix, the folder the legacy objects are under.`);
+    throw new MigrateUsageError(
+      `The source is the service's own bucket (${bucket}): give --source-prefix, the folder the legacy objects are under.`,
+    );
   }
-  return { source: await openLegacyBucket(config, { bucket, prefix }, { check: true }), skipOwnLayout: own };
+  return {
+    source: await openLegacyBucket(config, { bucket, prefix }, { check: true }),
+    skipOwnLayout: own,
+  };
 }
 
 /**
@@ -81,13 +99,18 @@ export function legacySourceOpener(config: Config): { open: SourceOpener; close(
   const opened = new Map<string, Promise<LegacySource>>();
   const open: SourceOpener = async (entry: MigrationEntry) => {
     const suffix = `/${entry.sourceKey}`;
-    const root = entry.sourceId.endsWith(suffix) ? entry.sourceId.slice(0, -suffix.length) : undefined;
+    const root = entry.sourceId.endsWith(suffix)
+      ? entry.sourceId.slice(0, -suffix.length)
+      : undefined;
     if (root?.startsWith('file://')) {
       const dir = root.slice('file://'.length);
       if (!opened.has(root)) opened.set(root, openLegacyFolder(dir));
     } else if (root?.startsWith('s3://')) {
       const bucket = root.slice('s3://'.length);
-      if (config.storageBackend !== 's3') throw new Error(`${entry.sourceId} is in S3, but this deployment has no S3 backend to read it with.`);
+      if (config.storageBackend !== 's3')
+        throw new Error(
+          `${entry.sourceId} is in S3, but this deployment has no S3 backend to read it with.`,
+        );
       if (!opened.has(root)) {
         opened.set(root, openLegacyBucket(config, { bucket, prefix: '' }));
       }
@@ -113,7 +136,9 @@ export async function readLegacyMetadata(file: string): Promise<Map<string, Echo
   try {
     if (!(await stat(file)).isFile()) throw new Error('not a file');
   } catch (err) {
-    throw new MigrateUsageError(`--metadata ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`);
+    throw new MigrateUsageError(
+      `--metadata ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   const stream = createReadStream(file, 'utf8');
   let n = 0;
@@ -125,13 +150,20 @@ export async function readLegacyMetadata(file: string): Promise<Map<string, Echo
     try {
       value = JSON.parse(line);
     } catch {
-      throw new MigrateUsageError(`--metadata ${file} line ${n} is not JSON; each line is one object like {"key":"audio/u1/a.wav","emotion":"calm","tags":["x"]}.`);
+      throw new MigrateUsageError(
+        `--metadata ${file} line ${n} is not JSON; each line is one object like {"key":"audio/u1/a.wav","emotion":"calm","tags":["x"]}.`,
+      );
     }
     if (!checkLine(value)) {
       const e = checkLine.errors?.[0];
-      throw new MigrateUsageError(`--metadata ${file} line ${n}: ${e ? `${e.instancePath || '(line)'} ${e.message ?? 'is invalid'}` : 'is invalid'}${e?.params && 'additionalProperty' in e.params ? ` ("${String(e.params.additionalProperty)}"; allowed: key, emotion, tags, caption, location)` : ''}.`);
+      throw new MigrateUsageError(
+        `--metadata ${file} line ${n}: ${e ? `${e.instancePath || '(line)'} ${e.message ?? 'is invalid'}` : 'is invalid'}${e?.params && 'additionalProperty' in e.params ? ` ("${String(e.params.additionalProperty)}"; allowed: key, emotion, tags, caption, location)` : ''}.`,
+      );
     }
-    if (byKey.has(value.key)) throw new MigrateUsageError(`--metadata ${file} line ${n} repeats the key ${value.key}; give each key once.`);
+    if (byKey.has(value.key))
+      throw new MigrateUsageError(
+        `--metadata ${file} line ${n} repeats the key ${value.key}; give each key once.`,
+      );
     // Fields a legacy line cannot carry stay empty; the duration is always measured.
     byKey.set(value.key, {
       ...EMPTY_METADATA,
@@ -150,13 +182,18 @@ export async function readUsersFile(file: string): Promise<string[]> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new MigrateUsageError(`--users-file ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`);
+    throw new MigrateUsageError(
+      `--users-file ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   const users: string[] = [];
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.replace(/#.*/, '').trim();
     if (line === '') return;
-    if (!isSafeUserId(line)) throw new MigrateUsageError(`--users-file ${file} line ${i + 1}: "${line}" is not a user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`);
+    if (!isSafeUserId(line))
+      throw new MigrateUsageError(
+        `--users-file ${file} line ${i + 1}: "${line}" is not a user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`,
+      );
     users.push(line);
   });
   return users;

@@ -7,7 +7,9 @@ export async function assertWritableFolder(path: string): Promise<void> {
   try {
     await access(folder, constants.W_OK);
   } catch {
-    throw new Error(`--metrics-file ${path}: cannot write in ${folder}. Create the folder or pick another path (node_exporter reads --collector.textfile.directory).`);
+    throw new Error(
+      `--metrics-file ${path}: cannot write in ${folder}. Create the folder or pick another path (node_exporter reads --collector.textfile.directory).`,
+    );
   }
 }
 
@@ -22,6 +24,9 @@ export async function writeFileAtomically(path: string, text: string): Promise<v
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw new Error(`could not write --metrics-file ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(
+      `could not write --metrics-file ${path}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
 }

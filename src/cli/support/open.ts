@@ -7,7 +7,10 @@ import { assertWritableFolder, writeFileAtomically } from './metrics-file.ts';
  * figures go where asked: Prometheus text to `metricsFile` (a node exporter's textfile
  * collector), EMF lines on stdout with METRICS_EMF=on; a failed run writes them too.
  */
-export async function openJob(config: Config, options: { metricsFile?: string | undefined } = {}): Promise<JobComposition> {
+export async function openJob(
+  config: Config,
+  options: { metricsFile?: string | undefined } = {},
+): Promise<JobComposition> {
   const { metricsFile } = options;
   // Before the sweep, not after it: a run that deletes and then cannot report is an unwatched run.
   if (metricsFile !== undefined) await assertWritableFolder(metricsFile);
@@ -16,7 +19,8 @@ export async function openJob(config: Config, options: { metricsFile?: string | 
     ...job,
     async close() {
       try {
-        if (metricsFile !== undefined && job.metrics.prometheus) await writeFileAtomically(metricsFile, await job.metrics.prometheus.text());
+        if (metricsFile !== undefined && job.metrics.prometheus)
+          await writeFileAtomically(metricsFile, await job.metrics.prometheus.text());
       } finally {
         await job.close();
       }

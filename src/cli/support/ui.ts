@@ -7,17 +7,24 @@ import type { KeySet, SweepProgress } from '../../services/cleanup.ts';
 export const EXIT_REFUSED = 2;
 
 /** Shows a live count on stderr when it is a terminal; silent otherwise (logs, pipes, --json). */
-export function progressReporter(enabled: boolean): { onProgress: ((p: SweepProgress) => void) | undefined; stop(): void } {
+export function progressReporter(enabled: boolean): {
+  onProgress: ((p: SweepProgress) => void) | undefined;
+  stop(): void;
+} {
   if (!enabled || !process.stderr.isTTY) return { onProgress: undefined, stop: () => {} };
-  const bar = new SingleBar({
-    format: '  scanned {counts} ({duration_formatted})',
-    stream: process.stderr,
-    hideCursor: true,
-    clearOnComplete: true,
-  }, Presets.shades_classic);
+  const bar = new SingleBar(
+    {
+      format: '  scanned {counts} ({duration_formatted})',
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: true,
+    },
+    Presets.shades_classic,
+  );
   // verify scans objects and records side by side: show both counts, not whichever came last.
   const counts = new Map<string, number>();
-  const text = (): string => [...counts].map(([phase, n]) => `${n.toLocaleString('en-US')} ${phase}`).join(', ');
+  const text = (): string =>
+    [...counts].map(([phase, n]) => `${n.toLocaleString('en-US')} ${phase}`).join(', ');
   let started = false;
   return {
     onProgress(p) {
@@ -41,7 +48,9 @@ export function progressReporter(enabled: boolean): { onProgress: ((p: SweepProg
  */
 export function mayProceed(options: { yes?: boolean; dryRun?: boolean }, command: string): boolean {
   if (options.yes || options.dryRun || process.stdin.isTTY) return true;
-  console.error(`${command}: refusing to delete without confirmation, since stdin is not a terminal. Add --yes to delete, or --dry-run to only list.`);
+  console.error(
+    `${command}: refusing to delete without confirmation, since stdin is not a terminal. Add --yes to delete, or --dry-run to only list.`,
+  );
   process.exitCode = EXIT_REFUSED;
   return false;
 }
@@ -57,14 +66,18 @@ export async function confirm(question: string): Promise<boolean> {
 }
 
 export function parseUser(value: string): string {
-  if (!isSafeUserId(value)) throw new InvalidArgumentError(`--user "${value}" is not a user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`);
+  if (!isSafeUserId(value))
+    throw new InvalidArgumentError(
+      `--user "${value}" is not a user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`,
+    );
   return value;
 }
 
 export function nonNegative(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} takes a number of 0 or more, not "${value}".`);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+      throw new InvalidArgumentError(`${flag} takes a number of 0 or more, not "${value}".`);
     return n;
   };
 }
@@ -72,7 +85,8 @@ export function nonNegative(flag: string): (value: string) => number {
 export function wholeNumber(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} takes a whole number, not "${value}".`);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+      throw new InvalidArgumentError(`${flag} takes a whole number, not "${value}".`);
     return n;
   };
 }
@@ -95,16 +109,20 @@ export function formatBytes(bytes: number): string {
 
 const num = (n: number): string => n.toLocaleString('en-US');
 
-export const plural = (n: number, noun: string, nouns = `${noun}s`): string => `${num(n)} ${n === 1 ? noun : nouns}`;
+export const plural = (n: number, noun: string, nouns = `${noun}s`): string =>
+  `${num(n)} ${n === 1 ? noun : nouns}`;
 
 /** Aligned rows of label, count, bytes (and an optional note). */
-export function table(rows: readonly (readonly [string, number, number | null, string?])[]): string {
+export function table(
+  rows: readonly (readonly [string, number, number | null, string?])[],
+): string {
   const width = Math.max(...rows.map((r) => r[0].length));
   const countWidth = Math.max(...rows.map((r) => num(r[1]).length));
   const bytesWidth = Math.max(...rows.map((r) => (r[2] === null ? 0 : formatBytes(r[2]).length)));
   return rows
     .map(([label, count, bytes, note]) =>
-      `  ${label.padEnd(width)}  ${num(count).padStart(countWidth)}  ${(bytes === null ? '' : formatBytes(bytes)).padStart(bytesWidth)}${note ? `  ${note}` : ''}`.trimEnd())
+      `  ${label.padEnd(width)}  ${num(count).padStart(countWidth)}  ${(bytes === null ? '' : formatBytes(bytes)).padStart(bytesWidth)}${note ? `  ${note}` : ''}`.trimEnd(),
+    )
     .join('\n');
 }
 
@@ -113,7 +131,8 @@ export function keyList(title: string, set: KeySet, shown = 20): string {
   if (set.count === 0) return '';
   const lines = set.keys.slice(0, shown).map((k) => `    ${k}`);
   const more = set.count - Math.min(shown, set.keys.length);
-  if (more > 0) lines.push(`    … and ${num(more)} more (--json lists up to ${num(set.keys.length)})`);
+  if (more > 0)
+    lines.push(`    … and ${num(more)} more (--json lists up to ${num(set.keys.length)})`);
   return `  ${title}:\n${lines.join('\n')}`;
 }
 

@@ -1,7 +1,13 @@
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider, credentialsProblem, describeError } from '../../support/aws/credentials.ts';
+import {
+  AWS_HTTP,
+  CHECK_TIMEOUT_MS,
+  credentialProvider,
+  credentialsProblem,
+  describeError,
+} from '../../support/aws/credentials.ts';
 import { DeadlineHttpHandler } from '../../support/aws/deadline.ts';
 import { errorName, httpStatus, isAwsOutage, reportPortErrors } from '../../support/aws/errors.ts';
 import { PortError, type PortErrorKind } from '../../domain/errors.ts';
@@ -27,7 +33,13 @@ export interface DynamoTable {
 
 /** The calls of an API request; table scans (cleanup, reports, verify) keep the SDK's longer timeouts. */
 const DYNAMO_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
-  'GetItemCommand', 'PutItemCommand', 'UpdateItemCommand', 'DeleteItemCommand', 'QueryCommand', 'BatchGetItemCommand', 'BatchWriteItemCommand',
+  'GetItemCommand',
+  'PutItemCommand',
+  'UpdateItemCommand',
+  'DeleteItemCommand',
+  'QueryCommand',
+  'BatchGetItemCommand',
+  'BatchWriteItemCommand',
 ]);
 
 /**
@@ -36,25 +48,44 @@ const DYNAMO_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
  * createPending alone turns it into a conflict.
  */
 function classifyDynamo(err: unknown): PortErrorKind | undefined {
-  return errorName(err) === 'ResourceNotFoundException' || isAwsOutage(err) ? 'unavailable' : undefined;
+  return errorName(err) === 'ResourceNotFoundException' || isAwsOutage(err)
+    ? 'unavailable'
+    : undefined;
 }
 
-export const isConditionFailed = (err: unknown): boolean => errorName(err) === 'ConditionalCheckFailedException';
+export const isConditionFailed = (err: unknown): boolean =>
+  errorName(err) === 'ConditionalCheckFailedException';
 
-export const where = (options: DynamoEchoRepositoryOptions): string => `${options.endpoint ?? 'AWS DynamoDB'} (region ${options.region})`;
+export const where = (options: DynamoEchoRepositoryOptions): string =>
+  `${options.endpoint ?? 'AWS DynamoDB'} (region ${options.region})`;
 
 /** A client whose failures are PortErrors, with the request path's deadline, and its document client. */
-export function connect(options: DynamoEchoRepositoryOptions): { client: DynamoDBClient; doc: DynamoDBDocumentClient } {
+export function connect(options: DynamoEchoRepositoryOptions): {
+  client: DynamoDBClient;
+  doc: DynamoDBDocumentClient;
+} {
   const client = new DynamoDBClient({
     region: options.region,
     endpoint: options.endpoint,
     credentials: credentialProvider(options),
     maxAttempts: options.maxAttempts ?? AWS_HTTP.maxAttempts,
-    requestHandler: new DeadlineHttpHandler({ connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout }),
+    requestHandler: new DeadlineHttpHandler({
+      connectionTimeout: AWS_HTTP.connectionTimeout,
+      requestTimeout: AWS_HTTP.requestTimeout,
+    }),
   });
-  const deadline = options.callTimeoutMs === undefined ? undefined : { ms: options.callTimeoutMs, commands: DYNAMO_REQUEST_PATH_COMMANDS };
+  const deadline =
+    options.callTimeoutMs === undefined
+      ? undefined
+      : { ms: options.callTimeoutMs, commands: DYNAMO_REQUEST_PATH_COMMANDS };
   // The document client shares this middleware stack, so its commands are covered too.
-  reportPortErrors(client, 'dynamodb', `DynamoDB table "${options.table}" at ${where(options)}`, classifyDynamo, deadline);
+  reportPortErrors(
+    client,
+    'dynamodb',
+    `DynamoDB table "${options.table}" at ${where(options)}`,
+    classifyDynamo,
+    deadline,
+  );
   const doc = DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true },
   });
@@ -76,7 +107,10 @@ export function createTableCommand(options: DynamoEchoRepositoryOptions): string
 }
 
 /** Answers when the table exists and is usable; otherwise an unavailable PortError that says what to do. */
-export async function checkTable(client: DynamoDBClient, options: DynamoEchoRepositoryOptions): Promise<void> {
+export async function checkTable(
+  client: DynamoDBClient,
+  options: DynamoEchoRepositoryOptions,
+): Promise<void> {
   let status: string | undefined;
   try {
     const res = await client.send(new DescribeTableCommand({ TableName: options.table }), {
@@ -89,7 +123,11 @@ export async function checkTable(client: DynamoDBClient, options: DynamoEchoRepo
     throw new PortError('unavailable', 'dynamodb', checkMessage(cause, options), { cause });
   }
   if (status !== undefined && status !== 'ACTIVE' && status !== 'UPDATING') {
-    throw new PortError('unavailable', 'dynamodb', `DynamoDB table "${options.table}" at ${where(options)} is ${status}, not ACTIVE; wait for it and start again.`);
+    throw new PortError(
+      'unavailable',
+      'dynamodb',
+      `DynamoDB table "${options.table}" at ${where(options)} is ${status}, not ACTIVE; wait for it and start again.`,
+    );
   }
 }
 
@@ -102,7 +140,11 @@ function checkMessage(err: unknown, options: DynamoEchoRepositoryOptions): strin
     return `${table} does not exist at ${where(options)}. ${create}`;
   }
   const status = httpStatus(err);
-  if (status === 403 || status === 400 && /AccessDenied|UnrecognizedClient|InvalidSignature/.test(errorName(err) ?? '')) {
+  if (
+    status === 403 ||
+    (status === 400 &&
+      /AccessDenied|UnrecognizedClient|InvalidSignature/.test(errorName(err) ?? ''))
+  ) {
     return `${table} at ${where(options)} refused access (${describeError(err)}). Check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID). If the table does not exist: ${create}`;
   }
   return `${table} at ${where(options)} could not be reached: ${describeError(err)}. Check DYNAMODB_ENDPOINT, AWS_REGION and the network. If the table does not exist: ${create}`;

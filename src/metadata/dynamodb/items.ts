@@ -1,21 +1,36 @@
-import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
+import {
+  NOT_MEASURED,
+  pendingTtl,
+  type AudioSummary,
+  type EchoRecord,
+  type EchoStatus,
+} from '../../domain/echo.ts';
 import { decodeVerdict } from '../../domain/verdict.ts';
 import type { ReadyUpdate } from '../port.ts';
-import { encodeMetadata, encodeMetadataIfAny, LEGACY_METADATA_ATTRIBUTES, METADATA_FIELD, metadataFromItem, type StoredMetadata } from '../record-codec.ts';
+import {
+  encodeMetadata,
+  encodeMetadataIfAny,
+  LEGACY_METADATA_ATTRIBUTES,
+  METADATA_FIELD,
+  metadataFromItem,
+  type StoredMetadata,
+} from '../record-codec.ts';
 
 /**
  * Sort key of the usage item each user has beside their echoes. `#` sorts below every echo id
  * (lower-case UUIDs) and no echo id can take it; reads that return records skip it.
  */
 export const USAGE_SORT_KEY = '#usage';
-export const isUsageItem = (item: Record<string, unknown>): boolean => item['echo_id'] === USAGE_SORT_KEY;
+export const isUsageItem = (item: Record<string, unknown>): boolean =>
+  item['echo_id'] === USAGE_SORT_KEY;
 
 /**
  * A sort key of the user's own bookkeeping (usage, migration journal), never an echo: echo ids
  * are lower-case UUIDs, so `#` is free for these, and every read of records skips them.
  */
 export const isBookkeepingKey = (echoId: string): boolean => echoId.startsWith('#');
-export const isBookkeepingItem = (item: Record<string, unknown>): boolean => isBookkeepingKey(String(item['echo_id']));
+export const isBookkeepingItem = (item: Record<string, unknown>): boolean =>
+  isBookkeepingKey(String(item['echo_id']));
 
 /** An item as stored: snake_case, null fields left out. */
 interface EchoItem {
@@ -50,7 +65,12 @@ interface AudioItem {
 
 function audioItem(a: AudioSummary | null): AudioItem | undefined {
   if (!a) return undefined;
-  return { codec: a.codec, sample_rate: a.sampleRate, channels: a.channels, bit_rate: orUndefined(a.bitRate) };
+  return {
+    codec: a.codec,
+    sample_rate: a.sampleRate,
+    channels: a.channels,
+    bit_rate: orUndefined(a.bitRate),
+  };
 }
 
 export const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
@@ -100,7 +120,12 @@ export function fromItem(raw: Record<string, unknown>): EchoRecord {
     createdAt: new Date(i.created_at),
     expiresAt: new Date(i.expires_at),
     audio: i.audio
-      ? { codec: String(i.audio.codec), sampleRate: Number(i.audio.sample_rate), channels: Number(i.audio.channels), bitRate: num(i.audio.bit_rate) }
+      ? {
+          codec: String(i.audio.codec),
+          sampleRate: Number(i.audio.sample_rate),
+          channels: Number(i.audio.channels),
+          bitRate: num(i.audio.bit_rate),
+        }
       : null,
     waveform: Array.isArray(i.waveform) ? i.waveform.map(Number) : null,
     peaks: i.peaks instanceof Uint8Array ? new Uint8Array(i.peaks) : null,

@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  DeleteCommand,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { PortError } from '../../domain/errors.ts';
 import type { MigrationEntry, MigrationJournal, MigrationRef } from '../port.ts';
 import { isConditionFailed, type DynamoTable } from './connection.ts';
@@ -73,14 +80,24 @@ export class DynamoMigrationJournal implements MigrationJournal {
 
   async getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined> {
     const res = await this.t.doc.send(
-      new GetCommand({ TableName: this.t.table, Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) }, ConsistentRead: true }),
+      new GetCommand({
+        TableName: this.t.table,
+        Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) },
+        ConsistentRead: true,
+      }),
     );
     return res.Item ? migrationFromItem(res.Item) : undefined;
   }
 
   async beginMigration(entry: MigrationEntry): Promise<MigrationEntry> {
     try {
-      await this.t.doc.send(new PutCommand({ TableName: this.t.table, Item: migrationItem(entry), ConditionExpression: 'attribute_not_exists(echo_id)' }));
+      await this.t.doc.send(
+        new PutCommand({
+          TableName: this.t.table,
+          Item: migrationItem(entry),
+          ConditionExpression: 'attribute_not_exists(echo_id)',
+        }),
+      );
       return entry;
     } catch (err) {
       if (!isConditionFailed(err)) throw err;
@@ -88,21 +105,36 @@ export class DynamoMigrationJournal implements MigrationJournal {
     const stored = await this.getMigration(entry);
     // Only a forget between the refused put and this read empties it: the caller's run can retry.
     if (!stored) {
-      throw new PortError('conflict', 'dynamodb', `The journal entry of ${entry.sourceId} was dropped while it was being written; run the migration again.`);
+      throw new PortError(
+        'conflict',
+        'dynamodb',
+        `The journal entry of ${entry.sourceId} was dropped while it was being written; run the migration again.`,
+      );
     }
     return stored;
   }
 
   async finishMigration(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
-    return this.update(ref, 'SET #state = :done, updated_at = :at', { ':done': 'done', ':at': at.toISOString() });
+    return this.update(ref, 'SET #state = :done, updated_at = :at', {
+      ':done': 'done',
+      ':at': at.toISOString(),
+    });
   }
 
   async markSourceDeleted(ref: MigrationRef, at: Date): Promise<MigrationEntry | undefined> {
     // The first deletion's time stays: a repeated --delete-source run deleted nothing.
-    return this.update(ref, 'SET source_deleted_at = if_not_exists(source_deleted_at, :at), updated_at = :at', { ':at': at.toISOString() });
+    return this.update(
+      ref,
+      'SET source_deleted_at = if_not_exists(source_deleted_at, :at), updated_at = :at',
+      { ':at': at.toISOString() },
+    );
   }
 
-  private async update(ref: MigrationRef, update: string, values: Record<string, unknown>): Promise<MigrationEntry | undefined> {
+  private async update(
+    ref: MigrationRef,
+    update: string,
+    values: Record<string, unknown>,
+  ): Promise<MigrationEntry | undefined> {
     try {
       const res = await this.t.doc.send(
         new UpdateCommand({
@@ -123,38 +155,61 @@ export class DynamoMigrationJournal implements MigrationJournal {
   }
 
   async forgetMigration(ref: MigrationRef): Promise<void> {
-    await this.t.doc.send(new DeleteCommand({ TableName: this.t.table, Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) } }));
+    await this.t.doc.send(
+      new DeleteCommand({
+        TableName: this.t.table,
+        Key: { user_id: ref.userId, echo_id: migrationSortKey(ref.sourceId) },
+      }),
+    );
   }
 
   async forgetMigrations(userId: string): Promise<number> {
     let forgotten = 0;
     for await (const page of this.scanMigrations({ userId })) {
-      const deleted = await Promise.all(page.map(async (e) => {
-        const res = await this.t.doc.send(new DeleteCommand({
-          TableName: this.t.table, Key: { user_id: userId, echo_id: migrationSortKey(e.sourceId) }, ReturnValues: 'ALL_OLD',
-        }));
-        return res.Attributes ? 1 : 0;
-      }));
+      const deleted = await Promise.all(
+        page.map(async (e) => {
+          const res = await this.t.doc.send(
+            new DeleteCommand({
+              TableName: this.t.table,
+              Key: { user_id: userId, echo_id: migrationSortKey(e.sourceId) },
+              ReturnValues: 'ALL_OLD',
+            }),
+          );
+          return res.Attributes ? 1 : 0;
+        }),
+      );
       forgotten += deleted.reduce<number>((n, d) => n + d, 0);
     }
     return forgotten;
   }
 
-  async *scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+  async *scanMigrations(
+    options: { userId?: string | undefined } = {},
+  ): AsyncIterable<readonly MigrationEntry[]> {
     let startKey: Record<string, unknown> | undefined;
     do {
-      const common = { TableName: this.t.table, Limit: MIGRATION_PAGE, ExclusiveStartKey: startKey, ConsistentRead: true };
-      const res = options.userId !== undefined
-        ? await this.t.doc.send(new QueryCommand({
-          ...common,
-          KeyConditionExpression: 'user_id = :u AND begins_with(echo_id, :p)',
-          ExpressionAttributeValues: { ':u': options.userId, ':p': MIGRATION_SORT_PREFIX },
-        }))
-        : await this.t.doc.send(new ScanCommand({
-          ...common,
-          FilterExpression: 'begins_with(echo_id, :p)',
-          ExpressionAttributeValues: { ':p': MIGRATION_SORT_PREFIX },
-        }));
+      const common = {
+        TableName: this.t.table,
+        Limit: MIGRATION_PAGE,
+        ExclusiveStartKey: startKey,
+        ConsistentRead: true,
+      };
+      const res =
+        options.userId !== undefined
+          ? await this.t.doc.send(
+              new QueryCommand({
+                ...common,
+                KeyConditionExpression: 'user_id = :u AND begins_with(echo_id, :p)',
+                ExpressionAttributeValues: { ':u': options.userId, ':p': MIGRATION_SORT_PREFIX },
+              }),
+            )
+          : await this.t.doc.send(
+              new ScanCommand({
+                ...common,
+                FilterExpression: 'begins_with(echo_id, :p)',
+                ExpressionAttributeValues: { ':p': MIGRATION_SORT_PREFIX },
+              }),
+            );
       const page = (res.Items ?? []).map(migrationFromItem);
       if (page.length > 0) yield page;
       startKey = res.LastEvaluatedKey;

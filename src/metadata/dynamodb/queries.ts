@@ -35,18 +35,28 @@ export function listRange(userId: string, query: ListQuery): ListRange | undefin
     condition += ' AND echo_id <= :to';
     values[':to'] = to;
   }
-  return { condition, values, startKey: startAfter === undefined ? undefined : { user_id: userId, echo_id: startAfter } };
+  return {
+    condition,
+    values,
+    startKey: startAfter === undefined ? undefined : { user_id: userId, echo_id: startAfter },
+  };
 }
 
 /** A scan's filter on the record states; no filter for none. */
-export function statusFilter(statuses: readonly EchoStatus[] | undefined): { filter?: string; names: Record<string, string>; values: Record<string, unknown> } {
+export function statusFilter(statuses: readonly EchoStatus[] | undefined): {
+  filter?: string;
+  names: Record<string, string>;
+  values: Record<string, unknown>;
+} {
   const names: Record<string, string> = {};
   const values: Record<string, unknown> = {};
   if (!statuses || statuses.length === 0) return { names, values };
   names['#status'] = 'status';
-  const filter = `#status IN (${statuses.map((s, n) => {
-    values[`:s${n}`] = s;
-    return `:s${n}`;
-  }).join(', ')})`;
+  const filter = `#status IN (${statuses
+    .map((s, n) => {
+      values[`:s${n}`] = s;
+      return `:s${n}`;
+    })
+    .join(', ')})`;
   return { filter, names, values };
 }

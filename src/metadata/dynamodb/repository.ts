@@ -13,9 +13,30 @@ import { PortError } from '../../domain/errors.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
 import { TTL_ATTRIBUTE } from './table.ts';
-import type { AccountUsage, EchoKey, EchoPage, EchoRepository, ListQuery, MigrationEntry, MigrationJournal, MigrationRef, ReadyUpdate, Reservation, ReserveOutcome, ScanOptions, UsageDrift } from '../port.ts';
+import type {
+  AccountUsage,
+  EchoKey,
+  EchoPage,
+  EchoRepository,
+  ListQuery,
+  MigrationEntry,
+  MigrationJournal,
+  MigrationRef,
+  ReadyUpdate,
+  Reservation,
+  ReserveOutcome,
+  ScanOptions,
+  UsageDrift,
+} from '../port.ts';
 import { reservationProblem } from '../../domain/usage.ts';
-import { checkTable, connect, createTableCommand, isConditionFailed, type DynamoEchoRepositoryOptions, type DynamoTable } from './connection.ts';
+import {
+  checkTable,
+  connect,
+  createTableCommand,
+  isConditionFailed,
+  type DynamoEchoRepositoryOptions,
+  type DynamoTable,
+} from './connection.ts';
 import { fromItem, isBookkeepingItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
 import { DynamoMigrationJournal } from './journal.ts';
 import { listRange, statusFilter } from './queries.ts';
@@ -65,7 +86,12 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
    */
   async createPending(record: EchoRecord, reservation?: Reservation): Promise<ReserveOutcome> {
     const bytes = reservation?.bytes ?? record.declaredSize ?? 0;
-    const delta: AccountUsage = { echoes: 0, bytesUsed: 0, bytesReserved: bytes, pendingUploads: 1 };
+    const delta: AccountUsage = {
+      echoes: 0,
+      bytesUsed: 0,
+      bytesReserved: bytes,
+      pendingUploads: 1,
+    };
     if (reservation) {
       const quota = reservation.quotaBytes;
       if (quota > 0 && bytes > quota) {
@@ -82,11 +108,19 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
         values[':maxPending'] = reservation.maxPendingUploads;
       }
       try {
-        await this.usage.move(record.userId, delta, conditions.length > 0 ? { expression: conditions.join(' AND '), values } : undefined);
+        await this.usage.move(
+          record.userId,
+          delta,
+          conditions.length > 0 ? { expression: conditions.join(' AND '), values } : undefined,
+        );
       } catch (err) {
         if (!isConditionFailed(err)) throw err;
         const usage = await this.getUsage(record.userId);
-        return { ok: false, reason: reservationProblem(usage, bytes, reservation) ?? 'quota', usage };
+        return {
+          ok: false,
+          reason: reservationProblem(usage, bytes, reservation) ?? 'quota',
+          usage,
+        };
       }
     } else {
       await this.usage.move(record.userId, delta);
@@ -103,7 +137,12 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
       // Best effort: if this fails too, `verify --fix` finds and repairs the drift.
       await this.usage.move(record.userId, delta, undefined, -1).catch(() => undefined);
       if (isConditionFailed(err)) {
-        throw new PortError('conflict', 'dynamodb', `Echo ${record.echoId} of user ${record.userId} already exists.`, { cause: err });
+        throw new PortError(
+          'conflict',
+          'dynamodb',
+          `Echo ${record.echoId} of user ${record.userId} already exists.`,
+          { cause: err },
+        );
       }
       throw err;
     }
@@ -118,22 +157,38 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     return this.usage.forgetUsage(userId);
   }
 
-  reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
+  reconcileUsage(options: {
+    userId?: string | undefined;
+    fix: boolean;
+  }): Promise<readonly UsageDrift[]> {
     return this.usage.reconcileUsage(options);
   }
 
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
     if (isBookkeepingKey(key.echoId)) return undefined;
     const res = await this.t.doc.send(
-      new GetCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ConsistentRead: true }),
+      new GetCommand({
+        TableName: this.table,
+        Key: { user_id: key.userId, echo_id: key.echoId },
+        ConsistentRead: true,
+      }),
     );
     return res.Item ? fromItem(res.Item) : undefined;
   }
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
     if (isBookkeepingKey(key.echoId)) return undefined;
-    const names: Record<string, string> = { '#status': 'status', '#ttl': TTL_ATTRIBUTE, '#verdict': 'verdict', '#upload': 'multipart_upload_id' };
-    const values: Record<string, unknown> = { ':ready': 'ready', ':pending': 'pending', ':size': update.fileSize };
+    const names: Record<string, string> = {
+      '#status': 'status',
+      '#ttl': TTL_ATTRIBUTE,
+      '#verdict': 'verdict',
+      '#upload': 'multipart_upload_id',
+    };
+    const values: Record<string, unknown> = {
+      ':ready': 'ready',
+      ':pending': 'pending',
+      ':size': update.fileSize,
+    };
     const sets = ['#status = :ready', 'file_size = :size'];
     const removes = ['#ttl', '#verdict', '#upload'];
     readyAttributes(update).forEach(([attr, value], n) => {
@@ -160,7 +215,12 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
       if (!res.Attributes) return undefined;
       // Only the winner gets here: its reservation (kept on the item) becomes the verified size.
       const reserved = Number(res.Attributes['reserved_bytes'] ?? 0);
-      await this.usage.move(key.userId, { echoes: 1, bytesUsed: update.fileSize, bytesReserved: -reserved, pendingUploads: -1 });
+      await this.usage.move(key.userId, {
+        echoes: 1,
+        bytesUsed: update.fileSize,
+        bytesReserved: -reserved,
+        pendingUploads: -1,
+      });
       return fromItem(res.Attributes);
     } catch (err) {
       // Lost the race, or it was never pending: answer with what is stored now.
@@ -214,10 +274,15 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
   async remove(key: EchoKey): Promise<void> {
     if (isBookkeepingKey(key.echoId)) return;
     const res = await this.t.doc.send(
-      new DeleteCommand({ TableName: this.table, Key: { user_id: key.userId, echo_id: key.echoId }, ReturnValues: 'ALL_OLD' }),
+      new DeleteCommand({
+        TableName: this.table,
+        Key: { user_id: key.userId, echo_id: key.echoId },
+        ReturnValues: 'ALL_OLD',
+      }),
     );
     // Only the call that deleted the item gives its usage back: a repeat finds nothing.
-    if (res.Attributes) await this.usage.move(key.userId, recordUsage(res.Attributes), undefined, -1);
+    if (res.Attributes)
+      await this.usage.move(key.userId, recordUsage(res.Attributes), undefined, -1);
   }
 
   async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
@@ -251,20 +316,31 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     const all = [...unique.values()];
     const found = new Map<string, EchoRecord>();
     for (let i = 0; i < all.length; i += BATCH_GET) {
-      let pending: Record<string, unknown>[] = all.slice(i, i + BATCH_GET).map((k) => ({ user_id: k.userId, echo_id: k.echoId }));
+      let pending: Record<string, unknown>[] = all
+        .slice(i, i + BATCH_GET)
+        .map((k) => ({ user_id: k.userId, echo_id: k.echoId }));
       for (let attempt = 0; pending.length > 0; attempt++) {
         if (attempt > BATCH_RETRIES) {
           // DynamoDB leaves keys unprocessed when it throttles: an outage, not a bug.
-          throw new PortError('unavailable', 'dynamodb', `DynamoDB kept ${pending.length} keys of table "${this.table}" unprocessed; try again later.`);
+          throw new PortError(
+            'unavailable',
+            'dynamodb',
+            `DynamoDB kept ${pending.length} keys of table "${this.table}" unprocessed; try again later.`,
+          );
         }
         if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt) * Math.random());
-        const res = await this.t.doc.send(new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }));
+        const res = await this.t.doc.send(
+          new BatchGetCommand({
+            RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } },
+          }),
+        );
         for (const item of res.Responses?.[this.table] ?? []) {
           if (isBookkeepingItem(item)) continue;
           const r = fromItem(item);
           found.set(`${r.userId}\n${r.echoId}`, r);
         }
-        pending = (res.UnprocessedKeys?.[this.table]?.Keys as Record<string, unknown>[] | undefined) ?? [];
+        pending =
+          (res.UnprocessedKeys?.[this.table]?.Keys as Record<string, unknown>[] | undefined) ?? [];
       }
     }
     // Input order, so callers and tests see a stable result.
@@ -286,10 +362,17 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
       const res =
         options.userId !== undefined
           ? await this.t.doc.send(
-              new QueryCommand({ ...common, KeyConditionExpression: 'user_id = :u', ExpressionAttributeValues: { ...values, ':u': options.userId } }),
+              new QueryCommand({
+                ...common,
+                KeyConditionExpression: 'user_id = :u',
+                ExpressionAttributeValues: { ...values, ':u': options.userId },
+              }),
             )
           : await this.t.doc.send(
-              new ScanCommand({ ...common, ExpressionAttributeValues: Object.keys(values).length > 0 ? values : undefined }),
+              new ScanCommand({
+                ...common,
+                ExpressionAttributeValues: Object.keys(values).length > 0 ? values : undefined,
+              }),
             );
       const page = (res.Items ?? []).filter((item) => !isBookkeepingItem(item)).map(fromItem);
       if (page.length > 0) yield page;
@@ -321,7 +404,9 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     return this.journal.forgetMigrations(userId);
   }
 
-  scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+  scanMigrations(
+    options: { userId?: string | undefined } = {},
+  ): AsyncIterable<readonly MigrationEntry[]> {
     return this.journal.scanMigrations(options);
   }
 

@@ -9,10 +9,19 @@ const NOT_OPEN = 'The database connection is not open';
 /** A PortError for a failure of the database itself; anything else (a bug) unchanged. */
 export function sqliteFailure(err: unknown, file: string): unknown {
   if (err instanceof Database.SqliteError) {
-    return UNAVAILABLE.test(err.code) ? new PortError('unavailable', 'sqlite', `The metadata database ${file} failed (${err.code}).`, { cause: err }) : err;
+    return UNAVAILABLE.test(err.code)
+      ? new PortError(
+          'unavailable',
+          'sqlite',
+          `The metadata database ${file} failed (${err.code}).`,
+          { cause: err },
+        )
+      : err;
   }
   if (err instanceof TypeError && err.message === NOT_OPEN) {
-    return new PortError('unavailable', 'sqlite', `The metadata database ${file} is closed.`, { cause: err });
+    return new PortError('unavailable', 'sqlite', `The metadata database ${file} is closed.`, {
+      cause: err,
+    });
   }
   return err;
 }
@@ -20,7 +29,12 @@ export function sqliteFailure(err: unknown, file: string): unknown {
 /** What one insert of a group commit failed with: a taken id is a conflict, the rest as for any statement. */
 export function insertFailure(err: Error, row: readonly unknown[], file: string): unknown {
   if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-    return new PortError('conflict', 'sqlite', `Echo ${String(row[1])} of user ${String(row[0])} already exists.`, { cause: err });
+    return new PortError(
+      'conflict',
+      'sqlite',
+      `Echo ${String(row[1])} of user ${String(row[0])} already exists.`,
+      { cause: err },
+    );
   }
   return sqliteFailure(err, file);
 }

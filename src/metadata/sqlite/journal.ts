@@ -59,19 +59,34 @@ export class SqliteMigrationJournal implements MigrationJournal {
   ) {
     this.stmt = holdUntilExit({
       // The source id alone is the key: a second process that lost the race must see the winner's row.
-      insert: db.prepare<[MigrationRow]>(`INSERT INTO migrations (source_id, user_id, echo_id, s3_key, source_key, source_size,
+      insert: db.prepare<
+        [MigrationRow]
+      >(`INSERT INTO migrations (source_id, user_id, echo_id, s3_key, source_key, source_size,
         source_modified, source_etag, state, source_deleted_at, updated_at) VALUES (@source_id, @user_id, @echo_id, @s3_key, @source_key,
         @source_size, @source_modified, @source_etag, @state, @source_deleted_at, @updated_at) ON CONFLICT (source_id) DO NOTHING`),
       bySource: db.prepare<[string], MigrationRow>('SELECT * FROM migrations WHERE source_id = ?'),
-      get: db.prepare<[string, string], MigrationRow>('SELECT * FROM migrations WHERE source_id = ? AND user_id = ?'),
-      finish: db.prepare<[number, string, string]>(`UPDATE migrations SET state = 'done', updated_at = ? WHERE source_id = ? AND user_id = ?`),
+      get: db.prepare<[string, string], MigrationRow>(
+        'SELECT * FROM migrations WHERE source_id = ? AND user_id = ?',
+      ),
+      finish: db.prepare<[number, string, string]>(
+        `UPDATE migrations SET state = 'done', updated_at = ? WHERE source_id = ? AND user_id = ?`,
+      ),
       // The first deletion's time stays: a repeated --delete-source run deleted nothing.
-      sourceDeleted: db.prepare<[number, number, string, string]>(`UPDATE migrations SET source_deleted_at = COALESCE(source_deleted_at, ?),
+      sourceDeleted: db.prepare<
+        [number, number, string, string]
+      >(`UPDATE migrations SET source_deleted_at = COALESCE(source_deleted_at, ?),
         updated_at = ? WHERE source_id = ? AND user_id = ?`),
-      forget: db.prepare<[string, string]>('DELETE FROM migrations WHERE source_id = ? AND user_id = ?'),
+      forget: db.prepare<[string, string]>(
+        'DELETE FROM migrations WHERE source_id = ? AND user_id = ?',
+      ),
       forgetUser: db.prepare<[string]>('DELETE FROM migrations WHERE user_id = ?'),
-      scanAll: db.prepare<[string, number], MigrationRow>('SELECT * FROM migrations WHERE source_id > ? ORDER BY source_id LIMIT ?'),
-      scanUser: db.prepare<[string, string, number], MigrationRow>(`SELECT * FROM migrations WHERE user_id = ? AND source_id > ?
+      scanAll: db.prepare<[string, number], MigrationRow>(
+        'SELECT * FROM migrations WHERE source_id > ? ORDER BY source_id LIMIT ?',
+      ),
+      scanUser: db.prepare<
+        [string, string, number],
+        MigrationRow
+      >(`SELECT * FROM migrations WHERE user_id = ? AND source_id > ?
         ORDER BY source_id LIMIT ?`),
     });
     const { insert, bySource } = this.stmt;
@@ -95,7 +110,8 @@ export class SqliteMigrationJournal implements MigrationJournal {
     try {
       const row = this.beginTx(migrationRow(entry));
       // Only a concurrent forget between insert and read could empty it; inside one transaction, never.
-      if (!row) throw new Error(`The journal entry of ${entry.sourceId} vanished while it was written.`);
+      if (!row)
+        throw new Error(`The journal entry of ${entry.sourceId} vanished while it was written.`);
       return migrationFromRow(row);
     } catch (err) {
       throw sqliteFailure(err, this.file);
@@ -136,14 +152,17 @@ export class SqliteMigrationJournal implements MigrationJournal {
     }
   }
 
-  async *scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+  async *scanMigrations(
+    options: { userId?: string | undefined } = {},
+  ): AsyncIterable<readonly MigrationEntry[]> {
     let after = '';
     for (;;) {
       let rows: MigrationRow[];
       try {
-        rows = options.userId === undefined
-          ? this.stmt.scanAll.all(after, MIGRATION_PAGE)
-          : this.stmt.scanUser.all(options.userId, after, MIGRATION_PAGE);
+        rows =
+          options.userId === undefined
+            ? this.stmt.scanAll.all(after, MIGRATION_PAGE)
+            : this.stmt.scanUser.all(options.userId, after, MIGRATION_PAGE);
       } catch (err) {
         throw sqliteFailure(err, this.file);
       }

@@ -8,7 +8,19 @@ import { holdUntilExit } from './lifetime.ts';
 import { migrate } from './schema.ts';
 
 /** File system failures while preparing the database file: the machine's, not a bug. */
-const UNAVAILABLE_ERRNO = new Set(['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'EBUSY', 'EAGAIN', 'ENOTDIR']);
+const UNAVAILABLE_ERRNO = new Set([
+  'EIO',
+  'ENOSPC',
+  'EDQUOT',
+  'EROFS',
+  'EMFILE',
+  'ENFILE',
+  'EACCES',
+  'EPERM',
+  'EBUSY',
+  'EAGAIN',
+  'ENOTDIR',
+]);
 
 const OWNER_ONLY = 0o600;
 
@@ -39,7 +51,12 @@ function prepareFile(file: string): void {
   } catch (err) {
     const code = errnoCode(err);
     if (code !== undefined && UNAVAILABLE_ERRNO.has(code)) {
-      throw new PortError('unavailable', 'sqlite', `Cannot open the metadata database ${file} (${code}).`, { cause: err });
+      throw new PortError(
+        'unavailable',
+        'sqlite',
+        `Cannot open the metadata database ${file} (${code}).`,
+        { cause: err },
+      );
     }
     throw err;
   }

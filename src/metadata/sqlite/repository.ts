@@ -1,7 +1,21 @@
 import Database from 'better-sqlite3';
 import type { EchoRecord } from '../../domain/echo.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
-import type { AccountUsage, EchoKey, EchoPage, EchoRepository, ListQuery, MigrationEntry, MigrationJournal, MigrationRef, ReadyUpdate, Reservation, ReserveOutcome, ScanOptions, UsageDrift } from '../port.ts';
+import type {
+  AccountUsage,
+  EchoKey,
+  EchoPage,
+  EchoRepository,
+  ListQuery,
+  MigrationEntry,
+  MigrationJournal,
+  MigrationRef,
+  ReadyUpdate,
+  Reservation,
+  ReserveOutcome,
+  ScanOptions,
+  UsageDrift,
+} from '../port.ts';
 import { insertFailure, sqliteFailure } from './failures.ts';
 import { SqliteMigrationJournal } from './journal.ts';
 import { openDatabase } from './open.ts';
@@ -41,7 +55,9 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
   private readonly usage: SqliteUsage;
   private readonly journal: SqliteMigrationJournal;
   private readonly pendingInserts: PendingInsert[] = [];
-  private readonly insertBatch: { immediate: (batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => void };
+  private readonly insertBatch: {
+    immediate: (batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => void;
+  };
   private readonly readyTx: (key: EchoKey, params: Record<string, unknown>) => void;
   private readonly removeTx: (key: EchoKey) => void;
 
@@ -60,32 +76,39 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     const { insert, get, ready, remove } = this.stmt;
     const usage = this.usage;
     // IMMEDIATE (see createPending): the usage read and the reservation are one step for every process.
-    this.insertBatch = db.transaction((batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => {
-      for (const { row, reservation } of batch) {
-        try {
-          const userId = row[0] as string;
-          const refusal = usage.refusal(userId, reservation);
-          if (refusal) {
-            outcomes.push({ ok: false, ...refusal });
-            continue;
+    this.insertBatch = db.transaction(
+      (batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => {
+        for (const { row, reservation } of batch) {
+          try {
+            const userId = row[0] as string;
+            const refusal = usage.refusal(userId, reservation);
+            if (refusal) {
+              outcomes.push({ ok: false, ...refusal });
+              continue;
+            }
+            insert.run(row);
+            usage.reserve(userId, row[row.length - 1] as number);
+            outcomes.push(RESERVED);
+          } catch (err) {
+            // One taken id must not fail the others in the batch; a database that fails (locked,
+            // full) fails them all at once rather than making each insert wait for it in turn.
+            if (!(err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT')))
+              throw err;
+            outcomes.push(err);
           }
-          insert.run(row);
-          usage.reserve(userId, row[row.length - 1] as number);
-          outcomes.push(RESERVED);
-        } catch (err) {
-          // One taken id must not fail the others in the batch; a database that fails (locked,
-          // full) fails them all at once rather than making each insert wait for it in turn.
-          if (!(err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT'))) throw err;
-          outcomes.push(err);
         }
-      }
-    });
+      },
+    );
     // Only the transition that happened moves the usage: a lost race or a repeat moves nothing.
     this.readyTx = db.transaction((key: EchoKey, params: Record<string, unknown>) => {
       const before = get.get(key.userId, key.echoId);
       if (!before || ready.run(params).changes === 0) return;
       usage.count(key.userId, before, -1);
-      usage.count(key.userId, { status: 'ready', file_size: params['file_size'] as number, reserved_bytes: null }, 1);
+      usage.count(
+        key.userId,
+        { status: 'ready', file_size: params['file_size'] as number, reserved_bytes: null },
+        1,
+      );
     });
     this.removeTx = db.transaction((key: EchoKey) => {
       const before = get.get(key.userId, key.echoId);
@@ -134,7 +157,10 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     return this.usage.forgetUsage(userId);
   }
 
-  reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
+  reconcileUsage(options: {
+    userId?: string | undefined;
+    fix: boolean;
+  }): Promise<readonly UsageDrift[]> {
     return this.usage.reconcileUsage(options);
   }
 
@@ -212,9 +238,10 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     for (;;) {
       let rows: Row[];
       try {
-        rows = options.userId === undefined
-          ? this.stmt.scanAll.all(lastUser, lastEcho, statuses, statuses, pageSize)
-          : this.stmt.scanUser.all(options.userId, lastEcho, statuses, statuses, pageSize);
+        rows =
+          options.userId === undefined
+            ? this.stmt.scanAll.all(lastUser, lastEcho, statuses, statuses, pageSize)
+            : this.stmt.scanUser.all(options.userId, lastEcho, statuses, statuses, pageSize);
       } catch (err) {
         throw sqliteFailure(err, this.file);
       }
@@ -251,7 +278,9 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     return this.journal.forgetMigrations(userId);
   }
 
-  scanMigrations(options: { userId?: string | undefined } = {}): AsyncIterable<readonly MigrationEntry[]> {
+  scanMigrations(
+    options: { userId?: string | undefined } = {},
+  ): AsyncIterable<readonly MigrationEntry[]> {
     return this.journal.scanMigrations(options);
   }
 

@@ -1,4 +1,10 @@
-import { NOT_MEASURED, pendingTtl, type AudioSummary, type EchoRecord, type EchoStatus } from '../../domain/echo.ts';
+import {
+  NOT_MEASURED,
+  pendingTtl,
+  type AudioSummary,
+  type EchoRecord,
+  type EchoStatus,
+} from '../../domain/echo.ts';
 import { decodeVerdict } from '../../domain/verdict.ts';
 import type { EchoKey, ReadyUpdate } from '../port.ts';
 import { metadataFromJson, metadataToJson } from '../record-codec.ts';
@@ -34,9 +40,27 @@ export interface Row {
 
 /** The columns an insert writes, in the order of its positional parameters (reserved_bytes follows). */
 export const COLUMNS: readonly (keyof Row)[] = [
-  'user_id', 'echo_id', 's3_key', 'file_extension', 'content_type', 'upload_content_type', 'declared_size',
-  'checksum_sha256', 'file_size', 'status', 'metadata', 'created_at', 'expires_at', 'ttl', 'audio_codec',
-  'audio_sample_rate', 'audio_channels', 'audio_bit_rate', 'waveform', 'peaks', 'multipart_upload_id',
+  'user_id',
+  'echo_id',
+  's3_key',
+  'file_extension',
+  'content_type',
+  'upload_content_type',
+  'declared_size',
+  'checksum_sha256',
+  'file_size',
+  'status',
+  'metadata',
+  'created_at',
+  'expires_at',
+  'ttl',
+  'audio_codec',
+  'audio_sample_rate',
+  'audio_channels',
+  'audio_bit_rate',
+  'waveform',
+  'peaks',
+  'multipart_upload_id',
 ];
 
 export function toRow(r: EchoRecord): Row {
@@ -61,9 +85,16 @@ export function toRow(r: EchoRecord): Row {
   };
 }
 
-type AudioColumns = Pick<Row, 'audio_codec' | 'audio_sample_rate' | 'audio_channels' | 'audio_bit_rate' | 'waveform' | 'peaks'>;
+type AudioColumns = Pick<
+  Row,
+  'audio_codec' | 'audio_sample_rate' | 'audio_channels' | 'audio_bit_rate' | 'waveform' | 'peaks'
+>;
 
-export function audioColumns(m: { audio: AudioSummary | null; waveform: readonly number[] | null; peaks: Uint8Array | null }): AudioColumns {
+export function audioColumns(m: {
+  audio: AudioSummary | null;
+  waveform: readonly number[] | null;
+  peaks: Uint8Array | null;
+}): AudioColumns {
   return {
     audio_codec: m.audio?.codec ?? null,
     audio_sample_rate: m.audio?.sampleRate ?? null,
@@ -91,12 +122,15 @@ export function fromRow(row: Row): EchoRecord {
     status: row.status,
     createdAt: new Date(row.created_at),
     expiresAt: new Date(row.expires_at),
-    audio: row.audio_codec === null ? null : {
-      codec: row.audio_codec,
-      sampleRate: row.audio_sample_rate ?? 0,
-      channels: row.audio_channels ?? 0,
-      bitRate: row.audio_bit_rate,
-    },
+    audio:
+      row.audio_codec === null
+        ? null
+        : {
+            codec: row.audio_codec,
+            sampleRate: row.audio_sample_rate ?? 0,
+            channels: row.audio_channels ?? 0,
+            bitRate: row.audio_bit_rate,
+          },
     waveform: row.waveform === null ? null : (JSON.parse(row.waveform) as number[]),
     // A plain Uint8Array like DynamoDB's, not better-sqlite3's Buffer: one type for every caller.
     peaks: row.peaks === null ? null : new Uint8Array(row.peaks),

@@ -43,7 +43,8 @@ export interface Migration {
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
-    description: 'Audio proof: what decoding measured (codec, rate, channels, bit rate), the 100-bar waveform (JSON) and the upload-time peaks (uint16 blob). NULL for echoes made before.',
+    description:
+      'Audio proof: what decoding measured (codec, rate, channels, bit rate), the 100-bar waveform (JSON) and the upload-time peaks (uint16 blob). NULL for echoes made before.',
     up(db) {
       db.exec(`
         ALTER TABLE echoes ADD COLUMN audio_codec TEXT;
@@ -56,7 +57,8 @@ export const MIGRATIONS: readonly Migration[] = [
     },
   },
   {
-    description: 'Quotas: what each pending echo reserved (reserved_bytes), and a usage row per user kept by the same transactions that move records; filled from the records already there (old pending rows reserve their declared size).',
+    description:
+      'Quotas: what each pending echo reserved (reserved_bytes), and a usage row per user kept by the same transactions that move records; filled from the records already there (old pending rows reserve their declared size).',
     up(db) {
       db.exec(`
         ALTER TABLE echoes ADD COLUMN reserved_bytes INTEGER;
@@ -79,13 +81,17 @@ export const MIGRATIONS: readonly Migration[] = [
     },
   },
   {
-    description: 'Pending uploads: the verdict of checking one as it landed (S3 events; JSON of domain/verdict.ts), so POST /echoes need not decode it again, and the upload id of one that comes in parts (multipart). NULL otherwise.',
+    description:
+      'Pending uploads: the verdict of checking one as it landed (S3 events; JSON of domain/verdict.ts), so POST /echoes need not decode it again, and the upload id of one that comes in parts (multipart). NULL otherwise.',
     up(db) {
-      db.exec('ALTER TABLE echoes ADD COLUMN verdict TEXT; ALTER TABLE echoes ADD COLUMN multipart_upload_id TEXT;');
+      db.exec(
+        'ALTER TABLE echoes ADD COLUMN verdict TEXT; ALTER TABLE echoes ADD COLUMN multipart_upload_id TEXT;',
+      );
     },
   },
   {
-    description: 'Migration journal: one row per legacy object `migrate` took on, keyed by its source id (so two runs never make two echoes of it), indexed by user for erasure and per-user reports. Times in epoch ms.',
+    description:
+      'Migration journal: one row per legacy object `migrate` took on, keyed by its source id (so two runs never make two echoes of it), indexed by user for erasure and per-user reports. Times in epoch ms.',
     up(db) {
       db.exec(`
         CREATE TABLE migrations (
@@ -106,7 +112,8 @@ export const MIGRATIONS: readonly Migration[] = [
     },
   },
   {
-    description: 'Client metadata (emotion, tags, caption, duration, location) as one JSON object per echo in `metadata`, written and read by metadata/record-codec.ts, so that a new client field needs no schema step; the old columns are copied into it, null fields left out, and dropped.',
+    description:
+      'Client metadata (emotion, tags, caption, duration, location) as one JSON object per echo in `metadata`, written and read by metadata/record-codec.ts, so that a new client field needs no schema step; the old columns are copied into it, null fields left out, and dropped.',
     up(db) {
       db.exec("ALTER TABLE echoes ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'");
       copyMetadataColumns(db);
@@ -115,9 +122,19 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-const METADATA_COLUMNS = ['emotion', 'tags', 'caption', 'duration_seconds', 'location_lat', 'location_lng'] as const;
+const METADATA_COLUMNS = [
+  'emotion',
+  'tags',
+  'caption',
+  'duration_seconds',
+  'location_lat',
+  'location_lng',
+] as const;
 
-type MetadataColumns = { user_id: string; echo_id: string; tags: string } & Record<Exclude<(typeof METADATA_COLUMNS)[number], 'tags'>, string | number | null>;
+type MetadataColumns = { user_id: string; echo_id: string; tags: string } & Record<
+  Exclude<(typeof METADATA_COLUMNS)[number], 'tags'>,
+  string | number | null
+>;
 
 const COPY_PAGE = 500;
 
@@ -128,9 +145,18 @@ const COPY_PAGE = 500;
  * with all(), since a statement iterator aborts the process on Node 24 (lifetime.ts).
  */
 function copyMetadataColumns(db: Database.Database): void {
-  const page = holdUntilExit(db.prepare<[string, string, number], MetadataColumns>(`SELECT user_id, echo_id, ${METADATA_COLUMNS.join(', ')}
-    FROM echoes WHERE (user_id, echo_id) > (?, ?) ORDER BY user_id, echo_id LIMIT ?`));
-  const set = holdUntilExit(db.prepare<[string, string, string]>('UPDATE echoes SET metadata = ? WHERE user_id = ? AND echo_id = ?'));
+  const page = holdUntilExit(
+    db.prepare<
+      [string, string, number],
+      MetadataColumns
+    >(`SELECT user_id, echo_id, ${METADATA_COLUMNS.join(', ')}
+    FROM echoes WHERE (user_id, echo_id) > (?, ?) ORDER BY user_id, echo_id LIMIT ?`),
+  );
+  const set = holdUntilExit(
+    db.prepare<[string, string, string]>(
+      'UPDATE echoes SET metadata = ? WHERE user_id = ? AND echo_id = ?',
+    ),
+  );
   let after: [string, string] = ['', ''];
   for (;;) {
     const rows = page.all(...after, COPY_PAGE);
@@ -145,7 +171,8 @@ function copyMetadataColumns(db: Database.Database): void {
       }
       if (r.caption !== null) stored['caption'] = r.caption;
       if (r.duration_seconds !== null) stored['duration_seconds'] = r.duration_seconds;
-      if (r.location_lat !== null && r.location_lng !== null) stored['location'] = { lat: r.location_lat, lng: r.location_lng };
+      if (r.location_lat !== null && r.location_lng !== null)
+        stored['location'] = { lat: r.location_lat, lng: r.location_lng };
       set.run(JSON.stringify(stored), r.user_id, r.echo_id);
     }
     const last = rows[rows.length - 1];
@@ -183,7 +210,11 @@ export class NewerSchemaError extends Error {
  * IMMEDIATE and reads the version inside it, so two processes opening the same file at once
  * (the server and a CLI command) apply every step exactly once.
  */
-export function migrate(db: Database.Database, file: string, migrations: readonly Migration[] = MIGRATIONS): void {
+export function migrate(
+  db: Database.Database,
+  file: string,
+  migrations: readonly Migration[] = MIGRATIONS,
+): void {
   const latest = migrations.length;
   const readVersion = holdUntilExit(db.prepare<[], number>('PRAGMA user_version').pluck());
   const step = db.transaction((): boolean => {

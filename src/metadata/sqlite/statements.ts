@@ -19,7 +19,10 @@ const LIST_UP_TO = `SELECT * FROM echoes WHERE user_id = ? AND status = 'ready' 
  * date window in the past walked every newer echo of the user. Exported so a test can
  * EXPLAIN exactly what listReady runs.
  */
-export function listStatement(userId: string, query: ListQuery): { sql: string; params: [string, string, string, number] } {
+export function listStatement(
+  userId: string,
+  query: ListQuery,
+): { sql: string; params: [string, string, string, number] } {
   const from = query.fromEchoId ?? LOW;
   const { beforeEchoId: before, toEchoId: to } = query;
   return before !== undefined && (to === undefined || before <= to)
@@ -52,14 +55,24 @@ export function echoStatements(db: Database.Database): EchoStatements {
   const listUpTo = db.prepare<ListParams, Row>(LIST_UP_TO);
   return holdUntilExit({
     // Positional: binding 19 named parameters costs more than the insert itself on the hot path.
-    insert: db.prepare<unknown[]>(`INSERT INTO echoes (${COLUMNS.join(', ')}, reserved_bytes) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)`),
-    get: db.prepare<[string, string], Row>('SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?'),
-    ready: db.prepare<[Record<string, unknown>]>(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, metadata = @metadata,
+    insert: db.prepare<unknown[]>(
+      `INSERT INTO echoes (${COLUMNS.join(', ')}, reserved_bytes) VALUES (${COLUMNS.map(() => '?').join(', ')}, ?)`,
+    ),
+    get: db.prepare<[string, string], Row>(
+      'SELECT * FROM echoes WHERE user_id = ? AND echo_id = ?',
+    ),
+    ready: db.prepare<
+      [Record<string, unknown>]
+    >(`UPDATE echoes SET status = 'ready', ttl = NULL, file_size = @file_size, metadata = @metadata,
       audio_codec = @audio_codec, audio_sample_rate = @audio_sample_rate,
       audio_channels = @audio_channels, audio_bit_rate = @audio_bit_rate, waveform = @waveform, peaks = @peaks,
       verdict = NULL, multipart_upload_id = NULL WHERE user_id = @user_id AND echo_id = @echo_id AND status = 'pending'`),
-    verdict: db.prepare<[string, string, string]>(`UPDATE echoes SET verdict = ? WHERE user_id = ? AND echo_id = ? AND status = 'pending'`),
-    deleting: db.prepare<[string, string]>(`UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`),
+    verdict: db.prepare<[string, string, string]>(
+      `UPDATE echoes SET verdict = ? WHERE user_id = ? AND echo_id = ? AND status = 'pending'`,
+    ),
+    deleting: db.prepare<[string, string]>(
+      `UPDATE echoes SET status = 'deleting', ttl = NULL WHERE user_id = ? AND echo_id = ?`,
+    ),
     remove: db.prepare<[string, string]>('DELETE FROM echoes WHERE user_id = ? AND echo_id = ?'),
     // Both statements are reachable from the held object through this closure.
     list: (sql: string) => (sql === LIST_BELOW ? listBelow : listUpTo),

@@ -15,7 +15,14 @@ interface UsageRow {
 }
 
 const usageFromRow = (r: UsageRow | undefined): AccountUsage =>
-  r ? { echoes: r.echoes, bytesUsed: r.bytes_used, bytesReserved: r.bytes_reserved, pendingUploads: r.pending_uploads } : NO_USAGE;
+  r
+    ? {
+        echoes: r.echoes,
+        bytesUsed: r.bytes_used,
+        bytesReserved: r.bytes_reserved,
+        pendingUploads: r.pending_uploads,
+      }
+    : NO_USAGE;
 
 /** What a row counts in its user's usage. */
 export type CountedRow = Pick<Row, 'status' | 'file_size' | 'reserved_bytes'>;
@@ -34,15 +41,25 @@ export class SqliteUsage {
   ) {
     this.stmt = holdUntilExit({
       get: db.prepare<[string], UsageRow>('SELECT * FROM usage WHERE user_id = ?'),
-      forget: db.prepare<[string]>(`DELETE FROM usage WHERE user_id = ? AND echoes = 0 AND bytes_used = 0
+      forget: db.prepare<
+        [string]
+      >(`DELETE FROM usage WHERE user_id = ? AND echoes = 0 AND bytes_used = 0
         AND bytes_reserved = 0 AND pending_uploads = 0`),
-      add: db.prepare<unknown[]>(`INSERT INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)
+      add: db.prepare<
+        unknown[]
+      >(`INSERT INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (user_id) DO UPDATE SET echoes = echoes + excluded.echoes, bytes_used = bytes_used + excluded.bytes_used,
         bytes_reserved = bytes_reserved + excluded.bytes_reserved, pending_uploads = pending_uploads + excluded.pending_uploads`),
-      set: db.prepare<unknown[]>(`INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)`),
+      set: db.prepare<unknown[]>(
+        `INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)`,
+      ),
       all: db.prepare<[], UsageRow>('SELECT * FROM usage ORDER BY user_id'),
-      actualAll: db.prepare<[], UsageRow>(`${USAGE_FROM_RECORDS} GROUP BY user_id ORDER BY user_id`),
-      actualUser: db.prepare<[string], UsageRow>(`${USAGE_FROM_RECORDS} WHERE user_id = ? GROUP BY user_id`),
+      actualAll: db.prepare<[], UsageRow>(
+        `${USAGE_FROM_RECORDS} GROUP BY user_id ORDER BY user_id`,
+      ),
+      actualUser: db.prepare<[string], UsageRow>(
+        `${USAGE_FROM_RECORDS} WHERE user_id = ? GROUP BY user_id`,
+      ),
     });
     const { get, set, all, actualAll, actualUser } = this.stmt;
     this.reconcileTx = db.transaction((userId: string | undefined, fix: boolean): UsageDrift[] => {
@@ -70,8 +87,12 @@ export class SqliteUsage {
   }
 
   /** Inside a transaction: why the reservation does not fit the user's limits, or undefined when it does. */
-  refusal(userId: string, reservation: Reservation | undefined): { reason: 'quota' | 'pending'; usage: AccountUsage } | undefined {
-    if (!reservation || (reservation.quotaBytes <= 0 && reservation.maxPendingUploads <= 0)) return undefined;
+  refusal(
+    userId: string,
+    reservation: Reservation | undefined,
+  ): { reason: 'quota' | 'pending'; usage: AccountUsage } | undefined {
+    if (!reservation || (reservation.quotaBytes <= 0 && reservation.maxPendingUploads <= 0))
+      return undefined;
     const usage = usageFromRow(this.stmt.get.get(userId));
     const reason = reservationProblem(usage, reservation.bytes, reservation);
     return reason ? { reason, usage } : undefined;
@@ -85,7 +106,13 @@ export class SqliteUsage {
   /** Inside a transaction: adds what `row` counts (sign 1), or takes it away (sign -1). */
   count(userId: string, row: CountedRow, sign: 1 | -1): void {
     const u = usageOfRecord(row.status, row.file_size, row.reserved_bytes ?? null);
-    this.stmt.add.run(userId, sign * u.echoes, sign * u.bytesUsed, sign * u.bytesReserved, sign * u.pendingUploads);
+    this.stmt.add.run(
+      userId,
+      sign * u.echoes,
+      sign * u.bytesUsed,
+      sign * u.bytesReserved,
+      sign * u.pendingUploads,
+    );
   }
 
   async getUsage(userId: string): Promise<AccountUsage> {
@@ -105,7 +132,10 @@ export class SqliteUsage {
     }
   }
 
-  async reconcileUsage(options: { userId?: string | undefined; fix: boolean }): Promise<readonly UsageDrift[]> {
+  async reconcileUsage(options: {
+    userId?: string | undefined;
+    fix: boolean;
+  }): Promise<readonly UsageDrift[]> {
     try {
       return this.reconcileTx(options.userId, options.fix);
     } catch (err) {

@@ -69,7 +69,12 @@ export class KeyTally {
   }
 
   result(): KeySet {
-    return { count: this.count, bytes: this.bytes, keys: [...this.keys], truncated: this.keys.length < this.count };
+    return {
+      count: this.count,
+      bytes: this.bytes,
+      keys: [...this.keys],
+      truncated: this.keys.length < this.count,
+    };
   }
 }
 
@@ -90,19 +95,30 @@ export class FailureTally {
 
 export function userPrefix(userId: string | undefined): string {
   if (userId === undefined) return '';
-  if (!isSafeUserId(userId)) throw new RangeError(`"${userId}" is not a valid user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`);
+  if (!isSafeUserId(userId))
+    throw new RangeError(
+      `"${userId}" is not a valid user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`,
+    );
   return `${userId}/`;
 }
 
 export function assertNonNegative(name: string, value: number): void {
-  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number of 0 or more.`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new RangeError(`${name} must be a number of 0 or more.`);
 }
 
 /** What every sweep with a grace period works out first from its options. */
 export function graceSweep(
   options: SweepOptions & { readonly graceHours?: number | undefined },
   clock: () => Date,
-): { graceHours: number; graceMs: number; prefix: string; now: Date; nowMs: number; limit: number } {
+): {
+  graceHours: number;
+  graceMs: number;
+  prefix: string;
+  now: Date;
+  nowMs: number;
+  limit: number;
+} {
   const graceHours = options.graceHours ?? DEFAULT_GRACE_HOURS;
   assertNonNegative('graceHours', graceHours);
   const now = options.now ?? clock();
@@ -138,7 +154,10 @@ export async function* chunked<T>(source: AsyncIterable<T>, size: number): Async
 }
 
 /** deleteMany in slices, so neither store ever has more than DELETE_BATCH deletes in flight. */
-export async function deleteObjects(store: ObjectStore, keys: readonly string[]): Promise<DeleteManyResult> {
+export async function deleteObjects(
+  store: ObjectStore,
+  keys: readonly string[],
+): Promise<DeleteManyResult> {
   const deleted: string[] = [];
   const failed: Failure[] = [];
   for (let i = 0; i < keys.length; i += DELETE_BATCH) {
@@ -159,18 +178,25 @@ export async function removeEchoes(
   records: readonly EchoRecord[],
 ): Promise<{ removed: EchoRecord[]; failed: Failure[] }> {
   if (records.length === 0) return { removed: [], failed: [] };
-  const res = await deleteObjects(store, records.map((r) => r.key));
+  const res = await deleteObjects(
+    store,
+    records.map((r) => r.key),
+  );
   const gone = new Set(res.deleted);
   const failed: Failure[] = [...res.failed];
   const removed: EchoRecord[] = [];
-  await mapLimit(records.filter((r) => gone.has(r.key)), CONCURRENCY, async (r) => {
-    try {
-      await repo.remove(echoKeyOf(r));
-      removed.push(r);
-    } catch (err) {
-      failed.push({ key: r.key, message: `object deleted, record kept: ${errorMessage(err)}` });
-    }
-  });
+  await mapLimit(
+    records.filter((r) => gone.has(r.key)),
+    CONCURRENCY,
+    async (r) => {
+      try {
+        await repo.remove(echoKeyOf(r));
+        removed.push(r);
+      } catch (err) {
+        failed.push({ key: r.key, message: `object deleted, record kept: ${errorMessage(err)}` });
+      }
+    },
+  );
   return { removed, failed };
 }
 

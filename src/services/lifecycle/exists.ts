@@ -10,7 +10,10 @@ const GROUPS_IN_FLIGHT = 4;
  * are checked with one listing of that folder instead of a head each: one LIST per user-day
  * on S3, one readdir on disk. A lone record gets a head. Memory: one page of keys.
  */
-export async function existingKeys(store: ObjectStore, records: readonly EchoRecord[]): Promise<Set<string>> {
+export async function existingKeys(
+  store: ObjectStore,
+  records: readonly EchoRecord[],
+): Promise<Set<string>> {
   const groups = new Map<string, string[]>();
   for (const r of records) {
     const folder = r.key.slice(0, r.key.lastIndexOf('/') + 1);

@@ -25,9 +25,11 @@ export async function* classifyObjects(
   for await (const batch of chunked(store.list(prefix), batchSize)) {
     const parsed = batch.map((info) => parseObjectKey(info.key));
     const keys = new Map<string, EchoKey>();
-    for (const p of parsed) if (p) keys.set(recordId(p.userId, p.echoId), { userId: p.userId, echoId: p.echoId });
+    for (const p of parsed)
+      if (p) keys.set(recordId(p.userId, p.echoId), { userId: p.userId, echoId: p.echoId });
     const records = new Map<string, EchoRecord>();
-    for (const r of await repo.getMany([...keys.values()])) records.set(recordId(r.userId, r.echoId), r);
+    for (const r of await repo.getMany([...keys.values()]))
+      records.set(recordId(r.userId, r.echoId), r);
     yield batch.map((info, i) => {
       const p = parsed[i];
       const record = p ? records.get(recordId(p.userId, p.echoId)) : undefined;

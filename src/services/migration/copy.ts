@@ -4,7 +4,12 @@ import type { AudioFormat } from '../../domain/formats.ts';
 import { uuidV7 } from '../../domain/ids.ts';
 import { objectKey } from '../../domain/keys.ts';
 import { UploadRejected } from '../../domain/rejections.ts';
-import type { EchoRepository, MigrationEntry, MigrationJournal, MigrationRef } from '../../metadata/port.ts';
+import type {
+  EchoRepository,
+  MigrationEntry,
+  MigrationJournal,
+  MigrationRef,
+} from '../../metadata/port.ts';
 import type { LegacyObject, LegacySource, ObjectImports, ObjectStore } from '../../storage/port.ts';
 import type { EchoService } from '../echoes.ts';
 import { errorMessage } from '../lifecycle/common.ts';
@@ -47,7 +52,13 @@ export class LegacyCopier {
     let entry: MigrationEntry;
     // Only an entry an earlier run began can have its copy stored already.
     const resumed = 'state' in known;
-    if ('state' in known && (known.sourceSize !== object.size || (known.sourceEtag !== null && object.etag !== undefined && known.sourceEtag !== object.etag))) {
+    if (
+      'state' in known &&
+      (known.sourceSize !== object.size ||
+        (known.sourceEtag !== null &&
+          object.etag !== undefined &&
+          known.sourceEtag !== object.etag))
+    ) {
       // Replaced in the source since a run died on it: start over with the object as it is now.
       await this.abandon(known);
       known = { ref: { userId: known.userId, sourceId: known.sourceId } };
@@ -81,14 +92,23 @@ export class LegacyCopier {
     }
     if (!record) {
       const pending = pendingRecord({
-        userId: entry.userId, echoId: entry.echoId, key: entry.key, extension: format.extension,
+        userId: entry.userId,
+        echoId: entry.echoId,
+        key: entry.key,
+        extension: format.extension,
         contentType: { base: contentType, header: contentType },
-        declaredSize: object.size, checksumSha256: null,
-        createdAt: entry.sourceModified, expiresAt: new Date(now.getTime() + PENDING_SECONDS * 1000),
+        declaredSize: object.size,
+        checksumSha256: null,
+        createdAt: entry.sourceModified,
+        expiresAt: new Date(now.getTime() + PENDING_SECONDS * 1000),
       });
       try {
         // No quota: the operator moves what users already stored; their usage shows it afterwards.
-        await this.repo.createPending(pending, { bytes: object.size, quotaBytes: 0, maxPendingUploads: 0 });
+        await this.repo.createPending(pending, {
+          bytes: object.size,
+          quotaBytes: 0,
+          maxPendingUploads: 0,
+        });
       } catch (err) {
         // A racing run created it a moment ago.
         record = await this.repo.get(echoKey);
@@ -104,14 +124,25 @@ export class LegacyCopier {
           contentType,
           size: object.size,
           open: () => source.openRead(object.key),
-          copyFrom: source.bucket === undefined ? undefined : { bucket: source.bucket, key: object.key, etag: object.etag },
+          copyFrom:
+            source.bucket === undefined
+              ? undefined
+              : { bucket: source.bucket, key: object.key, etag: object.etag },
         });
       } catch (err) {
         if (isPortError(err, 'conflict') || isPortError(err, 'not_found')) {
           await this.abandon(entry);
           return isPortError(err, 'conflict')
-            ? { kind: 'problem', reason: 'source_changed', message: `the source changed while it was copied; run again to copy it as it is now (${errorMessage(err)})` }
-            : { kind: 'problem', reason: 'source_gone', message: `the source disappeared while it was copied (${errorMessage(err)})` };
+            ? {
+                kind: 'problem',
+                reason: 'source_changed',
+                message: `the source changed while it was copied; run again to copy it as it is now (${errorMessage(err)})`,
+              }
+            : {
+                kind: 'problem',
+                reason: 'source_gone',
+                message: `the source disappeared while it was copied (${errorMessage(err)})`,
+              };
         }
         throw err;
       }
@@ -120,16 +151,32 @@ export class LegacyCopier {
     try {
       await this.checked(() => this.echoes.create(entry.userId, entry.echoId, metadata));
     } catch (err) {
-      if (err instanceof AppError && (err.code === 'UPLOAD_INCOMPLETE' || err.code === 'UPLOAD_NOT_FOUND')) {
+      if (
+        err instanceof AppError &&
+        (err.code === 'UPLOAD_INCOMPLETE' || err.code === 'UPLOAD_NOT_FOUND')
+      ) {
         // Only another run (or cleanup) removes a copy under way: it refused it, and left nothing.
-        return { kind: 'problem', reason: 'interrupted', message: 'another run refused or removed this copy while it was checked; run again to retry it' };
+        return {
+          kind: 'problem',
+          reason: 'interrupted',
+          message:
+            'another run refused or removed this copy while it was checked; run again to retry it',
+        };
       }
-      if (err instanceof UploadRejected || (err instanceof AppError && err.code === 'UPLOAD_INVALID')) {
+      if (
+        err instanceof UploadRejected ||
+        (err instanceof AppError && err.code === 'UPLOAD_INVALID')
+      ) {
         await this.abandon(entry);
-        const reason: MigrationProblemReason = err instanceof UploadRejected ? err.reason : 'decode_error';
+        const reason: MigrationProblemReason =
+          err instanceof UploadRejected ? err.reason : 'decode_error';
         // The upload's message tells a client to upload again; here the source stays and is what to fix.
         const why = err.message.split(/(?<=\.) /)[0] ?? err.message;
-        return { kind: 'problem', reason, message: `the copy failed the checks of an upload, so it was removed and the source kept: ${why}` };
+        return {
+          kind: 'problem',
+          reason,
+          message: `the copy failed the checks of an upload, so it was removed and the source kept: ${why}`,
+        };
       }
       throw err;
     }
@@ -142,7 +189,12 @@ export class LegacyCopier {
       try {
         return await fn();
       } catch (err) {
-        if (!(err instanceof AppError) || err.code !== 'SERVICE_UNAVAILABLE' || attempt >= BUSY_RETRIES) throw err;
+        if (
+          !(err instanceof AppError) ||
+          err.code !== 'SERVICE_UNAVAILABLE' ||
+          attempt >= BUSY_RETRIES
+        )
+          throw err;
         await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
       }
     }

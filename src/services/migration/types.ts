@@ -84,7 +84,9 @@ export interface SourceComparison {
 }
 
 /** Opens the source an entry was copied from (entries of several sources may share a journal). */
-export type SourceOpener = (entry: MigrationEntry) => Promise<Pick<LegacySource, 'head' | 'openRead'>>;
+export type SourceOpener = (
+  entry: MigrationEntry,
+) => Promise<Pick<LegacySource, 'head' | 'openRead'>>;
 
 export interface MigrationSettings {
   readonly maxAudioFileSize: number;

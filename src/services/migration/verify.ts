@@ -18,7 +18,11 @@ export async function compareCopy(
   const [original, copy] = await Promise.all([source.head(entry.sourceKey), store.head(entry.key)]);
   if (!original) return 'source_missing';
   if (!copy) return `the copy ${entry.key} is missing`;
-  if (original.size !== copy.size) return `the copy has ${copy.size} bytes, the source ${original.size}`;
-  const [a, b] = await Promise.all([sha256Of(await source.openRead(entry.sourceKey)), sha256Of(await store.openRead(entry.key))]);
-  return a === b ? 'equal' : 'the copy\'s SHA-256 differs from the source\'s';
+  if (original.size !== copy.size)
+    return `the copy has ${copy.size} bytes, the source ${original.size}`;
+  const [a, b] = await Promise.all([
+    sha256Of(await source.openRead(entry.sourceKey)),
+    sha256Of(await store.openRead(entry.key)),
+  ]);
+  return a === b ? 'equal' : "the copy's SHA-256 differs from the source's";
 }

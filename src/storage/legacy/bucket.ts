@@ -55,7 +55,11 @@ export class BucketLegacySource implements LegacySource {
 
   private mine(key: string): void {
     if (!key.startsWith(this.prefix) || key.length === 0) {
-      throw new PortError('not_found', this.store.name, `No object ${key} under ${this.location}: the source holds only keys that start with "${this.prefix}".`);
+      throw new PortError(
+        'not_found',
+        this.store.name,
+        `No object ${key} under ${this.location}: the source holds only keys that start with "${this.prefix}".`,
+      );
     }
   }
 }

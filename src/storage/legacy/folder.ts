@@ -14,7 +14,12 @@ const NOT_A_FILE_CODES = new Set(['ELOOP', 'EISDIR']);
 function diskFailure(err: unknown, root: string): unknown {
   const code = errnoCode(err);
   if (code === undefined || MISSING_CODES.has(code)) return err;
-  return new PortError('unavailable', 'local', `The source folder ${root} could not be read (${code}). Check that it is readable by this user.`, { cause: err });
+  return new PortError(
+    'unavailable',
+    'local',
+    `The source folder ${root} could not be read (${code}). Check that it is readable by this user.`,
+    { cause: err },
+  );
 }
 
 /**
@@ -31,7 +36,10 @@ export class FolderLegacySource implements LegacySource {
     try {
       root = realpathSync(folder);
     } catch (err) {
-      throw new Error(`The source folder ${folder} cannot be opened (${errnoCode(err) ?? String(err)}). Check --source-dir.`, { cause: err });
+      throw new Error(
+        `The source folder ${folder} cannot be opened (${errnoCode(err) ?? String(err)}). Check --source-dir.`,
+        { cause: err },
+      );
     }
     this.root = root;
     this.location = root;
@@ -66,7 +74,14 @@ export class FolderLegacySource implements LegacySource {
             continue;
           }
           // Regular files, and entries a file system did not type (then lstat decides).
-          if (!entry.isFile() && (entry.isFIFO() || entry.isSocket() || entry.isBlockDevice() || entry.isCharacterDevice())) continue;
+          if (
+            !entry.isFile() &&
+            (entry.isFIFO() ||
+              entry.isSocket() ||
+              entry.isBlockDevice() ||
+              entry.isCharacterDevice())
+          )
+            continue;
           const s = await this.lstatQuiet(join(dirPath, entry.name));
           if (s?.isDirectory()) pending.push(key);
           else if (s?.isFile()) yield { key, size: s.size, lastModified: s.mtime };
@@ -130,7 +145,8 @@ export class FolderLegacySource implements LegacySource {
    */
   private async pathOf(key: string): Promise<string | undefined> {
     const segments = key.split('/');
-    if (key.includes('\0') || segments.some((s) => s === '' || s === '.' || s === '..')) throw this.missing(key);
+    if (key.includes('\0') || segments.some((s) => s === '' || s === '.' || s === '..'))
+      throw this.missing(key);
     const path = join(this.root, ...segments);
     const parent = segments.length === 1 ? this.root : join(this.root, ...segments.slice(0, -1));
     let real: string;

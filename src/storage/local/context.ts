@@ -36,11 +36,13 @@ export function createContext(rootDir: string, now: () => number): LocalStoreCon
       try {
         await mkdir(rootDir, { recursive: true, mode: DIR_MODE });
         // Settled, not Promise.all: a failure must not leave the other folders being made after it was reported.
-        const made = await Promise.allSettled([objectsDir, metaDir, tmpDir, multipartDir].map(async (dir) => {
-          await mkdir(dir, { recursive: true, mode: DIR_MODE });
-          // Folders made by earlier versions were 0755.
-          await chmod(dir, DIR_MODE);
-        }));
+        const made = await Promise.allSettled(
+          [objectsDir, metaDir, tmpDir, multipartDir].map(async (dir) => {
+            await mkdir(dir, { recursive: true, mode: DIR_MODE });
+            // Folders made by earlier versions were 0755.
+            await chmod(dir, DIR_MODE);
+          }),
+        );
         const failed = made.find((m) => m.status === 'rejected');
         if (failed) throw failed.reason;
         // DATA_DIR may be a folder the operator made (and owns); tightening it is a courtesy.
@@ -49,14 +51,28 @@ export function createContext(rootDir: string, now: () => number): LocalStoreCon
         ready = undefined;
         // ENOTDIR/EEXIST: DATA_DIR (or one of its folders) is a file.
         if (isErrno(err, 'ENOTDIR', 'EEXIST')) {
-          throw new PortError('unavailable', 'local', `${rootDir} is not a usable folder (${errnoCode(err)}).`, { cause: err });
+          throw new PortError(
+            'unavailable',
+            'local',
+            `${rootDir} is not a usable folder (${errnoCode(err)}).`,
+            { cause: err },
+          );
         }
         throw diskFailure(err);
       }
     })();
     return ready;
   };
-  return { rootDir, objectsDir, metaDir, tmpDir, multipartDir, now, active: new Set<string>(), init };
+  return {
+    rootDir,
+    objectsDir,
+    metaDir,
+    tmpDir,
+    multipartDir,
+    now,
+    active: new Set<string>(),
+    init,
+  };
 }
 
 export function isSafeKey(key: string): boolean {

@@ -10,13 +10,27 @@ export const FILE_MODE = 0o600;
 /** File system failures that are the machine's, not the client's: the store is unavailable. */
 // ENOTDIR only reaches here on paths the store made itself (tmp/, a key's folders): its
 // layout is broken, which no client can cause. Reads treat it as "not there" first.
-const UNAVAILABLE_CODES = new Set(['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'EBUSY', 'EAGAIN', 'ENOTDIR']);
+const UNAVAILABLE_CODES = new Set([
+  'EIO',
+  'ENOSPC',
+  'EDQUOT',
+  'EROFS',
+  'EMFILE',
+  'ENFILE',
+  'EACCES',
+  'EPERM',
+  'EBUSY',
+  'EAGAIN',
+  'ENOTDIR',
+]);
 
 /** A PortError for a failure of the disk itself; anything else (a client abort, a bug) unchanged. */
 export function diskFailure(err: unknown): unknown {
   const code = errnoCode(err);
   if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
-    return new PortError('unavailable', 'local', `The data folder failed (${code}).`, { cause: err });
+    return new PortError('unavailable', 'local', `The data folder failed (${code}).`, {
+      cause: err,
+    });
   }
   return err;
 }

@@ -16,13 +16,21 @@ export async function importObject(ctx: LocalStoreContext, spec: ImportSpec): Pr
   if (!isSafeKey(spec.key)) throw new Error(`Unsafe object key: ${spec.key}`);
   await ctx.init();
   const mismatch = (got: string): PortError =>
-    new PortError('conflict', 'local', `Import of ${spec.key} got ${got} bytes, not the ${spec.size} announced; nothing was stored. Check the source.`);
+    new PortError(
+      'conflict',
+      'local',
+      `Import of ${spec.key} got ${got} bytes, not the ${spec.size} announced; nothing was stored. Check the source.`,
+    );
   // Stops reading a source that is longer than announced instead of copying all of it.
   const meter = new BodyMeter(spec.size);
   await inTemporaryFile(ctx, async (tmpPath) => {
     const source = await spec.open();
     try {
-      await pipeline(source, meter.stream, createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE }));
+      await pipeline(
+        source,
+        meter.stream,
+        createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE }),
+      );
     } catch (err) {
       if (meter.stopped(err)) throw mismatch(`more than ${spec.size}`);
       throw diskFailure(err);

@@ -37,13 +37,17 @@ export async function* listLeftovers(ctx: LocalStoreContext): AsyncIterable<Left
     if (!s) continue;
     const m = TMP_NAME_RE.exec(entry.name);
     const pid = m ? Number(m[1]) : undefined;
-    const live = pid === process.pid ? ctx.active.has(entry.name) : pid !== undefined && processAlive(pid);
+    const live =
+      pid === process.pid ? ctx.active.has(entry.name) : pid !== undefined && processAlive(pid);
     if (live && s.mtimeMs + LIVE_TMP_STALE_MS > nowMs) continue;
     yield { name: entry.name, size: s.isFile() ? s.size : 0, lastModified: s.mtime };
   }
 }
 
-export async function removeLeftovers(ctx: LocalStoreContext, names: readonly string[]): Promise<DeleteManyResult> {
+export async function removeLeftovers(
+  ctx: LocalStoreContext,
+  names: readonly string[],
+): Promise<DeleteManyResult> {
   const deleted: string[] = [];
   const failed: { key: string; message: string }[] = [];
   for (const name of names) {

@@ -12,7 +12,10 @@ import { intoFolder } from './folders.ts';
  * process sharing DATA_DIR (the server, a CLI sweep) can tell a crash's leftover from a live
  * upload of another process.
  */
-export async function inTemporaryFile<T>(ctx: LocalStoreContext, use: (tmpPath: string) => Promise<T>): Promise<T> {
+export async function inTemporaryFile<T>(
+  ctx: LocalStoreContext,
+  use: (tmpPath: string) => Promise<T>,
+): Promise<T> {
   const tmpName = `${process.pid}-${randomUUID()}`;
   const tmpPath = join(ctx.tmpDir, tmpName);
   ctx.active.add(tmpName);
@@ -32,7 +35,13 @@ export async function inTemporaryFile<T>(ctx: LocalStoreContext, use: (tmpPath: 
  * Imports ask to replace instead (they go to fresh keys of their own, so a type rewritten just
  * before the bytes is theirs too).
  */
-export async function publish(ctx: LocalStoreContext, key: string, contentType: string, tmpPath: string, mode: 'once' | 'replace'): Promise<'published' | 'exists'> {
+export async function publish(
+  ctx: LocalStoreContext,
+  key: string,
+  contentType: string,
+  tmpPath: string,
+  mode: 'once' | 'replace',
+): Promise<'published' | 'exists'> {
   const finalPath = objectPath(ctx, key);
   try {
     await writeMeta(ctx, key, contentType);

@@ -9,7 +9,12 @@ export type LocalRefusal =
   | { readonly reason: 'no_expiry' }
   | { readonly reason: 'expired' }
   /** The body (or part) is not the size its URL was signed for; `sent` as announced or counted. */
-  | { readonly reason: 'length_mismatch'; readonly of: 'body' | 'part'; readonly sent: string; readonly signed: number }
+  | {
+      readonly reason: 'length_mismatch';
+      readonly of: 'body' | 'part';
+      readonly sent: string;
+      readonly signed: number;
+    }
   /** Counted on arrival, with no length announced: it went past the signed size. */
   | { readonly reason: 'longer_than_signed'; readonly of: 'body' | 'part'; readonly signed: number }
   /** Over the upload's limit: `sent` when Content-Length announced it, absent when counted. */

@@ -14,7 +14,12 @@ import { requestHeader, type LocalRequest, type UrlSigner } from './url-signing.
  * to `tmp/{pid}-{uuid}`, counted and hashed, then published with link() (atomic, and refuses an
  * existing object) and the temporary name unlinked at once.
  */
-export async function acceptUpload(ctx: LocalStoreContext, signer: UrlSigner, req: LocalRequest, body: Readable): Promise<Accepted | Refused> {
+export async function acceptUpload(
+  ctx: LocalStoreContext,
+  signer: UrlSigner,
+  req: LocalRequest,
+  body: Readable,
+): Promise<Accepted | Refused> {
   const checked = signer.checkUpload(req);
   if (!checked.ok) return checked;
   const { bound } = checked;
@@ -25,7 +30,8 @@ export async function acceptUpload(ctx: LocalStoreContext, signer: UrlSigner, re
   if (sentLength !== '' && declared !== undefined && Number(sentLength) !== declared) {
     return refuse({ reason: 'length_mismatch', of: 'body', sent: sentLength, signed: declared });
   }
-  if (sentLength !== '' && Number(sentLength) > limit) return refuse({ reason: 'too_large', limit, sent: sentLength });
+  if (sentLength !== '' && Number(sentLength) > limit)
+    return refuse({ reason: 'too_large', limit, sent: sentLength });
   await ctx.init();
   if (await statOrMissing(objectPath(ctx, key))) return refuse({ reason: 'already_stored' });
 
@@ -33,27 +39,45 @@ export async function acceptUpload(ctx: LocalStoreContext, signer: UrlSigner, re
   const meter = new BodyMeter(limit, hash);
   return inTemporaryFile(ctx, async (tmpPath) => {
     try {
-      await pipeline(body, meter.stream, createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE }));
+      await pipeline(
+        body,
+        meter.stream,
+        createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE }),
+      );
     } catch (err) {
       if (meter.stopped(err)) {
-        return refuse(declared === undefined ? { reason: 'too_large', limit } : { reason: 'longer_than_signed', of: 'body', signed: declared });
+        return refuse(
+          declared === undefined
+            ? { reason: 'too_large', limit }
+            : { reason: 'longer_than_signed', of: 'body', signed: declared },
+        );
       }
       throw diskFailure(err);
     }
     const received = meter.received;
     if (declared !== undefined && received !== declared) {
-      return refuse({ reason: 'length_mismatch', of: 'body', sent: String(received), signed: declared });
+      return refuse({
+        reason: 'length_mismatch',
+        of: 'body',
+        sent: String(received),
+        signed: declared,
+      });
     }
     if (received === 0) return refuse({ reason: 'empty' });
     const digest = hash.digest('base64');
     if (bound.checksum && bound.checksum !== digest) return refuse({ reason: 'checksum_mismatch' });
-    if (await publish(ctx, key, bound.contentType, tmpPath, 'once') === 'exists') return refuse({ reason: 'already_stored' });
+    if ((await publish(ctx, key, bound.contentType, tmpPath, 'once')) === 'exists')
+      return refuse({ reason: 'already_stored' });
     return { ok: true, etag: `"${Buffer.from(digest, 'base64').toString('hex').slice(0, 32)}"` };
   });
 }
 
 /** Serves a signed download, honouring a single-range Range header. */
-export async function openDownload(ctx: LocalStoreContext, signer: UrlSigner, req: LocalRequest): Promise<LocalDownload | Refused> {
+export async function openDownload(
+  ctx: LocalStoreContext,
+  signer: UrlSigner,
+  req: LocalRequest,
+): Promise<LocalDownload | Refused> {
   const checked = signer.checkDownload(req);
   if (!checked.ok) return checked;
   const { key, contentType } = checked.bound;
@@ -68,20 +92,33 @@ export async function openDownload(ctx: LocalStoreContext, signer: UrlSigner, re
     'cache-control': 'private, max-age=0',
   };
   const range = parseRange(requestHeader(req.headers, 'range'), info.size);
-  if (range === 'unsatisfiable') return refuse({ reason: 'range_not_satisfiable', size: info.size });
+  if (range === 'unsatisfiable')
+    return refuse({ reason: 'range_not_satisfiable', size: info.size });
   if (range) {
     return {
       ok: true,
       status: 206,
-      headers: { ...base, 'content-range': `bytes ${range.start}-${range.end}/${info.size}`, 'content-length': String(range.end - range.start + 1) },
+      headers: {
+        ...base,
+        'content-range': `bytes ${range.start}-${range.end}/${info.size}`,
+        'content-length': String(range.end - range.start + 1),
+      },
       body: createReadStream(path, { start: range.start, end: range.end }),
     };
   }
-  return { ok: true, status: 200, headers: { ...base, 'content-length': String(info.size) }, body: createReadStream(path) };
+  return {
+    ok: true,
+    status: 200,
+    headers: { ...base, 'content-length': String(info.size) },
+    body: createReadStream(path),
+  };
 }
 
 /** One `bytes=` range; undefined means "send it all" (no header, several ranges, or garbage). */
-export function parseRange(value: string, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+export function parseRange(
+  value: string,
+  size: number,
+): { start: number; end: number } | 'unsatisfiable' | undefined {
   const m = /^bytes=(\d*)-(\d*)$/.exec(value.trim());
   if (!m || (m[1] === '' && m[2] === '')) return undefined;
   let start: number;

@@ -4,8 +4,30 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { PortError } from '../../domain/errors.ts';
 import { isErrno } from '../../support/errno.ts';
-import type { DeleteManyResult, DownloadSpec, ImportSpec, Leftover, MultipartSpec, MultipartUploads, ObjectImports, ObjectInfo, ObjectStore, PartSpec, SignedPart, SignedUpload, StoredPart, UnfinishedMultipart, UploadSpec } from '../port.ts';
-import { createContext, isSafeKey, metaPath, objectPath, type LocalStoreContext } from './context.ts';
+import type {
+  DeleteManyResult,
+  DownloadSpec,
+  ImportSpec,
+  Leftover,
+  MultipartSpec,
+  MultipartUploads,
+  ObjectImports,
+  ObjectInfo,
+  ObjectStore,
+  PartSpec,
+  SignedPart,
+  SignedUpload,
+  StoredPart,
+  UnfinishedMultipart,
+  UploadSpec,
+} from '../port.ts';
+import {
+  createContext,
+  isSafeKey,
+  metaPath,
+  objectPath,
+  type LocalStoreContext,
+} from './context.ts';
 import { diskFailure, FILE_MODE, readDirOrEmpty, statOrMissing, statQuiet } from './disk.ts';
 import { isExactFolder, pruneEmptyFolders } from './folders.ts';
 import { importObject } from './imports.ts';
@@ -48,7 +70,11 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
   constructor(options: LocalObjectStoreOptions) {
     const now = options.now ?? Date.now;
     this.ctx = createContext(options.rootDir, now);
-    this.signer = new UrlSigner({ secret: options.secret, publicBaseUrl: options.publicBaseUrl, now });
+    this.signer = new UrlSigner({
+      secret: options.secret,
+      publicBaseUrl: options.publicBaseUrl,
+      now,
+    });
   }
 
   urlOrigin(): string {
@@ -94,7 +120,11 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     return multipart.listParts(this.ctx, key, uploadId);
   }
 
-  completeMultipart(key: string, uploadId: string, parts: readonly { partNumber: number; etag: string }[]): Promise<void> {
+  completeMultipart(
+    key: string,
+    uploadId: string,
+    parts: readonly { partNumber: number; etag: string }[],
+  ): Promise<void> {
     return multipart.completeMultipart(this.ctx, key, uploadId, parts);
   }
 
@@ -112,7 +142,12 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     await this.ctx.init();
     const info = await statOrMissing(objectPath(this.ctx, key));
     if (!info?.isFile()) return undefined;
-    return { key, size: info.size, lastModified: info.mtime, contentType: await readMeta(this.ctx, key) };
+    return {
+      key,
+      size: info.size,
+      lastModified: info.mtime,
+      contentType: await readMeta(this.ctx, key),
+    };
   }
 
   async readStart(key: string, length: number): Promise<Uint8Array> {
@@ -149,39 +184,49 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
     }
     // The handle is open already: an object deleted while it streams still reads to its end.
     const file = handle.createReadStream();
-    return Readable.from((async function* () {
-      try {
-        for await (const chunk of file) yield chunk as Buffer;
-      } catch (err) {
-        throw diskFailure(err);
-      }
-    })());
+    return Readable.from(
+      (async function* () {
+        try {
+          for await (const chunk of file) yield chunk as Buffer;
+        } catch (err) {
+          throw diskFailure(err);
+        }
+      })(),
+    );
   }
 
   async delete(key: string): Promise<void> {
     if (!isSafeKey(key)) return;
     await this.ctx.init();
     try {
-      await Promise.all([rm(objectPath(this.ctx, key), { force: true }), rm(metaPath(this.ctx, key), { force: true })]);
+      await Promise.all([
+        rm(objectPath(this.ctx, key), { force: true }),
+        rm(metaPath(this.ctx, key), { force: true }),
+      ]);
     } catch (err) {
       throw diskFailure(err);
     }
     // Empty folders name the user and the days they recorded on: they go with the last object.
     const folders = key.split('/').slice(0, -1);
-    await Promise.all([pruneEmptyFolders(this.ctx.objectsDir, folders), pruneEmptyFolders(this.ctx.metaDir, folders)]);
+    await Promise.all([
+      pruneEmptyFolders(this.ctx.objectsDir, folders),
+      pruneEmptyFolders(this.ctx.metaDir, folders),
+    ]);
   }
 
   async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
     const deleted: string[] = [];
     const failed: { key: string; message: string }[] = [];
-    await Promise.all(keys.map(async (key) => {
-      try {
-        await this.delete(key);
-        deleted.push(key);
-      } catch (err) {
-        failed.push({ key, message: err instanceof Error ? err.message : String(err) });
-      }
-    }));
+    await Promise.all(
+      keys.map(async (key) => {
+        try {
+          await this.delete(key);
+          deleted.push(key);
+        } catch (err) {
+          failed.push({ key, message: err instanceof Error ? err.message : String(err) });
+        }
+      }),
+    );
     return { deleted, failed };
   }
 

@@ -25,51 +25,88 @@ function localRequest(request: FastifyRequest, prefix = LOCAL_STORAGE_PREFIX): L
 }
 
 const forbidden = (why: string): AppError =>
-  new AppError('FORBIDDEN', `${why} Ask the API for a new upload URL and send exactly the headers it returns.`);
+  new AppError(
+    'FORBIDDEN',
+    `${why} Ask the API for a new upload URL and send exactly the headers it returns.`,
+  );
 
 /** The HTTP answer to a request the store turned down. */
 function refusalError(refusal: LocalRefusal): AppError {
   switch (refusal.reason) {
     case 'bad_signature':
-      return forbidden(refusal.url === 'upload' ? 'The signature does not match this URL and these headers.'
-        : refusal.url === 'part' ? 'The signature does not match this part URL.' : 'The signature does not match this URL.');
+      return forbidden(
+        refusal.url === 'upload'
+          ? 'The signature does not match this URL and these headers.'
+          : refusal.url === 'part'
+            ? 'The signature does not match this part URL.'
+            : 'The signature does not match this URL.',
+      );
     case 'no_expiry':
       return forbidden('The URL has no valid expiry.');
     case 'expired':
       return forbidden('The URL has expired.');
     case 'length_mismatch':
-      return new AppError('INVALID_REQUEST', refusal.of === 'body'
-        ? `The body is ${refusal.sent} bytes but the URL was signed for ${refusal.signed}.`
-        : `The part is ${refusal.sent} bytes but its URL was signed for ${refusal.signed}.`);
+      return new AppError(
+        'INVALID_REQUEST',
+        refusal.of === 'body'
+          ? `The body is ${refusal.sent} bytes but the URL was signed for ${refusal.signed}.`
+          : `The part is ${refusal.sent} bytes but its URL was signed for ${refusal.signed}.`,
+      );
     case 'longer_than_signed':
-      return new AppError('INVALID_REQUEST', refusal.of === 'body'
-        ? `The body is longer than the ${refusal.signed} bytes the URL was signed for.`
-        : `The part is longer than the ${refusal.signed} bytes its URL was signed for.`);
+      return new AppError(
+        'INVALID_REQUEST',
+        refusal.of === 'body'
+          ? `The body is longer than the ${refusal.signed} bytes the URL was signed for.`
+          : `The part is longer than the ${refusal.signed} bytes its URL was signed for.`,
+      );
     case 'too_large':
-      return new AppError('FILE_TOO_LARGE', refusal.sent === undefined
-        ? `The body is over the limit of ${refusal.limit} bytes.`
-        : `The body is ${refusal.sent} bytes, over the limit of ${refusal.limit}.`);
+      return new AppError(
+        'FILE_TOO_LARGE',
+        refusal.sent === undefined
+          ? `The body is over the limit of ${refusal.limit} bytes.`
+          : `The body is ${refusal.sent} bytes, over the limit of ${refusal.limit}.`,
+      );
     case 'empty':
       return new AppError('INVALID_REQUEST', 'The body is empty.');
     case 'checksum_mismatch':
-      return new AppError('INVALID_REQUEST', 'The body\'s SHA-256 does not match x-amz-checksum-sha256.');
+      return new AppError(
+        'INVALID_REQUEST',
+        "The body's SHA-256 does not match x-amz-checksum-sha256.",
+      );
     case 'already_stored':
-      return new AppError('ALREADY_EXISTS', 'This URL already stored its object; it writes once. Go on to POST /echoes.');
+      return new AppError(
+        'ALREADY_EXISTS',
+        'This URL already stored its object; it writes once. Go on to POST /echoes.',
+      );
     case 'no_such_object':
       return new AppError('NOT_FOUND', 'No such object: it was deleted or never uploaded.');
     case 'no_such_upload':
-      return new AppError('NOT_FOUND', 'No such multipart upload: it was completed or aborted. Start a new one.');
+      return new AppError(
+        'NOT_FOUND',
+        'No such multipart upload: it was completed or aborted. Start a new one.',
+      );
     case 'upload_aborted':
-      return new AppError('NOT_FOUND', 'The multipart upload was aborted while this part arrived.', { cause: refusal.cause });
+      return new AppError(
+        'NOT_FOUND',
+        'The multipart upload was aborted while this part arrived.',
+        { cause: refusal.cause },
+      );
     case 'range_not_satisfiable':
-      return new AppError('RANGE_NOT_SATISFIABLE', `The object is ${refusal.size} bytes; ask for a range inside it.`, {
-        headers: { 'content-range': `bytes */${refusal.size}` },
-      });
+      return new AppError(
+        'RANGE_NOT_SATISFIABLE',
+        `The object is ${refusal.size} bytes; ask for a range inside it.`,
+        {
+          headers: { 'content-range': `bytes */${refusal.size}` },
+        },
+      );
   }
 }
 
 export function requestTimeoutError(idleMs: number): AppError {
-  return new AppError('REQUEST_TIMEOUT', `Nothing arrived for ${Math.round(idleMs / 1000)} s, so the upload was dropped; send it again.`);
+  return new AppError(
+    'REQUEST_TIMEOUT',
+    `Nothing arrived for ${Math.round(idleMs / 1000)} s, so the upload was dropped; send it again.`,
+  );
 }
 
 /** Requests whose body has its own idle timer (and answers its own 408). */
@@ -97,7 +134,10 @@ function idleGuardedBody(raw: IncomingMessage, idleMs: number): Transform {
     guard.destroy(err);
   };
   const onClose = (): void => {
-    if (!raw.complete) guard.destroy(Object.assign(new Error('The client went away during the upload.'), { code: 'ECONNRESET' }));
+    if (!raw.complete)
+      guard.destroy(
+        Object.assign(new Error('The client went away during the upload.'), { code: 'ECONNRESET' }),
+      );
   };
   // The server's socket idle backstop reports a stalled body as an 'error' on the request.
   raw.on('error', onError);
@@ -141,7 +181,10 @@ function closeAfterReply(request: FastifyRequest, reply: FastifyReply): void {
  * part, and GET/HEAD (signed download). The composition root hands this to the app as a plugin
  * when the store is local.
  */
-export function localStorageRoutes(store: LocalObjectStore, options: LocalStorageRouteOptions = {}): (app: FastifyInstance) => Promise<void> {
+export function localStorageRoutes(
+  store: LocalObjectStore,
+  options: LocalStorageRouteOptions = {},
+): (app: FastifyInstance) => Promise<void> {
   const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   return async (app) => {
     // Bodies here are audio streamed to disk, never parsed; the size limit is the store's.
@@ -172,10 +215,14 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
     };
 
     app.put(`${LOCAL_STORAGE_PREFIX}*`, { schema: { hide: true } }, async (request, reply) =>
-      acceptBody(request, reply, (body) => store.acceptUpload(localRequest(request), body)));
+      acceptBody(request, reply, (body) => store.acceptUpload(localRequest(request), body)),
+    );
 
     app.put(`${LOCAL_PARTS_PREFIX}*`, { schema: { hide: true } }, async (request, reply) =>
-      acceptBody(request, reply, (body) => store.acceptPart(localRequest(request, LOCAL_PARTS_PREFIX), body)));
+      acceptBody(request, reply, (body) =>
+        store.acceptPart(localRequest(request, LOCAL_PARTS_PREFIX), body),
+      ),
+    );
 
     app.get(`${LOCAL_STORAGE_PREFIX}*`, { schema: { hide: true } }, async (request, reply) => {
       const download = await store.openDownload(localRequest(request));
@@ -186,6 +233,10 @@ export function localStorageRoutes(store: LocalObjectStore, options: LocalStorag
 }
 
 /** The same routes registered on an app directly (tests that build a bare Fastify). */
-export async function registerLocalStorageRoutes(app: FastifyInstance, store: LocalObjectStore, options: LocalStorageRouteOptions = {}): Promise<void> {
+export async function registerLocalStorageRoutes(
+  app: FastifyInstance,
+  store: LocalObjectStore,
+  options: LocalStorageRouteOptions = {},
+): Promise<void> {
   await app.register(localStorageRoutes(store, options));
 }

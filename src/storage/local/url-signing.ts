@@ -40,14 +40,28 @@ export interface UploadBinding {
  * from the request with it, so the two sides cannot drift apart. `header` is the name the
  * client is told to send; requests are read lower-cased.
  */
-const UPLOAD_BINDING: readonly ({ field: keyof UploadBinding } & ({ in: 'path' } | { in: 'query'; name: string } | { in: 'header'; name: string; header: string }))[] = [
+const UPLOAD_BINDING: readonly ({ field: keyof UploadBinding } & (
+  | { in: 'path' }
+  | { in: 'query'; name: string }
+  | { in: 'header'; name: string; header: string }
+))[] = [
   { field: 'key', in: 'path' },
   { field: 'expires', in: 'query', name: 'expires' },
   { field: 'length', in: 'query', name: 'length' },
   { field: 'max', in: 'query', name: 'max' },
   { field: 'contentType', in: 'header', name: 'content-type', header: 'Content-Type' },
-  { field: 'sse', in: 'header', name: 'x-amz-server-side-encryption', header: 'x-amz-server-side-encryption' },
-  { field: 'checksum', in: 'header', name: 'x-amz-checksum-sha256', header: 'x-amz-checksum-sha256' },
+  {
+    field: 'sse',
+    in: 'header',
+    name: 'x-amz-server-side-encryption',
+    header: 'x-amz-server-side-encryption',
+  },
+  {
+    field: 'checksum',
+    in: 'header',
+    name: 'x-amz-checksum-sha256',
+    header: 'x-amz-checksum-sha256',
+  },
   { field: 'ifNoneMatch', in: 'header', name: 'if-none-match', header: 'If-None-Match' },
 ];
 
@@ -61,7 +75,10 @@ export interface PartBinding {
 }
 
 /** What a part URL binds, in signing order; signPart writes the query from it and checkPart reads it back. */
-const PART_BINDING: readonly ({ field: keyof PartBinding } & ({ in: 'path' } | { in: 'query'; name: string }))[] = [
+const PART_BINDING: readonly ({ field: keyof PartBinding } & (
+  | { in: 'path' }
+  | { in: 'query'; name: string }
+))[] = [
   { field: 'key', in: 'path' },
   { field: 'uploadId', in: 'query', name: 'uploadId' },
   { field: 'partNumber', in: 'query', name: 'partNumber' },
@@ -90,8 +107,12 @@ export class UrlSigner {
   private readonly partsBaseUrl: string;
   private readonly now: () => number;
 
-  constructor(options: { readonly secret: Uint8Array; readonly publicBaseUrl: string; readonly now: () => number }) {
-    this.secret = hmacKey(options.secret, 'The local store\'s URL signing key');
+  constructor(options: {
+    readonly secret: Uint8Array;
+    readonly publicBaseUrl: string;
+    readonly now: () => number;
+  }) {
+    this.secret = hmacKey(options.secret, "The local store's URL signing key");
     this.baseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_STORAGE_PREFIX;
     this.partsBaseUrl = options.publicBaseUrl.replace(/\/+$/, '') + LOCAL_PARTS_PREFIX;
     this.now = options.now;
@@ -123,21 +144,37 @@ export class UrlSigner {
       else headers[f.header] = value;
     }
     const signature = this.signUploadBinding(binding);
-    return { url: `${this.baseUrl}${encodeKey(spec.key)}?${query}signature=${signature}`, method: 'PUT', headers };
+    return {
+      url: `${this.baseUrl}${encodeKey(spec.key)}?${query}signature=${signature}`,
+      method: 'PUT',
+      headers,
+    };
   }
 
   signDownload(key: string, spec: DownloadSpec): string {
     const expires = String(this.nowSeconds() + spec.expiresInSeconds);
-    const type = spec.contentType ? `&response-content-type=${encodeURIComponent(spec.contentType)}` : '';
-    const signature = this.signDownloadBinding({ key, expires, contentType: spec.contentType ?? '' });
+    const type = spec.contentType
+      ? `&response-content-type=${encodeURIComponent(spec.contentType)}`
+      : '';
+    const signature = this.signDownloadBinding({
+      key,
+      expires,
+      contentType: spec.contentType ?? '',
+    });
     return `${this.baseUrl}${encodeKey(key)}?expires=${expires}${type}&signature=${signature}`;
   }
 
   signPart(spec: PartSpec): SignedPart {
     if (!isSafeKey(spec.key)) throw new Error(`Unsafe object key: ${spec.key}`);
-    if (!UPLOAD_ID_RE.test(spec.uploadId)) throw new Error(`Not an upload id of this store: ${spec.uploadId}`);
-    if (!Number.isInteger(spec.partNumber) || spec.partNumber < 1 || spec.partNumber > MAX_PARTS) throw new RangeError(`part ${spec.partNumber} is outside 1-${MAX_PARTS}`);
-    if (!Number.isSafeInteger(spec.contentLength) || spec.contentLength < 0 || spec.contentLength > MAX_MULTIPART_FILE_SIZE) {
+    if (!UPLOAD_ID_RE.test(spec.uploadId))
+      throw new Error(`Not an upload id of this store: ${spec.uploadId}`);
+    if (!Number.isInteger(spec.partNumber) || spec.partNumber < 1 || spec.partNumber > MAX_PARTS)
+      throw new RangeError(`part ${spec.partNumber} is outside 1-${MAX_PARTS}`);
+    if (
+      !Number.isSafeInteger(spec.contentLength) ||
+      spec.contentLength < 0 ||
+      spec.contentLength > MAX_MULTIPART_FILE_SIZE
+    ) {
       throw new RangeError(`part length ${spec.contentLength} is not a size`);
     }
     const binding: PartBinding = {
@@ -150,14 +187,31 @@ export class UrlSigner {
     let query = '';
     // Every query value is hex or digits: nothing to escape.
     for (const f of PART_BINDING) if (f.in === 'query') query += `${f.name}=${binding[f.field]}&`;
-    return { url: `${this.partsBaseUrl}${encodeKey(spec.key)}?${query}signature=${this.signPartBinding(binding)}`, headers: {} };
+    return {
+      url: `${this.partsBaseUrl}${encodeKey(spec.key)}?${query}signature=${this.signPartBinding(binding)}`,
+      headers: {},
+    };
   }
 
   /** Reads back from a request what its URL bound, through the same list signUpload wrote it with. */
   checkUpload(req: LocalRequest): Checked<UploadBinding> {
-    const b: UploadBinding = { key: '', expires: '', length: '', max: '', contentType: '', sse: '', checksum: '', ifNoneMatch: '' };
+    const b: UploadBinding = {
+      key: '',
+      expires: '',
+      length: '',
+      max: '',
+      contentType: '',
+      sse: '',
+      checksum: '',
+      ifNoneMatch: '',
+    };
     for (const f of UPLOAD_BINDING) {
-      b[f.field] = f.in === 'path' ? req.key : f.in === 'query' ? req.query[f.name] ?? '' : requestHeader(req.headers, f.name);
+      b[f.field] =
+        f.in === 'path'
+          ? req.key
+          : f.in === 'query'
+            ? (req.query[f.name] ?? '')
+            : requestHeader(req.headers, f.name);
     }
     if (!isSafeKey(b.key) || !this.verify(this.signUploadBinding(b), req.query.signature)) {
       return refuse({ reason: 'bad_signature', url: 'upload' });
@@ -167,8 +221,13 @@ export class UrlSigner {
 
   checkPart(req: LocalRequest): Checked<PartBinding> {
     const b: PartBinding = { key: '', uploadId: '', partNumber: '', length: '', expires: '' };
-    for (const f of PART_BINDING) b[f.field] = f.in === 'path' ? req.key : req.query[f.name] ?? '';
-    if (!isSafeKey(b.key) || !UPLOAD_ID_RE.test(b.uploadId) || !this.verify(this.signPartBinding(b), req.query.signature)) {
+    for (const f of PART_BINDING)
+      b[f.field] = f.in === 'path' ? req.key : (req.query[f.name] ?? '');
+    if (
+      !isSafeKey(b.key) ||
+      !UPLOAD_ID_RE.test(b.uploadId) ||
+      !this.verify(this.signPartBinding(b), req.query.signature)
+    ) {
       return refuse({ reason: 'bad_signature', url: 'part' });
     }
     return this.checkExpiry(req.query) ?? { ok: true, bound: b };
@@ -179,7 +238,8 @@ export class UrlSigner {
     const { key, query } = req;
     const contentType = query['response-content-type'] ?? '';
     const expected = this.signDownloadBinding({ key, expires: query.expires ?? '', contentType });
-    if (!isSafeKey(key) || !this.verify(expected, query.signature)) return refuse({ reason: 'bad_signature', url: 'download' });
+    if (!isSafeKey(key) || !this.verify(expected, query.signature))
+      return refuse({ reason: 'bad_signature', url: 'download' });
     return this.checkExpiry(query) ?? { ok: true, bound: { key, contentType } };
   }
 

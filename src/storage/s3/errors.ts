@@ -12,7 +12,13 @@ export function isNotFound(err: unknown): boolean {
  * A write refused by what is stored: the object exists (If-None-Match), or a multipart
  * complete names parts S3 does not hold, out of order, or too small.
  */
-const CONFLICTS = new Set(['PreconditionFailed', 'ConditionalRequestConflict', 'InvalidPart', 'InvalidPartOrder', 'EntityTooSmall']);
+const CONFLICTS = new Set([
+  'PreconditionFailed',
+  'ConditionalRequestConflict',
+  'InvalidPart',
+  'InvalidPartOrder',
+  'EntityTooSmall',
+]);
 
 /**
  * S3's failures as port errors. A missing bucket is an outage too: only the operator can
@@ -40,7 +46,10 @@ export function checkMessage(err: unknown, at: BucketLocation): string {
   const credentials = credentialsProblem(err, at.profile);
   if (credentials) return `S3 bucket "${at.bucket}" at ${where} cannot be checked: ${credentials}`;
   const endpointArg = at.endpoint ? ` --endpoint-url ${at.endpoint}` : '';
-  const location = at.region === 'us-east-1' ? '' : ` --create-bucket-configuration LocationConstraint=${at.region}`;
+  const location =
+    at.region === 'us-east-1'
+      ? ''
+      : ` --create-bucket-configuration LocationConstraint=${at.region}`;
   const create =
     `Create it with \`echoes-storage setup dev\` (local S3 server) or ` +
     `\`aws s3api create-bucket --bucket ${at.bucket} --region ${at.region}${location}${endpointArg}\`.`;

@@ -31,61 +31,101 @@ export async function importObject(s3: ImportTarget, spec: ImportSpec): Promise<
  * migration retries, not a run that hangs on the SDK's 30 s request timeout three times.
  */
 function importSignal(callTimeoutMs: number | undefined, size: number): AbortSignal | undefined {
-  return callTimeoutMs === undefined ? undefined : AbortSignal.timeout(callTimeoutMs + Math.ceil(size / 2000));
+  return callTimeoutMs === undefined
+    ? undefined
+    : AbortSignal.timeout(callTimeoutMs + Math.ceil(size / 2000));
 }
 
-function importTimedOut(s3: S3Bucket, err: unknown, signal: AbortSignal | undefined, what: string): unknown {
+function importTimedOut(
+  s3: S3Bucket,
+  err: unknown,
+  signal: AbortSignal | undefined,
+  what: string,
+): unknown {
   if (signal?.aborted !== true) return err;
-  return new PortError('unavailable', 's3', `${what} in ${s3.where} got no answer in time (BACKEND_TIMEOUT_MS or, in a CLI command, CLI_BACKEND_TIMEOUT_MS, plus 0.5 ms per KB); try again.`, { cause: err });
+  return new PortError(
+    'unavailable',
+    's3',
+    `${what} in ${s3.where} got no answer in time (BACKEND_TIMEOUT_MS or, in a CLI command, CLI_BACKEND_TIMEOUT_MS, plus 0.5 ms per KB); try again.`,
+    { cause: err },
+  );
 }
 
-async function copyIn(s3: ImportTarget, spec: ImportSpec, from: NonNullable<ImportSpec['copyFrom']>): Promise<void> {
+async function copyIn(
+  s3: ImportTarget,
+  spec: ImportSpec,
+  from: NonNullable<ImportSpec['copyFrom']>,
+): Promise<void> {
   const source = `${from.bucket}/${from.key}`;
   const gone = (cause?: unknown): PortError =>
-    new PortError('not_found', 's3', `No source object ${source} to copy to ${spec.key}: it was deleted or moved. List the source again.`, { cause });
+    new PortError(
+      'not_found',
+      's3',
+      `No source object ${source} to copy to ${spec.key}: it was deleted or moved. List the source again.`,
+      { cause },
+    );
   const changed = (cause?: unknown): PortError =>
-    new PortError('conflict', 's3', `Source object ${source} changed since it was listed (its ETag is no longer ${from.etag ?? '?'}). List the source again.`, { cause });
+    new PortError(
+      'conflict',
+      's3',
+      `Source object ${source} changed since it was listed (its ETag is no longer ${from.etag ?? '?'}). List the source again.`,
+      { cause },
+    );
   if (from.etag !== undefined) {
     // S3 applies CopySourceIfMatch atomically; some S3-compatible servers (moto 5.2) ignore
     // it, and this look first keeps the refusal there too.
     let current: string | undefined;
     try {
-      const res = await s3.client.send(new HeadObjectCommand({ Bucket: from.bucket, Key: from.key }));
+      const res = await s3.client.send(
+        new HeadObjectCommand({ Bucket: from.bucket, Key: from.key }),
+      );
       current = res.ETag?.replace(/"/g, '');
     } catch (err) {
-      if (isNotFound(err instanceof PortError ? err.cause ?? err : err)) throw gone(err);
+      if (isNotFound(err instanceof PortError ? (err.cause ?? err) : err)) throw gone(err);
       throw err;
     }
     if (current !== from.etag.replace(/"/g, '')) throw changed();
   }
   const signal = importSignal(s3.callTimeoutMs, spec.size);
   try {
-    await s3.client.send(new CopyObjectCommand({
-      Bucket: s3.bucket,
-      Key: spec.key,
-      CopySource: `${escapeUri(from.bucket)}/${encodeKey(from.key)}`,
-      CopySourceIfMatch: from.etag === undefined ? undefined : `"${from.etag.replace(/"/g, '')}"`,
-      // The source's own metadata (a legacy content type) must not come along.
-      MetadataDirective: 'REPLACE',
-      ContentType: spec.contentType,
-      ServerSideEncryption: SSE,
-    }), { abortSignal: signal });
+    await s3.client.send(
+      new CopyObjectCommand({
+        Bucket: s3.bucket,
+        Key: spec.key,
+        CopySource: `${escapeUri(from.bucket)}/${encodeKey(from.key)}`,
+        CopySourceIfMatch: from.etag === undefined ? undefined : `"${from.etag.replace(/"/g, '')}"`,
+        // The source's own metadata (a legacy content type) must not come along.
+        MetadataDirective: 'REPLACE',
+        ContentType: spec.contentType,
+        ServerSideEncryption: SSE,
+      }),
+      { abortSignal: signal },
+    );
   } catch (err) {
-    const cause = err instanceof PortError ? err.cause ?? err : err;
+    const cause = err instanceof PortError ? (err.cause ?? err) : err;
     if (isNotFound(cause)) throw gone(cause);
-    if (httpStatus(cause) === 412 || errorName(cause) === 'PreconditionFailed') throw changed(cause);
+    if (httpStatus(cause) === 412 || errorName(cause) === 'PreconditionFailed')
+      throw changed(cause);
     throw importTimedOut(s3, err, signal, `CopyObject of ${source} to ${spec.key}`);
   }
   const copied = await s3.head(spec.key);
   if (copied?.size !== spec.size) {
     await s3.delete(spec.key);
-    throw new PortError('conflict', 's3', `Copy of ${source} to ${spec.key} is ${copied?.size ?? 'missing'} bytes, not the ${spec.size} listed; it was removed. List the source again.`);
+    throw new PortError(
+      'conflict',
+      's3',
+      `Copy of ${source} to ${spec.key} is ${copied?.size ?? 'missing'} bytes, not the ${spec.size} listed; it was removed. List the source again.`,
+    );
   }
 }
 
 async function putIn(s3: ImportTarget, spec: ImportSpec): Promise<void> {
   const mismatch = (got: string): PortError =>
-    new PortError('conflict', 's3', `Import of ${spec.key} got ${got} bytes, not the ${spec.size} announced; nothing was stored. Check the source.`);
+    new PortError(
+      'conflict',
+      's3',
+      `Import of ${spec.key} got ${got} bytes, not the ${spec.size} announced; nothing was stored. Check the source.`,
+    );
   let received = 0;
   // The SDK pipes the body into the request without listening for its errors: a failed
   // source (or a wrong count) aborts the request here instead. S3 stores a PUT only once
@@ -115,16 +155,19 @@ async function putIn(s3: ImportTarget, spec: ImportSpec): Promise<void> {
     meter.destroy(err);
   });
   try {
-    await s3.client.send(new PutObjectCommand({
-      Bucket: s3.bucket,
-      Key: spec.key,
-      Body: source.pipe(meter),
-      // Known in advance, so the SDK sends one plain PUT (no chunked encoding, no checksum
-      // trailer, as requestChecksumCalculation WHEN_REQUIRED asks) that S3 holds to it.
-      ContentLength: spec.size,
-      ContentType: spec.contentType,
-      ServerSideEncryption: SSE,
-    }), { abortSignal: abort.signal });
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: s3.bucket,
+        Key: spec.key,
+        Body: source.pipe(meter),
+        // Known in advance, so the SDK sends one plain PUT (no chunked encoding, no checksum
+        // trailer, as requestChecksumCalculation WHEN_REQUIRED asks) that S3 holds to it.
+        ContentLength: spec.size,
+        ContentType: spec.contentType,
+        ServerSideEncryption: SSE,
+      }),
+      { abortSignal: abort.signal },
+    );
   } catch (err) {
     throw failure ?? importTimedOut(s3, err, deadline, `PutObject of ${spec.key}`);
   } finally {

@@ -17,7 +17,9 @@ const UNHOISTABLE = new Set(['x-amz-server-side-encryption', 'x-amz-checksum-sha
 export function escapeUri(value: string): string {
   const escaped = encodeURIComponent(value);
   // Checked first: the replace with a callback is the slow part, and most values need none.
-  return RESERVED.test(escaped) ? escaped.replace(RESERVED_ALL, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : escaped;
+  return RESERVED.test(escaped)
+    ? escaped.replace(RESERVED_ALL, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    : escaped;
 }
 const RESERVED = /[!'()*]/;
 const RESERVED_ALL = /[!'()*]/g;
@@ -37,7 +39,13 @@ interface UrlBase {
   readonly signingService: string;
 }
 
-function formatUrl(req: { protocol: string; hostname: string; port?: number | undefined; path: string; query: Record<string, string | string[] | null> }): string {
+function formatUrl(req: {
+  protocol: string;
+  hostname: string;
+  port?: number | undefined;
+  path: string;
+  query: Record<string, string | string[] | null>;
+}): string {
   const query = Object.keys(req.query)
     .sort()
     .map((k) => `${escapeUri(k)}=${escapeUri(String(req.query[k]))}`)
@@ -103,8 +111,15 @@ export class S3UrlSigner {
       Accelerate: false,
     });
     const url = resolved.url;
-    const scheme = (resolved.properties?.authSchemes as { signingRegion?: string; signingName?: string; name?: string }[] | undefined)?.[0];
-    if (scheme?.name && scheme.name !== 'sigv4') throw new Error(`Bucket "${this.bucket}" needs ${scheme.name} signing, which is not supported.`);
+    const scheme = (
+      resolved.properties?.authSchemes as
+        | { signingRegion?: string; signingName?: string; name?: string }[]
+        | undefined
+    )?.[0];
+    if (scheme?.name && scheme.name !== 'sigv4')
+      throw new Error(
+        `Bucket "${this.bucket}" needs ${scheme.name} signing, which is not supported.`,
+      );
     const port = url.port ? Number(url.port) : undefined;
     this.base = {
       protocol: url.protocol,
@@ -153,7 +168,13 @@ export class S3UrlSigner {
       // Signing reads the credentials: the one backend call that does not go through the client.
       throw toPortError(err, 's3', this.where, classifyS3);
     }
-    return formatUrl({ protocol: signed.protocol, hostname: signed.hostname, port: signed.port, path: signed.path, query: signed.query as Record<string, string> });
+    return formatUrl({
+      protocol: signed.protocol,
+      hostname: signed.hostname,
+      port: signed.port,
+      path: signed.path,
+      query: signed.query as Record<string, string>,
+    });
   }
 
   async signUpload(spec: UploadSpec): Promise<SignedUpload> {
@@ -166,8 +187,15 @@ export class S3UrlSigner {
     clientHeaders['If-None-Match'] = '*';
     const signedHeaders: Record<string, string> = { ...clientHeaders };
     // Bound but not handed to the client: its HTTP stack sets Content-Length from the body.
-    if (spec.contentLength !== undefined) signedHeaders['Content-Length'] = String(spec.contentLength);
-    const url = await this.presign('PUT', spec.key, signedHeaders, { 'x-id': 'PutObject' }, spec.expiresInSeconds);
+    if (spec.contentLength !== undefined)
+      signedHeaders['Content-Length'] = String(spec.contentLength);
+    const url = await this.presign(
+      'PUT',
+      spec.key,
+      signedHeaders,
+      { 'x-id': 'PutObject' },
+      spec.expiresInSeconds,
+    );
     return { url, method: 'PUT', headers: clientHeaders };
   }
 
@@ -180,8 +208,18 @@ export class S3UrlSigner {
   async signPart(spec: PartSpec): Promise<SignedPart> {
     // Bound but not handed to the client, as in signUpload. UploadPart takes no SSE header
     // (the upload's encryption was set at creation), so the client sends nothing else.
-    const query = { partNumber: String(spec.partNumber), uploadId: spec.uploadId, 'x-id': 'UploadPart' };
-    const url = await this.presign('PUT', spec.key, { 'Content-Length': String(spec.contentLength) }, query, spec.expiresInSeconds);
+    const query = {
+      partNumber: String(spec.partNumber),
+      uploadId: spec.uploadId,
+      'x-id': 'UploadPart',
+    };
+    const url = await this.presign(
+      'PUT',
+      spec.key,
+      { 'Content-Length': String(spec.contentLength) },
+      query,
+      spec.expiresInSeconds,
+    );
     return { url, headers: {} };
   }
 }

@@ -13,11 +13,32 @@ import { AWS_HTTP, CHECK_TIMEOUT_MS, credentialProvider } from '../../support/aw
 import { DeadlineHttpHandler } from '../../support/aws/deadline.ts';
 import { errorName, httpStatus, reportPortErrors, toPortError } from '../../support/aws/errors.ts';
 import { PortError } from '../../domain/errors.ts';
-import type { DeleteManyResult, DownloadSpec, ImportSpec, MultipartSpec, MultipartUploads, ObjectImports, ObjectInfo, ObjectStore, PartSpec, SignedPart, SignedUpload, StoredPart, UnfinishedMultipart, UploadSpec } from '../port.ts';
+import type {
+  DeleteManyResult,
+  DownloadSpec,
+  ImportSpec,
+  MultipartSpec,
+  MultipartUploads,
+  ObjectImports,
+  ObjectInfo,
+  ObjectStore,
+  PartSpec,
+  SignedPart,
+  SignedUpload,
+  StoredPart,
+  UnfinishedMultipart,
+  UploadSpec,
+} from '../port.ts';
 import type { S3Bucket } from './bucket.ts';
 import { checkMessage, classifyS3, isNotFound } from './errors.ts';
 import { importObject, type ImportTarget } from './imports.ts';
-import { abortMultipart, completeMultipart, createMultipart, listMultipart, listParts } from './multipart.ts';
+import {
+  abortMultipart,
+  completeMultipart,
+  createMultipart,
+  listMultipart,
+  listParts,
+} from './multipart.ts';
 import { S3UrlSigner } from './presign.ts';
 
 export interface S3ObjectStoreOptions {
@@ -43,8 +64,13 @@ const DELETE_BATCH = 1000;
 
 /** The calls of an API request; listings (cleanup, reports) keep the SDK's longer timeouts. */
 const S3_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
-  'HeadObjectCommand', 'GetObjectCommand', 'DeleteObjectCommand', 'DeleteObjectsCommand',
-  'CreateMultipartUploadCommand', 'ListPartsCommand', 'AbortMultipartUploadCommand',
+  'HeadObjectCommand',
+  'GetObjectCommand',
+  'DeleteObjectCommand',
+  'DeleteObjectsCommand',
+  'CreateMultipartUploadCommand',
+  'ListPartsCommand',
+  'AbortMultipartUploadCommand',
   // Not CompleteMultipartUpload: S3 assembles the object before it answers, which for gigabytes
   // takes far longer than a single-object call, and cutting it off would leave the client unsure.
 ]);
@@ -80,13 +106,29 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
       // Otherwise the SDK puts a CRC32 of an empty body into presigned URLs and S3 refuses the upload.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: new DeadlineHttpHandler({ connectionTimeout: AWS_HTTP.connectionTimeout, requestTimeout: AWS_HTTP.requestTimeout }),
+      requestHandler: new DeadlineHttpHandler({
+        connectionTimeout: AWS_HTTP.connectionTimeout,
+        requestTimeout: AWS_HTTP.requestTimeout,
+      }),
     });
-    const deadline = options.callTimeoutMs === undefined ? undefined : { ms: options.callTimeoutMs, commands: S3_REQUEST_PATH_COMMANDS };
+    const deadline =
+      options.callTimeoutMs === undefined
+        ? undefined
+        : { ms: options.callTimeoutMs, commands: S3_REQUEST_PATH_COMMANDS };
     const where = this.where();
     reportPortErrors(this.client, 's3', where, classifyS3, deadline);
-    this.s3 = { client: this.client, bucket: this.bucket, where, listPageSize: Math.min(1000, Math.max(1, options.listPageSize ?? 1000)) };
-    this.importTarget = { ...this.s3, callTimeoutMs: options.callTimeoutMs, head: (key) => this.head(key), delete: (key) => this.delete(key) };
+    this.s3 = {
+      client: this.client,
+      bucket: this.bucket,
+      where,
+      listPageSize: Math.min(1000, Math.max(1, options.listPageSize ?? 1000)),
+    };
+    this.importTarget = {
+      ...this.s3,
+      callTimeoutMs: options.callTimeoutMs,
+      head: (key) => this.head(key),
+      delete: (key) => this.delete(key),
+    };
     this.signer = new S3UrlSigner({
       client: this.client,
       credentials,
@@ -122,7 +164,11 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
     return listParts(this.s3, key, uploadId);
   }
 
-  completeMultipart(key: string, uploadId: string, parts: readonly { partNumber: number; etag: string }[]): Promise<void> {
+  completeMultipart(
+    key: string,
+    uploadId: string,
+    parts: readonly { partNumber: number; etag: string }[],
+  ): Promise<void> {
     return completeMultipart(this.s3, key, uploadId, parts);
   }
 
@@ -154,11 +200,14 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
     if (length <= 0) return new Uint8Array(0);
     let body: AsyncIterable<Uint8Array> | undefined;
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${length - 1}` }));
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${length - 1}` }),
+      );
       body = res.Body as AsyncIterable<Uint8Array> | undefined;
     } catch (err) {
       // 416: the object is empty, no byte range of it is satisfiable.
-      if (isNotFound(err) || httpStatus(err) === 416 || errorName(err) === 'InvalidRange') return new Uint8Array(0);
+      if (isNotFound(err) || httpStatus(err) === 416 || errorName(err) === 'InvalidRange')
+        return new Uint8Array(0);
       throw err;
     }
     if (!body) return new Uint8Array(0);
@@ -185,19 +234,24 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       body = res.Body as AsyncIterable<Uint8Array> | undefined;
     } catch (err) {
-      if (isNotFound(err)) throw new PortError('not_found', 's3', `No object ${key} in ${this.where()}.`, { cause: err });
+      if (isNotFound(err))
+        throw new PortError('not_found', 's3', `No object ${key} in ${this.where()}.`, {
+          cause: err,
+        });
       throw err;
     }
     const where = this.where();
     const source = body ?? [];
-    return Readable.from((async function* () {
-      try {
-        for await (const chunk of source) yield chunk;
-      } catch (err) {
-        // The body arrives after the client's middleware is done: a reset here is still S3's.
-        throw toPortError(err, 's3', where, classifyS3);
-      }
-    })());
+    return Readable.from(
+      (async function* () {
+        try {
+          for await (const chunk of source) yield chunk;
+        } catch (err) {
+          // The body arrives after the client's middleware is done: a reset here is still S3's.
+          throw toPortError(err, 's3', where, classifyS3);
+        }
+      })(),
+    );
   }
 
   async delete(key: string): Promise<void> {
@@ -217,11 +271,15 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
       const batch = unique.slice(i, i + DELETE_BATCH);
       try {
         const res = await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
         );
         const errors = new Map<string, string>();
         for (const e of res.Errors ?? []) {
-          if (e.Key !== undefined && e.Code !== 'NoSuchKey') errors.set(e.Key, `${e.Code ?? 'Error'}: ${e.Message ?? ''}`.trim());
+          if (e.Key !== undefined && e.Code !== 'NoSuchKey')
+            errors.set(e.Key, `${e.Code ?? 'Error'}: ${e.Message ?? ''}`.trim());
         }
         for (const key of batch) {
           const message = errors.get(key);
@@ -242,11 +300,21 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
     let token: string | undefined;
     do {
       const res = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: this.s3.listPageSize, ContinuationToken: token }),
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          MaxKeys: this.s3.listPageSize,
+          ContinuationToken: token,
+        }),
       );
       for (const o of res.Contents ?? []) {
         if (o.Key === undefined) continue;
-        yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0), etag: o.ETag?.replace(/"/g, '') };
+        yield {
+          key: o.Key,
+          size: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+          etag: o.ETag?.replace(/"/g, ''),
+        };
       }
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);
@@ -264,7 +332,17 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
       });
     } catch (err) {
       const cause = err instanceof PortError ? err.cause : err;
-      throw new PortError('unavailable', 's3', checkMessage(cause, { bucket: this.bucket, region: this.region, endpoint: this.endpoint, profile: this.profile }), { cause });
+      throw new PortError(
+        'unavailable',
+        's3',
+        checkMessage(cause, {
+          bucket: this.bucket,
+          region: this.region,
+          endpoint: this.endpoint,
+          profile: this.profile,
+        }),
+        { cause },
+      );
     }
   }
 

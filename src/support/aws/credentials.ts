@@ -27,7 +27,10 @@ export function credentialProvider(options: AwsCredentialOptions): AwsCredential
 }
 
 /** The SDK's memoize, with our margin: a URL signed now must not be signed with a dying session. */
-export function cachedProvider(source: AwsCredentialIdentityProvider, now: () => number = Date.now): AwsCredentialIdentityProvider {
+export function cachedProvider(
+  source: AwsCredentialIdentityProvider,
+  now: () => number = Date.now,
+): AwsCredentialIdentityProvider {
   return memoize(
     source,
     (c) => c.expiration !== undefined && c.expiration.getTime() - now() <= REFRESH_MARGIN_MS,

@@ -54,7 +54,10 @@ export class DeadlineHttpHandler implements HttpHandler<NodeHttpHandlerOptions> 
     this.inner = new NodeHttpHandler(options);
   }
 
-  async handle(request: HttpRequest, options: HttpHandlerOptions = {}): Promise<{ response: HttpResponse }> {
+  async handle(
+    request: HttpRequest,
+    options: HttpHandlerOptions = {},
+  ): Promise<{ response: HttpResponse }> {
     const deadline = callDeadline.getStore();
     if (deadline === undefined) return this.inner.handle(request, options);
     const attempt = new AbortController();
@@ -71,7 +74,10 @@ export class DeadlineHttpHandler implements HttpHandler<NodeHttpHandlerOptions> 
     }
   }
 
-  updateHttpClientConfig(key: keyof NodeHttpHandlerOptions, value: NodeHttpHandlerOptions[typeof key]): void {
+  updateHttpClientConfig(
+    key: keyof NodeHttpHandlerOptions,
+    value: NodeHttpHandlerOptions[typeof key],
+  ): void {
     this.inner.updateHttpClientConfig(key, value);
   }
 

@@ -9,7 +9,8 @@ export function errorName(err: unknown): string | undefined {
 }
 
 export function httpStatus(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata
+    ?.httpStatusCode;
 }
 
 /**
@@ -71,12 +72,20 @@ export function reportPortErrors<I extends object, O extends MetadataBearer>(
 ): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      const ms = deadline !== undefined && deadline.commands.has(context.commandName ?? '') ? deadline.ms : undefined;
+      const ms =
+        deadline !== undefined && deadline.commands.has(context.commandName ?? '')
+          ? deadline.ms
+          : undefined;
       try {
         return ms === undefined ? await next(args) : await underDeadline(ms, () => next(args));
       } catch (err) {
         if (err instanceof DeadlineExceeded) {
-          throw new PortError('unavailable', backend, `${where}: ${context.commandName ?? 'a call'} got no answer within ${err.ms} ms (BACKEND_TIMEOUT_MS; CLI_BACKEND_TIMEOUT_MS in a CLI command)`, { cause: err });
+          throw new PortError(
+            'unavailable',
+            backend,
+            `${where}: ${context.commandName ?? 'a call'} got no answer within ${err.ms} ms (BACKEND_TIMEOUT_MS; CLI_BACKEND_TIMEOUT_MS in a CLI command)`,
+            { cause: err },
+          );
         }
         throw toPortError(err, backend, where, classify);
       }
@@ -86,7 +95,12 @@ export function reportPortErrors<I extends object, O extends MetadataBearer>(
 }
 
 /** `where` names the bucket or table and the endpoint, so an operator's log line says what to fix. */
-export function toPortError(err: unknown, backend: string, where: string, classify: AwsClassifier): unknown {
+export function toPortError(
+  err: unknown,
+  backend: string,
+  where: string,
+  classify: AwsClassifier,
+): unknown {
   if (err instanceof PortError) return err;
   const kind = classify(err);
   if (kind === undefined) return err;
