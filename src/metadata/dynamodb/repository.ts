@@ -1,14 +1,5 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import {
-  BatchGetCommand,
-  DeleteCommand,
-  GetCommand,
-  PutCommand,
-  QueryCommand,
-  ScanCommand,
-  UpdateCommand,
-  type QueryCommandInput,
-} from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { PortError } from '../../domain/errors.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
@@ -37,24 +28,20 @@ import {
   type DynamoEchoRepositoryOptions,
   type DynamoTable,
 } from './connection.ts';
-import { fromItem, isBookkeepingItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
+import { fromItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
 import { DynamoMigrationJournal } from './journal.ts';
-import { listRange, statusFilter } from './queries.ts';
+import { DynamoReads } from './reads.ts';
 import { DynamoUsage, recordUsage } from './usage.ts';
 
 export type { DynamoEchoRepositoryOptions } from './connection.ts';
 export { USAGE_SORT_KEY } from './items.ts';
 export { MIGRATION_PAGE, MIGRATION_SORT_PREFIX, migrationSortKey } from './journal.ts';
 
-const BATCH_GET = 100;
-const BATCH_RETRIES = 8;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Echo metadata in one DynamoDB table (partition `user_id`, sort `echo_id`). Every state
  * change is a conditional write, so concurrent API nodes cannot both win a transition. Each
- * user's usage item and migration journal entries share the partition (usage.ts, journal.ts).
+ * user's usage item and migration journal entries share the partition (usage.ts, journal.ts);
+ * the reads, which skip them, are in reads.ts.
  */
 export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
   readonly name = 'dynamodb';
@@ -64,6 +51,7 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
   private readonly options: DynamoEchoRepositoryOptions;
   private readonly client: DynamoDBClient;
   private readonly t: DynamoTable;
+  private readonly reads: DynamoReads;
   private readonly usage: DynamoUsage;
   private readonly journal: DynamoMigrationJournal;
 
@@ -75,6 +63,7 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     const { client, doc } = connect(options);
     this.client = client;
     this.t = { doc, table: options.table };
+    this.reads = new DynamoReads(this.t);
     this.usage = new DynamoUsage(this.t);
     this.journal = new DynamoMigrationJournal(this.t);
   }
@@ -164,16 +153,8 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     return this.usage.reconcileUsage(options);
   }
 
-  async get(key: EchoKey): Promise<EchoRecord | undefined> {
-    if (isBookkeepingKey(key.echoId)) return undefined;
-    const res = await this.t.doc.send(
-      new GetCommand({
-        TableName: this.table,
-        Key: { user_id: key.userId, echo_id: key.echoId },
-        ConsistentRead: true,
-      }),
-    );
-    return res.Item ? fromItem(res.Item) : undefined;
+  get(key: EchoKey): Promise<EchoRecord | undefined> {
+    return this.reads.get(key);
   }
 
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
@@ -285,99 +266,16 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
       await this.usage.move(key.userId, recordUsage(res.Attributes), undefined, -1);
   }
 
-  async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
-    const limit = Math.max(1, Math.floor(query.limit));
-    const range = listRange(userId, query);
-    if (!range) return { items: [], more: false };
-    const items: EchoRecord[] = [];
-    let startKey = range.startKey;
-    // One item past the limit tells whether more follow without a second round trip at the end.
-    do {
-      const input: QueryCommandInput = {
-        TableName: this.table,
-        KeyConditionExpression: range.condition,
-        FilterExpression: '#status = :ready',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: range.values,
-        ScanIndexForward: false,
-        Limit: limit + 1 - items.length,
-        ExclusiveStartKey: startKey,
-      };
-      const res = await this.t.doc.send(new QueryCommand(input));
-      for (const item of res.Items ?? []) items.push(fromItem(item));
-      startKey = res.LastEvaluatedKey;
-    } while (startKey !== undefined && items.length <= limit);
-    return { items: items.slice(0, limit), more: items.length > limit };
+  listReady(userId: string, query: ListQuery): Promise<EchoPage> {
+    return this.reads.listReady(userId, query);
   }
 
-  async getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]> {
-    const unique = new Map<string, EchoKey>();
-    for (const k of keys) unique.set(`${k.userId}\n${k.echoId}`, k);
-    const all = [...unique.values()];
-    const found = new Map<string, EchoRecord>();
-    for (let i = 0; i < all.length; i += BATCH_GET) {
-      let pending: Record<string, unknown>[] = all
-        .slice(i, i + BATCH_GET)
-        .map((k) => ({ user_id: k.userId, echo_id: k.echoId }));
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > BATCH_RETRIES) {
-          // DynamoDB leaves keys unprocessed when it throttles: an outage, not a bug.
-          throw new PortError(
-            'unavailable',
-            'dynamodb',
-            `DynamoDB kept ${pending.length} keys of table "${this.table}" unprocessed; try again later.`,
-          );
-        }
-        if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt) * Math.random());
-        const res = await this.t.doc.send(
-          new BatchGetCommand({
-            RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } },
-          }),
-        );
-        for (const item of res.Responses?.[this.table] ?? []) {
-          if (isBookkeepingItem(item)) continue;
-          const r = fromItem(item);
-          found.set(`${r.userId}\n${r.echoId}`, r);
-        }
-        pending =
-          (res.UnprocessedKeys?.[this.table]?.Keys as Record<string, unknown>[] | undefined) ?? [];
-      }
-    }
-    // Input order, so callers and tests see a stable result.
-    return all.flatMap((k) => found.get(`${k.userId}\n${k.echoId}`) ?? []);
+  getMany(keys: readonly EchoKey[]): Promise<EchoRecord[]> {
+    return this.reads.getMany(keys);
   }
 
-  async *scan(options: ScanOptions = {}): AsyncIterable<readonly EchoRecord[]> {
-    const pageSize = Math.max(1, Math.floor(options.pageSize ?? 100));
-    const { filter, names, values } = statusFilter(options.statuses);
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const common = {
-        TableName: this.table,
-        Limit: pageSize,
-        ExclusiveStartKey: startKey,
-        FilterExpression: filter,
-        ExpressionAttributeNames: Object.keys(names).length > 0 ? names : undefined,
-      };
-      const res =
-        options.userId !== undefined
-          ? await this.t.doc.send(
-              new QueryCommand({
-                ...common,
-                KeyConditionExpression: 'user_id = :u',
-                ExpressionAttributeValues: { ...values, ':u': options.userId },
-              }),
-            )
-          : await this.t.doc.send(
-              new ScanCommand({
-                ...common,
-                ExpressionAttributeValues: Object.keys(values).length > 0 ? values : undefined,
-              }),
-            );
-      const page = (res.Items ?? []).filter((item) => !isBookkeepingItem(item)).map(fromItem);
-      if (page.length > 0) yield page;
-      startKey = res.LastEvaluatedKey;
-    } while (startKey !== undefined);
+  scan(options: ScanOptions = {}): AsyncIterable<readonly EchoRecord[]> {
+    return this.reads.scan(options);
   }
 
   getMigration(ref: MigrationRef): Promise<MigrationEntry | undefined> {
