@@ -1,7 +1,11 @@
 import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { isErrno } from '../../support/errno.ts';
+import { refuse } from './verdict.ts';
 
 /** Spool folders are named after the process that made them, so a sweep can tell abandoned ones. */
 export const SPOOL_PREFIX = 'echoes-audio-';
@@ -34,6 +38,45 @@ export async function sweepSpools(tmpDir: string): Promise<number> {
     );
   }
   return removed;
+}
+
+/**
+ * Copies the upload into `file` (private to this process), refusing it past `maxBytes`; returns
+ * its size. ffmpeg reads the copy, never the store.
+ */
+export async function spool(
+  source: () => Promise<Readable>,
+  file: string,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<number> {
+  const opened = source();
+  const stream = await Promise.race([
+    opened,
+    new Promise<never>((_, reject) => {
+      const onAbort = (): void => reject(new Error('aborted'));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }),
+  ]).catch((err: unknown) => {
+    // A source that opens after the deadline is closed, not leaked.
+    void opened.then(
+      (late) => late.destroy(),
+      () => undefined,
+    );
+    throw err;
+  });
+  let size = 0;
+  const limit = new Transform({
+    transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+      size += chunk.length;
+      if (size > maxBytes)
+        callback(refuse('too_large', `The file is larger than ${maxBytes} bytes.`));
+      else callback(null, chunk);
+    },
+  });
+  await pipeline(stream, limit, createWriteStream(file, { mode: 0o600 }), { signal });
+  return size;
 }
 
 /** stdout of a short command, or undefined when it cannot run or fails. */

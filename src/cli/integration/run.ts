@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { EchoesClient, isApiError } from '../../client/echoes-client.ts';
-import { CHECKS, describeFailure, newRunState, type Check } from './checks.ts';
+import { describeFailure, newRunState, type Check } from './check.ts';
+import { CHECKS } from './checks.ts';
 
 export type CheckStatus = 'pass' | 'fail' | 'skip';
 
