@@ -3,7 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** Measuring helpers of the audio-decode bench and its decode-limits part. */
 
-export const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+export const CLK_TCK =
+  Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /**
  * CPU seconds from /proc/<pid>/stat: user + system of the process itself (fields 14-15) and of
@@ -12,7 +13,10 @@ export const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: '
 export function procCpu(pid: number | 'self'): { own: number; children: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which may hold spaces; field 3 is at index 0.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
   const at = (field: number): number => f[field - 3] ?? 0;
   return { own: (at(14) + at(15)) / CLK_TCK, children: (at(16) + at(17)) / CLK_TCK };
 }
@@ -29,8 +33,11 @@ export function decoderCount(pid: number): number {
       return ''; // the thread or the child ended between the listing and the read
     }
   };
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) => read(`/proc/${pid}/task/${task}/children`).split(/\s+/).filter(Boolean));
-  return children.filter((child) => ['ffmpeg', 'prlimit'].includes(read(`/proc/${child}/comm`))).length;
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    read(`/proc/${pid}/task/${task}/children`).split(/\s+/).filter(Boolean),
+  );
+  return children.filter((child) => ['ffmpeg', 'prlimit'].includes(read(`/proc/${child}/comm`)))
+    .length;
 }
 
 export function median(values: readonly number[]): number {
@@ -46,14 +53,18 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 export function ffmpeg(args: string[]): void {
-  execFileSync('ffmpeg', ['-v', 'error', '-nostdin', '-y', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('ffmpeg', ['-v', 'error', '-nostdin', '-y', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 export function spawnAndWait(binary: string, args: string[]): Promise<void> {
   return new Promise((ok, fail) => {
     const child = spawn(binary, args, { stdio: 'ignore' });
     child.once('error', fail);
-    child.once('close', (code) => (code === 0 ? ok() : fail(new Error(`${binary} ${args.join(' ')} exited with ${code}`))));
+    child.once('close', (code) =>
+      code === 0 ? ok() : fail(new Error(`${binary} ${args.join(' ')} exited with ${code}`)),
+    );
   });
 }
 
@@ -75,17 +86,36 @@ export async function timed(work: () => Promise<void>): Promise<Sample> {
   return { wall, children: procCpu('self').children - cpu0, node: (node.user + node.system) / 1e6 };
 }
 
-export interface Ticket { upload_url: string; headers: Record<string, string>; echo_id: string }
+export interface Ticket {
+  upload_url: string;
+  headers: Record<string, string>;
+  echo_id: string;
+}
 
 /** upload-url and PUT: the echo is ready for POST /echoes. */
-export async function upload(url: string, auth: Record<string, string>, bytes: Buffer, extension: string, contentType: string): Promise<Ticket> {
+export async function upload(
+  url: string,
+  auth: Record<string, string>,
+  bytes: Buffer,
+  extension: string,
+  contentType: string,
+): Promise<Ticket> {
   const res = await fetch(`${url}/echoes/upload-url`, {
-    method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
-    body: JSON.stringify({ file_extension: extension, content_type: contentType, file_size: bytes.length }),
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      file_extension: extension,
+      content_type: contentType,
+      file_size: bytes.length,
+    }),
   });
   if (res.status !== 200) throw new Error(`upload-url answered ${res.status}: ${await res.text()}`);
   const ticket = (await res.json()) as Ticket;
-  const put = await fetch(ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: bytes });
+  const put = await fetch(ticket.upload_url, {
+    method: 'PUT',
+    headers: ticket.headers,
+    body: bytes,
+  });
   await put.arrayBuffer();
   if (!put.ok) throw new Error(`PUT answered ${put.status}`);
   return ticket;

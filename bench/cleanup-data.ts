@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { uuidV7 } from '../src/domain/ids.ts';
 import { objectKey } from '../src/domain/keys.ts';
-import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
+import { SqliteEchoRepository } from '../src/metadata/sqlite/repository.ts';
 
 export const OBJECT_BYTES = 16;
 const DAYS = 7;
@@ -27,7 +27,8 @@ export function generate(dataDir: string, count: number, users: number): Generat
   new SqliteEchoRepository({ file: join(dataDir, 'echoes.sqlite') }).close();
   const db = new Database(join(dataDir, 'echoes.sqlite'));
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF');
-  const insert = db.prepare(`INSERT INTO echoes (user_id, echo_id, s3_key, file_extension, content_type, upload_content_type,
+  const insert =
+    db.prepare(`INSERT INTO echoes (user_id, echo_id, s3_key, file_extension, content_type, upload_content_type,
     declared_size, checksum_sha256, file_size, status, emotion, tags, caption, duration_seconds, location_lat, location_lng,
     created_at, expires_at, ttl) VALUES (?, ?, ?, 'webm', 'audio/webm', 'audio/webm', ?, NULL, ?, 'ready', NULL, '[]', NULL, NULL, NULL, NULL, ?, ?, NULL)`);
   const body = Buffer.alloc(OBJECT_BYTES, 1);

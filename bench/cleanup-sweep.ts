@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { SqliteEchoRepository } from '../src/metadata/sqlite.ts';
+import { SqliteEchoRepository } from '../src/metadata/sqlite/repository.ts';
 import { CleanupService } from '../src/services/cleanup.ts';
-import { LocalObjectStore } from '../src/storage/local.ts';
+import { LocalObjectStore } from '../src/storage/local/store.ts';
 import { walk } from './cleanup-data.ts';
 
 /**
@@ -18,9 +18,13 @@ let found = 0;
 if (mode === 'walk') {
   objects = walk(join(dataDir, 'objects')).objects;
 } else {
-  const store = new LocalObjectStore({ rootDir: dataDir, publicBaseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
+  const store = new LocalObjectStore({
+    rootDir: dataDir,
+    publicBaseUrl: 'http://127.0.0.1:1',
+    secret: randomBytes(32),
+  });
   const repo = new SqliteEchoRepository({ file: join(dataDir, 'echoes.sqlite') });
-  const service = new CleanupService(store, repo);
+  const service = new CleanupService({ store, repo });
   if (mode === 'orphans') {
     const r = await service.cleanupOrphans({ dryRun: true });
     objects = r.scannedObjects;
@@ -33,4 +37,6 @@ if (mode === 'walk') {
   await repo.close();
 }
 const ms = performance.now() - started;
-process.stdout.write(`${JSON.stringify({ objects, ms, maxRssMb: process.resourceUsage().maxRSS / 1024, found })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ objects, ms, maxRssMb: process.resourceUsage().maxRSS / 1024, found })}\n`,
+);

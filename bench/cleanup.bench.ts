@@ -32,10 +32,14 @@ const SWEEPS = [
 
 function sweep(dataDir: string, mode: string): Sweep {
   const root = resolve(import.meta.dirname, '..');
-  const out = execFileSync(process.execPath, [join(root, 'bin', 'run-ts.js'), join(root, 'bench', 'cleanup-sweep.ts'), dataDir, mode], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 20,
-  });
+  const out = execFileSync(
+    process.execPath,
+    [join(root, 'bin', 'run-ts.js'), join(root, 'bench', 'cleanup-sweep.ts'), dataDir, mode],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+    },
+  );
   return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Sweep;
 }
 
@@ -51,27 +55,45 @@ export async function run(): Promise<void> {
       const t = performance.now();
       const gen = generate(dataDir, count, USERS);
       const genS = (performance.now() - t) / 1000;
-      console.log(`${fmt(count)} objects, ${fmt(gen.records)} records generated in ${genS.toFixed(1)} s`);
+      console.log(
+        `${fmt(count)} objects, ${fmt(gen.records)} records generated in ${genS.toFixed(1)} s`,
+      );
       let baseline = 0;
       for (const [mode, label] of SWEEPS) {
         const r = sweep(dataDir, mode);
-        if (r.objects !== count) throw new Error(`${mode} saw ${r.objects} objects, expected ${count}`);
-        if (mode !== 'walk' && r.found !== gen.orphans) throw new Error(`${mode} found ${r.found} problems, expected the ${gen.orphans} orphans`);
+        if (r.objects !== count)
+          throw new Error(`${mode} saw ${r.objects} objects, expected ${count}`);
+        if (mode !== 'walk' && r.found !== gen.orphans)
+          throw new Error(`${mode} found ${r.found} problems, expected the ${gen.orphans} orphans`);
         const rate = r.objects / (r.ms / 1000);
         if (mode === 'walk') baseline = rate;
-        console.log(`  ${mode}: ${(r.ms / 1000).toFixed(2)} s, ${fmt(rate)} objects/s, peak RSS ${r.maxRssMb.toFixed(0)} MB`);
-        rows.push(`| ${fmt(count)} | ${label} | ${(r.ms / 1000).toFixed(2)} | ${fmt(rate)} | ${(rate / baseline).toFixed(2)} | ${r.maxRssMb.toFixed(0)} |`);
+        console.log(
+          `  ${mode}: ${(r.ms / 1000).toFixed(2)} s, ${fmt(rate)} objects/s, peak RSS ${r.maxRssMb.toFixed(0)} MB`,
+        );
+        rows.push(
+          `| ${fmt(count)} | ${label} | ${(r.ms / 1000).toFixed(2)} | ${fmt(rate)} | ${(rate / baseline).toFixed(2)} | ${r.maxRssMb.toFixed(0)} |`,
+        );
         if (mode === 'walk') continue;
         const name = `${mode} at ${fmt(count)}`;
-        if (count === SMALL) verdicts.push(`${name}: ${fmt(rate)} objects/s ${rate >= TARGET_RATE ? 'meets' : 'MISSES'} the ${fmt(TARGET_RATE)}/s target`);
-        if (count === LARGE) verdicts.push(`${name}: peak RSS ${r.maxRssMb.toFixed(0)} MB ${r.maxRssMb < TARGET_RSS_MB ? 'meets' : 'MISSES'} the ${TARGET_RSS_MB} MB target`);
+        if (count === SMALL)
+          verdicts.push(
+            `${name}: ${fmt(rate)} objects/s ${rate >= TARGET_RATE ? 'meets' : 'MISSES'} the ${fmt(TARGET_RATE)}/s target`,
+          );
+        if (count === LARGE)
+          verdicts.push(
+            `${name}: peak RSS ${r.maxRssMb.toFixed(0)} MB ${r.maxRssMb < TARGET_RSS_MB ? 'meets' : 'MISSES'} the ${TARGET_RSS_MB} MB target`,
+          );
       }
-      rows.push(`| ${fmt(count)} | generation (sync writes, one SQLite transaction) | ${genS.toFixed(1)} | ${fmt(count / genS)} | | |`);
+      rows.push(
+        `| ${fmt(count)} | generation (sync writes, one SQLite transaction) | ${genS.toFixed(1)} | ${fmt(count / genS)} | | |`,
+      );
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }
-  writeSection('cleanup', `## Lifecycle sweeps on local disk + SQLite
+  writeSection(
+    'cleanup',
+    `## Lifecycle sweeps on local disk + SQLite
 
 Objects of ${OBJECT_BYTES} B for ${fmt(USERS)} users over 7 days, one in 200 with no record (older
 than the grace period, so both sweeps must find exactly those). Each sweep runs in its own process
@@ -86,5 +108,6 @@ to the bare walk is the steadier figure.
 |---|---|---|---|---|---|
 ${rows.join('\n')}
 
-${verdicts.map((v) => `- ${v}`).join('\n')}`);
+${verdicts.map((v) => `- ${v}`).join('\n')}`,
+  );
 }

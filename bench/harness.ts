@@ -1,7 +1,7 @@
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { freePort } from '../test/support/moto.ts';
+import { freePort } from '../test/support/free-port.ts';
 
 /** Seconds each measured load runs (BENCH_DURATION). */
 export const DURATION = Number(process.env.BENCH_DURATION ?? 8);
@@ -22,14 +22,29 @@ export interface BenchServer {
 }
 
 /** The real server (bench/server.ts) in a child process on DATA_DIR, with the given environment. */
-export async function startBenchServer(dataDir: string, env: Record<string, string> = {}): Promise<BenchServer> {
+export async function startBenchServer(
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<BenchServer> {
   const port = await freePort();
-  const child = fork(resolve(import.meta.dirname, '..', 'bin', 'run-ts.js'), [resolve(import.meta.dirname, 'server.ts')], {
-    // One user drives the load: the per-user rate limit, quota and pending-upload limit would
-    // answer most of it 429/403.
-    env: { ...process.env, RATE_LIMIT_PER_MINUTE: '0', USER_QUOTA_BYTES: '0', USER_MAX_PENDING_UPLOADS: '0', ...env, DATA_DIR: dataDir, PORT: String(port) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+  const child = fork(
+    resolve(import.meta.dirname, '..', 'bin', 'run-ts.js'),
+    [resolve(import.meta.dirname, 'server.ts')],
+    {
+      // One user drives the load: the per-user rate limit, quota and pending-upload limit would
+      // answer most of it 429/403.
+      env: {
+        ...process.env,
+        RATE_LIMIT_PER_MINUTE: '0',
+        USER_QUOTA_BYTES: '0',
+        USER_MAX_PENDING_UPLOADS: '0',
+        ...env,
+        DATA_DIR: dataDir,
+        PORT: String(port),
+      },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
+  );
   await new Promise<void>((ok, fail) => {
     child.once('message', () => ok());
     child.once('exit', (code) => fail(new Error(`bench server exited with ${code}`)));
@@ -39,20 +54,28 @@ export async function startBenchServer(dataDir: string, env: Record<string, stri
 
 function serverCpu(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
-    child.once('message', (m: { cpu: { user: number; system: number } }) => resolve(m.cpu.user + m.cpu.system));
+    child.once('message', (m: { cpu: { user: number; system: number } }) =>
+      resolve(m.cpu.user + m.cpu.system),
+    );
     child.send('cpu');
   });
 }
 
 /** A warm-up, then DURATION seconds of load, with the server's CPU time per request beside req/s. */
-export async function measure(name: string, server: BenchServer, options: Omit<autocannon.Options, 'duration' | 'connections'>): Promise<Result> {
+export async function measure(
+  name: string,
+  server: BenchServer,
+  options: Omit<autocannon.Options, 'duration' | 'connections'>,
+): Promise<Result> {
   const opts = { ...options, connections: CONNECTIONS };
   await autocannon({ ...opts, duration: 2 }); // warm-up: JIT, SQLite pages, sockets
   const cpuBefore = await serverCpu(server.child);
   const r = await autocannon({ ...opts, duration: DURATION });
-  const cpuUs = (await serverCpu(server.child) - cpuBefore) / Math.max(1, r.requests.total);
+  const cpuUs = ((await serverCpu(server.child)) - cpuBefore) / Math.max(1, r.requests.total);
   const errors = r.errors + r.non2xx;
-  console.log(`${name}: ${Math.round(r.requests.average)} req/s, p99 ${r.latency.p99} ms, ${cpuUs.toFixed(0)} µs CPU/request, errors ${errors}`);
+  console.log(
+    `${name}: ${Math.round(r.requests.average)} req/s, p99 ${r.latency.p99} ms, ${cpuUs.toFixed(0)} µs CPU/request, errors ${errors}`,
+  );
   return { name, rps: r.requests.average, p99: r.latency.p99, errors, cpuUs };
 }
 

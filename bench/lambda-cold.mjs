@@ -7,8 +7,24 @@ import { URL } from 'node:url';
 
 const t0 = performance.now();
 const event = {
-  version: '2.0', routeKey: '$default', rawPath: '/health', rawQueryString: '', headers: { host: 'bench.example' },
-  requestContext: { http: { method: 'GET', path: '/health', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' }, requestId: 'r', routeKey: '$default', stage: '$default', timeEpoch: Date.now() },
+  version: '2.0',
+  routeKey: '$default',
+  rawPath: '/health',
+  rawQueryString: '',
+  headers: { host: 'bench.example' },
+  requestContext: {
+    http: {
+      method: 'GET',
+      path: '/health',
+      protocol: 'HTTP/1.1',
+      sourceIp: '127.0.0.1',
+      userAgent: 'bench',
+    },
+    requestId: 'r',
+    routeKey: '$default',
+    stage: '$default',
+    timeEpoch: Date.now(),
+  },
   isBase64Encoded: false,
 };
 let loaded;
@@ -22,8 +38,20 @@ if (process.argv[2] === 'events') {
   const { handler } = await createEventsHandler(process.env);
   built = performance.now();
   // S3's test event: handled without touching a backend, like GET /health.
-  const sqs = { Records: [{ messageId: 'm1', body: JSON.stringify({ Service: 'Amazon S3', Event: 's3:TestEvent', Bucket: 'echoes-bench' }) }] };
-  if ((await handler(sqs, {})).batchItemFailures.length !== 0) throw new Error('the test event was not handled');
+  const sqs = {
+    Records: [
+      {
+        messageId: 'm1',
+        body: JSON.stringify({
+          Service: 'Amazon S3',
+          Event: 's3:TestEvent',
+          Bucket: 'echoes-bench',
+        }),
+      },
+    ],
+  };
+  if ((await handler(sqs, {})).batchItemFailures.length !== 0)
+    throw new Error('the test event was not handled');
   first = performance.now();
   await handler(sqs, {});
   second = performance.now();
@@ -32,7 +60,8 @@ if (process.argv[2] === 'events') {
   loaded = performance.now();
   const { handler } = await createLambdaHandler(process.env);
   built = performance.now();
-  if ((await handler(event, {})).statusCode !== 200) throw new Error('GET /health did not answer 200');
+  if ((await handler(event, {})).statusCode !== 200)
+    throw new Error('GET /health did not answer 200');
   first = performance.now();
   await handler(event, {});
   second = performance.now();
@@ -45,9 +74,18 @@ if (process.argv[2] === 'events') {
   const handler = awsLambdaFastify(app);
   await app.ready();
   built = performance.now();
-  if ((await handler(event, {})).statusCode !== 200) throw new Error('GET /health did not answer 200');
+  if ((await handler(event, {})).statusCode !== 200)
+    throw new Error('GET /health did not answer 200');
   first = performance.now();
   await handler(event, {});
   second = performance.now();
 }
-process.stdout.write(JSON.stringify({ load: loaded - t0, build: built - loaded, first: first - built, warm: second - first, total: first - t0 }));
+process.stdout.write(
+  JSON.stringify({
+    load: loaded - t0,
+    build: built - loaded,
+    first: first - built,
+    warm: second - first,
+    total: first - t0,
+  }),
+);

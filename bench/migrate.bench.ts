@@ -3,16 +3,20 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CopyObjectCommand, CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { makeToneWav } from '../src/integration/wav.ts';
-import { startAwsBackend } from '../test/support/backends.ts';
-import { motoAvailable } from '../test/support/moto.ts';
+import {
+  CopyObjectCommand,
+  CreateBucketCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { makeToneWav } from '../src/cli/integration/wav.ts';
+import { motoAvailable, startAwsBackend } from '../test/backends/s3-moto.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { openMigration } from '../src/cli/lifecycle/legacy.ts';
-import { loadConfig } from '../src/config.ts';
+import { composeMigration } from '../src/app/compose.ts';
+import { loadConfig } from '../src/app/config.ts';
 import { compileLegacyPattern } from '../src/domain/legacy-pattern.ts';
-import { FolderLegacySource } from '../src/storage/legacy-folder.ts';
+import { FolderLegacySource } from '../src/storage/legacy/folder.ts';
 import { writeSection } from './report.ts';
 
 /**
@@ -28,8 +32,13 @@ const LARGE = Number(process.env.BENCH_MIGRATE_LARGE ?? 100_000);
 const USERS = 20;
 const CONCURRENCY = 8;
 const PATTERN = 'audio/{user_id}/{name}.{ext}';
-const CLI = join(resolve(import.meta.dirname, '..'), 'dist', 'cli', 'main.js');
-const BASE_ENV = { PATH: process.env.PATH ?? '', HOME: tmpdir(), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' };
+const CLI = join(resolve(import.meta.dirname, '..'), 'dist', 'entry', 'cli.js');
+const BASE_ENV = {
+  PATH: process.env.PATH ?? '',
+  HOME: tmpdir(),
+  LOG_LEVEL: 'silent',
+  AUDIO_DECODE: 'off',
+};
 
 const TONE = makeToneWav({ seconds: 0.05, sampleRate: 8000 });
 
@@ -40,7 +49,8 @@ function tone(i: number): Uint8Array {
   return bytes;
 }
 
-const keyOf = (i: number): string => `audio/user-${String(i % USERS).padStart(2, '0')}/take-${i}.wav`;
+const keyOf = (i: number): string =>
+  `audio/user-${String(i % USERS).padStart(2, '0')}/take-${i}.wav`;
 
 function writeFolder(root: string, count: number): number {
   let bytes = 0;
@@ -65,34 +75,63 @@ interface Run {
 /** Not spawnSync: this process must keep reading moto_server's log pipe, or moto blocks on a full pipe. */
 async function migrate(env: Record<string, string>, args: string[]): Promise<Run> {
   const started = performance.now();
-  const child = spawn('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, CLI, 'migrate', '--pattern', PATTERN, '--concurrency', String(CONCURRENCY), '--json', ...args], {
-    env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    '/usr/bin/time',
+    [
+      '-f',
+      'maxrss=%M',
+      process.execPath,
+      CLI,
+      'migrate',
+      '--pattern',
+      PATTERN,
+      '--concurrency',
+      String(CONCURRENCY),
+      '--json',
+      ...args,
+    ],
+    {
+      env: { ...BASE_ENV, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const status = await new Promise<number | null>((done) => child.once('close', done));
   const ms = performance.now() - started;
   const run = { status, stdout, stderr };
-  if (run.status !== 0) throw new Error(`migrate exited with ${run.status}: ${run.stderr.slice(-2000)}`);
+  if (run.status !== 0)
+    throw new Error(`migrate exited with ${run.status}: ${run.stderr.slice(-2000)}`);
   const out = JSON.parse(run.stdout) as { migrated: number; problems: unknown[] };
-  if (out.problems.length > 0) throw new Error(`migrate reported problems: ${JSON.stringify(out.problems.slice(0, 3))}`);
-  return { ms, maxRssMb: Number(/maxrss=(\d+)/.exec(run.stderr)?.[1]) / 1024, migrated: out.migrated };
+  if (out.problems.length > 0)
+    throw new Error(`migrate reported problems: ${JSON.stringify(out.problems.slice(0, 3))}`);
+  return {
+    ms,
+    maxRssMb: Number(/maxrss=(\d+)/.exec(run.stderr)?.[1]) / 1024,
+    migrated: out.migrated,
+  };
 }
 
 /** Copies each file with `CONCURRENCY` in flight, as migrate does: what moving the bytes alone costs. */
 async function copyFolder(root: string, to: string, count: number): Promise<number> {
   const started = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    for (let i = next++; i < count; i = next++) {
-      const target = join(to, keyOf(i));
-      if (i < USERS) mkdirSync(dirname(target), { recursive: true });
-      copyFileSync(join(root, keyOf(i)), target);
-      await Promise.resolve();
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let i = next++; i < count; i = next++) {
+        const target = join(to, keyOf(i));
+        if (i < USERS) mkdirSync(dirname(target), { recursive: true });
+        copyFileSync(join(root, keyOf(i)), target);
+        await Promise.resolve();
+      }
+    }),
+  );
   return performance.now() - started;
 }
 
@@ -105,7 +144,9 @@ async function localPart(): Promise<string[]> {
     const run = await migrate({ DATA_DIR: join(work, 'data') }, ['--source-dir', source]);
     if (run.migrated !== OBJECTS) throw new Error(`migrated ${run.migrated} of ${OBJECTS}`);
     const perSecond = OBJECTS / (run.ms / 1000);
-    console.log(`local: ${OBJECTS} objects in ${run.ms.toFixed(0)} ms (${perSecond.toFixed(0)}/s), copy only ${copyMs.toFixed(0)} ms`);
+    console.log(
+      `local: ${OBJECTS} objects in ${run.ms.toFixed(0)} ms (${perSecond.toFixed(0)}/s), copy only ${copyMs.toFixed(0)} ms`,
+    );
     return [
       `| local store + SQLite | ${OBJECTS.toLocaleString('en-US')} | ${run.ms.toFixed(0)} | ${perSecond.toFixed(0)} | fs.copyFile of the same files: ${copyMs.toFixed(0)} ms | ${(run.ms / copyMs).toFixed(1)}x |`,
     ];
@@ -115,28 +156,55 @@ async function localPart(): Promise<string[]> {
 }
 
 async function motoPart(): Promise<string[]> {
-  if (!motoAvailable()) return ['| S3 + DynamoDB on moto_server | not run: moto_server is not installed | | | | |'];
+  if (!motoAvailable())
+    return ['| S3 + DynamoDB on moto_server | not run: moto_server is not installed | | | | |'];
   const { moto, env } = await startAwsBackend('bench-echoes', 'bench-echoes');
-  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  const s3 = new S3Client({
+    region: 'us-east-1',
+    endpoint: moto.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
   try {
     await s3.send(new CreateBucketCommand({ Bucket: 'bench-legacy' }));
     await s3.send(new CreateBucketCommand({ Bucket: 'bench-copy' }));
     for (let i = 0; i < MOTO_OBJECTS; i++) {
-      await s3.send(new PutObjectCommand({ Bucket: 'bench-legacy', Key: keyOf(i), Body: tone(i), ContentType: 'audio/wav' }));
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: 'bench-legacy',
+          Key: keyOf(i),
+          Body: tone(i),
+          ContentType: 'audio/wav',
+        }),
+      );
     }
     const copyStarted = performance.now();
     let next = 0;
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      for (let i = next++; i < MOTO_OBJECTS; i = next++) {
-        await s3.send(new CopyObjectCommand({ Bucket: 'bench-copy', Key: keyOf(i), CopySource: `bench-legacy/${keyOf(i)}` }));
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        for (let i = next++; i < MOTO_OBJECTS; i = next++) {
+          await s3.send(
+            new CopyObjectCommand({
+              Bucket: 'bench-copy',
+              Key: keyOf(i),
+              CopySource: `bench-legacy/${keyOf(i)}`,
+            }),
+          );
+        }
+      }),
+    );
     const copyMs = performance.now() - copyStarted;
     // moto answers one call at a time: the default 1 s per call is for a real S3.
-    const run = await migrate({ ...env, BACKEND_TIMEOUT_MS: '10000' }, ['--source-bucket', 'bench-legacy']);
-    if (run.migrated !== MOTO_OBJECTS) throw new Error(`migrated ${run.migrated} of ${MOTO_OBJECTS}`);
+    const run = await migrate({ ...env, BACKEND_TIMEOUT_MS: '10000' }, [
+      '--source-bucket',
+      'bench-legacy',
+    ]);
+    if (run.migrated !== MOTO_OBJECTS)
+      throw new Error(`migrated ${run.migrated} of ${MOTO_OBJECTS}`);
     const perSecond = MOTO_OBJECTS / (run.ms / 1000);
-    console.log(`moto: ${MOTO_OBJECTS} objects in ${run.ms.toFixed(0)} ms (${perSecond.toFixed(0)}/s), CopyObject only ${copyMs.toFixed(0)} ms`);
+    console.log(
+      `moto: ${MOTO_OBJECTS} objects in ${run.ms.toFixed(0)} ms (${perSecond.toFixed(0)}/s), CopyObject only ${copyMs.toFixed(0)} ms`,
+    );
     return [
       `| S3 + DynamoDB on moto_server | ${MOTO_OBJECTS.toLocaleString('en-US')} | ${run.ms.toFixed(0)} | ${perSecond.toFixed(0)} | one CopyObject each: ${copyMs.toFixed(0)} ms | ${(run.ms / copyMs).toFixed(1)}x |`,
     ];
@@ -158,8 +226,12 @@ async function memoryPart(): Promise<string> {
       const run = await migrate({ DATA_DIR: join(work, 'data') }, ['--source-dir', source]);
       if (run.migrated !== count) throw new Error(`migrated ${run.migrated} of ${count}`);
       peaks.push(run.maxRssMb);
-      console.log(`rss: ${count} objects, peak ${run.maxRssMb.toFixed(0)} MB, ${run.ms.toFixed(0)} ms`);
-      rows.push(`| ${count.toLocaleString('en-US')} | ${(bytes / 1e6).toFixed(1)} MB | ${(run.ms / 1000).toFixed(1)} | ${(count / (run.ms / 1000)).toFixed(0)} | ${run.maxRssMb.toFixed(0)} | ${((peaks[peaks.length - 1] ?? 0) / (peaks[0] ?? 1)).toFixed(2)}x |`);
+      console.log(
+        `rss: ${count} objects, peak ${run.maxRssMb.toFixed(0)} MB, ${run.ms.toFixed(0)} ms`,
+      );
+      rows.push(
+        `| ${count.toLocaleString('en-US')} | ${(bytes / 1e6).toFixed(1)} MB | ${(run.ms / 1000).toFixed(1)} | ${(count / (run.ms / 1000)).toFixed(0)} | ${run.maxRssMb.toFixed(0)} | ${((peaks[peaks.length - 1] ?? 0) / (peaks[0] ?? 1)).toFixed(2)}x |`,
+      );
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
@@ -174,7 +246,9 @@ async function heapPart(count: number): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), 'echoes-bench-migrate-heap-'));
   try {
     writeFolder(join(work, 'legacy'), count);
-    const migration = await openMigration(loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }));
+    const migration = await composeMigration(
+      loadConfig({ DATA_DIR: join(work, 'data'), LOG_LEVEL: 'silent', AUDIO_DECODE: 'off' }),
+    );
     try {
       gc();
       const base = process.memoryUsage().heapUsed;
@@ -182,7 +256,10 @@ async function heapPart(count: number): Promise<string> {
       const every = Math.floor(count / 5);
       let next = every;
       await migration.service.migrate(new FolderLegacySource(join(work, 'legacy')), {
-        pattern: compileLegacyPattern(PATTERN), dryRun: false, deleteSource: false, concurrency: CONCURRENCY,
+        pattern: compileLegacyPattern(PATTERN),
+        dryRun: false,
+        deleteSource: false,
+        concurrency: CONCURRENCY,
         onProgress: (p) => {
           const done = p.migrated + p.alreadyDone + p.problems;
           if (done < next) return;
@@ -191,7 +268,9 @@ async function heapPart(count: number): Promise<string> {
           samples.push({ done, mb: (process.memoryUsage().heapUsed - base) / 1e6 });
         },
       });
-      const text = samples.map((x) => `${x.done.toLocaleString('en-US')}: ${x.mb.toFixed(1)} MB`).join(', ');
+      const text = samples
+        .map((x) => `${x.done.toLocaleString('en-US')}: ${x.mb.toFixed(1)} MB`)
+        .join(', ');
       console.log(`heap: ${text}`);
       return text;
     } finally {
@@ -207,7 +286,9 @@ export async function run(): Promise<void> {
   const memory = await memoryPart();
   const heapCount = Math.min(LARGE, 20_000);
   const heap = await heapPart(heapCount);
-  writeSection('migrate', `## Migrating an existing layout (issue 16)
+  writeSection(
+    'migrate',
+    `## Migrating an existing layout (issue 16)
 
 \`echoes-storage migrate --pattern '${PATTERN}' --concurrency ${CONCURRENCY}\` of small WAVs (${TONE.length} bytes) across ${USERS} users, the built
 package in its own process, decoding off (AUDIO_DECODE=off: the copy, the checks on headers and first bytes, the
@@ -228,5 +309,6 @@ ${memory}
 
 Peak RSS is a high-water mark of the allocator and V8's heap sizing, not what the run holds. The live heap
 after a full GC, sampled during one in-process run over ${heapCount.toLocaleString('en-US')} objects (objects done: heap above the
-start): ${heap}. It does not grow with the count.`);
+start): ${heap}. It does not grow with the count.`,
+  );
 }

@@ -34,21 +34,27 @@ export async function run(): Promise<void> {
   const table = [
     '| part | target | measured | result |',
     '|---|---|---|---|',
-    ...targets.map((t) => `| ${t.part} | ${t.target} | ${t.measured} | ${t.pass ? 'pass' : '**FAIL**'} |`),
+    ...targets.map(
+      (t) => `| ${t.part} | ${t.target} | ${t.measured} | ${t.pass ? 'pass' : '**FAIL**'} |`,
+    ),
   ];
-  for (const t of targets) console.log(`${t.pass ? 'PASS' : 'FAIL'} ${t.part}: ${t.target} (${t.measured})`);
+  for (const t of targets)
+    console.log(`${t.pass ? 'PASS' : 'FAIL'} ${t.part}: ${t.target} (${t.measured})`);
   const full = FUZZ >= 10_000 && CLIENTS >= 50 && SECONDS >= 60 && PARTS.length === 4;
   if (full) {
-    writeSection('reliability', [
-      '## Reliability (issue 12)',
-      '',
-      'The built server (`dist/cli/main.js serve`) in its own process, driven over real sockets. `npm run bench -- reliability`',
-      'exits non-zero when a target below is missed.',
-      '',
-      ...table,
-      '',
-      sections.join('\n\n'),
-    ].join('\n'));
+    writeSection(
+      'reliability',
+      [
+        '## Reliability (issue 12)',
+        '',
+        'The built server (`dist/entry/cli.js serve`) in its own process, driven over real sockets. `npm run bench -- reliability`',
+        'exits non-zero when a target below is missed.',
+        '',
+        ...table,
+        '',
+        sections.join('\n\n'),
+      ].join('\n'),
+    );
   } else {
     console.log('(smoke sizes: BENCHMARKS.md left as it is)');
   }

@@ -17,7 +17,10 @@ export function writeSection(name: string, markdown: string): void {
   const block = `${start}\n${markdown.trim()}\n\n_${machine()}, ${new Date().toISOString()}_\n${end}`;
   const from = doc.indexOf(start);
   const to = doc.indexOf(end);
-  doc = from >= 0 && to > from ? doc.slice(0, from) + block + doc.slice(to + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
+  doc =
+    from >= 0 && to > from
+      ? doc.slice(0, from) + block + doc.slice(to + end.length)
+      : `${doc.trimEnd()}\n\n${block}\n`;
   writeFileSync(FILE, doc);
 }
 

@@ -1,7 +1,7 @@
 // Child process of the HTTP benches (bench/harness.ts): the real server plus bare routes, so
 // the load generator and the server do not share one event loop.
-import { loadConfig } from '../src/config.ts';
-import { createServer } from '../src/server.ts';
+import { loadConfig } from '../src/app/config.ts';
+import { createServer } from '../src/app/server.ts';
 
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
 const { app } = await createServer(config, false);

@@ -2,33 +2,62 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signDevToken } from '../src/auth/tokens.ts';
-import { motoAvailable, startMoto, type MotoServer } from '../test/support/moto.ts';
-import { CONNECTIONS, DURATION, measure, startBenchServer, stopBenchServer, type BenchServer, type Result } from './harness.ts';
+import { motoAvailable, startMoto, type MotoServer } from '../test/backends/s3-moto.ts';
+import {
+  CONNECTIONS,
+  DURATION,
+  measure,
+  startBenchServer,
+  stopBenchServer,
+  type BenchServer,
+  type Result,
+} from './harness.ts';
 import { writeSection } from './report.ts';
 import { PrometheusMetrics } from '../src/metrics/prometheus.ts';
 
-const BODY = JSON.stringify({ file_extension: 'webm', content_type: 'audio/webm;codecs=opus', file_size: 48000 });
+const BODY = JSON.stringify({
+  file_extension: 'webm',
+  content_type: 'audio/webm;codecs=opus',
+  file_size: 48000,
+});
 
-async function startServer(env: Record<string, string>): Promise<BenchServer & { token: string; dataDir: string }> {
+async function startServer(
+  env: Record<string, string>,
+): Promise<BenchServer & { token: string; dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'echoes-bench-'));
   const server = await startBenchServer(dataDir, env);
   return { ...server, token: await signDevToken(dataDir, 'bench-user'), dataDir };
 }
 
-function load(name: string, server: BenchServer, url: string, headers: Record<string, string>): Promise<Result> {
-  return measure(name, server, { url, method: 'POST', body: BODY, headers: { 'content-type': 'application/json', ...headers } });
+function load(
+  name: string,
+  server: BenchServer,
+  url: string,
+  headers: Record<string, string>,
+): Promise<Result> {
+  return measure(name, server, {
+    url,
+    method: 'POST',
+    body: BODY,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 }
 
 const RECORDING_CALLS = 200_000;
 
 /** ns per call of what an upload-url request records, best of three rounds. */
 function recordingCost(): { http: number; issued: number } {
-  const m = new PrometheusMetrics({ maxAudioFileSize: 10_485_760, urlExpiresInSeconds: 3600, processMetrics: true });
+  const m = new PrometheusMetrics({
+    maxAudioFileSize: 10_485_760,
+    urlExpiresInSeconds: 3600,
+    processMetrics: true,
+  });
   let http = Number.POSITIVE_INFINITY;
   let issued = Number.POSITIVE_INFINITY;
   for (let round = 0; round < 3; round++) {
     let t = process.hrtime.bigint();
-    for (let i = 0; i < RECORDING_CALLS; i++) m.httpRequest('/echoes/upload-url', 'POST', 200, 0.003);
+    for (let i = 0; i < RECORDING_CALLS; i++)
+      m.httpRequest('/echoes/upload-url', 'POST', 200, 0.003);
     http = Math.min(http, Number(process.hrtime.bigint() - t) / RECORDING_CALLS);
     t = process.hrtime.bigint();
     for (let i = 0; i < RECORDING_CALLS; i++) m.uploadUrlIssued('webm');
@@ -38,11 +67,24 @@ function recordingCost(): { http: number; issued: number } {
 }
 
 /** Bare route, upload-url, bare again (the better bare run is the baseline) on one server. */
-async function localRun(env: Record<string, string>, label: string): Promise<{ bare: Result; route: Result }> {
+async function localRun(
+  env: Record<string, string>,
+  label: string,
+): Promise<{ bare: Result; route: Result }> {
   const embedded = await startServer(env);
   try {
-    let bare = await load(`bare route (same server, JSON body, no work)${label}`, embedded, `${embedded.url}/bench/bare`, {});
-    const route = await load(`POST /echoes/upload-url, local store + SQLite${label}`, embedded, `${embedded.url}/echoes/upload-url`, { authorization: `Bearer ${embedded.token}` });
+    let bare = await load(
+      `bare route (same server, JSON body, no work)${label}`,
+      embedded,
+      `${embedded.url}/bench/bare`,
+      {},
+    );
+    const route = await load(
+      `POST /echoes/upload-url, local store + SQLite${label}`,
+      embedded,
+      `${embedded.url}/echoes/upload-url`,
+      { authorization: `Bearer ${embedded.token}` },
+    );
     // The bare route again: the baseline is the better of the two runs, so noise cannot flatter the ratios.
     const again = await load('bare route, second run', embedded, `${embedded.url}/bench/bare`, {});
     if (again.rps > bare.rps) bare = { ...again, name: bare.name };
@@ -73,14 +115,30 @@ export async function run(): Promise<void> {
   if (motoAvailable()) {
     moto = await startMoto();
     const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3');
-    const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+    const s3 = new S3Client({
+      region: 'us-east-1',
+      endpoint: moto.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
     await s3.send(new CreateBucketCommand({ Bucket: 'bench-bucket' }));
     const aws = await startServer({
-      S3_BUCKET_NAME: 'bench-bucket', S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1',
+      S3_BUCKET_NAME: 'bench-bucket',
+      S3_ENDPOINT: moto.endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: 'testing',
+      AWS_SECRET_ACCESS_KEY: 'testing',
+      AWS_REGION: 'us-east-1',
     });
     try {
-      rows.push(await load('POST /echoes/upload-url, S3 presigning + SQLite', aws, `${aws.url}/echoes/upload-url`, { authorization: `Bearer ${aws.token}` }));
+      rows.push(
+        await load(
+          'POST /echoes/upload-url, S3 presigning + SQLite',
+          aws,
+          `${aws.url}/echoes/upload-url`,
+          { authorization: `Bearer ${aws.token}` },
+        ),
+      );
     } catch (err) {
       s3Note = `\nS3 run failed: ${String(err)}`;
     } finally {
@@ -95,7 +153,11 @@ export async function run(): Promise<void> {
   const bare = rows[0] ?? { rps: 1, cpuUs: 1 };
   const line = (r: Result, base: { rps: number; cpuUs: number }): string =>
     `| ${r.name} | ${Math.round(r.rps)} | ${r.p99} | ${(r.rps / base.rps).toFixed(2)} | ${r.cpuUs.toFixed(0)} | ${(base.cpuUs / r.cpuUs).toFixed(2)} | ${r.errors} |`;
-  const table = [...rows.map((r) => line(r, bare)), line(off.bare, off.bare), line(off.route, off.bare)].join('\n');
+  const table = [
+    ...rows.map((r) => line(r, bare)),
+    line(off.bare, off.bare),
+    line(off.route, off.bare),
+  ].join('\n');
   // Each server's ratio to its own bare route, so the two runs need not have met the same noise.
   const rpsOn = on.route.rps / on.bare.rps;
   const rpsOff = off.route.rps / off.bare.rps;
@@ -111,7 +173,9 @@ Server CPU per upload-url request: ${on.route.cpuUs.toFixed(0)} µs with metrics
 What recording itself costs, timed in this process over ${RECORDING_CALLS.toLocaleString('en-US')} calls: ${recording.http.toFixed(0)} ns for the request histogram
 (every request) and ${recording.issued.toFixed(0)} ns for the issued counter (every upload-url), so about ${((recording.http + recording.issued) / 1000).toFixed(1)} µs of an upload-url request.`;
   console.log(metricsNote);
-  writeSection('upload-url', `## POST /echoes/upload-url throughput
+  writeSection(
+    'upload-url',
+    `## POST /echoes/upload-url throughput
 
 autocannon, ${CONNECTIONS} connections, ${DURATION} s per route after a 2 s warm-up; the server runs in its own process.
 The bare route runs twice (first and after the local route) and the faster run is the baseline.
@@ -124,5 +188,6 @@ Metrics are on (the default) except in the rows marked METRICS=off, whose ratios
 |---|---|---|---|---|---|---|
 ${table}
 ${metricsNote}
-${s3Note}`);
+${s3Note}`,
+  );
 }

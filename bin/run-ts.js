@@ -11,5 +11,5 @@ if (!entry) {
 }
 process.argv.splice(2, 1);
 register();
-await import('../src/node-warnings.ts');
+await import('../src/support/node-warnings.ts');
 await import(pathToFileURL(resolve(entry)).href);

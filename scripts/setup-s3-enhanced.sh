@@ -14,4 +14,4 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
   profile_args=(--profile "$1")
   shift
 fi
-exec node "$(dirname "$0")/../dist/cli/main.js" setup "$env_name" "${profile_args[@]}" "$@"
+exec node "$(dirname "$0")/../dist/entry/cli.js" setup "$env_name" "${profile_args[@]}" "$@"

@@ -41,7 +41,9 @@ export function apiFromLink(current: string): LinkChoice {
   if (base === undefined) return { kind: 'refused' };
   if (base === current) return { kind: 'none' };
   if (base === location.origin) return { kind: 'use', base };
-  const yes = confirm(`This link asks the page to use the API at ${base}. Your token and recordings would be sent there. Use it?`);
+  const yes = confirm(
+    `This link asks the page to use the API at ${base}. Your token and recordings would be sent there. Use it?`,
+  );
   return { kind: yes ? 'use' : 'declined', base };
 }
 

@@ -17,11 +17,22 @@ const EXTENSION_BY_TYPE: Readonly<Record<string, string>> = {
 };
 
 const TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
-  webm: 'audio/webm', wav: 'audio/wav', mp3: 'audio/mpeg', m4a: 'audio/mp4', ogg: 'audio/ogg', flac: 'audio/flac', aac: 'audio/aac',
+  webm: 'audio/webm',
+  wav: 'audio/wav',
+  mp3: 'audio/mpeg',
+  m4a: 'audio/mp4',
+  ogg: 'audio/ogg',
+  flac: 'audio/flac',
+  aac: 'audio/aac',
 };
 
 /** MediaRecorder types worth trying, best first (the API accepts parameters as they are). */
-export const RECORDING_TYPES = ['audio/webm;codecs=opus', 'audio/webm', 'audio/ogg;codecs=opus', 'audio/mp4'];
+export const RECORDING_TYPES = [
+  'audio/webm;codecs=opus',
+  'audio/webm',
+  'audio/ogg;codecs=opus',
+  'audio/mp4',
+];
 
 export interface UploadFormat {
   readonly extension: string;
@@ -61,20 +72,24 @@ export function settleDuration(audio: HTMLAudioElement): void {
       audio.dispatchEvent(new Event('durationknown'));
     }
   };
-  audio.addEventListener('loadedmetadata', () => {
-    if (audio.duration !== Infinity) {
-      publish();
-      return;
-    }
-    const restore = (): void => {
-      if (!Number.isFinite(audio.duration)) return;
-      audio.removeEventListener('durationchange', restore);
-      audio.currentTime = 0;
-      publish();
-    };
-    audio.addEventListener('durationchange', restore);
-    audio.currentTime = 1e101;
-  }, { once: true });
+  audio.addEventListener(
+    'loadedmetadata',
+    () => {
+      if (audio.duration !== Infinity) {
+        publish();
+        return;
+      }
+      const restore = (): void => {
+        if (!Number.isFinite(audio.duration)) return;
+        audio.removeEventListener('durationchange', restore);
+        audio.currentTime = 0;
+        publish();
+      };
+      audio.addEventListener('durationchange', restore);
+      audio.currentTime = 1e101;
+    },
+    { once: true },
+  );
 }
 
 export function formatSeconds(seconds: number): string {

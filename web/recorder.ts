@@ -44,7 +44,8 @@ export class MicRecorder {
 
   stop(): Promise<Recording> {
     const recorder = this.recorder;
-    if (!recorder || recorder.state === 'inactive') return Promise.reject(new Error('Not recording.'));
+    if (!recorder || recorder.state === 'inactive')
+      return Promise.reject(new Error('Not recording.'));
     const seconds = (performance.now() - this.startedAt) / 1000;
     return new Promise((resolve) => {
       recorder.onstop = () => {

@@ -21,7 +21,12 @@ function clamp01(value: number): number {
  * The echo's peaks as mirrored bars, one <rect> each, exactly as tall as the peak (silence
  * draws nothing but the centre line). Clicking seeks `audio`; bars already played are marked.
  */
-export function waveformSvg(peaks: readonly number[], audio: HTMLAudioElement, measuredSeconds: number | null, label: string): SVGSVGElement {
+export function waveformSvg(
+  peaks: readonly number[],
+  audio: HTMLAudioElement,
+  measuredSeconds: number | null,
+  label: string,
+): SVGSVGElement {
   const svg = document.createElementNS(SVG, 'svg');
   svg.classList.add('waveform');
   svg.setAttribute('viewBox', `0 0 ${peaks.length * PITCH} ${HEIGHT}`);
@@ -53,7 +58,8 @@ export function waveformSvg(peaks: readonly number[], audio: HTMLAudioElement, m
 
   // MediaRecorder's webm reports Infinity until the browser has read to its end; the
   // server's measurement stands in until then.
-  const length = (): number => (Number.isFinite(audio.duration) && audio.duration > 0 ? audio.duration : measuredSeconds ?? 0);
+  const length = (): number =>
+    Number.isFinite(audio.duration) && audio.duration > 0 ? audio.duration : (measuredSeconds ?? 0);
   audio.addEventListener('timeupdate', () => {
     const total = length();
     const played = total > 0 ? Math.floor((audio.currentTime / total) * bars.length) : 0;

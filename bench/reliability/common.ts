@@ -13,7 +13,9 @@ export interface Target {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export const TONE = readFileSync(resolve(import.meta.dirname, '..', '..', 'test', 'fixtures', 'tone.ogg'));
+export const TONE = readFileSync(
+  resolve(import.meta.dirname, '..', '..', 'test', 'fixtures', 'tone.ogg'),
+);
 export const TONE_TYPE = 'audio/ogg';
 export const TONE_EXT = 'ogg';
 
@@ -33,8 +35,13 @@ export function serve(dataDir: string, env: Record<string, string> = {}): Promis
 }
 
 export async function devToken(url: string, userId: string): Promise<string> {
-  const res = await fetch(`${url}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user_id: userId }) });
-  if (res.status !== 200) throw new Error(`POST /dev/token answered ${res.status}: ${await res.text()}`);
+  const res = await fetch(`${url}/dev/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user_id: userId }),
+  });
+  if (res.status !== 200)
+    throw new Error(`POST /dev/token answered ${res.status}: ${await res.text()}`);
   return ((await res.json()) as { token: string }).token;
 }
 
@@ -56,7 +63,8 @@ export class Recorder {
     if (!list) this.latencies.set(step, (list = []));
     list.push(ms);
     const ok = status >= 200 && status < 300;
-    if (!ok) this.statuses.set(`${step} ${status}`, (this.statuses.get(`${step} ${status}`) ?? 0) + 1);
+    if (!ok)
+      this.statuses.set(`${step} ${status}`, (this.statuses.get(`${step} ${status}`) ?? 0) + 1);
   }
 
   non2xx(): string {
@@ -78,7 +86,12 @@ interface TimedResponse {
   readonly ms: number;
 }
 
-async function timed(step: Step, rec: Recorder, url: string, init: RequestInit): Promise<TimedResponse> {
+async function timed(
+  step: Step,
+  rec: Recorder,
+  url: string,
+  init: RequestInit,
+): Promise<TimedResponse> {
   const t0 = performance.now();
   const res = await fetch(url, { ...init, signal: AbortSignal.timeout(120_000) });
   const body = await res.text();
@@ -101,21 +114,45 @@ export interface FlowOptions {
  * down) or a 429 (this user's decodes queued past AUDIO_DECODE_QUEUE_PER_USER) is retried after
  * its Retry-After. Throws on a network error (the fault part counts those).
  */
-export async function flow(url: string, token: string, n: number, rec: Recorder, opts: FlowOptions): Promise<void> {
+export async function flow(
+  url: string,
+  token: string,
+  n: number,
+  rec: Recorder,
+  opts: FlowOptions,
+): Promise<void> {
   const auth = { authorization: `Bearer ${token}` };
   const json = { ...auth, 'content-type': 'application/json' };
   const digest = sha256(TONE);
   const ticketRes = await timed('upload-url', rec, `${url}/echoes/upload-url`, {
-    method: 'POST', headers: json,
-    body: JSON.stringify({ file_extension: TONE_EXT, content_type: TONE_TYPE, file_size: TONE.length, checksum_sha256: digest }),
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify({
+      file_extension: TONE_EXT,
+      content_type: TONE_TYPE,
+      file_size: TONE.length,
+      checksum_sha256: digest,
+    }),
   });
   if (ticketRes.status !== 200 && ticketRes.status !== 201) return;
-  const ticket = JSON.parse(ticketRes.body) as { upload_url: string; headers: Record<string, string>; echo_id: string };
-  const put = await timed('put', rec, ticket.upload_url, { method: 'PUT', headers: ticket.headers, body: TONE });
+  const ticket = JSON.parse(ticketRes.body) as {
+    upload_url: string;
+    headers: Record<string, string>;
+    echo_id: string;
+  };
+  const put = await timed('put', rec, ticket.upload_url, {
+    method: 'PUT',
+    headers: ticket.headers,
+    body: TONE,
+  });
   if (put.status >= 300) return;
   let created: TimedResponse;
   for (;;) {
-    created = await timed('create', rec, `${url}/echoes`, { method: 'POST', headers: json, body: JSON.stringify({ echo_id: ticket.echo_id }) });
+    created = await timed('create', rec, `${url}/echoes`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ echo_id: ticket.echo_id }),
+    });
     if ((created.status !== 503 && created.status !== 429) || opts.stopped()) break;
     if (created.status === 503) rec.retryAfter503++;
     else rec.retryAfter429++;
@@ -127,7 +164,10 @@ export async function flow(url: string, token: string, n: number, rec: Recorder,
   await timed('get', rec, `${url}/echoes/${ticket.echo_id}`, { headers: auth });
   await timed('list', rec, `${url}/echoes?limit=20`, { headers: auth });
   if (n % opts.deleteEvery === 0) {
-    const del = await timed('delete', rec, `${url}/echoes/${ticket.echo_id}`, { method: 'DELETE', headers: auth });
+    const del = await timed('delete', rec, `${url}/echoes/${ticket.echo_id}`, {
+      method: 'DELETE',
+      headers: auth,
+    });
     if (del.status === 204 || del.status === 200) opts.onDeleted?.(ticket.echo_id);
   }
   rec.flows++;
@@ -135,25 +175,35 @@ export async function flow(url: string, token: string, n: number, rec: Recorder,
 
 /** GET the echo, download its audio_url and compare the SHA-256; undefined when intact. */
 export async function checkIntact(url: string, echo: Acknowledged): Promise<string | undefined> {
-  const res = await fetch(`${url}/echoes/${echo.echoId}`, { headers: { authorization: `Bearer ${echo.token}` } });
+  const res = await fetch(`${url}/echoes/${echo.echoId}`, {
+    headers: { authorization: `Bearer ${echo.token}` },
+  });
   if (res.status !== 200) return `${echo.echoId}: GET answered ${res.status}`;
   const body = (await res.json()) as { audio_url: string };
   const audioUrl = new URL(body.audio_url, url).href;
   const audio = await fetch(audioUrl);
   if (audio.status !== 200) return `${echo.echoId}: download answered ${audio.status}`;
   const got = sha256(new Uint8Array(await audio.arrayBuffer()));
-  return got === echo.sha256 ? undefined : `${echo.echoId}: SHA-256 ${got}, uploaded ${echo.sha256}`;
+  return got === echo.sha256
+    ? undefined
+    : `${echo.echoId}: SHA-256 ${got}, uploaded ${echo.sha256}`;
 }
 
 /** Runs `work` on `concurrency` workers until the items run out. */
-export async function pool<T>(items: readonly T[], concurrency: number, work: (item: T, i: number) => Promise<void>): Promise<void> {
+export async function pool<T>(
+  items: readonly T[],
+  concurrency: number,
+  work: (item: T, i: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await work(items[i] as T, i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await work(items[i] as T, i);
+      }
+    }),
+  );
 }
 
 export const fmt = (ms: number): string => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));

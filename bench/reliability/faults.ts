@@ -6,12 +6,24 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkIntact, devToken, flow, pool, Recorder, serve, sleep, type Acknowledged, type Target } from './common.ts';
+import {
+  checkIntact,
+  devToken,
+  flow,
+  pool,
+  Recorder,
+  serve,
+  sleep,
+  type Acknowledged,
+  type Target,
+} from './common.ts';
 
 const ROUNDS = 3;
 const LOAD_SECONDS = Number(process.env.RELIABILITY_FAULT_SECONDS ?? 10);
 
-export async function faultsPart(clients: number): Promise<{ markdown: string; targets: Target[] }> {
+export async function faultsPart(
+  clients: number,
+): Promise<{ markdown: string; targets: Target[] }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'echoes-rel-faults-'));
   const tmp = join(dataDir, 'tmp');
   const acked = new Map<string, Acknowledged>();
@@ -25,19 +37,27 @@ export async function faultsPart(clients: number): Promise<{ markdown: string; t
       tmpLeft += tmpAfterRestart;
       // Echoes acknowledged before earlier kills, checked on the restarted server.
       lost = await checkAll(server.url, [...acked.values()]);
-      const tokens = await Promise.all(Array.from({ length: clients }, (_, i) => devToken(server.url, `crash-${round}-${i}`)));
+      const tokens = await Promise.all(
+        Array.from({ length: clients }, (_, i) => devToken(server.url, `crash-${round}-${i}`)),
+      );
       const rec = new Recorder();
       let killed = false;
       const before = acked.size;
-      const load = Promise.all(tokens.map(async (token) => {
-        for (let n = 1; !killed; n++) {
-          try {
-            await flow(server.url, token, n, rec, { deleteEvery: Number.POSITIVE_INFINITY, stopped: () => killed, onAcknowledged: (e) => acked.set(e.echoId, e) });
-          } catch {
-            rec.networkErrors++;
+      const load = Promise.all(
+        tokens.map(async (token) => {
+          for (let n = 1; !killed; n++) {
+            try {
+              await flow(server.url, token, n, rec, {
+                deleteEvery: Number.POSITIVE_INFINITY,
+                stopped: () => killed,
+                onAcknowledged: (e) => acked.set(e.echoId, e),
+              });
+            } catch {
+              rec.networkErrors++;
+            }
           }
-        }
-      }));
+        }),
+      );
       await sleep(LOAD_SECONDS * 1000);
       const tmpAtKill = existsSync(tmp) ? readdirSync(tmp).length : 0;
       // Flows in flight keep going until the kill cuts them; none starts after it.
@@ -45,8 +65,12 @@ export async function faultsPart(clients: number): Promise<{ markdown: string; t
       server.child.kill('SIGKILL');
       await server.exited;
       await load;
-      rows.push(`| ${round} | ${lost.length === 0 ? 'all' : `${before - lost.length}/${before}`} intact | ${tmpAfterRestart} | ${acked.size - before} | ${tmpAtKill} | ${rec.networkErrors} |`);
-      console.log(`faults round ${round}: ${acked.size - before} acknowledged, ${tmpAtKill} files in tmp at the kill, ${rec.networkErrors} requests cut; before: ${lost.length} lost, tmp after restart ${tmpAfterRestart}`);
+      rows.push(
+        `| ${round} | ${lost.length === 0 ? 'all' : `${before - lost.length}/${before}`} intact | ${tmpAfterRestart} | ${acked.size - before} | ${tmpAtKill} | ${rec.networkErrors} |`,
+      );
+      console.log(
+        `faults round ${round}: ${acked.size - before} acknowledged, ${tmpAtKill} files in tmp at the kill, ${rec.networkErrors} requests cut; before: ${lost.length} lost, tmp after restart ${tmpAfterRestart}`,
+      );
       if (lost.length) break;
     }
     // The last kill's survivors, on one more restart.
@@ -54,7 +78,9 @@ export async function faultsPart(clients: number): Promise<{ markdown: string; t
     const tmpFinal = await settledTmp(tmp);
     tmpLeft += tmpFinal;
     if (lost.length === 0) lost = await checkAll(server.url, [...acked.values()]);
-    rows.push(`| after the last kill | ${acked.size - lost.length}/${acked.size} intact | ${tmpFinal} | | | |`);
+    rows.push(
+      `| after the last kill | ${acked.size - lost.length}/${acked.size} intact | ${tmpFinal} | | | |`,
+    );
     server.child.kill('SIGTERM');
     await server.exited;
     for (const l of lost.slice(0, 10)) console.log(`  lost: ${l}`);
@@ -72,8 +98,18 @@ export async function faultsPart(clients: number): Promise<{ markdown: string; t
     return {
       markdown,
       targets: [
-        { part: 'faults', target: 'every acknowledged echo intact after 3 kills', measured: `${acked.size - lost.length}/${acked.size}`, pass: lost.length === 0 && acked.size > 0 },
-        { part: 'faults', target: 'nothing left in DATA_DIR/tmp after restart', measured: `${tmpLeft} files`, pass: tmpLeft === 0 },
+        {
+          part: 'faults',
+          target: 'every acknowledged echo intact after 3 kills',
+          measured: `${acked.size - lost.length}/${acked.size}`,
+          pass: lost.length === 0 && acked.size > 0,
+        },
+        {
+          part: 'faults',
+          target: 'nothing left in DATA_DIR/tmp after restart',
+          measured: `${tmpLeft} files`,
+          pass: tmpLeft === 0,
+        },
       ],
     };
   } finally {

@@ -22,20 +22,34 @@ interface Outcome {
 
 function start(setup: Setup) {
   const options = echoesUppyS3Options({ apiBase: setup.apiBase, token: () => setup.token });
-  const uppy = new Uppy().use(AwsS3, { ...options, limit: setup.limit, retryDelays: setup.retryDelays });
+  const uppy = new Uppy().use(AwsS3, {
+    ...options,
+    limit: setup.limit,
+    retryDelays: setup.retryDelays,
+  });
   let running: ReturnType<typeof uppy.upload> = Promise.resolve(undefined);
   const echoes: Promise<Outcome['successes'][number]>[] = [];
   // The echo is created as each file lands, as an app would on upload-success.
   uppy.on('upload-success', (file) => {
     if (!file) return;
-    echoes.push(options.createEcho(file, { tags: ['uppy'] }).then((echo) => ({
-      name: file.name ?? '', echoId: echo.echo_id, audioUrl: echo.audio_url, fileSize: echo.file_size,
-    })));
+    echoes.push(
+      options.createEcho(file, { tags: ['uppy'] }).then((echo) => ({
+        name: file.name ?? '',
+        echoId: echo.echo_id,
+        audioUrl: echo.audio_url,
+        fileSize: echo.file_size,
+      })),
+    );
   });
 
-  async function finish(result: { failed?: { name?: string; error?: string | null | undefined }[] } | undefined): Promise<Outcome> {
+  async function finish(
+    result: { failed?: { name?: string; error?: string | null | undefined }[] } | undefined,
+  ): Promise<Outcome> {
     const successes = await Promise.all(echoes.splice(0));
-    const failures = (result?.failed ?? []).map((f) => ({ name: f.name ?? '', error: String(f.error) }));
+    const failures = (result?.failed ?? []).map((f) => ({
+      name: f.name ?? '',
+      error: String(f.error),
+    }));
     return { successes, failures };
   }
 

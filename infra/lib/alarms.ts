@@ -40,15 +40,33 @@ export interface AlarmsProps {
 const FIVE_MINUTES = Duration.minutes(5);
 
 /** Metrics Insights over the EMF metrics: they carry dimensions, so a plain Metric would match none. */
-function insights(label: string, select: string, opts: { groupBy?: string; period?: Duration } = {}): cw.MathExpression {
+function insights(
+  label: string,
+  select: string,
+  opts: { groupBy?: string; period?: Duration } = {},
+): cw.MathExpression {
   const groupBy = opts.groupBy ? ` GROUP BY ${opts.groupBy}` : '';
-  return new cw.MathExpression({ expression: `SELECT ${select} FROM "${METRICS_NAMESPACE}"${groupBy}`, usingMetrics: {}, period: opts.period ?? FIVE_MINUTES, label });
+  return new cw.MathExpression({
+    expression: `SELECT ${select} FROM "${METRICS_NAMESPACE}"${groupBy}`,
+    usingMetrics: {},
+    period: opts.period ?? FIVE_MINUTES,
+    label,
+  });
 }
 
 /** Alarms to one SNS topic, and one dashboard on the contract's metric names. */
 export class EchoesAlarms extends Construct {
   readonly topic: sns.Topic;
-  readonly alarms: Record<'api5xxRate' | 'apiLatencyP99' | 'rejectedUploads' | 'deadLetters' | 'cleanupFailures' | 'integrityIncidents' | 'tableThrottles', cw.Alarm>;
+  readonly alarms: Record<
+    | 'api5xxRate'
+    | 'apiLatencyP99'
+    | 'rejectedUploads'
+    | 'deadLetters'
+    | 'cleanupFailures'
+    | 'integrityIncidents'
+    | 'tableThrottles',
+    cw.Alarm
+  >;
   readonly dashboard: cw.Dashboard;
 
   constructor(scope: Construct, id: string, props: AlarmsProps) {
@@ -57,10 +75,17 @@ export class EchoesAlarms extends Construct {
       displayName: `echoes-storage ${props.environment} alarms`,
       masterKey: kms.Alias.fromAliasName(this, 'SnsKey', 'alias/aws/sns'),
     });
-    if (props.alarmEmail) this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    if (props.alarmEmail)
+      this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     const action = new SnsAction(this.topic);
-    const alarm = (name: string, p: Omit<cw.AlarmProps, 'treatMissingData' | 'actionsEnabled'>): cw.Alarm => {
-      const a = new cw.Alarm(this, name, { ...p, treatMissingData: cw.TreatMissingData.NOT_BREACHING });
+    const alarm = (
+      name: string,
+      p: Omit<cw.AlarmProps, 'treatMissingData' | 'actionsEnabled'>,
+    ): cw.Alarm => {
+      const a = new cw.Alarm(this, name, {
+        ...p,
+        treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+      });
       a.addAlarmAction(action);
       a.addOkAction(action);
       return a;
@@ -79,42 +104,79 @@ export class EchoesAlarms extends Construct {
       label: 'API 5xx %',
     });
     const rejected = insights('uploads rejected', 'SUM(echoes_uploads_rejected_total)');
-    const dlqDepth = props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES, statistic: 'Maximum' });
-    const throttles = props.table.metricThrottledRequestsForOperations({ operations: TABLE_OPERATIONS, period: FIVE_MINUTES });
+    const dlqDepth = props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+      period: FIVE_MINUTES,
+      statistic: 'Maximum',
+    });
+    const throttles = props.table.metricThrottledRequestsForOperations({
+      operations: TABLE_OPERATIONS,
+      period: FIVE_MINUTES,
+    });
     this.alarms = {
       api5xxRate: alarm('Api5xxRate', {
-        alarmDescription: 'More than 1 % of API requests answered 5xx for 10 minutes: see the API log group.',
-        metric: errorRate, threshold: 1, comparisonOperator: gt, evaluationPeriods: 2, datapointsToAlarm: 2,
+        alarmDescription:
+          'More than 1 % of API requests answered 5xx for 10 minutes: see the API log group.',
+        metric: errorRate,
+        threshold: 1,
+        comparisonOperator: gt,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
       }),
       apiLatencyP99: alarm('ApiLatencyP99', {
         alarmDescription: 'API p99 latency above 3 s for 15 minutes.',
-        metric: api.metricLatency({ period: FIVE_MINUTES, statistic: 'p99' }), threshold: 3000, comparisonOperator: gt, evaluationPeriods: 3, datapointsToAlarm: 3,
+        metric: api.metricLatency({ period: FIVE_MINUTES, statistic: 'p99' }),
+        threshold: 3000,
+        comparisonOperator: gt,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
       }),
       rejectedUploads: alarm('RejectedUploads', {
-        alarmDescription: 'Many uploads rejected in 5 minutes: see echoes_uploads_rejected_total by reason on the dashboard.',
-        metric: rejected, threshold: props.rejectedUploadsPer5Min ?? DEFAULT_REJECTED_UPLOADS_PER_5_MIN, comparisonOperator: gt, evaluationPeriods: 1,
+        alarmDescription:
+          'Many uploads rejected in 5 minutes: see echoes_uploads_rejected_total by reason on the dashboard.',
+        metric: rejected,
+        threshold: props.rejectedUploadsPer5Min ?? DEFAULT_REJECTED_UPLOADS_PER_5_MIN,
+        comparisonOperator: gt,
+        evaluationPeriods: 1,
       }),
       deadLetters: alarm('EventsDeadLetters', {
-        alarmDescription: 'S3 events failed 5 times and wait in the dead-letter queue: fix the cause, then redrive them.',
-        metric: dlqDepth, threshold: 0, comparisonOperator: gt, evaluationPeriods: 1,
+        alarmDescription:
+          'S3 events failed 5 times and wait in the dead-letter queue: fix the cause, then redrive them.',
+        metric: dlqDepth,
+        threshold: 0,
+        comparisonOperator: gt,
+        evaluationPeriods: 1,
       }),
       cleanupFailures: alarm('CleanupFailures', {
         alarmDescription: 'The hourly orphan cleanup failed: see the cleanup log group.',
-        metric: props.cleanup.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }), threshold: 1,
-        comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD, evaluationPeriods: 1,
+        metric: props.cleanup.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }),
+        threshold: 1,
+        comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
       }),
       integrityIncidents: alarm('IntegrityIncidents', {
-        alarmDescription: 'The audio of a ready echo was deleted outside echoes-storage: find the key in the events log group ("integrity incident"), then restore the object or delete the echo.',
-        metric: insights('integrity incidents', 'SUM(echoes_integrity_incidents_total)'), threshold: 0, comparisonOperator: gt, evaluationPeriods: 1,
+        alarmDescription:
+          'The audio of a ready echo was deleted outside echoes-storage: find the key in the events log group ("integrity incident"), then restore the object or delete the echo.',
+        metric: insights('integrity incidents', 'SUM(echoes_integrity_incidents_total)'),
+        threshold: 0,
+        comparisonOperator: gt,
+        evaluationPeriods: 1,
       }),
       tableThrottles: alarm('TableThrottles', {
         alarmDescription: 'DynamoDB throttled requests on the echoes table.',
-        metric: throttles, threshold: 0, comparisonOperator: gt, evaluationPeriods: 1,
+        metric: throttles,
+        threshold: 0,
+        comparisonOperator: gt,
+        evaluationPeriods: 1,
       }),
     };
 
-    const fns = [['API', props.api], ['events', props.events], ['cleanup', props.cleanup]] as const;
-    const graph = (title: string, left: cw.IMetric[], right: cw.IMetric[] = []): cw.GraphWidget => new cw.GraphWidget({ title, left, right, width: 8 });
+    const fns = [
+      ['API', props.api],
+      ['events', props.events],
+      ['cleanup', props.cleanup],
+    ] as const;
+    const graph = (title: string, left: cw.IMetric[], right: cw.IMetric[] = []): cw.GraphWidget =>
+      new cw.GraphWidget({ title, left, right, width: 8 });
     this.dashboard = new cw.Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.hours(24),
       widgets: [
@@ -123,7 +185,9 @@ export class EchoesAlarms extends Construct {
             insights('issued', 'SUM(echoes_upload_urls_issued_total)'),
             insights('verified', 'SUM(echoes_uploads_verified_total)'),
           ]),
-          graph('Uploads rejected by reason', [insights('rejected', 'SUM(echoes_uploads_rejected_total)', { groupBy: 'reason' })]),
+          graph('Uploads rejected by reason', [
+            insights('rejected', 'SUM(echoes_uploads_rejected_total)', { groupBy: 'reason' }),
+          ]),
           graph('Upload bytes (sum, max)', [
             insights('bytes', 'SUM(echoes_upload_bytes)'),
             insights('largest', 'MAX(echoes_upload_bytes)'),
@@ -131,28 +195,84 @@ export class EchoesAlarms extends Construct {
         ],
         [
           graph('Upload seconds (URL issued to verified)', [
-            new cw.Metric({ namespace: METRICS_NAMESPACE, metricName: 'echoes_upload_seconds', statistic: 'p50', period: FIVE_MINUTES, label: 'p50' }),
-            new cw.Metric({ namespace: METRICS_NAMESPACE, metricName: 'echoes_upload_seconds', statistic: 'p99', period: FIVE_MINUTES, label: 'p99' }),
+            new cw.Metric({
+              namespace: METRICS_NAMESPACE,
+              metricName: 'echoes_upload_seconds',
+              statistic: 'p50',
+              period: FIVE_MINUTES,
+              label: 'p50',
+            }),
+            new cw.Metric({
+              namespace: METRICS_NAMESPACE,
+              metricName: 'echoes_upload_seconds',
+              statistic: 'p99',
+              period: FIVE_MINUTES,
+              label: 'p99',
+            }),
           ]),
-          graph('Echoes deleted', [new cw.Metric({ namespace: METRICS_NAMESPACE, metricName: 'echoes_deleted_total', statistic: 'Sum', period: FIVE_MINUTES })]),
-          graph('Cleanup: objects deleted and runs', [
-            insights('objects', 'SUM(echoes_cleanup_objects_deleted_total)', { groupBy: 'sweep', period: Duration.hours(1) }),
-          ], [insights('runs', 'SUM(echoes_cleanup_runs_total)', { groupBy: 'sweep, outcome', period: Duration.hours(1) })]),
+          graph('Echoes deleted', [
+            new cw.Metric({
+              namespace: METRICS_NAMESPACE,
+              metricName: 'echoes_deleted_total',
+              statistic: 'Sum',
+              period: FIVE_MINUTES,
+            }),
+          ]),
+          graph(
+            'Cleanup: objects deleted and runs',
+            [
+              insights('objects', 'SUM(echoes_cleanup_objects_deleted_total)', {
+                groupBy: 'sweep',
+                period: Duration.hours(1),
+              }),
+            ],
+            [
+              insights('runs', 'SUM(echoes_cleanup_runs_total)', {
+                groupBy: 'sweep, outcome',
+                period: Duration.hours(1),
+              }),
+            ],
+          ),
         ],
         [
-          graph('API requests and 5xx', [api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' }), api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' })], [errorRate]),
+          graph(
+            'API requests and 5xx',
+            [
+              api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' }),
+              api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' }),
+            ],
+            [errorRate],
+          ),
           graph('API latency', [
             api.metricLatency({ period: FIVE_MINUTES, statistic: 'p50', label: 'p50' }),
             api.metricLatency({ period: FIVE_MINUTES, statistic: 'p99', label: 'p99' }),
           ]),
           graph('Events queue and dead letters', [
-            props.queue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES, statistic: 'Maximum', label: 'queue' }),
-            props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES, statistic: 'Maximum', label: 'dead letters' }),
+            props.queue.metricApproximateNumberOfMessagesVisible({
+              period: FIVE_MINUTES,
+              statistic: 'Maximum',
+              label: 'queue',
+            }),
+            props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+              period: FIVE_MINUTES,
+              statistic: 'Maximum',
+              label: 'dead letters',
+            }),
           ]),
         ],
         [
-          graph('Function errors', fns.map(([n, f]) => f.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum', label: n }))),
-          graph('Function duration p99', fns.map(([n, f]) => f.metricDuration({ period: FIVE_MINUTES, statistic: 'p99', label: n }))),
+          graph(
+            'Function errors',
+            fns.map(([n, f]) =>
+              f.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum', label: n }),
+            ),
+          ),
+          graph(
+            'Function duration p99',
+            fns.map(([n, f]) =>
+              f.metricDuration({ period: FIVE_MINUTES, statistic: 'p99', label: n }),
+            ),
+          ),
           graph('DynamoDB throttles', [throttles]),
         ],
       ],

@@ -32,7 +32,11 @@ export class PlaybackCdn extends Construct {
       comment: 'echoes-storage playback URLs',
     });
     this.keyGroup = new cloudfront.KeyGroup(this, 'KeyGroup', { items: [this.publicKey] });
-    this.privateKeySecret = secretsmanager.Secret.fromSecretNameV2(this, 'PrivateKey', props.privateKeySecretName);
+    this.privateKeySecret = secretsmanager.Secret.fromSecretNameV2(
+      this,
+      'PrivateKey',
+      props.privateKeySecretName,
+    );
     const cachePolicy = new cloudfront.CachePolicy(this, 'CachePolicy', {
       comment: 'audio objects; signatures are not part of the key',
       defaultTtl: Duration.seconds(SIGNED_URL_SECONDS),

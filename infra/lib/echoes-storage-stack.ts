@@ -1,4 +1,13 @@
-import { Aws, CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import {
+  Aws,
+  CfnOutput,
+  CfnParameter,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  Tags,
+  type StackProps,
+} from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -24,7 +33,7 @@ import {
   type EnvironmentName,
   type LifecycleRuleJson,
   type PolicyStatementJson,
-} from '../../src/setup/templates.ts';
+} from '../../src/cli/setup/templates.ts';
 
 export interface EchoesStorageStackProps extends StackProps {
   readonly environment: EnvironmentName;
@@ -44,7 +53,13 @@ export interface EchoesStorageStackProps extends StackProps {
 }
 
 /** What the API may do, and nothing more: its objects, listing for cleanup, its table's items. */
-export const API_S3_OBJECT_ACTIONS = ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'];
+export const API_S3_OBJECT_ACTIONS = [
+  's3:PutObject',
+  's3:GetObject',
+  's3:DeleteObject',
+  's3:ListMultipartUploadParts',
+  's3:AbortMultipartUpload',
+];
 export const API_S3_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketMultipartUploads'];
 export const API_DYNAMODB_ACTIONS = [
   'dynamodb:GetItem',
@@ -64,7 +79,10 @@ function toCdkCors(rules: readonly CorsRuleJson[]): s3.CorsRule[] {
     ...(r.ID ? { id: r.ID } : {}),
     allowedOrigins: r.AllowedOrigins,
     allowedMethods: r.AllowedMethods.map((m) => {
-      if (!methods.has(m)) throw new Error(`config/s3-cors.json: method ${m} is not one of ${[...methods].join(', ')}`);
+      if (!methods.has(m))
+        throw new Error(
+          `config/s3-cors.json: method ${m} is not one of ${[...methods].join(', ')}`,
+        );
       return m as s3.HttpMethods;
     }),
     ...(r.AllowedHeaders ? { allowedHeaders: r.AllowedHeaders } : {}),
@@ -79,10 +97,19 @@ function toCdkLifecycle(rules: readonly LifecycleRuleJson[]): s3.LifecycleRule[]
     enabled: r.Status === 'Enabled',
     ...(r.Filter.Prefix ? { prefix: r.Filter.Prefix } : {}),
     ...(r.AbortIncompleteMultipartUpload
-      ? { abortIncompleteMultipartUploadAfter: Duration.days(r.AbortIncompleteMultipartUpload.DaysAfterInitiation) }
+      ? {
+          abortIncompleteMultipartUploadAfter: Duration.days(
+            r.AbortIncompleteMultipartUpload.DaysAfterInitiation,
+          ),
+        }
       : {}),
     ...(r.Transitions
-      ? { transitions: r.Transitions.map((t) => ({ storageClass: new s3.StorageClass(t.StorageClass), transitionAfter: Duration.days(t.Days) })) }
+      ? {
+          transitions: r.Transitions.map((t) => ({
+            storageClass: new s3.StorageClass(t.StorageClass),
+            transitionAfter: Duration.days(t.Days),
+          })),
+        }
       : {}),
     ...(r.Expiration ? { expiration: Duration.days(r.Expiration.Days) } : {}),
   }));
@@ -112,7 +139,8 @@ export class EchoesStorageStack extends Stack {
     super(scope, id, props);
     // For callers from JavaScript or with empty strings: the types alone do not stop them.
     for (const key of ['authIssuer', 'authAudience'] as const) {
-      if (typeof props[key] !== 'string' || props[key].trim() === '') throw new Error(`EchoesStorageStack: ${key} is required: ${AUTH_HELP}.`);
+      if (typeof props[key] !== 'string' || props[key].trim() === '')
+        throw new Error(`EchoesStorageStack: ${key} is required: ${AUTH_HELP}.`);
     }
     const env = props.environment;
     const settings = environmentSettings(env);
@@ -161,9 +189,21 @@ export class EchoesStorageStack extends Stack {
     this.apiPolicy = new iam.ManagedPolicy(this, 'ApiPolicy', {
       description: `echoes-storage API (${env}): audio objects, bucket listing, echoes table items`,
       statements: [
-        new iam.PolicyStatement({ sid: 'AudioObjects', actions: API_S3_OBJECT_ACTIONS, resources: [this.bucket.arnForObjects('*')] }),
-        new iam.PolicyStatement({ sid: 'AudioBucketList', actions: API_S3_BUCKET_ACTIONS, resources: [this.bucket.bucketArn] }),
-        new iam.PolicyStatement({ sid: 'EchoesTable', actions: API_DYNAMODB_ACTIONS, resources: [this.table.tableArn] }),
+        new iam.PolicyStatement({
+          sid: 'AudioObjects',
+          actions: API_S3_OBJECT_ACTIONS,
+          resources: [this.bucket.arnForObjects('*')],
+        }),
+        new iam.PolicyStatement({
+          sid: 'AudioBucketList',
+          actions: API_S3_BUCKET_ACTIONS,
+          resources: [this.bucket.bucketArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'EchoesTable',
+          actions: API_DYNAMODB_ACTIONS,
+          resources: [this.table.tableArn],
+        }),
       ],
     });
 
@@ -195,24 +235,49 @@ export class EchoesStorageStack extends Stack {
       deadLetterQueue: f.deadLetterQueue,
       table: this.table,
       ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
-      ...(props.rejectedUploadsPer5Min !== undefined ? { rejectedUploadsPer5Min: props.rejectedUploadsPer5Min } : {}),
+      ...(props.rejectedUploadsPer5Min !== undefined
+        ? { rejectedUploadsPer5Min: props.rejectedUploadsPer5Min }
+        : {}),
     });
     const cdnOptions = props.cdn;
-    this.cdn = cdnOptions ? new PlaybackCdn(this, 'Cdn', { bucket: this.bucket, ...cdnOptions }) : undefined;
+    this.cdn = cdnOptions
+      ? new PlaybackCdn(this, 'Cdn', { bucket: this.bucket, ...cdnOptions })
+      : undefined;
     if (this.cdn && cdnOptions) {
       f.api.addEnvironment('CDN_DOMAIN', this.cdn.distribution.distributionDomainName);
       f.api.addEnvironment('CDN_KEY_PAIR_ID', this.cdn.publicKey.publicKeyId);
       f.api.addEnvironment('CDN_PRIVATE_KEY_SECRET', cdnOptions.privateKeySecretName);
       // a name-only ARN: Secrets Manager appends six random characters to every secret's ARN
-      f.api.addToRolePolicy(new iam.PolicyStatement({ sid: 'CdnPrivateKey', actions: ['secretsmanager:GetSecretValue'], resources: [`${this.cdn.privateKeySecret.secretArn}-??????`] }));
-      new CfnOutput(this, 'CdnDomain', { value: this.cdn.distribution.distributionDomainName, description: 'CDN_DOMAIN: playback URLs' });
+      f.api.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'CdnPrivateKey',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [`${this.cdn.privateKeySecret.secretArn}-??????`],
+        }),
+      );
+      new CfnOutput(this, 'CdnDomain', {
+        value: this.cdn.distribution.distributionDomainName,
+        description: 'CDN_DOMAIN: playback URLs',
+      });
     }
 
     new CfnOutput(this, 'ApiUrl', { value: f.httpApi.apiEndpoint, description: 'the API' });
-    new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName, description: 'S3_BUCKET_NAME' });
-    new CfnOutput(this, 'LogBucketName', { value: this.logBucket.bucketName, description: 'server access logs' });
-    new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'DYNAMODB_TABLE_NAME' });
+    new CfnOutput(this, 'BucketName', {
+      value: this.bucket.bucketName,
+      description: 'S3_BUCKET_NAME',
+    });
+    new CfnOutput(this, 'LogBucketName', {
+      value: this.logBucket.bucketName,
+      description: 'server access logs',
+    });
+    new CfnOutput(this, 'TableName', {
+      value: this.table.tableName,
+      description: 'DYNAMODB_TABLE_NAME',
+    });
     new CfnOutput(this, 'Region', { value: Aws.REGION, description: 'AWS_REGION' });
-    new CfnOutput(this, 'ApiPolicyArn', { value: this.apiPolicy.managedPolicyArn, description: 'attach to the role the API runs as' });
+    new CfnOutput(this, 'ApiPolicyArn', {
+      value: this.apiPolicy.managedPolicyArn,
+      description: 'attach to the role the API runs as',
+    });
   }
 }

@@ -15,8 +15,13 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { EnvironmentName } from '../../src/setup/templates.ts';
-import { LAMBDA_ENTRIES, LAMBDA_ESM_BANNER, LAMBDA_MAIN_FIELDS, LAMBDA_NODE_TARGET } from '../../src/setup/lambda-bundle.ts';
+import type { EnvironmentName } from '../../src/cli/setup/templates.ts';
+import {
+  LAMBDA_ENTRIES,
+  LAMBDA_ESM_BANNER,
+  LAMBDA_MAIN_FIELDS,
+  LAMBDA_NODE_TARGET,
+} from '../../src/cli/setup/lambda-bundle.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -36,11 +41,25 @@ export const DEFAULT_ENTRIES: FunctionEntries = {
 export const FUNCTION_ACTIONS = {
   api: {
     // PutObject also covers the multipart calls that write (create, upload part, complete)
-    objects: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+    objects: [
+      's3:PutObject',
+      's3:GetObject',
+      's3:DeleteObject',
+      's3:ListMultipartUploadParts',
+      's3:AbortMultipartUpload',
+    ],
     // erasing a user lists their objects and their unfinished multipart uploads
     bucket: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
     // no Scan: only operator jobs (cleanup, integrity checks) walk the whole table
-    table: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:DescribeTable'],
+    table: [
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:UpdateItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:Query',
+      'dynamodb:BatchGetItem',
+      'dynamodb:DescribeTable',
+    ],
   },
   events: {
     objects: ['s3:GetObject', 's3:DeleteObject'],
@@ -51,15 +70,41 @@ export const FUNCTION_ACTIONS = {
   cleanup: {
     objects: ['s3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
     bucket: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
-    table: ['dynamodb:Scan', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:DescribeTable'],
+    table: [
+      'dynamodb:Scan',
+      'dynamodb:Query',
+      'dynamodb:GetItem',
+      'dynamodb:BatchGetItem',
+      'dynamodb:UpdateItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:DescribeTable',
+    ],
   },
 } as const;
 
 /** The app's own CORS settings (src/http/app.ts), so API Gateway answers preflights the same way. */
-const CORS_HEADERS = ['Authorization', 'Content-Type', 'x-amz-server-side-encryption', 'x-amz-checksum-sha256', 'If-None-Match', 'Range', 'X-Request-Id'];
+const CORS_HEADERS = [
+  'Authorization',
+  'Content-Type',
+  'x-amz-server-side-encryption',
+  'x-amz-checksum-sha256',
+  'If-None-Match',
+  'Range',
+  'X-Request-Id',
+];
 const CORS_EXPOSED = [
-  'Deprecation', 'Link', 'ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'X-Request-Id',
-  'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Content-Disposition',
+  'Deprecation',
+  'Link',
+  'ETag',
+  'Content-Range',
+  'Accept-Ranges',
+  'Content-Length',
+  'X-Request-Id',
+  'Retry-After',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+  'Content-Disposition',
 ];
 
 // ESM bundles still contain CommonJS dependencies that call require().
@@ -92,7 +137,9 @@ export class EchoesFunctions extends Construct {
     super(scope, id);
     const prod = props.environment === 'prod';
     const entries = { ...DEFAULT_ENTRIES, ...props.entries };
-    const layers = props.ffmpegLayerArn ? [lambda.LayerVersion.fromLayerVersionArn(this, 'FfmpegLayer', props.ffmpegLayerArn)] : [];
+    const layers = props.ffmpegLayerArn
+      ? [lambda.LayerVersion.fromLayerVersionArn(this, 'FfmpegLayer', props.ffmpegLayerArn)]
+      : [];
     if (!props.ffmpegLayerArn) {
       Annotations.of(this).addWarningV2(
         'echoes-storage:no-ffmpeg-layer',
@@ -110,7 +157,16 @@ export class EchoesFunctions extends Construct {
       ...(props.ffmpegLayerArn ? { AUDIO_DECODE: 'on', ...FFMPEG_PATHS } : { AUDIO_DECODE: 'off' }),
     };
 
-    const make = (name: string, entry: string, opts: { timeout: Duration; environment: Record<string, string>; reserved?: number; description: string }): NodejsFunction => {
+    const make = (
+      name: string,
+      entry: string,
+      opts: {
+        timeout: Duration;
+        environment: Record<string, string>;
+        reserved?: number;
+        description: string;
+      },
+    ): NodejsFunction => {
       const logGroup = new logs.LogGroup(this, `${name}Logs`, {
         retention: prod ? logs.RetentionDays.SIX_MONTHS : logs.RetentionDays.ONE_MONTH,
         removalPolicy: prod ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
@@ -120,7 +176,13 @@ export class EchoesFunctions extends Construct {
         assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
         description: `echoes-storage ${props.environment} ${name} function`,
       });
-      role.addToPolicy(new iam.PolicyStatement({ sid: 'OwnLogGroup', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }));
+      role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'OwnLogGroup',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [logGroup.logGroupArn],
+        }),
+      );
       return new NodejsFunction(this, name, {
         entry: existsOrThrow(entry),
         handler: 'handler',
@@ -137,7 +199,7 @@ export class EchoesFunctions extends Construct {
         depsLockFilePath: `${REPO_ROOT}package-lock.json`,
         environment: { ...common, ...opts.environment },
         bundling: {
-          // The options test/lambda-bundle.test.ts loads and runs the bundles with (src/setup/lambda-bundle.ts).
+          // The options test/lambda-bundle.test.ts loads and runs the bundles with (src/cli/setup/lambda-bundle.ts).
           format: OutputFormat.ESM,
           target: LAMBDA_NODE_TARGET,
           mainFields: LAMBDA_MAIN_FIELDS,
@@ -160,7 +222,11 @@ export class EchoesFunctions extends Construct {
         AUTH_ISSUER: props.authIssuer,
       },
     });
-    this.events = make('Events', entries.events, { timeout: Duration.seconds(60), description: 'echoes-storage S3 event notifications', environment: {} });
+    this.events = make('Events', entries.events, {
+      timeout: Duration.seconds(60),
+      description: 'echoes-storage S3 event notifications',
+      environment: {},
+    });
     this.cleanup = make('Cleanup', entries.cleanup, {
       timeout: Duration.minutes(15),
       // two overlapping sweeps would race for the same orphans
@@ -169,21 +235,52 @@ export class EchoesFunctions extends Construct {
       environment: {},
     });
 
-    for (const [fn, actions] of [[this.api, FUNCTION_ACTIONS.api], [this.events, FUNCTION_ACTIONS.events], [this.cleanup, FUNCTION_ACTIONS.cleanup]] as const) {
-      fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'AudioObjects', actions: [...actions.objects], resources: [props.bucket.arnForObjects('*')] }));
+    for (const [fn, actions] of [
+      [this.api, FUNCTION_ACTIONS.api],
+      [this.events, FUNCTION_ACTIONS.events],
+      [this.cleanup, FUNCTION_ACTIONS.cleanup],
+    ] as const) {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'AudioObjects',
+          actions: [...actions.objects],
+          resources: [props.bucket.arnForObjects('*')],
+        }),
+      );
       if (actions.bucket.length > 0) {
-        fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'AudioBucketList', actions: [...actions.bucket], resources: [props.bucket.bucketArn] }));
+        fn.addToRolePolicy(
+          new iam.PolicyStatement({
+            sid: 'AudioBucketList',
+            actions: [...actions.bucket],
+            resources: [props.bucket.bucketArn],
+          }),
+        );
       }
-      fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'EchoesTable', actions: [...actions.table], resources: [props.table.tableArn] }));
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'EchoesTable',
+          actions: [...actions.table],
+          resources: [props.table.tableArn],
+        }),
+      );
     }
 
     this.httpApi = new apigw.HttpApi(this, 'HttpApi', {
       description: `echoes-storage ${props.environment} API`,
       // the app routes and answers 404 itself
-      defaultIntegration: new HttpLambdaIntegration('ApiIntegration', this.api, { payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0 }),
+      defaultIntegration: new HttpLambdaIntegration('ApiIntegration', this.api, {
+        payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
+      }),
       corsPreflight: {
         allowOrigins: [...props.allowedOrigins],
-        allowMethods: [apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.HEAD, apigw.CorsHttpMethod.PUT, apigw.CorsHttpMethod.POST, apigw.CorsHttpMethod.DELETE, apigw.CorsHttpMethod.OPTIONS],
+        allowMethods: [
+          apigw.CorsHttpMethod.GET,
+          apigw.CorsHttpMethod.HEAD,
+          apigw.CorsHttpMethod.PUT,
+          apigw.CorsHttpMethod.POST,
+          apigw.CorsHttpMethod.DELETE,
+          apigw.CorsHttpMethod.OPTIONS,
+        ],
         allowHeaders: CORS_HEADERS,
         exposeHeaders: CORS_EXPOSED,
         maxAge: Duration.hours(1),
@@ -202,7 +299,9 @@ export class EchoesFunctions extends Construct {
       visibilityTimeout: Duration.seconds(6 * 60),
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 5 },
     });
-    this.events.addEventSource(new SqsEventSource(this.queue, { batchSize: 10, reportBatchItemFailures: true }));
+    this.events.addEventSource(
+      new SqsEventSource(this.queue, { batchSize: 10, reportBatchItemFailures: true }),
+    );
     const destination = new s3n.SqsDestination(this.queue);
     props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, destination);
     props.bucket.addEventNotification(s3.EventType.OBJECT_REMOVED, destination);
@@ -216,6 +315,9 @@ export class EchoesFunctions extends Construct {
 }
 
 function existsOrThrow(entry: string): string {
-  if (!existsSync(entry)) throw new Error(`Lambda entry ${entry} does not exist: build the handler module first (see README, "Running on AWS").`);
+  if (!existsSync(entry))
+    throw new Error(
+      `Lambda entry ${entry} does not exist: build the handler module first (see README, "Running on AWS").`,
+    );
   return entry;
 }

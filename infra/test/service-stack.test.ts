@@ -1,15 +1,31 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CDK_INSTALLED, flat, flatDeep, list, synth, warnIfCdkMissing, type Json, type Synth } from './support.ts';
+import {
+  CDK_INSTALLED,
+  flat,
+  flatDeep,
+  list,
+  synth,
+  warnIfCdkMissing,
+  type Json,
+  type Synth,
+} from './support.ts';
 
 warnIfCdkMissing('infra/test/service-stack.test.ts');
 
 const LAYER = 'arn:aws:lambda:eu-west-1:123456789012:layer:ffmpeg:3';
-const PUBLIC_KEY = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString().trim();
+const PUBLIC_KEY = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  .publicKey.export({ type: 'spki', format: 'pem' })
+  .toString()
+  .trim();
 const SECRET = 'echoes-storage/prod/cdn-private-key';
 const origins = (env: string): string[] =>
-  (JSON.parse(readFileSync(new URL('../../config/environments.json', import.meta.url), 'utf8')) as Record<string, { allowedOrigins: string[] }>)[env]!.allowedOrigins;
+  (
+    JSON.parse(
+      readFileSync(new URL('../../config/environments.json', import.meta.url), 'utf8'),
+    ) as Record<string, { allowedOrigins: string[] }>
+  )[env]!.allowedOrigins;
 
 type Fn = 'api' | 'events' | 'cleanup';
 const FNS: Fn[] = ['api', 'events', 'cleanup'];
@@ -31,7 +47,10 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
     });
   });
 
-  const both = (): Array<[string, Synth]> => [['dev', dev], ['prod', prod]];
+  const both = (): Array<[string, Synth]> => [
+    ['dev', dev],
+    ['prod', prod],
+  ];
   const fnOf = (s: Synth, f: Fn) => s.stack.functions[f];
   const fnProps = (s: Synth, f: Fn): Json => s.resource(s.id(fnOf(s, f)));
   const bucketArn = (s: Synth): string => `${s.id(s.stack.bucket)}.Arn`;
@@ -44,7 +63,9 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
     const role = s.resource(roleId);
     expect(role.ManagedPolicyArns).toBeUndefined();
     expect(role.Policies).toBeUndefined();
-    const policies = s.ofType('AWS::IAM::Policy').filter(([, p]) => JSON.stringify(p.Roles).includes(`"${roleId}"`));
+    const policies = s
+      .ofType('AWS::IAM::Policy')
+      .filter(([, p]) => JSON.stringify(p.Roles).includes(`"${roleId}"`));
     expect(policies).toHaveLength(1);
     return (policies[0]![1].PolicyDocument as { Statement: Json[] }).Statement;
   }
@@ -55,7 +76,13 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
     it('run Node 22 on arm64, handler `handler`, 1024 MB, with their timeouts', () => {
       const timeouts: Record<Fn, number> = { api: 29, events: 60, cleanup: 900 };
       for (const f of FNS) {
-        expect(fnProps(s(), f)).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'], Handler: 'index.handler', MemorySize: 1024, Timeout: timeouts[f] });
+        expect(fnProps(s(), f)).toMatchObject({
+          Runtime: 'nodejs22.x',
+          Architectures: ['arm64'],
+          Handler: 'index.handler',
+          MemorySize: 1024,
+          Timeout: timeouts[f],
+        });
       }
       expect(fnProps(s(), 'cleanup').ReservedConcurrentExecutions).toBe(1);
       expect(fnProps(s(), 'api').ReservedConcurrentExecutions).toBeUndefined();
@@ -70,7 +97,9 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         METRICS: 'off',
         METRICS_EMF: 'on',
         NODE_OPTIONS: '--enable-source-maps',
-        ...(env === 'prod' ? { AUDIO_DECODE: 'on', FFMPEG_PATH: '/opt/bin/ffmpeg' } : { AUDIO_DECODE: 'off' }),
+        ...(env === 'prod'
+          ? { AUDIO_DECODE: 'on', FFMPEG_PATH: '/opt/bin/ffmpeg' }
+          : { AUDIO_DECODE: 'off' }),
       };
       const vars = (f: Fn): unknown => flatDeep((fnProps(s(), f).Environment as Json).Variables);
       expect(vars('events')).toEqual(common);
@@ -108,29 +137,66 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
 
     it('carry the ffmpeg layer only when one is given, and warn at synth without it', async () => {
       const { Annotations, Match } = await import('aws-cdk-lib/assertions');
-      const warnings = Annotations.fromStack(s().stack).findWarning('*', Match.stringLikeRegexp('headers only.*-c ffmpegLayerArn='));
-      for (const f of FNS) expect(fnProps(s(), f).Layers).toEqual(env === 'prod' ? [LAYER] : undefined);
+      const warnings = Annotations.fromStack(s().stack).findWarning(
+        '*',
+        Match.stringLikeRegexp('headers only.*-c ffmpegLayerArn='),
+      );
+      for (const f of FNS)
+        expect(fnProps(s(), f).Layers).toEqual(env === 'prod' ? [LAYER] : undefined);
       expect(warnings).toHaveLength(env === 'dev' ? 1 : 0);
     });
 
     it('each role has exactly its statements: its log group, its objects, its table actions', () => {
       const logs = (f: Fn): Json => ({
-        Sid: 'OwnLogGroup', Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Sid: 'OwnLogGroup',
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
         Resource: `${s().id(fnOf(s(), f).logGroup as never)}.Arn`,
       });
-      const objects = (actions: string[]): Json => ({ Sid: 'AudioObjects', Effect: 'Allow', Action: actions, Resource: `${bucketArn(s())}/*` });
-      const listing = { Sid: 'AudioBucketList', Effect: 'Allow', Action: ['s3:ListBucket', 's3:ListBucketMultipartUploads'], Resource: bucketArn(s()) };
-      const table = (actions: string[]): Json => ({ Sid: 'EchoesTable', Effect: 'Allow', Action: actions.map((a) => `dynamodb:${a}`), Resource: tableArn(s()) });
+      const objects = (actions: string[]): Json => ({
+        Sid: 'AudioObjects',
+        Effect: 'Allow',
+        Action: actions,
+        Resource: `${bucketArn(s())}/*`,
+      });
+      const listing = {
+        Sid: 'AudioBucketList',
+        Effect: 'Allow',
+        Action: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
+        Resource: bucketArn(s()),
+      };
+      const table = (actions: string[]): Json => ({
+        Sid: 'EchoesTable',
+        Effect: 'Allow',
+        Action: actions.map((a) => `dynamodb:${a}`),
+        Resource: tableArn(s()),
+      });
 
       const api = [
         logs('api'),
-        objects(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:PutObject']),
+        objects([
+          's3:AbortMultipartUpload',
+          's3:DeleteObject',
+          's3:GetObject',
+          's3:ListMultipartUploadParts',
+          's3:PutObject',
+        ]),
         listing,
-        table(['BatchGetItem', 'DeleteItem', 'DescribeTable', 'GetItem', 'PutItem', 'Query', 'UpdateItem']),
+        table([
+          'BatchGetItem',
+          'DeleteItem',
+          'DescribeTable',
+          'GetItem',
+          'PutItem',
+          'Query',
+          'UpdateItem',
+        ]),
       ];
       if (env === 'prod') {
         api.push({
-          Sid: 'CdnPrivateKey', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue',
+          Sid: 'CdnPrivateKey',
+          Effect: 'Allow',
+          Action: 'secretsmanager:GetSecretValue',
           Resource: `arn:{AWS::Partition}:secretsmanager:{AWS::Region}:{AWS::AccountId}:secret:${SECRET}-??????`,
         });
       }
@@ -141,7 +207,13 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         table(['GetItem', 'UpdateItem']),
         {
           Effect: 'Allow',
-          Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+          Action: [
+            'sqs:ChangeMessageVisibility',
+            'sqs:DeleteMessage',
+            'sqs:GetQueueAttributes',
+            'sqs:GetQueueUrl',
+            'sqs:ReceiveMessage',
+          ],
           Resource: `${s().id(s().stack.functions.queue)}.Arn`,
         },
       ]);
@@ -149,17 +221,31 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         logs('cleanup'),
         objects(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject']),
         listing,
-        table(['BatchGetItem', 'DeleteItem', 'DescribeTable', 'GetItem', 'Query', 'Scan', 'UpdateItem']),
+        table([
+          'BatchGetItem',
+          'DeleteItem',
+          'DescribeTable',
+          'GetItem',
+          'Query',
+          'Scan',
+          'UpdateItem',
+        ]),
       ]);
     });
 
     it('no function may change the bucket, use wildcards or touch IAM; events cannot create or delete records', () => {
       for (const f of FNS) {
         for (const st of roleStatements(s(), f)) {
-          expect(Object.keys(st).filter((k) => k.startsWith('Not') || k === 'Condition' || k === 'Principal')).toEqual([]);
+          expect(
+            Object.keys(st).filter(
+              (k) => k.startsWith('Not') || k === 'Condition' || k === 'Principal',
+            ),
+          ).toEqual([]);
           expect(st.Effect).toBe('Allow');
           for (const action of list(st.Action as string | string[])) {
-            expect(action, `${f}: ${action}`).not.toMatch(/^s3:PutBucket|^s3:\*|^dynamodb:\*|^iam:|^\*|^cloudwatch:/);
+            expect(action, `${f}: ${action}`).not.toMatch(
+              /^s3:PutBucket|^s3:\*|^dynamodb:\*|^iam:|^\*|^cloudwatch:/,
+            );
             expect(action.endsWith('*'), `${f}: ${action}`).toBe(false);
           }
           for (const resource of list(st.Resource).map(flat)) expect(resource, f).not.toBe('*');
@@ -170,15 +256,19 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       expect(eventsActions).not.toContain('dynamodb:DeleteItem');
       expect(eventsActions).not.toContain('dynamodb:PutItem');
       expect(events.flatMap((st) => list(st.Resource).map(flat))).not.toContain(bucketArn(s()));
-      const cleanupActions = roleStatements(s(), 'cleanup').flatMap((st) => list(st.Action as string | string[]));
+      const cleanupActions = roleStatements(s(), 'cleanup').flatMap((st) =>
+        list(st.Action as string | string[]),
+      );
       expect(cleanupActions).not.toContain('s3:PutObject');
       expect(cleanupActions).not.toContain('dynamodb:PutItem');
     });
   });
 
-  it('the operators\' ApiPolicy is unchanged, Scan included', () => {
+  it("the operators' ApiPolicy is unchanged, Scan included", () => {
     const [, policy] = dev.ofType('AWS::IAM::ManagedPolicy')[0]!;
-    const actions = (policy.PolicyDocument as { Statement: Json[] }).Statement.flatMap((st) => list(st.Action as string | string[]));
+    const actions = (policy.PolicyDocument as { Statement: Json[] }).Statement.flatMap((st) =>
+      list(st.Action as string | string[]),
+    );
     expect(actions).toContain('dynamodb:Scan');
     expect(policy.Roles).toBeUndefined();
   });
@@ -190,25 +280,36 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       const [apiId, api] = apis[0]!;
       expect(api.ProtocolType).toBe('HTTP');
       expect((api.CorsConfiguration as Json).AllowOrigins).toEqual(origins(env));
-      expect((api.CorsConfiguration as Json).AllowHeaders).toEqual(expect.arrayContaining(['Authorization', 'Content-Type']));
+      expect((api.CorsConfiguration as Json).AllowHeaders).toEqual(
+        expect.arrayContaining(['Authorization', 'Content-Type']),
+      );
       const routes = s.ofType('AWS::ApiGatewayV2::Route');
       expect(routes.map(([, r]) => r.RouteKey)).toEqual(['$default']);
       const integrations = s.ofType('AWS::ApiGatewayV2::Integration');
       expect(integrations).toHaveLength(1);
       const [integrationId, integration] = integrations[0]!;
       expect(flat(routes[0]![1].Target)).toBe(`integrations/{${integrationId}}`);
-      expect(integration).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0' });
+      expect(integration).toMatchObject({
+        IntegrationType: 'AWS_PROXY',
+        PayloadFormatVersion: '2.0',
+      });
       expect(flat(integration.IntegrationUri)).toBe(`${s.id(s.stack.functions.api)}.Arn`);
-      const permission = s.ofType('AWS::Lambda::Permission').find(([, p]) => p.Principal === 'apigateway.amazonaws.com');
+      const permission = s
+        .ofType('AWS::Lambda::Permission')
+        .find(([, p]) => p.Principal === 'apigateway.amazonaws.com');
       expect(flat(permission![1].FunctionName)).toBe(`${s.id(s.stack.functions.api)}.Arn`);
       expect(flat(permission![1].SourceArn)).toContain(`{${apiId}}`);
       expect(s.json.Outputs.ApiUrl?.Value).toEqual({ 'Fn::GetAtt': [apiId, 'ApiEndpoint'] });
     }
   });
 
-  it('synth refuses a stack without the issuer and audience of the API\'s tokens, naming them', async () => {
+  it("synth refuses a stack without the issuer and audience of the API's tokens, naming them", async () => {
     for (const missing of ['authIssuer', 'authAudience'] as const) {
-      await expect(synth({ environment: 'dev', [missing]: '' })).rejects.toThrow(new RegExp(`EchoesStorageStack: ${missing} is required: the keys at AuthJwksUrl sign tokens for every app`));
+      await expect(synth({ environment: 'dev', [missing]: '' })).rejects.toThrow(
+        new RegExp(
+          `EchoesStorageStack: ${missing} is required: the keys at AuthJwksUrl sign tokens for every app`,
+        ),
+      );
     }
   });
 
@@ -231,11 +332,21 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       VisibilityTimeout: 360,
       RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 5 },
     });
-    expect(s.resource(dlqId)).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 });
+    expect(s.resource(dlqId)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 14 * 24 * 3600,
+    });
     for (const id of [queueId, dlqId]) {
-      const policy = s.ofType('AWS::SQS::QueuePolicy').find(([, p]) => JSON.stringify(p.Queues) === JSON.stringify([{ Ref: id }]));
-      const tls = (policy![1].PolicyDocument as { Statement: Json[] }).Statement.find((st) => st.Effect === 'Deny');
-      expect(tls).toMatchObject({ Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
+      const policy = s
+        .ofType('AWS::SQS::QueuePolicy')
+        .find(([, p]) => JSON.stringify(p.Queues) === JSON.stringify([{ Ref: id }]));
+      const tls = (policy![1].PolicyDocument as { Statement: Json[] }).Statement.find(
+        (st) => st.Effect === 'Deny',
+      );
+      expect(tls).toMatchObject({
+        Action: 'sqs:*',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      });
     }
   });
 
@@ -264,8 +375,15 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         ],
       },
     });
-    const policy = s.ofType('AWS::SQS::QueuePolicy').find(([, p]) => JSON.stringify(p.Queues) === JSON.stringify([{ Ref: s.id(s.stack.functions.queue) }]));
-    const allows = (policy![1].PolicyDocument as { Statement: Json[] }).Statement.filter((st) => st.Effect === 'Allow');
+    const policy = s
+      .ofType('AWS::SQS::QueuePolicy')
+      .find(
+        ([, p]) =>
+          JSON.stringify(p.Queues) === JSON.stringify([{ Ref: s.id(s.stack.functions.queue) }]),
+      );
+    const allows = (policy![1].PolicyDocument as { Statement: Json[] }).Statement.filter(
+      (st) => st.Effect === 'Allow',
+    );
     expect(flatDeep(allows)).toEqual([
       {
         Effect: 'Allow',
@@ -283,13 +401,21 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
     expect(rules).toHaveLength(1);
     const [ruleId, rule] = rules[0]!;
     expect(rule.ScheduleExpression).toBe('rate(1 hour)');
-    expect(flatDeep(rule.Targets)).toEqual([{ Arn: `${s.id(s.stack.functions.cleanup)}.Arn`, Id: 'Target0' }]);
-    const permission = s.ofType('AWS::Lambda::Permission').find(([, p]) => p.Principal === 'events.amazonaws.com');
-    expect(flatDeep(permission![1])).toMatchObject({ FunctionName: `${s.id(s.stack.functions.cleanup)}.Arn`, SourceArn: `${ruleId}.Arn` });
+    expect(flatDeep(rule.Targets)).toEqual([
+      { Arn: `${s.id(s.stack.functions.cleanup)}.Arn`, Id: 'Target0' },
+    ]);
+    const permission = s
+      .ofType('AWS::Lambda::Permission')
+      .find(([, p]) => p.Principal === 'events.amazonaws.com');
+    expect(flatDeep(permission![1])).toMatchObject({
+      FunctionName: `${s.id(s.stack.functions.cleanup)}.Arn`,
+      SourceArn: `${ruleId}.Arn`,
+    });
   });
 
   describe('alarms', () => {
-    const alarm = (s: Synth, name: keyof Synth['stack']['alarms']['alarms']): Json => s.resource(s.id(s.stack.alarms.alarms[name]));
+    const alarm = (s: Synth, name: keyof Synth['stack']['alarms']['alarms']): Json =>
+      s.resource(s.id(s.stack.alarms.alarms[name]));
 
     it('every alarm notifies the topic on alarm and on OK, and missing data is not breaching', () => {
       for (const [, s] of both()) {
@@ -306,70 +432,150 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
 
     it('API 5xx rate: 5xx / Count * 100 > 1 %, guarded against no traffic, 2 of 2 five-minute periods', () => {
       const a = alarm(dev, 'api5xxRate');
-      expect(a).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 2, DatapointsToAlarm: 2 });
+      expect(a).toMatchObject({
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanThreshold',
+        EvaluationPeriods: 2,
+        DatapointsToAlarm: 2,
+      });
       const metrics = flatDeep(a.Metrics) as Json[];
-      expect(metrics[0]).toMatchObject({ Expression: 'IF(requests > 0, errors / requests * 100, 0)', ReturnData: true });
+      expect(metrics[0]).toMatchObject({
+        Expression: 'IF(requests > 0, errors / requests * 100, 0)',
+        ReturnData: true,
+      });
       const apiId = `{${dev.id(dev.stack.functions.httpApi)}}`;
-      for (const [id, name] of [['errors', '5xx'], ['requests', 'Count']]) {
+      for (const [id, name] of [
+        ['errors', '5xx'],
+        ['requests', 'Count'],
+      ]) {
         expect(metrics.find((m) => m.Id === id)).toEqual({
-          Id: id, ReturnData: false,
-          MetricStat: { Metric: { Namespace: 'AWS/ApiGateway', MetricName: name, Dimensions: [{ Name: 'ApiId', Value: apiId }] }, Period: 300, Stat: 'Sum' },
+          Id: id,
+          ReturnData: false,
+          MetricStat: {
+            Metric: {
+              Namespace: 'AWS/ApiGateway',
+              MetricName: name,
+              Dimensions: [{ Name: 'ApiId', Value: apiId }],
+            },
+            Period: 300,
+            Stat: 'Sum',
+          },
         });
       }
     });
 
     it('API p99 latency above 3000 ms for 3 of 3 five-minute periods', () => {
       expect(flatDeep(alarm(dev, 'apiLatencyP99'))).toMatchObject({
-        Namespace: 'AWS/ApiGateway', MetricName: 'Latency', ExtendedStatistic: 'p99', Period: 300,
+        Namespace: 'AWS/ApiGateway',
+        MetricName: 'Latency',
+        ExtendedStatistic: 'p99',
+        Period: 300,
         Dimensions: [{ Name: 'ApiId', Value: `{${dev.id(dev.stack.functions.httpApi)}}` }],
-        Threshold: 3000, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
+        Threshold: 3000,
+        ComparisonOperator: 'GreaterThanThreshold',
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 3,
       });
     });
 
     it('rejected uploads: a Metrics Insights sum over 5 minutes, threshold 50 or the given one', () => {
-      for (const [s, threshold] of [[dev, 50], [prod, 20]] as const) {
+      for (const [s, threshold] of [
+        [dev, 50],
+        [prod, 20],
+      ] as const) {
         const a = alarm(s, 'rejectedUploads');
         expect(a.Metrics).toEqual([
-          { Id: 'expr_1', Expression: 'SELECT SUM(echoes_uploads_rejected_total) FROM "Echoes/Storage"', Label: 'uploads rejected', Period: 300, ReturnData: true },
+          {
+            Id: 'expr_1',
+            Expression: 'SELECT SUM(echoes_uploads_rejected_total) FROM "Echoes/Storage"',
+            Label: 'uploads rejected',
+            Period: 300,
+            ReturnData: true,
+          },
         ]);
-        expect(a).toMatchObject({ Threshold: threshold, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1 });
+        expect(a).toMatchObject({
+          Threshold: threshold,
+          ComparisonOperator: 'GreaterThanThreshold',
+          EvaluationPeriods: 1,
+        });
       }
     });
 
-    it('integrity incidents: any ready echo\'s audio deleted outside the service', () => {
+    it("integrity incidents: any ready echo's audio deleted outside the service", () => {
       const a = alarm(dev, 'integrityIncidents');
       expect(a.Metrics).toEqual([
-        { Id: 'expr_1', Expression: 'SELECT SUM(echoes_integrity_incidents_total) FROM "Echoes/Storage"', Label: 'integrity incidents', Period: 300, ReturnData: true },
+        {
+          Id: 'expr_1',
+          Expression: 'SELECT SUM(echoes_integrity_incidents_total) FROM "Echoes/Storage"',
+          Label: 'integrity incidents',
+          Period: 300,
+          ReturnData: true,
+        },
       ]);
-      expect(a).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1 });
+      expect(a).toMatchObject({
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        EvaluationPeriods: 1,
+      });
     });
 
     it('dead-letter queue not empty', () => {
       expect(flatDeep(alarm(dev, 'deadLetters'))).toMatchObject({
-        Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible',
-        Dimensions: [{ Name: 'QueueName', Value: `${dev.id(dev.stack.functions.deadLetterQueue)}.QueueName` }],
-        Threshold: 0, ComparisonOperator: 'GreaterThanThreshold',
+        Namespace: 'AWS/SQS',
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Dimensions: [
+          { Name: 'QueueName', Value: `${dev.id(dev.stack.functions.deadLetterQueue)}.QueueName` },
+        ],
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
       });
     });
 
     it('cleanup failures: Errors >= 1 in an hour', () => {
       expect(flatDeep(alarm(dev, 'cleanupFailures'))).toMatchObject({
-        Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 3600,
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Statistic: 'Sum',
+        Period: 3600,
         Dimensions: [{ Name: 'FunctionName', Value: `{${dev.id(dev.stack.functions.cleanup)}}` }],
-        Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       });
     });
 
     it('DynamoDB throttles on every operation the functions use, summed over 5 minutes, > 0', () => {
       const a = alarm(dev, 'tableThrottles');
       expect(a).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold' });
-      const metrics = flatDeep(a.Metrics) as Array<{ MetricStat?: { Metric: { MetricName: string; Dimensions: Json[] }; Period: number; Stat: string } }>;
-      const ops = metrics.flatMap((m) => (m.MetricStat ? [m.MetricStat] : [])).map((ms) => {
-        expect(ms).toMatchObject({ Period: 300, Stat: 'Sum', Metric: { MetricName: 'ThrottledRequests' } });
-        expect(ms.Metric.Dimensions).toContainEqual({ Name: 'TableName', Value: `{${dev.id(dev.stack.table)}}` });
-        return ms.Metric.Dimensions.find((d) => d.Name === 'Operation')!.Value;
-      });
-      expect(ops.sort()).toEqual(['BatchGetItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'Scan', 'UpdateItem']);
+      const metrics = flatDeep(a.Metrics) as Array<{
+        MetricStat?: {
+          Metric: { MetricName: string; Dimensions: Json[] };
+          Period: number;
+          Stat: string;
+        };
+      }>;
+      const ops = metrics
+        .flatMap((m) => (m.MetricStat ? [m.MetricStat] : []))
+        .map((ms) => {
+          expect(ms).toMatchObject({
+            Period: 300,
+            Stat: 'Sum',
+            Metric: { MetricName: 'ThrottledRequests' },
+          });
+          expect(ms.Metric.Dimensions).toContainEqual({
+            Name: 'TableName',
+            Value: `{${dev.id(dev.stack.table)}}`,
+          });
+          return ms.Metric.Dimensions.find((d) => d.Name === 'Operation')!.Value;
+        });
+      expect(ops.sort()).toEqual([
+        'BatchGetItem',
+        'DeleteItem',
+        'GetItem',
+        'PutItem',
+        'Query',
+        'Scan',
+        'UpdateItem',
+      ]);
     });
 
     it('topic: SSE with the AWS-managed key; an e-mail subscription only when alarmEmail is given', () => {
@@ -379,7 +585,15 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         expect(flat(topics[0]![1].KmsMasterKeyId)).toMatch(/:alias\/aws\/sns$/);
         const subs = s.ofType('AWS::SNS::Subscription');
         expect(subs.map(([, p]) => flatDeep(p))).toEqual(
-          env === 'prod' ? [{ Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: `{${s.id(s.stack.alarms.topic)}}` }] : [],
+          env === 'prod'
+            ? [
+                {
+                  Protocol: 'email',
+                  Endpoint: 'ops@example.com',
+                  TopicArn: `{${s.id(s.stack.alarms.topic)}}`,
+                },
+              ]
+            : [],
         );
       }
     });
@@ -390,18 +604,33 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
     expect(dashboards).toHaveLength(1);
     const body = flat(dashboards[0]![1].DashboardBody);
     for (const name of [
-      'echoes_upload_urls_issued_total', 'echoes_uploads_verified_total', 'echoes_uploads_rejected_total', 'echoes_upload_bytes',
-      'echoes_upload_seconds', 'echoes_deleted_total', 'echoes_cleanup_objects_deleted_total', 'echoes_cleanup_runs_total',
+      'echoes_upload_urls_issued_total',
+      'echoes_uploads_verified_total',
+      'echoes_uploads_rejected_total',
+      'echoes_upload_bytes',
+      'echoes_upload_seconds',
+      'echoes_deleted_total',
+      'echoes_cleanup_objects_deleted_total',
+      'echoes_cleanup_runs_total',
     ]) {
       expect(body).toContain(name);
     }
-    expect(body).toContain('SELECT SUM(echoes_uploads_rejected_total) FROM \\"Echoes/Storage\\" GROUP BY reason');
-    expect(body).toContain('SELECT SUM(echoes_cleanup_runs_total) FROM \\"Echoes/Storage\\" GROUP BY sweep, outcome');
+    expect(body).toContain(
+      'SELECT SUM(echoes_uploads_rejected_total) FROM \\"Echoes/Storage\\" GROUP BY reason',
+    );
+    expect(body).toContain(
+      'SELECT SUM(echoes_cleanup_runs_total) FROM \\"Echoes/Storage\\" GROUP BY sweep, outcome',
+    );
     // Metrics Insights wants GROUP BY after FROM
     expect(body).not.toMatch(/GROUP BY [^"]*FROM/);
     expect(body).toMatch(/"Echoes\/Storage","echoes_upload_seconds",\{[^}]*"stat":"p50"/);
     expect(body).toMatch(/"Echoes\/Storage","echoes_upload_seconds",\{[^}]*"stat":"p99"/);
-    for (const m of ['"AWS/ApiGateway","Count"', '"AWS/ApiGateway","5xx"', '"AWS/ApiGateway","Latency"', '"AWS/SQS","ApproximateNumberOfMessagesVisible"']) {
+    for (const m of [
+      '"AWS/ApiGateway","Count"',
+      '"AWS/ApiGateway","5xx"',
+      '"AWS/ApiGateway","Latency"',
+      '"AWS/SQS","ApproximateNumberOfMessagesVisible"',
+    ]) {
       expect(body).toContain(m);
     }
     for (const f of FNS) {
@@ -409,7 +638,8 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       expect(body).toContain(`"AWS/Lambda","Errors","FunctionName","${name}"`);
       expect(body).toContain(`"AWS/Lambda","Duration","FunctionName","${name}"`);
     }
-    for (const q of [dev.stack.functions.queue, dev.stack.functions.deadLetterQueue]) expect(body).toContain(`${dev.id(q)}.QueueName`);
+    for (const q of [dev.stack.functions.queue, dev.stack.functions.deadLetterQueue])
+      expect(body).toContain(`${dev.id(q)}.QueueName`);
   });
 
   describe('CloudFront for playback', () => {
@@ -426,7 +656,11 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       const d = flatDeep(prod.resource(prod.id(cdn.distribution))) as { DistributionConfig: Json };
       const oac = prod.ofType('AWS::CloudFront::OriginAccessControl');
       expect(oac).toHaveLength(1);
-      expect(oac[0]![1].OriginAccessControlConfig).toMatchObject({ OriginAccessControlOriginType: 's3', SigningBehavior: 'always', SigningProtocol: 'sigv4' });
+      expect(oac[0]![1].OriginAccessControlConfig).toMatchObject({
+        OriginAccessControlOriginType: 's3',
+        SigningBehavior: 'always',
+        SigningProtocol: 'sigv4',
+      });
       expect(d.DistributionConfig).toMatchObject({
         PriceClass: 'PriceClass_100',
         HttpVersion: 'http2and3',
@@ -435,10 +669,17 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
           AllowedMethods: ['GET', 'HEAD'],
           TrustedKeyGroups: [`{${prod.id(cdn.keyGroup)}}`],
         },
-        Origins: [{ DomainName: `${prod.id(prod.stack.bucket)}.RegionalDomainName`, OriginAccessControlId: `${oac[0]![0]}.Id` }],
+        Origins: [
+          {
+            DomainName: `${prod.id(prod.stack.bucket)}.RegionalDomainName`,
+            OriginAccessControlId: `${oac[0]![0]}.Id`,
+          },
+        ],
       });
       const [policyId, policy] = prod.ofType('AWS::CloudFront::CachePolicy')[0]!;
-      expect(((d.DistributionConfig.DefaultCacheBehavior as Json).CachePolicyId)).toBe(`{${policyId}}`);
+      expect((d.DistributionConfig.DefaultCacheBehavior as Json).CachePolicyId).toBe(
+        `{${policyId}}`,
+      );
       expect(policy.CachePolicyConfig).toMatchObject({
         MaxTTL: 3600,
         ParametersInCacheKeyAndForwardedToOrigin: {
@@ -447,27 +688,54 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
           CookiesConfig: { CookieBehavior: 'none' },
         },
       });
-      expect((prod.resource(prod.id(cdn.publicKey)).PublicKeyConfig as Json).EncodedKey).toBe(PUBLIC_KEY);
-      expect((prod.resource(prod.id(cdn.keyGroup)).KeyGroupConfig as Json).Items).toEqual([{ Ref: prod.id(cdn.publicKey) }]);
-      expect(prod.json.Outputs.CdnDomain?.Value).toEqual({ 'Fn::GetAtt': [prod.id(cdn.distribution), 'DomainName'] });
+      expect((prod.resource(prod.id(cdn.publicKey)).PublicKeyConfig as Json).EncodedKey).toBe(
+        PUBLIC_KEY,
+      );
+      expect((prod.resource(prod.id(cdn.keyGroup)).KeyGroupConfig as Json).Items).toEqual([
+        { Ref: prod.id(cdn.publicKey) },
+      ]);
+      expect(prod.json.Outputs.CdnDomain?.Value).toEqual({
+        'Fn::GetAtt': [prod.id(cdn.distribution), 'DomainName'],
+      });
       expect(JSON.stringify(prod.json)).not.toContain('PRIVATE KEY');
     });
 
-    it('the bucket stays private: CloudFront may read objects of this distribution only, next to the config\'s deny statements', () => {
+    it("the bucket stays private: CloudFront may read objects of this distribution only, next to the config's deny statements", () => {
       const bucket = prod.resource(prod.id(prod.stack.bucket));
-      expect(bucket.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
-      const policy = prod.ofType('AWS::S3::BucketPolicy').find(([, p]) => JSON.stringify(p.Bucket) === JSON.stringify({ Ref: prod.id(prod.stack.bucket) }));
-      const statements = flatDeep((policy![1].PolicyDocument as { Statement: Json[] }).Statement) as Json[];
+      expect(bucket.PublicAccessBlockConfiguration).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+      const policy = prod
+        .ofType('AWS::S3::BucketPolicy')
+        .find(
+          ([, p]) =>
+            JSON.stringify(p.Bucket) === JSON.stringify({ Ref: prod.id(prod.stack.bucket) }),
+        );
+      const statements = flatDeep(
+        (policy![1].PolicyDocument as { Statement: Json[] }).Statement,
+      ) as Json[];
       expect(statements.filter((st) => st.Effect === 'Allow')).toEqual([
         {
           Effect: 'Allow',
           Principal: { Service: 'cloudfront.amazonaws.com' },
           Action: 's3:GetObject',
           Resource: `${bucketArn(prod)}/*`,
-          Condition: { StringEquals: { 'AWS:SourceArn': `arn:{AWS::Partition}:cloudfront::{AWS::AccountId}:distribution/{${prod.id(prod.stack.cdn!.distribution)}}` } },
+          Condition: {
+            StringEquals: {
+              'AWS:SourceArn': `arn:{AWS::Partition}:cloudfront::{AWS::AccountId}:distribution/{${prod.id(prod.stack.cdn!.distribution)}}`,
+            },
+          },
         },
       ]);
-      expect(statements.filter((st) => st.Effect === 'Deny').map((st) => st.Sid ?? 'tls').sort()).toEqual(['DenyUploadsWithOtherEncryption', 'tls']);
+      expect(
+        statements
+          .filter((st) => st.Effect === 'Deny')
+          .map((st) => st.Sid ?? 'tls')
+          .sort(),
+      ).toEqual(['DenyUploadsWithOtherEncryption', 'tls']);
     });
   });
 });

@@ -5,11 +5,14 @@ import type { Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import type { EchoesStorageStack, EchoesStorageStackProps } from '../lib/echoes-storage-stack.ts';
 
-export const CDK_INSTALLED = existsSync(new URL('../node_modules/aws-cdk-lib/package.json', import.meta.url));
+export const CDK_INSTALLED = existsSync(
+  new URL('../node_modules/aws-cdk-lib/package.json', import.meta.url),
+);
 
 export function warnIfCdkMissing(file: string): void {
   if (CDK_INSTALLED) return;
-  const message = 'infra/node_modules is missing: run `npm ci --prefix infra` to run the CDK tests.';
+  const message =
+    'infra/node_modules is missing: run `npm ci --prefix infra` to run the CDK tests.';
   if (process.env.CI === 'true') throw new Error(message);
   console.warn(`SKIPPED ${file}: ${message}`);
 }
@@ -40,7 +43,8 @@ export function flatDeep(value: unknown): unknown {
   return value;
 }
 
-export const list = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+export const list = <T>(v: T | T[] | undefined): T[] =>
+  v === undefined ? [] : Array.isArray(v) ? v : [v];
 
 const REPO = new URL('../../', import.meta.url);
 
@@ -52,33 +56,53 @@ const REPO = new URL('../../', import.meta.url);
 export function testEntries(): EchoesStorageStackProps['entries'] {
   const existing = (path: string): string => {
     const file = new URL(path, REPO).pathname;
-    return existsSync(file) ? file : new URL('src/lambda.ts', REPO).pathname;
+    return existsSync(file) ? file : new URL('src/entry/lambda-api.ts', REPO).pathname;
   };
-  return { events: existing('src/events.ts'), cleanup: existing('src/cleanup-lambda.ts') };
+  return {
+    events: existing('src/entry/lambda-s3-events.ts'),
+    cleanup: existing('src/entry/lambda-cleanup.ts'),
+  };
 }
 
 export interface Synth {
   stack: EchoesStorageStack;
   template: Template;
-  json: { Resources: Record<string, { Type: string; Properties: Json; DeletionPolicy?: string }>; Outputs: Record<string, { Value: unknown }>; Parameters: Record<string, Json> };
+  json: {
+    Resources: Record<string, { Type: string; Properties: Json; DeletionPolicy?: string }>;
+    Outputs: Record<string, { Value: unknown }>;
+    Parameters: Record<string, Json>;
+  };
   id: (construct: { node: { defaultChild?: unknown } }) => string;
   resource: (logicalId: string) => Json;
   ofType: (type: string) => Array<[string, Json]>;
 }
 
 /** The identity provider every synth trusts unless a test names another (the stack requires one). */
-export const TEST_AUTH = { authAudience: 'echoes-api', authIssuer: 'https://id.example.com/' } as const;
+export const TEST_AUTH = {
+  authAudience: 'echoes-api',
+  authIssuer: 'https://id.example.com/',
+} as const;
 
-export async function synth(given: Omit<EchoesStorageStackProps, 'entries' | 'authAudience' | 'authIssuer'> & Partial<Pick<EchoesStorageStackProps, 'authAudience' | 'authIssuer'>>): Promise<Synth> {
+export async function synth(
+  given: Omit<EchoesStorageStackProps, 'entries' | 'authAudience' | 'authIssuer'> &
+    Partial<Pick<EchoesStorageStackProps, 'authAudience' | 'authIssuer'>>,
+): Promise<Synth> {
   const props: Omit<EchoesStorageStackProps, 'entries'> = { ...TEST_AUTH, ...given };
   const { App } = await import('aws-cdk-lib');
   const { Template: T } = await import('aws-cdk-lib/assertions');
   const { EchoesStorageStack: S } = await import('../lib/echoes-storage-stack.ts');
   // The feature flags of cdk.json change what synth emits, so tests use the same ones.
-  const cdkJson = JSON.parse(readFileSync(new URL('../cdk.json', import.meta.url), 'utf8')) as { context: Json };
+  const cdkJson = JSON.parse(readFileSync(new URL('../cdk.json', import.meta.url), 'utf8')) as {
+    context: Json;
+  };
   // no stack is bundled: no esbuild run, the assertions stay fast
-  const app = new App({ context: { ...cdkJson.context, environment: props.environment, 'aws:cdk:bundling-stacks': [] } });
-  const stack = new S(app, `EchoesStorage-${props.environment}`, { ...props, entries: testEntries() });
+  const app = new App({
+    context: { ...cdkJson.context, environment: props.environment, 'aws:cdk:bundling-stacks': [] },
+  });
+  const stack = new S(app, `EchoesStorage-${props.environment}`, {
+    ...props,
+    entries: testEntries(),
+  });
   const template = T.fromStack(stack);
   const json = template.toJSON() as Synth['json'];
   return {
@@ -91,6 +115,9 @@ export async function synth(given: Omit<EchoesStorageStackProps, 'entries' | 'au
       if (!r) throw new Error(`no resource ${logicalId}`);
       return r.Properties;
     },
-    ofType: (type) => Object.entries(json.Resources).filter(([, r]) => r.Type === type).map(([k, r]) => [k, r.Properties]),
+    ofType: (type) =>
+      Object.entries(json.Resources)
+        .filter(([, r]) => r.Type === type)
+        .map(([k, r]) => [k, r.Properties]),
   };
 }

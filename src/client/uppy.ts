@@ -10,7 +10,15 @@
  */
 import { partSize } from '../domain/multipart.ts';
 import type {
-  CompleteMultipartRequest, CreateEchoRequest, Echo, MultipartRequest, MultipartTicket, PartUrls, StoredParts, UploadTicket, UploadUrlRequest,
+  CompleteMultipartRequest,
+  CreateEchoRequest,
+  Echo,
+  MultipartRequest,
+  MultipartTicket,
+  PartUrls,
+  StoredParts,
+  UploadTicket,
+  UploadUrlRequest,
 } from '../wire/echoes-api.ts';
 import { EchoesClient } from './echoes-client.ts';
 
@@ -46,7 +54,7 @@ export interface EchoesUppyOptions {
   readonly apiBase: string;
   /** Asked before every API call, so a refreshed token is used as soon as it exists. */
   readonly token: () => string | Promise<string>;
-  /** Files larger than this go in parts (DESIGN.md: MULTIPART_THRESHOLD_BYTES, 8 MiB by default). */
+  /** Files larger than this go in parts (MULTIPART_THRESHOLD_BYTES in the README, 8 MiB by default). */
   readonly multipartThresholdBytes?: number;
   /** Tests and other runtimes may pass their own fetch. */
   readonly fetch?: typeof fetch;
@@ -57,9 +65,15 @@ export interface EchoesUppyS3Options {
   getChunkSize: (file: { size: number }) => number;
   getUploadParameters: (file: UppyFileLike) => Promise<UppyUploadParameters>;
   createMultipartUpload: (file: UppyFileLike) => Promise<{ uploadId: string; key: string }>;
-  signPart: (file: UppyFileLike, options: MultipartRef & { partNumber: number }) => Promise<UppyUploadParameters>;
+  signPart: (
+    file: UppyFileLike,
+    options: MultipartRef & { partNumber: number },
+  ) => Promise<UppyUploadParameters>;
   listParts: (file: UppyFileLike, options: MultipartRef) => Promise<UppyPart[]>;
-  completeMultipartUpload: (file: UppyFileLike, options: MultipartRef & { parts: UppyPart[] }) => Promise<{ location?: string }>;
+  completeMultipartUpload: (
+    file: UppyFileLike,
+    options: MultipartRef & { parts: UppyPart[] },
+  ) => Promise<{ location?: string }>;
   abortMultipartUpload: (file: UppyFileLike, options: MultipartRef) => Promise<void>;
   /** POST /echoes for a file these options uploaded (call it on Uppy's `upload-success`). */
   createEcho: (file: UppyFileLike, metadata?: Omit<CreateEchoRequest, 'echo_id'>) => Promise<Echo>;
@@ -71,7 +85,11 @@ export const DEFAULT_MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024;
 
 export function echoesUppyS3Options(options: EchoesUppyOptions): EchoesUppyS3Options {
   const threshold = options.multipartThresholdBytes ?? DEFAULT_MULTIPART_THRESHOLD_BYTES;
-  const client = new EchoesClient({ baseUrl: options.apiBase, ...(options.fetch ? { fetch: options.fetch } : {}), timeoutMs: 0 });
+  const client = new EchoesClient({
+    baseUrl: options.apiBase,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    timeoutMs: 0,
+  });
   // Uppy hands back only the uploadId and key it was given, and the file; the API addresses
   // everything by echo id, so both maps are kept (a retried file keeps its Uppy id).
   const echoByUpload = new Map<string, string>();
@@ -85,19 +103,30 @@ export function echoesUppyS3Options(options: EchoesUppyOptions): EchoesUppyS3Opt
 
   function echoOf(uploadId: string | undefined): string {
     const echoId = uploadId === undefined ? undefined : echoByUpload.get(uploadId);
-    if (!echoId) throw new Error(`No echo for upload ${uploadId}: it was not created by these options.`);
+    if (!echoId)
+      throw new Error(`No echo for upload ${uploadId}: it was not created by these options.`);
     return echoId;
   }
 
-  function describe(file: UppyFileLike): { file_extension: string; content_type: string; file_size: number } {
+  function describe(file: UppyFileLike): {
+    file_extension: string;
+    content_type: string;
+    file_size: number;
+  } {
     const dot = (file.name ?? '').lastIndexOf('.');
     const extension = dot >= 0 ? (file.name ?? '').slice(dot + 1).toLowerCase() : '';
-    if (!extension) throw new Error(`"${file.name ?? file.id}" has no file extension; name it e.g. take.webm.`);
+    if (!extension)
+      throw new Error(`"${file.name ?? file.id}" has no file extension; name it e.g. take.webm.`);
     if (file.size === null) throw new Error(`"${file.name ?? file.id}" has no known size.`);
-    return { file_extension: extension, content_type: file.type || 'application/octet-stream', file_size: file.size };
+    return {
+      file_extension: extension,
+      content_type: file.type || 'application/octet-stream',
+      file_size: file.size,
+    };
   }
 
-  const multipartPath = (uploadId: string | undefined): string => `/echoes/multipart/${encodeURIComponent(echoOf(uploadId))}`;
+  const multipartPath = (uploadId: string | undefined): string =>
+    `/echoes/multipart/${encodeURIComponent(echoOf(uploadId))}`;
 
   return {
     shouldUseMultipart: (file) => (file.size ?? 0) > threshold,
@@ -120,7 +149,9 @@ export function echoesUppyS3Options(options: EchoesUppyOptions): EchoesUppyS3Opt
     },
 
     async signPart(_file, { uploadId, partNumber }) {
-      const urls = await call<PartUrls>('POST', `${multipartPath(uploadId)}/parts`, { part_numbers: [partNumber] });
+      const urls = await call<PartUrls>('POST', `${multipartPath(uploadId)}/parts`, {
+        part_numbers: [partNumber],
+      });
       const url = urls.urls[String(partNumber)];
       if (!url) throw new Error(`The API gave no URL for part ${partNumber}.`);
       return { method: 'PUT', url, headers: urls.headers };
@@ -134,7 +165,8 @@ export function echoesUppyS3Options(options: EchoesUppyOptions): EchoesUppyS3Opt
     async completeMultipartUpload(_file, { uploadId, parts }) {
       const request: CompleteMultipartRequest = {
         parts: parts.map((p) => {
-          if (p.PartNumber === undefined || !p.ETag) throw new Error('Uppy reported a part without its number or ETag.');
+          if (p.PartNumber === undefined || !p.ETag)
+            throw new Error('Uppy reported a part without its number or ETag.');
           return { part_number: p.PartNumber, etag: p.ETag };
         }),
       };
@@ -149,7 +181,10 @@ export function echoesUppyS3Options(options: EchoesUppyOptions): EchoesUppyS3Opt
 
     async createEcho(file, metadata = {}) {
       const echoId = echoByFile.get(file.id);
-      if (!echoId) throw new Error(`"${file.name ?? file.id}" was not uploaded by these options, so it has no echo id.`);
+      if (!echoId)
+        throw new Error(
+          `"${file.name ?? file.id}" was not uploaded by these options, so it has no echo id.`,
+        );
       const request: CreateEchoRequest = { ...metadata, echo_id: echoId };
       return call<Echo>('POST', '/echoes', request);
     },

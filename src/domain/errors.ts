@@ -39,7 +39,11 @@ export class AppError extends Error {
   /** Extra response headers the failure needs (Content-Range on a 416, Retry-After). */
   readonly headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { headers?: Record<string, string>; cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { headers?: Record<string, string>; cause?: unknown },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
@@ -68,7 +72,13 @@ export type PortErrorKind = 'unavailable' | 'not_found' | 'conflict';
 export type BackendRole = 'storage' | 'metadata' | 'decoder';
 
 const ROLE_OF_BACKEND: Readonly<Record<string, BackendRole>> = {
-  s3: 'storage', local: 'storage', cloudfront: 'storage', dynamodb: 'metadata', sqlite: 'metadata', postgres: 'metadata', ffmpeg: 'decoder',
+  s3: 'storage',
+  local: 'storage',
+  cloudfront: 'storage',
+  dynamodb: 'metadata',
+  sqlite: 'metadata',
+  postgres: 'metadata',
+  ffmpeg: 'decoder',
 };
 
 export function backendRole(backend: string): BackendRole | undefined {
@@ -80,7 +90,12 @@ export class PortError extends Error {
   /** Which backend said it ("s3", "dynamodb", "sqlite", "local"). */
   readonly backend: string;
 
-  constructor(kind: PortErrorKind, backend: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    kind: PortErrorKind,
+    backend: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PortError';
     this.kind = kind;

@@ -10,7 +10,10 @@ export function isSafeUserId(value: unknown): value is string {
 
 export function assertSafeUserId(value: unknown): string {
   if (!isSafeUserId(value)) {
-    throw new AppError('INVALID_USER', 'The token\'s "sub" must be 1-128 characters of A-Z a-z 0-9 . _ @ | - and not "." or "..".');
+    throw new AppError(
+      'INVALID_USER',
+      'The token\'s "sub" must be 1-128 characters of A-Z a-z 0-9 . _ @ | - and not "." or "..".',
+    );
   }
   return value;
 }
@@ -18,7 +21,12 @@ export function assertSafeUserId(value: unknown): string {
 const pad = (n: number): string => String(n).padStart(2, '0');
 
 /** `{user_id}/{YYYY}/{MM}/{DD}/{echo_id}.{ext}`, dated in UTC. */
-export function objectKey(userId: string, issuedAt: Date, echoId: string, extension: string): string {
+export function objectKey(
+  userId: string,
+  issuedAt: Date,
+  echoId: string,
+  extension: string,
+): string {
   const y = issuedAt.getUTCFullYear();
   return `${userId}/${y}/${pad(issuedAt.getUTCMonth() + 1)}/${pad(issuedAt.getUTCDate())}/${echoId}.${extension.toLowerCase()}`;
 }
@@ -29,7 +37,8 @@ export interface ParsedKey {
   readonly extension: string;
 }
 
-const KEY_RE = /^([A-Za-z0-9._@|-]{1,128})\/(\d{4})\/(\d{2})\/(\d{2})\/([0-9a-f-]{36})\.([a-z0-9]{1,10})$/;
+const KEY_RE =
+  /^([A-Za-z0-9._@|-]{1,128})\/(\d{4})\/(\d{2})\/(\d{2})\/([0-9a-f-]{36})\.([a-z0-9]{1,10})$/;
 const EXTENSIONS: ReadonlySet<string> = new Set(AUDIO_FORMATS.map((f) => f.extension));
 
 /**

@@ -5,11 +5,16 @@ const CURSOR_VERSION = 1;
 
 /** Opaque to clients: the last echo id of a page, so the next page starts strictly below it. */
 export function encodeCursor(lastEchoId: string): string {
-  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, before: lastEchoId })).toString('base64url');
+  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, before: lastEchoId })).toString(
+    'base64url',
+  );
 }
 
 export function decodeCursor(cursor: string): string {
-  const invalid = new AppError('INVALID_REQUEST', 'cursor is not one this server issued; pass next_cursor from the previous page, or leave it out.');
+  const invalid = new AppError(
+    'INVALID_REQUEST',
+    'cursor is not one this server issued; pass next_cursor from the previous page, or leave it out.',
+  );
   if (cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid;
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
@@ -30,9 +35,15 @@ const DAY_MS = 86_400_000;
 /** Inclusive bound in ms. A date without a time means the start of that UTC day, or for `to` its end. */
 export function parseDateBound(name: 'from' | 'to', value: string): number {
   const dateOnly = DATE_ONLY_RE.test(value);
-  const ms = dateOnly || DATE_TIME_RE.test(value) ? Date.parse(dateOnly ? `${value}T00:00:00Z` : value) : NaN;
+  const ms =
+    dateOnly || DATE_TIME_RE.test(value)
+      ? Date.parse(dateOnly ? `${value}T00:00:00Z` : value)
+      : NaN;
   if (!Number.isFinite(ms) || (dateOnly && new Date(ms).toISOString().slice(0, 10) !== value)) {
-    throw new AppError('INVALID_REQUEST', `${name} must be an ISO date such as 2026-06-28 or 2026-06-28T12:00:00Z.`);
+    throw new AppError(
+      'INVALID_REQUEST',
+      `${name} must be an ISO date such as 2026-06-28 or 2026-06-28T12:00:00Z.`,
+    );
   }
   return dateOnly && name === 'to' ? ms + DAY_MS - 1 : ms;
 }

@@ -1,5 +1,5 @@
 /**
- * Multipart uploads (DESIGN.md, "Large and resumable uploads"): the part size is a function of
+ * Multipart uploads (README, "Large and resumable uploads"): the part size is a function of
  * the file size that a client can compute too. At least 5 MiB (S3's smallest part but the last),
  * at most 10,000 parts (S3's limit), rounded up to a whole MiB.
  */

@@ -40,7 +40,10 @@ export type UploadRejectionReason = (typeof UPLOAD_REJECTION_REASONS)[number];
 
 /** 422 UPLOAD_INVALID, with the cause kept for metrics. */
 export class UploadRejected extends AppError {
-  constructor(readonly reason: UploadRejectionReason, message: string) {
+  constructor(
+    readonly reason: UploadRejectionReason,
+    message: string,
+  ) {
     super('UPLOAD_INVALID', message);
   }
 }

@@ -13,7 +13,13 @@ export function monthlyCost(bytes: number, pricePerGbMonth: number): number {
  * Upper bounds of the size distribution's buckets: voice recordings run from a few KiB (a word
  * in Opus) to MAX_AUDIO_FILE_SIZE (10 MiB by default, minutes of WAV); each bucket is 4x the last.
  */
-export const SIZE_BUCKET_BOUNDS = [16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024] as const;
+export const SIZE_BUCKET_BOUNDS = [
+  16 * 1024,
+  64 * 1024,
+  256 * 1024,
+  1024 * 1024,
+  4 * 1024 * 1024,
+] as const;
 
 /** Index of the bucket `bytes` falls in: below a bound, or the last bucket (that bound and more). */
 export function sizeBucketIndex(bytes: number): number {

@@ -16,7 +16,11 @@ export interface AccountUsage {
  * What one record adds to its user's usage. A record being deleted counts as what it was: an
  * echo when it was verified (it has a size), else the open upload it was.
  */
-export function usageOfRecord(status: EchoStatus, fileSize: number | null, reservedBytes: number | null): AccountUsage {
+export function usageOfRecord(
+  status: EchoStatus,
+  fileSize: number | null,
+  reservedBytes: number | null,
+): AccountUsage {
   if (status === 'ready' || (status === 'deleting' && fileSize !== null)) {
     return { echoes: 1, bytesUsed: fileSize ?? 0, bytesReserved: 0, pendingUploads: 0 };
   }
@@ -33,7 +37,12 @@ export function addUsage(a: AccountUsage, b: AccountUsage, sign: 1 | -1 = 1): Ac
 }
 
 export function sameUsage(a: AccountUsage, b: AccountUsage): boolean {
-  return a.echoes === b.echoes && a.bytesUsed === b.bytesUsed && a.bytesReserved === b.bytesReserved && a.pendingUploads === b.pendingUploads;
+  return (
+    a.echoes === b.echoes &&
+    a.bytesUsed === b.bytesUsed &&
+    a.bytesReserved === b.bytesReserved &&
+    a.pendingUploads === b.pendingUploads
+  );
 }
 
 /** Why a reservation does not fit, or undefined when it does; a limit of 0 is none. */
@@ -42,7 +51,9 @@ export function reservationProblem(
   bytes: number,
   limits: { readonly quotaBytes: number; readonly maxPendingUploads: number },
 ): 'quota' | 'pending' | undefined {
-  if (limits.maxPendingUploads > 0 && usage.pendingUploads >= limits.maxPendingUploads) return 'pending';
-  if (limits.quotaBytes > 0 && usage.bytesUsed + usage.bytesReserved + bytes > limits.quotaBytes) return 'quota';
+  if (limits.maxPendingUploads > 0 && usage.pendingUploads >= limits.maxPendingUploads)
+    return 'pending';
+  if (limits.quotaBytes > 0 && usage.bytesUsed + usage.bytesReserved + bytes > limits.quotaBytes)
+    return 'quota';
   return undefined;
 }

@@ -9,7 +9,13 @@ import { UPLOAD_REJECTION_REASONS, type UploadRejectionReason } from './rejectio
  * would not be told apart; a client that sends checksum_sha256 binds the bytes themselves).
  */
 export type UploadVerdict =
-  | { readonly outcome: 'accepted'; readonly etag: string; readonly size: number; readonly lastModified: number; readonly measured: MeasuredAudio }
+  | {
+      readonly outcome: 'accepted';
+      readonly etag: string;
+      readonly size: number;
+      readonly lastModified: number;
+      readonly measured: MeasuredAudio;
+    }
   | {
       readonly outcome: 'rejected';
       readonly etag: string;
@@ -38,7 +44,13 @@ interface StoredVerdict {
 
 /** One JSON string, the same in SQLite and DynamoDB. */
 export function encodeVerdict(verdict: UploadVerdict): string {
-  const common = { v: 1, outcome: verdict.outcome, etag: verdict.etag, size: verdict.size, modified: verdict.lastModified } as const;
+  const common = {
+    v: 1,
+    outcome: verdict.outcome,
+    etag: verdict.etag,
+    size: verdict.size,
+    modified: verdict.lastModified,
+  } as const;
   const stored: StoredVerdict =
     verdict.outcome === 'accepted'
       ? {
@@ -46,19 +58,24 @@ export function encodeVerdict(verdict: UploadVerdict): string {
           duration: verdict.measured.durationSeconds,
           audio: verdict.measured.audio,
           waveform: verdict.measured.waveform,
-          peaks: verdict.measured.peaks ? Buffer.from(verdict.measured.peaks).toString('base64') : null,
+          peaks: verdict.measured.peaks
+            ? Buffer.from(verdict.measured.peaks).toString('base64')
+            : null,
         }
       : { ...common, reason: verdict.reason, message: verdict.message };
   return JSON.stringify(stored);
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isReason = (v: unknown): v is UploadRejectionReason => (UPLOAD_REJECTION_REASONS as readonly unknown[]).includes(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isReason = (v: unknown): v is UploadRejectionReason =>
+  (UPLOAD_REJECTION_REASONS as readonly unknown[]).includes(v);
 
 function decodeAudio(v: unknown): AudioSummary | null {
   if (!isObject(v)) return null;
   const { codec, sampleRate, channels, bitRate } = v;
-  if (typeof codec !== 'string' || typeof sampleRate !== 'number' || typeof channels !== 'number') return null;
+  if (typeof codec !== 'string' || typeof sampleRate !== 'number' || typeof channels !== 'number')
+    return null;
   return { codec, sampleRate, channels, bitRate: typeof bitRate === 'number' ? bitRate : null };
 }
 
@@ -74,14 +91,24 @@ export function decodeVerdict(text: string | null | undefined): UploadVerdict | 
   } catch {
     return null;
   }
-  if (!isObject(v) || v.v !== 1 || typeof v.etag !== 'string' || typeof v.size !== 'number' || typeof v.modified !== 'number') return null;
+  if (
+    !isObject(v) ||
+    v.v !== 1 ||
+    typeof v.etag !== 'string' ||
+    typeof v.size !== 'number' ||
+    typeof v.modified !== 'number'
+  )
+    return null;
   const identity = { etag: v.etag, size: v.size, lastModified: v.modified };
   if (v.outcome === 'rejected') {
     if (!isReason(v.reason) || typeof v.message !== 'string') return null;
     return { outcome: 'rejected', ...identity, reason: v.reason, message: v.message };
   }
   if (v.outcome !== 'accepted') return null;
-  const waveform = Array.isArray(v.waveform) && v.waveform.every((n) => typeof n === 'number') ? (v.waveform as number[]) : null;
+  const waveform =
+    Array.isArray(v.waveform) && v.waveform.every((n) => typeof n === 'number')
+      ? (v.waveform as number[])
+      : null;
   const measured: MeasuredAudio = {
     durationSeconds: typeof v.duration === 'number' ? v.duration : null,
     audio: decodeAudio(v.audio),
@@ -94,8 +121,18 @@ export function decodeVerdict(text: string | null | undefined): UploadVerdict | 
 /** Whether a verdict was reached on this very object (and not an earlier PUT to the same URL). */
 export function verdictApplies(
   verdict: UploadVerdict | null | undefined,
-  object: { readonly size: number; readonly etag?: string | undefined; readonly lastModified: Date },
+  object: {
+    readonly size: number;
+    readonly etag?: string | undefined;
+    readonly lastModified: Date;
+  },
 ): boolean {
-  return verdict != null && object.etag !== undefined && object.etag !== '' && verdict.etag === object.etag
-    && verdict.size === object.size && verdict.lastModified === object.lastModified.getTime();
+  return (
+    verdict != null &&
+    object.etag !== undefined &&
+    object.etag !== '' &&
+    verdict.etag === object.etag &&
+    verdict.size === object.size &&
+    verdict.lastModified === object.lastModified.getTime()
+  );
 }

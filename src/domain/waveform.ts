@@ -56,7 +56,12 @@ export interface AudiowaveformJson {
 }
 
 /** The audiowaveform v2 document of `points` points over the whole recording. */
-export function audiowaveformJson(peaks: readonly number[], sampleRate: number, durationSeconds: number, points: number): AudiowaveformJson {
+export function audiowaveformJson(
+  peaks: readonly number[],
+  sampleRate: number,
+  durationSeconds: number,
+  points: number,
+): AudiowaveformJson {
   const values = resamplePeaks(peaks, points);
   const data = new Array<number>(points * 2);
   values.forEach((v, i) => {

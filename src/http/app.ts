@@ -4,7 +4,9 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import type { EchoRepository, ObjectStore, ServiceMetrics } from '../ports.ts';
+import type { EchoRepository } from '../metadata/port.ts';
+import type { ObjectStore } from '../storage/port.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { EraseService } from '../services/erase.ts';
 import type { ExportService } from '../services/export.ts';
@@ -15,13 +17,11 @@ import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
 import { multipartRoutes } from './routes/multipart.ts';
 import type { MultipartService } from '../services/multipart.ts';
-import { eraseRoutes } from './routes/erase.ts';
-import { exportRoutes } from './routes/export.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
-import type { PrometheusMetrics } from '../metrics/prometheus.ts';
+import type { MetricsExposition } from '../metrics/port.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -51,7 +51,7 @@ export interface AppDeps {
   /** HTTP requests are recorded here (echoes_http_request_duration_seconds). */
   readonly metrics?: ServiceMetrics | undefined;
   /** Served at GET /metrics when set (METRICS=on). */
-  readonly prometheus?: PrometheusMetrics | undefined;
+  readonly prometheus?: MetricsExposition | undefined;
   readonly metricsToken?: string | undefined;
   /** Extra routes mounted inside the app (the recorder page). */
   readonly plugins?: readonly ((app: FastifyInstance) => Promise<void>)[];
@@ -63,13 +63,28 @@ export const BODY_LIMIT = 64 * 1024;
 
 /** Signed URLs must never reach the logs: their query is a bearer credential. */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&](?:signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&]*/gi, '$1[redacted]');
+  return url.replace(
+    /([?&](?:signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&]*/gi,
+    '$1[redacted]',
+  );
 }
 
 // Bodies are checked as sent (a string is never a number); query strings are text, so they coerce.
 // Nothing is ever removed: an unknown (often misspelled) field is refused, never silently dropped.
-const bodyAjv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
-const queryAjv = new Ajv({ coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
+const bodyAjv = new Ajv({
+  coerceTypes: false,
+  removeAdditional: false,
+  useDefaults: true,
+  allErrors: false,
+  strict: false,
+});
+const queryAjv = new Ajv({
+  coerceTypes: true,
+  removeAdditional: false,
+  useDefaults: true,
+  allErrors: false,
+  strict: false,
+});
 
 /**
  * Node's server.close() closes the connections idle at that moment only; one whose response was
@@ -94,7 +109,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: deps.logger ?? false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
-      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given)
+        ? given
+        : randomUUID();
     },
     // Longer than any URL Node accepts (16 KiB of headers): an over-long id reaches its route and
     // gets the route's own 404 instead of falling through to another route.
@@ -117,7 +134,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (metrics) {
     // The route's pattern, never the path: a path carries echo ids and whatever a client makes up.
     app.addHook('onResponse', (request, reply, done) => {
-      metrics.httpRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+      metrics.httpRequest(
+        request.routeOptions.url ?? 'unmatched',
+        request.method,
+        reply.statusCode,
+        reply.elapsedTime / 1000,
+      );
       done();
     });
   }
@@ -127,10 +149,28 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(cors, {
     origin: deps.corsOrigins.includes('*') ? true : [...deps.corsOrigins],
     methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'x-amz-server-side-encryption', 'x-amz-checksum-sha256', 'If-None-Match', 'Range', 'X-Request-Id'],
+    allowedHeaders: [
+      'Authorization',
+      'Content-Type',
+      'x-amz-server-side-encryption',
+      'x-amz-checksum-sha256',
+      'If-None-Match',
+      'Range',
+      'X-Request-Id',
+    ],
     exposedHeaders: [
-      'Deprecation', 'Link', 'ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'X-Request-Id',
-      'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Content-Disposition',
+      'Deprecation',
+      'Link',
+      'ETag',
+      'Content-Range',
+      'Accept-Ranges',
+      'Content-Length',
+      'X-Request-Id',
+      'Retry-After',
+      'RateLimit-Limit',
+      'RateLimit-Remaining',
+      'RateLimit-Reset',
+      'Content-Disposition',
     ],
     maxAge: 3600,
     // A preflight without Origin is not a browser's: answered 204 without CORS headers rather
@@ -140,8 +180,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'echoes-storage', version: '1.0.0', description: 'Direct-to-storage audio uploads for the Echoes app.' },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      info: {
+        title: 'echoes-storage',
+        version: '1.0.0',
+        description: 'Direct-to-storage audio uploads for the Echoes app.',
+      },
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
     },
   });
   if (deps.docsUi === false) {
@@ -167,22 +213,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         done(err as Error);
         return;
       }
-      deps.tokens.verify(request.headers.authorization).then((userId) => {
-        request.userId = userId;
-        done();
-      }, (err: Error) => done(err));
+      deps.tokens.verify(request.headers.authorization).then(
+        (userId) => {
+          request.userId = userId;
+          done();
+        },
+        (err: Error) => done(err),
+      );
     });
     // Registered before the routes it limits; its hook runs after the auth hook above.
-    if (deps.rateLimitPerMinute) await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
+    if (deps.rateLimitPerMinute)
+      await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
     if (deps.multipart) await multipartRoutes(scope, deps.multipart);
-    await eraseRoutes(scope, { erase: deps.erase });
-    await exportRoutes(scope, { exporter: deps.exporter });
-    await meRoutes(scope, { uploads: deps.uploads });
+    await meRoutes(scope, { uploads: deps.uploads, erase: deps.erase, exporter: deps.exporter });
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });
-  if (deps.prometheus) await metricsRoutes(app, { prometheus: deps.prometheus, token: deps.metricsToken });
+  if (deps.prometheus)
+    await metricsRoutes(app, { prometheus: deps.prometheus, token: deps.metricsToken });
   if (deps.devDataDir) await devRoutes(app, { dataDir: deps.devDataDir });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

@@ -2,7 +2,15 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { AppError, backendRole, isAppError, isPortError, type BackendRole, type ErrorCode } from '../domain/errors.ts';
+import {
+  AppError,
+  backendRole,
+  isAppError,
+  isPortError,
+  type BackendRole,
+  type ErrorCode,
+} from '../domain/errors.ts';
+import { errnoCode } from '../support/errno.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
 import { NOSNIFF_HEADER } from './page-policy.ts';
 
@@ -47,15 +55,36 @@ export const RETRY_AFTER_SECONDS = 1;
 
 /** Framework errors the client caused, mapped onto the contract's codes. */
 const FRAMEWORK_ERRORS: Record<string, { code: ErrorCode; message: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', message: 'The request body is over 64 KiB.' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Send the body as application/json.' },
-  FST_ERR_CTP_INVALID_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Send the body as application/json.' },
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    code: 'PAYLOAD_TOO_LARGE',
+    message: 'The request body is over 64 KiB.',
+  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'Send the body as application/json.',
+  },
+  FST_ERR_CTP_INVALID_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'Send the body as application/json.',
+  },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'INVALID_REQUEST', message: 'The JSON body is empty.' },
-  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'INVALID_REQUEST', message: 'The body is not valid JSON.' },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'INVALID_REQUEST', message: 'Content-Length does not match the body.' },
-  FST_ERR_BAD_URL: { code: 'INVALID_REQUEST', message: 'The URL has a bad percent-encoding; encode it again.' },
+  FST_ERR_CTP_INVALID_JSON_BODY: {
+    code: 'INVALID_REQUEST',
+    message: 'The body is not valid JSON.',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'INVALID_REQUEST',
+    message: 'Content-Length does not match the body.',
+  },
+  FST_ERR_BAD_URL: {
+    code: 'INVALID_REQUEST',
+    message: 'The URL has a bad percent-encoding; encode it again.',
+  },
   FST_ERR_MAX_PARAM_LENGTH: { code: 'URI_TOO_LONG', message: 'A part of the URL is too long.' },
-  FST_ERR_ASYNC_CONSTRAINT: { code: 'INVALID_REQUEST', message: 'The request could not be routed.' },
+  FST_ERR_ASYNC_CONSTRAINT: {
+    code: 'INVALID_REQUEST',
+    message: 'The request could not be routed.',
+  },
 };
 
 const PLUGIN_STATUS_CODES: Readonly<Record<number, ErrorCode>> = {
@@ -88,8 +117,16 @@ export interface ErrorResponse {
 export function toErrorResponse(err: unknown, requestId: string): ErrorResponse {
   if (isAppError(err)) {
     const status = ERROR_STATUS[err.code];
-    const headers = err.code === 'SERVICE_UNAVAILABLE' ? { 'retry-after': String(RETRY_AFTER_SECONDS), ...err.headers } : err.headers;
-    return { status, body: errorBody(err.code, err.message), headers, log: status >= 500 ? 'outage' : 'none' };
+    const headers =
+      err.code === 'SERVICE_UNAVAILABLE'
+        ? { 'retry-after': String(RETRY_AFTER_SECONDS), ...err.headers }
+        : err.headers;
+    return {
+      status,
+      body: errorBody(err.code, err.message),
+      headers,
+      log: status >= 500 ? 'outage' : 'none',
+    };
   }
   if (isPortError(err, 'unavailable')) {
     return {
@@ -101,22 +138,37 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
   }
   const fe = err as Partial<FastifyError> | undefined;
   if (fe?.validation) {
-    return { status: 400, body: errorBody('INVALID_REQUEST', validationMessage(fe as FastifyError)), log: 'none' };
+    return {
+      status: 400,
+      body: errorBody('INVALID_REQUEST', validationMessage(fe as FastifyError)),
+      log: 'none',
+    };
   }
   const known = fe?.code ? FRAMEWORK_ERRORS[fe.code] : undefined;
-  if (known) return { status: ERROR_STATUS[known.code], body: errorBody(known.code, known.message), log: 'none' };
+  if (known)
+    return {
+      status: ERROR_STATUS[known.code],
+      body: errorBody(known.code, known.message),
+      log: 'none',
+    };
   // Plugins' own refusals (a static file outside the page, a bad Range on a stylesheet) are
   // client errors too; they keep a status the contract knows.
   const status = typeof fe?.statusCode === 'number' ? fe.statusCode : undefined;
   if (status !== undefined && status >= 400 && status < 500) {
     const code = PLUGIN_STATUS_CODES[status] ?? 'INVALID_REQUEST';
-    const message = code === 'NOT_FOUND' ? 'Nothing here; see /docs for the API.' : fe?.message || 'The request is invalid.';
+    const message =
+      code === 'NOT_FOUND'
+        ? 'Nothing here; see /docs for the API.'
+        : fe?.message || 'The request is invalid.';
     return { status: ERROR_STATUS[code], body: errorBody(code, message), log: 'none' };
   }
   // Any other error is a bug (ours or a dependency's): say so, and give the id to quote.
   return {
     status: 500,
-    body: errorBody('INTERNAL_ERROR', `Something went wrong on our side; it has been logged as request ${requestId}.`),
+    body: errorBody(
+      'INTERNAL_ERROR',
+      `Something went wrong on our side; it has been logged as request ${requestId}.`,
+    ),
     log: 'bug',
   };
 }
@@ -139,8 +191,13 @@ function validationMessage(err: FastifyError): string {
 
 /** Errors that mean the client went away: nothing to answer, nothing to log as a failure. */
 export function isClientGone(err: unknown, request: FastifyRequest): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR' || code === 'EPIPE') {
+  const code = errnoCode(err);
+  if (
+    code === 'ECONNRESET' ||
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ABORT_ERR' ||
+    code === 'EPIPE'
+  ) {
     return request.raw.destroyed || request.raw.socket?.destroyed !== false;
   }
   return false;
@@ -177,9 +234,13 @@ function drainBody(request: FastifyRequest): Promise<void> {
   });
 }
 
-async function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+async function sendError(
+  err: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<FastifyReply | undefined> {
   if (isClientGone(err, request)) {
-    request.log.info({ code: (err as { code?: string }).code }, 'client went away before the answer');
+    request.log.info({ code: errnoCode(err) }, 'client went away before the answer');
     return undefined;
   }
   const response = toErrorResponse(err, request.id);
@@ -197,16 +258,38 @@ async function sendError(err: unknown, request: FastifyRequest, reply: FastifyRe
 /** Raw answer for errors Node's parser raises before any request object exists. */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  if (err.code === 'HPE_HEADER_OVERFLOW') writeRaw(socket, 431, 'Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'The request headers are too large.');
-  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') writeRaw(socket, 408, 'Request Timeout', 'REQUEST_TIMEOUT', 'The request took too long to arrive.');
+  if (err.code === 'HPE_HEADER_OVERFLOW')
+    writeRaw(
+      socket,
+      431,
+      'Request Header Fields Too Large',
+      'HEADERS_TOO_LARGE',
+      'The request headers are too large.',
+    );
+  else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    writeRaw(
+      socket,
+      408,
+      'Request Timeout',
+      'REQUEST_TIMEOUT',
+      'The request took too long to arrive.',
+    );
   else writeRaw(socket, 400, 'Bad Request', 'INVALID_REQUEST', 'The request is not valid HTTP.');
 }
 
-function writeRaw(socket: Duplex, status: number, reason: string, code: ErrorCode, message: string): void {
+function writeRaw(
+  socket: Duplex,
+  status: number,
+  reason: string,
+  code: ErrorCode,
+  message: string,
+): void {
   const body = JSON.stringify(errorBody(code, message));
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n`
-      + `X-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `X-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
   socket.destroy();
 }
@@ -217,13 +300,29 @@ function writeRaw(socket: Duplex, status: number, reason: string, code: ErrorCod
  */
 export function answerRefusedConnections(server: Server): void {
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    writeRaw(socket, 405, 'Method Not Allowed', 'METHOD_NOT_ALLOWED', 'CONNECT is not supported here; this is an HTTP API, not a proxy.');
+    writeRaw(
+      socket,
+      405,
+      'Method Not Allowed',
+      'METHOD_NOT_ALLOWED',
+      'CONNECT is not supported here; this is an HTTP API, not a proxy.',
+    );
   });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const body = JSON.stringify(errorBody('INVALID_REQUEST', `The Expect header "${String(req.headers.expect)}" is not supported; send Expect: 100-continue or none.`));
-    res.writeHead(417, {
-      'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value,
-    }).end(body);
+    const body = JSON.stringify(
+      errorBody(
+        'INVALID_REQUEST',
+        `The Expect header "${String(req.headers.expect)}" is not supported; send Expect: 100-continue or none.`,
+      ),
+    );
+    res
+      .writeHead(417, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+        [NOSNIFF_HEADER.name]: NOSNIFF_HEADER.value,
+      })
+      .end(body);
   });
 }
 
@@ -247,6 +346,13 @@ export function installErrorHandlers(app: FastifyInstance): void {
   });
   app.setErrorHandler((err: FastifyError, request, reply) => sendError(err, request, reply));
   app.setNotFoundHandler((request, reply) => {
-    return reply.status(404).send(errorBody('NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}; see /docs for the API.`));
+    return reply
+      .status(404)
+      .send(
+        errorBody(
+          'NOT_FOUND',
+          `No route for ${request.method} ${request.url.split('?')[0]}; see /docs for the API.`,
+        ),
+      );
   });
 }

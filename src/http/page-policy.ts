@@ -1,5 +1,5 @@
-import type { Config } from '../config.ts';
-import type { ObjectStore } from '../ports.ts';
+import type { Config } from '../app/config.ts';
+import type { ObjectStore } from '../storage/port.ts';
 
 /** On every answer: a browser takes the type as sent and never guesses (an upload's bytes stay audio, not a page). */
 export const NOSNIFF_HEADER = { name: 'x-content-type-options', value: 'nosniff' } as const;
@@ -10,7 +10,10 @@ export const NOSNIFF_HEADER = { name: 'x-content-type-options', value: 'nosniff'
  * one its URLs are signed for) and, with CDN_*, the distribution that serves playback. The one
  * place these are derived from the configuration.
  */
-export function recorderPageSources(config: Config, store: ObjectStore): { connect: string[]; media: string[] } {
+export function recorderPageSources(
+  config: Config,
+  store: ObjectStore,
+): { connect: string[]; media: string[] } {
   const storage = store.urlOrigin();
   const playback = config.cdn ? `https://${config.cdn.domain}` : storage;
   // blob: is the take being previewed before it is uploaded.
@@ -26,7 +29,10 @@ function unique(values: readonly string[]): string[] {
  * nothing but its own files runs in it, it talks to its API and storage only, no other site can
  * frame it, and its address (which may carry ?api=) is not sent on as a Referer.
  */
-export function recorderPageHeaders(config: Config, store: ObjectStore): Readonly<Record<string, string>> {
+export function recorderPageHeaders(
+  config: Config,
+  store: ObjectStore,
+): Readonly<Record<string, string>> {
   const { connect, media } = recorderPageSources(config, store);
   const policy = [
     "default-src 'self'",

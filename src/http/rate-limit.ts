@@ -11,7 +11,11 @@ const TRACKED_USERS = 100_000;
  * Registered inside the authenticated scope, its hook runs after the auth hook, so a request
  * without a valid token is refused 401 and never counted.
  */
-export async function rateLimitPerUser(scope: FastifyInstance, perMinute: number, windowMs = 60_000): Promise<void> {
+export async function rateLimitPerUser(
+  scope: FastifyInstance,
+  perMinute: number,
+  windowMs = 60_000,
+): Promise<void> {
   await scope.register(rateLimit, {
     max: perMinute,
     timeWindow: windowMs,
@@ -19,9 +23,10 @@ export async function rateLimitPerUser(scope: FastifyInstance, perMinute: number
     // RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (seconds until the window ends), Retry-After.
     enableDraftSpec: true,
     keyGenerator: (request) => request.userId,
-    errorResponseBuilder: (_request, context) => new AppError(
-      'RATE_LIMITED',
-      `Too many requests: the limit is ${context.max} per minute per user. Retry in ${Math.ceil(context.ttl / 1000)} s (see Retry-After).`,
-    ),
+    errorResponseBuilder: (_request, context) =>
+      new AppError(
+        'RATE_LIMITED',
+        `Too many requests: the limit is ${context.max} per minute per user. Retry in ${Math.ceil(context.ttl / 1000)} s (see Retry-After).`,
+      ),
   });
 }

@@ -2,14 +2,25 @@ import type { EchoMetadata, EchoRecord } from '../domain/echo.ts';
 import type { EchoView } from '../services/echoes.ts';
 import type { UploadRequest, UploadTicket as IssuedUpload } from '../services/uploads.ts';
 import type { ErasureReceipt as Receipt } from '../services/erase.ts';
-import type { CreateEchoRequest, Echo, ErasureReceipt, UploadTicket, UploadUrlRequest } from '../wire/echoes-api.ts';
+import type {
+  CreateEchoRequest,
+  Echo,
+  ErasureReceipt,
+  UploadTicket,
+  UploadUrlRequest,
+} from '../wire/echoes-api.ts';
 
 // The only place where wire names (snake_case, wire/echoes-api.ts) meet domain names. The
 // return types are the wire types, so a field added to the wire module fails to compile here
 // until it is mapped.
 
 export function uploadRequest(body: UploadUrlRequest): UploadRequest {
-  return { fileExtension: body.file_extension, contentType: body.content_type, fileSize: body.file_size, checksumSha256: body.checksum_sha256 };
+  return {
+    fileExtension: body.file_extension,
+    contentType: body.content_type,
+    fileSize: body.file_size,
+    checksumSha256: body.checksum_sha256,
+  };
 }
 
 export function uploadJson(ticket: IssuedUpload): UploadTicket {
@@ -49,7 +60,14 @@ export function echoJson(view: EchoView): Echo {
     caption: r.caption,
     duration_seconds: r.durationSeconds,
     location: r.location,
-    audio: r.audio ? { codec: r.audio.codec, sample_rate: r.audio.sampleRate, channels: r.audio.channels, bit_rate: r.audio.bitRate } : null,
+    audio: r.audio
+      ? {
+          codec: r.audio.codec,
+          sample_rate: r.audio.sampleRate,
+          channels: r.audio.channels,
+          bit_rate: r.audio.bitRate,
+        }
+      : null,
     waveform: r.waveform ? [...r.waveform] : null,
     created_at: r.createdAt.toISOString(),
     audio_url: view.audioUrl,
@@ -75,6 +93,10 @@ export function erasureReceiptJson(r: Receipt): ErasureReceipt {
 export type ExportedEcho = Omit<Echo, 'audio_url' | 'audio_url_expires_in'>;
 
 export function exportedEchoJson(record: EchoRecord): ExportedEcho {
-  const { audio_url: _url, audio_url_expires_in: _expires, ...rest } = echoJson({ record, audioUrl: '', audioUrlExpiresIn: 0 });
+  const {
+    audio_url: _url,
+    audio_url_expires_in: _expires,
+    ...rest
+  } = echoJson({ record, audioUrl: '', audioUrlExpiresIn: 0 });
   return rest;
 }

@@ -1,6 +1,11 @@
 import { format as formatText } from 'node:util';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { CleanupOutcome, CleanupSweep, IntegrityIncidentKind, ServiceMetrics } from '../ports.ts';
+import type {
+  CleanupOutcome,
+  CleanupSweep,
+  IntegrityIncidentKind,
+  ServiceMetrics,
+} from './port.ts';
 import type { UploadRejectionReason } from '../domain/rejections.ts';
 
 /** Receives one or more whole EMF lines, each ending in '\n'. */
@@ -38,9 +43,17 @@ const M = {
   uploadBytes: { name: 'echoes_upload_bytes', unit: MetricUnit.Bytes, sum: false },
   uploadSeconds: { name: 'echoes_upload_seconds', unit: MetricUnit.Seconds, sum: false },
   deleted: { name: 'echoes_deleted_total', unit: MetricUnit.Count, sum: true },
-  cleanupObjects: { name: 'echoes_cleanup_objects_deleted_total', unit: MetricUnit.Count, sum: true },
+  cleanupObjects: {
+    name: 'echoes_cleanup_objects_deleted_total',
+    unit: MetricUnit.Count,
+    sum: true,
+  },
   cleanupRuns: { name: 'echoes_cleanup_runs_total', unit: MetricUnit.Count, sum: true },
-  httpSeconds: { name: 'echoes_http_request_duration_seconds', unit: MetricUnit.Seconds, sum: false },
+  httpSeconds: {
+    name: 'echoes_http_request_duration_seconds',
+    unit: MetricUnit.Seconds,
+    sum: false,
+  },
   incidents: { name: 'echoes_integrity_incidents_total', unit: MetricUnit.Count, sum: true },
 } as const satisfies Record<string, MetricSpec>;
 
@@ -79,11 +92,19 @@ export class EmfMetrics implements ServiceMetrics {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: EmfMetricsOptions = {}) {
-    this.#writer = options.writer ?? ((chunk) => { process.stdout.write(chunk); });
+    this.#writer =
+      options.writer ??
+      ((chunk) => {
+        process.stdout.write(chunk);
+      });
     this.#maxBuffered = Math.max(1, options.maxBuffered ?? 10_000);
-    this.#onError = options.onError ?? ((error) => {
-      process.stderr.write(`EMF metrics: ${error instanceof Error ? error.message : String(error)}\n`);
-    });
+    this.#onError =
+      options.onError ??
+      ((error) => {
+        process.stderr.write(
+          `EMF metrics: ${error instanceof Error ? error.message : String(error)}\n`,
+        );
+      });
     const warn = (...content: unknown[]): void => this.#report(new Error(formatText(...content)));
     const quiet = (): void => undefined;
     this.#emf = new Metrics({
@@ -204,7 +225,9 @@ export class EmfMetrics implements ServiceMetrics {
   #documents(group: readonly Series[], lines: string[]): void {
     const dimensions = group[0]!.dimensions;
     const entries = group.map((s) => ({ spec: s.spec, values: s.spec.sum ? [s.total] : s.values }));
-    const chunks = Math.max(...entries.map((e) => Math.ceil(e.values.length / VALUES_PER_DOCUMENT)));
+    const chunks = Math.max(
+      ...entries.map((e) => Math.ceil(e.values.length / VALUES_PER_DOCUMENT)),
+    );
     for (let chunk = 0; chunk < chunks; chunk += 1) {
       const from = chunk * VALUES_PER_DOCUMENT;
       const present = entries.filter((e) => e.values.length > from);
@@ -223,7 +246,8 @@ export class EmfMetrics implements ServiceMetrics {
     try {
       for (const [name, value] of Object.entries(dimensions)) emf.addDimension(name, value);
       for (const { spec, values } of entries) {
-        for (const value of values.slice(from, from + VALUES_PER_DOCUMENT)) emf.addMetric(spec.name, spec.unit, value);
+        for (const value of values.slice(from, from + VALUES_PER_DOCUMENT))
+          emf.addMetric(spec.name, spec.unit, value);
       }
       const document = emf.serializeMetrics();
       // Without dimensions Powertools writes `Dimensions: []`, which the EMF schema refuses
@@ -233,7 +257,10 @@ export class EmfMetrics implements ServiceMetrics {
         const sets: readonly string[][] = directive.Dimensions;
         return { ...directive, Dimensions: sets.length === 0 ? [[]] : sets };
       });
-      return JSON.stringify({ ...document, _aws: { ...document._aws, CloudWatchMetrics: directives } });
+      return JSON.stringify({
+        ...document,
+        _aws: { ...document._aws, CloudWatchMetrics: directives },
+      });
     } finally {
       emf.clearMetrics();
       emf.clearDimensions();

@@ -1,4 +1,4 @@
-import { NO_METRICS, type ServiceMetrics } from '../ports.ts';
+import { NO_METRICS, type ServiceMetrics } from './port.ts';
 
 /** One recorder that reports to several (Prometheus and EMF together), or to none. */
 export function fanOut(targets: readonly ServiceMetrics[]): ServiceMetrics {

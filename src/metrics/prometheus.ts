@@ -1,7 +1,13 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { AUDIO_FORMATS } from '../domain/formats.ts';
 import { UPLOAD_REJECTION_REASONS, type UploadRejectionReason } from '../domain/rejections.ts';
-import { INTEGRITY_INCIDENT_KINDS, type CleanupOutcome, type CleanupSweep, type IntegrityIncidentKind, type ServiceMetrics } from '../ports.ts';
+import {
+  INTEGRITY_INCIDENT_KINDS,
+  type CleanupOutcome,
+  type CleanupSweep,
+  type IntegrityIncidentKind,
+  type ServiceMetrics,
+} from './port.ts';
 
 export interface PrometheusMetricsOptions {
   /** MAX_AUDIO_FILE_SIZE: the last finite bucket of `echoes_upload_bytes`. */
@@ -49,25 +55,67 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   constructor(options: PrometheusMetricsOptions) {
     const registers = [this.registry];
-    this.issued = new Counter({ name: 'echoes_upload_urls_issued_total', help: 'Upload URLs issued, by format.', labelNames: ['format'], registers });
-    this.verified = new Counter({ name: 'echoes_uploads_verified_total', help: 'Uploads verified and made echoes, by format.', labelNames: ['format'], registers });
-    this.rejected = new Counter({ name: 'echoes_uploads_rejected_total', help: 'Uploads refused, by reason (expired: URL expired unused, counted by cleanup).', labelNames: ['reason'], registers });
+    this.issued = new Counter({
+      name: 'echoes_upload_urls_issued_total',
+      help: 'Upload URLs issued, by format.',
+      labelNames: ['format'],
+      registers,
+    });
+    this.verified = new Counter({
+      name: 'echoes_uploads_verified_total',
+      help: 'Uploads verified and made echoes, by format.',
+      labelNames: ['format'],
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'echoes_uploads_rejected_total',
+      help: 'Uploads refused, by reason (expired: URL expired unused, counted by cleanup).',
+      labelNames: ['reason'],
+      registers,
+    });
     this.bytes = new Histogram({
-      name: 'echoes_upload_bytes', help: 'Size of verified uploads in bytes, by format.', labelNames: ['format'], registers,
+      name: 'echoes_upload_bytes',
+      help: 'Size of verified uploads in bytes, by format.',
+      labelNames: ['format'],
+      registers,
       buckets: byteBuckets(options.maxAudioFileSize),
     });
     this.seconds = new Histogram({
-      name: 'echoes_upload_seconds', help: 'Seconds from the upload URL being issued to the upload being verified.', registers,
+      name: 'echoes_upload_seconds',
+      help: 'Seconds from the upload URL being issued to the upload being verified.',
+      registers,
       buckets: uploadSecondsBuckets(options.urlExpiresInSeconds),
     });
-    this.deleted = new Counter({ name: 'echoes_deleted_total', help: 'Echoes deleted: by their user, by erasure of a user, or by old-file cleanup.', registers });
-    this.cleanupDeleted = new Counter({ name: 'echoes_cleanup_objects_deleted_total', help: 'Objects deleted by the lifecycle sweeps, by sweep.', labelNames: ['sweep'], registers });
-    this.cleanupRuns = new Counter({ name: 'echoes_cleanup_runs_total', help: 'Lifecycle sweeps run (dry runs excluded), by sweep and outcome.', labelNames: ['sweep', 'outcome'], registers });
-    this.http = new Histogram({
-      name: 'echoes_http_request_duration_seconds', help: 'HTTP requests by route pattern, method and status code.',
-      labelNames: ['route', 'method', 'status_code'], registers, buckets: HTTP_SECONDS_BUCKETS,
+    this.deleted = new Counter({
+      name: 'echoes_deleted_total',
+      help: 'Echoes deleted: by their user, by erasure of a user, or by old-file cleanup.',
+      registers,
     });
-    this.incidents = new Counter({ name: 'echoes_integrity_incidents_total', help: 'Storage changed outside the service, by kind (object_removed: a ready echo lost its audio).', labelNames: ['kind'], registers });
+    this.cleanupDeleted = new Counter({
+      name: 'echoes_cleanup_objects_deleted_total',
+      help: 'Objects deleted by the lifecycle sweeps, by sweep.',
+      labelNames: ['sweep'],
+      registers,
+    });
+    this.cleanupRuns = new Counter({
+      name: 'echoes_cleanup_runs_total',
+      help: 'Lifecycle sweeps run (dry runs excluded), by sweep and outcome.',
+      labelNames: ['sweep', 'outcome'],
+      registers,
+    });
+    this.http = new Histogram({
+      name: 'echoes_http_request_duration_seconds',
+      help: 'HTTP requests by route pattern, method and status code.',
+      labelNames: ['route', 'method', 'status_code'],
+      registers,
+      buckets: HTTP_SECONDS_BUCKETS,
+    });
+    this.incidents = new Counter({
+      name: 'echoes_integrity_incidents_total',
+      help: 'Storage changed outside the service, by kind (object_removed: a ready echo lost its audio).',
+      labelNames: ['kind'],
+      registers,
+    });
     for (const kind of INTEGRITY_INCIDENT_KINDS) this.incidents.labels(kind).inc(0);
     // Every known series at 0 from the start: rate() and alarms see a series before its first event.
     for (const { extension: format } of AUDIO_FORMATS) {
@@ -110,7 +158,9 @@ export class PrometheusMetrics implements ServiceMetrics {
   }
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {
-    this.http.labels(route, METHODS.has(method) ? method : 'other', String(statusCode)).observe(seconds);
+    this.http
+      .labels(route, METHODS.has(method) ? method : 'other', String(statusCode))
+      .observe(seconds);
   }
 
   integrityIncident(kind: IntegrityIncidentKind): void {

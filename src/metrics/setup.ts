@@ -1,5 +1,5 @@
-import type { Config } from '../config.ts';
-import type { ServiceMetrics } from '../ports.ts';
+import type { Config } from '../app/config.ts';
+import type { ServiceMetrics } from './port.ts';
 import { fanOut } from './fanout.ts';
 import { PrometheusMetrics } from './prometheus.ts';
 
@@ -22,13 +22,16 @@ export interface MetricsSetup {
  * writes EMF every minute; a CLI run (`prometheus` only with `--metrics-file`) reports just what
  * the run did, its EMF at the end. Powertools loads only when METRICS_EMF=on.
  */
-export async function createMetrics(config: Config, options: { prometheus: boolean; server: boolean }): Promise<MetricsSetup> {
+export async function createMetrics(
+  config: Config,
+  options: { prometheus: boolean; server: boolean },
+): Promise<MetricsSetup> {
   const prometheus = options.prometheus
     ? new PrometheusMetrics({
-      maxAudioFileSize: config.maxAudioFileSize,
-      urlExpiresInSeconds: config.presignedUrlExpiration,
-      processMetrics: options.server,
-    })
+        maxAudioFileSize: config.maxAudioFileSize,
+        urlExpiresInSeconds: config.presignedUrlExpiration,
+        processMetrics: options.server,
+      })
     : undefined;
   const recorders: ServiceMetrics[] = prometheus ? [prometheus] : [];
   let emf: { stop(): void; flush(): void } | undefined;

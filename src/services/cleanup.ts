@@ -1,14 +1,54 @@
-import { NO_METRICS, type CleanupSweep, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
-import { cleanupOldFiles, type OldFilesOptions, type OldFilesResult } from './lifecycle/old-files.ts';
-import { cleanupOrphans, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
+import type { CleanupSweep, ServiceMetrics } from '../metrics/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
+import { type EchoRepository } from '../metadata/port.ts';
+import { type ObjectStore } from '../storage/port.ts';
+import {
+  cleanupOldFiles,
+  type OldFilesOptions,
+  type OldFilesResult,
+} from './lifecycle/old-files.ts';
+import {
+  cleanupOrphans,
+  type OrphanCleanupOptions,
+  type OrphanCleanupResult,
+} from './lifecycle/orphans.ts';
 import { getStorageReport, type ReportOptions, type StorageReport } from './lifecycle/report.ts';
-import { verifyFileIntegrity, type IntegrityResult, type VerifyOptions } from './lifecycle/integrity.ts';
+import {
+  verifyFileIntegrity,
+  type IntegrityResult,
+  type VerifyOptions,
+} from './lifecycle/integrity.ts';
 
-export type { Failure, Failures, KeySet, SweepOptions, SweepPhase, SweepProgress } from './lifecycle/common.ts';
-export { DEFAULT_GRACE_HOURS, type OrphanCleanupOptions, type OrphanCleanupResult } from './lifecycle/orphans.ts';
+export type {
+  Failure,
+  Failures,
+  KeySet,
+  SweepOptions,
+  SweepPhase,
+  SweepProgress,
+} from './lifecycle/common.ts';
+export {
+  DEFAULT_GRACE_HOURS,
+  type OrphanCleanupOptions,
+  type OrphanCleanupResult,
+} from './lifecycle/orphans.ts';
 export type { OldFilesOptions, OldFilesResult } from './lifecycle/old-files.ts';
-export { DEFAULT_TOP_USERS, type ReportOptions, type SizeBucket, type StorageCost, type StorageReport, type Usage, type UserUsage } from './lifecycle/report.ts';
-export type { IntegrityResult, Mismatches, SizeMismatch, TypeMismatch, VerifyOptions } from './lifecycle/integrity.ts';
+export {
+  DEFAULT_TOP_USERS,
+  type ReportOptions,
+  type SizeBucket,
+  type StorageCost,
+  type StorageReport,
+  type Usage,
+  type UserUsage,
+} from './lifecycle/report.ts';
+export type {
+  IntegrityResult,
+  Mismatches,
+  SizeMismatch,
+  TypeMismatch,
+  VerifyOptions,
+} from './lifecycle/integrity.ts';
 export { scheduleCleanup, type CleanupLogger, type CleanupSchedule } from './lifecycle/schedule.ts';
 
 /**
@@ -17,16 +57,25 @@ export { scheduleCleanup, type CleanupLogger, type CleanupSchedule } from './lif
  * holds one batch, a few counters and capped key lists, whatever the number of objects.
  */
 export class CleanupService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  constructor(deps: ServiceDeps) {
+    ({
+      store: this.store,
+      repo: this.repo,
+      clock: this.clock,
+      metrics: this.metrics,
+    } = withDefaults(deps));
+  }
 
   /** Objects with no echo, expired uploads and unfinished deletes, past the grace period. */
   async cleanupOrphans(options: OrphanCleanupOptions): Promise<OrphanCleanupResult> {
-    const result = await this.counted('orphans', options.dryRun, () => cleanupOrphans(this.store, this.repo, options, this.clock));
+    const result = await this.counted('orphans', options.dryRun, () =>
+      cleanupOrphans(this.store, this.repo, options, this.clock),
+    );
     if (!result.dryRun) {
       this.metrics.cleanupObjectsDeleted('orphans', result.deletedObjects);
       this.metrics.cleanupObjectsDeleted('leftovers', result.removedLeftovers);
@@ -38,10 +87,21 @@ export class CleanupService {
   /** Echoes created more than `olderThanDays` ago: object, then record. */
   cleanupOldFiles(options: OldFilesOptions): Promise<OldFilesResult>;
   /** The guide's form: `cleanupOldFiles('user123', { olderThanDays: 365, dryRun: false })`. */
-  cleanupOldFiles(userId: string | undefined, options: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult>;
-  async cleanupOldFiles(first: OldFilesOptions | string | undefined, second?: Omit<OldFilesOptions, 'userId'>): Promise<OldFilesResult> {
-    const options = typeof first === 'object' ? first : { ...(second as Omit<OldFilesOptions, 'userId'>), userId: first };
-    const result = await this.counted('old_files', options.dryRun, () => cleanupOldFiles(this.store, this.repo, options, this.clock));
+  cleanupOldFiles(
+    userId: string | undefined,
+    options: Omit<OldFilesOptions, 'userId'>,
+  ): Promise<OldFilesResult>;
+  async cleanupOldFiles(
+    first: OldFilesOptions | string | undefined,
+    second?: Omit<OldFilesOptions, 'userId'>,
+  ): Promise<OldFilesResult> {
+    const options =
+      typeof first === 'object'
+        ? first
+        : { ...(second as Omit<OldFilesOptions, 'userId'>), userId: first };
+    const result = await this.counted('old_files', options.dryRun, () =>
+      cleanupOldFiles(this.store, this.repo, options, this.clock),
+    );
     if (!result.dryRun) {
       this.metrics.cleanupObjectsDeleted('old_files', result.deleted.count);
       this.metrics.echoesDeleted(result.deleted.count);
@@ -50,7 +110,11 @@ export class CleanupService {
   }
 
   /** A sweep's run, as `echoes_cleanup_runs_total` counts it: a failure is a throw or any item that failed. */
-  private async counted<R extends { readonly failed: { readonly count: number } }>(sweep: CleanupSweep, dryRun: boolean, run: () => Promise<R>): Promise<R> {
+  private async counted<R extends { readonly failed: { readonly count: number } }>(
+    sweep: CleanupSweep,
+    dryRun: boolean,
+    run: () => Promise<R>,
+  ): Promise<R> {
     let result: R;
     try {
       result = await run();
@@ -63,12 +127,18 @@ export class CleanupService {
   }
 
   /** Counts and bytes of one user, or of everyone with the largest users. */
-  getStorageReport(userId?: string, options: Omit<ReportOptions, 'userId'> = {}): Promise<StorageReport> {
+  getStorageReport(
+    userId?: string,
+    options: Omit<ReportOptions, 'userId'> = {},
+  ): Promise<StorageReport> {
     return getStorageReport(this.repo, { ...options, userId }, this.clock);
   }
 
   /** Storage against metadata; `fix` repairs what is safe and says what it did. */
-  verifyFileIntegrity(userId?: string, options: Omit<VerifyOptions, 'userId'> = { fix: false }): Promise<IntegrityResult> {
+  verifyFileIntegrity(
+    userId?: string,
+    options: Omit<VerifyOptions, 'userId'> = { fix: false },
+  ): Promise<IntegrityResult> {
     return verifyFileIntegrity(this.store, this.repo, { ...options, userId }, this.clock);
   }
 }

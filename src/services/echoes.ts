@@ -4,12 +4,23 @@ import { baseContentType, formatForExtension, sniffMatches } from '../domain/for
 import { isEchoId } from '../domain/ids.ts';
 import { decodeCursor, encodeCursor, listBounds } from '../domain/listing.ts';
 import { inspectStoredObject } from '../domain/upload-policy.ts';
-import { decodePeaks, encodePeaks, resamplePeaks, WAVEFORM_POINTS, audiowaveformJson, type AudiowaveformJson } from '../domain/waveform.ts';
-import { NO_METRICS, type AudioFacts, type AudioProbe, type EchoRepository, type ObjectInfo, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import {
+  decodePeaks,
+  encodePeaks,
+  resamplePeaks,
+  WAVEFORM_POINTS,
+  audiowaveformJson,
+  type AudiowaveformJson,
+} from '../domain/waveform.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
+import { type AudioFacts, type AudioProbe } from '../audio/port.ts';
+import { type EchoRepository } from '../metadata/port.ts';
+import { type ObjectInfo, type ObjectStore } from '../storage/port.ts';
 import { parseObjectKey } from '../domain/keys.ts';
 import { verdictApplies, type UploadVerdict } from '../domain/verdict.ts';
 import { UploadRejected } from '../domain/rejections.ts';
-import { SNIFF_BYTES, sniffExtension } from './audio-sniffer.ts';
+import { SNIFF_BYTES, sniffExtension } from '../audio/sniffer.ts';
 
 export interface EchoSettings {
   readonly maxAudioFileSize: number;
@@ -50,24 +61,47 @@ export type ArrivalOutcome =
 
 export type RemovalOutcome = 'expected' | { readonly incident: EchoRecord };
 
-const identityOf = (o: ObjectInfo): { etag: string; size: number; lastModified: number } => ({ etag: o.etag ?? '', size: o.size, lastModified: o.lastModified.getTime() });
+const identityOf = (o: ObjectInfo): { etag: string; size: number; lastModified: number } => ({
+  etag: o.etag ?? '',
+  size: o.size,
+  lastModified: o.lastModified.getTime(),
+});
 
-const echoNotFound = (): AppError => new AppError('ECHO_NOT_FOUND', 'No echo with this id for this user.');
+const echoNotFound = (): AppError =>
+  new AppError('ECHO_NOT_FOUND', 'No echo with this id for this user.');
 
 /** Turns verified uploads into echoes, and reads and deletes them. */
 export class EchoService {
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly probe: AudioProbe;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  /** `store` signs playback URLs too: a CDN's store where playback goes through one. */
   constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly probe: AudioProbe,
+    deps: ServiceDeps & { readonly probe: AudioProbe },
     private readonly settings: EchoSettings,
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-    private readonly clock: () => Date = () => new Date(),
-  ) {}
+  ) {
+    ({
+      store: this.store,
+      repo: this.repo,
+      probe: this.probe,
+      clock: this.clock,
+      metrics: this.metrics,
+    } = withDefaults(deps));
+  }
 
   /** Verifies the uploaded object and makes it an echo; `created` is false for a repeat. */
-  async create(userId: string, echoId: string, metadata: EchoMetadata): Promise<{ view: EchoView; created: boolean }> {
-    const notFound = new AppError('UPLOAD_NOT_FOUND', 'No upload URL was issued to you for this echo_id; call POST /echoes/upload-url first.');
+  async create(
+    userId: string,
+    echoId: string,
+    metadata: EchoMetadata,
+  ): Promise<{ view: EchoView; created: boolean }> {
+    const notFound = new AppError(
+      'UPLOAD_NOT_FOUND',
+      'No upload URL was issued to you for this echo_id; call POST /echoes/upload-url first.',
+    );
     if (!isEchoId(echoId)) throw notFound;
     const pending = await this.repo.get({ userId, echoId });
     if (!pending || pending.status === 'deleting') throw notFound;
@@ -75,27 +109,42 @@ export class EchoService {
 
     const object = await this.store.head(pending.key);
     // Refused as it landed (S3 events) and deleted then: the same 422 a check here would give.
-    if (!object && pending.verdict?.outcome === 'rejected') throw new UploadRejected(pending.verdict.reason, pending.verdict.message);
+    if (!object && pending.verdict?.outcome === 'rejected')
+      throw new UploadRejected(pending.verdict.reason, pending.verdict.message);
     if (!object && pending.multipartUploadId) {
-      throw new AppError('UPLOAD_INCOMPLETE', `This upload comes in parts and is not complete: upload every part, then POST /echoes/multipart/${echoId}/complete, then try again.`);
+      throw new AppError(
+        'UPLOAD_INCOMPLETE',
+        `This upload comes in parts and is not complete: upload every part, then POST /echoes/multipart/${echoId}/complete, then try again.`,
+      );
     }
     if (!object) {
-      throw new AppError('UPLOAD_INCOMPLETE', pending.expiresAt.getTime() < Date.now()
-        ? 'Nothing was uploaded for this echo and its upload URL has expired; ask POST /echoes/upload-url for a new one.'
-        : 'Nothing was uploaded for this echo yet. PUT the audio to upload_url with the returned headers, then try again.');
+      throw new AppError(
+        'UPLOAD_INCOMPLETE',
+        pending.expiresAt.getTime() < Date.now()
+          ? 'Nothing was uploaded for this echo and its upload URL has expired; ask POST /echoes/upload-url for a new one.'
+          : 'Nothing was uploaded for this echo yet. PUT the audio to upload_url with the returned headers, then try again.',
+      );
     }
-    const measured = verdictApplies(pending.verdict, object) && pending.verdict?.outcome === 'accepted'
-      ? pending.verdict.measured
-      : await this.inspect(pending, object);
-    const stored = await this.repo.markReady({ userId, echoId }, {
-      fileSize: object.size,
-      // The measured duration, whatever the client said: MediaRecorder's is missing, others may lie.
-      metadata: { ...metadata, durationSeconds: measured.durationSeconds },
-      measured,
-    });
+    const measured =
+      verdictApplies(pending.verdict, object) && pending.verdict?.outcome === 'accepted'
+        ? pending.verdict.measured
+        : await this.inspect(pending, object);
+    const stored = await this.repo.markReady(
+      { userId, echoId },
+      {
+        fileSize: object.size,
+        // The measured duration, whatever the client said: MediaRecorder's is missing, others may lie.
+        metadata: { ...metadata, durationSeconds: measured.durationSeconds },
+        measured,
+      },
+    );
     if (!stored || stored.status !== 'ready') throw notFound;
     // Two racing POSTs of one upload both answer 201 (markReady does not say who won), and both count.
-    this.metrics.uploadVerified(pending.extension, object.size, (this.clock().getTime() - pending.createdAt.getTime()) / 1000);
+    this.metrics.uploadVerified(
+      pending.extension,
+      object.size,
+      (this.clock().getTime() - pending.createdAt.getTime()) / 1000,
+    );
     // A racing request may have won with other metadata: everyone answers with what is stored.
     return { view: await this.view(stored), created: true };
   }
@@ -190,12 +239,21 @@ export class EchoService {
         if (err instanceof UploadRejected) this.metrics.uploadRejected(err.reason);
       }
       // Deleted between head and read (a racing DELETE of the upload, cleanup): as if never uploaded.
-      if (isPortError(err, 'not_found')) throw new AppError('UPLOAD_INCOMPLETE', 'The upload disappeared while it was checked; upload the audio again.');
+      if (isPortError(err, 'not_found'))
+        throw new AppError(
+          'UPLOAD_INCOMPLETE',
+          'The upload disappeared while it was checked; upload the audio again.',
+        );
       throw err;
     }
     return {
       durationSeconds: facts.durationSeconds,
-      audio: { codec: facts.codec, sampleRate: facts.sampleRate, channels: facts.channels, bitRate: facts.bitRate },
+      audio: {
+        codec: facts.codec,
+        sampleRate: facts.sampleRate,
+        channels: facts.channels,
+        bitRate: facts.bitRate,
+      },
       waveform: facts.peaks ? resamplePeaks(facts.peaks, WAVEFORM_POINTS) : null,
       peaks: facts.peaks ? encodePeaks(facts.peaks) : null,
     };
@@ -207,9 +265,17 @@ export class EchoService {
     const record = await this.repo.get({ userId, echoId });
     if (record?.status !== 'ready') throw echoNotFound();
     if (!record.peaks || !record.audio || record.durationSeconds === null) {
-      throw new AppError('WAVEFORM_NOT_FOUND', 'This echo has no waveform: it was stored without decoding (no ffmpeg on the server, or made before decoding existed).');
+      throw new AppError(
+        'WAVEFORM_NOT_FOUND',
+        'This echo has no waveform: it was stored without decoding (no ffmpeg on the server, or made before decoding existed).',
+      );
     }
-    return audiowaveformJson(decodePeaks(record.peaks), record.audio.sampleRate, record.durationSeconds, points);
+    return audiowaveformJson(
+      decodePeaks(record.peaks),
+      record.audio.sampleRate,
+      record.durationSeconds,
+      points,
+    );
   }
 
   async get(userId: string, echoId: string): Promise<EchoView> {
@@ -219,10 +285,17 @@ export class EchoService {
     return this.view(record);
   }
 
-  async list(userId: string, request: ListRequest): Promise<{ views: EchoView[]; nextCursor: string | null }> {
+  async list(
+    userId: string,
+    request: ListRequest,
+  ): Promise<{ views: EchoView[]; nextCursor: string | null }> {
     const bounds = listBounds(request.from, request.to);
     const beforeEchoId = request.cursor === undefined ? undefined : decodeCursor(request.cursor);
-    const page = await this.repo.listReady(userId, { limit: request.limit, beforeEchoId, ...bounds });
+    const page = await this.repo.listReady(userId, {
+      limit: request.limit,
+      beforeEchoId,
+      ...bounds,
+    });
     const views = await Promise.all(page.items.map((r) => this.view(r)));
     const last = page.items[page.items.length - 1];
     return { views, nextCursor: page.more && last ? encodeCursor(last.echoId) : null };
@@ -239,7 +312,11 @@ export class EchoService {
     } catch (err) {
       // Only an outage gets the "retry" answer; anything else is a bug and must show as one.
       if (!isPortError(err, 'unavailable')) throw err;
-      throw new AppError('SERVICE_UNAVAILABLE', 'The audio could not be deleted right now; the echo is hidden and cleanup will finish it. You can retry DELETE.', { cause: err });
+      throw new AppError(
+        'SERVICE_UNAVAILABLE',
+        'The audio could not be deleted right now; the echo is hidden and cleanup will finish it. You can retry DELETE.',
+        { cause: err },
+      );
     }
     await this.repo.remove({ userId, echoId });
     this.metrics.echoesDeleted(1);
@@ -247,7 +324,10 @@ export class EchoService {
 
   private async view(record: EchoRecord): Promise<EchoView> {
     const expiresIn = this.settings.audioUrlExpiresInSeconds;
-    const audioUrl = await this.store.signDownload(record.key, { expiresInSeconds: expiresIn, contentType: record.uploadContentType });
+    const audioUrl = await this.store.signDownload(record.key, {
+      expiresInSeconds: expiresIn,
+      contentType: record.uploadContentType,
+    });
     return { record, audioUrl, audioUrlExpiresIn: expiresIn };
   }
 }

@@ -1,8 +1,12 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, backendRole, isPortError } from '../domain/errors.ts';
 import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
-import { keepsMigrationJournal, NO_METRICS, takesMultipart, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
-import { CONCURRENCY, DELETE_BATCH, echoKeyOf, mapLimit } from './lifecycle/common.ts';
+import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
+import { takesMultipart, type ObjectStore } from '../storage/port.ts';
+import { CONCURRENCY, DELETE_BATCH, echoKeyOf } from './lifecycle/common.ts';
+import { mapLimit } from '../support/concurrency.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
 export interface ErasureReceipt {
@@ -34,7 +38,9 @@ export interface ErasurePlan {
 }
 
 export interface EraseOptions {
-  readonly onProgress?: ((progress: { phase: 'records' | 'objects'; done: number }) => void) | undefined;
+  readonly onProgress?:
+    | ((progress: { phase: 'records' | 'objects'; done: number }) => void)
+    | undefined;
   /** Each object kept because its key is not one of the user's echo keys, once per erase: callers log it. */
   readonly onSkipped?: ((key: string) => void) | undefined;
 }
@@ -55,12 +61,19 @@ const prefixOf = (userId: string): string => `${userId}/`;
  * under the prefix is kept and reported, never deleted.
  */
 export class EraseService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
+  constructor(deps: ServiceDeps) {
+    ({
+      store: this.store,
+      repo: this.repo,
+      clock: this.clock,
+      metrics: this.metrics,
+    } = withDefaults(deps));
+  }
 
   async plan(userId: string): Promise<ErasurePlan> {
     assertSafeUserId(userId);
@@ -93,7 +106,11 @@ export class EraseService {
     const pending = records.filter((r) => r.status === 'pending');
     const echoes = records.filter((r) => r.status !== 'pending');
     // Hidden at once: GET and list stop showing them while their audio goes.
-    await mapLimit(echoes.filter((r) => r.status === 'ready'), CONCURRENCY, (r) => this.repo.markDeleting(echoKeyOf(r)));
+    await mapLimit(
+      echoes.filter((r) => r.status === 'ready'),
+      CONCURRENCY,
+      (r) => this.repo.markDeleting(echoKeyOf(r)),
+    );
     await mapLimit(pending, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
     options.onProgress?.({ phase: 'records', done: pending.length });
     // Parts of unfinished multipart uploads are the user's bytes too, though no listing shows them.
@@ -104,8 +121,13 @@ export class EraseService {
     let remainingObjects = 0;
     let skippedObjects = 0;
     for (let pass = 0; pass < MAX_PASSES; pass++) {
-      const onDeleted = (done: number): void => options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
-      const removed = await this.deleteEchoObjects(userId, onDeleted, pass === 0 ? options.onSkipped : undefined);
+      const onDeleted = (done: number): void =>
+        options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
+      const removed = await this.deleteEchoObjects(
+        userId,
+        onDeleted,
+        pass === 0 ? options.onSkipped : undefined,
+      );
       deletedObjects += removed.objects;
       deletedBytes += removed.bytes;
       ({ remaining: remainingObjects, skipped: skippedObjects } = await this.countObjects(userId));
@@ -125,7 +147,8 @@ export class EraseService {
     // so only an entry that survived its deletion counts as left over.
     if (keepsMigrationJournal(this.repo)) {
       await this.repo.forgetMigrations(userId);
-      for await (const page of this.repo.scanMigrations({ userId })) remainingRecords += page.length;
+      for await (const page of this.repo.scanMigrations({ userId }))
+        remainingRecords += page.length;
     }
     // Removing the records gave their bytes back; what drifted (a record DynamoDB's TTL dropped) is
     // recounted, and the then empty usage row goes too: it names the user.
@@ -134,7 +157,10 @@ export class EraseService {
       if (!(await this.repo.forgetUsage(userId))) remainingRecords = 1;
     }
     if (remainingObjects > 0 || remainingRecords > 0) {
-      throw new AppError('SERVICE_UNAVAILABLE', `The erase is not finished: ${remainingObjects} objects and ${remainingRecords} records of ${userId} are still there (uploads may be arriving). Repeat the request.`);
+      throw new AppError(
+        'SERVICE_UNAVAILABLE',
+        `The erase is not finished: ${remainingObjects} objects and ${remainingRecords} records of ${userId} are still there (uploads may be arriving). Repeat the request.`,
+      );
     }
     return {
       userId,
@@ -178,10 +204,17 @@ export class EraseService {
       const first = res.failed[0];
       if (first) {
         // Keys and the store's own words are for the log (the cause), not for the answer.
-        const detail = res.failed.slice(0, 5).map((f) => `${f.key}: ${f.message}`).join('; ');
-        throw new AppError('SERVICE_UNAVAILABLE', `Could not delete ${res.failed.length} objects of ${userId}: the storage backend refused. Repeat the request to finish the erase.`, {
-          cause: new Error(`deleteMany failed for ${res.failed.length} keys: ${detail}`),
-        });
+        const detail = res.failed
+          .slice(0, 5)
+          .map((f) => `${f.key}: ${f.message}`)
+          .join('; ');
+        throw new AppError(
+          'SERVICE_UNAVAILABLE',
+          `Could not delete ${res.failed.length} objects of ${userId}: the storage backend refused. Repeat the request to finish the erase.`,
+          {
+            cause: new Error(`deleteMany failed for ${res.failed.length} keys: ${detail}`),
+          },
+        );
       }
     };
     try {
@@ -196,7 +229,11 @@ export class EraseService {
       if (batch.length > 0) await flush();
     } catch (err) {
       if (!isPortError(err)) throw err;
-      throw new AppError('SERVICE_UNAVAILABLE', `The erase of ${userId} stopped part-way: the ${backendRole(err.backend) ?? 'storage'} backend failed. Repeat the request to finish it.`, { cause: err });
+      throw new AppError(
+        'SERVICE_UNAVAILABLE',
+        `The erase of ${userId} stopped part-way: the ${backendRole(err.backend) ?? 'storage'} backend failed. Repeat the request to finish it.`,
+        { cause: err },
+      );
     }
     return { objects, bytes };
   }

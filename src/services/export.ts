@@ -5,7 +5,9 @@ import { ZipFile } from 'yazl';
 import type { EchoRecord } from '../domain/echo.ts';
 import { isPortError } from '../domain/errors.ts';
 import { reclaimStreamBuffers } from './reclaim.ts';
-import type { EchoRepository, ObjectStore } from '../ports.ts';
+import type { EchoRepository } from '../metadata/port.ts';
+import type { ObjectStore } from '../storage/port.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 
 /** One file of the zip as manifest.json lists it. */
 export interface ExportedFile {
@@ -73,11 +75,20 @@ class ExportAborted extends Error {
  * a time and hashed on the way through, so memory does not grow with the user's total size.
  */
 export class ExportService {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
-    private readonly describe: EchoDescriber,
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly describe: EchoDescriber;
+  private readonly clock: Clock;
+
+  /** `describe` writes each echo's entry of echoes.json, as the API shows an echo. */
+  constructor(deps: ServiceDeps & { readonly describe: EchoDescriber }) {
+    ({
+      store: this.store,
+      repo: this.repo,
+      describe: this.describe,
+      clock: this.clock,
+    } = withDefaults(deps));
+  }
 
   /**
    * Reads the first page of the user's echoes before returning, so a backend that is down fails
@@ -97,8 +108,13 @@ export class ExportService {
     output.once('close', () => {
       if (!output.readableEnded) abort();
     });
-    const createdAt = new Date();
-    const addStream = async (source: Readable, path: string, compress: boolean, mtime: Date): Promise<ExportedFile> => {
+    const createdAt = this.clock();
+    const addStream = async (
+      source: Readable,
+      path: string,
+      compress: boolean,
+      mtime: Date,
+    ): Promise<ExportedFile> => {
       if (aborted) {
         source.destroy();
         throw new ExportAborted();
@@ -132,7 +148,12 @@ export class ExportService {
         while (!page.done) {
           for (const record of page.value) {
             yield `${refs.length === 0 ? '\n' : ',\n'}${JSON.stringify(describe(record))}`;
-            refs.push({ echoId: record.echoId, key: record.key, extension: record.extension, createdAt: record.createdAt });
+            refs.push({
+              echoId: record.echoId,
+              key: record.key,
+              extension: record.extension,
+              createdAt: record.createdAt,
+            });
           }
           report({ phase: 'metadata', echoes: refs.length, total: undefined, audioBytes: 0 });
           page = await pages.next();
@@ -153,7 +174,12 @@ export class ExportService {
           continue;
         }
         // Audio is compressed already: stored as it is, byte for byte.
-        const file = await addStream(source, `audio/${ref.echoId}.${ref.extension}`, false, ref.createdAt);
+        const file = await addStream(
+          source,
+          `audio/${ref.echoId}.${ref.extension}`,
+          false,
+          ref.createdAt,
+        );
         files.push(file);
         audioBytes += file.size;
         sinceReclaim += file.size;
@@ -165,7 +191,9 @@ export class ExportService {
         report({ phase: 'audio', echoes: done, total: refs.length, audioBytes });
       }
       const manifest = { user_id: userId, created_at: createdAt.toISOString(), files };
-      zip.addBuffer(Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'manifest.json', { mtime: createdAt });
+      zip.addBuffer(Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'manifest.json', {
+        mtime: createdAt,
+      });
       zip.end();
       await finished(output);
       return { userId, createdAt, echoes: refs.length, files, audioBytes, missing };

@@ -9,9 +9,14 @@ function collector(): Collect | undefined {
   if (collect === undefined) {
     try {
       // V8 reads --expose-gc when it makes a context, so a fresh context hands out gc() even though
-      // the process did not start with the flag.
+      // the process did not start with the flag. The flag is turned off again at once: only the
+      // export holds gc(), and no context made later (a test's, a library's) finds one.
       setFlagsFromString('--expose-gc');
-      collect = runInNewContext('gc') as Collect;
+      try {
+        collect = runInNewContext('gc') as Collect;
+      } finally {
+        setFlagsFromString('--no-expose-gc');
+      }
     } catch {
       collect = null;
     }

@@ -1,11 +1,23 @@
-import type { EchoRecord } from '../domain/echo.ts';
-import { assertContentTypeMatches, formatForExtension, parseContentType, type AudioFormat, type ParsedContentType } from '../domain/formats.ts';
+import { pendingRecord, type EchoRecord } from '../domain/echo.ts';
+import {
+  assertContentTypeMatches,
+  formatForExtension,
+  parseContentType,
+  type AudioFormat,
+  type ParsedContentType,
+} from '../domain/formats.ts';
 import { uuidV7 } from '../domain/ids.ts';
 import { objectKey } from '../domain/keys.ts';
 import { assertChecksum, assertDeclaredSize } from '../domain/upload-policy.ts';
 import { AppError } from '../domain/errors.ts';
-import { NO_METRICS, type AccountUsage, type EchoRepository, type ObjectStore, type ServiceMetrics } from '../ports.ts';
+import type { ServiceMetrics } from '../metrics/port.ts';
+import { type AccountUsage, type EchoRepository } from '../metadata/port.ts';
+import { type ObjectStore } from '../storage/port.ts';
 import { RandomPool } from './random-pool.ts';
+import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
+
+// Multipart uploads and migrations make their pending echoes with it too, from here.
+export { pendingRecord };
 
 export interface UploadSettings {
   readonly maxAudioFileSize: number;
@@ -49,7 +61,7 @@ export interface UploadTicket {
   readonly expiresAt: Date;
 }
 
-export type Clock = () => Date;
+export type { Clock } from './deps.ts';
 
 /**
  * Stores a pending echo with its reservation, or throws what the user must do: QUOTA_EXCEEDED
@@ -68,13 +80,17 @@ export async function reservePending(
   if (outcome.ok) return;
   const u = outcome.usage;
   if (outcome.reason === 'pending') {
-    throw new AppError('TOO_MANY_PENDING_UPLOADS',
-      `You have ${u.pendingUploads} upload URLs open (the limit is ${maxPendingUploads}). Finish them with POST /echoes, or wait until they expire, then ask again.`);
+    throw new AppError(
+      'TOO_MANY_PENDING_UPLOADS',
+      `You have ${u.pendingUploads} upload URLs open (the limit is ${maxPendingUploads}). Finish them with POST /echoes, or wait until they expire, then ask again.`,
+    );
   }
   const held = u.bytesUsed + u.bytesReserved;
-  throw new AppError('QUOTA_EXCEEDED',
+  throw new AppError(
+    'QUOTA_EXCEEDED',
     `This upload needs ${bytes} bytes (${mib(bytes)}) but only ${Math.max(0, quotaBytes - held)} of your ${quotaBytes} bytes (${mib(quotaBytes)}) are free: ` +
-    `${u.bytesUsed} are stored and ${u.bytesReserved} reserved by open uploads. Delete echoes${sizeUndeclared ? ', declare file_size' : ''} or finish open uploads, then try again.`);
+      `${u.bytesUsed} are stored and ${u.bytesReserved} reserved by open uploads. Delete echoes${sizeUndeclared ? ', declare file_size' : ''} or finish open uploads, then try again.`,
+  );
 }
 
 /**
@@ -83,7 +99,12 @@ export async function reservePending(
  */
 export function newUpload(
   userId: string,
-  request: { fileExtension: string; contentType: string; fileSize?: number | undefined; checksumSha256?: string | undefined },
+  request: {
+    fileExtension: string;
+    contentType: string;
+    fileSize?: number | undefined;
+    checksumSha256?: string | undefined;
+  },
   maxBytes: number,
   random: RandomPool,
   now: Date,
@@ -97,61 +118,59 @@ export function newUpload(
   return { format, contentType, echoId, key: objectKey(userId, now, echoId, format.extension) };
 }
 
-/** A new pending echo as an upload URL (or a multipart upload) makes it. */
-export function pendingRecord(fields: {
-  userId: string; echoId: string; key: string; extension: string; contentType: { base: string; header: string };
-  declaredSize: number | null; checksumSha256: string | null; createdAt: Date; expiresAt: Date;
-}): EchoRecord {
-  // Spelled out: spreading EMPTY_METADATA here cost ~18 µs a call (V8 falls back to a slow object).
-  return {
-    emotion: null,
-    tags: [],
-    caption: null,
-    durationSeconds: null,
-    location: null,
-    userId: fields.userId,
-    echoId: fields.echoId,
-    key: fields.key,
-    extension: fields.extension,
-    contentType: fields.contentType.base,
-    uploadContentType: fields.contentType.header,
-    declaredSize: fields.declaredSize,
-    checksumSha256: fields.checksumSha256,
-    fileSize: null,
-    status: 'pending',
-    createdAt: fields.createdAt,
-    expiresAt: fields.expiresAt,
-    audio: null,
-    waveform: null,
-    peaks: null,
-  };
-}
-
 /** Issues signed upload URLs and remembers each as a pending echo. */
 export class UploadService {
   private readonly random = new RandomPool();
 
+  private readonly store: ObjectStore;
+  private readonly repo: EchoRepository;
+  private readonly clock: Clock;
+  private readonly metrics: ServiceMetrics;
+
   constructor(
-    private readonly store: ObjectStore,
-    private readonly repo: EchoRepository,
+    deps: ServiceDeps,
     private readonly settings: UploadSettings,
-    private readonly clock: Clock = () => new Date(),
-    private readonly metrics: ServiceMetrics = NO_METRICS,
-  ) {}
+  ) {
+    ({
+      store: this.store,
+      repo: this.repo,
+      clock: this.clock,
+      metrics: this.metrics,
+    } = withDefaults(deps));
+  }
 
   async issue(userId: string, request: UploadRequest): Promise<UploadTicket> {
     const now = this.clock();
-    const { format, contentType, echoId, key } = newUpload(userId, request, this.settings.maxAudioFileSize, this.random, now);
+    const { format, contentType, echoId, key } = newUpload(
+      userId,
+      request,
+      this.settings.maxAudioFileSize,
+      this.random,
+      now,
+    );
     // After the format checks, so a client learns first what it can fix in any deployment.
-    if (request.fileSize === undefined && !this.store.limitsUnsizedUploads && this.settings.allowUnsizedUploads !== true) {
-      throw new AppError('INVALID_REQUEST',
-        'file_size is required: send the size of the file in bytes, so the upload URL can bind it.');
+    if (
+      request.fileSize === undefined &&
+      !this.store.limitsUnsizedUploads &&
+      this.settings.allowUnsizedUploads !== true
+    ) {
+      throw new AppError(
+        'INVALID_REQUEST',
+        'file_size is required: send the size of the file in bytes, so the upload URL can bind it.',
+      );
     }
     const expiresIn = this.settings.urlExpiresInSeconds;
     const expiresAt = new Date(now.getTime() + expiresIn * 1000);
     const record = pendingRecord({
-      userId, echoId, key, extension: format.extension, contentType,
-      declaredSize: request.fileSize ?? null, checksumSha256: request.checksumSha256 ?? null, createdAt: now, expiresAt,
+      userId,
+      echoId,
+      key,
+      extension: format.extension,
+      contentType,
+      declaredSize: request.fileSize ?? null,
+      checksumSha256: request.checksumSha256 ?? null,
+      createdAt: now,
+      expiresAt,
     });
     // Undeclared sizes reserve the most an upload may be: the check must hold whatever arrives.
     const bytes = request.fileSize ?? this.settings.maxAudioFileSize;
@@ -166,11 +185,24 @@ export class UploadService {
       maxBytes: this.settings.maxAudioFileSize,
     });
     this.metrics.uploadUrlIssued(format.extension);
-    return { uploadUrl: signed.url, method: signed.method, headers: signed.headers, echoId, key, expiresIn, expiresAt };
+    return {
+      uploadUrl: signed.url,
+      method: signed.method,
+      headers: signed.headers,
+      echoId,
+      key,
+      expiresIn,
+      expiresAt,
+    };
   }
 
   async usage(userId: string): Promise<UsageReport> {
     const usage = await this.repo.getUsage(userId);
-    return { userId, ...usage, quotaBytes: this.settings.quotaBytes ?? 0, maxPendingUploads: this.settings.maxPendingUploads ?? 0 };
+    return {
+      userId,
+      ...usage,
+      quotaBytes: this.settings.quotaBytes ?? 0,
+      maxPendingUploads: this.settings.maxPendingUploads ?? 0,
+    };
   }
 }

@@ -1,6 +1,13 @@
 import { getSignedUrl } from '@aws-sdk/cloudfront-signer';
 import type { Readable } from 'node:stream';
-import type { DeleteManyResult, DownloadSpec, ObjectInfo, ObjectStore, SignedUpload, UploadSpec } from '../ports.ts';
+import type {
+  DeleteManyResult,
+  DownloadSpec,
+  ObjectInfo,
+  ObjectStore,
+  SignedUpload,
+  UploadSpec,
+} from './port.ts';
 
 export interface CloudFrontPlaybackOptions {
   /** The distribution's host name (CDN_DOMAIN), its origin being the bucket of `origin`. */
@@ -34,7 +41,10 @@ export class CloudFrontPlaybackStore implements ObjectStore {
   readonly limitsUnsizedUploads: boolean;
   private readonly clock: () => Date;
 
-  constructor(private readonly origin: ObjectStore, private readonly options: CloudFrontPlaybackOptions) {
+  constructor(
+    private readonly origin: ObjectStore,
+    private readonly options: CloudFrontPlaybackOptions,
+  ) {
     this.name = `${origin.name} via cloudfront`;
     this.limitsUnsizedUploads = origin.limitsUnsizedUploads;
     this.clock = options.clock ?? (() => new Date());

@@ -28,7 +28,12 @@ export interface JsonResponse<T = Record<string, unknown>> {
 
 /** A thin JSON caller for tests that go through the real HTTP server. */
 export function apiClient(baseUrl: string, token?: string) {
-  async function call<T = Record<string, unknown>>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<JsonResponse<T>> {
+  async function call<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<JsonResponse<T>> {
     const headers: Record<string, string> = { ...extraHeaders };
     if (token) headers.authorization = `Bearer ${token}`;
     let payload: string | undefined;
@@ -38,7 +43,11 @@ export function apiClient(baseUrl: string, token?: string) {
     }
     const res = await fetch(`${baseUrl}${path}`, { method, headers, body: payload });
     const text = await res.text();
-    return { status: res.status, headers: res.headers, body: (text ? JSON.parse(text) : undefined) as T };
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: (text ? JSON.parse(text) : undefined) as T,
+    };
   }
   return { call };
 }
@@ -53,6 +62,10 @@ export interface Ticket {
   expires_at: string;
 }
 
-export async function putBytes(ticket: Ticket, bytes: Uint8Array, headers: Record<string, string> = ticket.headers): Promise<Response> {
+export async function putBytes(
+  ticket: Ticket,
+  bytes: Uint8Array,
+  headers: Record<string, string> = ticket.headers,
+): Promise<Response> {
   return fetch(ticket.upload_url, { method: 'PUT', headers, body: bytes });
 }

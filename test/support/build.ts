@@ -6,5 +6,8 @@ import { fileURLToPath } from 'node:url';
  * current sources first. tsc is incremental, so an unchanged tree costs a few seconds.
  */
 export default function build(): void {
-  execFileSync('npm', ['run', '--silent', 'build'], { cwd: fileURLToPath(new URL('../..', import.meta.url)), stdio: 'inherit' });
+  execFileSync('npm', ['run', '--silent', 'build'], {
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    stdio: 'inherit',
+  });
 }

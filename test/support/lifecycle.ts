@@ -1,14 +1,21 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { randomBytes } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { EMPTY_METADATA } from '../../src/domain/echo.ts';
-import type { EchoRepository, ObjectStore } from '../../src/ports.ts';
+import type { EchoRepository } from '../../src/metadata/port.ts';
+import type { ObjectStore } from '../../src/storage/port.ts';
 import { UploadService } from '../../src/services/uploads.ts';
 import { fixture } from './api.ts';
-import { createBucket, createEchoTable, startDynalite, TEST_CREDENTIALS, TEST_REGION, type LocalServer } from './aws.ts';
-import { requireMoto, startMoto, type MotoServer } from './moto.ts';
+import {
+  freshBucket,
+  requireMoto,
+  s3Client,
+  startMoto,
+  type MotoServer,
+} from '../backends/s3-moto.ts';
+import { freshTable, startDynalite, type LocalServer } from '../backends/dynalite.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
 /** Writes bytes under a key behind the store's back (corruption, foreign files). */
@@ -23,11 +30,21 @@ export interface LifecycleBackend {
 }
 
 const here = resolve(import.meta.dirname, '..', '..');
-const awsAdaptersExist = existsSync(join(here, 'src/storage/s3.ts')) && existsSync(join(here, 'src/metadata/dynamodb.ts'));
+const awsAdaptersExist =
+  existsSync(join(here, 'src/storage/s3/store.ts')) &&
+  existsSync(join(here, 'src/metadata/dynamodb/repository.ts'));
 
 /** Where the local store keeps an object and its content type. */
-export async function writeLocal(dataDir: string, key: string, bytes: Uint8Array, contentType: string): Promise<void> {
-  for (const [dir, data] of [['objects', bytes], ['meta', contentType]] as const) {
+export async function writeLocal(
+  dataDir: string,
+  key: string,
+  bytes: Uint8Array,
+  contentType: string,
+): Promise<void> {
+  for (const [dir, data] of [
+    ['objects', bytes],
+    ['meta', contentType],
+  ] as const) {
     const path = join(dataDir, dir, ...key.split('/'));
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, data);
@@ -40,7 +57,8 @@ function localBackend(): LifecycleBackend {
     available: true,
     async start() {
       const server = await startTestServer();
-      const rawWrite: RawWrite = (key, bytes, contentType) => writeLocal(server.dataDir, key, bytes, contentType);
+      const rawWrite: RawWrite = (key, bytes, contentType) =>
+        writeLocal(server.dataDir, key, bytes, contentType);
       return { server, rawWrite };
     },
     async stopAll() {},
@@ -55,23 +73,38 @@ function awsBackend(): LifecycleBackend {
     name: 'S3 (moto) + DynamoDB (dynalite)',
     available,
     async start() {
-      moto ??= await startMoto();
-      dynamo ??= await startDynalite();
+      // Both once for the file; each test gets a bucket and a table of its own.
+      if (!moto || !dynamo)
+        [moto, dynamo] = await Promise.all([moto ?? startMoto(), dynamo ?? startDynalite()]);
       // The SDK default chain reads these; moto and dynalite check no signatures.
       process.env.AWS_ACCESS_KEY_ID ??= TEST_CREDENTIALS.accessKeyId;
       process.env.AWS_SECRET_ACCESS_KEY ??= TEST_CREDENTIALS.secretAccessKey;
-      const name = `echoes-lc-${randomBytes(4).toString('hex')}`;
-      await createBucket(moto.endpoint, name);
-      await createEchoTable(dynamo.endpoint, name);
+      const [bucket, table] = await Promise.all([
+        freshBucket(moto.endpoint, 'echoes-lc'),
+        freshTable(dynamo.endpoint, 'echoes-lc'),
+      ]);
       const server = await startTestServer({
-        STORAGE_BACKEND: 's3', S3_BUCKET_NAME: name, S3_ENDPOINT: moto.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_REGION: TEST_REGION,
-        METADATA_BACKEND: 'dynamodb', DYNAMODB_TABLE_NAME: name, DYNAMODB_ENDPOINT: dynamo.endpoint,
+        STORAGE_BACKEND: 's3',
+        S3_BUCKET_NAME: bucket,
+        S3_ENDPOINT: moto.endpoint,
+        S3_FORCE_PATH_STYLE: 'true',
+        AWS_REGION: TEST_REGION,
+        METADATA_BACKEND: 'dynamodb',
+        DYNAMODB_TABLE_NAME: table,
+        DYNAMODB_ENDPOINT: dynamo.endpoint,
       });
       const endpoint = moto.endpoint;
       const rawWrite: RawWrite = async (key, bytes, contentType) => {
-        const s3 = new S3Client({ region: TEST_REGION, endpoint, forcePathStyle: true, credentials: TEST_CREDENTIALS });
+        const s3 = s3Client(endpoint);
         try {
-          await s3.send(new PutObjectCommand({ Bucket: name, Key: key, Body: bytes, ContentType: contentType }));
+          await s3.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: key,
+              Body: bytes,
+              ContentType: contentType,
+            }),
+          );
         } finally {
           s3.destroy();
         }
@@ -91,7 +124,13 @@ export function lifecycleBackends(): LifecycleBackend[] {
 }
 
 export const CONTENT_TYPES: Record<string, string> = {
-  webm: 'audio/webm;codecs=opus', wav: 'audio/wav', mp3: 'audio/mpeg', m4a: 'audio/mp4', ogg: 'audio/ogg', flac: 'audio/flac', aac: 'audio/aac',
+  webm: 'audio/webm;codecs=opus',
+  wav: 'audio/wav',
+  mp3: 'audio/mpeg',
+  m4a: 'audio/mp4',
+  ogg: 'audio/ogg',
+  flac: 'audio/flac',
+  aac: 'audio/aac',
 };
 
 export interface Upload {
@@ -102,14 +141,33 @@ export interface Upload {
 }
 
 /** Issues (optionally at a past moment), PUTs a real fixture to the signed URL, optionally makes it an echo. */
-export async function upload(server: TestServer, userId: string, ext: string, opts: { at?: Date; create?: boolean } = {}): Promise<Upload> {
+export async function upload(
+  server: TestServer,
+  userId: string,
+  ext: string,
+  opts: { at?: Date; create?: boolean } = {},
+): Promise<Upload> {
   const { store, repo, echoes } = server.server.composition;
   const uploads = opts.at
-    ? new UploadService(store, repo, { maxAudioFileSize: server.config.maxAudioFileSize, urlExpiresInSeconds: server.config.presignedUrlExpiration }, () => opts.at as Date)
+    ? new UploadService(
+        { store, repo, clock: () => opts.at as Date },
+        {
+          maxAudioFileSize: server.config.maxAudioFileSize,
+          urlExpiresInSeconds: server.config.presignedUrlExpiration,
+        },
+      )
     : server.server.composition.uploads;
   const bytes = fixture(ext);
-  const ticket = await uploads.issue(userId, { fileExtension: ext, contentType: CONTENT_TYPES[ext] ?? '', fileSize: bytes.length });
-  const res = await fetch(ticket.uploadUrl, { method: 'PUT', headers: ticket.headers, body: bytes });
+  const ticket = await uploads.issue(userId, {
+    fileExtension: ext,
+    contentType: CONTENT_TYPES[ext] ?? '',
+    fileSize: bytes.length,
+  });
+  const res = await fetch(ticket.uploadUrl, {
+    method: 'PUT',
+    headers: ticket.headers,
+    body: bytes,
+  });
   if (!res.ok) throw new Error(`PUT ${ext} failed: ${res.status} ${await res.text()}`);
   if (opts.create ?? true) await echoes.create(userId, ticket.echoId, EMPTY_METADATA);
   return { userId, echoId: ticket.echoId, key: ticket.key, size: bytes.length };
@@ -148,7 +206,10 @@ export async function brokenWorld(server: TestServer, rawWrite: RawWrite) {
   const orphan = await upload(server, 'alice', 'ogg');
   await repo.remove({ userId: orphan.userId, echoId: orphan.echoId });
 
-  const stalePending = await upload(server, 'alice', 'flac', { at: new Date(Date.now() - 3 * DAY_MS), create: false });
+  const stalePending = await upload(server, 'alice', 'flac', {
+    at: new Date(Date.now() - 3 * DAY_MS),
+    create: false,
+  });
 
   const missing = await upload(server, 'bob', 'mp3');
   await store.delete(missing.key);
@@ -167,5 +228,16 @@ export async function brokenWorld(server: TestServer, rawWrite: RawWrite) {
   const foreignKey = 'misc/notes.txt';
   await rawWrite(foreignKey, Buffer.from('not audio'), 'text/plain');
 
-  return { healthy, retyped, livePending, orphan, stalePending, missing, deleting, resized, resizedTo: truncated.length, foreignKey };
+  return {
+    healthy,
+    retyped,
+    livePending,
+    orphan,
+    stalePending,
+    missing,
+    deleting,
+    resized,
+    resizedTo: truncated.length,
+    foreignKey,
+  };
 }

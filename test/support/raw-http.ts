@@ -16,7 +16,11 @@ export interface RawResult {
 }
 
 /** Splits a raw HTTP/1.x response; undefined until the head and a complete body are there. */
-export function parseRawResponse(raw: Buffer, closed: boolean, head = false): RawResponse | undefined {
+export function parseRawResponse(
+  raw: Buffer,
+  closed: boolean,
+  head = false,
+): RawResponse | undefined {
   const end = raw.indexOf('\r\n\r\n');
   if (end < 0) return undefined;
   const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
@@ -25,7 +29,8 @@ export function parseRawResponse(raw: Buffer, closed: boolean, head = false): Ra
   const headers: Record<string, string> = {};
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');
-    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    if (colon > 0)
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
   const rest = raw.subarray(end + 4);
   const length = headers['content-length'];
@@ -69,7 +74,11 @@ function decodeChunked(data: Buffer): Buffer | undefined {
  * waiting for more body sees the end; it is off by default because Node's server closes a
  * half-closed connection at once, before a handler that is still working can answer.
  */
-export function rawExchange(port: number, request: Buffer | string, options: { waitMs?: number; host?: string; halfClose?: boolean; head?: boolean } = {}): Promise<RawResult> {
+export function rawExchange(
+  port: number,
+  request: Buffer | string,
+  options: { waitMs?: number; host?: string; halfClose?: boolean; head?: boolean } = {},
+): Promise<RawResult> {
   const waitMs = options.waitMs ?? 5000;
   return new Promise((resolve) => {
     const socket: Socket = connect({ port, host: options.host ?? '127.0.0.1' });
@@ -81,7 +90,11 @@ export function rawExchange(port: number, request: Buffer | string, options: { w
       clearTimeout(timer);
       const raw = Buffer.concat(chunks);
       socket.destroy();
-      resolve({ response: parseRawResponse(raw, closed, options.head), raw: raw.toString('latin1'), timedOut });
+      resolve({
+        response: parseRawResponse(raw, closed, options.head),
+        raw: raw.toString('latin1'),
+        timedOut,
+      });
     };
     const timer = setTimeout(() => finish(false, true), waitMs);
     socket.on('data', (chunk: Buffer) => {

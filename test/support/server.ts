@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { signDevToken } from '../../src/auth/tokens.ts';
-import { loadConfig, type Config } from '../../src/config.ts';
-import { loggerOptions, startServer, type RunningServer } from '../../src/server.ts';
-import { freePort } from './moto.ts';
+import { loadConfig, type Config } from '../../src/app/config.ts';
+import { loggerOptions, startServer, type RunningServer } from '../../src/app/server.ts';
+import { freePort } from './free-port.ts';
 
 /** One of the server's JSON log lines, as pino wrote it. */
 export interface LogEntry {
@@ -35,10 +35,21 @@ export interface TestServer {
  * test/backend-deadline.test.ts runs production's value. `logs: true` keeps the info-level log
  * lines in memory for the test to read.
  */
-export async function startTestServer(env: Record<string, string> = {}, options: { logs?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  options: { logs?: boolean } = {},
+): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'echoes-test-'));
   const port = await freePort();
-  const config = loadConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_PER_MINUTE: '0', BACKEND_TIMEOUT_MS: '10000', ...env });
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    RATE_LIMIT_PER_MINUTE: '0',
+    BACKEND_TIMEOUT_MS: '10000',
+    ...env,
+  });
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -46,7 +57,10 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       done();
     },
   });
-  const server = await startServer(config, options.logs ? { ...(loggerOptions('info') as object), stream } : undefined);
+  const server = await startServer(
+    config,
+    options.logs ? { ...(loggerOptions('info') as object), stream } : undefined,
+  );
   return {
     url: server.url,
     config,

@@ -1,1 +1,1 @@
-import '../../src/node-warnings.ts';
+import '../../src/support/node-warnings.ts';

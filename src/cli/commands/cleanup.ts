@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import type { Config } from '../../app/config.ts';
 import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
-import { runDestructive } from '../lifecycle/destructive.ts';
-import { openCleanupService } from '../lifecycle/open.ts';
-import { oldFilesSummary, orphanSummary } from '../lifecycle/summaries.ts';
-import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../lifecycle/ui.ts';
+import { runDestructive } from '../support/destructive.ts';
+import { openJob } from '../support/open.ts';
+import { oldFilesSummary, orphanSummary } from '../support/summaries.ts';
+import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../support/ui.ts';
 
 interface OrphanFlags {
   user?: string;
@@ -18,32 +19,51 @@ interface OldFlags extends Omit<OrphanFlags, 'graceHours'> {
   olderThanDays: number;
 }
 
-const METRICS_FILE_HELP = "write the run's figures there in Prometheus text format (for node_exporter's textfile collector); METRICS_EMF=on prints them as CloudWatch EMF lines on stdout";
+const METRICS_FILE_HELP =
+  "write the run's figures there in Prometheus text format (for node_exporter's textfile collector); METRICS_EMF=on prints them as CloudWatch EMF lines on stdout";
 
-export function registerCleanupCommand(program: Command): void {
+export function registerCleanupCommand(program: Command, readConfig: () => Config): void {
   const cleanup = program
     .command('cleanup')
-    .description('Delete what storage and metadata no longer need (orphans, expired uploads, old echoes).');
+    .description(
+      'Delete what storage and metadata no longer need (orphans, expired uploads, old echoes).',
+    );
 
   cleanup
     .command('orphans')
-    .description('Delete objects with no echo, expired uploads and unfinished deletes older than the grace period.')
+    .description(
+      'Delete objects with no echo, expired uploads and unfinished deletes older than the grace period.',
+    )
     .option('--user <id>', 'one user only', parseUser)
-    .option('--grace-hours <n>', 'leave anything younger than this alone', nonNegative('--grace-hours'), DEFAULT_GRACE_HOURS)
+    .option(
+      '--grace-hours <n>',
+      'leave anything younger than this alone',
+      nonNegative('--grace-hours'),
+      DEFAULT_GRACE_HOURS,
+    )
     .option('--dry-run', 'list what would be deleted, change nothing')
     .option('--yes', 'delete without asking (needed when stdin is not a terminal)')
     .option('--json', 'print one JSON document on stdout')
     .option('--metrics-file <path>', METRICS_FILE_HELP)
     .action(async (flags: OrphanFlags) => {
       if (!mayProceed(flags, 'cleanup orphans')) return;
-      const { service, close } = await openCleanupService({ metricsFile: flags.metricsFile });
+      const { cleanup: service, close } = await openJob(readConfig(), {
+        metricsFile: flags.metricsFile,
+      });
       try {
         await runDestructive(flags, {
           sweep: (apply, now, onProgress) =>
-            service.cleanupOrphans({ userId: flags.user, graceHours: flags.graceHours, dryRun: !apply, now, onProgress }),
+            service.cleanupOrphans({
+              userId: flags.user,
+              graceHours: flags.graceHours,
+              dryRun: !apply,
+              now,
+              onProgress,
+            }),
           summary: orphanSummary,
           changes: (plan) => plan.deletedObjects + plan.removedRecords + plan.removedLeftovers,
-          question: (plan) => `Delete ${plural(plan.deletedObjects, 'object')}, ${plural(plan.removedRecords, 'record')} and ${plural(plan.removedLeftovers, 'temporary file')} (${formatBytes(plan.freedBytes)})?`,
+          question: (plan) =>
+            `Delete ${plural(plan.deletedObjects, 'object')}, ${plural(plan.removedRecords, 'record')} and ${plural(plan.removedLeftovers, 'temporary file')} (${formatBytes(plan.freedBytes)})?`,
         });
       } finally {
         await close();
@@ -53,7 +73,11 @@ export function registerCleanupCommand(program: Command): void {
   cleanup
     .command('old')
     .description('Delete echoes (object, then record) created more than N days ago.')
-    .requiredOption('--older-than-days <n>', 'age in days; older echoes are deleted', nonNegative('--older-than-days'))
+    .requiredOption(
+      '--older-than-days <n>',
+      'age in days; older echoes are deleted',
+      nonNegative('--older-than-days'),
+    )
     .option('--user <id>', 'one user only', parseUser)
     .option('--dry-run', 'list what would be deleted, change nothing')
     .option('--yes', 'delete without asking (needed when stdin is not a terminal)')
@@ -61,14 +85,23 @@ export function registerCleanupCommand(program: Command): void {
     .option('--metrics-file <path>', METRICS_FILE_HELP)
     .action(async (flags: OldFlags) => {
       if (!mayProceed(flags, 'cleanup old')) return;
-      const { service, close } = await openCleanupService({ metricsFile: flags.metricsFile });
+      const { cleanup: service, close } = await openJob(readConfig(), {
+        metricsFile: flags.metricsFile,
+      });
       try {
         await runDestructive(flags, {
           sweep: (apply, now, onProgress) =>
-            service.cleanupOldFiles({ userId: flags.user, olderThanDays: flags.olderThanDays, dryRun: !apply, now, onProgress }),
+            service.cleanupOldFiles({
+              userId: flags.user,
+              olderThanDays: flags.olderThanDays,
+              dryRun: !apply,
+              now,
+              onProgress,
+            }),
           summary: oldFilesSummary,
           changes: (plan) => plan.deleted.count,
-          question: (plan) => `Delete ${plural(plan.deleted.count, 'echo', 'echoes')} (${formatBytes(plan.deleted.bytes)})? Their audio is gone for good.`,
+          question: (plan) =>
+            `Delete ${plural(plan.deleted.count, 'echo', 'echoes')} (${formatBytes(plan.deleted.bytes)})? Their audio is gone for good.`,
         });
       } finally {
         await close();

@@ -4,10 +4,10 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { exportedEchoJson } from '../../http/views.ts';
-import { ExportService, type ExportProgress } from '../../services/export.ts';
-import { openBackends } from '../lifecycle/open.ts';
-import { formatBytes, parseUser, plural, printJson } from '../lifecycle/ui.ts';
+import type { Config } from '../../app/config.ts';
+import type { ExportProgress } from '../../services/export.ts';
+import { openJob } from '../support/open.ts';
+import { formatBytes, parseUser, plural, printJson } from '../support/ui.ts';
 
 interface ExportFlags {
   out: string;
@@ -15,18 +15,27 @@ interface ExportFlags {
 }
 
 /** A bar on stderr when it is a terminal: echoes written out of the total, and bytes. */
-function exportProgress(enabled: boolean): { onProgress: ((p: ExportProgress) => void) | undefined; stop(): void } {
+function exportProgress(enabled: boolean): {
+  onProgress: ((p: ExportProgress) => void) | undefined;
+  stop(): void;
+} {
   if (!enabled || !process.stderr.isTTY) return { onProgress: undefined, stop: () => {} };
-  const bar = new SingleBar({
-    format: '  {phase} [{bar}] {value}/{total} echoes, {bytes}',
-    stream: process.stderr,
-    hideCursor: true,
-    clearOnComplete: true,
-  }, Presets.shades_classic);
+  const bar = new SingleBar(
+    {
+      format: '  {phase} [{bar}] {value}/{total} echoes, {bytes}',
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: true,
+    },
+    Presets.shades_classic,
+  );
   let started = false;
   return {
     onProgress(p) {
-      const payload = { phase: p.phase === 'metadata' ? 'listing' : 'audio', bytes: formatBytes(p.audioBytes) };
+      const payload = {
+        phase: p.phase === 'metadata' ? 'listing' : 'audio',
+        bytes: formatBytes(p.audioBytes),
+      };
       if (!started) {
         bar.start(p.total ?? 0, p.echoes, payload);
         started = true;
@@ -41,20 +50,25 @@ function exportProgress(enabled: boolean): { onProgress: ((p: ExportProgress) =>
   };
 }
 
-export function registerExportUserCommand(program: Command): void {
+export function registerExportUserCommand(program: Command, readConfig: () => Config): void {
   program
     .command('export-user')
-    .description("Write a copy of one user's data as a zip: echoes.json, audio/{echo_id}.{ext} and manifest.json (the same as GET /me/export).")
-    .argument('<user>', 'the user id (the token\'s sub)', parseUser)
-    .requiredOption('--out <file.zip>', 'where to write the zip (written beside it first, renamed when complete)')
+    .description(
+      "Write a copy of one user's data as a zip: echoes.json, audio/{echo_id}.{ext} and manifest.json (the same as GET /me/export).",
+    )
+    .argument('<user>', "the user id (the token's sub)", parseUser)
+    .requiredOption(
+      '--out <file.zip>',
+      'where to write the zip (written beside it first, renamed when complete)',
+    )
     .option('--json', 'print a summary as JSON on stdout')
     .action(async (user: string, flags: ExportFlags) => {
       const out = resolve(flags.out);
       const partial = `${out}.partial`;
-      const { store, repo, backends, close } = await openBackends();
+      const { exporter, backends, close } = await openJob(readConfig());
       const progress = exportProgress(!flags.json);
       try {
-        const run = await new ExportService(store, repo, exportedEchoJson).start(user, { onProgress: progress.onProgress });
+        const run = await exporter.start(user, { onProgress: progress.onProgress });
         try {
           await pipeline(run.stream, createWriteStream(partial));
           const summary = await run.done;
@@ -63,13 +77,22 @@ export function registerExportUserCommand(program: Command): void {
           const zipFiles = summary.files.length + 1;
           if (flags.json) {
             printJson({
-              user_id: summary.userId, out, echoes: summary.echoes, files: zipFiles,
-              audio_bytes: summary.audioBytes, missing: summary.missing, created_at: summary.createdAt.toISOString(),
+              user_id: summary.userId,
+              out,
+              echoes: summary.echoes,
+              files: zipFiles,
+              audio_bytes: summary.audioBytes,
+              missing: summary.missing,
+              created_at: summary.createdAt.toISOString(),
             });
           } else {
-            console.log(`Exported ${plural(summary.echoes, 'echo', 'echoes')} of ${user} (${formatBytes(summary.audioBytes)} of audio, ${plural(zipFiles, 'file')}) from ${backends} to ${out}.`);
+            console.log(
+              `Exported ${plural(summary.echoes, 'echo', 'echoes')} of ${user} (${formatBytes(summary.audioBytes)} of audio, ${plural(zipFiles, 'file')}) from ${backends} to ${out}.`,
+            );
             if (summary.missing.length > 0) {
-              console.log(`${plural(summary.missing.length, 'echo', 'echoes')} were deleted while exporting; echoes.json lists them without audio: ${summary.missing.join(', ')}`);
+              console.log(
+                `${plural(summary.missing.length, 'echo', 'echoes')} were deleted while exporting; echoes.json lists them without audio: ${summary.missing.join(', ')}`,
+              );
             }
           }
         } catch (err) {

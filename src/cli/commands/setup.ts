@@ -9,7 +9,7 @@ import {
   runSetup,
   type EnvFileChange,
   type EnvironmentName,
-} from '../../setup/index.ts';
+} from '../setup/index.ts';
 
 interface SetupFlags {
   profile?: string;
@@ -27,19 +27,29 @@ function checkEndpoint(raw: string): string {
   } catch {
     // fall through to the message below
   }
-  throw new Error(`--endpoint "${raw}" must be an http:// or https:// URL, such as http://127.0.0.1:5000.`);
+  throw new Error(
+    `--endpoint "${raw}" must be an http:// or https:// URL, such as http://127.0.0.1:5000.`,
+  );
 }
 
 export function registerSetupCommand(program: Command): void {
   program
     .command('setup')
-    .description('Create or update the S3 bucket, its log bucket and the DynamoDB table of an environment. Safe to re-run: only differences are written.')
+    .description(
+      'Create or update the S3 bucket, its log bucket and the DynamoDB table of an environment. Safe to re-run: only differences are written.',
+    )
     .addArgument(new Argument('<env>', 'environment').choices(ENVIRONMENTS))
     .option('--profile <name>', 'AWS profile from ~/.aws/config (default: AWS_PROFILE)')
-    .option('--region <region>', 'AWS region (default: AWS_REGION, the profile\'s region, else us-east-1)')
+    .option(
+      '--region <region>',
+      "AWS region (default: AWS_REGION, the profile's region, else us-east-1)",
+    )
     .option('--endpoint <url>', 'one endpoint for S3, STS and DynamoDB, e.g. a local moto_server')
     .option('--write-env [file]', 'write or merge the settings into a .env file (default: ./.env)')
-    .option('--no-bucket-policy', 'leave the audio bucket without its policy (for moto_server, which cannot evaluate its conditions)')
+    .option(
+      '--no-bucket-policy',
+      'leave the audio bucket without its policy (for moto_server, which cannot evaluate its conditions)',
+    )
     .option('--json', 'print a machine-readable result instead of text')
     .action(async (env: EnvironmentName, flags: SetupFlags) => {
       const endpoint = flags.endpoint === undefined ? undefined : checkEndpoint(flags.endpoint);
@@ -54,7 +64,10 @@ export function registerSetupCommand(program: Command): void {
       });
       let envFile: EnvFileChange | undefined;
       if (flags.writeEnv !== undefined && flags.writeEnv !== false) {
-        envFile = mergeEnvFile(resolve(typeof flags.writeEnv === 'string' ? flags.writeEnv : '.env'), result.env);
+        envFile = mergeEnvFile(
+          resolve(typeof flags.writeEnv === 'string' ? flags.writeEnv : '.env'),
+          result.env,
+        );
       }
       if (flags.json) {
         console.log(JSON.stringify({ ...result, envFile: envFile ?? null }, null, 2));
@@ -63,7 +76,9 @@ export function registerSetupCommand(program: Command): void {
       console.log(`\nAccount ${result.account}, region ${result.region}.`);
       console.log(formatSummary(result));
       if (endpoint && flags.bucketPolicy) {
-        console.log('\nNote: moto_server applies the bucket policy without its conditions and so refuses every upload; with moto, run again with --no-bucket-policy.');
+        console.log(
+          '\nNote: moto_server applies the bucket policy without its conditions and so refuses every upload; with moto, run again with --no-bucket-policy.',
+        );
       }
       if (envFile) console.log(`\n${formatEnvFileChange(envFile)}`);
       else console.log('\n(Add these lines to .env, or run again with --write-env.)');

@@ -52,7 +52,9 @@ const BUILT = RECORDER_DIR === BUILT_DIR;
  * development), each answered with `headers` (its Content-Security-Policy and the rest: see
  * page-policy.ts).
  */
-export function webRoutes(headers: Readonly<Record<string, string>>): (app: FastifyInstance) => Promise<void> {
+export function webRoutes(
+  headers: Readonly<Record<string, string>>,
+): (app: FastifyInstance) => Promise<void> {
   return async (app) => {
     if (!existsSync(RECORDER_DIR)) return;
     // Before the routes: only this plugin's answers get them.
@@ -68,10 +70,20 @@ async function pageRoutes(app: FastifyInstance): Promise<void> {
     app.get('/app.js', { schema: { hide: true } }, async (request, reply) => {
       try {
         const code = await bundleRecorderPage();
-        return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(code);
+        return reply
+          .type('text/javascript; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .send(code);
       } catch (err) {
         request.log.error({ err }, 'recorder page bundle failed');
-        return reply.status(503).send(errorBody('SERVICE_UNAVAILABLE', 'The recorder page\'s script could not be built; see the server log.'));
+        return reply
+          .status(503)
+          .send(
+            errorBody(
+              'SERVICE_UNAVAILABLE',
+              "The recorder page's script could not be built; see the server log.",
+            ),
+          );
       }
     });
   }

@@ -1,6 +1,8 @@
 import { isSafeUserId } from '../../domain/keys.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { DeleteManyResult, EchoKey, ObjectStore, EchoRepository } from '../../ports.ts';
+import type { DeleteManyResult, ObjectStore } from '../../storage/port.ts';
+import type { EchoKey, EchoRepository } from '../../metadata/port.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 
 /** Keys shown per category: results stay small however many objects a sweep touches. */
 export const DEFAULT_KEY_LIMIT = 1000;
@@ -67,7 +69,12 @@ export class KeyTally {
   }
 
   result(): KeySet {
-    return { count: this.count, bytes: this.bytes, keys: [...this.keys], truncated: this.keys.length < this.count };
+    return {
+      count: this.count,
+      bytes: this.bytes,
+      keys: [...this.keys],
+      truncated: this.keys.length < this.count,
+    };
   }
 }
 
@@ -88,19 +95,30 @@ export class FailureTally {
 
 export function userPrefix(userId: string | undefined): string {
   if (userId === undefined) return '';
-  if (!isSafeUserId(userId)) throw new RangeError(`"${userId}" is not a valid user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`);
+  if (!isSafeUserId(userId))
+    throw new RangeError(
+      `"${userId}" is not a valid user id (1-128 characters of A-Z a-z 0-9 . _ @ | -).`,
+    );
   return `${userId}/`;
 }
 
 export function assertNonNegative(name: string, value: number): void {
-  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number of 0 or more.`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new RangeError(`${name} must be a number of 0 or more.`);
 }
 
 /** What every sweep with a grace period works out first from its options. */
 export function graceSweep(
   options: SweepOptions & { readonly graceHours?: number | undefined },
   clock: () => Date,
-): { graceHours: number; graceMs: number; prefix: string; now: Date; nowMs: number; limit: number } {
+): {
+  graceHours: number;
+  graceMs: number;
+  prefix: string;
+  now: Date;
+  nowMs: number;
+  limit: number;
+} {
   const graceHours = options.graceHours ?? DEFAULT_GRACE_HOURS;
   assertNonNegative('graceHours', graceHours);
   const now = options.now ?? clock();
@@ -135,22 +153,11 @@ export async function* chunked<T>(source: AsyncIterable<T>, size: number): Async
   if (batch.length > 0) yield batch;
 }
 
-/** Maps with at most `limit` calls in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 /** deleteMany in slices, so neither store ever has more than DELETE_BATCH deletes in flight. */
-export async function deleteObjects(store: ObjectStore, keys: readonly string[]): Promise<DeleteManyResult> {
+export async function deleteObjects(
+  store: ObjectStore,
+  keys: readonly string[],
+): Promise<DeleteManyResult> {
   const deleted: string[] = [];
   const failed: Failure[] = [];
   for (let i = 0; i < keys.length; i += DELETE_BATCH) {
@@ -171,18 +178,25 @@ export async function removeEchoes(
   records: readonly EchoRecord[],
 ): Promise<{ removed: EchoRecord[]; failed: Failure[] }> {
   if (records.length === 0) return { removed: [], failed: [] };
-  const res = await deleteObjects(store, records.map((r) => r.key));
+  const res = await deleteObjects(
+    store,
+    records.map((r) => r.key),
+  );
   const gone = new Set(res.deleted);
   const failed: Failure[] = [...res.failed];
   const removed: EchoRecord[] = [];
-  await mapLimit(records.filter((r) => gone.has(r.key)), CONCURRENCY, async (r) => {
-    try {
-      await repo.remove(echoKeyOf(r));
-      removed.push(r);
-    } catch (err) {
-      failed.push({ key: r.key, message: `object deleted, record kept: ${errorMessage(err)}` });
-    }
-  });
+  await mapLimit(
+    records.filter((r) => gone.has(r.key)),
+    CONCURRENCY,
+    async (r) => {
+      try {
+        await repo.remove(echoKeyOf(r));
+        removed.push(r);
+      } catch (err) {
+        failed.push({ key: r.key, message: `object deleted, record kept: ${errorMessage(err)}` });
+      }
+    },
+  );
   return { removed, failed };
 }
 

@@ -1,6 +1,6 @@
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { ObjectStore } from '../../ports.ts';
-import { mapLimit } from './common.ts';
+import type { ObjectStore } from '../../storage/port.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 
 /** Folders listed (or single keys headed) at once. */
 const GROUPS_IN_FLIGHT = 4;
@@ -10,7 +10,10 @@ const GROUPS_IN_FLIGHT = 4;
  * are checked with one listing of that folder instead of a head each: one LIST per user-day
  * on S3, one readdir on disk. A lone record gets a head. Memory: one page of keys.
  */
-export async function existingKeys(store: ObjectStore, records: readonly EchoRecord[]): Promise<Set<string>> {
+export async function existingKeys(
+  store: ObjectStore,
+  records: readonly EchoRecord[],
+): Promise<Set<string>> {
   const groups = new Map<string, string[]>();
   for (const r of records) {
     const folder = r.key.slice(0, r.key.lastIndexOf('/') + 1);

@@ -1,10 +1,21 @@
 import { baseContentType } from '../../domain/formats.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { EchoRepository, ObjectInfo, ObjectStore, UsageDrift } from '../../ports.ts';
+import type { EchoRepository, UsageDrift } from '../../metadata/port.ts';
+import type { ObjectInfo, ObjectStore } from '../../storage/port.ts';
 import {
-  CONCURRENCY, FailureTally, KeyTally, deleteObjects, echoKeyOf, errorMessage, graceSweep, isStalePending, mapLimit,
-  type Failures, type KeySet, type SweepOptions,
+  CONCURRENCY,
+  FailureTally,
+  KeyTally,
+  deleteObjects,
+  echoKeyOf,
+  errorMessage,
+  graceSweep,
+  isStalePending,
+  type Failures,
+  type KeySet,
+  type SweepOptions,
 } from './common.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 import { existingKeys } from './exists.ts';
 import { sweepLeftovers } from './leftovers.ts';
 import { classifyObjects } from './objects.ts';
@@ -77,7 +88,12 @@ export interface IntegrityResult {
   readonly usageDrift: Mismatches<UsageDrift>;
   /** Work `cleanup orphans` owns (expired uploads, unfinished deletes); not counted as inconsistencies. */
   readonly unfinished: { readonly stalePending: number; readonly deleting: number };
-  readonly fixed: { readonly removedRecords: KeySet; readonly deletedObjects: KeySet; readonly removedLeftovers: KeySet; readonly usage: number };
+  readonly fixed: {
+    readonly removedRecords: KeySet;
+    readonly deletedObjects: KeySet;
+    readonly removedLeftovers: KeySet;
+    readonly usage: number;
+  };
   readonly failed: Failures;
   /** Inconsistencies found. */
   readonly inconsistencies: number;
@@ -128,23 +144,40 @@ export async function verifyFileIntegrity(
         } else if (record.status === 'ready') {
           if (record.fileSize !== info.size) {
             sizeCount += 1;
-            if (sizeMismatches.length < limit) sizeMismatches.push({ key: info.key, recordSize: record.fileSize, objectSize: info.size });
+            if (sizeMismatches.length < limit)
+              sizeMismatches.push({
+                key: info.key,
+                recordSize: record.fileSize,
+                objectSize: info.size,
+              });
           }
           typed.push([record, info]);
         }
       }
       options.onProgress?.({ phase: 'objects', scanned: scannedObjects });
       const types = options.deep
-        ? await mapLimit(typed, CONCURRENCY, async ([, info]) => (await store.head(info.key))?.contentType)
+        ? await mapLimit(
+            typed,
+            CONCURRENCY,
+            async ([, info]) => (await store.head(info.key))?.contentType,
+          )
         : typed.map(([, info]) => info.contentType);
       typed.forEach(([record, info], i) => {
         const stored = baseContentType(types[i]);
         if (stored === undefined || stored === record.contentType) return;
         typeCount += 1;
-        if (typeMismatches.length < limit) typeMismatches.push({ key: info.key, recordType: record.contentType, objectType: stored });
+        if (typeMismatches.length < limit)
+          typeMismatches.push({
+            key: info.key,
+            recordType: record.contentType,
+            objectType: stored,
+          });
       });
       if (!options.fix || doomed.length === 0) continue;
-      const res = await deleteObjects(store, doomed.map((o) => o.key));
+      const res = await deleteObjects(
+        store,
+        doomed.map((o) => o.key),
+      );
       const gone = new Set(res.deleted);
       for (const o of doomed) if (gone.has(o.key)) deletedObjects.add(o.key, o.size);
       for (const f of res.failed) failed.add(f);
@@ -181,15 +214,17 @@ export async function verifyFileIntegrity(
   await objectsPass();
   await recordsPass();
   const empty: KeySet = { count: 0, bytes: 0, keys: [], truncated: false };
-  const leftovers = options.userId === undefined
-    ? await sweepLeftovers(store, { dryRun: !options.fix, keyLimit: limit })
-    : { found: empty, removed: empty, failed: { count: 0, items: [] } };
+  const leftovers =
+    options.userId === undefined
+      ? await sweepLeftovers(store, { dryRun: !options.fix, keyLimit: limit })
+      : { found: empty, removed: empty, failed: { count: 0, items: [] } };
   for (const f of leftovers.failed.items) failed.add(f);
   // Last: the fixes above move usage themselves, so what is left is real drift.
   const drifts = await repo.reconcileUsage({ userId: options.userId, fix: options.fix });
   const usageFixed = options.fix ? drifts.length : 0;
 
-  const inconsistencies = missing.count + orphans.count + sizeCount + typeCount + leftovers.found.count + drifts.length;
+  const inconsistencies =
+    missing.count + orphans.count + sizeCount + typeCount + leftovers.found.count + drifts.length;
   return {
     fix: options.fix,
     deep: options.deep ?? false,
@@ -207,9 +242,19 @@ export async function verifyFileIntegrity(
     leftovers: leftovers.found,
     usageDrift: { count: drifts.length, items: drifts.slice(0, limit) },
     unfinished: { stalePending, deleting },
-    fixed: { removedRecords: removedRecords.result(), deletedObjects: deletedObjects.result(), removedLeftovers: leftovers.removed, usage: usageFixed },
+    fixed: {
+      removedRecords: removedRecords.result(),
+      deletedObjects: deletedObjects.result(),
+      removedLeftovers: leftovers.removed,
+      usage: usageFixed,
+    },
     failed: failed.result(),
     inconsistencies,
-    remaining: inconsistencies - removedRecords.count - deletedObjects.count - leftovers.removed.count - usageFixed,
+    remaining:
+      inconsistencies -
+      removedRecords.count -
+      deletedObjects.count -
+      leftovers.removed.count -
+      usageFixed,
   };
 }

@@ -1,5 +1,12 @@
-import type { ObjectStore } from '../../ports.ts';
-import { DELETE_BATCH, DEFAULT_KEY_LIMIT, FailureTally, KeyTally, type Failures, type KeySet } from './common.ts';
+import type { ObjectStore } from '../../storage/port.ts';
+import {
+  DELETE_BATCH,
+  DEFAULT_KEY_LIMIT,
+  FailureTally,
+  KeyTally,
+  type Failures,
+  type KeySet,
+} from './common.ts';
 
 export interface LeftoverSweep {
   /** Leftover temporary files found (keys are `tmp/{name}`); removed unless this was a dry run. */
@@ -14,12 +21,16 @@ export interface LeftoverSweep {
  * The store lists only files no upload in flight owns, so no grace period applies: nothing can
  * ever finish them. Stores without temporary files (S3) have nothing to sweep.
  */
-export async function sweepLeftovers(store: ObjectStore, options: { dryRun: boolean; keyLimit?: number | undefined }): Promise<LeftoverSweep> {
+export async function sweepLeftovers(
+  store: ObjectStore,
+  options: { dryRun: boolean; keyLimit?: number | undefined },
+): Promise<LeftoverSweep> {
   const limit = options.keyLimit ?? DEFAULT_KEY_LIMIT;
   const found = new KeyTally(limit);
   const removed = new KeyTally(limit);
   const failed = new FailureTally(limit);
-  if (!store.listLeftovers || !store.removeLeftovers) return { found: found.result(), removed: removed.result(), failed: failed.result() };
+  if (!store.listLeftovers || !store.removeLeftovers)
+    return { found: found.result(), removed: removed.result(), failed: failed.result() };
   let batch: { name: string; size: number }[] = [];
   const flush = async (): Promise<void> => {
     const sizes = new Map(batch.map((l) => [l.name, l.size]));

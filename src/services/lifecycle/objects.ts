@@ -1,6 +1,7 @@
 import type { EchoRecord } from '../../domain/echo.ts';
 import { parseObjectKey, type ParsedKey } from '../../domain/keys.ts';
-import type { EchoKey, EchoRepository, ObjectInfo, ObjectStore } from '../../ports.ts';
+import type { EchoKey, EchoRepository } from '../../metadata/port.ts';
+import type { ObjectInfo, ObjectStore } from '../../storage/port.ts';
 import { chunked, LOOKUP_BATCH, recordId } from './common.ts';
 
 export interface ClassifiedObject {
@@ -24,9 +25,11 @@ export async function* classifyObjects(
   for await (const batch of chunked(store.list(prefix), batchSize)) {
     const parsed = batch.map((info) => parseObjectKey(info.key));
     const keys = new Map<string, EchoKey>();
-    for (const p of parsed) if (p) keys.set(recordId(p.userId, p.echoId), { userId: p.userId, echoId: p.echoId });
+    for (const p of parsed)
+      if (p) keys.set(recordId(p.userId, p.echoId), { userId: p.userId, echoId: p.echoId });
     const records = new Map<string, EchoRecord>();
-    for (const r of await repo.getMany([...keys.values()])) records.set(recordId(r.userId, r.echoId), r);
+    for (const r of await repo.getMany([...keys.values()]))
+      records.set(recordId(r.userId, r.echoId), r);
     yield batch.map((info, i) => {
       const p = parsed[i];
       const record = p ? records.get(recordId(p.userId, p.echoId)) : undefined;

@@ -1,10 +1,22 @@
 import type { EchoRecord } from '../../domain/echo.ts';
-import type { EchoRepository, ObjectStore } from '../../ports.ts';
+import type { EchoRepository } from '../../metadata/port.ts';
+import type { ObjectStore } from '../../storage/port.ts';
 import {
-  CONCURRENCY, DAY_MS, DEFAULT_KEY_LIMIT, FailureTally, KeyTally, assertNonNegative, echoKeyOf, errorMessage,
-  mapLimit, removeEchoes, userPrefix,
-  type Failures, type KeySet, type SweepOptions,
+  CONCURRENCY,
+  DAY_MS,
+  DEFAULT_KEY_LIMIT,
+  FailureTally,
+  KeyTally,
+  assertNonNegative,
+  echoKeyOf,
+  errorMessage,
+  removeEchoes,
+  userPrefix,
+  type Failures,
+  type KeySet,
+  type SweepOptions,
 } from './common.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 
 export interface OldFilesOptions extends SweepOptions {
   /** Echoes created more than this many days before `now` are deleted. */

@@ -1,9 +1,20 @@
 import { parseObjectKey } from '../../domain/keys.ts';
-import { takesMultipart, type EchoRepository, type ObjectStore } from '../../ports.ts';
+import { takesMultipart, type ObjectStore } from '../../storage/port.ts';
+import { type EchoRepository } from '../../metadata/port.ts';
 import {
-  CONCURRENCY, FailureTally, KeyTally, deleteObjects, errorMessage, graceSweep, isStalePending, mapLimit, removeEchoes,
-  type Failures, type KeySet, type SweepOptions,
+  CONCURRENCY,
+  FailureTally,
+  KeyTally,
+  deleteObjects,
+  errorMessage,
+  graceSweep,
+  isStalePending,
+  removeEchoes,
+  type Failures,
+  type KeySet,
+  type SweepOptions,
 } from './common.ts';
+import { mapLimit } from '../../support/concurrency.ts';
 import { sweepLeftovers } from './leftovers.ts';
 import { classifyObjects } from './objects.ts';
 
@@ -81,7 +92,10 @@ export async function cleanupOrphans(
   let freedBytes = 0;
 
   let scannedRecords = 0;
-  for await (const page of repo.scan({ userId: options.userId, statuses: ['pending', 'deleting'] })) {
+  for await (const page of repo.scan({
+    userId: options.userId,
+    statuses: ['pending', 'deleting'],
+  })) {
     scannedRecords += page.length;
     options.onProgress?.({ phase: 'records', scanned: scannedRecords });
     const due = page.filter((r) => r.status === 'deleting' || isStalePending(r, nowMs, graceMs));
@@ -90,11 +104,14 @@ export async function cleanupOrphans(
     const heads = await mapLimit(due, CONCURRENCY, async (r) => (await store.head(r.key))?.size);
     // undefined: the object never arrived (or is already gone); only the record goes.
     const sizeOf = new Map<string, number | undefined>(due.map((r, i) => [r.key, heads[i]]));
-    for (const r of due) (r.status === 'deleting' ? deleting : stalePending).add(r.key, sizeOf.get(r.key) ?? 0);
-    const removed = dryRun ? due : await removeEchoes(store, repo, due).then((res) => {
-      for (const f of res.failed) failed.add(f);
-      return res.removed;
-    });
+    for (const r of due)
+      (r.status === 'deleting' ? deleting : stalePending).add(r.key, sizeOf.get(r.key) ?? 0);
+    const removed = dryRun
+      ? due
+      : await removeEchoes(store, repo, due).then((res) => {
+          for (const f of res.failed) failed.add(f);
+          return res.removed;
+        });
     for (const r of removed) {
       const size = sizeOf.get(r.key);
       removedRecords += 1;
@@ -145,9 +162,16 @@ export async function cleanupOrphans(
     for await (const upload of store.listMultipart(prefix)) {
       if (upload.initiated.getTime() + graceMs > nowMs) continue;
       const parsed = parseObjectKey(upload.key);
-      const record = parsed ? await repo.get({ userId: parsed.userId, echoId: parsed.echoId }) : undefined;
+      const record = parsed
+        ? await repo.get({ userId: parsed.userId, echoId: parsed.echoId })
+        : undefined;
       // Still someone's upload in progress: a pending echo of this upload, not expired past the grace period.
-      if (record?.multipartUploadId === upload.uploadId && record.status === 'pending' && !isStalePending(record, nowMs, graceMs)) continue;
+      if (
+        record?.multipartUploadId === upload.uploadId &&
+        record.status === 'pending' &&
+        !isStalePending(record, nowMs, graceMs)
+      )
+        continue;
       abandoned.add(upload.key, 0);
       if (dryRun) continue;
       try {

@@ -1,5 +1,10 @@
-import type { EchoRepository } from '../../ports.ts';
-import { DEFAULT_PRICE_PER_GB_MONTH, monthlyCost, SIZE_BUCKET_BOUNDS, sizeBucketIndex } from '../../domain/storage-cost.ts';
+import type { EchoRepository } from '../../metadata/port.ts';
+import {
+  DEFAULT_PRICE_PER_GB_MONTH,
+  monthlyCost,
+  SIZE_BUCKET_BOUNDS,
+  sizeBucketIndex,
+} from '../../domain/storage-cost.ts';
 import { userPrefix, type SweepOptions } from './common.ts';
 
 export const DEFAULT_TOP_USERS = 10;
@@ -80,7 +85,11 @@ function sorted(map: Map<string, Counter>): Record<string, Usage> {
 }
 
 /** Figures come from the records (verified sizes), one streamed scan; `verify` checks them against storage. */
-export async function getStorageReport(repo: EchoRepository, options: ReportOptions, clock: () => Date): Promise<StorageReport> {
+export async function getStorageReport(
+  repo: EchoRepository,
+  options: ReportOptions,
+  clock: () => Date,
+): Promise<StorageReport> {
   userPrefix(options.userId);
   const total = new Counter();
   const byFormat = new Map<string, Counter>();
@@ -126,7 +135,12 @@ export async function getStorageReport(repo: EchoRepository, options: ReportOpti
     newest: total.count > 0 ? new Date(newest).toISOString() : null,
     pending,
     deleting,
-    cost: { pricePerGbMonth: price, currency: 'USD', gigabytes: total.bytes / 1e9, monthlyTotal: monthlyCost(total.bytes, price) },
+    cost: {
+      pricePerGbMonth: price,
+      currency: 'USD',
+      gigabytes: total.bytes / 1e9,
+      monthlyTotal: monthlyCost(total.bytes, price),
+    },
     sizes: sizes.map((c, i) => ({
       fromBytes: i === 0 ? 0 : (SIZE_BUCKET_BOUNDS[i - 1] ?? 0),
       toBytes: SIZE_BUCKET_BOUNDS[i] ?? null,
@@ -137,7 +151,12 @@ export async function getStorageReport(repo: EchoRepository, options: ReportOpti
   if (!perUser) return report;
   const top = Math.max(0, options.top ?? DEFAULT_TOP_USERS);
   const topUsers = [...perUser.entries()]
-    .map(([userId, c]) => ({ userId, count: c.count, bytes: c.bytes, monthlyCost: monthlyCost(c.bytes, price) }))
+    .map(([userId, c]) => ({
+      userId,
+      count: c.count,
+      bytes: c.bytes,
+      monthlyCost: monthlyCost(c.bytes, price),
+    }))
     .sort((a, b) => b.bytes - a.bytes || b.count - a.count || (a.userId < b.userId ? -1 : 1))
     .slice(0, top);
   return { ...report, users: perUser.size, topUsers };

@@ -25,20 +25,27 @@ export function scheduleCleanup(
   const tick = (): void => {
     if (running || stopped) return;
     running = sweep()
-      .then((r) => log.info({
-        cleanup: {
-          scannedObjects: r.scannedObjects,
-          orphanObjects: r.orphanObjects.count,
-          stalePending: r.stalePending.count,
-          deleting: r.deleting.count,
-          deletedObjects: r.deletedObjects,
-          removedRecords: r.removedRecords,
-          removedLeftovers: r.removedLeftovers,
-          freedBytes: r.freedBytes,
-          failed: r.failed.count,
-        },
-      }, 'periodic cleanup finished'))
-      .catch((err: unknown) => log.error({ err }, 'periodic cleanup failed; the next run will retry'))
+      .then((r) =>
+        log.info(
+          {
+            cleanup: {
+              scannedObjects: r.scannedObjects,
+              orphanObjects: r.orphanObjects.count,
+              stalePending: r.stalePending.count,
+              deleting: r.deleting.count,
+              deletedObjects: r.deletedObjects,
+              removedRecords: r.removedRecords,
+              removedLeftovers: r.removedLeftovers,
+              freedBytes: r.freedBytes,
+              failed: r.failed.count,
+            },
+          },
+          'periodic cleanup finished',
+        ),
+      )
+      .catch((err: unknown) =>
+        log.error({ err }, 'periodic cleanup failed; the next run will retry'),
+      )
       .finally(() => {
         running = undefined;
       });

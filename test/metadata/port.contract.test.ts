@@ -1,0 +1,146 @@
+import Database from 'better-sqlite3';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { describe } from 'vitest';
+import { migrationSortKey, USAGE_SORT_KEY } from '../../src/metadata/dynamodb/repository.ts';
+import type { AccountUsage } from '../../src/metadata/port.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
+import {
+  dynaliteForFile,
+  dynamoRepository,
+  freshTable,
+  unreachableDynamoRepository,
+} from '../backends/dynalite.ts';
+import { motoForFile, requireMoto } from '../backends/s3-moto.ts';
+import { closedSqliteRepository, sqliteRepository } from '../backends/sqlite.ts';
+import { echoRepositoryContract } from './echo-repository.contract.ts';
+import { migrationJournalContract } from './migration-journal.contract.ts';
+
+/**
+ * Every contract of the metadata ports on every repository: SQLite, DynamoDB on dynalite (atomic
+ * conditional writes, as DynamoDB's) and DynamoDB on moto. The contracts run from here only.
+ */
+
+/** Drift made the way a crash would leave it: the usage row written behind the repository's back. */
+function sqliteUsageSetter(file: string) {
+  return async (userId: string, u: AccountUsage): Promise<void> => {
+    const db = new Database(file);
+    try {
+      db.prepare(
+        'INSERT OR REPLACE INTO usage (user_id, echoes, bytes_used, bytes_reserved, pending_uploads) VALUES (?, ?, ?, ?, ?)',
+      ).run(userId, u.echoes, u.bytesUsed, u.bytesReserved, u.pendingUploads);
+    } finally {
+      db.close();
+    }
+  };
+}
+
+function dynamoUsageSetter(endpoint: string, table: string) {
+  return async (userId: string, u: AccountUsage): Promise<void> => {
+    const doc = DynamoDBDocumentClient.from(
+      new DynamoDBClient({ region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS }),
+    );
+    try {
+      await doc.send(
+        new PutCommand({
+          TableName: table,
+          Item: {
+            user_id: userId,
+            echo_id: USAGE_SORT_KEY,
+            echoes: u.echoes,
+            bytes_used: u.bytesUsed,
+            bytes_reserved: u.bytesReserved,
+            pending_uploads: u.pendingUploads,
+            bytes_held: u.bytesUsed + u.bytesReserved,
+          },
+        }),
+      );
+    } finally {
+      doc.destroy();
+    }
+  };
+}
+
+describe('SQLite', () => {
+  echoRepositoryContract(
+    'SQLite',
+    async () => {
+      const sqlite = await sqliteRepository();
+      return {
+        repo: sqlite.repo,
+        setKeptUsage: sqliteUsageSetter(sqlite.file),
+        cleanup: sqlite.close,
+      };
+    },
+    closedSqliteRepository,
+  );
+
+  migrationJournalContract('SQLite', async () => {
+    const sqlite = await sqliteRepository();
+    return { repo: sqlite.repo, cleanup: sqlite.close };
+  });
+});
+
+describe('DynamoDB on dynalite', () => {
+  // One dynalite for both contracts, a table each.
+  const dynalite = dynaliteForFile();
+
+  echoRepositoryContract(
+    'DynamoDB on dynalite',
+    async () => {
+      const { endpoint } = await dynalite();
+      const table = await freshTable(endpoint);
+      const repo = dynamoRepository(endpoint, table);
+      return {
+        repo,
+        setKeptUsage: dynamoUsageSetter(endpoint, table),
+        cleanup: () => repo.close(),
+      };
+    },
+    unreachableDynamoRepository,
+  );
+
+  migrationJournalContract('DynamoDB on dynalite', async () => {
+    const { endpoint } = await dynalite();
+    const repo = dynamoRepository(endpoint, await freshTable(endpoint));
+    return {
+      repo,
+      storedEchoId: (ref) => migrationSortKey(ref.sourceId),
+      cleanup: () => repo.close(),
+    };
+  });
+});
+
+const withMoto = requireMoto('DynamoDB repository contracts on moto');
+describe.skipIf(!withMoto)('DynamoDB on moto_server', () => {
+  const moto = motoForFile();
+
+  // moto checks a condition and writes without a lock, so two racers can both win there;
+  // dynalite and DynamoDB itself are atomic, and the race tests run against dynalite.
+  echoRepositoryContract(
+    'DynamoDB on moto',
+    async () => {
+      const { endpoint } = await moto();
+      const table = await freshTable(endpoint);
+      const repo = dynamoRepository(endpoint, table);
+      return {
+        repo,
+        atomicConditionalWrites: false,
+        setKeptUsage: dynamoUsageSetter(endpoint, table),
+        cleanup: () => repo.close(),
+      };
+    },
+    unreachableDynamoRepository,
+  );
+
+  migrationJournalContract('DynamoDB on moto', async () => {
+    const { endpoint } = await moto();
+    const repo = dynamoRepository(endpoint, await freshTable(endpoint));
+    return {
+      repo,
+      atomicConditionalWrites: false,
+      storedEchoId: (ref) => migrationSortKey(ref.sourceId),
+      cleanup: () => repo.close(),
+    };
+  });
+});
