@@ -175,3 +175,44 @@ export function keepsMigrationJournal(
   const r = repo as Partial<MigrationJournal>;
   return typeof r.beginMigration === 'function' && typeof r.scanMigrations === 'function';
 }
+
+// ---- what many processes share through the metadata store ------------------------------------
+
+/** One window of a user's request count. */
+export interface RequestCount {
+  /** Requests of the user in this window, the one just counted included. */
+  readonly count: number;
+  /** When the window ends and the count starts again from zero. */
+  readonly resetAt: Date;
+}
+
+/**
+ * Counts each user's requests in fixed windows in the shared store, so that every process on it
+ * enforces one RATE_LIMIT_PER_MINUTE between them. Stores that one process owns (SQLite) do not
+ * implement it: that process counts in its memory.
+ */
+export interface RequestCounter {
+  /** Adds one request of `userId` to the window of `windowMs` that holds `now`, atomically. */
+  countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount>;
+}
+
+export function sharesRequestCounts(repo: EchoRepository): repo is EchoRepository & RequestCounter {
+  return typeof (repo as Partial<RequestCounter>).countRequest === 'function';
+}
+
+/** The outcome of a job run under a lock: not run when another process holds the lock. */
+export type Locked<T> = { readonly ran: true; readonly value: T } | { readonly ran: false };
+
+/**
+ * One holder at a time across every process on the store, for jobs that must not run twice at
+ * once (a cleanup sweep). A holder that dies releases the lock (a session lock ends with its
+ * connection; a lease expires), so a crash never blocks the next run for good.
+ */
+export interface JobLock {
+  /** Runs `job` while holding the lock `name`; does not run it when another process holds it. */
+  whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>>;
+}
+
+export function locksJobs(repo: EchoRepository): repo is EchoRepository & JobLock {
+  return typeof (repo as Partial<JobLock>).whileLocked === 'function';
+}
