@@ -78,6 +78,8 @@ const ROLE_OF_BACKEND: Readonly<Record<string, BackendRole>> = {
   dynamodb: 'metadata',
   sqlite: 'metadata',
   postgres: 'metadata',
+  // The rate limit's count in the shared metadata store, when it fails in a way of its own.
+  'request-counter': 'metadata',
   ffmpeg: 'decoder',
 };
 

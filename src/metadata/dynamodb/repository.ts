@@ -9,11 +9,15 @@ import type {
   EchoKey,
   EchoPage,
   EchoRepository,
+  JobLock,
   ListQuery,
+  Locked,
   MigrationEntry,
   MigrationJournal,
   MigrationRef,
   ReadyUpdate,
+  RequestCount,
+  RequestCounter,
   Reservation,
   ReserveOutcome,
   ScanOptions,
@@ -30,20 +34,24 @@ import {
 } from './connection.ts';
 import { fromItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
 import { DynamoMigrationJournal } from './journal.ts';
+import { DynamoLimits } from './limits.ts';
 import { DynamoReads } from './reads.ts';
 import { DynamoUsage, recordUsage } from './usage.ts';
 
 export type { DynamoEchoRepositoryOptions } from './connection.ts';
 export { USAGE_SORT_KEY } from './items.ts';
+export { JOBS_PARTITION, leaseKey, REQUESTS_SORT_PREFIX, requestsSortKey } from './limits.ts';
 export { MIGRATION_PAGE, MIGRATION_SORT_PREFIX, migrationSortKey } from './journal.ts';
 
 /**
  * Echo metadata in one DynamoDB table (partition `user_id`, sort `echo_id`). Every state
  * change is a conditional write, so concurrent API nodes cannot both win a transition. Each
- * user's usage item and migration journal entries share the partition (usage.ts, journal.ts);
- * the reads, which skip them, are in reads.ts.
+ * user's usage item, request counts and migration journal entries share the partition (usage.ts,
+ * limits.ts, journal.ts); the reads, which skip them, are in reads.ts.
  */
-export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
+export class DynamoEchoRepository
+  implements EchoRepository, MigrationJournal, RequestCounter, JobLock
+{
   readonly name = 'dynamodb';
   readonly table: string;
   readonly region: string;
@@ -54,6 +62,7 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
   private readonly reads: DynamoReads;
   private readonly usage: DynamoUsage;
   private readonly journal: DynamoMigrationJournal;
+  private readonly limits: DynamoLimits;
 
   constructor(options: DynamoEchoRepositoryOptions) {
     this.options = options;
@@ -66,6 +75,7 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     this.reads = new DynamoReads(this.t);
     this.usage = new DynamoUsage(this.t);
     this.journal = new DynamoMigrationJournal(this.t);
+    this.limits = new DynamoLimits(this.t, options.leaseMs);
   }
 
   /**
@@ -306,6 +316,14 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     options: { userId?: string | undefined } = {},
   ): AsyncIterable<readonly MigrationEntry[]> {
     return this.journal.scanMigrations(options);
+  }
+
+  countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount> {
+    return this.limits.countRequest(userId, windowMs, now);
+  }
+
+  whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>> {
+    return this.limits.whileLocked(name, job);
   }
 
   check(): Promise<void> {
