@@ -6,7 +6,12 @@ import {
   type LegacySource,
   type ObjectStore,
 } from '../storage/port.ts';
-import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
+import {
+  keepsMigrationJournal,
+  sharesRequestCounts,
+  type EchoRepository,
+  type RequestCounter,
+} from '../metadata/port.ts';
 import { MultipartService } from '../services/multipart.ts';
 import { EchoService } from '../services/echoes.ts';
 import { EraseService } from '../services/erase.ts';
@@ -59,6 +64,11 @@ export interface Composition {
   /** Routes the store needs inside the app; none for S3. */
   readonly storagePlugins: readonly AppPlugin[];
   readonly repo: EchoRepository;
+  /**
+   * The rate limit's count, when the metadata store is one many processes share (DynamoDB,
+   * PostgreSQL); undefined on SQLite, where the one process counts in memory.
+   */
+  readonly requestCounter: RequestCounter | undefined;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
   readonly multipart: MultipartService | undefined;
@@ -133,6 +143,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     store,
     storagePlugins,
     repo,
+    requestCounter: sharesRequestCounts(repo) ? repo : undefined,
     uploads,
     echoes,
     multipart,

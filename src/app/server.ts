@@ -130,6 +130,7 @@ export function buildComposedApp(
     exporter: composition.exporter,
     rateLimitPerMinute: config.rateLimitPerMinute,
     rateLimitWindowMs: config.rateLimitWindowMs,
+    requestCounter: composition.requestCounter,
     tokens: createTokenVerifier(config),
     decoder: composition.audio.description,
     metrics: composition.metrics.recorder,

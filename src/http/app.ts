@@ -4,7 +4,7 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import type { EchoRepository } from '../metadata/port.ts';
+import type { EchoRepository, RequestCounter } from '../metadata/port.ts';
 import type { ObjectStore } from '../storage/port.ts';
 import type { ServiceMetrics } from '../metrics/port.ts';
 import type { EchoService } from '../services/echoes.ts';
@@ -41,6 +41,8 @@ export interface AppDeps {
   /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes; 0 = none. */
   readonly rateLimitPerMinute?: number | undefined;
   readonly rateLimitWindowMs?: number | undefined;
+  /** Where the rate limit counts when the metadata store is shared by many processes; in memory without. */
+  readonly requestCounter?: RequestCounter | undefined;
   readonly tokens: TokenVerifier;
   /** Names the audio decoder for /health ("ffmpeg 7.1.2", or decoding off). */
   readonly decoder: string;
@@ -223,7 +225,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     // Registered before the routes it limits; its hook runs after the auth hook above.
     if (deps.rateLimitPerMinute)
-      await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
+      await rateLimitPerUser(
+        scope,
+        deps.rateLimitPerMinute,
+        deps.rateLimitWindowMs,
+        deps.requestCounter,
+      );
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
     if (deps.multipart) await multipartRoutes(scope, deps.multipart);
     await meRoutes(scope, { uploads: deps.uploads, erase: deps.erase, exporter: deps.exporter });
