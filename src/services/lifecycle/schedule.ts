@@ -46,7 +46,7 @@ export function scheduleCleanup(
       )
       .catch((err: unknown) =>
         err instanceof CleanupLockHeld
-          ? log.info({ cleanup: { lockHeld: true } }, 'periodic cleanup skipped: ' + err.message)
+          ? log.info({ cleanup: { lockHeld: true } }, `periodic cleanup skipped: ${err.message}`)
           : log.error({ err }, 'periodic cleanup failed; the next run will retry'),
       )
       .finally(() => {
