@@ -2,7 +2,11 @@ import Database from 'better-sqlite3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { describe } from 'vitest';
-import { migrationSortKey, USAGE_SORT_KEY } from '../../src/metadata/dynamodb/repository.ts';
+import {
+  leaseKey,
+  migrationSortKey,
+  USAGE_SORT_KEY,
+} from '../../src/metadata/dynamodb/repository.ts';
 import type { AccountUsage } from '../../src/metadata/port.ts';
 import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 import {
@@ -15,6 +19,11 @@ import { motoForFile, requireMoto } from '../backends/s3-moto.ts';
 import { closedSqliteRepository, sqliteRepository } from '../backends/sqlite.ts';
 import { echoRepositoryContract } from './echo-repository.contract.ts';
 import { migrationJournalContract } from './migration-journal.contract.ts';
+import {
+  LEASE_MS,
+  sharedLimitsContract,
+  type SharedLimitsFixture,
+} from './shared-limits.contract.ts';
 
 /**
  * Every contract of the metadata ports on every repository: SQLite, DynamoDB on dynalite (atomic
@@ -61,6 +70,40 @@ function dynamoUsageSetter(endpoint: string, table: string) {
   };
 }
 
+/** A lease as a holder that died leaves it: taken for LEASE_MS, never renewed nor released. */
+function dynamoLockAbandoner(endpoint: string, table: string) {
+  return async (name: string): Promise<void> => {
+    const doc = DynamoDBDocumentClient.from(
+      new DynamoDBClient({ region: TEST_REGION, endpoint, credentials: TEST_CREDENTIALS }),
+    );
+    try {
+      await doc.send(
+        new PutCommand({
+          TableName: table,
+          Item: { ...leaseKey(name), owner: 'dead-host/1/x', expires_at: Date.now() + LEASE_MS },
+        }),
+      );
+    } finally {
+      doc.destroy();
+    }
+  };
+}
+
+/** Three repositories on one DynamoDB table, as three processes on it. */
+async function dynamoShared(endpoint: string, atomicWrites: boolean): Promise<SharedLimitsFixture> {
+  const table = await freshTable(endpoint);
+  const open = () => dynamoRepository(endpoint, table, { leaseMs: LEASE_MS });
+  const repos = [open(), open(), open()] as const;
+  return {
+    repos,
+    atomicWrites,
+    abandonLock: dynamoLockAbandoner(endpoint, table),
+    cleanup: async () => {
+      await Promise.all(repos.map((r) => r.close()));
+    },
+  };
+}
+
 describe('SQLite', () => {
   echoRepositoryContract(
     'SQLite',
@@ -100,6 +143,10 @@ describe('DynamoDB on dynalite', () => {
     unreachableDynamoRepository,
   );
 
+  sharedLimitsContract('DynamoDB on dynalite', async () =>
+    dynamoShared((await dynalite()).endpoint, true),
+  );
+
   migrationJournalContract('DynamoDB on dynalite', async () => {
     const { endpoint } = await dynalite();
     const repo = dynamoRepository(endpoint, await freshTable(endpoint));
@@ -131,6 +178,10 @@ describe.skipIf(!withMoto)('DynamoDB on moto_server', () => {
       };
     },
     unreachableDynamoRepository,
+  );
+
+  sharedLimitsContract('DynamoDB on moto', async () =>
+    dynamoShared((await moto()).endpoint, false),
   );
 
   migrationJournalContract('DynamoDB on moto', async () => {
