@@ -2,10 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectKey, uuidV7 } from '../../src/domain/index.ts';
-import type { OrphanCleanupResult } from '../../src/services/cleanup.ts';
+import { leaseKey } from '../../src/metadata/dynamodb/repository.ts';
+import { CLEANUP_LOCK, type OrphanCleanupResult } from '../../src/services/cleanup.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 import { freshTable } from '../backends/dynalite.ts';
 import {
   awsEnv,
@@ -33,13 +37,12 @@ describe.runIf(withMoto)('cleanup orphans: one sweep at a time across processes 
   let proxy: HoldingProxy;
   let dataDir: string;
   let env: Record<string, string>;
+  let table: string;
   let orphan: string;
   beforeAll(async () => {
     moto = await startMoto();
-    const [bucket, table] = await Promise.all([
-      freshBucket(moto.endpoint),
-      freshTable(moto.endpoint),
-    ]);
+    let bucket: string;
+    [bucket, table] = await Promise.all([freshBucket(moto.endpoint), freshTable(moto.endpoint)]);
     proxy = await startHoldingProxy(
       moto.endpoint,
       (req) => req.method === 'GET' && /[?&]list-type=2/.test(req.url ?? ''),
@@ -104,5 +107,45 @@ describe.runIf(withMoto)('cleanup orphans: one sweep at a time across processes 
     const next = await runCli(dataDir, [...SWEEP, '--json'], env);
     expect(next.code).toBe(0);
     expect(JSON.parse(next.stdout)).toMatchObject({ dryRun: false, deletedObjects: 0 });
+  });
+
+  it('a sweep killed with -9 keeps the lock only until its lease runs out', async () => {
+    const stuck = await startHoldingProxy(
+      moto.endpoint,
+      (req) => req.method === 'GET' && /[?&]list-type=2/.test(req.url ?? ''),
+    );
+    try {
+      const killed = spawnCli(dataDir, [...SWEEP, '--json'], {
+        ...env,
+        S3_ENDPOINT: stuck.endpoint,
+      });
+      await stuck.waitForHeld(1);
+      killed.child.kill('SIGKILL');
+      await killed.done;
+      const after = await runCli(dataDir, SWEEP, env);
+      expect(after.code).toBe(0);
+      expect(after.stdout).toMatch(LOCK_HELD);
+      // The dead holder's lease is left as it was: it ends within a minute of its last renewal.
+      const doc = DynamoDBDocumentClient.from(
+        new DynamoDBClient({
+          region: TEST_REGION,
+          endpoint: moto.endpoint,
+          credentials: TEST_CREDENTIALS,
+        }),
+      );
+      try {
+        const lease = await doc.send(
+          new GetCommand({ TableName: table, Key: leaseKey(CLEANUP_LOCK), ConsistentRead: true }),
+        );
+        const expiresAt = Number(lease.Item?.['expires_at']);
+        expect(expiresAt).toBeGreaterThan(Date.now());
+        expect(expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
+      } finally {
+        doc.destroy();
+      }
+    } finally {
+      stuck.release();
+      await stuck.stop();
+    }
   });
 });
