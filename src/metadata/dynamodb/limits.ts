@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Locked, RequestCount } from '../port.ts';
 import { isConditionFailed, type DynamoTable } from './connection.ts';
 import { TTL_ATTRIBUTE } from './table.ts';
@@ -64,7 +64,7 @@ export class DynamoLimits {
   }
 
   /**
-   * A lease item: taken by a conditional put (absent or expired), renewed every third of its
+   * A lease item: taken by a conditional write (absent or expired), renewed every third of its
    * duration while the job runs (so a sweep longer than the lease keeps it), released at the end
    * only if still ours. A holder that dies stops renewing and its lease expires.
    */
@@ -105,22 +105,26 @@ export class DynamoLimits {
     };
   }
 
+  /**
+   * A conditional UpdateItem (it creates the item when absent), not a PutItem: the cleanup
+   * function's role may update and delete items, never put them (infra/lib/functions.ts).
+   */
   private async take(name: string, owner: string): Promise<boolean> {
     const now = Date.now();
-    const values = this.leaseValues(owner, now);
     try {
       await this.t.doc.send(
-        new PutCommand({
+        new UpdateCommand({
           TableName: this.t.table,
-          Item: {
-            ...leaseKey(name),
-            owner,
-            expires_at: values[':expires'],
-            taken_at: new Date(now).toISOString(),
-            [TTL_ATTRIBUTE]: values[':ttl'],
-          },
+          Key: leaseKey(name),
+          UpdateExpression:
+            'SET #owner = :owner, expires_at = :expires, taken_at = :taken, #ttl = :ttl',
           ConditionExpression: 'attribute_not_exists(echo_id) OR expires_at < :now',
-          ExpressionAttributeValues: { ':now': now },
+          ExpressionAttributeNames: { '#owner': 'owner', '#ttl': TTL_ATTRIBUTE },
+          ExpressionAttributeValues: {
+            ...this.leaseValues(owner, now),
+            ':taken': new Date(now).toISOString(),
+            ':now': now,
+          },
         }),
       );
       return true;
