@@ -17,8 +17,8 @@ export const requestsSortKey = (windowMs: number, windowStart: number): string =
   `${REQUESTS_SORT_PREFIX}${windowMs}#${windowStart}`;
 
 /**
- * The partition of job leases. A user id could be anything, `#jobs` too; that is harmless: the
- * lease's sort key (`#lease#{name}`) is bookkeeping, never a record, and no user item takes it.
+ * The partition of job leases: no user's (a user id has no `#`, domain/keys.ts), and its sort
+ * keys (`#lease#{name}`) are bookkeeping too, so scans of the whole table pass over it.
  */
 export const JOBS_PARTITION = '#jobs';
 export const LEASE_SORT_PREFIX = '#lease#';
