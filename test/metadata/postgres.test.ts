@@ -296,6 +296,9 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
         expect(text).not.toMatch(/Seq Scan/);
         expect(text).toMatch(/Index Scan Backward using echoes_pkey/);
         expect(text).toMatch(/Index Cond: .*user_id = /);
+        // The bounds are where the scan starts and stops, not a filter over the user's history.
+        if (query.fromEchoId ?? query.toEchoId ?? query.beforeEchoId)
+          expect(text).toMatch(/Index Cond: .*echo_id [<>]/);
       },
     );
 

@@ -80,6 +80,7 @@ export function storableJson(value: unknown): string {
 }
 
 /** U+0000 and a surrogate without its other half. */
+// eslint-disable-next-line no-control-regex -- U+0000 is exactly what PostgreSQL's text refuses.
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** The same for a text column: lone surrogates already become U+FFFD in UTF-8; U+0000 does here. */
