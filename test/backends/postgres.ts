@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { inject } from 'vitest';
 import type { AccountUsage } from '../../src/metadata/port.ts';
@@ -103,4 +104,58 @@ export async function unreachablePostgresRepository(): Promise<{
     callTimeoutMs: 2000,
   });
   return { repo, cleanup: () => repo.close() };
+}
+
+/**
+ * A TCP proxy in front of the test run's server that can stop passing bytes either way: while
+ * stalled, connections are accepted and what is sent is held, never answered (a database that
+ * hangs, or a network that drops packets). Resumed, the held bytes go through.
+ */
+export interface StallableProxy {
+  /** DATABASE_URL through the proxy, to `database`. */
+  url(database: string): string;
+  stall(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export async function stallableProxy(): Promise<StallableProxy> {
+  const target = new URL(adminUrl());
+  let stalled = false;
+  const held: (() => void)[] = [];
+  const sockets = new Set<Socket>();
+  const pass = (from: Socket, to: Socket): void => {
+    from.on('data', (chunk: Buffer) => {
+      if (stalled) held.push(() => to.write(chunk));
+      else to.write(chunk);
+    });
+    from.on('close', () => to.destroy());
+    from.on('error', () => to.destroy());
+  };
+  const server: Server = createServer((client) => {
+    const upstream = netConnect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    pass(client, upstream);
+    pass(upstream, client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    stall() {
+      stalled = true;
+    },
+    resume() {
+      stalled = false;
+      for (const write of held.splice(0)) write();
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }

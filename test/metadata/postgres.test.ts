@@ -145,6 +145,31 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
       await pg.repo.check();
     });
 
+    it('connections the server ends (a restart, pg_terminate_backend) fail as unavailable at most, then are replaced', async () => {
+      await Promise.all([pg.repo.check(), pg.repo.check(), pg.repo.check()]);
+      const admin = await connect(pg.url);
+      try {
+        const ended = await admin.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+        );
+        expect(ended.rowCount).toBeGreaterThan(0);
+      } finally {
+        await admin.end();
+      }
+      let served = false;
+      for (let attempt = 0; attempt < 3 && !served; attempt++) {
+        try {
+          await pg.repo.check();
+          served = true;
+        } catch (err) {
+          expect(isPortError(err, 'unavailable'), String(err)).toBe(true);
+        }
+      }
+      expect(served).toBe(true);
+      expect((await pg.repo.listReady('nobody', { limit: 1 })).items).toEqual([]);
+    });
+
     it('text PostgreSQL cannot hold (U+0000, a lone surrogate) is stored as U+FFFD, not refused', async () => {
       const r = pending('odd.user|x@y-z_', T0);
       await pg.repo.createPending(r);

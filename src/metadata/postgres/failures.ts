@@ -27,7 +27,7 @@ const UNAVAILABLE_ERRNO = new Set([
 
 /** node-postgres's own messages for a connection that failed, timed out or was closed. */
 const UNAVAILABLE_MESSAGE =
-  /^(?:Connection terminated|timeout expired|Query read timeout|Cannot use a pool after calling end|Client has encountered a connection error|Client was closed|Connection ended)/;
+  /^(?:Connection terminated|timeout expired|timeout exceeded when trying to connect|Query read timeout|Cannot use a pool after calling end|Client has encountered a connection error|Client was closed|Connection ended|Received unexpected \w+ message from backend)/;
 
 /** A unique violation. */
 export const UNIQUE_VIOLATION = '23505';
