@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { promisify } from 'node:util';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_METADATA, NOT_MEASURED, type EchoRecord } from '../../src/domain/echo.ts';
 import { isPortError } from '../../src/domain/errors.ts';
@@ -70,6 +71,18 @@ async function setupDb(url: string): Promise<{ from: number; to: number; version
   return JSON.parse(stdout) as { from: number; to: number; version: number };
 }
 
+/** Returns once no statement of the repository waits for a lock (the server cancelled them). */
+async function untilNoneWaits(client: pg.Client): Promise<void> {
+  for (;;) {
+    const waiting = await client.query(
+      `SELECT 1 FROM pg_stat_activity WHERE application_name = 'echoes-storage'
+        AND datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (waiting.rowCount === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapter', () => {
   describe('a database that stops answering', () => {
     let silent: Server;
@@ -130,12 +143,15 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
         await other.query('LOCK TABLE echoes IN ACCESS EXCLUSIVE MODE');
         const err = await rejection(() => pg.repo.get(r));
         expect(isPortError(err, 'unavailable'), String(err)).toBe(true);
-        // A reservation blocked on the user's usage row is not made either.
+        await untilNoneWaits(other);
+        // A reservation blocked on the user's usage row is not made either: the server cancelled
+        // it (statement_timeout), so releasing the lock afterwards lets nothing through.
         await other.query('ROLLBACK');
         await other.query('BEGIN');
         await other.query('SELECT * FROM echo_usage WHERE user_id = $1 FOR UPDATE', [r.userId]);
         const blocked = await rejection(() => pg.repo.createPending(pending(r.userId, T0 + 1)));
         expect(isPortError(blocked, 'unavailable'), String(blocked)).toBe(true);
+        await untilNoneWaits(other);
         await other.query('ROLLBACK');
       } finally {
         await other.end();
@@ -168,6 +184,57 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
       }
       expect(served).toBe(true);
       expect((await pg.repo.listReady('nobody', { limit: 1 })).items).toEqual([]);
+    });
+
+    it('two pools on one database (two processes) reserve atomically between them: 50 x 4 MB against 10 MB, 2 win', async () => {
+      const second = new PostgresEchoRepository({ url: pg.url, callTimeoutMs: 5000 });
+      try {
+        const user = 'two-pools';
+        const limits = { bytes: 4_194_304, quotaBytes: 10_485_760, maxPendingUploads: 0 };
+        const outcomes = await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            (i % 2 === 0 ? pg.repo : second).createPending(
+              pending(user, T0 + i, { declaredSize: limits.bytes }),
+              limits,
+            ),
+          ),
+        );
+        expect(outcomes.filter((o) => o.ok)).toHaveLength(2);
+        for (const o of outcomes.filter((x) => !x.ok))
+          expect(o).toMatchObject({ ok: false, reason: 'quota' });
+        expect(await second.getUsage(user)).toEqual({
+          echoes: 0,
+          bytesUsed: 0,
+          bytesReserved: 2 * limits.bytes,
+          pendingUploads: 2,
+        });
+        expect(await pg.repo.reconcileUsage({ userId: user, fix: false })).toEqual([]);
+      } finally {
+        await second.close();
+      }
+    });
+
+    it('keeps at most DATABASE_POOL_SIZE connections however many calls run at once', async () => {
+      const small = new PostgresEchoRepository({ url: pg.url, poolSize: 2, callTimeoutMs: 5000 });
+      try {
+        await Promise.all(
+          Array.from({ length: 20 }, (_, i) => small.listReady(`pool-${i}`, { limit: 5 })),
+        );
+        const admin = await connect(pg.url);
+        try {
+          const { rows } = await admin.query<{ n: string }>(
+            `SELECT count(*) AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'echoes-storage'`,
+          );
+          // The other repository of this suite keeps its own connections too; the small one adds at most 2.
+          expect(Number(rows[0]?.n)).toBeGreaterThan(0);
+        } finally {
+          await admin.end();
+        }
+        expect(small.db.pool.totalCount).toBeLessThanOrEqual(2);
+      } finally {
+        await small.close();
+      }
     });
 
     it('text PostgreSQL cannot hold (U+0000, a lone surrogate) is stored as U+FFFD, not refused', async () => {
@@ -245,6 +312,24 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
       // kill -9 of the holder, as the server sees it: the connection drops without a word.
       (holder as unknown as { connection: { stream: Socket } }).connection.stream.destroy();
       expect(await waiting).toEqual({ from: 0, to: SCHEMA_VERSION });
+    });
+
+    it('a database a newer echoes-storage migrated is refused at start-up, untouched', async () => {
+      const url = await freshDatabase();
+      await migrateSchema({ url, connectTimeoutMs: 5000 });
+      const client = await connect(url);
+      try {
+        await client.query('UPDATE echo_schema SET version = $1', [SCHEMA_VERSION + 1]);
+        const err = await rejection(() =>
+          PostgresEchoRepository.open({ url, callTimeoutMs: 5000 }),
+        );
+        expect(String(err)).toMatch(/schema version \d+.*Upgrade echoes-storage/);
+        expect((await client.query('SELECT version FROM echo_schema')).rows).toEqual([
+          { version: SCHEMA_VERSION + 1 },
+        ]);
+      } finally {
+        await client.end();
+      }
     });
 
     it('`setup db` refuses a DATABASE_URL that is not PostgreSQL, without printing it', async () => {

@@ -52,9 +52,11 @@ export class PostgresDatabase {
       max: Math.max(1, options.poolSize ?? DEFAULT_POOL_SIZE),
       // Waiting for a connection (a new one, or a free one of a busy pool) counts against the call.
       connectionTimeoutMillis: t,
-      // The server cancels a statement that outlives the call (57014); the client gives up on a
-      // server that stopped answering altogether a little later and drops that connection.
-      statement_timeout: t,
+      // The server cancels a statement (57014, rolled back) a little before the call's deadline,
+      // so a statement blocked on a lock is undone before the caller hears "unavailable" rather
+      // than landing after it. The client gives up on a server that stopped answering altogether
+      // a little after the deadline and drops that connection.
+      statement_timeout: Math.max(1, t - Math.min(200, Math.floor(t / 5))),
       query_timeout: t + 1000,
       // A process frozen inside a transaction must not hold its locks for good.
       idle_in_transaction_session_timeout: Math.max(10_000, 2 * t),
