@@ -188,8 +188,63 @@ export async function createEchoRepository(
       callTimeoutMs: options.callTimeoutMs ?? config.backendTimeoutMs,
     });
   }
+  if (config.metadataBackend === 'postgres') {
+    const { PostgresEchoRepository } = await import('../metadata/postgres/repository.ts');
+    // Start-up brings the schema up to date (under an advisory lock: processes starting at once migrate once).
+    const { repo } = await PostgresEchoRepository.open(postgresOptions(config, options));
+    return repo;
+  }
   const { SqliteEchoRepository } = await import('../metadata/sqlite/repository.ts');
   return new SqliteEchoRepository({ file: join(config.dataDir, 'echoes.sqlite') });
+}
+
+function postgresOptions(config: Config, options: BackendOptions) {
+  return {
+    url: config.postgres.url ?? '',
+    poolSize: config.postgres.poolSize,
+    callTimeoutMs: options.callTimeoutMs ?? config.backendTimeoutMs,
+  };
+}
+
+/** What `setup db` did: the schema version of the configured database before and after. */
+export interface SchemaSetup {
+  readonly backend: 'sqlite' | 'postgres';
+  /** Where: the SQLite file, or PostgreSQL's host, port and database (no password). */
+  readonly database: string;
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * Brings the configured metadata database to the current schema ahead of a start; idempotent.
+ * DynamoDB has no schema to apply (its table comes from `setup dev|prod` or the CDK stack).
+ */
+export async function applyMetadataSchema(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<SchemaSetup> {
+  if (config.metadataBackend === 'postgres') {
+    const [{ migrateSchema }, { describeUrl }] = await Promise.all([
+      import('../metadata/postgres/schema.ts'),
+      import('../metadata/postgres/pool.ts'),
+    ]);
+    const o = postgresOptions(config, options);
+    const outcome = await migrateSchema({ url: o.url, connectTimeoutMs: o.callTimeoutMs });
+    return { backend: 'postgres', database: describeUrl(o.url), ...outcome };
+  }
+  if (config.metadataBackend === 'sqlite') {
+    const file = join(config.dataDir, 'echoes.sqlite');
+    const [{ SqliteEchoRepository }, { schemaVersionOf, SCHEMA_VERSION }] = await Promise.all([
+      import('../metadata/sqlite/repository.ts'),
+      import('../metadata/sqlite/schema.ts'),
+    ]);
+    const from = schemaVersionOf(file);
+    await new SqliteEchoRepository({ file }).close();
+    return { backend: 'sqlite', database: file, from, to: SCHEMA_VERSION };
+  }
+  throw new CompositionError(
+    'METADATA_BACKEND=dynamodb has no schema to apply: its table is made by `echoes-storage setup dev|prod` or the CDK stack.',
+  );
 }
 
 /** Legacy files under a folder, for `migrate --source-dir` and `verify --against-source`. */

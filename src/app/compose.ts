@@ -23,6 +23,7 @@ import type { ServiceDeps } from '../services/deps.ts';
 import { exportedEchoJson } from '../http/views.ts';
 import { createMetrics, type MetricsSetup } from '../metrics/setup.ts';
 import {
+  applyMetadataSchema,
   createAudioDecoder,
   createEchoRepository,
   createLegacyBucket,
@@ -33,6 +34,7 @@ import {
   type AppPlugin,
   type AudioDecoder,
   type BackendOptions,
+  type SchemaSetup,
 } from './adapters.ts';
 
 export {
@@ -301,6 +303,11 @@ export async function composeMigration(
     await close();
     throw err;
   }
+}
+
+/** `setup db`: the configured metadata database brought to the current schema, with the operator's deadline. */
+export function setUpMetadataSchema(config: Config): Promise<SchemaSetup> {
+  return applyMetadataSchema(config, operatorDeadline(config));
 }
 
 /** Legacy files under a folder (`migrate --source-dir`). */

@@ -16,6 +16,12 @@ import {
   unreachableDynamoRepository,
 } from '../backends/dynalite.ts';
 import { motoForFile, requireMoto } from '../backends/s3-moto.ts';
+import {
+  postgresRepository,
+  requirePostgres,
+  setPostgresUsage,
+  unreachablePostgresRepository,
+} from '../backends/postgres.ts';
 import { closedSqliteRepository, sqliteRepository } from '../backends/sqlite.ts';
 import { echoRepositoryContract } from './echo-repository.contract.ts';
 import { migrationJournalContract } from './migration-journal.contract.ts';
@@ -26,8 +32,8 @@ import {
 } from './shared-limits.contract.ts';
 
 /**
- * Every contract of the metadata ports on every repository: SQLite, DynamoDB on dynalite (atomic
- * conditional writes, as DynamoDB's) and DynamoDB on moto. The contracts run from here only.
+ * Every contract of the metadata ports on every repository: SQLite, PostgreSQL, DynamoDB on
+ * dynalite (atomic conditional writes, as DynamoDB's) and DynamoDB on moto. The contracts run from here only.
  */
 
 /** Drift made the way a crash would leave it: the usage row written behind the repository's back. */
@@ -121,6 +127,26 @@ describe('SQLite', () => {
   migrationJournalContract('SQLite', async () => {
     const sqlite = await sqliteRepository();
     return { repo: sqlite.repo, cleanup: sqlite.close };
+  });
+});
+
+describe.runIf(requirePostgres('PostgreSQL repository contracts'))('PostgreSQL', () => {
+  echoRepositoryContract(
+    'PostgreSQL',
+    async () => {
+      const pg = await postgresRepository();
+      return {
+        repo: pg.repo,
+        setKeptUsage: (userId, u) => setPostgresUsage(pg.url, userId, u),
+        cleanup: pg.close,
+      };
+    },
+    unreachablePostgresRepository,
+  );
+
+  migrationJournalContract('PostgreSQL', async () => {
+    const pg = await postgresRepository();
+    return { repo: pg.repo, cleanup: pg.close };
   });
 });
 

@@ -1,4 +1,6 @@
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { sqliteFailure } from './failures.ts';
 import { holdUntilExit } from './lifetime.ts';
 
 /**
@@ -230,5 +232,19 @@ export function migrate(
   });
   while (step.immediate()) {
     // one step per transaction, until the last one
+  }
+}
+
+/** The user_version of a database file, read only; 0 when there is no file yet (for `setup db`). */
+export function schemaVersionOf(file: string): number {
+  if (file === ':memory:' || !existsSync(file)) return 0;
+  let db: Database.Database | undefined;
+  try {
+    db = holdUntilExit(new Database(file, { readonly: true, fileMustExist: true }));
+    return holdUntilExit(db.prepare<[], number>('PRAGMA user_version').pluck()).get() ?? 0;
+  } catch (err) {
+    throw sqliteFailure(err, file);
+  } finally {
+    if (db?.open) db.close();
   }
 }

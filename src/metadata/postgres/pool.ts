@@ -1,0 +1,126 @@
+import pg from 'pg';
+import { deadlineFailure, pgFailure } from './failures.ts';
+
+export interface PostgresOptions {
+  /** postgres:// or postgresql:// URL (DATABASE_URL). */
+  readonly url: string;
+  /** Connections kept at most (DATABASE_POOL_SIZE). */
+  readonly poolSize?: number | undefined;
+  /**
+   * How long one call may take, waiting for a connection included, before it fails as
+   * unavailable (BACKEND_TIMEOUT_MS for the API, CLI_BACKEND_TIMEOUT_MS for an operator's job).
+   * The server cancels a statement that runs longer (statement_timeout), so a query blocked on a
+   * lock does not hold its connection either.
+   */
+  readonly callTimeoutMs?: number | undefined;
+}
+
+const DEFAULT_POOL_SIZE = 10;
+const DEFAULT_CALL_TIMEOUT_MS = 1000;
+
+/** Where the database is, for messages and logs: host, port and database, never the password. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `postgres://${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'postgres (DATABASE_URL)';
+  }
+}
+
+/** A value a statement takes: what node-postgres serializes. */
+export type Param = string | number | boolean | null | Date | Buffer | readonly string[];
+
+/**
+ * The connection pool every PostgreSQL part of the adapter shares (the repository, its usage
+ * and journal, and whatever else keeps its state in this database): one place that bounds each
+ * call by the deadline and turns failures into PortErrors.
+ */
+export class PostgresDatabase {
+  readonly pool: pg.Pool;
+  /** For messages: host, port and database. */
+  readonly where: string;
+  readonly callTimeoutMs: number;
+  private ended = false;
+
+  constructor(options: PostgresOptions) {
+    this.where = describeUrl(options.url);
+    this.callTimeoutMs = Math.max(1, Math.floor(options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS));
+    const t = this.callTimeoutMs;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: Math.max(1, options.poolSize ?? DEFAULT_POOL_SIZE),
+      // Waiting for a connection (a new one, or a free one of a busy pool) counts against the call.
+      connectionTimeoutMillis: t,
+      // The server cancels a statement (57014, rolled back) a little before the call's deadline,
+      // so a statement blocked on a lock is undone before the caller hears "unavailable" rather
+      // than landing after it. The client gives up on a server that stopped answering altogether
+      // a little after the deadline and drops that connection.
+      statement_timeout: Math.max(1, t - Math.min(200, Math.floor(t / 5))),
+      query_timeout: t + 1000,
+      // A process frozen inside a transaction must not hold its locks for good.
+      idle_in_transaction_session_timeout: Math.max(10_000, 2 * t),
+      keepAlive: true,
+      application_name: 'echoes-storage',
+    });
+    // An idle connection the server closed: the pool drops it; without a listener Node would exit.
+    this.pool.on('error', () => {});
+  }
+
+  /** One statement, bounded by the call's deadline. */
+  async query<R extends pg.QueryResultRow>(
+    text: string,
+    values: readonly Param[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    return this.bounded(() => this.pool.query<R>(text, values as unknown[]));
+  }
+
+  /**
+   * Statements on one connection inside BEGIN ... COMMIT, bounded as a whole by the deadline.
+   * A failure rolls back; a connection that failed or timed out is dropped, not reused.
+   */
+  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.bounded(async () => {
+      const client = await this.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await work(client);
+        await client.query('COMMIT');
+        client.release();
+        return result;
+      } catch (err) {
+        // Dropping the connection ends the transaction on the server: no ROLLBACK to wait for.
+        client.release(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
+    });
+  }
+
+  /** `call`, failing as unavailable when it outlives the deadline or the database fails. */
+  private async bounded<T>(call: () => Promise<T>): Promise<T> {
+    if (this.ended) throw pgFailure(new Error('Cannot use a pool after calling end'), this.where);
+    let timer: NodeJS.Timeout | undefined;
+    const running = call();
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(deadlineFailure(this.where, this.callTimeoutMs)),
+        this.callTimeoutMs,
+      );
+    });
+    // The call goes on until its own timeouts end it; whatever it says after the deadline is dropped.
+    running.catch(() => {});
+    try {
+      return await Promise.race([running, deadline]);
+    } catch (err) {
+      throw pgFailure(err, this.where);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async end(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.pool.end();
+  }
+}
