@@ -70,8 +70,9 @@ export const RECORD_COLUMNS = `user_id, echo_id, s3_key, file_extension, content
 
 /**
  * JSON text PostgreSQL takes as jsonb. Its text cannot hold U+0000, and its JSON parser refuses
- * a lone surrogate escape; a caption or tag with either (any string the wire accepts) would fail
- * the write, so those characters are stored as U+FFFD, as UTF-8 stores a lone surrogate anyway.
+ * a lone surrogate escape. The API and `migrate --metadata` refuse both (wire/conventions.ts
+ * STORABLE_TEXT_PATTERN); a caption or tag that arrives another way (code that calls the
+ * services itself) would fail the write, so those characters are stored as U+FFFD here.
  */
 export function storableJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
