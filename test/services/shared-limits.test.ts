@@ -5,15 +5,16 @@ import { cleanupHandlerFor } from '../../src/entry/lambda-cleanup.ts';
 import { jsonLog } from '../../src/entry/lambda-shared.ts';
 import type { ErasureReceipt } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { awsBackend, localDynaliteBackend } from '../backends/index.ts';
+import { awsBackend, localDynaliteBackend, localPostgresBackend } from '../backends/index.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /**
  * On the DynamoDB repository the rate limit's counts and the cleanup lease are items beside the
  * echoes: every operator job and user-facing read must pass over them as over the usage item,
- * and the sweeps take the lease.
+ * and the sweeps take the lease. On PostgreSQL the counts are rows of their own table and the
+ * lock a session advisory lock: the same jobs must see neither.
  */
-for (const backend of [localDynaliteBackend(), awsBackend()]) {
+for (const backend of [localDynaliteBackend(), awsBackend(), localPostgresBackend()]) {
   describe.runIf(backend.available)(`shared limits beside the echoes on ${backend.name}`, () => {
     let srv: TestServer;
     beforeAll(async () => {
