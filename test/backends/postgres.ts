@@ -159,3 +159,33 @@ export async function stallableProxy(): Promise<StallableProxy> {
     },
   };
 }
+
+/**
+ * Takes the advisory lock `key` on a session of its own, as a job's holder does, and leaves it
+ * as a holder that crashed would: the session is cut (pg_terminate_backend, what the server does
+ * when a client's socket closes) after `ms`, never unlocked. Returns once the lock is taken.
+ */
+export async function abandonPostgresLock(
+  url: string,
+  key: readonly [number, number],
+  ms: number,
+): Promise<void> {
+  const holder = await connect(url);
+  const took = await holder.query<{ took: boolean }>(
+    'SELECT pg_try_advisory_lock($1, $2) AS took',
+    [...key],
+  );
+  if (took.rows[0]?.took !== true) throw new Error('the lock was already held');
+  const pid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+  setTimeout(() => {
+    void (async () => {
+      const admin = await connect(url);
+      try {
+        await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+      } finally {
+        await admin.end();
+        await holder.end().catch(() => {});
+      }
+    })();
+  }, ms);
+}

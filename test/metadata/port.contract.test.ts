@@ -16,7 +16,10 @@ import {
   unreachableDynamoRepository,
 } from '../backends/dynalite.ts';
 import { motoForFile, requireMoto } from '../backends/s3-moto.ts';
+import { jobLockKey } from '../../src/metadata/postgres/limits.ts';
+import { PostgresEchoRepository } from '../../src/metadata/postgres/repository.ts';
 import {
+  abandonPostgresLock,
   postgresRepository,
   requirePostgres,
   setPostgresUsage,
@@ -110,6 +113,20 @@ async function dynamoShared(endpoint: string, atomicWrites: boolean): Promise<Sh
   };
 }
 
+/** Three repositories on one PostgreSQL database, as three processes on it (a pool each). */
+async function postgresShared(): Promise<SharedLimitsFixture> {
+  const pg = await postgresRepository();
+  const open = () => new PostgresEchoRepository({ url: pg.url, callTimeoutMs: 5000 });
+  const repos = [pg.repo, open(), open()] as const;
+  return {
+    repos,
+    abandonLock: (name) => abandonPostgresLock(pg.url, jobLockKey(name), LEASE_MS),
+    cleanup: async () => {
+      await Promise.all(repos.map((r) => r.close()));
+    },
+  };
+}
+
 describe('SQLite', () => {
   echoRepositoryContract(
     'SQLite',
@@ -143,6 +160,8 @@ describe.runIf(requirePostgres('PostgreSQL repository contracts'))('PostgreSQL',
     },
     unreachablePostgresRepository,
   );
+
+  sharedLimitsContract('PostgreSQL', postgresShared);
 
   migrationJournalContract('PostgreSQL', async () => {
     const pg = await postgresRepository();

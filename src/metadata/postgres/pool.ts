@@ -41,9 +41,11 @@ export class PostgresDatabase {
   /** For messages: host, port and database. */
   readonly where: string;
   readonly callTimeoutMs: number;
+  private readonly url: string;
   private ended = false;
 
   constructor(options: PostgresOptions) {
+    this.url = options.url;
     this.where = describeUrl(options.url);
     this.callTimeoutMs = Math.max(1, Math.floor(options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS));
     const t = this.callTimeoutMs;
@@ -94,6 +96,50 @@ export class PostgresDatabase {
         throw err;
       }
     });
+  }
+
+  /**
+   * A connection of its own, outside the pool, for a session that must outlive one call (a job
+   * lock held while the job runs): connecting is bounded by the deadline. The caller ends it.
+   */
+  async sessionClient(applicationName: string): Promise<pg.Client> {
+    const t = this.callTimeoutMs;
+    const client = new pg.Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: t,
+      statement_timeout: Math.max(1, t - Math.min(200, Math.floor(t / 5))),
+      query_timeout: t + 1000,
+      keepAlive: true,
+      application_name: applicationName,
+    });
+    // A session the server or the network ended while idle: its next call fails instead.
+    client.on('error', () => {});
+    try {
+      await this.bounded(() => client.connect());
+    } catch (err) {
+      void client.end().catch(() => {});
+      throw err;
+    }
+    return client;
+  }
+
+  /** One statement on a session client, bounded by the call's deadline. */
+  async queryOn<R extends pg.QueryResultRow>(
+    client: pg.Client,
+    text: string,
+    values: readonly Param[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    return this.bounded(() => client.query<R>(text, values as unknown[]));
+  }
+
+  /** Ends a session client, waiting for the server no longer than the deadline. */
+  async endSession(client: pg.Client): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((r) => {
+      timer = setTimeout(r, this.callTimeoutMs);
+    });
+    await Promise.race([client.end().catch(() => {}), waited]);
+    clearTimeout(timer);
   }
 
   /** `call`, failing as unavailable when it outlives the deadline or the database fails. */

@@ -6,17 +6,22 @@ import type {
   EchoKey,
   EchoPage,
   EchoRepository,
+  JobLock,
   ListQuery,
+  Locked,
   MigrationEntry,
   MigrationJournal,
   MigrationRef,
   ReadyUpdate,
+  RequestCount,
+  RequestCounter,
   Reservation,
   ReserveOutcome,
   ScanOptions,
   UsageDrift,
 } from '../port.ts';
 import { PostgresMigrationJournal } from './journal.ts';
+import { PostgresLimits } from './limits.ts';
 import { PostgresDatabase, type PostgresOptions } from './pool.ts';
 import {
   GET,
@@ -43,21 +48,25 @@ const RESERVE_ATTEMPTS = 3;
 
 /**
  * Echo metadata in PostgreSQL, on one connection pool (pool.ts) that the usage rows, the
- * migration journal and anything else kept in the same database share. Every call is one
+ * migration journal, the request counts and the job locks (limits.ts) share. Every call is one
  * statement, or one transaction, bounded by the call deadline; failures become PortErrors.
  */
-export class PostgresEchoRepository implements EchoRepository, MigrationJournal {
+export class PostgresEchoRepository
+  implements EchoRepository, MigrationJournal, RequestCounter, JobLock
+{
   readonly name = 'postgres';
   /** The pool, for the other parts of this adapter that keep their state in the same database. */
   readonly db: PostgresDatabase;
   private readonly usage: PostgresUsage;
   private readonly journal: PostgresMigrationJournal;
+  private readonly limits: PostgresLimits;
 
   /** Does not touch the database: open() migrates it first. */
   constructor(options: PostgresOptions) {
     this.db = new PostgresDatabase(options);
     this.usage = new PostgresUsage(this.db);
     this.journal = new PostgresMigrationJournal(this.db);
+    this.limits = new PostgresLimits(this.db);
   }
 
   /**
@@ -207,6 +216,19 @@ export class PostgresEchoRepository implements EchoRepository, MigrationJournal 
     options: { userId?: string | undefined } = {},
   ): AsyncIterable<readonly MigrationEntry[]> {
     return this.journal.scanMigrations(options);
+  }
+
+  countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount> {
+    return this.limits.countRequest(userId, windowMs, now);
+  }
+
+  /** Deletes the counts of windows long over (countRequest does it once a minute); how many. */
+  pruneRequestCounts(now: Date = new Date()): Promise<number> {
+    return this.limits.pruneRequestCounts(now);
+  }
+
+  whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>> {
+    return this.limits.whileLocked(name, job);
   }
 
   async check(): Promise<void> {

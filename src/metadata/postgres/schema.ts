@@ -74,6 +74,24 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX echo_migrations_by_user ON echo_migrations (user_id, source_id);
     `,
   },
+  {
+    description:
+      "Each user's request count per rate-limit window, shared by every process (limits.ts). " +
+      'UNLOGGED: a count lives a minute and is not worth a WAL write per request; a crash of ' +
+      'the server empties the table, and the limit starts counting again for at most a window. ' +
+      'Windows that ended are deleted by window_end.',
+    sql: `
+      CREATE UNLOGGED TABLE echo_request_counts (
+        user_id text COLLATE "C" NOT NULL,
+        window_ms bigint NOT NULL,
+        window_start timestamptz NOT NULL,
+        window_end timestamptz NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (user_id, window_ms, window_start)
+      );
+      CREATE INDEX echo_request_counts_by_end ON echo_request_counts (window_end);
+    `,
+  },
 ];
 
 /** The version this code writes and expects. */
