@@ -363,5 +363,19 @@ describe.runIf(ready)(
       expect(statuses.filter((s) => s !== 429)).toHaveLength(LIMIT);
       expect(statuses).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT).fill(429)]);
     });
+
+    it('40 requests of one user at once over both processes: exactly 20 are not 429', async () => {
+      await awayFromWindowEnd();
+      const auth = { authorization: `Bearer ${await signDevToken(dataDir, 'burst-user')}` };
+      const statuses = await Promise.all(
+        Array.from({ length: 2 * LIMIT }, async (_, i) => {
+          const res = await fetch(`${servers[i % 2]?.url}/echoes`, { headers: auth });
+          await res.arrayBuffer();
+          return res.status;
+        }),
+      );
+      expect(statuses.filter((s) => s !== 429)).toHaveLength(LIMIT);
+      expect(statuses.filter((s) => s !== 429 && s !== 200)).toEqual([]);
+    });
   },
 );
