@@ -412,6 +412,34 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
       },
     );
 
+    // The API prepares these statements (pool.ts prepared): after five runs on a connection
+    // PostgreSQL may keep one plan for any values, made without them. That plan must seek too.
+    it.each(shapes)(
+      'listReady, %s, prepared: the plan made without the values seeks the primary key as well',
+      async (_n, query) => {
+        const { sql, params } = listStatement(user, query);
+        const client = await connect(pg.url);
+        try {
+          await client.query('SET plan_cache_mode = force_generic_plan');
+          await client.query(`PREPARE list_page AS ${sql}`);
+          const args = params
+            .map((p) => (typeof p === 'number' ? String(p) : client.escapeLiteral(String(p))))
+            .join(', ');
+          const rows = (await client.query(`EXPLAIN EXECUTE list_page(${args})`)).rows as {
+            'QUERY PLAN': string;
+          }[];
+          const text = rows.map((r) => r['QUERY PLAN']).join('\n');
+          expect(text).not.toMatch(/Seq Scan|Bitmap|Sort/);
+          expect(text).toMatch(/Index Scan Backward using echoes_pkey/);
+          expect(text).toMatch(/Index Cond: .*user_id = \$1/);
+          if (query.fromEchoId ?? query.toEchoId ?? query.beforeEchoId)
+            expect(text).toMatch(/Index Cond: .*echo_id [<>]/);
+        } finally {
+          await client.end();
+        }
+      },
+    );
+
     it('scan pages (one user, all users) seek the primary key', async () => {
       for (const [sql, params] of [
         [SCAN_USER, [user, id(100), null, 500]],

@@ -88,7 +88,7 @@ export class PostgresEchoRepository
     const limits = [reservation?.quotaBytes ?? 0, reservation?.maxPendingUploads ?? 0];
     for (let attempt = 1; ; attempt++) {
       const r = await this.db
-        .query(INSERT_PENDING, [record.userId, bytes, ...limits, ...insertValues(record, bytes)])
+        .prepared(INSERT_PENDING, [record.userId, bytes, ...limits, ...insertValues(record, bytes)])
         .catch((err: unknown) => {
           throw isPortError(err, 'conflict')
             ? new PortError(
@@ -125,13 +125,13 @@ export class PostgresEchoRepository
   }
 
   async get(key: EchoKey): Promise<EchoRecord | undefined> {
-    const row = (await this.db.query<Row>(GET, [key.userId, key.echoId])).rows[0];
+    const row = (await this.db.prepared<Row>(GET, [key.userId, key.echoId])).rows[0];
     return row ? fromRow(row) : undefined;
   }
 
   /** The winner gets the row its update wrote; a loser or a repeat reads what is stored. */
   async markReady(key: EchoKey, update: ReadyUpdate): Promise<EchoRecord | undefined> {
-    const won = await this.db.query<Row>(MARK_READY, [
+    const won = await this.db.prepared<Row>(MARK_READY, [
       key.userId,
       key.echoId,
       ...readyValues(update),
@@ -146,17 +146,17 @@ export class PostgresEchoRepository
   }
 
   async markDeleting(key: EchoKey): Promise<EchoRecord | undefined> {
-    const row = (await this.db.query<Row>(MARK_DELETING, [key.userId, key.echoId])).rows[0];
+    const row = (await this.db.prepared<Row>(MARK_DELETING, [key.userId, key.echoId])).rows[0];
     return row ? fromRow(row) : undefined;
   }
 
   async remove(key: EchoKey): Promise<void> {
-    await this.db.query(REMOVE, [key.userId, key.echoId]);
+    await this.db.prepared(REMOVE, [key.userId, key.echoId]);
   }
 
   async listReady(userId: string, query: ListQuery): Promise<EchoPage> {
     const { sql, params } = listStatement(userId, query);
-    const rows = (await this.db.query<Row>(sql, params)).rows;
+    const rows = (await this.db.prepared<Row>(sql, params)).rows;
     return { items: rows.slice(0, query.limit).map(fromRow), more: rows.length > query.limit };
   }
 
