@@ -15,6 +15,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from '../../src/http/cors-headers.ts';
 import type { EnvironmentName } from '../../src/cli/setup/templates.ts';
 import {
   LAMBDA_ENTRIES,
@@ -81,31 +82,6 @@ export const FUNCTION_ACTIONS = {
     ],
   },
 } as const;
-
-/** The app's own CORS settings (src/http/app.ts), so API Gateway answers preflights the same way. */
-const CORS_HEADERS = [
-  'Authorization',
-  'Content-Type',
-  'x-amz-server-side-encryption',
-  'x-amz-checksum-sha256',
-  'If-None-Match',
-  'Range',
-  'X-Request-Id',
-];
-const CORS_EXPOSED = [
-  'Deprecation',
-  'Link',
-  'ETag',
-  'Content-Range',
-  'Accept-Ranges',
-  'Content-Length',
-  'X-Request-Id',
-  'Retry-After',
-  'RateLimit-Limit',
-  'RateLimit-Remaining',
-  'RateLimit-Reset',
-  'Content-Disposition',
-];
 
 // ESM bundles still contain CommonJS dependencies that call require().
 
@@ -281,8 +257,8 @@ export class EchoesFunctions extends Construct {
           apigw.CorsHttpMethod.DELETE,
           apigw.CorsHttpMethod.OPTIONS,
         ],
-        allowHeaders: CORS_HEADERS,
-        exposeHeaders: CORS_EXPOSED,
+        allowHeaders: [...CORS_ALLOWED_HEADERS],
+        exposeHeaders: [...CORS_EXPOSED_HEADERS],
         maxAge: Duration.hours(1),
       },
     });

@@ -17,6 +17,7 @@ import { devRoutes } from './routes/dev.ts';
 import { echoRoutes } from './routes/echoes.ts';
 import { multipartRoutes } from './routes/multipart.ts';
 import type { MultipartService } from '../services/multipart.ts';
+import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from './cors-headers.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -151,29 +152,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(cors, {
     origin: deps.corsOrigins.includes('*') ? true : [...deps.corsOrigins],
     methods: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS'],
-    allowedHeaders: [
-      'Authorization',
-      'Content-Type',
-      'x-amz-server-side-encryption',
-      'x-amz-checksum-sha256',
-      'If-None-Match',
-      'Range',
-      'X-Request-Id',
-    ],
-    exposedHeaders: [
-      'Deprecation',
-      'Link',
-      'ETag',
-      'Content-Range',
-      'Accept-Ranges',
-      'Content-Length',
-      'X-Request-Id',
-      'Retry-After',
-      'RateLimit-Limit',
-      'RateLimit-Remaining',
-      'RateLimit-Reset',
-      'Content-Disposition',
-    ],
+    allowedHeaders: [...CORS_ALLOWED_HEADERS],
+    exposedHeaders: [...CORS_EXPOSED_HEADERS],
     maxAge: 3600,
     // A preflight without Origin is not a browser's: answered 204 without CORS headers rather
     // than the plugin's plain-text 400.
