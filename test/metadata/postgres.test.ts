@@ -237,6 +237,39 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
       }
     });
 
+    it('only an upload URL reservation commits without waiting for the WAL flush; every other write waits', async () => {
+      // The test server flushes nothing (synchronous_commit=off): this database waits, as a deployment does.
+      const admin = await connect(pg.url);
+      try {
+        await admin.query(
+          'DO $$ BEGIN EXECUTE format($f$ALTER DATABASE %I SET synchronous_commit = on$f$, current_database()); END $$',
+        );
+      } finally {
+        await admin.end();
+      }
+      const repo = new PostgresEchoRepository({ url: pg.url, poolSize: 4, callTimeoutMs: 5000 });
+      try {
+        const setting = "SELECT current_setting('synchronous_commit') AS s";
+        expect((await repo.db.prepared<{ s: string }>(setting)).rows[0]?.s).toBe('on');
+        expect((await repo.db.query<{ s: string }>(setting)).rows[0]?.s).toBe('on');
+        expect((await repo.db.transaction((c) => c.query<{ s: string }>(setting))).rows[0]?.s).toBe(
+          'on',
+        );
+        expect((await repo.db.provisional<{ s: string }>(setting)).rows[0]?.s).toBe('off');
+        // The reservation goes through those connections (half the pool's), the rest does not.
+        await repo.db.provisionalPool.end();
+        const record = pending('relaxed', T0, { declaredSize: 10 });
+        await expect(
+          repo.createPending(record, { bytes: 10, quotaBytes: 0, maxPendingUploads: 0 }),
+        ).rejects.toThrow();
+        // Every other call still works: none of them goes through those connections.
+        expect(await repo.get({ userId: record.userId, echoId: record.echoId })).toBeUndefined();
+        expect(repo.db.provisionalPool.options.max).toBe(2);
+      } finally {
+        await repo.close().catch(() => undefined);
+      }
+    });
+
     it('text PostgreSQL cannot hold (U+0000, a lone surrogate) is stored as U+FFFD, not refused', async () => {
       const r = pending('odd.user|x@y-z_', T0);
       await pg.repo.createPending(r);

@@ -116,6 +116,27 @@ export function sharedLimitsContract(
       expect((await repos[1].countRequest(newUser(), WINDOW, now)).count).toBe(1);
     });
 
+    it('concurrent requests of five users in two window lengths count 1..n per user and window', async (ctx) => {
+      if (fx.atomicWrites === false) ctx.skip();
+      const users = Array.from({ length: 5 }, () => newUser());
+      const now = new Date();
+      const calls = Array.from({ length: 150 }, (_, i) => ({
+        user: users[i % 5] as string,
+        window: i % 2 === 0 ? WINDOW : 1000,
+      }));
+      const counts = await Promise.all(
+        calls.map((c, i) => (repos[i % 3] as SharedRepository).countRequest(c.user, c.window, now)),
+      );
+      const byRow = new Map<string, number[]>();
+      calls.forEach((c, i) => {
+        const key = `${c.user} ${c.window}`;
+        byRow.set(key, [...(byRow.get(key) ?? []), (counts[i] as { count: number }).count]);
+      });
+      expect(byRow.size).toBe(10);
+      for (const got of byRow.values())
+        expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    });
+
     it('fixed windows: the next window starts from one, the old one keeps its count, windows of another length count apart', async () => {
       const user = newUser();
       const t = Math.floor(Date.now() / WINDOW) * WINDOW + 5_000;

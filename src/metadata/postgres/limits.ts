@@ -1,18 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Locked, RequestCount } from '../port.ts';
 import type { PostgresDatabase } from './pool.ts';
+import { BatchedRequestCounts } from './request-counts.ts';
 
 /*
  * What every process on the database shares besides the records: each user's request count per
  * window (the table echo_request_counts, schema.ts step 2, which no read of records, usage or the
  * journal touches), and session advisory locks for jobs that run one at a time.
  */
-
-/** One statement: the first request of a window inserts its row, the others add one to it. */
-const COUNT = `INSERT INTO echo_request_counts AS c (user_id, window_ms, window_start, window_end, count)
-  VALUES ($1, $2, $3, $4, 1)
-  ON CONFLICT (user_id, window_ms, window_start) DO UPDATE SET count = c.count + 1
-  RETURNING count`;
 
 /**
  * Deletes at most one batch of windows that ended before $1. SKIP LOCKED: processes pruning at
@@ -50,30 +45,25 @@ export function jobLockKey(name: string): readonly [number, number] {
 export class PostgresLimits {
   private lastPrune = Number.NEGATIVE_INFINITY;
   private pruning: Promise<number> | undefined;
+  private readonly counts: BatchedRequestCounts;
 
-  constructor(private readonly db: PostgresDatabase) {}
+  constructor(private readonly db: PostgresDatabase) {
+    this.counts = new BatchedRequestCounts(db);
+  }
 
   /**
-   * One INSERT ... ON CONFLICT DO UPDATE: the row lock makes concurrent requests of a user on
-   * any number of processes count once each. Windows are fixed (aligned on multiples of
-   * `windowMs`). At most once per PRUNE_EVERY_MS, a process also deletes the windows that ended
-   * PRUNE_AFTER_MS ago, in the background (the request does not wait for it).
+   * Counted in the shared table (request-counts.ts: many requests per statement, each count
+   * exact across processes). Windows are fixed (aligned on multiples of `windowMs`). At most
+   * once per PRUNE_EVERY_MS, a process also deletes the windows that ended PRUNE_AFTER_MS ago,
+   * in the background (the request does not wait for it).
    */
-  async countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount> {
-    const start = Math.floor(now.getTime() / windowMs) * windowMs;
-    const resetAt = new Date(start + windowMs);
-    const r = await this.db.query<{ count: string }>(COUNT, [
-      userId,
-      windowMs,
-      new Date(start),
-      resetAt,
-    ]);
+  countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount> {
     if (now.getTime() - this.lastPrune >= PRUNE_EVERY_MS) {
       this.lastPrune = now.getTime();
       // A failed prune is tried again at the next one; the counts are right either way.
       void this.pruneRequestCounts(now).catch(() => 0);
     }
-    return { count: Number(r.rows[0]?.count ?? 1), resetAt };
+    return this.counts.count(userId, windowMs, now);
   }
 
   /**

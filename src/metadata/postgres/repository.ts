@@ -88,7 +88,12 @@ export class PostgresEchoRepository
     const limits = [reservation?.quotaBytes ?? 0, reservation?.maxPendingUploads ?? 0];
     for (let attempt = 1; ; attempt++) {
       const r = await this.db
-        .prepared(INSERT_PENDING, [record.userId, bytes, ...limits, ...insertValues(record, bytes)])
+        .provisional(INSERT_PENDING, [
+          record.userId,
+          bytes,
+          ...limits,
+          ...insertValues(record, bytes),
+        ])
         .catch((err: unknown) => {
           throw isPortError(err, 'conflict')
             ? new PortError(
