@@ -10,7 +10,8 @@ const ADAPTERS = [
   'storage/local/',
   'storage/s3/',
   'storage/legacy/',
-  'storage/cloudfront-playback.ts',
+  // playback URLs (cloudfront-signer) and invalidations (client-cloudfront): one CDN, one adapter
+  'storage/cloudfront-',
   'metadata/sqlite/',
   'metadata/dynamodb/',
   'audio/ffmpeg/',

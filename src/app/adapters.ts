@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { loadOrCreateSecret } from '../auth/secrets.ts';
 import { privateKeyProblem, unescapePem, type CdnConfig, type Config } from './config.ts';
-import type { LegacySource, ObjectStore } from '../storage/port.ts';
+import type { CdnInvalidator, LegacySource, ObjectStore } from '../storage/port.ts';
 import type { AudioProbe } from '../audio/port.ts';
 import type { EchoRepository } from '../metadata/port.ts';
 
@@ -146,6 +146,27 @@ export async function openPlaybackStore(config: Config, store: ObjectStore): Pro
     domain: cdn.domain,
     keyPairId: cdn.keyPairId,
     privateKey,
+  });
+}
+
+/**
+ * CloudFront invalidations when CDN_DISTRIBUTION_ID is set; none otherwise. Its deadline is
+ * never under 5 s: CloudFront's API is one global endpoint, slower than a regional table, and a
+ * delete would rather wait a little than leave a cached copy behind.
+ */
+export async function createCdnInvalidator(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<(CdnInvalidator & { close(): Promise<void> }) | undefined> {
+  const distributionId = config.cdnDistributionId;
+  if (distributionId === undefined) return undefined;
+  const { CloudFrontInvalidator } = await import('../storage/cloudfront-invalidation.ts');
+  return new CloudFrontInvalidator({
+    distributionId,
+    // a local AWS emulator (S3_ENDPOINT) serves CloudFront too, as it serves Secrets Manager
+    endpoint: config.s3.endpoint,
+    profile: config.s3.profile,
+    callTimeoutMs: Math.max(5000, options.callTimeoutMs ?? config.backendTimeoutMs),
   });
 }
 

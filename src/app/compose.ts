@@ -3,6 +3,7 @@ import type { Config } from './config.ts';
 import {
   takesImports,
   takesMultipart,
+  type CdnInvalidator,
   type LegacySource,
   type ObjectStore,
 } from '../storage/port.ts';
@@ -25,6 +26,7 @@ import { createMetrics, type MetricsSetup } from '../metrics/setup.ts';
 import {
   applyMetadataSchema,
   createAudioDecoder,
+  createCdnInvalidator,
   createEchoRepository,
   createLegacyBucket,
   createLegacyFolder,
@@ -104,9 +106,11 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   const repo = await createEchoRepository(config);
   let audio: AudioDecoder;
   let playback: ObjectStore;
+  let cdn: Awaited<ReturnType<typeof createCdnInvalidator>>;
   try {
     audio = await createAudioDecoder(config);
     playback = await openPlaybackStore(config, store);
+    cdn = await createCdnInvalidator(config);
   } catch (err) {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
@@ -125,7 +129,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   });
   // Only playback goes through the CDN; uploads, erasure, export and cleanup stay on the store.
   const echoes = new EchoService(
-    { ...deps, store: playback, probe: audio.probe },
+    { ...deps, store: playback, probe: audio.probe, cdn },
     echoSettings(config),
   );
   const multipart = takesMultipart(store)
@@ -151,20 +155,24 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     multipart,
     audio,
     metrics,
-    ...lifecycleServices(deps),
+    ...lifecycleServices(deps, cdn),
     async close() {
-      await Promise.allSettled([metrics.close(), store.close(), repo.close()]);
+      await Promise.allSettled([metrics.close(), store.close(), repo.close(), cdn?.close()]);
     },
   };
 }
 
-function lifecycleServices(deps: ServiceDeps): {
+/** `cdn`: the erase drops the user's cached copies (CDN_DISTRIBUTION_ID); cleanup deletes nothing a player could have cached. */
+function lifecycleServices(
+  deps: ServiceDeps,
+  cdn: CdnInvalidator | undefined,
+): {
   erase: EraseService;
   cleanup: CleanupService;
   exporter: ExportService;
 } {
   return {
-    erase: new EraseService(deps),
+    erase: new EraseService({ ...deps, cdn }),
     cleanup: new CleanupService(deps),
     exporter: new ExportService({ ...deps, describe: exportedEchoJson }),
   };
@@ -239,13 +247,18 @@ export async function composeJob(
   config: Config,
   options: JobOptions = {},
 ): Promise<JobComposition> {
-  const { store, repo, backends, close } = await openJobBackends(config);
+  const { store, repo, backends, close: closeBackends } = await openJobBackends(config);
   let metrics: MetricsSetup;
+  let cdn: Awaited<ReturnType<typeof createCdnInvalidator>>;
+  const close = async (): Promise<void> => {
+    await Promise.allSettled([closeBackends(), cdn?.close()]);
+  };
   try {
     metrics = await createMetrics(config, {
       prometheus: options.prometheus === true,
       server: false,
     });
+    cdn = await createCdnInvalidator(config, operatorDeadline(config));
   } catch (err) {
     await close();
     throw err;
@@ -256,7 +269,7 @@ export async function composeJob(
     repo,
     backends,
     metrics,
-    ...lifecycleServices({ store, repo, metrics: metrics.recorder }),
+    ...lifecycleServices({ store, repo, metrics: metrics.recorder }, cdn),
     async close() {
       try {
         await metrics.close();

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { readAudioConfig, type AudioConfig } from './config/audio.ts';
 import { readAuthConfig, type AuthConfig } from './config/auth.ts';
-import { readCdnConfig, type CdnConfig } from './config/cdn.ts';
+import { readCdnConfig, readCdnDistributionId, type CdnConfig } from './config/cdn.ts';
 import { envReaders, type Env } from './config/env.ts';
 
 export type { AudioConfig } from './config/audio.ts';
@@ -69,6 +69,8 @@ export interface Config {
   readonly allowUnsizedUploads: boolean;
   /** CDN_*: playback URLs (`audio_url`) signed for CloudFront instead of presigned for S3; undefined = S3. */
   readonly cdn?: CdnConfig | undefined;
+  /** CDN_DISTRIBUTION_ID: deletes and erasures invalidate the CDN's cached copies; undefined = none sent. */
+  readonly cdnDistributionId?: string | undefined;
 }
 
 export interface MetricsConfig {
@@ -185,6 +187,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     );
 
   const cdn = readCdnConfig(read, storageBackend, problems);
+  const cdnDistributionId = readCdnDistributionId(read, storageBackend, problems);
   const decoders = int('AUDIO_DECODE_CONCURRENCY', availableParallelism(), 1, 256);
 
   const config: Config = {
@@ -236,6 +239,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     },
     audio: readAudioConfig(read, decoders),
     cdn,
+    cdnDistributionId,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

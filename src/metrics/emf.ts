@@ -55,6 +55,11 @@ const M = {
     sum: false,
   },
   incidents: { name: 'echoes_integrity_incidents_total', unit: MetricUnit.Count, sum: true },
+  cdnFailures: {
+    name: 'echoes_cdn_invalidation_failures_total',
+    unit: MetricUnit.Count,
+    sum: true,
+  },
 } as const satisfies Record<string, MetricSpec>;
 
 interface Series {
@@ -144,6 +149,10 @@ export class EmfMetrics implements ServiceMetrics {
 
   integrityIncident(kind: IntegrityIncidentKind): void {
     this.#add(M.incidents, 'kind', kind, 1);
+  }
+
+  cdnInvalidationFailed(): void {
+    this.#record(M.cdnFailures, '', {}, 1);
   }
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {

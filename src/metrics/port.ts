@@ -24,6 +24,8 @@ export interface ServiceMetrics {
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void;
   /** Storage and metadata disagree in a way the service never causes (a ready echo's object deleted outside it). */
   integrityIncident(kind: IntegrityIncidentKind): void;
+  /** A CDN invalidation after a delete or an erase failed (the delete itself stands). */
+  cdnInvalidationFailed(): void;
 }
 
 /** Labels `echoes_integrity_incidents_total{kind}`. */
@@ -39,6 +41,7 @@ export const NO_METRICS: ServiceMetrics = {
   cleanupRun: () => undefined,
   httpRequest: () => undefined,
   integrityIncident: () => undefined,
+  cdnInvalidationFailed: () => undefined,
 };
 
 /** Metrics a scraper reads as text (GET /metrics): the Prometheus exposition. */

@@ -52,6 +52,7 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly cleanupRuns: Counter<'sweep' | 'outcome'>;
   private readonly http: Histogram<'route' | 'method' | 'status_code'>;
   private readonly incidents: Counter<'kind'>;
+  private readonly cdnFailures: Counter;
 
   constructor(options: PrometheusMetricsOptions) {
     const registers = [this.registry];
@@ -117,6 +118,12 @@ export class PrometheusMetrics implements ServiceMetrics {
       registers,
     });
     for (const kind of INTEGRITY_INCIDENT_KINDS) this.incidents.labels(kind).inc(0);
+    this.cdnFailures = new Counter({
+      name: 'echoes_cdn_invalidation_failures_total',
+      help: 'CDN invalidations (after a delete or an erase) that failed; cached copies then live out the cache TTL.',
+      registers,
+    });
+    this.cdnFailures.inc(0);
     // Every known series at 0 from the start: rate() and alarms see a series before its first event.
     for (const { extension: format } of AUDIO_FORMATS) {
       this.issued.labels(format).inc(0);
@@ -165,6 +172,10 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   integrityIncident(kind: IntegrityIncidentKind): void {
     this.incidents.labels(kind).inc();
+  }
+
+  cdnInvalidationFailed(): void {
+    this.cdnFailures.inc();
   }
 
   /** The Prometheus text exposition of everything recorded. */

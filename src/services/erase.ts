@@ -4,7 +4,8 @@ import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
 import type { ServiceMetrics } from '../metrics/port.ts';
 import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
-import { takesMultipart, type ObjectStore } from '../storage/port.ts';
+import { takesMultipart, type CdnInvalidator, type ObjectStore } from '../storage/port.ts';
+import { invalidateCdn, type CdnFailureListener } from './cdn.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf } from './lifecycle/common.ts';
 import { mapLimit } from '../support/concurrency.ts';
 
@@ -43,6 +44,8 @@ export interface EraseOptions {
     | undefined;
   /** Each object kept because its key is not one of the user's echo keys, once per erase: callers log it. */
   readonly onSkipped?: ((key: string) => void) | undefined;
+  /** Hears of a CDN invalidation that failed (the erase goes on): callers log it. */
+  readonly onCdnFailure?: CdnFailureListener | undefined;
 }
 
 /** Passes over the prefix: an upload PUT during the erase may land after a listing. */
@@ -65,13 +68,16 @@ export class EraseService {
   private readonly repo: EchoRepository;
   private readonly clock: Clock;
   private readonly metrics: ServiceMetrics;
+  private readonly cdn: CdnInvalidator | undefined;
 
-  constructor(deps: ServiceDeps) {
+  /** `cdn`: where playback goes through a CDN, the erased user's cached copies are dropped. */
+  constructor(deps: ServiceDeps & { readonly cdn?: CdnInvalidator | undefined }) {
     ({
       store: this.store,
       repo: this.repo,
       clock: this.clock,
       metrics: this.metrics,
+      cdn: this.cdn,
     } = withDefaults(deps));
   }
 
@@ -120,18 +126,32 @@ export class EraseService {
     let deletedBytes = 0;
     let remainingObjects = 0;
     let skippedObjects = 0;
-    for (let pass = 0; pass < MAX_PASSES; pass++) {
-      const onDeleted = (done: number): void =>
-        options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
-      const removed = await this.deleteEchoObjects(
-        userId,
-        onDeleted,
-        pass === 0 ? options.onSkipped : undefined,
-      );
-      deletedObjects += removed.objects;
-      deletedBytes += removed.bytes;
-      ({ remaining: remainingObjects, skipped: skippedObjects } = await this.countObjects(userId));
-      if (remainingObjects === 0) break;
+    try {
+      for (let pass = 0; pass < MAX_PASSES; pass++) {
+        const onDeleted = (done: number): void =>
+          options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
+        const removed = await this.deleteEchoObjects(
+          userId,
+          onDeleted,
+          pass === 0 ? options.onSkipped : undefined,
+        );
+        deletedObjects += removed.objects;
+        deletedBytes += removed.bytes;
+        ({ remaining: remainingObjects, skipped: skippedObjects } =
+          await this.countObjects(userId));
+        if (remainingObjects === 0) break;
+      }
+    } finally {
+      // One wildcard for the whole user, also when a pass failed part-way (its deletes happened).
+      // A user with no echoes and nothing deleted sends none: a repeated DELETE /me costs nothing.
+      // A repeat after a failed pass still has the records (removed last), so it sends one again.
+      if (deletedObjects > 0 || echoes.length > 0)
+        await invalidateCdn(
+          this.cdn,
+          [{ prefix: prefixOf(userId) }],
+          this.metrics,
+          options.onCdnFailure,
+        );
     }
 
     await mapLimit(echoes, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));

@@ -227,3 +227,16 @@ export interface ObjectImports {
 export function takesImports(store: ObjectStore): store is ObjectStore & ObjectImports {
   return typeof (store as Partial<ObjectImports>).importObject === 'function';
 }
+
+/** What a CDN in front of the store caches: one object, or every object under a prefix. */
+export type CdnTarget = { readonly key: string } | { readonly prefix: string };
+
+/**
+ * Drops a CDN's cached copies of stored objects, so that a deleted object is not served from an
+ * edge after the delete. Configured only where playback goes through a CDN; there is nothing to
+ * drop otherwise. Rejects with PortError `unavailable` when the CDN does not take the request.
+ */
+export interface CdnInvalidator {
+  readonly name: string;
+  invalidate(targets: readonly CdnTarget[]): Promise<void>;
+}

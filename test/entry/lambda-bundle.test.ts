@@ -35,6 +35,9 @@ const DRIVERS: Record<LambdaEntry, string> = {
   cleanup: `
     const { handler } = await m.createCleanupHandler(process.env);
     out(await handler({ source: 'aws.events' }, {}));`,
+  // `handler` itself, as Lambda calls it (the package export `./export-worker`): an empty batch.
+  exportWorker: `
+    out(await m.handler({ Records: [] }, {}));`,
 };
 
 describe.skipIf(!withMoto)(
@@ -110,6 +113,10 @@ describe.skipIf(!withMoto)(
 
     it('the cleanup bundle sweeps the bucket and the table', () => {
       expect(run('cleanup')).toMatchObject({ scannedObjects: 0, deletedObjects: 0, failed: 0 });
+    });
+
+    it('the export worker bundle loads on its own and answers an empty batch', () => {
+      expect(run('exportWorker')).toEqual({ batchItemFailures: [] });
     });
   },
 );

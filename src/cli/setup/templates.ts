@@ -182,8 +182,17 @@ export function bucketPolicy(
 export const LIFECYCLE_IDS = {
   abortMultipart: 'abort-incomplete-multipart-uploads',
   audioTiers: 'audio-storage-classes',
+  expireExports: 'expire-exports',
   expireLogs: 'expire-access-logs',
 } as const;
+
+/**
+ * Where export zips live in the audio bucket (`!exports/{user_id}/{export_id}.zip`): a user id
+ * never starts with `!`, so no user's objects are under it. Kept a day (DESIGN: 24 hours), by
+ * the bucket itself: the rule below, in both `setup` and the CDK stack.
+ */
+export const EXPORTS_PREFIX = '!exports/';
+export const EXPORTS_EXPIRE_AFTER_DAYS = 1;
 
 export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[] {
   return [
@@ -206,6 +215,12 @@ export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[]
       ...(s.audio.expireAfterDays === null
         ? {}
         : { Expiration: { Days: s.audio.expireAfterDays } }),
+    },
+    {
+      ID: LIFECYCLE_IDS.expireExports,
+      Status: 'Enabled',
+      Filter: { Prefix: EXPORTS_PREFIX },
+      Expiration: { Days: EXPORTS_EXPIRE_AFTER_DAYS },
     },
   ];
 }
