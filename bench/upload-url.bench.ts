@@ -14,7 +14,6 @@ import {
 } from './harness.ts';
 import { startBenchPostgres } from './postgres.ts';
 import { writeSection } from './report.ts';
-import { PostgresEchoRepository } from '../src/metadata/postgres/repository.ts';
 import { PrometheusMetrics } from '../src/metrics/prometheus.ts';
 
 const BODY = JSON.stringify({
@@ -168,11 +167,6 @@ async function postgresBesideSqlite(): Promise<{ rows: Result[]; note: string }>
   const best = (runs: Result[][], i: number): Result =>
     runs.map((r) => r[i] as Result).reduce((a, b) => (b.rps > a.rps ? b : a));
   const [s1, sN, p1, pN] = [best(sqlite, 0), best(sqlite, 1), best(pg, 0), best(pg, 1)];
-  const counts =
-    typeof (PostgresEchoRepository.prototype as { countRequest?: unknown }).countRequest ===
-    'function'
-      ? 'in the database, one statement per request'
-      : 'in the process (this PostgreSQL repository has no shared counter yet)';
   const verdict = (p: Result, s: Result, what: string): string => {
     const ratio = p.rps / s.rps;
     return `${what}: PostgreSQL ${Math.round(p.rps)} req/s is ${ratio.toFixed(2)}x SQLite's ${Math.round(s.rps)}: ${ratio >= POSTGRES_TARGET ? 'meets' : 'MISSES'} the ${POSTGRES_TARGET}x target`;
@@ -187,10 +181,10 @@ async function postgresBesideSqlite(): Promise<{ rows: Result[]; note: string }>
     note: `
 PostgreSQL beside SQLite (rows "one user" and "${CONNECTIONS} users"): the same route on the local store, limits at values no run reaches
 (RATE_LIMIT_PER_MINUTE=${AS_DEPLOYED.RATE_LIMIT_PER_MINUTE}, USER_QUOTA_BYTES=2^50, USER_MAX_PENDING_UPLOADS=${AS_DEPLOYED.USER_MAX_PENDING_UPLOADS}) so each request
-is counted and reserves as in a deployment; on PostgreSQL the rate limit counts ${counts}.
-Each reservation updates its user's usage row and holds that row until its commit is flushed to disk, so one user's
-upload URLs are issued one commit flush after another; with one user per connection they commit side by side.
-SQLite (WAL, synchronous=NORMAL) does not flush each commit.
+is counted and reserves as in a deployment. On PostgreSQL the rate limit counts in the database (requests that arrive
+together counted by one statement), and each reservation is one statement on connections whose commits do not wait for
+the WAL flush (README, "Running several instances"): a user's reservations take turns on their usage row, which a
+flushed commit would hold for a disk flush each. SQLite (WAL, synchronous=NORMAL) does not flush each commit either.
 SQLite and PostgreSQL ran twice each, interleaved, each on a fresh server and database; each row shows its better run.
 PostgreSQL: a throwaway server started by the bench on 127.0.0.1 (${postgres.about}), the API's pool at its default DATABASE_POOL_SIZE.
 Target: PostgreSQL's req/s at least ${POSTGRES_TARGET}x SQLite's.
