@@ -14,5 +14,6 @@ export function fanOut(targets: readonly ServiceMetrics[]): ServiceMetrics {
     cleanupRun: (...a) => targets.forEach((t) => t.cleanupRun(...a)),
     httpRequest: (...a) => targets.forEach((t) => t.httpRequest(...a)),
     integrityIncident: (...a) => targets.forEach((t) => t.integrityIncident(...a)),
+    exportFinished: (...a) => targets.forEach((t) => t.exportFinished(...a)),
   };
 }
