@@ -1,11 +1,6 @@
 import { AppError } from '../../domain/errors.ts';
 import { EXPORT_STALE_MS, exportIsOver } from '../../domain/exports.ts';
-import {
-  EXPORTS_PREFIX,
-  exportKey,
-  exportsPrefixOf,
-  parseExportKey,
-} from '../../domain/keys.ts';
+import { EXPORTS_PREFIX, exportKey, exportsPrefixOf, parseExportKey } from '../../domain/keys.ts';
 import { keepsExportJobs, type EchoRepository } from '../../metadata/port.ts';
 import type { ObjectStore } from '../../storage/port.ts';
 import { errorMessage, FailureTally, KeyTally, type Failures, type KeySet } from './common.ts';
@@ -27,13 +22,19 @@ export interface ExportSweepResult {
 export async function sweepExports(
   store: ObjectStore,
   repo: EchoRepository,
-  options: { readonly dryRun: boolean; readonly now: Date; readonly userId?: string | undefined; readonly limit: number },
+  options: {
+    readonly dryRun: boolean;
+    readonly now: Date;
+    readonly userId?: string | undefined;
+    readonly limit: number;
+  },
 ): Promise<ExportSweepResult> {
   const removed = new KeyTally(options.limit);
   const failed = new FailureTally(options.limit);
   let removedRecords = 0;
   let deletedObjects = 0;
-  if (!keepsExportJobs(repo)) return { exports: removed.result(), removedRecords, deletedObjects, failed: failed.result() };
+  if (!keepsExportJobs(repo))
+    return { exports: removed.result(), removedRecords, deletedObjects, failed: failed.result() };
   const nowMs = options.now.getTime();
   for await (const page of repo.scanExports()) {
     for (const job of page) {
