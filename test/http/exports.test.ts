@@ -13,6 +13,7 @@ import {
 import { keepsExportJobs, type EchoRepository, type ExportJobs } from '../../src/metadata/port.ts';
 import { takesWrites } from '../../src/storage/port.ts';
 import type { ErasureReceipt, ErrorBody, ExportJob } from '../../src/wire/echoes-api.ts';
+import { EchoesClient } from '../../src/client/echoes-client.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
 import { backends } from '../backends/index.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -251,6 +252,36 @@ for (const backend of backends()) {
       expect(await store.head(exportKey(user, id))).toBeUndefined();
       expect(await store.head(stray)).toBeUndefined();
       expect(swept.failed.count).toBe(0);
+    }, 60_000);
+
+    it('the typed client requests an export, sees 409 while it is built, and polls it to ready', async () => {
+      const user = 'exp-fay';
+      const client = new EchoesClient({ baseUrl: srv.url, token: await srv.token(user) });
+      const held = uuidV7(Date.now(), randomBytes(10));
+      const now = new Date();
+      await jobs.beginExport(
+        { userId: user, exportId: held, createdAt: now },
+        exportStaleBefore(now),
+      );
+      await expect(client.requestExport()).rejects.toMatchObject({
+        status: 409,
+        code: 'EXPORT_IN_PROGRESS',
+      });
+      await expect(client.getExport('../../etc')).rejects.toMatchObject({
+        status: 404,
+        code: 'EXPORT_NOT_FOUND',
+      });
+      await jobs.finishExport(user, held, { state: 'failed' });
+      const started = await client.requestExport();
+      expect(started.status).toBe('pending');
+      let job = await client.getExport(started.export_id);
+      for (let i = 0; i < 1200 && job.status === 'pending'; i++) {
+        await sleep(50);
+        job = await client.getExport(started.export_id);
+      }
+      expect(job.status).toBe('ready');
+      const zip = Buffer.from(await (await fetch(job.download_url ?? '')).arrayBuffer());
+      await verifiedZip(zip, user);
     }, 60_000);
 
     it('never shows another user’s export, answers 404 for ids that are not export ids, and refuses unknown fields', async () => {
