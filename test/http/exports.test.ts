@@ -255,7 +255,7 @@ for (const backend of backends()) {
     }, 60_000);
 
     it('the typed client requests an export, sees 409 while it is built, and polls it to ready', async () => {
-      const user = 'exp-fay';
+      const user = 'exp.fay@x|y-z';
       const client = new EchoesClient({ baseUrl: srv.url, token: await srv.token(user) });
       const held = uuidV7(Date.now(), randomBytes(10));
       const now = new Date();

@@ -159,6 +159,7 @@ export function exportJobsContract(name: string, open: () => Promise<ExportJobsF
       expect(records.map((r) => r.echoId)).toEqual([echo.echoId]);
       expect((await drain(f.repo.scan())).some((r) => r.echoId.startsWith('#'))).toBe(false);
       expect((await f.repo.getUsage(user)).pendingUploads).toBe(1);
+      expect(await f.repo.reconcileUsage({ userId: user, fix: false })).toEqual([]);
       await f.repo.remove({ userId: user, echoId: echo.echoId });
       expect(await f.repo.forgetUsage(user)).toBe(true);
       expect((await f.repo.getExport(user))?.state).toBe('pending');
