@@ -19,6 +19,7 @@ const ADAPTERS = [
   'metrics/prometheus.ts',
   'metrics/emf.ts',
   'auth/secrets-manager.ts',
+  'queue/sqs.ts',
 ];
 /** The ports, and the pure modules that belong with them (shared by a port's adapters or its callers). */
 const PORT_MODULES = [
@@ -28,6 +29,7 @@ const PORT_MODULES = [
   'audio/port.ts',
   'audio/sniffer.ts',
   'metrics/port.ts',
+  'queue/port.ts',
 ];
 /**
  * The library's public entry points re-export adapters for code that embeds echoes-storage.

@@ -99,8 +99,11 @@ export const FUNCTION_ACTIONS = {
       's3:AbortMultipartUpload',
       's3:ListMultipartUploadParts',
     ],
-    // the user's echoes (Query), the job record (get, write its status)
-    table: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+    // the user's earlier zips, listed to be replaced; and a missing echo object answers 404 (with
+    // ListBucket) rather than 403, so the zip lists it as missing instead of failing
+    bucket: ['s3:ListBucket'],
+    // the user's echoes (Query), the job record (get; its status written by UpdateItem, never a put)
+    table: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
   },
 } as const;
 
@@ -312,6 +315,13 @@ export class EchoesFunctions extends Construct {
         sid: 'AudioObjectsRead',
         actions: [...w.objects],
         resources: [props.bucket.arnForObjects('*')],
+      }),
+    );
+    this.exportWorker.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'AudioBucketList',
+        actions: [...w.bucket],
+        resources: [props.bucket.bucketArn],
       }),
     );
     this.exportWorker.addToRolePolicy(

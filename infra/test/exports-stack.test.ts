@@ -133,7 +133,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: exports, throttling, CDN in
       );
   });
 
-  it('the worker writes and deletes under !exports/ only: no other prefix, no listing, no bucket settings', () => {
+  it('the worker writes and deletes under !exports/ only: no other prefix, listing only, no bucket settings, no puts', () => {
     const f = dev.stack.functions;
     const statements = flatDeep(policiesOf(dev, dev.id(f.exportWorker.role as never))) as Json[];
     const bucket = `${dev.id(dev.stack.bucket)}.Arn`;
@@ -145,12 +145,13 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: exports, throttling, CDN in
       const actions = list(st.Action as string | string[]);
       if (actions.some((a) => writes.includes(a)))
         expect(list(st.Resource)).toEqual([`${bucket}/!exports/*`]);
+      else if (list(st.Resource).includes(bucket)) expect(actions).toEqual(['s3:ListBucket']);
       else expect(actions).toEqual(['s3:GetObject']);
     }
-    expect(s3.flatMap((st) => list(st.Resource))).not.toContain(bucket);
     const table = statements.find((st) => st.Sid === 'EchoesTable')!;
     expect(list(table.Action as string[])).not.toContain('dynamodb:Scan');
     expect(list(table.Action as string[])).not.toContain('dynamodb:DeleteItem');
+    expect(list(table.Action as string[])).not.toContain('dynamodb:PutItem');
   });
 
   it('the exports dead-letter queue alarms when not empty; the dashboard shows the worker and the queues', () => {

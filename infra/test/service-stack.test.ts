@@ -262,6 +262,12 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         logs('exportWorker'),
         { ...objects(['s3:GetObject']), Sid: 'AudioObjectsRead', Action: 's3:GetObject' },
         {
+          Sid: 'AudioBucketList',
+          Effect: 'Allow',
+          Action: 's3:ListBucket',
+          Resource: bucketArn(s()),
+        },
+        {
           Sid: 'ExportObjects',
           Effect: 'Allow',
           Action: [
@@ -272,7 +278,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
           ],
           Resource: `${bucketArn(s())}/!exports/*`,
         },
-        table(['GetItem', 'PutItem', 'Query', 'UpdateItem']),
+        table(['GetItem', 'Query', 'UpdateItem']),
         {
           Effect: 'Allow',
           Action: [

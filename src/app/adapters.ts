@@ -5,6 +5,7 @@ import { privateKeyProblem, unescapePem, type CdnConfig, type Config } from './c
 import type { CdnInvalidator, LegacySource, ObjectStore } from '../storage/port.ts';
 import type { AudioProbe } from '../audio/port.ts';
 import type { EchoRepository } from '../metadata/port.ts';
+import type { ExportQueue } from '../queue/port.ts';
 
 /**
  * The adapters configuration names, for compose.ts to wire: nothing outside src/app builds one.
@@ -97,6 +98,21 @@ export async function createObjectStore(
   options: BackendOptions = {},
 ): Promise<ObjectStore> {
   return (await openObjectStore(config, options)).store;
+}
+
+/** The SQS queue of export jobs (EXPORTS_QUEUE_URL); undefined when none is configured. */
+export async function createExportQueue(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<ExportQueue | undefined> {
+  if (config.exportsQueueUrl === undefined) return undefined;
+  const { SqsExportQueue } = await import('../queue/sqs.ts');
+  return new SqsExportQueue({
+    queueUrl: config.exportsQueueUrl,
+    region: config.s3.region,
+    profile: config.s3.profile,
+    callTimeoutMs: options.callTimeoutMs ?? config.backendTimeoutMs,
+  });
 }
 
 /** The store and the routes it brings to the app. */

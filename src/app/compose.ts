@@ -4,10 +4,12 @@ import {
   takesImports,
   takesMultipart,
   type CdnInvalidator,
+  takesWrites,
   type LegacySource,
   type ObjectStore,
 } from '../storage/port.ts';
 import {
+  keepsExportJobs,
   keepsMigrationJournal,
   sharesRequestCounts,
   type EchoRepository,
@@ -17,6 +19,8 @@ import { MultipartService } from '../services/multipart.ts';
 import { EchoService } from '../services/echoes.ts';
 import { EraseService } from '../services/erase.ts';
 import { ExportService } from '../services/export.ts';
+import { ExportJobService } from '../services/export-jobs.ts';
+import type { ExportQueue } from '../queue/port.ts';
 import { MigrationService } from '../services/migration.ts';
 import { UploadService } from '../services/uploads.ts';
 import { CleanupService } from '../services/cleanup.ts';
@@ -28,6 +32,7 @@ import {
   createAudioDecoder,
   createCdnInvalidator,
   createEchoRepository,
+  createExportQueue,
   createLegacyBucket,
   createLegacyFolder,
   createObjectStore,
@@ -62,6 +67,9 @@ export {
  */
 const MULTIPART_EXPIRES_IN_SECONDS = 24 * 3600;
 
+/** Exports a server builds at once: each streams every object of a user, so a few suffice. */
+const EXPORTS_AT_ONCE = 2;
+
 export interface Composition {
   readonly config: Config;
   readonly store: ObjectStore;
@@ -78,6 +86,8 @@ export interface Composition {
   readonly multipart: MultipartService | undefined;
   readonly erase: EraseService;
   readonly exporter: ExportService;
+  /** Asynchronous exports (POST /me/exports); undefined on a store or repository that cannot keep them. */
+  readonly exportJobs: ExportJobService | undefined;
   readonly audio: AudioDecoder;
   readonly cleanup: CleanupService;
   readonly metrics: MetricsSetup;
@@ -107,10 +117,12 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   let audio: AudioDecoder;
   let playback: ObjectStore;
   let cdn: Awaited<ReturnType<typeof createCdnInvalidator>>;
+  let queue: ExportQueue | undefined;
   try {
     audio = await createAudioDecoder(config);
     playback = await openPlaybackStore(config, store);
     cdn = await createCdnInvalidator(config);
+    queue = await createExportQueue(config);
   } catch (err) {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
@@ -144,6 +156,19 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
         },
       )
     : undefined;
+  const lifecycle = lifecycleServices(deps, cdn);
+  // A server builds exports itself, two at a time; a Lambda function stops once it has answered,
+  // so there only a queue (and the export worker function) builds them.
+  const exportJobs =
+    takesWrites(store) && keepsExportJobs(repo)
+      ? new ExportJobService(
+          { ...deps, exporter: lifecycle.exporter, queue },
+          {
+            downloadExpiresInSeconds: config.presignedUrlExpiration,
+            inProcessConcurrency: options.server === false ? 0 : EXPORTS_AT_ONCE,
+          },
+        )
+      : undefined;
   return {
     config,
     store,
@@ -155,9 +180,18 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
     multipart,
     audio,
     metrics,
-    ...lifecycleServices(deps, cdn),
+    ...lifecycle,
+    exportJobs,
     async close() {
-      await Promise.allSettled([metrics.close(), store.close(), repo.close(), cdn?.close()]);
+      // Exports being built finish first: they need the store and the repository.
+      await exportJobs?.close().catch(() => undefined);
+      await Promise.allSettled([
+        metrics.close(),
+        store.close(),
+        repo.close(),
+        cdn?.close(),
+        queue?.close(),
+      ]);
     },
   };
 }

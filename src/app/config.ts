@@ -67,6 +67,11 @@ export interface Config {
   readonly maxPendingUploads: number;
   /** ALLOW_UNSIZED_UPLOADS: upload URLs without `file_size` on S3, whose bodies no signature bounds. */
   readonly allowUnsizedUploads: boolean;
+  /**
+   * EXPORTS_QUEUE_URL: POST /me/exports sends its job to this SQS queue, for the export worker
+   * function; unset, a server builds exports in-process (and a Lambda API refuses them).
+   */
+  readonly exportsQueueUrl?: string | undefined;
   /** CDN_*: playback URLs (`audio_url`) signed for CloudFront instead of presigned for S3; undefined = S3. */
   readonly cdn?: CdnConfig | undefined;
   /** CDN_DISTRIBUTION_ID: deletes and erasures invalidate the CDN's cached copies; undefined = none sent. */
@@ -240,6 +245,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     audio: readAudioConfig(read, decoders),
     cdn,
     cdnDistributionId,
+    exportsQueueUrl: url('EXPORTS_QUEUE_URL'),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -128,6 +128,7 @@ export function buildComposedApp(
     multipart: composition.multipart,
     erase: composition.erase,
     exporter: composition.exporter,
+    exportJobs: composition.exportJobs,
     rateLimitPerMinute: config.rateLimitPerMinute,
     rateLimitWindowMs: config.rateLimitWindowMs,
     requestCounter: composition.requestCounter,

@@ -9,6 +9,8 @@ export interface ScheduledCleanupSummary {
   readonly removedRecords: number;
   readonly removedExpiredUploads: number;
   readonly freedBytes: number;
+  /** Expired exports whose records (and zips, where the bucket's rule had not yet) were removed. */
+  readonly removedExports: number;
   readonly failed: number;
   /** Set when another sweep held the cleanup lock: this run did nothing, and that is no failure. */
   readonly lockHeld?: true;
@@ -20,6 +22,7 @@ const NOTHING_DONE: ScheduledCleanupSummary = {
   removedRecords: 0,
   removedExpiredUploads: 0,
   freedBytes: 0,
+  removedExports: 0,
   failed: 0,
 };
 
@@ -66,6 +69,7 @@ export function cleanupHandlerFor(
         removedRecords: result.removedRecords,
         removedExpiredUploads: result.removedExpiredUploads,
         freedBytes: result.freedBytes,
+        removedExports: result.expiredExports.count,
         failed: result.failed.count,
       };
       if (summary.failed > 0) {

@@ -10,6 +10,7 @@ import type { ServiceMetrics } from '../metrics/port.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { EraseService } from '../services/erase.ts';
 import type { ExportService } from '../services/export.ts';
+import type { ExportJobService } from '../services/export-jobs.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { NOSNIFF_HEADER } from './page-policy.ts';
@@ -20,6 +21,7 @@ import type { MultipartService } from '../services/multipart.ts';
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from './cors-headers.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
+import { exportRoutes } from './routes/exports.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import type { MetricsExposition } from '../metrics/port.ts';
@@ -39,6 +41,8 @@ export interface AppDeps {
   readonly multipart?: MultipartService | undefined;
   readonly erase: EraseService;
   readonly exporter: ExportService;
+  /** POST /me/exports and GET /me/exports/{export_id}; absent, those routes are not served. */
+  readonly exportJobs?: ExportJobService | undefined;
   /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes; 0 = none. */
   readonly rateLimitPerMinute?: number | undefined;
   readonly rateLimitWindowMs?: number | undefined;
@@ -214,6 +218,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
     if (deps.multipart) await multipartRoutes(scope, deps.multipart);
     await meRoutes(scope, { uploads: deps.uploads, erase: deps.erase, exporter: deps.exporter });
+    if (deps.exportJobs) await exportRoutes(scope, deps.exportJobs);
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });

@@ -1,4 +1,5 @@
 import type { EchoRecord, EchoMetadata, EchoStatus, MeasuredAudio } from '../domain/echo.ts';
+import type { ExportJob } from '../domain/exports.ts';
 import type { AccountUsage } from '../domain/usage.ts';
 import type { UploadVerdict } from '../domain/verdict.ts';
 
@@ -215,4 +216,42 @@ export interface JobLock {
 
 export function locksJobs(repo: EchoRepository): repo is EchoRepository & JobLock {
   return typeof (repo as Partial<JobLock>).whileLocked === 'function';
+}
+
+// ---- asynchronous exports ------------------------------------------------------------------------
+
+/** The outcome of an export's build, written only over the pending export it was built for. */
+export type ExportOutcome =
+  | { readonly state: 'ready'; readonly size: number; readonly expiresAt: Date }
+  | { readonly state: 'failed' };
+
+/**
+ * Each user's export record (one per user: the latest export), kept beside their echoes: a
+ * SQLite or PostgreSQL table, a bookkeeping item (`#export`) in the user's DynamoDB partition.
+ */
+export interface ExportJobs {
+  /**
+   * Makes `job` the user's export, pending, unless their export is pending and was created at or
+   * after `staleBefore` (one is being built): one atomic write, never a read then a write. True
+   * when stored; false, changing nothing, when refused.
+   */
+  beginExport(
+    job: { readonly userId: string; readonly exportId: string; readonly createdAt: Date },
+    staleBefore: Date,
+  ): Promise<boolean>;
+  getExport(userId: string): Promise<ExportJob | undefined>;
+  /**
+   * pending -> ready or failed, only while the user's export is still `exportId` and pending;
+   * false (nothing changed) when it was replaced, erased or finished meanwhile.
+   */
+  finishExport(userId: string, exportId: string, outcome: ExportOutcome): Promise<boolean>;
+  /** Drops the user's export record (only if it is `exportId`, when given); true when one went. */
+  forgetExport(userId: string, exportId?: string): Promise<boolean>;
+  /** Every user's export record, page by page. */
+  scanExports(): AsyncIterable<readonly ExportJob[]>;
+}
+
+export function keepsExportJobs(repo: EchoRepository): repo is EchoRepository & ExportJobs {
+  const r = repo as Partial<ExportJobs>;
+  return typeof r.beginExport === 'function' && typeof r.scanExports === 'function';
 }

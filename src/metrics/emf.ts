@@ -3,6 +3,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type {
   CleanupOutcome,
   CleanupSweep,
+  ExportOutcomeLabel,
   IntegrityIncidentKind,
   ServiceMetrics,
 } from './port.ts';
@@ -60,6 +61,7 @@ const M = {
     unit: MetricUnit.Count,
     sum: true,
   },
+  exports: { name: 'echoes_exports_total', unit: MetricUnit.Count, sum: true },
 } as const satisfies Record<string, MetricSpec>;
 
 interface Series {
@@ -153,6 +155,10 @@ export class EmfMetrics implements ServiceMetrics {
 
   cdnInvalidationFailed(): void {
     this.#record(M.cdnFailures, '', {}, 1);
+  }
+
+  exportFinished(outcome: ExportOutcomeLabel): void {
+    this.#add(M.exports, 'outcome', outcome, 1);
   }
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {

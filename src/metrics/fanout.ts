@@ -15,5 +15,6 @@ export function fanOut(targets: readonly ServiceMetrics[]): ServiceMetrics {
     httpRequest: (...a) => targets.forEach((t) => t.httpRequest(...a)),
     integrityIncident: (...a) => targets.forEach((t) => t.integrityIncident(...a)),
     cdnInvalidationFailed: () => targets.forEach((t) => t.cdnInvalidationFailed()),
+    exportFinished: (...a) => targets.forEach((t) => t.exportFinished(...a)),
   };
 }

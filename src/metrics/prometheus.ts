@@ -2,9 +2,11 @@ import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client
 import { AUDIO_FORMATS } from '../domain/formats.ts';
 import { UPLOAD_REJECTION_REASONS, type UploadRejectionReason } from '../domain/rejections.ts';
 import {
+  EXPORT_OUTCOMES,
   INTEGRITY_INCIDENT_KINDS,
   type CleanupOutcome,
   type CleanupSweep,
+  type ExportOutcomeLabel,
   type IntegrityIncidentKind,
   type ServiceMetrics,
 } from './port.ts';
@@ -53,6 +55,7 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly http: Histogram<'route' | 'method' | 'status_code'>;
   private readonly incidents: Counter<'kind'>;
   private readonly cdnFailures: Counter;
+  private readonly exports: Counter<'outcome'>;
 
   constructor(options: PrometheusMetricsOptions) {
     const registers = [this.registry];
@@ -124,6 +127,13 @@ export class PrometheusMetrics implements ServiceMetrics {
       registers,
     });
     this.cdnFailures.inc(0);
+    this.exports = new Counter({
+      name: 'echoes_exports_total',
+      help: 'Asynchronous exports (POST /me/exports) built, by outcome (ready, failed).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of EXPORT_OUTCOMES) this.exports.labels(outcome).inc(0);
     // Every known series at 0 from the start: rate() and alarms see a series before its first event.
     for (const { extension: format } of AUDIO_FORMATS) {
       this.issued.labels(format).inc(0);
@@ -176,6 +186,10 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   cdnInvalidationFailed(): void {
     this.cdnFailures.inc();
+  }
+
+  exportFinished(outcome: ExportOutcomeLabel): void {
+    this.exports.labels(outcome).inc();
   }
 
   /** The Prometheus text exposition of everything recorded. */

@@ -7,6 +7,7 @@ import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 import { takesMultipart, type CdnInvalidator, type ObjectStore } from '../storage/port.ts';
 import { invalidateCdn, type CdnFailureListener } from './cdn.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf } from './lifecycle/common.ts';
+import { eraseExports } from './lifecycle/exports.ts';
 import { mapLimit } from '../support/concurrency.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
@@ -24,6 +25,8 @@ export interface ErasureReceipt {
   /** Objects under the user's prefix that are not echo keys (old audio, other tools' files): kept. */
   readonly skippedObjects: number;
   readonly remainingRecords: number;
+  /** Asynchronous exports removed (their records and zips). */
+  readonly deletedExports: number;
   readonly completedAt: Date;
 }
 
@@ -154,6 +157,10 @@ export class EraseService {
         );
     }
 
+    // Zips of the user's exports copy their audio: they go with it.
+    const exports = await eraseExports(this.store, this.repo, userId);
+    remainingObjects += exports.remaining;
+
     await mapLimit(echoes, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
     this.metrics.echoesDeleted(echoes.length);
     // A record made after the scan (an upload URL issued during the erase) goes too.
@@ -191,6 +198,7 @@ export class EraseService {
       remainingObjects,
       remainingRecords,
       skippedObjects,
+      deletedExports: exports.exports,
       completedAt: this.clock(),
     };
   }

@@ -240,3 +240,17 @@ export interface CdnInvalidator {
   readonly name: string;
   invalidate(targets: readonly CdnTarget[]): Promise<void>;
 }
+
+/** Stores the service itself can write a stream of unknown length to (an export's zip); both can. */
+export interface ObjectWrites {
+  /**
+   * Publishes the object whole or not at all (a body that fails part-way leaves nothing under
+   * `key`), replacing one already there; answers how many bytes it holds. Memory stays bounded
+   * (S3: one part at a time) whatever the length.
+   */
+  writeObject(key: string, contentType: string, body: Readable): Promise<{ size: number }>;
+}
+
+export function takesWrites(store: ObjectStore): store is ObjectStore & ObjectWrites {
+  return typeof (store as Partial<ObjectWrites>).writeObject === 'function';
+}

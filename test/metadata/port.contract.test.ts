@@ -27,6 +27,7 @@ import {
 } from '../backends/postgres.ts';
 import { closedSqliteRepository, sqliteRepository } from '../backends/sqlite.ts';
 import { echoRepositoryContract } from './echo-repository.contract.ts';
+import { exportJobsContract } from './export-jobs.contract.ts';
 import { migrationJournalContract } from './migration-journal.contract.ts';
 import {
   LEASE_MS,
@@ -145,6 +146,11 @@ describe('SQLite', () => {
     const sqlite = await sqliteRepository();
     return { repo: sqlite.repo, cleanup: sqlite.close };
   });
+
+  exportJobsContract('SQLite', async () => {
+    const sqlite = await sqliteRepository();
+    return { repo: sqlite.repo, cleanup: sqlite.close };
+  });
 });
 
 describe.runIf(requirePostgres('PostgreSQL repository contracts'))('PostgreSQL', () => {
@@ -164,6 +170,11 @@ describe.runIf(requirePostgres('PostgreSQL repository contracts'))('PostgreSQL',
   sharedLimitsContract('PostgreSQL', postgresShared);
 
   migrationJournalContract('PostgreSQL', async () => {
+    const pg = await postgresRepository();
+    return { repo: pg.repo, cleanup: pg.close };
+  });
+
+  exportJobsContract('PostgreSQL', async () => {
     const pg = await postgresRepository();
     return { repo: pg.repo, cleanup: pg.close };
   });
@@ -191,6 +202,12 @@ describe('DynamoDB on dynalite', () => {
   sharedLimitsContract('DynamoDB on dynalite', async () =>
     dynamoShared((await dynalite()).endpoint, true),
   );
+
+  exportJobsContract('DynamoDB on dynalite', async () => {
+    const { endpoint } = await dynalite();
+    const repo = dynamoRepository(endpoint, await freshTable(endpoint));
+    return { repo, cleanup: () => repo.close() };
+  });
 
   migrationJournalContract('DynamoDB on dynalite', async () => {
     const { endpoint } = await dynalite();
@@ -228,6 +245,12 @@ describe.skipIf(!withMoto)('DynamoDB on moto_server', () => {
   sharedLimitsContract('DynamoDB on moto', async () =>
     dynamoShared((await moto()).endpoint, false),
   );
+
+  exportJobsContract('DynamoDB on moto', async () => {
+    const { endpoint } = await moto();
+    const repo = dynamoRepository(endpoint, await freshTable(endpoint));
+    return { repo, atomicConditionalWrites: false, cleanup: () => repo.close() };
+  });
 
   migrationJournalContract('DynamoDB on moto', async () => {
     const { endpoint } = await moto();

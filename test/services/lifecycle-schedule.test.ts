@@ -24,6 +24,7 @@ const result = (deletedObjects: number): OrphanCleanupResult => ({
   recentOrphans: EMPTY,
   foreign: EMPTY,
   leftovers: EMPTY,
+  expiredExports: EMPTY,
   deletedObjects,
   removedRecords: 0,
   removedLeftovers: 0,

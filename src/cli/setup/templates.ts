@@ -2,6 +2,7 @@
 // (infra/ imports this module), so both build the same CORS, policy and lifecycle.
 // Kept free of SDK imports for that reason.
 import { readFileSync } from 'node:fs';
+import { EXPORTS_PREFIX } from '../../domain/keys.ts';
 
 export const ENVIRONMENTS = ['dev', 'prod'] as const;
 export type EnvironmentName = (typeof ENVIRONMENTS)[number];
@@ -191,7 +192,7 @@ export const LIFECYCLE_IDS = {
  * never starts with `!`, so no user's objects are under it. Kept a day (DESIGN: 24 hours), by
  * the bucket itself: the rule below, in both `setup` and the CDK stack.
  */
-export const EXPORTS_PREFIX = '!exports/';
+export { EXPORTS_PREFIX };
 export const EXPORTS_EXPIRE_AFTER_DAYS = 1;
 
 export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[] {

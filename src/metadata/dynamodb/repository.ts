@@ -2,6 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { PortError } from '../../domain/errors.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
+import type { ExportJob } from '../../domain/exports.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
 import { TTL_ATTRIBUTE } from './table.ts';
 import type {
@@ -9,6 +10,8 @@ import type {
   EchoKey,
   EchoPage,
   EchoRepository,
+  ExportJobs,
+  ExportOutcome,
   JobLock,
   ListQuery,
   Locked,
@@ -33,6 +36,7 @@ import {
   type DynamoTable,
 } from './connection.ts';
 import { fromItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
+import { DynamoExportJobs } from './exports.ts';
 import { DynamoMigrationJournal } from './journal.ts';
 import { DynamoLimits } from './limits.ts';
 import { DynamoReads } from './reads.ts';
@@ -40,6 +44,7 @@ import { DynamoUsage, recordUsage } from './usage.ts';
 
 export type { DynamoEchoRepositoryOptions } from './connection.ts';
 export { USAGE_SORT_KEY } from './items.ts';
+export { EXPORT_SORT_KEY } from './exports.ts';
 export { JOBS_PARTITION, leaseKey, REQUESTS_SORT_PREFIX, requestsSortKey } from './limits.ts';
 export { MIGRATION_PAGE, MIGRATION_SORT_PREFIX, migrationSortKey } from './journal.ts';
 
@@ -50,7 +55,7 @@ export { MIGRATION_PAGE, MIGRATION_SORT_PREFIX, migrationSortKey } from './journ
  * limits.ts, journal.ts); the reads, which skip them, are in reads.ts.
  */
 export class DynamoEchoRepository
-  implements EchoRepository, MigrationJournal, RequestCounter, JobLock
+  implements EchoRepository, MigrationJournal, RequestCounter, JobLock, ExportJobs
 {
   readonly name = 'dynamodb';
   readonly table: string;
@@ -63,6 +68,7 @@ export class DynamoEchoRepository
   private readonly usage: DynamoUsage;
   private readonly journal: DynamoMigrationJournal;
   private readonly limits: DynamoLimits;
+  private readonly exports: DynamoExportJobs;
 
   constructor(options: DynamoEchoRepositoryOptions) {
     this.options = options;
@@ -76,6 +82,7 @@ export class DynamoEchoRepository
     this.usage = new DynamoUsage(this.t);
     this.journal = new DynamoMigrationJournal(this.t);
     this.limits = new DynamoLimits(this.t, options.leaseMs);
+    this.exports = new DynamoExportJobs(this.t);
   }
 
   /**
@@ -324,6 +331,29 @@ export class DynamoEchoRepository
 
   whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>> {
     return this.limits.whileLocked(name, job);
+  }
+
+  beginExport(
+    job: { userId: string; exportId: string; createdAt: Date },
+    staleBefore: Date,
+  ): Promise<boolean> {
+    return this.exports.beginExport(job, staleBefore);
+  }
+
+  getExport(userId: string): Promise<ExportJob | undefined> {
+    return this.exports.getExport(userId);
+  }
+
+  finishExport(userId: string, exportId: string, outcome: ExportOutcome): Promise<boolean> {
+    return this.exports.finishExport(userId, exportId, outcome);
+  }
+
+  forgetExport(userId: string, exportId?: string): Promise<boolean> {
+    return this.exports.forgetExport(userId, exportId);
+  }
+
+  scanExports(): AsyncIterable<readonly ExportJob[]> {
+    return this.exports.scanExports();
   }
 
   check(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { EchoRecord } from '../../domain/echo.ts';
+import type { ExportJob } from '../../domain/exports.ts';
 import { isPortError, PortError } from '../../domain/errors.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
 import type {
@@ -6,6 +7,8 @@ import type {
   EchoKey,
   EchoPage,
   EchoRepository,
+  ExportJobs,
+  ExportOutcome,
   JobLock,
   ListQuery,
   Locked,
@@ -20,6 +23,7 @@ import type {
   ScanOptions,
   UsageDrift,
 } from '../port.ts';
+import { PostgresExportJobs } from './exports.ts';
 import { PostgresMigrationJournal } from './journal.ts';
 import { PostgresLimits } from './limits.ts';
 import { PostgresDatabase, type PostgresOptions } from './pool.ts';
@@ -52,7 +56,7 @@ const RESERVE_ATTEMPTS = 3;
  * statement, or one transaction, bounded by the call deadline; failures become PortErrors.
  */
 export class PostgresEchoRepository
-  implements EchoRepository, MigrationJournal, RequestCounter, JobLock
+  implements EchoRepository, MigrationJournal, RequestCounter, JobLock, ExportJobs
 {
   readonly name = 'postgres';
   /** The pool, for the other parts of this adapter that keep their state in the same database. */
@@ -60,6 +64,7 @@ export class PostgresEchoRepository
   private readonly usage: PostgresUsage;
   private readonly journal: PostgresMigrationJournal;
   private readonly limits: PostgresLimits;
+  private readonly exports: PostgresExportJobs;
 
   /** Does not touch the database: open() migrates it first. */
   constructor(options: PostgresOptions) {
@@ -67,6 +72,7 @@ export class PostgresEchoRepository
     this.usage = new PostgresUsage(this.db);
     this.journal = new PostgresMigrationJournal(this.db);
     this.limits = new PostgresLimits(this.db);
+    this.exports = new PostgresExportJobs(this.db);
   }
 
   /**
@@ -234,6 +240,29 @@ export class PostgresEchoRepository
 
   whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>> {
     return this.limits.whileLocked(name, job);
+  }
+
+  beginExport(
+    job: { userId: string; exportId: string; createdAt: Date },
+    staleBefore: Date,
+  ): Promise<boolean> {
+    return this.exports.beginExport(job, staleBefore);
+  }
+
+  getExport(userId: string): Promise<ExportJob | undefined> {
+    return this.exports.getExport(userId);
+  }
+
+  finishExport(userId: string, exportId: string, outcome: ExportOutcome): Promise<boolean> {
+    return this.exports.finishExport(userId, exportId, outcome);
+  }
+
+  forgetExport(userId: string, exportId?: string): Promise<boolean> {
+    return this.exports.forgetExport(userId, exportId);
+  }
+
+  scanExports(): AsyncIterable<readonly ExportJob[]> {
+    return this.exports.scanExports();
   }
 
   async check(): Promise<void> {

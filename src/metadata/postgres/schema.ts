@@ -92,6 +92,21 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX echo_request_counts_by_end ON echo_request_counts (window_end);
     `,
   },
+  {
+    description:
+      "Asynchronous exports: each user's latest export (one row per user, so one upsert decides " +
+      'whether a new one may start), its state, and the zip size and expiry once ready (exports.ts).',
+    sql: `
+      CREATE TABLE echo_exports (
+        user_id text COLLATE "C" PRIMARY KEY,
+        export_id text NOT NULL,
+        state text NOT NULL CHECK (state IN ('pending', 'ready', 'failed')),
+        created_at timestamptz NOT NULL,
+        size bigint,
+        expires_at timestamptz
+      );
+    `,
+  },
 ];
 
 /** The version this code writes and expects. */

@@ -122,6 +122,22 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(METADATA_COLUMNS.map((c) => `ALTER TABLE echoes DROP COLUMN ${c};`).join('\n'));
     },
   },
+  {
+    description:
+      "Asynchronous exports: each user's latest export (one row per user, so one statement decides whether a new one may start), its state, and the zip's size and expiry once ready. Times in epoch ms.",
+    up(db) {
+      db.exec(`
+        CREATE TABLE exports (
+          user_id TEXT PRIMARY KEY,
+          export_id TEXT NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'failed')),
+          created_at INTEGER NOT NULL,
+          size INTEGER,
+          expires_at INTEGER
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 const METADATA_COLUMNS = [
