@@ -6,6 +6,9 @@ import type { TObject } from '@sinclair/typebox';
 import {
   CreateEchoRequestSchema,
   ErasureReceiptSchema,
+  ExportJobSchema,
+  ExportParamsSchema,
+  ExportRequestSchema,
   UsageSchema,
   WaveformQuerySchema,
   WaveformSchema,
@@ -100,6 +103,11 @@ const DOCUMENTED_ROUTES: Record<
   'DELETE /echoes/multipart/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
   'GET /me/usage': { responses: { 200: UsageSchema } },
   'GET /me/export': { responses: {} },
+  'POST /me/exports': { body: ExportRequestSchema, responses: { 202: ExportJobSchema } },
+  'GET /me/exports/{export_id}': {
+    params: ExportParamsSchema,
+    responses: { 200: ExportJobSchema },
+  },
   'DELETE /me': { responses: { 200: ErasureReceiptSchema } },
   'GET /health': { responses: { 200: HealthSchema } },
   'GET /health/ready': { responses: { 200: ReadinessSchema, 503: ReadinessSchema } },
