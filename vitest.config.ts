@@ -10,13 +10,17 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const SLOWEST_FIRST = [
   'test/cli/migrate-s3.test.ts',
   'test/services/migrate-races.test.ts',
+  'test/metadata/port.contract.test.ts',
   'test/app/many-instances.test.ts',
-  'test/cli/migrate-local.test.ts',
   'test/web/browser.test.ts',
   'test/services/export.test.ts',
+  'test/services/lifecycle.test.ts',
+  'test/cli/migrate-local.test.ts',
+  'test/auth/secrets.test.ts',
+  'test/services/erase.test.ts',
   'test/http/fuzz.test.ts',
-  'test/cli/cli.test.ts',
-  'test/metadata/port.contract.test.ts',
+  'test/http/shared-rate-limit.test.ts',
+  'test/entry/package.test.ts',
 ];
 
 class SlowestFirst extends BaseSequencer {
