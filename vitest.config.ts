@@ -10,12 +10,17 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const SLOWEST_FIRST = [
   'test/cli/migrate-s3.test.ts',
   'test/services/migrate-races.test.ts',
-  'test/cli/migrate-local.test.ts',
+  'test/metadata/port.contract.test.ts',
+  'test/app/many-instances.test.ts',
   'test/web/browser.test.ts',
   'test/services/export.test.ts',
+  'test/services/lifecycle.test.ts',
+  'test/cli/migrate-local.test.ts',
+  'test/auth/secrets.test.ts',
+  'test/services/erase.test.ts',
   'test/http/fuzz.test.ts',
-  'test/cli/cli.test.ts',
-  'test/metadata/port.contract.test.ts',
+  'test/http/shared-rate-limit.test.ts',
+  'test/entry/package.test.ts',
 ];
 
 class SlowestFirst extends BaseSequencer {
@@ -39,7 +44,7 @@ export default defineConfig({
     // and Chromium, so two run in about 55 % of the time on a 2-core machine (CI's 30-minute budget).
     maxWorkers: 2,
     sequence: { sequencer: SlowestFirst },
-    globalSetup: ['test/support/build.ts'],
+    globalSetup: ['test/support/build.ts', 'test/support/postgres-server.ts'],
     setupFiles: ['test/support/setup.ts'],
   },
 });

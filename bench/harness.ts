@@ -1,5 +1,6 @@
 import autocannon from 'autocannon';
 import { fork, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 import { freePort } from '../test/support/free-port.ts';
 
@@ -83,4 +84,64 @@ export async function stopBenchServer(server: BenchServer): Promise<void> {
   const exited = new Promise((r) => server.child.once('exit', r));
   server.child.send('stop');
   await exited;
+}
+
+/**
+ * Latency at a steady load: `rate` GET requests a second sent at even intervals whatever the
+ * answers (an open loop, unlike autocannon's rate, which sends each second's requests in a
+ * burst), after a 2 s warm-up at the same rate. p99 is then the time of one request, not of a
+ * queue the load generator made.
+ */
+export async function paced(
+  name: string,
+  server: BenchServer,
+  url: string,
+  headers: Record<string, string>,
+  rate: number,
+): Promise<Result> {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  const once = (): Promise<{ ms: number; ok: boolean }> =>
+    new Promise((resolve) => {
+      const start = performance.now();
+      const req = request(url, { headers, agent }, (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ ms: performance.now() - start, ok: (res.statusCode ?? 0) < 300 }),
+        );
+      });
+      req.on('error', () => resolve({ ms: performance.now() - start, ok: false }));
+      req.end();
+    });
+  const run = async (seconds: number): Promise<{ ms: number; ok: boolean }[]> => {
+    const total = Math.round(rate * seconds);
+    const started = performance.now();
+    const pending: Promise<{ ms: number; ok: boolean }>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = started + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      pending.push(once());
+    }
+    return Promise.all(pending);
+  };
+  try {
+    await run(2);
+    const cpuBefore = await serverCpu(server.child);
+    const t = performance.now();
+    const answers = await run(DURATION);
+    const elapsed = (performance.now() - t) / 1000;
+    const cpuUs = ((await serverCpu(server.child)) - cpuBefore) / answers.length;
+    const sorted = answers.map((a) => a.ms).sort((a, b) => a - b);
+    const p99 = Math.round(
+      sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? 0,
+    );
+    const errors = answers.filter((a) => !a.ok).length;
+    const rps = answers.length / elapsed;
+    console.log(
+      `${name}: ${Math.round(rps)} req/s, p99 ${p99} ms, ${cpuUs.toFixed(0)} µs CPU/request, errors ${errors}`,
+    );
+    return { name, rps, p99, errors, cpuUs };
+  } finally {
+    agent.destroy();
+  }
 }

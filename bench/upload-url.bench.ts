@@ -12,6 +12,7 @@ import {
   type BenchServer,
   type Result,
 } from './harness.ts';
+import { startBenchPostgres } from './postgres.ts';
 import { writeSection } from './report.ts';
 import { PrometheusMetrics } from '../src/metrics/prometheus.ts';
 
@@ -95,6 +96,107 @@ async function localRun(
   }
 }
 
+/**
+ * The limits at values no run reaches, so each request does what it does in a deployment: it is
+ * counted against the rate limit and reserves its bytes and an open-upload slot.
+ */
+const AS_DEPLOYED = {
+  RATE_LIMIT_PER_MINUTE: '1000000',
+  USER_QUOTA_BYTES: String(2 ** 50),
+  USER_MAX_PENDING_UPLOADS: '1000000',
+};
+/** PostgreSQL's upload-url req/s must be at least this share of SQLite's (issue 25). */
+const POSTGRES_TARGET = 0.5;
+
+/**
+ * upload-url on the local store with the metadata backend `env` names, limits on: one user
+ * driving every connection, and one user per connection (as many users do).
+ */
+async function backendRun(label: string, env: Record<string, string>): Promise<Result[]> {
+  const server = await startServer({ ...AS_DEPLOYED, ...env });
+  try {
+    const url = `${server.url}/echoes/upload-url`;
+    const one = await load(`POST /echoes/upload-url, ${label}, one user`, server, url, {
+      authorization: `Bearer ${server.token}`,
+    });
+    const tokens = await Promise.all(
+      Array.from({ length: CONNECTIONS }, (_, i) =>
+        signDevToken(server.dataDir, `bench-user-${i}`),
+      ),
+    );
+    let next = 0;
+    const many = await measure(`POST /echoes/upload-url, ${label}, ${CONNECTIONS} users`, server, {
+      url,
+      method: 'POST',
+      body: BODY,
+      headers: { 'content-type': 'application/json' },
+      setupClient: (client) =>
+        client.setHeaders({
+          'content-type': 'application/json',
+          authorization: `Bearer ${tokens[next++ % tokens.length]}`,
+        }),
+    });
+    return [one, many];
+  } finally {
+    await stopBenchServer(server);
+    rmSync(server.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** SQLite and PostgreSQL interleaved twice; each keeps its better runs. Rows and the report's lines. */
+async function postgresBesideSqlite(): Promise<{ rows: Result[]; note: string }> {
+  const postgres = await startBenchPostgres();
+  if (postgres === undefined)
+    return { rows: [], note: '\nPostgreSQL run skipped: initdb and pg_ctl are not installed.' };
+  const sqlite: Result[][] = [];
+  const pg: Result[][] = [];
+  try {
+    for (let round = 0; round < 2; round++) {
+      sqlite.push(await backendRun('local store + SQLite', {}));
+      const url = await postgres.database();
+      pg.push(
+        await backendRun('local store + PostgreSQL', {
+          METADATA_BACKEND: 'postgres',
+          DATABASE_URL: url,
+        }),
+      );
+    }
+  } finally {
+    await postgres.stop();
+  }
+  const best = (runs: Result[][], i: number): Result =>
+    runs.map((r) => r[i] as Result).reduce((a, b) => (b.rps > a.rps ? b : a));
+  const [s1, sN, p1, pN] = [best(sqlite, 0), best(sqlite, 1), best(pg, 0), best(pg, 1)];
+  const verdict = (p: Result, s: Result, what: string): string => {
+    const ratio = p.rps / s.rps;
+    return `${what}: PostgreSQL ${Math.round(p.rps)} req/s is ${ratio.toFixed(2)}x SQLite's ${Math.round(s.rps)}: ${ratio >= POSTGRES_TARGET ? 'meets' : 'MISSES'} the ${POSTGRES_TARGET}x target`;
+  };
+  const lines = [
+    verdict(pN, sN, `${CONNECTIONS} users, one per connection`),
+    verdict(p1, s1, 'one user on every connection'),
+  ];
+  for (const line of lines) console.log(line);
+  return {
+    rows: [s1, p1, sN, pN],
+    note: `
+PostgreSQL beside SQLite (rows "one user" and "${CONNECTIONS} users"): the same route on the local store, limits at values no run reaches
+(RATE_LIMIT_PER_MINUTE=${AS_DEPLOYED.RATE_LIMIT_PER_MINUTE}, USER_QUOTA_BYTES=2^50, USER_MAX_PENDING_UPLOADS=${AS_DEPLOYED.USER_MAX_PENDING_UPLOADS}) so each request
+is counted and reserves as in a deployment. On PostgreSQL the rate limit counts in the database (requests that arrive
+together counted by one statement), and each reservation is one statement on connections whose commits do not wait for
+the WAL flush (README, "Running several instances"): a user's reservations take turns on their usage row, which a
+flushed commit would hold for a disk flush each. SQLite (WAL, synchronous=NORMAL) does not flush each commit either.
+SQLite and PostgreSQL ran twice each, interleaved, each on a fresh server and database; each row shows its better run.
+Where the PostgreSQL time goes: the API process spends about 200 µs of CPU per request against SQLite's 75-85, two fifths
+of it in the kernel sending statements to the database (a profile: writev on the database's socket, which wakes its
+process; a Unix socket measured the same), and the database server shares the two cores with the API and the load
+generator. One round trip per upload URL is the floor of this design; what is left is reservations of several requests in
+one statement (as the counts are), not built yet.
+PostgreSQL: a throwaway server started by the bench on 127.0.0.1 (${postgres.about}), the API's pool at its default DATABASE_POOL_SIZE.
+Target: PostgreSQL's req/s at least ${POSTGRES_TARGET}x SQLite's.
+${lines.map((l) => `- ${l}`).join('\n')}`,
+  };
+}
+
 export async function run(): Promise<void> {
   const rows: Result[] = [];
   // Metrics on (the default: GET /metrics, every request recorded) and off, interleaved twice in
@@ -109,6 +211,8 @@ export async function run(): Promise<void> {
   const on = best(rounds[0]);
   const off = best(rounds[1]);
   rows.push(on.bare, on.route);
+  const beside = await postgresBesideSqlite();
+  rows.push(...beside.rows);
 
   let moto: MotoServer | undefined;
   let s3Note = '';
@@ -180,7 +284,7 @@ What recording itself costs, timed in this process over ${RECORDING_CALLS.toLoca
 autocannon, ${CONNECTIONS} connections, ${DURATION} s per route after a 2 s warm-up; the server runs in its own process.
 The bare route runs twice (first and after the local route) and the faster run is the baseline.
 Each upload-url request verifies a JWT, validates the body, writes a pending record and signs a URL.
-Targets: local store at least 0.5 of the bare route's req/s, S3 presigning at least 0.4.
+Targets: local store at least 0.5 of the bare route's req/s, S3 presigning at least 0.4; PostgreSQL at least 0.5x SQLite (below).
 The server's own CPU time per request is measured beside it: it does not depend on how fast the load generator is.
 Metrics are on (the default) except in the rows marked METRICS=off, whose ratios are to their own server's bare route;\non and off ran twice each, interleaved, and each shows its run with the better ratio.
 
@@ -188,6 +292,7 @@ Metrics are on (the default) except in the rows marked METRICS=off, whose ratios
 |---|---|---|---|---|---|---|
 ${table}
 ${metricsNote}
+${beside.note}
 ${s3Note}`,
   );
 }

@@ -10,7 +10,8 @@ const ADAPTERS = [
   'storage/local/',
   'storage/s3/',
   'storage/legacy/',
-  'storage/cloudfront-playback.ts',
+  // playback URLs (cloudfront-signer) and invalidations (client-cloudfront): one CDN, one adapter
+  'storage/cloudfront-',
   'metadata/sqlite/',
   'metadata/dynamodb/',
   'audio/ffmpeg/',
@@ -18,6 +19,7 @@ const ADAPTERS = [
   'metrics/prometheus.ts',
   'metrics/emf.ts',
   'auth/secrets-manager.ts',
+  'queue/sqs.ts',
 ];
 /** The ports, and the pure modules that belong with them (shared by a port's adapters or its callers). */
 const PORT_MODULES = [
@@ -27,6 +29,7 @@ const PORT_MODULES = [
   'audio/port.ts',
   'audio/sniffer.ts',
   'metrics/port.ts',
+  'queue/port.ts',
 ];
 /**
  * The library's public entry points re-export adapters for code that embeds echoes-storage.

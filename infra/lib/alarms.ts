@@ -13,7 +13,7 @@ import { Construct } from 'constructs';
 export const METRICS_NAMESPACE = 'Echoes/Storage';
 export const DEFAULT_REJECTED_UPLOADS_PER_5_MIN = 50;
 
-/** Every table operation the three functions call, so a throttle on any of them alarms. */
+/** Every table operation the functions call, so a throttle on any of them alarms. */
 export const TABLE_OPERATIONS = [
   dynamodb.Operation.GET_ITEM,
   dynamodb.Operation.PUT_ITEM,
@@ -32,6 +32,9 @@ export interface AlarmsProps {
   readonly cleanup: lambda.IFunction;
   readonly queue: sqs.IQueue;
   readonly deadLetterQueue: sqs.IQueue;
+  readonly exportWorker: lambda.IFunction;
+  readonly exportsQueue: sqs.IQueue;
+  readonly exportsDeadLetterQueue: sqs.IQueue;
   readonly table: dynamodb.Table;
   readonly alarmEmail?: string;
   readonly rejectedUploadsPer5Min?: number;
@@ -62,6 +65,7 @@ export class EchoesAlarms extends Construct {
     | 'apiLatencyP99'
     | 'rejectedUploads'
     | 'deadLetters'
+    | 'exportDeadLetters'
     | 'cleanupFailures'
     | 'integrityIncidents'
     | 'tableThrottles',
@@ -146,6 +150,17 @@ export class EchoesAlarms extends Construct {
         comparisonOperator: gt,
         evaluationPeriods: 1,
       }),
+      exportDeadLetters: alarm('ExportDeadLetters', {
+        alarmDescription:
+          'Export jobs failed 3 times and wait in the exports dead-letter queue: see the export worker log group, fix the cause, then redrive them.',
+        metric: props.exportsDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: FIVE_MINUTES,
+          statistic: 'Maximum',
+        }),
+        threshold: 0,
+        comparisonOperator: gt,
+        evaluationPeriods: 1,
+      }),
       cleanupFailures: alarm('CleanupFailures', {
         alarmDescription: 'The hourly orphan cleanup failed: see the cleanup log group.',
         metric: props.cleanup.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }),
@@ -174,6 +189,7 @@ export class EchoesAlarms extends Construct {
       ['API', props.api],
       ['events', props.events],
       ['cleanup', props.cleanup],
+      ['export worker', props.exportWorker],
     ] as const;
     const graph = (title: string, left: cw.IMetric[], right: cw.IMetric[] = []): cw.GraphWidget =>
       new cw.GraphWidget({ title, left, right, width: 8 });
@@ -247,7 +263,7 @@ export class EchoesAlarms extends Construct {
             api.metricLatency({ period: FIVE_MINUTES, statistic: 'p50', label: 'p50' }),
             api.metricLatency({ period: FIVE_MINUTES, statistic: 'p99', label: 'p99' }),
           ]),
-          graph('Events queue and dead letters', [
+          graph('Queues and dead letters', [
             props.queue.metricApproximateNumberOfMessagesVisible({
               period: FIVE_MINUTES,
               statistic: 'Maximum',
@@ -257,6 +273,16 @@ export class EchoesAlarms extends Construct {
               period: FIVE_MINUTES,
               statistic: 'Maximum',
               label: 'dead letters',
+            }),
+            props.exportsQueue.metricApproximateNumberOfMessagesVisible({
+              period: FIVE_MINUTES,
+              statistic: 'Maximum',
+              label: 'exports',
+            }),
+            props.exportsDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+              period: FIVE_MINUTES,
+              statistic: 'Maximum',
+              label: 'export dead letters',
             }),
           ]),
         ],

@@ -8,6 +8,14 @@ import { Construct } from 'constructs';
 /** S3_PRESIGNED_URL_EXPIRATION's default: nothing is cached longer than a signed URL lives. */
 export const SIGNED_URL_SECONDS = 3600;
 
+/**
+ * How long an edge keeps an object. A delete or an erase invalidates the cached copies at once
+ * (CDN_DISTRIBUTION_ID); this is the bound when that invalidation fails: a deleted echo stays
+ * playable from a cache for at most 15 minutes, to holders of a URL signed before the delete.
+ * Objects never change under their key, so a shorter TTL costs only origin fetches.
+ */
+export const CACHE_TTL_SECONDS = 900;
+
 export interface CdnOptions {
   /** The PEM of the CloudFront public key (the private half stays in Secrets Manager). */
   readonly publicKeyPem: string;
@@ -39,8 +47,8 @@ export class PlaybackCdn extends Construct {
     );
     const cachePolicy = new cloudfront.CachePolicy(this, 'CachePolicy', {
       comment: 'audio objects; signatures are not part of the key',
-      defaultTtl: Duration.seconds(SIGNED_URL_SECONDS),
-      maxTtl: Duration.seconds(SIGNED_URL_SECONDS),
+      defaultTtl: Duration.seconds(Math.min(CACHE_TTL_SECONDS, SIGNED_URL_SECONDS)),
+      maxTtl: Duration.seconds(Math.min(CACHE_TTL_SECONDS, SIGNED_URL_SECONDS)),
       minTtl: Duration.seconds(0),
       queryStringBehavior: cloudfront.CacheQueryStringBehavior.none(),
       headerBehavior: cloudfront.CacheHeaderBehavior.none(),

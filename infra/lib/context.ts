@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { StackProps } from 'aws-cdk-lib';
 import { ENVIRONMENTS, type EnvironmentName } from '../../src/cli/setup/templates.ts';
 import type { EchoesStorageStackProps } from './echoes-storage-stack.ts';
+import { throttleFromContext } from './throttle.ts';
 
 export const KEY_PAIR_HELP =
   'make a key pair with `openssl genrsa -out cdn.pem 2048 && openssl rsa -pubout -in cdn.pem -out cdn.pub.pem`, pass -c cdnPublicKey=cdn.pub.pem and store cdn.pem in Secrets Manager';
@@ -78,6 +79,8 @@ export function propsFromContext(get: (key: string) => unknown): ContextProps {
     };
   }
 
+  const apiThrottle = throttleFromContext(get);
+
   const audience = text('authAudience');
   const issuer = text('authIssuer');
   const missing = [
@@ -96,5 +99,6 @@ export function propsFromContext(get: (key: string) => unknown): ContextProps {
     authIssuer: issuer,
     ...(rejectedUploadsPer5Min !== undefined ? { rejectedUploadsPer5Min } : {}),
     ...(cdnOptions ? { cdn: cdnOptions } : {}),
+    ...(apiThrottle ? { apiThrottle } : {}),
   };
 }

@@ -16,6 +16,7 @@ import { EchoesAlarms } from './alarms.ts';
 import { PlaybackCdn, type CdnOptions } from './cdn.ts';
 import { EchoesFunctions, type FunctionEntries } from './functions.ts';
 import { AUTH_HELP } from './context.ts';
+import type { ApiThrottle } from './throttle.ts';
 // The same templates `echoes-storage setup` applies, so both paths build identical buckets.
 import {
   ACCESS_LOG_PREFIX,
@@ -50,6 +51,8 @@ export interface EchoesStorageStackProps extends StackProps {
   readonly cdn?: CdnOptions;
   /** Handler modules; tests point modules that are not written yet at an existing one. */
   readonly entries?: Partial<FunctionEntries>;
+  /** Stage throttling (context apiThrottle*, exportThrottle*); DEFAULT_API_THROTTLE when left out. */
+  readonly apiThrottle?: ApiThrottle;
 }
 
 /** What the API may do, and nothing more: its objects, listing for cleanup, its table's items. */
@@ -223,6 +226,7 @@ export class EchoesStorageStack extends Stack {
       authAudience: props.authAudience,
       authIssuer: props.authIssuer,
       ...(props.entries ? { entries: props.entries } : {}),
+      ...(props.apiThrottle ? { throttle: props.apiThrottle } : {}),
     });
     const f = this.functions;
     this.alarms = new EchoesAlarms(this, 'Alarms', {
@@ -233,6 +237,9 @@ export class EchoesStorageStack extends Stack {
       cleanup: f.cleanup,
       queue: f.queue,
       deadLetterQueue: f.deadLetterQueue,
+      exportWorker: f.exportWorker,
+      exportsQueue: f.exportsQueue,
+      exportsDeadLetterQueue: f.exportsDeadLetterQueue,
       table: this.table,
       ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
       ...(props.rejectedUploadsPer5Min !== undefined
@@ -255,6 +262,20 @@ export class EchoesStorageStack extends Stack {
           resources: [`${this.cdn.privateKeySecret.secretArn}-??????`],
         }),
       );
+      // Deleting an echo or erasing a user drops their cached copies: this distribution only.
+      // (erase-user runs with the operator's credentials, which need the same action.)
+      f.api.addEnvironment('CDN_DISTRIBUTION_ID', this.cdn.distribution.distributionId);
+      f.api.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'CdnInvalidation',
+          actions: ['cloudfront:CreateInvalidation'],
+          resources: [this.cdn.distribution.distributionArn],
+        }),
+      );
+      new CfnOutput(this, 'CdnDistributionId', {
+        value: this.cdn.distribution.distributionId,
+        description: 'CDN_DISTRIBUTION_ID: invalidations on delete and erase-user',
+      });
       new CfnOutput(this, 'CdnDomain', {
         value: this.cdn.distribution.distributionDomainName,
         description: 'CDN_DOMAIN: playback URLs',

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -15,8 +15,14 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import {
+  DEFAULT_API_THROTTLE,
+  EXPORT_ROUTES,
+  throttleStage,
+  type ApiThrottle,
+} from './throttle.ts';
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from '../../src/http/cors-headers.ts';
-import type { EnvironmentName } from '../../src/cli/setup/templates.ts';
+import { EXPORTS_PREFIX, type EnvironmentName } from '../../src/cli/setup/templates.ts';
 import {
   LAMBDA_ENTRIES,
   LAMBDA_ESM_BANNER,
@@ -30,12 +36,14 @@ export interface FunctionEntries {
   readonly api: string;
   readonly events: string;
   readonly cleanup: string;
+  readonly exportWorker: string;
 }
 
 export const DEFAULT_ENTRIES: FunctionEntries = {
   api: `${REPO_ROOT}${LAMBDA_ENTRIES.api}`,
   events: `${REPO_ROOT}${LAMBDA_ENTRIES.events}`,
   cleanup: `${REPO_ROOT}${LAMBDA_ENTRIES.cleanup}`,
+  exportWorker: `${REPO_ROOT}${LAMBDA_ENTRIES.exportWorker}`,
 };
 
 /** Exactly what each function calls; tests compare the roles' statements with these lists. */
@@ -81,7 +89,26 @@ export const FUNCTION_ACTIONS = {
       'dynamodb:DescribeTable',
     ],
   },
+  exportWorker: {
+    // any user's echo objects, read into the zip
+    objects: ['s3:GetObject'],
+    // the zip, under EXPORTS_PREFIX only: PutObject covers the multipart calls that write
+    exportObjects: [
+      's3:PutObject',
+      's3:DeleteObject',
+      's3:AbortMultipartUpload',
+      's3:ListMultipartUploadParts',
+    ],
+    // the user's earlier zips, listed to be replaced; and a missing echo object answers 404 (with
+    // ListBucket) rather than 403, so the zip lists it as missing instead of failing
+    bucket: ['s3:ListBucket'],
+    // the user's echoes (Query), the job record (get; its status written by UpdateItem, never a put)
+    table: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+  },
 } as const;
+
+/** Zips built at once, at most (the SQS event source's maxConcurrency; 2 is Lambda's minimum). */
+export const EXPORT_WORKER_CONCURRENCY = 5;
 
 // ESM bundles still contain CommonJS dependencies that call require().
 
@@ -97,6 +124,8 @@ export interface EchoesFunctionsProps {
   readonly authAudience: string;
   readonly authIssuer: string;
   readonly entries?: Partial<FunctionEntries>;
+  /** The stage's throttling; DEFAULT_API_THROTTLE when left out. */
+  readonly throttle?: ApiThrottle;
 }
 
 /** The API, the S3 events consumer and the hourly cleanup, each with its own role and log group. */
@@ -104,10 +133,13 @@ export class EchoesFunctions extends Construct {
   readonly api: NodejsFunction;
   readonly events: NodejsFunction;
   readonly cleanup: NodejsFunction;
+  readonly exportWorker: NodejsFunction;
   readonly httpApi: apigw.HttpApi;
   readonly queue: sqs.Queue;
   readonly deadLetterQueue: sqs.Queue;
   readonly schedule: events.Rule;
+  readonly exportsQueue: sqs.Queue;
+  readonly exportsDeadLetterQueue: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: EchoesFunctionsProps) {
     super(scope, id);
@@ -141,6 +173,8 @@ export class EchoesFunctions extends Construct {
         environment: Record<string, string>;
         reserved?: number;
         description: string;
+        memory?: number;
+        ephemeralStorage?: Size;
       },
     ): NodejsFunction => {
       const logGroup = new logs.LogGroup(this, `${name}Logs`, {
@@ -165,7 +199,8 @@ export class EchoesFunctions extends Construct {
         description: opts.description,
         runtime: lambda.Runtime.NODEJS_22_X,
         architecture: lambda.Architecture.ARM_64,
-        memorySize: 1024,
+        memorySize: opts.memory ?? 1024,
+        ...(opts.ephemeralStorage ? { ephemeralStorageSize: opts.ephemeralStorage } : {}),
         timeout: opts.timeout,
         role,
         logGroup,
@@ -241,12 +276,84 @@ export class EchoesFunctions extends Construct {
       );
     }
 
+    this.exportsDeadLetterQueue = new sqs.Queue(this, 'ExportsDeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    const workerTimeout = Duration.minutes(15);
+    this.exportsQueue = new sqs.Queue(this, 'ExportsQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // Above the worker's timeout, so a zip still being built is not handed to a second worker;
+      // not AWS's 6x: a failed job would then wait 90 minutes for its retry while the user polls.
+      // The event source's maxConcurrency keeps Lambda from throttling (what the 6x is for).
+      visibilityTimeout: workerTimeout.plus(Duration.minutes(5)),
+      // a zip that failed three times will fail again: stop and alarm
+      deadLetterQueue: { queue: this.exportsDeadLetterQueue, maxReceiveCount: 3 },
+    });
+    // Hundreds of MB of audio per zip: memory for the stream buffers, /tmp for a worker that spools.
+    this.exportWorker = make('ExportWorker', entries.exportWorker, {
+      timeout: workerTimeout,
+      memory: 1024,
+      ephemeralStorage: Size.gibibytes(2),
+      description: 'echoes-storage export zips (POST /me/exports)',
+      environment: { EXPORTS_QUEUE_URL: this.exportsQueue.queueUrl },
+    });
+    this.api.addEnvironment('EXPORTS_QUEUE_URL', this.exportsQueue.queueUrl);
+    // SendMessage alone: the API never reads the queue, nor needs its attributes.
+    this.api.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ExportsQueueSend',
+        actions: ['sqs:SendMessage'],
+        resources: [this.exportsQueue.queueArn],
+      }),
+    );
+    const w = FUNCTION_ACTIONS.exportWorker;
+    this.exportWorker.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'AudioObjectsRead',
+        actions: [...w.objects],
+        resources: [props.bucket.arnForObjects('*')],
+      }),
+    );
+    this.exportWorker.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'AudioBucketList',
+        actions: [...w.bucket],
+        resources: [props.bucket.bucketArn],
+      }),
+    );
+    this.exportWorker.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ExportObjects',
+        actions: [...w.exportObjects],
+        resources: [props.bucket.arnForObjects(`${EXPORTS_PREFIX}*`)],
+      }),
+    );
+    this.exportWorker.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'EchoesTable',
+        actions: [...w.table],
+        resources: [props.table.tableArn],
+      }),
+    );
+    this.exportWorker.addEventSource(
+      new SqsEventSource(this.exportsQueue, {
+        batchSize: 1,
+        reportBatchItemFailures: true,
+        // at most this many zips at once: each reads a whole account's audio
+        maxConcurrency: EXPORT_WORKER_CONCURRENCY,
+      }),
+    );
+
+    const integration = new HttpLambdaIntegration('ApiIntegration', this.api, {
+      payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
+    });
     this.httpApi = new apigw.HttpApi(this, 'HttpApi', {
       description: `echoes-storage ${props.environment} API`,
       // the app routes and answers 404 itself
-      defaultIntegration: new HttpLambdaIntegration('ApiIntegration', this.api, {
-        payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
-      }),
+      defaultIntegration: integration,
       corsPreflight: {
         allowOrigins: [...props.allowedOrigins],
         allowMethods: [
@@ -262,6 +369,16 @@ export class EchoesFunctions extends Construct {
         maxAge: Duration.hours(1),
       },
     });
+    // Routes of their own only so that the stage can throttle them apart; same function.
+    const exportRoutes = EXPORT_ROUTES.map((key) => {
+      const [method, path] = key.split(' ') as [apigw.HttpMethod, string];
+      return new apigw.HttpRoute(this, `${method}${path.replace(/\W/g, '')}Route`, {
+        httpApi: this.httpApi,
+        routeKey: apigw.HttpRouteKey.with(path, method),
+        integration,
+      });
+    });
+    throttleStage(this.httpApi, exportRoutes, props.throttle ?? DEFAULT_API_THROTTLE);
 
     this.deadLetterQueue = new sqs.Queue(this, 'EventsDeadLetterQueue', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,

@@ -86,6 +86,61 @@ describe('propsFromContext (-c values of the CDK app)', () => {
     );
   });
 
+  it('stage throttling: none given keeps the stack defaults; one given fills the rest from them', () => {
+    expect(propsFromContext(ctx({})).apiThrottle).toBeUndefined();
+    expect(propsFromContext(ctx({ apiThrottleRate: '50' })).apiThrottle).toEqual({
+      rate: 50,
+      burst: 200,
+      exportRate: 1,
+      exportBurst: 5,
+    });
+    expect(
+      propsFromContext(
+        ctx({
+          apiThrottleRate: 30,
+          apiThrottleBurst: '60',
+          exportThrottleRate: '0.5',
+          exportThrottleBurst: 2,
+        }),
+      ).apiThrottle,
+    ).toEqual({ rate: 30, burst: 60, exportRate: 0.5, exportBurst: 2 });
+  });
+
+  it('bad throttling values name the key, what it takes and its default', () => {
+    for (const [key, value, expected] of [
+      [
+        'apiThrottleRate',
+        '0',
+        /^-c apiThrottleRate=0: expected requests per second > 0 .*\(default 100\)/,
+      ],
+      ['apiThrottleRate', 'fast', /^-c apiThrottleRate=fast: expected requests per second/],
+      ['apiThrottleRate', '', /^-c apiThrottleRate=: expected/],
+      ['apiThrottleRate', '-5', /^-c apiThrottleRate=-5/],
+      ['apiThrottleRate', 'Infinity', /^-c apiThrottleRate=Infinity/],
+      [
+        'apiThrottleBurst',
+        '2.5',
+        /^-c apiThrottleBurst=2\.5: expected a whole number of requests >= 1 \(default 200\)/,
+      ],
+      ['exportThrottleBurst', '0', /^-c exportThrottleBurst=0: expected a whole number/],
+      ['exportThrottleRate', true, /^-c exportThrottleRate=true: expected requests per second/],
+      ['exportThrottleRate', '1e9', /^-c exportThrottleRate=1e9/],
+    ] as const) {
+      expect(() => propsFromContext(ctx({ [key]: value })), `${key}=${String(value)}`).toThrow(
+        expected,
+      );
+    }
+  });
+
+  it('refuses export routes throttled more loosely than the API (a route setting replaces the stage one)', () => {
+    expect(() => propsFromContext(ctx({ apiThrottleRate: '0.5' }))).toThrow(
+      /^-c exportThrottleRate=1 is above apiThrottleRate=0\.5: the export routes must be throttled at least as tightly/,
+    );
+    expect(() =>
+      propsFromContext(ctx({ apiThrottleBurst: '10', exportThrottleBurst: '20' })),
+    ).toThrow(/^-c exportThrottleBurst=20 is above apiThrottleBurst=10/);
+  });
+
   it('bad values name the context key', () => {
     expect(() => propsFromContext(ctx({ environment: 'staging' }))).toThrow(
       '-c environment=staging: use one of dev, prod.',

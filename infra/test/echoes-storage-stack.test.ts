@@ -66,12 +66,12 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack (CDK assertions)', () => {
           t.startsWith('AWS::IAM::'),
       )
       .sort();
-    // 4 roles and their policies: the three functions and CDK's bucket-notification handler
+    // 5 roles and their policies: the four functions and CDK's bucket-notification handler
     expect(types).toEqual([
       'AWS::DynamoDB::Table',
       'AWS::IAM::ManagedPolicy',
-      ...Array<string>(4).fill('AWS::IAM::Policy'),
-      ...Array<string>(4).fill('AWS::IAM::Role'),
+      ...Array<string>(5).fill('AWS::IAM::Policy'),
+      ...Array<string>(5).fill('AWS::IAM::Role'),
       'AWS::S3::Bucket',
       'AWS::S3::Bucket',
       'AWS::S3::BucketPolicy',
@@ -171,6 +171,8 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack (CDK assertions)', () => {
               ? {}
               : { ExpirationInDays: c.audio.expireAfterDays }),
           },
+          // export zips (DESIGN: kept 24 hours), and only them: the prefix no user id can take
+          { Id: 'expire-exports', Status: 'Enabled', Prefix: '!exports/', ExpirationInDays: 1 },
         ],
       });
     });

@@ -27,8 +27,8 @@ const origins = (env: string): string[] =>
     ) as Record<string, { allowedOrigins: string[] }>
   )[env]!.allowedOrigins;
 
-type Fn = 'api' | 'events' | 'cleanup';
-const FNS: Fn[] = ['api', 'events', 'cleanup'];
+type Fn = 'api' | 'events' | 'cleanup' | 'exportWorker';
+const FNS: Fn[] = ['api', 'events', 'cleanup', 'exportWorker'];
 
 describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions)', () => {
   // dev: every option left out; prod: every option given, so each optional part is seen both ways
@@ -74,7 +74,12 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
     const s = (): Synth => (env === 'dev' ? dev : prod);
 
     it('run Node 22 on arm64, handler `handler`, 1024 MB, with their timeouts', () => {
-      const timeouts: Record<Fn, number> = { api: 29, events: 60, cleanup: 900 };
+      const timeouts: Record<Fn, number> = {
+        api: 29,
+        events: 60,
+        cleanup: 900,
+        exportWorker: 900,
+      };
       for (const f of FNS) {
         expect(fnProps(s(), f)).toMatchObject({
           Runtime: 'nodejs22.x',
@@ -87,6 +92,9 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       expect(fnProps(s(), 'cleanup').ReservedConcurrentExecutions).toBe(1);
       expect(fnProps(s(), 'api').ReservedConcurrentExecutions).toBeUndefined();
       expect(fnProps(s(), 'events').ReservedConcurrentExecutions).toBeUndefined();
+      // the worker is bounded by its event source (maxConcurrency), not by reserved concurrency
+      expect(fnProps(s(), 'exportWorker').ReservedConcurrentExecutions).toBeUndefined();
+      expect(fnProps(s(), 'exportWorker').EphemeralStorage).toEqual({ Size: 2048 });
     });
 
     it('have exactly the documented environment', () => {
@@ -104,6 +112,8 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       const vars = (f: Fn): unknown => flatDeep((fnProps(s(), f).Environment as Json).Variables);
       expect(vars('events')).toEqual(common);
       expect(vars('cleanup')).toEqual(common);
+      const exportsQueue = `{${s().id(s().stack.functions.exportsQueue)}}`;
+      expect(vars('exportWorker')).toEqual({ ...common, EXPORTS_QUEUE_URL: exportsQueue });
       const cdn = s().stack.cdn;
       expect(vars('api')).toEqual({
         ...common,
@@ -111,8 +121,10 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         AUTH_AUDIENCE: 'echoes-api',
         AUTH_ISSUER: 'https://id.example.com/',
         CORS_ORIGINS: origins(env).join(','),
+        EXPORTS_QUEUE_URL: exportsQueue,
         ...(env === 'prod'
           ? {
+              CDN_DISTRIBUTION_ID: `{${s().id(cdn!.distribution)}}`,
               CDN_DOMAIN: `${s().id(cdn!.distribution)}.DomainName`,
               CDN_KEY_PAIR_ID: `{${s().id(cdn!.publicKey)}}`,
               CDN_PRIVATE_KEY_SECRET: SECRET,
@@ -131,8 +143,8 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         expect(group.Properties.RetentionInDays).toBe(env === 'dev' ? 30 : 180);
         expect(group.DeletionPolicy).toBe(env === 'dev' ? 'Delete' : 'Retain');
       }
-      expect(groups.size).toBe(3);
-      expect(s().ofType('AWS::Logs::LogGroup')).toHaveLength(3);
+      expect(groups.size).toBe(4);
+      expect(s().ofType('AWS::Logs::LogGroup')).toHaveLength(4);
     });
 
     it('carry the ffmpeg layer only when one is given, and warn at synth without it', async () => {
@@ -192,13 +204,27 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
           'UpdateItem',
         ]),
       ];
+      api.push({
+        Sid: 'ExportsQueueSend',
+        Effect: 'Allow',
+        Action: 'sqs:SendMessage',
+        Resource: `${s().id(s().stack.functions.exportsQueue)}.Arn`,
+      });
       if (env === 'prod') {
-        api.push({
-          Sid: 'CdnPrivateKey',
-          Effect: 'Allow',
-          Action: 'secretsmanager:GetSecretValue',
-          Resource: `arn:{AWS::Partition}:secretsmanager:{AWS::Region}:{AWS::AccountId}:secret:${SECRET}-??????`,
-        });
+        api.push(
+          {
+            Sid: 'CdnPrivateKey',
+            Effect: 'Allow',
+            Action: 'secretsmanager:GetSecretValue',
+            Resource: `arn:{AWS::Partition}:secretsmanager:{AWS::Region}:{AWS::AccountId}:secret:${SECRET}-??????`,
+          },
+          {
+            Sid: 'CdnInvalidation',
+            Effect: 'Allow',
+            Action: 'cloudfront:CreateInvalidation',
+            Resource: `arn:{AWS::Partition}:cloudfront::{AWS::AccountId}:distribution/{${s().id(s().stack.cdn!.distribution)}}`,
+          },
+        );
       }
       expect(flatDeep(roleStatements(s(), 'api'))).toEqual(api);
       expect(flatDeep(roleStatements(s(), 'events'))).toEqual([
@@ -230,6 +256,40 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
           'Scan',
           'UpdateItem',
         ]),
+      ]);
+      // the worker reads any user's audio, but writes and deletes under !exports/ only
+      expect(flatDeep(roleStatements(s(), 'exportWorker'))).toEqual([
+        logs('exportWorker'),
+        { ...objects(['s3:GetObject']), Sid: 'AudioObjectsRead', Action: 's3:GetObject' },
+        {
+          Sid: 'AudioBucketList',
+          Effect: 'Allow',
+          Action: 's3:ListBucket',
+          Resource: bucketArn(s()),
+        },
+        {
+          Sid: 'ExportObjects',
+          Effect: 'Allow',
+          Action: [
+            's3:AbortMultipartUpload',
+            's3:DeleteObject',
+            's3:ListMultipartUploadParts',
+            's3:PutObject',
+          ],
+          Resource: `${bucketArn(s())}/!exports/*`,
+        },
+        table(['GetItem', 'Query', 'UpdateItem']),
+        {
+          Effect: 'Allow',
+          Action: [
+            'sqs:ChangeMessageVisibility',
+            'sqs:DeleteMessage',
+            'sqs:GetQueueAttributes',
+            'sqs:GetQueueUrl',
+            'sqs:ReceiveMessage',
+          ],
+          Resource: `${s().id(s().stack.functions.exportsQueue)}.Arn`,
+        },
       ]);
     });
 
@@ -284,11 +344,19 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         expect.arrayContaining(['Authorization', 'Content-Type']),
       );
       const routes = s.ofType('AWS::ApiGatewayV2::Route');
-      expect(routes.map(([, r]) => r.RouteKey)).toEqual(['$default']);
+      // the export routes exist only to be throttled apart: the same integration as $default
+      expect(routes.map(([, r]) => r.RouteKey)).toEqual([
+        '$default',
+        'POST /me/exports',
+        'GET /me/export',
+      ]);
       const integrations = s.ofType('AWS::ApiGatewayV2::Integration');
       expect(integrations).toHaveLength(1);
       const [integrationId, integration] = integrations[0]!;
-      expect(flat(routes[0]![1].Target)).toBe(`integrations/{${integrationId}}`);
+      for (const [, route] of routes) {
+        expect(flat(route.Target)).toBe(`integrations/{${integrationId}}`);
+        expect(route.AuthorizationType ?? 'NONE').toBe('NONE');
+      }
       expect(integration).toMatchObject({
         IntegrationType: 'AWS_PROXY',
         PayloadFormatVersion: '2.0',
@@ -352,7 +420,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
 
   it('the events function reads the queue 10 at a time and reports partial batch failures', () => {
     const mappings = dev.ofType('AWS::Lambda::EventSourceMapping');
-    expect(mappings).toHaveLength(1);
+    expect(mappings).toHaveLength(2);
     expect(flatDeep(mappings[0]![1])).toMatchObject({
       BatchSize: 10,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
@@ -421,7 +489,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
       for (const [, s] of both()) {
         const topic = { Ref: s.id(s.stack.alarms.topic) };
         const alarms = s.ofType('AWS::CloudWatch::Alarm');
-        expect(alarms).toHaveLength(7);
+        expect(alarms).toHaveLength(8);
         for (const [, a] of alarms) {
           expect(a.AlarmActions).toEqual([topic]);
           expect(a.OKActions).toEqual([topic]);
@@ -681,7 +749,7 @@ describe.skipIf(!CDK_INSTALLED)('EchoesStorageStack: the service (CDK assertions
         `{${policyId}}`,
       );
       expect(policy.CachePolicyConfig).toMatchObject({
-        MaxTTL: 3600,
+        MaxTTL: 900,
         ParametersInCacheKeyAndForwardedToOrigin: {
           QueryStringsConfig: { QueryStringBehavior: 'none' },
           HeadersConfig: { HeaderBehavior: 'none' },

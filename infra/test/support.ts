@@ -61,6 +61,7 @@ export function testEntries(): EchoesStorageStackProps['entries'] {
   return {
     events: existing('src/entry/lambda-s3-events.ts'),
     cleanup: existing('src/entry/lambda-cleanup.ts'),
+    exportWorker: existing('src/entry/lambda-export-worker.ts'),
   };
 }
 

@@ -2,9 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { loadOrCreateSecret } from '../auth/secrets.ts';
 import { privateKeyProblem, unescapePem, type CdnConfig, type Config } from './config.ts';
-import type { LegacySource, ObjectStore } from '../storage/port.ts';
+import type { CdnInvalidator, LegacySource, ObjectStore } from '../storage/port.ts';
 import type { AudioProbe } from '../audio/port.ts';
 import type { EchoRepository } from '../metadata/port.ts';
+import type { ExportQueue } from '../queue/port.ts';
 
 /**
  * The adapters configuration names, for compose.ts to wire: nothing outside src/app builds one.
@@ -99,6 +100,21 @@ export async function createObjectStore(
   return (await openObjectStore(config, options)).store;
 }
 
+/** The SQS queue of export jobs (EXPORTS_QUEUE_URL); undefined when none is configured. */
+export async function createExportQueue(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<ExportQueue | undefined> {
+  if (config.exportsQueueUrl === undefined) return undefined;
+  const { SqsExportQueue } = await import('../queue/sqs.ts');
+  return new SqsExportQueue({
+    queueUrl: config.exportsQueueUrl,
+    region: config.s3.region,
+    profile: config.s3.profile,
+    callTimeoutMs: options.callTimeoutMs ?? config.backendTimeoutMs,
+  });
+}
+
 /** The store and the routes it brings to the app. */
 export async function openObjectStore(
   config: Config,
@@ -149,6 +165,27 @@ export async function openPlaybackStore(config: Config, store: ObjectStore): Pro
   });
 }
 
+/**
+ * CloudFront invalidations when CDN_DISTRIBUTION_ID is set; none otherwise. Its deadline is
+ * never under 5 s: CloudFront's API is one global endpoint, slower than a regional table, and a
+ * delete would rather wait a little than leave a cached copy behind.
+ */
+export async function createCdnInvalidator(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<(CdnInvalidator & { close(): Promise<void> }) | undefined> {
+  const distributionId = config.cdnDistributionId;
+  if (distributionId === undefined) return undefined;
+  const { CloudFrontInvalidator } = await import('../storage/cloudfront-invalidation.ts');
+  return new CloudFrontInvalidator({
+    distributionId,
+    // a local AWS emulator (S3_ENDPOINT) serves CloudFront too, as it serves Secrets Manager
+    endpoint: config.s3.endpoint,
+    profile: config.s3.profile,
+    callTimeoutMs: Math.max(5000, options.callTimeoutMs ?? config.backendTimeoutMs),
+  });
+}
+
 async function readCdnPrivateKeySecret(config: Config, cdn: CdnConfig): Promise<string> {
   const secretId = cdn.privateKeySecret ?? '';
   const { readSecretString, SecretReadError } = await import('../auth/secrets-manager.ts');
@@ -188,8 +225,63 @@ export async function createEchoRepository(
       callTimeoutMs: options.callTimeoutMs ?? config.backendTimeoutMs,
     });
   }
+  if (config.metadataBackend === 'postgres') {
+    const { PostgresEchoRepository } = await import('../metadata/postgres/repository.ts');
+    // Start-up brings the schema up to date (under an advisory lock: processes starting at once migrate once).
+    const { repo } = await PostgresEchoRepository.open(postgresOptions(config, options));
+    return repo;
+  }
   const { SqliteEchoRepository } = await import('../metadata/sqlite/repository.ts');
   return new SqliteEchoRepository({ file: join(config.dataDir, 'echoes.sqlite') });
+}
+
+function postgresOptions(config: Config, options: BackendOptions) {
+  return {
+    url: config.postgres.url ?? '',
+    poolSize: config.postgres.poolSize,
+    callTimeoutMs: options.callTimeoutMs ?? config.backendTimeoutMs,
+  };
+}
+
+/** What `setup db` did: the schema version of the configured database before and after. */
+export interface SchemaSetup {
+  readonly backend: 'sqlite' | 'postgres';
+  /** Where: the SQLite file, or PostgreSQL's host, port and database (no password). */
+  readonly database: string;
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * Brings the configured metadata database to the current schema ahead of a start; idempotent.
+ * DynamoDB has no schema to apply (its table comes from `setup dev|prod` or the CDK stack).
+ */
+export async function applyMetadataSchema(
+  config: Config,
+  options: BackendOptions = {},
+): Promise<SchemaSetup> {
+  if (config.metadataBackend === 'postgres') {
+    const [{ migrateSchema }, { describeUrl }] = await Promise.all([
+      import('../metadata/postgres/schema.ts'),
+      import('../metadata/postgres/pool.ts'),
+    ]);
+    const o = postgresOptions(config, options);
+    const outcome = await migrateSchema({ url: o.url, connectTimeoutMs: o.callTimeoutMs });
+    return { backend: 'postgres', database: describeUrl(o.url), ...outcome };
+  }
+  if (config.metadataBackend === 'sqlite') {
+    const file = join(config.dataDir, 'echoes.sqlite');
+    const [{ SqliteEchoRepository }, { schemaVersionOf, SCHEMA_VERSION }] = await Promise.all([
+      import('../metadata/sqlite/repository.ts'),
+      import('../metadata/sqlite/schema.ts'),
+    ]);
+    const from = schemaVersionOf(file);
+    await new SqliteEchoRepository({ file }).close();
+    return { backend: 'sqlite', database: file, from, to: SCHEMA_VERSION };
+  }
+  throw new CompositionError(
+    'METADATA_BACKEND=dynamodb has no schema to apply: its table is made by `echoes-storage setup dev|prod` or the CDK stack.',
+  );
 }
 
 /** Legacy files under a folder, for `migrate --source-dir` and `verify --against-source`. */

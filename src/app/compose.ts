@@ -3,14 +3,24 @@ import type { Config } from './config.ts';
 import {
   takesImports,
   takesMultipart,
+  type CdnInvalidator,
+  takesWrites,
   type LegacySource,
   type ObjectStore,
 } from '../storage/port.ts';
-import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
+import {
+  keepsExportJobs,
+  keepsMigrationJournal,
+  sharesRequestCounts,
+  type EchoRepository,
+  type RequestCounter,
+} from '../metadata/port.ts';
 import { MultipartService } from '../services/multipart.ts';
 import { EchoService } from '../services/echoes.ts';
 import { EraseService } from '../services/erase.ts';
 import { ExportService } from '../services/export.ts';
+import { ExportJobService } from '../services/export-jobs.ts';
+import type { ExportQueue } from '../queue/port.ts';
 import { MigrationService } from '../services/migration.ts';
 import { UploadService } from '../services/uploads.ts';
 import { CleanupService } from '../services/cleanup.ts';
@@ -18,8 +28,11 @@ import type { ServiceDeps } from '../services/deps.ts';
 import { exportedEchoJson } from '../http/views.ts';
 import { createMetrics, type MetricsSetup } from '../metrics/setup.ts';
 import {
+  applyMetadataSchema,
   createAudioDecoder,
+  createCdnInvalidator,
   createEchoRepository,
+  createExportQueue,
   createLegacyBucket,
   createLegacyFolder,
   createObjectStore,
@@ -28,6 +41,7 @@ import {
   type AppPlugin,
   type AudioDecoder,
   type BackendOptions,
+  type SchemaSetup,
 } from './adapters.ts';
 
 export {
@@ -53,17 +67,27 @@ export {
  */
 const MULTIPART_EXPIRES_IN_SECONDS = 24 * 3600;
 
+/** Exports a server builds at once: each streams every object of a user, so a few suffice. */
+const EXPORTS_AT_ONCE = 2;
+
 export interface Composition {
   readonly config: Config;
   readonly store: ObjectStore;
   /** Routes the store needs inside the app; none for S3. */
   readonly storagePlugins: readonly AppPlugin[];
   readonly repo: EchoRepository;
+  /**
+   * The rate limit's count, when the metadata store is one many processes share (DynamoDB,
+   * PostgreSQL); undefined on SQLite, where the one process counts in memory.
+   */
+  readonly requestCounter: RequestCounter | undefined;
   readonly uploads: UploadService;
   readonly echoes: EchoService;
   readonly multipart: MultipartService | undefined;
   readonly erase: EraseService;
   readonly exporter: ExportService;
+  /** Asynchronous exports (POST /me/exports); undefined on a store or repository that cannot keep them. */
+  readonly exportJobs: ExportJobService | undefined;
   readonly audio: AudioDecoder;
   readonly cleanup: CleanupService;
   readonly metrics: MetricsSetup;
@@ -92,9 +116,13 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   const repo = await createEchoRepository(config);
   let audio: AudioDecoder;
   let playback: ObjectStore;
+  let cdn: Awaited<ReturnType<typeof createCdnInvalidator>>;
+  let queue: ExportQueue | undefined;
   try {
     audio = await createAudioDecoder(config);
     playback = await openPlaybackStore(config, store);
+    cdn = await createCdnInvalidator(config);
+    queue = await createExportQueue(config);
   } catch (err) {
     await Promise.allSettled([store.close(), repo.close()]);
     throw err;
@@ -113,7 +141,7 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
   });
   // Only playback goes through the CDN; uploads, erasure, export and cleanup stay on the store.
   const echoes = new EchoService(
-    { ...deps, store: playback, probe: audio.probe },
+    { ...deps, store: playback, probe: audio.probe, cdn },
     echoSettings(config),
   );
   const multipart = takesMultipart(store)
@@ -128,30 +156,57 @@ export async function compose(config: Config, options: ComposeOptions = {}): Pro
         },
       )
     : undefined;
+  const lifecycle = lifecycleServices(deps, cdn);
+  // A server builds exports itself, two at a time; a Lambda function stops once it has answered,
+  // so there only a queue (and the export worker function) builds them.
+  const exportJobs =
+    takesWrites(store) && keepsExportJobs(repo)
+      ? new ExportJobService(
+          { ...deps, exporter: lifecycle.exporter, queue },
+          {
+            downloadExpiresInSeconds: config.presignedUrlExpiration,
+            inProcessConcurrency: options.server === false ? 0 : EXPORTS_AT_ONCE,
+          },
+        )
+      : undefined;
   return {
     config,
     store,
     storagePlugins,
     repo,
+    requestCounter: sharesRequestCounts(repo) ? repo : undefined,
     uploads,
     echoes,
     multipart,
     audio,
     metrics,
-    ...lifecycleServices(deps),
+    ...lifecycle,
+    exportJobs,
     async close() {
-      await Promise.allSettled([metrics.close(), store.close(), repo.close()]);
+      // Exports being built finish first: they need the store and the repository.
+      await exportJobs?.close().catch(() => undefined);
+      await Promise.allSettled([
+        metrics.close(),
+        store.close(),
+        repo.close(),
+        cdn?.close(),
+        queue?.close(),
+      ]);
     },
   };
 }
 
-function lifecycleServices(deps: ServiceDeps): {
+/** `cdn`: the erase drops the user's cached copies (CDN_DISTRIBUTION_ID); cleanup deletes nothing a player could have cached. */
+function lifecycleServices(
+  deps: ServiceDeps,
+  cdn: CdnInvalidator | undefined,
+): {
   erase: EraseService;
   cleanup: CleanupService;
   exporter: ExportService;
 } {
   return {
-    erase: new EraseService(deps),
+    erase: new EraseService({ ...deps, cdn }),
     cleanup: new CleanupService(deps),
     exporter: new ExportService({ ...deps, describe: exportedEchoJson }),
   };
@@ -226,13 +281,18 @@ export async function composeJob(
   config: Config,
   options: JobOptions = {},
 ): Promise<JobComposition> {
-  const { store, repo, backends, close } = await openJobBackends(config);
+  const { store, repo, backends, close: closeBackends } = await openJobBackends(config);
   let metrics: MetricsSetup;
+  let cdn: Awaited<ReturnType<typeof createCdnInvalidator>>;
+  const close = async (): Promise<void> => {
+    await Promise.allSettled([closeBackends(), cdn?.close()]);
+  };
   try {
     metrics = await createMetrics(config, {
       prometheus: options.prometheus === true,
       server: false,
     });
+    cdn = await createCdnInvalidator(config, operatorDeadline(config));
   } catch (err) {
     await close();
     throw err;
@@ -243,7 +303,7 @@ export async function composeJob(
     repo,
     backends,
     metrics,
-    ...lifecycleServices({ store, repo, metrics: metrics.recorder }),
+    ...lifecycleServices({ store, repo, metrics: metrics.recorder }, cdn),
     async close() {
       try {
         await metrics.close();
@@ -290,6 +350,11 @@ export async function composeMigration(
     await close();
     throw err;
   }
+}
+
+/** `setup db`: the configured metadata database brought to the current schema, with the operator's deadline. */
+export function setUpMetadataSchema(config: Config): Promise<SchemaSetup> {
+  return applyMetadataSchema(config, operatorDeadline(config));
 }
 
 /** Legacy files under a folder (`migrate --source-dir`). */

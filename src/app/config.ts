@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { readAudioConfig, type AudioConfig } from './config/audio.ts';
 import { readAuthConfig, type AuthConfig } from './config/auth.ts';
-import { readCdnConfig, type CdnConfig } from './config/cdn.ts';
+import { readCdnConfig, readCdnDistributionId, type CdnConfig } from './config/cdn.ts';
 import { envReaders, type Env } from './config/env.ts';
 
 export type { AudioConfig } from './config/audio.ts';
@@ -16,7 +16,7 @@ export interface Config {
   readonly publicBaseUrl: string;
   readonly dataDir: string;
   readonly storageBackend: 'local' | 's3';
-  readonly metadataBackend: 'sqlite' | 'dynamodb';
+  readonly metadataBackend: 'sqlite' | 'dynamodb' | 'postgres';
   readonly s3: {
     readonly bucket: string | undefined;
     readonly region: string;
@@ -27,6 +27,12 @@ export interface Config {
   readonly dynamodb: {
     readonly table: string | undefined;
     readonly endpoint: string | undefined;
+  };
+  readonly postgres: {
+    /** DATABASE_URL: postgres:// or postgresql://; required with METADATA_BACKEND=postgres. */
+    readonly url: string | undefined;
+    /** DATABASE_POOL_SIZE: connections each process keeps at most. */
+    readonly poolSize: number;
   };
   readonly presignedUrlExpiration: number;
   readonly maxAudioFileSize: number;
@@ -41,7 +47,7 @@ export interface Config {
   readonly metrics: MetricsConfig;
   readonly audio: AudioConfig;
   /**
-   * BACKEND_TIMEOUT_MS: how long one call of a request's path to S3 or DynamoDB may take,
+   * BACKEND_TIMEOUT_MS: how long one call of a request's path to S3, DynamoDB or PostgreSQL may take,
    * retries included, before the request answers 503 (a backend that accepts connections and
    * never answers would otherwise hold it for the SDK's 30 s per attempt).
    */
@@ -61,8 +67,15 @@ export interface Config {
   readonly maxPendingUploads: number;
   /** ALLOW_UNSIZED_UPLOADS: upload URLs without `file_size` on S3, whose bodies no signature bounds. */
   readonly allowUnsizedUploads: boolean;
+  /**
+   * EXPORTS_QUEUE_URL: POST /me/exports sends its job to this SQS queue, for the export worker
+   * function; unset, a server builds exports in-process (and a Lambda API refuses them).
+   */
+  readonly exportsQueueUrl?: string | undefined;
   /** CDN_*: playback URLs (`audio_url`) signed for CloudFront instead of presigned for S3; undefined = S3. */
   readonly cdn?: CdnConfig | undefined;
+  /** CDN_DISTRIBUTION_ID: deletes and erasures invalidate the CDN's cached copies; undefined = none sent. */
+  readonly cdnDistributionId?: string | undefined;
 }
 
 export interface MetricsConfig {
@@ -93,6 +106,23 @@ export interface LoadOptions {
   readonly authRequired?: boolean;
 }
 
+/** Why DATABASE_URL cannot reach PostgreSQL; the message never repeats the URL (it may hold a password). */
+function postgresUrlProblem(raw: string | undefined): string | undefined {
+  const example = 'postgres://user:password@host:5432/database';
+  if (raw === undefined) return `METADATA_BACKEND=postgres needs DATABASE_URL (${example}).`;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return `DATABASE_URL is not a URL: set it to a postgres:// or postgresql:// URL (${example}).`;
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')
+    return `DATABASE_URL starts with "${u.protocol}//", but METADATA_BACKEND=postgres needs a postgres:// or postgresql:// URL (${example}).`;
+  if (u.hostname === '' && !u.searchParams.has('host'))
+    return `DATABASE_URL names no host: set it to a URL such as ${example}.`;
+  return undefined;
+}
+
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const problems: string[] = [];
   const read = envReaders(env, problems);
@@ -111,9 +141,14 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   );
   const metadataBackend = oneOf(
     'METADATA_BACKEND',
-    ['sqlite', 'dynamodb'] as const,
+    ['sqlite', 'dynamodb', 'postgres'] as const,
     table ? 'dynamodb' : 'sqlite',
   );
+  const databaseUrl = str('DATABASE_URL');
+  if (metadataBackend === 'postgres') {
+    const problem = postgresUrlProblem(databaseUrl);
+    if (problem !== undefined) problems.push(problem);
+  }
   if (storageBackend === 's3' && !bucket)
     problems.push(
       'STORAGE_BACKEND=s3 needs S3_BUCKET_NAME (run `echoes-storage setup dev` to create a bucket).',
@@ -157,6 +192,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     );
 
   const cdn = readCdnConfig(read, storageBackend, problems);
+  const cdnDistributionId = readCdnDistributionId(read, storageBackend, problems);
   const decoders = int('AUDIO_DECODE_CONCURRENCY', availableParallelism(), 1, 256);
 
   const config: Config = {
@@ -174,6 +210,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       forcePathStyle: bool('S3_FORCE_PATH_STYLE'),
     },
     dynamodb: { table, endpoint: url('DYNAMODB_ENDPOINT') },
+    postgres: { url: databaseUrl, poolSize: int('DATABASE_POOL_SIZE', 10, 1, 1000) },
     presignedUrlExpiration: int('S3_PRESIGNED_URL_EXPIRATION', 3600, 1, 604800),
     maxAudioFileSize: int('MAX_AUDIO_FILE_SIZE', 10485760, 1, 5 * 1024 ** 3),
     auth,
@@ -207,6 +244,8 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     },
     audio: readAudioConfig(read, decoders),
     cdn,
+    cdnDistributionId,
+    exportsQueueUrl: url('EXPORTS_QUEUE_URL'),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

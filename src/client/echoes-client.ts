@@ -12,6 +12,7 @@ import type {
   DevTokenRequest,
   Echo,
   EchoPage,
+  ExportJob,
   Health,
   ListQuery,
   MultipartRequest,
@@ -36,6 +37,7 @@ export type {
   Echo,
   EchoPage,
   ErrorBody,
+  ExportJob,
   Health,
   ListQuery,
   Location,
@@ -246,6 +248,16 @@ export class EchoesClient {
   async deleteEcho(echoId: string): Promise<void> {
     const res = await this.send('DELETE', `/echoes/${encodeURIComponent(echoId)}`);
     await res.arrayBuffer();
+  }
+
+  /** POST /me/exports: starts building a zip of all your data (ApiError 409 EXPORT_IN_PROGRESS while one is). */
+  requestExport(): Promise<ExportJob> {
+    return this.json<ExportJob>('POST', '/me/exports', { body: {} });
+  }
+
+  /** GET /me/exports/{export_id}: pending, ready (with `download_url`, a plain GET) or failed. */
+  getExport(exportId: string): Promise<ExportJob> {
+    return this.json<ExportJob>('GET', `/me/exports/${encodeURIComponent(exportId)}`);
   }
 
   /** Where GET /me/export answers; it needs the Authorization header, so it is not a link a browser can follow alone. */

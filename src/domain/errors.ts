@@ -13,9 +13,11 @@ export const ERROR_CODES = [
   'UPLOAD_NOT_FOUND',
   'ECHO_NOT_FOUND',
   'WAVEFORM_NOT_FOUND',
+  'EXPORT_NOT_FOUND',
   'METHOD_NOT_ALLOWED',
   'REQUEST_TIMEOUT',
   'UPLOAD_INCOMPLETE',
+  'EXPORT_IN_PROGRESS',
   'ALREADY_EXISTS',
   'PAYLOAD_TOO_LARGE',
   'FILE_TOO_LARGE',
@@ -69,7 +71,7 @@ export type PortErrorKind = 'unavailable' | 'not_found' | 'conflict';
  * The part of the service a backend plays: the only thing a public answer says about a backend
  * that failed. Its name, bucket, table, endpoint, paths and own error text go to the log only.
  */
-export type BackendRole = 'storage' | 'metadata' | 'decoder';
+export type BackendRole = 'storage' | 'metadata' | 'decoder' | 'queue';
 
 const ROLE_OF_BACKEND: Readonly<Record<string, BackendRole>> = {
   s3: 'storage',
@@ -78,7 +80,11 @@ const ROLE_OF_BACKEND: Readonly<Record<string, BackendRole>> = {
   dynamodb: 'metadata',
   sqlite: 'metadata',
   postgres: 'metadata',
+  // The rate limit's count in the shared metadata store, when it fails in a way of its own.
+  'request-counter': 'metadata',
   ffmpeg: 'decoder',
+  // The exports queue (EXPORTS_QUEUE_URL).
+  sqs: 'queue',
 };
 
 export function backendRole(backend: string): BackendRole | undefined {

@@ -51,7 +51,9 @@ export function formatForExtension(raw: string): AudioFormat {
 }
 
 const TOKEN = '[A-Za-z0-9!#$&^_.+-]+';
-const PARAM_VALUE = '(?:[A-Za-z0-9!#$&^_.+,-]+|"[^"\\\\\\r\\n]*")';
+// A quoted value holds visible ASCII, spaces and tabs: what a header can carry and every backend
+// stores as given (no U+0000, no lone surrogate, no line break).
+const PARAM_VALUE = '(?:[A-Za-z0-9!#$&^_.+,-]+|"[\\t\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]*")';
 const CONTENT_TYPE_RE = new RegExp(
   `^(${TOKEN}/${TOKEN})((?:\\s*;\\s*${TOKEN}=${PARAM_VALUE})*)\\s*$`,
 );

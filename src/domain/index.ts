@@ -8,3 +8,4 @@ export * from './listing.ts';
 export * from './waveform.ts';
 export * from './verdict.ts';
 export * from './legacy-pattern.ts';
+export * from './exports.ts';

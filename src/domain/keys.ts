@@ -62,3 +62,28 @@ export function parseObjectKey(key: string): ParsedKey | undefined {
 export function isEchoKeyOf(key: string, userId: string): boolean {
   return parseObjectKey(key)?.userId === userId;
 }
+
+/**
+ * Where the zips of asynchronous exports are kept: `!exports/{user_id}/{export_id}.zip`. `!` is
+ * not a user-id character, so no user's prefix can reach it, and no echo key parses under it.
+ */
+export const EXPORTS_PREFIX = '!exports/';
+
+export const exportsPrefixOf = (userId: string): string => `${EXPORTS_PREFIX}${userId}/`;
+
+export const exportKey = (userId: string, exportId: string): string =>
+  `${exportsPrefixOf(userId)}${exportId}.zip`;
+
+export const isExportKey = (key: string): boolean => key.startsWith(EXPORTS_PREFIX);
+
+/** Reads an export's key back; undefined for anything else under the prefix (kept, never guessed at). */
+export function parseExportKey(key: string): { userId: string; exportId: string } | undefined {
+  if (!isExportKey(key)) return undefined;
+  const rest = key.slice(EXPORTS_PREFIX.length);
+  const cut = rest.indexOf('/');
+  const userId = rest.slice(0, cut);
+  const file = rest.slice(cut + 1);
+  if (cut < 0 || !isSafeUserId(userId) || !file.endsWith('.zip')) return undefined;
+  const exportId = file.slice(0, -'.zip'.length);
+  return isEchoId(exportId) ? { userId, exportId } : undefined;
+}

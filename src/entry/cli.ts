@@ -21,7 +21,7 @@ const program = new Command('echoes-storage')
   .exitOverride();
 
 /**
- * The environment (and .env) is read here, once, when a command first needs it: `setup` and
+ * The environment (and .env) is read here, once, when a command first needs it: `setup dev|prod` and
  * `test-integration` read none of it, and a refusal such as a missing --yes comes before it.
  */
 let config: Config | undefined;
@@ -29,7 +29,7 @@ const readConfig = (): Config => (config ??= loadConfig(environmentWithDotEnv())
 
 registerServeCommand(program, readConfig);
 registerTokenCommand(program, readConfig);
-registerSetupCommand(program);
+registerSetupCommand(program, readConfig);
 registerCleanupCommand(program, readConfig);
 registerReportCommand(program, readConfig);
 registerVerifyCommand(program, readConfig);

@@ -1,4 +1,5 @@
 import type { Composition } from '../app/compose.ts';
+import { CleanupLockHeld, type OrphanCleanupResult } from '../services/cleanup.ts';
 import { perContainer, startWorkerLambda, type JsonLog } from './lambda-shared.ts';
 
 /** What one scheduled run did, also written as one log line. */
@@ -8,8 +9,22 @@ export interface ScheduledCleanupSummary {
   readonly removedRecords: number;
   readonly removedExpiredUploads: number;
   readonly freedBytes: number;
+  /** Expired exports whose records (and zips, where the bucket's rule had not yet) were removed. */
+  readonly removedExports: number;
   readonly failed: number;
+  /** Set when another sweep held the cleanup lock: this run did nothing, and that is no failure. */
+  readonly lockHeld?: true;
 }
+
+const NOTHING_DONE: ScheduledCleanupSummary = {
+  scannedObjects: 0,
+  deletedObjects: 0,
+  removedRecords: 0,
+  removedExpiredUploads: 0,
+  freedBytes: 0,
+  removedExports: 0,
+  failed: 0,
+};
 
 /** Thrown so that Lambda counts the run in `Errors`, which the cleanup alarm watches. */
 export class CleanupFailed extends Error {
@@ -39,13 +54,22 @@ export function cleanupHandlerFor(
 ): CleanupHandler {
   return async () => {
     try {
-      const result = await composition.cleanup.cleanupOrphans({ dryRun: false, keyLimit: 20 });
+      let result: OrphanCleanupResult;
+      try {
+        result = await composition.cleanup.cleanupOrphans({ dryRun: false, keyLimit: 20 });
+      } catch (err) {
+        if (!(err instanceof CleanupLockHeld)) throw err;
+        // Another container (or an operator's run) is sweeping: it does this run's work.
+        log.info('orphan cleanup skipped: another sweep holds the lock', { lockHeld: true });
+        return { ...NOTHING_DONE, lockHeld: true };
+      }
       const summary: ScheduledCleanupSummary = {
         scannedObjects: result.scannedObjects,
         deletedObjects: result.deletedObjects,
         removedRecords: result.removedRecords,
         removedExpiredUploads: result.removedExpiredUploads,
         freedBytes: result.freedBytes,
+        removedExports: result.expiredExports.count,
         failed: result.failed.count,
       };
       if (summary.failed > 0) {

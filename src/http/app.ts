@@ -4,12 +4,13 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import type { EchoRepository } from '../metadata/port.ts';
+import type { EchoRepository, RequestCounter } from '../metadata/port.ts';
 import type { ObjectStore } from '../storage/port.ts';
 import type { ServiceMetrics } from '../metrics/port.ts';
 import type { EchoService } from '../services/echoes.ts';
 import type { EraseService } from '../services/erase.ts';
 import type { ExportService } from '../services/export.ts';
+import type { ExportJobService } from '../services/export-jobs.ts';
 import type { UploadService } from '../services/uploads.ts';
 import { answerRefusedConnections, frameworkErrorOptions, installErrorHandlers } from './errors.ts';
 import { NOSNIFF_HEADER } from './page-policy.ts';
@@ -20,6 +21,7 @@ import type { MultipartService } from '../services/multipart.ts';
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from './cors-headers.ts';
 import { rateLimitPerUser } from './rate-limit.ts';
 import { meRoutes } from './routes/me.ts';
+import { exportRoutes } from './routes/exports.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import type { MetricsExposition } from '../metrics/port.ts';
@@ -39,9 +41,13 @@ export interface AppDeps {
   readonly multipart?: MultipartService | undefined;
   readonly erase: EraseService;
   readonly exporter: ExportService;
+  /** POST /me/exports and GET /me/exports/{export_id}; absent, those routes are not served. */
+  readonly exportJobs?: ExportJobService | undefined;
   /** RATE_LIMIT_PER_MINUTE: requests per user to the authenticated routes; 0 = none. */
   readonly rateLimitPerMinute?: number | undefined;
   readonly rateLimitWindowMs?: number | undefined;
+  /** Where the rate limit counts when the metadata store is shared by many processes; in memory without. */
+  readonly requestCounter?: RequestCounter | undefined;
   readonly tokens: TokenVerifier;
   /** Names the audio decoder for /health ("ffmpeg 7.1.2", or decoding off). */
   readonly decoder: string;
@@ -203,10 +209,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     // Registered before the routes it limits; its hook runs after the auth hook above.
     if (deps.rateLimitPerMinute)
-      await rateLimitPerUser(scope, deps.rateLimitPerMinute, deps.rateLimitWindowMs);
+      await rateLimitPerUser(
+        scope,
+        deps.rateLimitPerMinute,
+        deps.rateLimitWindowMs,
+        deps.requestCounter,
+      );
     await echoRoutes(scope, { uploads: deps.uploads, echoes: deps.echoes });
     if (deps.multipart) await multipartRoutes(scope, deps.multipart);
     await meRoutes(scope, { uploads: deps.uploads, erase: deps.erase, exporter: deps.exporter });
+    if (deps.exportJobs) await exportRoutes(scope, deps.exportJobs);
   });
 
   await healthRoutes(app, { store: deps.store, repo: deps.repo, decoder: deps.decoder });

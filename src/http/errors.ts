@@ -11,6 +11,7 @@ import {
   type ErrorCode,
 } from '../domain/errors.ts';
 import { errnoCode } from '../support/errno.ts';
+import { STORABLE_TEXT_PATTERN, UNSTORABLE_TEXT_HINT } from '../wire/conventions.ts';
 import type { ErrorBody } from '../wire/echoes-api.ts';
 import { NOSNIFF_HEADER } from './page-policy.ts';
 
@@ -32,9 +33,11 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   UPLOAD_NOT_FOUND: 404,
   ECHO_NOT_FOUND: 404,
   WAVEFORM_NOT_FOUND: 404,
+  EXPORT_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   UPLOAD_INCOMPLETE: 409,
+  EXPORT_IN_PROGRESS: 409,
   ALREADY_EXISTS: 412,
   PAYLOAD_TOO_LARGE: 413,
   FILE_TOO_LARGE: 413,
@@ -184,6 +187,10 @@ function validationMessage(err: FastifyError): string {
       return `Unknown field "${String(first.params.additionalProperty)}" in ${where}; check its spelling against /docs.`;
     case 'required':
       return `${where} needs the field "${String(first.params.missingProperty)}".`;
+    case 'pattern':
+      if (first.params.pattern === STORABLE_TEXT_PATTERN)
+        return `${where} ${UNSTORABLE_TEXT_HINT}.`;
+      return `${where} ${first.message ?? 'is invalid'}.`;
     default:
       return `${where} ${first.message ?? 'is invalid'}.`;
   }

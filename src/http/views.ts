@@ -85,6 +85,7 @@ export function erasureReceiptJson(r: Receipt): ErasureReceipt {
     remaining_objects: r.remainingObjects,
     remaining_records: r.remainingRecords,
     skipped_objects: r.skippedObjects,
+    deleted_exports: r.deletedExports,
     completed_at: r.completedAt.toISOString(),
   };
 }

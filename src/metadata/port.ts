@@ -1,4 +1,5 @@
 import type { EchoRecord, EchoMetadata, EchoStatus, MeasuredAudio } from '../domain/echo.ts';
+import type { ExportJob } from '../domain/exports.ts';
 import type { AccountUsage } from '../domain/usage.ts';
 import type { UploadVerdict } from '../domain/verdict.ts';
 
@@ -174,4 +175,83 @@ export function keepsMigrationJournal(
 ): repo is EchoRepository & MigrationJournal {
   const r = repo as Partial<MigrationJournal>;
   return typeof r.beginMigration === 'function' && typeof r.scanMigrations === 'function';
+}
+
+// ---- what many processes share through the metadata store ------------------------------------
+
+/** One window of a user's request count. */
+export interface RequestCount {
+  /** Requests of the user in this window, the one just counted included. */
+  readonly count: number;
+  /** When the window ends and the count starts again from zero. */
+  readonly resetAt: Date;
+}
+
+/**
+ * Counts each user's requests in fixed windows in the shared store, so that every process on it
+ * enforces one RATE_LIMIT_PER_MINUTE between them. Stores that one process owns (SQLite) do not
+ * implement it: that process counts in its memory.
+ */
+export interface RequestCounter {
+  /** Adds one request of `userId` to the window of `windowMs` that holds `now`, atomically. */
+  countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount>;
+}
+
+export function sharesRequestCounts(repo: EchoRepository): repo is EchoRepository & RequestCounter {
+  return typeof (repo as Partial<RequestCounter>).countRequest === 'function';
+}
+
+/** The outcome of a job run under a lock: not run when another process holds the lock. */
+export type Locked<T> = { readonly ran: true; readonly value: T } | { readonly ran: false };
+
+/**
+ * One holder at a time across every process on the store, for jobs that must not run twice at
+ * once (a cleanup sweep). A holder that dies releases the lock (a session lock ends with its
+ * connection; a lease expires), so a crash never blocks the next run for good.
+ */
+export interface JobLock {
+  /** Runs `job` while holding the lock `name`; does not run it when another process holds it. */
+  whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>>;
+}
+
+export function locksJobs(repo: EchoRepository): repo is EchoRepository & JobLock {
+  return typeof (repo as Partial<JobLock>).whileLocked === 'function';
+}
+
+// ---- asynchronous exports ------------------------------------------------------------------------
+
+/** The outcome of an export's build, written only over the pending export it was built for. */
+export type ExportOutcome =
+  | { readonly state: 'ready'; readonly size: number; readonly expiresAt: Date }
+  | { readonly state: 'failed' };
+
+/**
+ * Each user's export record (one per user: the latest export), kept beside their echoes: a
+ * SQLite or PostgreSQL table, a bookkeeping item (`#export`) in the user's DynamoDB partition.
+ */
+export interface ExportJobs {
+  /**
+   * Makes `job` the user's export, pending, unless their export is pending and was created at or
+   * after `staleBefore` (one is being built): one atomic write, never a read then a write. True
+   * when stored; false, changing nothing, when refused.
+   */
+  beginExport(
+    job: { readonly userId: string; readonly exportId: string; readonly createdAt: Date },
+    staleBefore: Date,
+  ): Promise<boolean>;
+  getExport(userId: string): Promise<ExportJob | undefined>;
+  /**
+   * pending -> ready or failed, only while the user's export is still `exportId` and pending;
+   * false (nothing changed) when it was replaced, erased or finished meanwhile.
+   */
+  finishExport(userId: string, exportId: string, outcome: ExportOutcome): Promise<boolean>;
+  /** Drops the user's export record (only if it is `exportId`, when given); true when one went. */
+  forgetExport(userId: string, exportId?: string): Promise<boolean>;
+  /** Every user's export record, page by page. */
+  scanExports(): AsyncIterable<readonly ExportJob[]>;
+}
+
+export function keepsExportJobs(repo: EchoRepository): repo is EchoRepository & ExportJobs {
+  const r = repo as Partial<ExportJobs>;
+  return typeof r.beginExport === 'function' && typeof r.scanExports === 'function';
 }

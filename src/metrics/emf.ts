@@ -3,6 +3,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type {
   CleanupOutcome,
   CleanupSweep,
+  ExportOutcomeLabel,
   IntegrityIncidentKind,
   ServiceMetrics,
 } from './port.ts';
@@ -55,6 +56,12 @@ const M = {
     sum: false,
   },
   incidents: { name: 'echoes_integrity_incidents_total', unit: MetricUnit.Count, sum: true },
+  cdnFailures: {
+    name: 'echoes_cdn_invalidation_failures_total',
+    unit: MetricUnit.Count,
+    sum: true,
+  },
+  exports: { name: 'echoes_exports_total', unit: MetricUnit.Count, sum: true },
 } as const satisfies Record<string, MetricSpec>;
 
 interface Series {
@@ -144,6 +151,14 @@ export class EmfMetrics implements ServiceMetrics {
 
   integrityIncident(kind: IntegrityIncidentKind): void {
     this.#add(M.incidents, 'kind', kind, 1);
+  }
+
+  cdnInvalidationFailed(): void {
+    this.#record(M.cdnFailures, '', {}, 1);
+  }
+
+  exportFinished(outcome: ExportOutcomeLabel): void {
+    this.#add(M.exports, 'outcome', outcome, 1);
   }
 
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void {

@@ -14,5 +14,7 @@ export function fanOut(targets: readonly ServiceMetrics[]): ServiceMetrics {
     cleanupRun: (...a) => targets.forEach((t) => t.cleanupRun(...a)),
     httpRequest: (...a) => targets.forEach((t) => t.httpRequest(...a)),
     integrityIncident: (...a) => targets.forEach((t) => t.integrityIncident(...a)),
+    cdnInvalidationFailed: () => targets.forEach((t) => t.cdnInvalidationFailed()),
+    exportFinished: (...a) => targets.forEach((t) => t.exportFinished(...a)),
   };
 }

@@ -24,7 +24,15 @@ export interface ServiceMetrics {
   httpRequest(route: string, method: string, statusCode: number, seconds: number): void;
   /** Storage and metadata disagree in a way the service never causes (a ready echo's object deleted outside it). */
   integrityIncident(kind: IntegrityIncidentKind): void;
+  /** A CDN invalidation after a delete or an erase failed (the delete itself stands). */
+  cdnInvalidationFailed(): void;
+  /** An asynchronous export's build ended: `echoes_exports_total{outcome}`. */
+  exportFinished(outcome: ExportOutcomeLabel): void;
 }
+
+/** Labels `echoes_exports_total{outcome}`. */
+export const EXPORT_OUTCOMES = ['ready', 'failed'] as const;
+export type ExportOutcomeLabel = (typeof EXPORT_OUTCOMES)[number];
 
 /** Labels `echoes_integrity_incidents_total{kind}`. */
 export const INTEGRITY_INCIDENT_KINDS = ['object_removed'] as const;
@@ -39,6 +47,8 @@ export const NO_METRICS: ServiceMetrics = {
   cleanupRun: () => undefined,
   httpRequest: () => undefined,
   integrityIncident: () => undefined,
+  cdnInvalidationFailed: () => undefined,
+  exportFinished: () => undefined,
 };
 
 /** Metrics a scraper reads as text (GET /metrics): the Prometheus exposition. */

@@ -2,9 +2,11 @@ import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client
 import { AUDIO_FORMATS } from '../domain/formats.ts';
 import { UPLOAD_REJECTION_REASONS, type UploadRejectionReason } from '../domain/rejections.ts';
 import {
+  EXPORT_OUTCOMES,
   INTEGRITY_INCIDENT_KINDS,
   type CleanupOutcome,
   type CleanupSweep,
+  type ExportOutcomeLabel,
   type IntegrityIncidentKind,
   type ServiceMetrics,
 } from './port.ts';
@@ -52,6 +54,8 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly cleanupRuns: Counter<'sweep' | 'outcome'>;
   private readonly http: Histogram<'route' | 'method' | 'status_code'>;
   private readonly incidents: Counter<'kind'>;
+  private readonly cdnFailures: Counter;
+  private readonly exports: Counter<'outcome'>;
 
   constructor(options: PrometheusMetricsOptions) {
     const registers = [this.registry];
@@ -117,6 +121,19 @@ export class PrometheusMetrics implements ServiceMetrics {
       registers,
     });
     for (const kind of INTEGRITY_INCIDENT_KINDS) this.incidents.labels(kind).inc(0);
+    this.cdnFailures = new Counter({
+      name: 'echoes_cdn_invalidation_failures_total',
+      help: 'CDN invalidations (after a delete or an erase) that failed; cached copies then live out the cache TTL.',
+      registers,
+    });
+    this.cdnFailures.inc(0);
+    this.exports = new Counter({
+      name: 'echoes_exports_total',
+      help: 'Asynchronous exports (POST /me/exports) built, by outcome (ready, failed).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of EXPORT_OUTCOMES) this.exports.labels(outcome).inc(0);
     // Every known series at 0 from the start: rate() and alarms see a series before its first event.
     for (const { extension: format } of AUDIO_FORMATS) {
       this.issued.labels(format).inc(0);
@@ -165,6 +182,14 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   integrityIncident(kind: IntegrityIncidentKind): void {
     this.incidents.labels(kind).inc();
+  }
+
+  cdnInvalidationFailed(): void {
+    this.cdnFailures.inc();
+  }
+
+  exportFinished(outcome: ExportOutcomeLabel): void {
+    this.exports.labels(outcome).inc();
   }
 
   /** The Prometheus text exposition of everything recorded. */

@@ -1,6 +1,7 @@
 import type { CleanupSweep, ServiceMetrics } from '../metrics/port.ts';
 import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
-import { type EchoRepository } from '../metadata/port.ts';
+import { locksJobs, type EchoRepository } from '../metadata/port.ts';
+import { CLEANUP_LOCK, CleanupLockHeld } from './lifecycle/common.ts';
 import { type ObjectStore } from '../storage/port.ts';
 import {
   cleanupOldFiles,
@@ -19,6 +20,7 @@ import {
   type VerifyOptions,
 } from './lifecycle/integrity.ts';
 
+export { CLEANUP_LOCK, CleanupLockHeld } from './lifecycle/common.ts';
 export type {
   Failure,
   Failures,
@@ -55,6 +57,8 @@ export { scheduleCleanup, type CleanupLogger, type CleanupSchedule } from './lif
  * The audio lifecycle (the integration guide's AudioCleanupService) over the two ports, so it
  * runs the same on local disk + SQLite and on S3 + DynamoDB. Every sweep streams: memory
  * holds one batch, a few counters and capped key lists, whatever the number of objects.
+ * On a metadata store many processes share, one deleting sweep runs at a time among all of them:
+ * the others throw CleanupLockHeld. Dry runs change nothing and take no lock.
  */
 export class CleanupService {
   private readonly store: ObjectStore;
@@ -109,8 +113,24 @@ export class CleanupService {
     return result;
   }
 
-  /** A sweep's run, as `echoes_cleanup_runs_total` counts it: a failure is a throw or any item that failed. */
+  /**
+   * A sweep's run under the cleanup lock (none for a dry run, or on a store one process owns),
+   * counted as `echoes_cleanup_runs_total` counts it: a failure is a throw or any item that failed.
+   */
   private async counted<R extends { readonly failed: { readonly count: number } }>(
+    sweep: CleanupSweep,
+    dryRun: boolean,
+    run: () => Promise<R>,
+  ): Promise<R> {
+    if (dryRun || !locksJobs(this.repo)) return this.measured(sweep, dryRun, run);
+    const locked = await this.repo.whileLocked(CLEANUP_LOCK, () =>
+      this.measured(sweep, dryRun, run),
+    );
+    if (!locked.ran) throw new CleanupLockHeld();
+    return locked.value;
+  }
+
+  private async measured<R extends { readonly failed: { readonly count: number } }>(
     sweep: CleanupSweep,
     dryRun: boolean,
     run: () => Promise<R>,

@@ -16,7 +16,8 @@ import type { ServiceMetrics } from '../metrics/port.ts';
 import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
 import { type AudioFacts, type AudioProbe } from '../audio/port.ts';
 import { type EchoRepository } from '../metadata/port.ts';
-import { type ObjectInfo, type ObjectStore } from '../storage/port.ts';
+import { type CdnInvalidator, type ObjectInfo, type ObjectStore } from '../storage/port.ts';
+import { invalidateCdn, type CdnFailureListener } from './cdn.ts';
 import { parseObjectKey } from '../domain/keys.ts';
 import { verdictApplies, type UploadVerdict } from '../domain/verdict.ts';
 import { UploadRejected } from '../domain/rejections.ts';
@@ -77,10 +78,17 @@ export class EchoService {
   private readonly probe: AudioProbe;
   private readonly clock: Clock;
   private readonly metrics: ServiceMetrics;
+  private readonly cdn: CdnInvalidator | undefined;
 
-  /** `store` signs playback URLs too: a CDN's store where playback goes through one. */
+  /**
+   * `store` signs playback URLs too: a CDN's store where playback goes through one; `cdn` then
+   * drops a deleted echo's cached copies.
+   */
   constructor(
-    deps: ServiceDeps & { readonly probe: AudioProbe },
+    deps: ServiceDeps & {
+      readonly probe: AudioProbe;
+      readonly cdn?: CdnInvalidator | undefined;
+    },
     private readonly settings: EchoSettings,
   ) {
     ({
@@ -89,6 +97,7 @@ export class EchoService {
       probe: this.probe,
       clock: this.clock,
       metrics: this.metrics,
+      cdn: this.cdn,
     } = withDefaults(deps));
   }
 
@@ -301,8 +310,16 @@ export class EchoService {
     return { views, nextCursor: page.more && last ? encodeCursor(last.echoId) : null };
   }
 
-  /** Object first, then record; a failed object delete leaves the record `deleting` for cleanup. */
-  async delete(userId: string, echoId: string): Promise<void> {
+  /**
+   * Object first, then the CDN's copies, then the record; a failed object delete leaves the
+   * record `deleting` for cleanup. `onCdnFailure` hears of an invalidation that failed (the
+   * delete stands).
+   */
+  async delete(
+    userId: string,
+    echoId: string,
+    options: { readonly onCdnFailure?: CdnFailureListener | undefined } = {},
+  ): Promise<void> {
     if (!isEchoId(echoId)) throw echoNotFound();
     const record = await this.repo.get({ userId, echoId });
     if (!record || record.status === 'pending') throw echoNotFound();
@@ -318,6 +335,7 @@ export class EchoService {
         { cause: err },
       );
     }
+    await invalidateCdn(this.cdn, [{ key: record.key }], this.metrics, options.onCdnFailure);
     await this.repo.remove({ userId, echoId });
     this.metrics.echoesDeleted(1);
   }

@@ -4,8 +4,10 @@ import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
 import type { ServiceMetrics } from '../metrics/port.ts';
 import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
-import { takesMultipart, type ObjectStore } from '../storage/port.ts';
+import { takesMultipart, type CdnInvalidator, type ObjectStore } from '../storage/port.ts';
+import { invalidateCdn, type CdnFailureListener } from './cdn.ts';
 import { CONCURRENCY, DELETE_BATCH, echoKeyOf } from './lifecycle/common.ts';
+import { eraseExports } from './lifecycle/exports.ts';
 import { mapLimit } from '../support/concurrency.ts';
 
 /** What `DELETE /me` and `echoes-storage erase-user` answer: what was removed, and proof that nothing is left. */
@@ -23,6 +25,8 @@ export interface ErasureReceipt {
   /** Objects under the user's prefix that are not echo keys (old audio, other tools' files): kept. */
   readonly skippedObjects: number;
   readonly remainingRecords: number;
+  /** Asynchronous exports removed (their records and zips). */
+  readonly deletedExports: number;
   readonly completedAt: Date;
 }
 
@@ -43,6 +47,8 @@ export interface EraseOptions {
     | undefined;
   /** Each object kept because its key is not one of the user's echo keys, once per erase: callers log it. */
   readonly onSkipped?: ((key: string) => void) | undefined;
+  /** Hears of a CDN invalidation that failed (the erase goes on): callers log it. */
+  readonly onCdnFailure?: CdnFailureListener | undefined;
 }
 
 /** Passes over the prefix: an upload PUT during the erase may land after a listing. */
@@ -65,13 +71,16 @@ export class EraseService {
   private readonly repo: EchoRepository;
   private readonly clock: Clock;
   private readonly metrics: ServiceMetrics;
+  private readonly cdn: CdnInvalidator | undefined;
 
-  constructor(deps: ServiceDeps) {
+  /** `cdn`: where playback goes through a CDN, the erased user's cached copies are dropped. */
+  constructor(deps: ServiceDeps & { readonly cdn?: CdnInvalidator | undefined }) {
     ({
       store: this.store,
       repo: this.repo,
       clock: this.clock,
       metrics: this.metrics,
+      cdn: this.cdn,
     } = withDefaults(deps));
   }
 
@@ -120,19 +129,37 @@ export class EraseService {
     let deletedBytes = 0;
     let remainingObjects = 0;
     let skippedObjects = 0;
-    for (let pass = 0; pass < MAX_PASSES; pass++) {
-      const onDeleted = (done: number): void =>
-        options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
-      const removed = await this.deleteEchoObjects(
-        userId,
-        onDeleted,
-        pass === 0 ? options.onSkipped : undefined,
-      );
-      deletedObjects += removed.objects;
-      deletedBytes += removed.bytes;
-      ({ remaining: remainingObjects, skipped: skippedObjects } = await this.countObjects(userId));
-      if (remainingObjects === 0) break;
+    try {
+      for (let pass = 0; pass < MAX_PASSES; pass++) {
+        const onDeleted = (done: number): void =>
+          options.onProgress?.({ phase: 'objects', done: deletedObjects + done });
+        const removed = await this.deleteEchoObjects(
+          userId,
+          onDeleted,
+          pass === 0 ? options.onSkipped : undefined,
+        );
+        deletedObjects += removed.objects;
+        deletedBytes += removed.bytes;
+        ({ remaining: remainingObjects, skipped: skippedObjects } =
+          await this.countObjects(userId));
+        if (remainingObjects === 0) break;
+      }
+    } finally {
+      // One wildcard for the whole user, also when a pass failed part-way (its deletes happened).
+      // A user with no echoes and nothing deleted sends none: a repeated DELETE /me costs nothing.
+      // A repeat after a failed pass still has the records (removed last), so it sends one again.
+      if (deletedObjects > 0 || echoes.length > 0)
+        await invalidateCdn(
+          this.cdn,
+          [{ prefix: prefixOf(userId) }],
+          this.metrics,
+          options.onCdnFailure,
+        );
     }
+
+    // Zips of the user's exports copy their audio: they go with it.
+    const exports = await eraseExports(this.store, this.repo, userId);
+    remainingObjects += exports.remaining;
 
     await mapLimit(echoes, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
     this.metrics.echoesDeleted(echoes.length);
@@ -171,6 +198,7 @@ export class EraseService {
       remainingObjects,
       remainingRecords,
       skippedObjects,
+      deletedExports: exports.exports,
       completedAt: this.clock(),
     };
   }

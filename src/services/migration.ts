@@ -42,6 +42,11 @@ export type {
 /** 0.5 + 1 + 2 + 4 s: a backend out for longer stops the run, which a rerun resumes. */
 const OUTAGE_RETRIES = 4;
 
+/** Shared by the calls of one run: set once one of them gave up on a backend. */
+interface Outage {
+  over: boolean;
+}
+
 const FORMATS = new Map<string, AudioFormat>(AUDIO_FORMATS.map((f) => [f.extension, f]));
 
 const tally = (into: Record<string, Tally>, name: string, bytes: number): void => {
@@ -112,6 +117,12 @@ export class MigrationService {
     };
 
     const resumed = new Set<string>();
+    // Once one object has waited out every retry, the run is stopping: the other workers give up
+    // at their next failure instead of each waiting out its own retries, so an outage stops the
+    // run within one retry sequence (about 12 s), not one per worker.
+    const outage: Outage = { over: false };
+    const retry = <T>(fn: (attempt: number) => Promise<T>): Promise<T> =>
+      this.retryOutage(fn, outage);
     // A run killed mid-copy leaves its temporary file (local store): gone before this run adds its own.
     if (!request.dryRun) await sweepLeftovers(this.store, { dryRun: false });
 
@@ -146,7 +157,7 @@ export class MigrationService {
         if (entry?.state === 'done') {
           counts.alreadyDone += 1;
           if (request.deleteSource && !request.dryRun && entry.sourceDeletedAt === null) {
-            await this.retryOutage(() => this.deleteVerified(source, entry, problem, counts));
+            await retry(() => this.deleteVerified(source, entry, problem, counts));
           }
           return;
         }
@@ -168,7 +179,7 @@ export class MigrationService {
         }
         const metadata = request.metadata?.get(object.key) ?? EMPTY_METADATA;
         // Every step can be taken again, so a slow or dropped call costs a retry of this object, not the run.
-        const outcome = await this.retryOutage(async (attempt) => {
+        const outcome = await retry(async (attempt) => {
           const current = attempt === 0 ? entry : await this.repo.getMigration(ref);
           if (current?.state === 'done') return { kind: 'already_done' as const, entry: current };
           return this.copier.migrateOne(source, object, format, current ?? { ref }, metadata);
@@ -187,7 +198,7 @@ export class MigrationService {
           tally(byFormat, format.extension, object.size);
         }
         if (request.deleteSource)
-          await this.retryOutage(() => this.deleteVerified(source, outcome.entry, problem, counts));
+          await retry(() => this.deleteVerified(source, outcome.entry, problem, counts));
       } finally {
         progress();
       }
@@ -220,13 +231,23 @@ export class MigrationService {
     };
   }
 
-  /** Tries `fn` again after an outage (a backend that timed out or refused for a moment); the last one is thrown. */
-  private async retryOutage<T>(fn: (attempt: number) => Promise<T>): Promise<T> {
+  /**
+   * Tries `fn` again after an outage (a backend that timed out or refused for a moment); the last
+   * one is thrown, and marks `outage` over for every other call that shares it.
+   */
+  private async retryOutage<T>(
+    fn: (attempt: number) => Promise<T>,
+    outage: Outage = { over: false },
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn(attempt);
       } catch (err) {
-        if (!isPortError(err, 'unavailable') || attempt >= OUTAGE_RETRIES) throw err;
+        if (!isPortError(err, 'unavailable')) throw err;
+        if (outage.over || attempt >= OUTAGE_RETRIES) {
+          outage.over = true;
+          throw err;
+        }
         await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
       }
     }

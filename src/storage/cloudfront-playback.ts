@@ -20,8 +20,12 @@ export interface CloudFrontPlaybackOptions {
   readonly clock?: (() => Date) | undefined;
 }
 
-/** Path-encoded segment by segment: a `/` in a key stays a path separator, as it is in S3. */
-function encodeKeyPath(key: string): string {
+/**
+ * Path-encoded segment by segment: a `/` in a key stays a path separator, as it is in S3. The
+ * invalidations (cloudfront-invalidation.ts) encode the same way, so they name the very paths
+ * players request.
+ */
+export function encodeKeyPath(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
 }
 

@@ -227,3 +227,30 @@ export interface ObjectImports {
 export function takesImports(store: ObjectStore): store is ObjectStore & ObjectImports {
   return typeof (store as Partial<ObjectImports>).importObject === 'function';
 }
+
+/** What a CDN in front of the store caches: one object, or every object under a prefix. */
+export type CdnTarget = { readonly key: string } | { readonly prefix: string };
+
+/**
+ * Drops a CDN's cached copies of stored objects, so that a deleted object is not served from an
+ * edge after the delete. Configured only where playback goes through a CDN; there is nothing to
+ * drop otherwise. Rejects with PortError `unavailable` when the CDN does not take the request.
+ */
+export interface CdnInvalidator {
+  readonly name: string;
+  invalidate(targets: readonly CdnTarget[]): Promise<void>;
+}
+
+/** Stores the service itself can write a stream of unknown length to (an export's zip); both can. */
+export interface ObjectWrites {
+  /**
+   * Publishes the object whole or not at all (a body that fails part-way leaves nothing under
+   * `key`), replacing one already there; answers how many bytes it holds. Memory stays bounded
+   * (S3: one part at a time) whatever the length.
+   */
+  writeObject(key: string, contentType: string, body: Readable): Promise<{ size: number }>;
+}
+
+export function takesWrites(store: ObjectStore): store is ObjectStore & ObjectWrites {
+  return typeof (store as Partial<ObjectWrites>).writeObject === 'function';
+}

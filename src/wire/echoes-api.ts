@@ -13,7 +13,7 @@ import {
   WAVEFORM_ROUTE_MAX_POINTS,
   WAVEFORM_ROUTE_MIN_POINTS,
 } from '../domain/waveform.ts';
-import { Nullable, strict } from './conventions.ts';
+import { Nullable, StorableText, strict } from './conventions.ts';
 
 export { NoQuerySchema, type NoQuery } from './conventions.ts';
 export * from './errors.ts';
@@ -91,9 +91,9 @@ export type UploadTicket = Static<typeof UploadTicketSchema>;
 
 /** What a client may set on an echo: optional in POST /echoes, always present in an echo. */
 const echoMetadataFields = {
-  emotion: Nullable(Type.String({ maxLength: 64 })),
-  tags: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 20 }),
-  caption: Nullable(Type.String({ maxLength: 2000 })),
+  emotion: Nullable(StorableText({ maxLength: 64 })),
+  tags: Type.Array(StorableText({ minLength: 1, maxLength: 64 }), { maxItems: 20 }),
+  caption: Nullable(StorableText({ maxLength: 2000 })),
   duration_seconds: Nullable(Type.Number({ minimum: 0, maximum: 86400 })),
   location: Nullable(LocationSchema),
 };

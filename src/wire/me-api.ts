@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { Nullable, strict } from './conventions.ts';
 
 // A user's own data: /me and the operator's erase-user.
 
@@ -32,6 +33,40 @@ export const ErasureReceiptSchema = Type.Object({
     description:
       'objects under the user id that are not echo keys (such as legacy audio waiting for migrate): kept, not erased',
   }),
+  deleted_exports: Type.Integer({
+    description: 'asynchronous exports (POST /me/exports) removed, their zips included',
+  }),
   completed_at: Type.String({ format: 'date-time' }),
 });
 export type ErasureReceipt = Static<typeof ErasureReceiptSchema>;
+
+/** POST /me/exports (202) and GET /me/exports/{export_id}: an asynchronous export of your data. */
+export const ExportJobSchema = Type.Object({
+  export_id: Type.String({ description: 'a UUID v7' }),
+  status: Type.Union([Type.Literal('pending'), Type.Literal('ready'), Type.Literal('failed')], {
+    description:
+      'pending while the zip is built; failed when it could not be (or its build stopped answering for 15 minutes): request a new one',
+  }),
+  created_at: Type.String({ format: 'date-time' }),
+  size: Nullable(Type.Integer({ minimum: 0, description: 'bytes of the zip; null until ready' })),
+  download_url: Nullable(
+    Type.String({
+      description:
+        'a signed GET of the zip (the layout of GET /me/export), only when ready; it expires, so GET the export again for a fresh one',
+    }),
+  ),
+  expires_at: Nullable(
+    Type.String({
+      format: 'date-time',
+      description: 'when the zip is deleted (24 hours after it was ready); null until ready',
+    }),
+  ),
+});
+export type ExportJob = Static<typeof ExportJobSchema>;
+
+/** POST /me/exports takes no fields: an empty JSON object, or no body at all. */
+export const ExportRequestSchema = Type.Object({}, strict);
+export type ExportRequest = Static<typeof ExportRequestSchema>;
+
+export const ExportParamsSchema = Type.Object({ export_id: Type.String() });
+export type ExportParams = Static<typeof ExportParamsSchema>;

@@ -99,3 +99,36 @@ describe('config: CDN_* (CloudFront playback)', () => {
     );
   });
 });
+
+describe('config: CDN_DISTRIBUTION_ID (invalidations on delete and erase)', () => {
+  it('is off by default, and stands alone: erase-user needs no signing key to invalidate', () => {
+    expect(loadConfig(S3).cdnDistributionId).toBeUndefined();
+    expect(loadConfig({ ...S3, CDN_DISTRIBUTION_ID: 'E2QWRUHAPOMQZL' }).cdnDistributionId).toBe(
+      'E2QWRUHAPOMQZL',
+    );
+    expect(
+      loadConfig({ ...S3, ...CDN, CDN_PRIVATE_KEY: pem, CDN_DISTRIBUTION_ID: 'E2QWRUHAPOMQZL' })
+        .cdnDistributionId,
+    ).toBe('E2QWRUHAPOMQZL');
+  });
+
+  it('refuses what is no distribution id (an ARN, a domain, a path), saying where to find it', () => {
+    for (const bad of [
+      'arn:aws:cloudfront::123456789012:distribution/E2QWRUHAPOMQZL',
+      'd111111abcdef8.cloudfront.net',
+      '../E2QWRUHAPOMQZL',
+      'e2qwruhapomqzl',
+      'E1',
+    ]) {
+      expect(problems({ ...S3, CDN_DISTRIBUTION_ID: bad }), bad).toContain(
+        `CDN_DISTRIBUTION_ID="${bad}" is not a CloudFront distribution id such as E2QWRUHAPOMQZL (the stack's CdnDistributionId output).`,
+      );
+    }
+  });
+
+  it('refuses it over the local store: there is no CDN in front of a local disk', () => {
+    expect(problems({ CDN_DISTRIBUTION_ID: 'E2QWRUHAPOMQZL' })).toMatch(
+      /^CDN_DISTRIBUTION_ID needs S3 storage \(S3_BUCKET_NAME\)/,
+    );
+  });
+});

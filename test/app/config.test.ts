@@ -50,6 +50,46 @@ describe('config', () => {
     expect(c.s3.endpoint).toBe('http://127.0.0.1:5000');
   });
 
+  it('METADATA_BACKEND=postgres takes DATABASE_URL and DATABASE_POOL_SIZE; DATABASE_URL alone selects nothing', () => {
+    const c = loadConfig({
+      METADATA_BACKEND: 'postgres',
+      DATABASE_URL: 'postgresql://echoes:pw@db.internal:5432/echoes?sslmode=require',
+      DATABASE_POOL_SIZE: '25',
+    });
+    expect(c.metadataBackend).toBe('postgres');
+    expect(c.postgres).toEqual({
+      url: 'postgresql://echoes:pw@db.internal:5432/echoes?sslmode=require',
+      poolSize: 25,
+    });
+    expect(loadConfig({ DATABASE_URL: 'postgres://h/db' }).metadataBackend).toBe('sqlite');
+    expect(
+      loadConfig({ METADATA_BACKEND: 'postgres', DATABASE_URL: 'postgres://h/db' }).postgres
+        .poolSize,
+    ).toBe(10);
+  });
+
+  it('refuses METADATA_BACKEND=postgres without a postgres:// DATABASE_URL, never repeating the URL', () => {
+    expect(problems({ METADATA_BACKEND: 'postgres' }).join()).toMatch(/needs DATABASE_URL/);
+    for (const url of [
+      'mysql://root:s3cret@db/echoes',
+      'https://s3cret@db/x',
+      's3cret',
+      'postgres:///db',
+    ]) {
+      const said = problems({ METADATA_BACKEND: 'postgres', DATABASE_URL: url }).join();
+      expect(said, url).toMatch(/postgres:\/\/user:password@host:5432\/database/);
+      expect(said, url).not.toContain('s3cret');
+    }
+    expect(
+      problems({
+        METADATA_BACKEND: 'postgres',
+        DATABASE_URL: 'postgres://h/db',
+        DATABASE_POOL_SIZE: '0',
+      }).join(),
+    ).toMatch(/DATABASE_POOL_SIZE/);
+    expect(problems({ METADATA_BACKEND: 'mysql' }).join()).toMatch(/sqlite, dynamodb, postgres/);
+  });
+
   it('names every bad variable and what it accepts', () => {
     const found = problems({
       PORT: 'eighty',

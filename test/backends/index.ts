@@ -1,5 +1,6 @@
 import { AWS_TEST_ENV } from './aws-account.ts';
 import { freshTable, startDynalite, type LocalServer } from './dynalite.ts';
+import { freshDatabase, requirePostgres } from './postgres.ts';
 import { requireMoto, startAwsBackend, type MotoServer } from './s3-moto.ts';
 
 /** The backend combinations the service-level and HTTP-level suites run on. */
@@ -61,7 +62,21 @@ export function localDynaliteBackend(): Backend {
   };
 }
 
-/** What every HTTP-level suite runs on: the default deployment and the AWS one. */
+/**
+ * Local disk with PostgreSQL, a database of its own on the test run's server (test/backends/
+ * postgres.ts); skipped without PostgreSQL, failed under CI=true.
+ */
+export function localPostgresBackend(): Backend {
+  return {
+    name: 'local disk + PostgreSQL',
+    available: requirePostgres('suites on local disk + PostgreSQL'),
+    env: async () => ({ METADATA_BACKEND: 'postgres', DATABASE_URL: await freshDatabase() }),
+    // The database goes with the test run's server.
+    stop: async () => {},
+  };
+}
+
+/** What every HTTP-level suite runs on: the default deployment, the AWS one and PostgreSQL's. */
 export function backends(): Backend[] {
-  return [localBackend(), awsBackend()];
+  return [localBackend(), awsBackend(), localPostgresBackend()];
 }

@@ -137,6 +137,24 @@ describe('echoes-storage CLI', () => {
     );
   });
 
+  it('`setup db` on the embedded default makes the SQLite schema once, then says it is up to date', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'echoes-cli-'));
+    const first = await runCli(dataDir, ['setup', 'db', '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    const made = JSON.parse(first.stdout) as { backend: string; from: number; to: number };
+    expect(made).toMatchObject({ backend: 'sqlite', from: 0 });
+    expect(made.to).toBeGreaterThan(0);
+    const again = await runCli(dataDir, ['setup', 'db']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`up to date (version ${made.to})`);
+    const wrong = await runCli(dataDir, ['setup', 'db', '--region', 'eu-west-1']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('takes only --json');
+    const dynamo = await runCli(dataDir, ['setup', 'db'], { DYNAMODB_TABLE_NAME: 't' });
+    expect(dynamo.code).toBe(1);
+    expect(dynamo.stderr).toContain('setup dev|prod');
+  });
+
   it('refuses dev tokens in production', async () => {
     const env = {
       ...process.env,

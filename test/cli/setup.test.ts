@@ -16,6 +16,7 @@ import {
   GetBucketPolicyCommand,
   GetPublicAccessBlockCommand,
   PutBucketCorsCommand,
+  PutBucketLifecycleConfigurationCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -217,6 +218,13 @@ describe.skipIf(!RUN)('echoes-storage setup against moto_server', () => {
         ],
         Expiration: { Days: c.audio.expireAfterDays },
       },
+      // export zips, a day (DESIGN: 24 hours), on the prefix no user id can take
+      {
+        ID: 'expire-exports',
+        Status: 'Enabled',
+        Filter: { Prefix: '!exports/' },
+        Expiration: { Days: 1 },
+      },
     ]);
     expect(c.abortIncompleteMultipartUploadAfterDays).toBe(1);
 
@@ -346,6 +354,24 @@ describe.skipIf(!RUN)('echoes-storage setup against moto_server', () => {
     expect((await s3.send(new GetBucketCorsCommand({ Bucket: BUCKET }))).CORSRules).toEqual(
       expectedCors('dev'),
     );
+  });
+
+  it('a bucket set up before export zips existed gets the exports rule added, the others kept', async () => {
+    const before = (await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET })))
+      .Rules;
+    await s3.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket: BUCKET,
+        LifecycleConfiguration: { Rules: before?.filter((r) => r.ID !== 'expire-exports') },
+      }),
+    );
+    const again = await runSetup({ environment: 'dev', endpoint: moto.endpoint });
+    const lifecycle = again.items.find((i) => i.resource === BUCKET && i.setting === 'lifecycle');
+    expect(lifecycle?.action).toBe('updated');
+    expect(lifecycle?.detail).toContain('expire after 1d (!exports/*)');
+    const after = (await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET })))
+      .Rules;
+    expect(after).toEqual(before);
   });
 
   it('--no-bucket-policy removes the policy, so moto (which ignores policy conditions) accepts uploads', async () => {

@@ -62,6 +62,7 @@ describe('formats', () => {
     const webm = parseContentType('audio/webm;codecs=opus');
     expect(webm).toEqual({ base: 'audio/webm', header: 'audio/webm;codecs=opus' });
     expect(parseContentType('audio/webm; codecs="opus"').base).toBe('audio/webm');
+    expect(parseContentType('audio/webm; codecs="opus, vp9"').base).toBe('audio/webm');
   });
 
   it('refuses content types that could not be sent as a header', () => {
@@ -71,6 +72,11 @@ describe('formats', () => {
       'audio/webm;',
       'a'.repeat(300),
       'audio/webm;codecs',
+      // Quoted values: nothing a header cannot carry or a backend cannot store as given.
+      'audio/webm;codecs="op\u0000us"',
+      'audio/webm;codecs="\uD800"',
+      'audio/webm;codecs="op\nus"',
+      'audio/webm;codecs="opüs"',
     ]) {
       expect(code(() => parseContentType(ct))).toBe('INVALID_REQUEST');
     }

@@ -197,6 +197,35 @@ describe.skipIf(!withMoto)(
       });
     });
 
+    it('two containers count one RATE_LIMIT_PER_MINUTE per user between them, in DynamoDB', async () => {
+      const containers = await Promise.all(
+        [0, 1].map(() =>
+          createLambdaHandler({
+            ...env,
+            AUTH_JWT_SECRET: SECRET,
+            LOG_LEVEL: 'silent',
+            AUDIO_DECODE: 'off',
+            RATE_LIMIT_PER_MINUTE: '5',
+          }),
+        ),
+      );
+      try {
+        // Fixed windows on the minute: start with time to spare before the next one.
+        const left = 60_000 - (Date.now() % 60_000);
+        if (left < 10_000) await new Promise((r) => setTimeout(r, left + 50));
+        const token = await tokenFor(`lambda-limit-${Date.now()}`);
+        const statuses: number[] = [];
+        for (let i = 0; i < 10; i++) {
+          const c = containers[i % 2];
+          const r = await c?.handler(httpApiEvent('GET', '/echoes', { token }), {});
+          statuses.push(r?.statusCode ?? 0);
+        }
+        expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429, 429, 429, 429]);
+      } finally {
+        await Promise.all(containers.map((c) => c.app.close()));
+      }
+    });
+
     it('never mounts the local store, the dev token route or the recorder page', async () => {
       for (const [method, path] of [
         ['POST', '/dev/token'],

@@ -35,6 +35,9 @@ const DRIVERS: Record<LambdaEntry, string> = {
   cleanup: `
     const { handler } = await m.createCleanupHandler(process.env);
     out(await handler({ source: 'aws.events' }, {}));`,
+  exportWorker: `
+    const { handler } = await m.createExportWorkerHandler(process.env);
+    out(await handler({ Records: [{ messageId: 'junk', body: 'not a job' }] }, {}));`,
 };
 
 describe.skipIf(!withMoto)(
@@ -110,6 +113,10 @@ describe.skipIf(!withMoto)(
 
     it('the cleanup bundle sweeps the bucket and the table', () => {
       expect(run('cleanup')).toMatchObject({ scannedObjects: 0, deletedObjects: 0, failed: 0 });
+    });
+
+    it('the export worker bundle loads on its own and drops a message that is no export job', () => {
+      expect(run('exportWorker')).toEqual({ batchItemFailures: [] });
     });
   },
 );

@@ -7,6 +7,12 @@ import { S3ObjectStore } from '../../src/storage/s3/store.ts';
 import { DynamoEchoRepository } from '../../src/metadata/dynamodb/repository.ts';
 import { apiClient, fixture } from '../support/api.ts';
 import { requireMoto, startAwsBackend, type MotoServer } from '../backends/s3-moto.ts';
+import {
+  freshDatabase,
+  requirePostgres,
+  stallableProxy,
+  type StallableProxy,
+} from '../backends/postgres.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 interface Ticket {
@@ -203,6 +209,95 @@ describe.skipIf(!withMoto)(
         moto.thaw();
         await repo.close();
       }
+    });
+  },
+);
+
+/**
+ * PostgreSQL behind a proxy that stops passing bytes: connections open, nothing answers. Every
+ * route that reads or writes metadata answers 503 within BACKEND_TIMEOUT_MS (the fetch's 15 s
+ * abort fails the test otherwise), and the pool serves again once the bytes flow.
+ */
+describe.runIf(requirePostgres('PostgreSQL that stops answering'))(
+  'PostgreSQL that accepts connections and never answers (a stalled proxy)',
+  () => {
+    let proxy: StallableProxy;
+    let srv: TestServer;
+    beforeAll(async () => {
+      proxy = await stallableProxy();
+      const database = new URL(await freshDatabase()).pathname.slice(1);
+      srv = await startTestServer({
+        METADATA_BACKEND: 'postgres',
+        DATABASE_URL: proxy.url(database),
+        DATABASE_POOL_SIZE: '2',
+        BACKEND_TIMEOUT_MS: '1000',
+      });
+    });
+    afterAll(async () => {
+      proxy?.resume();
+      await srv?.close();
+      await proxy?.close();
+    });
+
+    it('answers 503 SERVICE_UNAVAILABLE with Retry-After on every route, then serves again', async () => {
+      const token = await srv.token('alice');
+      const alice = apiClient(srv.url, token);
+      const ticket = await alice.call<Ticket>('POST', '/echoes/upload-url', {
+        file_extension: 'wav',
+        content_type: 'audio/wav',
+        file_size: fixture('wav').length,
+      });
+      expect(ticket.status, JSON.stringify(ticket.body)).toBe(200);
+      const put = await fetch(ticket.body.upload_url, {
+        method: 'PUT',
+        headers: ticket.body.headers,
+        body: fixture('wav'),
+      });
+      expect(put.status, await put.text()).toBe(200);
+      expect((await alice.call('POST', '/echoes', { echo_id: ticket.body.echo_id })).status).toBe(
+        201,
+      );
+      const id = ticket.body.echo_id;
+
+      proxy.stall();
+      try {
+        // More requests than the pool has connections: the ones waiting for a connection too.
+        const ask = (method: string, path: string, body?: unknown) =>
+          fetch(`${srv.url}${path}`, {
+            method,
+            headers: {
+              authorization: `Bearer ${token}`,
+              ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            },
+            body: body === undefined ? undefined : JSON.stringify(body),
+            signal: AbortSignal.timeout(15_000),
+          });
+        const answers = await Promise.all([
+          ask('GET', '/echoes'),
+          ask('GET', `/echoes/${id}`),
+          ask('POST', '/echoes/upload-url', {
+            file_extension: 'wav',
+            content_type: 'audio/wav',
+            file_size: 1000,
+          }),
+          ask('DELETE', `/echoes/${id}`),
+          ask('GET', '/me/usage'),
+          ask('GET', '/health/ready'),
+        ]);
+        for (const a of answers) {
+          const body = (await a.json()) as ErrorBody;
+          expect(a.status, JSON.stringify(body)).toBe(503);
+          expect(body.error.code).toBe('SERVICE_UNAVAILABLE');
+          expect(a.headers.get('retry-after')).toMatch(/^\d+$/);
+          expect(JSON.stringify(body)).not.toContain('postgres');
+        }
+      } finally {
+        proxy.resume();
+      }
+      const again = await alice.call('DELETE', `/echoes/${id}`);
+      expect(again.status, JSON.stringify(again.body)).toBe(204);
+      expect((await alice.call('GET', `/echoes/${id}`)).status).toBe(404);
+      expect((await alice.call('GET', '/echoes')).status).toBe(200);
     });
   },
 );

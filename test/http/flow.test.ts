@@ -6,6 +6,9 @@ import type { TObject } from '@sinclair/typebox';
 import {
   CreateEchoRequestSchema,
   ErasureReceiptSchema,
+  ExportJobSchema,
+  ExportParamsSchema,
+  ExportRequestSchema,
   UsageSchema,
   WaveformQuerySchema,
   WaveformSchema,
@@ -100,6 +103,11 @@ const DOCUMENTED_ROUTES: Record<
   'DELETE /echoes/multipart/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
   'GET /me/usage': { responses: { 200: UsageSchema } },
   'GET /me/export': { responses: {} },
+  'POST /me/exports': { body: ExportRequestSchema, responses: { 202: ExportJobSchema } },
+  'GET /me/exports/{export_id}': {
+    params: ExportParamsSchema,
+    responses: { 200: ExportJobSchema },
+  },
   'DELETE /me': { responses: { 200: ErasureReceiptSchema } },
   'GET /health': { responses: { 200: HealthSchema } },
   'GET /health/ready': { responses: { 200: ReadinessSchema, 503: ReadinessSchema } },
@@ -545,6 +553,50 @@ for (const backend of backends()) {
       }
       // Nothing above touched the pending upload: it can still become an echo.
       expect((await alice.call('POST', '/echoes', { echo_id: ticket.echo_id })).status).toBe(201);
+    });
+
+    it('refuses text no backend stores as given (U+0000, a lone surrogate) 400, naming the field; well-formed text round-trips exactly', async () => {
+      const ticket = await upload('wav', 'audio/wav', fixture('wav'));
+      const refusals: [Record<string, unknown>, string][] = [
+        [{ emotion: 'ca\u0000lm' }, 'body.emotion'],
+        [{ caption: 'half \uD83D of a pair' }, 'body.caption'],
+        [{ caption: '\uDE00' }, 'body.caption'],
+        [{ tags: ['ok', 'a\u0000'] }, 'body.tags.1'],
+        [{ tags: ['\uD800'] }, 'body.tags.0'],
+      ];
+      for (const [fields, field] of refusals) {
+        // JSON.stringify writes a lone surrogate as a \u escape: the body is valid JSON.
+        const res = await alice.call<ErrorBody>('POST', '/echoes', {
+          echo_id: ticket.echo_id,
+          ...fields,
+        });
+        expect(res.status, JSON.stringify(fields)).toBe(400);
+        expect(res.body.error.code).toBe('INVALID_REQUEST');
+        expect(res.body.error.message).toBe(
+          `${field} contains U+0000 or a lone surrogate (half of a UTF-16 pair), which cannot be stored; remove it and send well-formed Unicode text.`,
+        );
+      }
+      // A quoted parameter of content_type is stored too: the same characters are refused there.
+      for (const path of ['/echoes/upload-url', '/echoes/multipart']) {
+        const res = await alice.call<ErrorBody>('POST', path, {
+          file_extension: 'wav',
+          content_type: 'audio/wav; x="a\u0000b"',
+          file_size: 1000,
+        });
+        expect(res.status, path).toBe(400);
+        expect(res.body.error.code).toBe('INVALID_REQUEST');
+        expect(res.body.error.message).toContain('content_type');
+      }
+      // The refusals changed nothing: the upload becomes an echo, with text kept as sent.
+      const text = {
+        emotion: 'joie 😀',
+        caption: 'Ünïcödé, 中文, 𝄞 and \uFFFD as such\ttab',
+        tags: ['🎵', 'e\u0301'],
+      };
+      const made = await alice.call<Echo>('POST', '/echoes', { echo_id: ticket.echo_id, ...text });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      expect(made.body).toMatchObject(text);
+      expect((await alice.call<Echo>('GET', `/echoes/${ticket.echo_id}`)).body).toMatchObject(text);
     });
 
     it('refuses missing, forged and unsafe tokens', async () => {

@@ -40,6 +40,9 @@ function expectPublic503(answer: Answer, role: RegExp, secrets: readonly string[
     expect(answer.text, `the answer shows "${secret}"`).not.toContain(secret);
 }
 
+/** The database a PostgreSQL URL names. */
+const databaseName = (url: string): string => new URL(url).pathname.slice(1);
+
 for (const backend of backends()) {
   describe.runIf(backend.available)(`public answers of a failed backend on ${backend.name}`, () => {
     let srv: TestServer;
@@ -64,7 +67,14 @@ for (const backend of backends()) {
             'ECONNREFUSED',
             'dynamodb',
           ]
-        : [srv.dataDir, 'ENOTDIR', 'sqlite', 'DATA_DIR', 'is closed'];
+        : [
+            srv.dataDir,
+            'ENOTDIR',
+            'sqlite',
+            'DATA_DIR',
+            'is closed',
+            ...(env.DATABASE_URL ? [databaseName(env.DATABASE_URL), 'postgres', 'pool'] : []),
+          ];
 
     it.runIf(!aws)(
       "a failed erase names neither the keys nor the disk's error; the log has both under the request id",
@@ -126,7 +136,9 @@ for (const backend of backends()) {
 
       const health = await ask(`${srv.url}/health`);
       expect(health.status).toBe(200);
-      for (const secret of secrets().filter((x) => x !== 'dynamodb' && x !== 'sqlite'))
+      for (const secret of secrets().filter(
+        (x) => x !== 'dynamodb' && x !== 'sqlite' && x !== 'postgres',
+      ))
         expect(health.text).not.toContain(secret);
 
       const ready = await ask(`${srv.url}/health/ready`, {
@@ -145,7 +157,9 @@ for (const backend of backends()) {
         expect(readyLog).toContain(new URL(env.S3_ENDPOINT ?? '').host);
       } else {
         expect(readyLog).toContain(join(srv.dataDir, 'tmp'));
-        expect(readyLog).toContain(join(srv.dataDir, 'echoes.sqlite'));
+        expect(readyLog).toContain(
+          env.DATABASE_URL ? databaseName(env.DATABASE_URL) : join(srv.dataDir, 'echoes.sqlite'),
+        );
       }
 
       const auth = { authorization: `Bearer ${token}` };
@@ -198,7 +212,12 @@ for (const backend of backends()) {
         expect(logged, `${reqId} is not logged`).toMatch(/backend unavailable/);
         if (aws)
           expect(logged).toMatch(new RegExp(`${env.S3_BUCKET_NAME}|${env.DYNAMODB_TABLE_NAME}`));
-        else expect(logged).toMatch(/ENOTDIR|echoes\.sqlite/);
+        else
+          expect(logged).toMatch(
+            new RegExp(
+              `ENOTDIR|${env.DATABASE_URL ? databaseName(env.DATABASE_URL) : 'echoes\\.sqlite'}`,
+            ),
+          );
       }
     });
   });

@@ -2,7 +2,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { scheduleCleanup, type OrphanCleanupResult } from '../../src/services/cleanup.ts';
+import {
+  CleanupLockHeld,
+  scheduleCleanup,
+  type OrphanCleanupResult,
+} from '../../src/services/cleanup.ts';
 import { startTestServer } from '../support/server.ts';
 
 const EMPTY = { count: 0, bytes: 0, keys: [], truncated: false };
@@ -20,6 +24,7 @@ const result = (deletedObjects: number): OrphanCleanupResult => ({
   recentOrphans: EMPTY,
   foreign: EMPTY,
   leftovers: EMPTY,
+  expiredExports: EMPTY,
   deletedObjects,
   removedRecords: 0,
   removedLeftovers: 0,
@@ -31,6 +36,19 @@ const result = (deletedObjects: number): OrphanCleanupResult => ({
 describe('periodic cleanup', () => {
   afterEach(() => {
     vi.useRealTimers();
+  });
+
+  it('a run that finds another process sweeping logs it at info, not as a failure', async () => {
+    vi.useFakeTimers();
+    const log = { info: vi.fn(), error: vi.fn() };
+    const schedule = scheduleCleanup(10, () => Promise.reject(new CleanupLockHeld()), log);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    await schedule.stop();
+    expect(log.error).not.toHaveBeenCalled();
+    expect(log.info).toHaveBeenCalledWith(
+      { cleanup: { lockHeld: true } },
+      expect.stringContaining('Another cleanup sweep holds the lock'),
+    );
   });
 
   it('never overlaps runs, logs the counts, and stop() waits for the run in progress', async () => {

@@ -9,7 +9,13 @@ import { USAGE_SORT_KEY } from '../../src/metadata/dynamodb/repository.ts';
 import { CleanupService } from '../../src/services/cleanup.ts';
 import type { ErrorBody, Usage } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
-import { awsBackend, localBackend, localDynaliteBackend } from '../backends/index.ts';
+import {
+  awsBackend,
+  localBackend,
+  localDynaliteBackend,
+  localPostgresBackend,
+} from '../backends/index.ts';
+import { setPostgresUsage } from '../backends/postgres.ts';
 import { CLI } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -19,7 +25,7 @@ const QUOTA = 10485760;
 const MAX_SIZE = 5000000;
 const MAX_PENDING = 5;
 
-const all = [localBackend(), localDynaliteBackend(), awsBackend()];
+const all = [localBackend(), localDynaliteBackend(), awsBackend(), localPostgresBackend()];
 
 for (const backend of all) {
   // moto checks a condition and writes without a lock: the race is only meaningful elsewhere.
@@ -210,6 +216,10 @@ for (const backend of all) {
         } finally {
           db.close();
         }
+        return;
+      }
+      if (srv.config.metadataBackend === 'postgres') {
+        await setPostgresUsage(srv.config.postgres.url ?? '', userId, u);
         return;
       }
       const doc = DynamoDBDocumentClient.from(

@@ -10,6 +10,7 @@ import {
 import { multipartStoreContract } from './multipart-store.contract.ts';
 import { objectImportsContract } from './object-imports.contract.ts';
 import { objectStoreContract } from './object-store.contract.ts';
+import { objectWritesContract } from './object-writes.contract.ts';
 
 /**
  * Every contract of the storage ports on every store that implements them: the local store and
@@ -47,6 +48,19 @@ describe('the local store', () => {
   });
 
   objectImportsContract('local disk', async () => {
+    const local = await localStore();
+    return {
+      store: local.store,
+      async leftovers() {
+        let n = 0;
+        for await (const _ of local.store.listLeftovers()) n++;
+        return n;
+      },
+      cleanup: local.close,
+    };
+  });
+
+  objectWritesContract('local disk', async () => {
     const local = await localStore();
     return {
       store: local.store,
@@ -108,6 +122,14 @@ describe.skipIf(!withMoto)('S3 on moto_server', () => {
     const { endpoint } = await moto();
     const store = s3Store(endpoint, await freshBucket(endpoint, 'imports-main'), {
       listPageSize: 2,
+    });
+    return { store, cleanup: () => store.close() };
+  });
+
+  objectWritesContract('S3 on moto', async () => {
+    const { endpoint } = await moto();
+    const store = s3Store(endpoint, await freshBucket(endpoint, 'writes-main'), {
+      callTimeoutMs: 10_000,
     });
     return { store, cleanup: () => store.close() };
   });

@@ -15,6 +15,7 @@ import {
   type MotoServer,
 } from '../backends/s3-moto.ts';
 import { freshTable, startDynalite, type LocalServer } from '../backends/dynalite.ts';
+import { freshDatabase, requirePostgres } from '../backends/postgres.ts';
 import { TEST_CREDENTIALS, TEST_REGION } from '../backends/aws-account.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
@@ -57,6 +58,24 @@ function localBackend(): LifecycleBackend {
     available: true,
     async start() {
       const server = await startTestServer();
+      const rawWrite: RawWrite = (key, bytes, contentType) =>
+        writeLocal(server.dataDir, key, bytes, contentType);
+      return { server, rawWrite };
+    },
+    async stopAll() {},
+  };
+}
+
+/** Local disk with PostgreSQL: a fresh database on the test run's server for each server. */
+function localPostgresBackend(): LifecycleBackend {
+  return {
+    name: 'local disk + PostgreSQL',
+    available: requirePostgres('lifecycle on local disk + PostgreSQL'),
+    async start() {
+      const server = await startTestServer({
+        METADATA_BACKEND: 'postgres',
+        DATABASE_URL: await freshDatabase(),
+      });
       const rawWrite: RawWrite = (key, bytes, contentType) =>
         writeLocal(server.dataDir, key, bytes, contentType);
       return { server, rawWrite };
@@ -120,7 +139,7 @@ function awsBackend(): LifecycleBackend {
 
 /** Every backend the lifecycle suites run on; the AWS one needs its adapters and moto_server. */
 export function lifecycleBackends(): LifecycleBackend[] {
-  return [localBackend(), awsBackend()];
+  return [localBackend(), awsBackend(), localPostgresBackend()];
 }
 
 export const CONTENT_TYPES: Record<string, string> = {

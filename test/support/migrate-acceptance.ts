@@ -345,7 +345,7 @@ export function describeMigrateAcceptance(side: Side): void {
     );
 
     it.skipIf(!side.available)(
-      'a malformed --metadata line: exit 2 naming the line, before anything is migrated',
+      'a malformed --metadata line (or one with U+0000): exit 2 naming the line, before anything is migrated',
       async () => {
         const file = join(side.dataDir(), 'bad.jsonl');
         const [line] = metadataLines();
@@ -356,6 +356,18 @@ export function describeMigrateAcceptance(side: Side): void {
         const run = await cli('--metadata', file, '--json');
         expect(run.code).toBe(2);
         expect(run.stderr).toMatch(/line 2\b/);
+        // Text no backend stores as given, as the API refuses it: the line and the field named.
+        const unstorable = join(side.dataDir(), 'unstorable.jsonl');
+        const [first, second] = metadataLines();
+        await writeFile(
+          unstorable,
+          `${JSON.stringify(first)}\n\n{"key": "${second?.key}", "caption": "a\\u0000b"}\n`,
+        );
+        const refused = await cli('--metadata', unstorable, '--json');
+        expect(refused.code).toBe(2);
+        expect(refused.stderr).toContain(
+          'line 3: caption contains U+0000 or a lone surrogate (half of a UTF-16 pair), which cannot be stored',
+        );
         const world = await look(side);
         expect(world.records).toEqual([]);
         expect(world.journal).toEqual([]);

@@ -37,6 +37,35 @@ export function unescapePem(value: string): string {
   return value.includes('\\n') ? value.replace(/\\n/g, '\n') : value;
 }
 
+/** A CloudFront distribution id, as the stack's CdnDistributionId output gives it. */
+const DISTRIBUTION_ID = /^[A-Z0-9]{6,32}$/;
+
+/**
+ * CDN_DISTRIBUTION_ID: the distribution whose cached copies a delete or an erase invalidates.
+ * Apart from the other CDN_* (which sign playback URLs): `erase-user` needs only this one.
+ */
+export function readCdnDistributionId(
+  { str }: EnvReaders,
+  storageBackend: 'local' | 's3',
+  problems: string[],
+): string | undefined {
+  const id = str('CDN_DISTRIBUTION_ID');
+  if (id === undefined) return undefined;
+  if (!DISTRIBUTION_ID.test(id)) {
+    problems.push(
+      `CDN_DISTRIBUTION_ID="${id}" is not a CloudFront distribution id such as E2QWRUHAPOMQZL (the stack's CdnDistributionId output).`,
+    );
+    return undefined;
+  }
+  if (storageBackend !== 's3') {
+    problems.push(
+      'CDN_DISTRIBUTION_ID needs S3 storage (S3_BUCKET_NAME): CloudFront caches audio from the bucket; with audio on local disk there is nothing to invalidate.',
+    );
+    return undefined;
+  }
+  return id;
+}
+
 const CDN_VARIABLES = [
   'CDN_DOMAIN',
   'CDN_KEY_PAIR_ID',

@@ -1,10 +1,21 @@
 import type { Command } from 'commander';
 import type { Config } from '../../app/config.ts';
-import { DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
-import { runDestructive } from '../support/destructive.ts';
+import { CleanupLockHeld, DEFAULT_GRACE_HOURS } from '../../services/cleanup.ts';
+import {
+  runDestructive,
+  type DestructiveFlags,
+  type DestructiveRun,
+} from '../support/destructive.ts';
 import { openJob } from '../support/open.ts';
 import { oldFilesSummary, orphanSummary } from '../support/summaries.ts';
-import { formatBytes, mayProceed, nonNegative, parseUser, plural } from '../support/ui.ts';
+import {
+  formatBytes,
+  mayProceed,
+  nonNegative,
+  parseUser,
+  plural,
+  printJson,
+} from '../support/ui.ts';
 
 interface OrphanFlags {
   user?: string;
@@ -21,6 +32,21 @@ interface OldFlags extends Omit<OrphanFlags, 'graceHours'> {
 
 const METRICS_FILE_HELP =
   "write the run's figures there in Prometheus text format (for node_exporter's textfile collector); METRICS_EMF=on prints them as CloudWatch EMF lines on stdout";
+
+/**
+ * A sweep that finds another holding the cleanup lock changed nothing and is not a failure: one
+ * line (or `{"lockHeld": true, …}` with --json) and exit 0, so a schedule that starts runs on
+ * several machines stays green.
+ */
+async function runSweep<R>(flags: DestructiveFlags, run: DestructiveRun<R>): Promise<void> {
+  try {
+    await runDestructive(flags, run);
+  } catch (err) {
+    if (!(err instanceof CleanupLockHeld)) throw err;
+    if (flags.json) printJson({ lockHeld: true, message: err.message });
+    else process.stdout.write(`${err.message}\n`);
+  }
+}
 
 export function registerCleanupCommand(program: Command, readConfig: () => Config): void {
   const cleanup = program
@@ -51,7 +77,7 @@ export function registerCleanupCommand(program: Command, readConfig: () => Confi
         metricsFile: flags.metricsFile,
       });
       try {
-        await runDestructive(flags, {
+        await runSweep(flags, {
           sweep: (apply, now, onProgress) =>
             service.cleanupOrphans({
               userId: flags.user,
@@ -89,7 +115,7 @@ export function registerCleanupCommand(program: Command, readConfig: () => Confi
         metricsFile: flags.metricsFile,
       });
       try {
-        await runDestructive(flags, {
+        await runSweep(flags, {
           sweep: (apply, now, onProgress) =>
             service.cleanupOldFiles({
               userId: flags.user,

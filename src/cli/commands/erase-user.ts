@@ -57,7 +57,11 @@ export function registerEraseUserCommand(program: Command, readConfig: () => Con
         // On stderr, so --json stays one document on stdout.
         const onSkipped = (key: string): void =>
           console.error(`erase-user: kept ${key}: not an echo key of ${user}`);
-        const receipt = await service.erase(user, { onSkipped });
+        const onCdnFailure = (err: unknown): void =>
+          console.error(
+            `erase-user: the CDN invalidation of ${user}/* failed (${err instanceof Error ? err.message : String(err)}); cached copies expire with the cache TTL. Your credentials need cloudfront:CreateInvalidation on CDN_DISTRIBUTION_ID.`,
+          );
+        const receipt = await service.erase(user, { onSkipped, onCdnFailure });
         if (flags.json) printJson(erasureReceiptJson(receipt));
         else {
           console.log(

@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
 import { Argument, type Command } from 'commander';
+import { setUpMetadataSchema } from '../../app/compose.ts';
+import type { Config } from '../../app/config.ts';
 import {
   ENVIRONMENTS,
   formatEnvFileChange,
@@ -32,13 +34,42 @@ function checkEndpoint(raw: string): string {
   );
 }
 
-export function registerSetupCommand(program: Command): void {
+/** `setup db`: the metadata database's schema applied ahead of a start (METADATA_BACKEND, DATABASE_URL). */
+async function setUpDatabase(
+  program: Command,
+  readConfig: () => Config,
+  flags: SetupFlags,
+): Promise<void> {
+  const aws = (['profile', 'region', 'endpoint', 'writeEnv'] as const).filter(
+    (f) => flags[f] !== undefined,
+  );
+  if (aws.length > 0 || !flags.bucketPolicy) {
+    program.error(
+      '`setup db` reads METADATA_BACKEND and DATABASE_URL from the environment and takes only --json; the AWS options belong to `setup dev` and `setup prod`.',
+      { exitCode: 2 },
+    );
+  }
+  const done = await setUpMetadataSchema(readConfig());
+  if (flags.json) {
+    console.log(
+      JSON.stringify({ ...done, version: done.to, applied: done.to - done.from }, null, 2),
+    );
+    return;
+  }
+  console.log(
+    done.from === done.to
+      ? `The ${done.backend} schema of ${done.database} is up to date (version ${done.to}).`
+      : `Migrated the ${done.backend} schema of ${done.database} from version ${done.from} to ${done.to}.`,
+  );
+}
+
+export function registerSetupCommand(program: Command, readConfig: () => Config): void {
   program
     .command('setup')
     .description(
-      'Create or update the S3 bucket, its log bucket and the DynamoDB table of an environment. Safe to re-run: only differences are written.',
+      'Create or update the S3 bucket, its log bucket and the DynamoDB table of an environment (dev, prod), or apply the schema of the metadata database (db). Safe to re-run: only differences are written.',
     )
-    .addArgument(new Argument('<env>', 'environment').choices(ENVIRONMENTS))
+    .addArgument(new Argument('<env>', 'environment, or db').choices([...ENVIRONMENTS, 'db']))
     .option('--profile <name>', 'AWS profile from ~/.aws/config (default: AWS_PROFILE)')
     .option(
       '--region <region>',
@@ -51,7 +82,8 @@ export function registerSetupCommand(program: Command): void {
       'leave the audio bucket without its policy (for moto_server, which cannot evaluate its conditions)',
     )
     .option('--json', 'print a machine-readable result instead of text')
-    .action(async (env: EnvironmentName, flags: SetupFlags) => {
+    .action(async (env: EnvironmentName | 'db', flags: SetupFlags) => {
+      if (env === 'db') return setUpDatabase(program, readConfig, flags);
       const endpoint = flags.endpoint === undefined ? undefined : checkEndpoint(flags.endpoint);
       if (!flags.json) console.log(`Setting up echoes-storage "${env}"...`);
       const result = await runSetup({

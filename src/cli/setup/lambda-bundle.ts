@@ -9,6 +9,7 @@ export const LAMBDA_ENTRIES = {
   api: 'src/entry/lambda-api.ts',
   events: 'src/entry/lambda-s3-events.ts',
   cleanup: 'src/entry/lambda-cleanup.ts',
+  exportWorker: 'src/entry/lambda-export-worker.ts',
 } as const;
 
 export type LambdaEntry = keyof typeof LAMBDA_ENTRIES;

@@ -129,7 +129,9 @@ function describeLifecycle(rules: readonly LifecycleRuleJson[]): string {
         );
       for (const t of r.Transitions ?? []) parts.push(`${t.StorageClass} after ${t.Days}d`);
       if (r.Expiration) parts.push(`expire after ${r.Expiration.Days}d`);
-      return parts.join(', ');
+      // a rule on part of the bucket says which part
+      const scope = r.Filter.Prefix === '' ? '' : ` (${r.Filter.Prefix}*)`;
+      return `${parts.join(', ')}${scope}`;
     })
     .join('; ');
 }

@@ -2,6 +2,7 @@
 // (infra/ imports this module), so both build the same CORS, policy and lifecycle.
 // Kept free of SDK imports for that reason.
 import { readFileSync } from 'node:fs';
+import { EXPORTS_PREFIX } from '../../domain/keys.ts';
 
 export const ENVIRONMENTS = ['dev', 'prod'] as const;
 export type EnvironmentName = (typeof ENVIRONMENTS)[number];
@@ -182,8 +183,17 @@ export function bucketPolicy(
 export const LIFECYCLE_IDS = {
   abortMultipart: 'abort-incomplete-multipart-uploads',
   audioTiers: 'audio-storage-classes',
+  expireExports: 'expire-exports',
   expireLogs: 'expire-access-logs',
 } as const;
+
+/**
+ * Where export zips live in the audio bucket (`!exports/{user_id}/{export_id}.zip`): a user id
+ * never starts with `!`, so no user's objects are under it. Kept a day (DESIGN: 24 hours), by
+ * the bucket itself: the rule below, in both `setup` and the CDK stack.
+ */
+export { EXPORTS_PREFIX };
+export const EXPORTS_EXPIRE_AFTER_DAYS = 1;
 
 export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[] {
   return [
@@ -206,6 +216,12 @@ export function audioLifecycleRules(s: EnvironmentSettings): LifecycleRuleJson[]
       ...(s.audio.expireAfterDays === null
         ? {}
         : { Expiration: { Days: s.audio.expireAfterDays } }),
+    },
+    {
+      ID: LIFECYCLE_IDS.expireExports,
+      Status: 'Enabled',
+      Filter: { Prefix: EXPORTS_PREFIX },
+      Expiration: { Days: EXPORTS_EXPIRE_AFTER_DAYS },
     },
   ];
 }

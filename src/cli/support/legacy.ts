@@ -10,6 +10,7 @@ import { isSafeUserId } from '../../domain/keys.ts';
 import type { MigrationEntry } from '../../metadata/port.ts';
 import type { LegacySource } from '../../storage/port.ts';
 import type { SourceOpener } from '../../services/migration.ts';
+import { STORABLE_TEXT_PATTERN, UNSTORABLE_TEXT_HINT } from '../../wire/conventions.ts';
 import { LegacyMetadataLineSchema, type LegacyMetadataLine } from '../../wire/echoes-api.ts';
 
 /** Bad input to `migrate` found before anything was read or written; the CLI exits 2. */
@@ -156,6 +157,10 @@ export async function readLegacyMetadata(file: string): Promise<Map<string, Echo
     }
     if (!checkLine(value)) {
       const e = checkLine.errors?.[0];
+      if (e?.keyword === 'pattern' && e.params['pattern'] === STORABLE_TEXT_PATTERN)
+        throw new MigrateUsageError(
+          `--metadata ${file} line ${n}: ${e.instancePath.slice(1).replace(/\//g, '.')} ${UNSTORABLE_TEXT_HINT}.`,
+        );
       throw new MigrateUsageError(
         `--metadata ${file} line ${n}: ${e ? `${e.instancePath || '(line)'} ${e.message ?? 'is invalid'}` : 'is invalid'}${e?.params && 'additionalProperty' in e.params ? ` ("${String(e.params.additionalProperty)}"; allowed: key, emotion, tags, caption, location)` : ''}.`,
       );

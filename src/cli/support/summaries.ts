@@ -50,6 +50,12 @@ export function orphanSummary(r: OrphanCleanupResult, hints = true): string {
       r.leftovers.bytes,
       `${verb}: interrupted uploads`,
     ],
+    [
+      'expired exports',
+      r.expiredExports.count,
+      r.expiredExports.bytes,
+      `${verb}: zips and records over their day`,
+    ],
     ['failed', r.failed.count, null],
   ]);
   const total =
@@ -70,6 +76,7 @@ export function orphanSummary(r: OrphanCleanupResult, hints = true): string {
     keyList('abandoned multipart uploads', r.abandonedMultipart),
     keyList('foreign keys (never deleted)', r.foreign),
     keyList('leftover temporary files', r.leftovers),
+    keyList('expired exports', r.expiredExports),
     failures(r.failed),
     next,
   );

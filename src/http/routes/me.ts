@@ -45,7 +45,9 @@ export async function meRoutes(app: FastifyInstance, services: MeServices): Prom
       // The operator's trace of what the erase kept, so a leftover can be explained (or migrated).
       const onSkipped = (key: string): void =>
         request.log.warn({ key }, 'erase kept an object that is not an echo key of the user');
-      return erasureReceiptJson(await services.erase.erase(userId, { onSkipped }));
+      const onCdnFailure = (err: unknown): void =>
+        request.log.warn({ err }, 'CDN invalidation failed after an erase; the erase goes on');
+      return erasureReceiptJson(await services.erase.erase(userId, { onSkipped, onCdnFailure }));
     },
   );
 

@@ -23,6 +23,8 @@ export interface DynamoEchoRepositoryOptions {
   readonly maxAttempts?: number | undefined;
   /** BACKEND_TIMEOUT_MS: time for an item call or a page of one user's query, retries included; none when undefined. */
   readonly callTimeoutMs?: number | undefined;
+  /** How long a job's lease lasts unless renewed (limits.ts); a minute when undefined. */
+  readonly leaseMs?: number | undefined;
 }
 
 /** What the parts of the repository (echoes, usage, journal) share: the table and a client for it. */

@@ -2,6 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { PortError } from '../../domain/errors.ts';
 import type { EchoRecord } from '../../domain/echo.ts';
+import type { ExportJob } from '../../domain/exports.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
 import { TTL_ATTRIBUTE } from './table.ts';
 import type {
@@ -9,11 +10,17 @@ import type {
   EchoKey,
   EchoPage,
   EchoRepository,
+  ExportJobs,
+  ExportOutcome,
+  JobLock,
   ListQuery,
+  Locked,
   MigrationEntry,
   MigrationJournal,
   MigrationRef,
   ReadyUpdate,
+  RequestCount,
+  RequestCounter,
   Reservation,
   ReserveOutcome,
   ScanOptions,
@@ -29,21 +36,27 @@ import {
   type DynamoTable,
 } from './connection.ts';
 import { fromItem, isBookkeepingKey, readyAttributes, toItem } from './items.ts';
+import { DynamoExportJobs } from './exports.ts';
 import { DynamoMigrationJournal } from './journal.ts';
+import { DynamoLimits } from './limits.ts';
 import { DynamoReads } from './reads.ts';
 import { DynamoUsage, recordUsage } from './usage.ts';
 
 export type { DynamoEchoRepositoryOptions } from './connection.ts';
 export { USAGE_SORT_KEY } from './items.ts';
+export { EXPORT_SORT_KEY } from './exports.ts';
+export { JOBS_PARTITION, leaseKey, REQUESTS_SORT_PREFIX, requestsSortKey } from './limits.ts';
 export { MIGRATION_PAGE, MIGRATION_SORT_PREFIX, migrationSortKey } from './journal.ts';
 
 /**
  * Echo metadata in one DynamoDB table (partition `user_id`, sort `echo_id`). Every state
  * change is a conditional write, so concurrent API nodes cannot both win a transition. Each
- * user's usage item and migration journal entries share the partition (usage.ts, journal.ts);
- * the reads, which skip them, are in reads.ts.
+ * user's usage item, request counts and migration journal entries share the partition (usage.ts,
+ * limits.ts, journal.ts); the reads, which skip them, are in reads.ts.
  */
-export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
+export class DynamoEchoRepository
+  implements EchoRepository, MigrationJournal, RequestCounter, JobLock, ExportJobs
+{
   readonly name = 'dynamodb';
   readonly table: string;
   readonly region: string;
@@ -54,6 +67,8 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
   private readonly reads: DynamoReads;
   private readonly usage: DynamoUsage;
   private readonly journal: DynamoMigrationJournal;
+  private readonly limits: DynamoLimits;
+  private readonly exports: DynamoExportJobs;
 
   constructor(options: DynamoEchoRepositoryOptions) {
     this.options = options;
@@ -66,6 +81,8 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     this.reads = new DynamoReads(this.t);
     this.usage = new DynamoUsage(this.t);
     this.journal = new DynamoMigrationJournal(this.t);
+    this.limits = new DynamoLimits(this.t, options.leaseMs);
+    this.exports = new DynamoExportJobs(this.t);
   }
 
   /**
@@ -306,6 +323,37 @@ export class DynamoEchoRepository implements EchoRepository, MigrationJournal {
     options: { userId?: string | undefined } = {},
   ): AsyncIterable<readonly MigrationEntry[]> {
     return this.journal.scanMigrations(options);
+  }
+
+  countRequest(userId: string, windowMs: number, now: Date): Promise<RequestCount> {
+    return this.limits.countRequest(userId, windowMs, now);
+  }
+
+  whileLocked<T>(name: string, job: () => Promise<T>): Promise<Locked<T>> {
+    return this.limits.whileLocked(name, job);
+  }
+
+  beginExport(
+    job: { userId: string; exportId: string; createdAt: Date },
+    staleBefore: Date,
+  ): Promise<boolean> {
+    return this.exports.beginExport(job, staleBefore);
+  }
+
+  getExport(userId: string): Promise<ExportJob | undefined> {
+    return this.exports.getExport(userId);
+  }
+
+  finishExport(userId: string, exportId: string, outcome: ExportOutcome): Promise<boolean> {
+    return this.exports.finishExport(userId, exportId, outcome);
+  }
+
+  forgetExport(userId: string, exportId?: string): Promise<boolean> {
+    return this.exports.forgetExport(userId, exportId);
+  }
+
+  scanExports(): AsyncIterable<readonly ExportJob[]> {
+    return this.exports.scanExports();
   }
 
   check(): Promise<void> {

@@ -1,11 +1,14 @@
 import Database from 'better-sqlite3';
 import type { EchoRecord } from '../../domain/echo.ts';
+import type { ExportJob } from '../../domain/exports.ts';
 import { encodeVerdict, type UploadVerdict } from '../../domain/verdict.ts';
 import type {
   AccountUsage,
   EchoKey,
   EchoPage,
   EchoRepository,
+  ExportJobs,
+  ExportOutcome,
   ListQuery,
   MigrationEntry,
   MigrationJournal,
@@ -17,6 +20,7 @@ import type {
   UsageDrift,
 } from '../port.ts';
 import { insertFailure, sqliteFailure } from './failures.ts';
+import { SqliteExportJobs } from './exports.ts';
 import { SqliteMigrationJournal } from './journal.ts';
 import { openDatabase } from './open.ts';
 import { COLUMNS, fromRow, readyParams, toRow, type Row } from './rows.ts';
@@ -45,15 +49,17 @@ interface PendingInsert {
 /**
  * Echo metadata in one SQLite file (WAL), every statement prepared once. Failures of the
  * database become PortErrors; the try blocks cost nothing while statements succeed. The usage
- * rows and the migration journal live in the same file (usage.ts, journal.ts).
+ * rows, the migration journal and the export records live in the same file (usage.ts, journal.ts,
+ * exports.ts).
  */
-export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
+export class SqliteEchoRepository implements EchoRepository, MigrationJournal, ExportJobs {
   readonly name = 'sqlite';
   private readonly file: string;
   private readonly db: Database.Database;
   private readonly stmt: EchoStatements;
   private readonly usage: SqliteUsage;
   private readonly journal: SqliteMigrationJournal;
+  private readonly exports: SqliteExportJobs;
   private readonly pendingInserts: PendingInsert[] = [];
   private readonly insertBatch: {
     immediate: (batch: readonly PendingInsert[], outcomes: (Error | ReserveOutcome)[]) => void;
@@ -69,6 +75,7 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
       this.stmt = echoStatements(db);
       this.usage = new SqliteUsage(db, options.file);
       this.journal = new SqliteMigrationJournal(db, options.file);
+      this.exports = new SqliteExportJobs(db, options.file);
     } catch (err) {
       db.close();
       throw sqliteFailure(err, options.file);
@@ -282,6 +289,29 @@ export class SqliteEchoRepository implements EchoRepository, MigrationJournal {
     options: { userId?: string | undefined } = {},
   ): AsyncIterable<readonly MigrationEntry[]> {
     return this.journal.scanMigrations(options);
+  }
+
+  beginExport(
+    job: { userId: string; exportId: string; createdAt: Date },
+    staleBefore: Date,
+  ): Promise<boolean> {
+    return this.exports.beginExport(job, staleBefore);
+  }
+
+  getExport(userId: string): Promise<ExportJob | undefined> {
+    return this.exports.getExport(userId);
+  }
+
+  finishExport(userId: string, exportId: string, outcome: ExportOutcome): Promise<boolean> {
+    return this.exports.finishExport(userId, exportId, outcome);
+  }
+
+  forgetExport(userId: string, exportId?: string): Promise<boolean> {
+    return this.exports.forgetExport(userId, exportId);
+  }
+
+  scanExports(): AsyncIterable<readonly ExportJob[]> {
+    return this.exports.scanExports();
   }
 
   async check(): Promise<void> {

@@ -1,4 +1,6 @@
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { sqliteFailure } from './failures.ts';
 import { holdUntilExit } from './lifetime.ts';
 
 /**
@@ -120,6 +122,22 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(METADATA_COLUMNS.map((c) => `ALTER TABLE echoes DROP COLUMN ${c};`).join('\n'));
     },
   },
+  {
+    description:
+      "Asynchronous exports: each user's latest export (one row per user, so one statement decides whether a new one may start), its state, and the zip's size and expiry once ready. Times in epoch ms.",
+    up(db) {
+      db.exec(`
+        CREATE TABLE exports (
+          user_id TEXT PRIMARY KEY,
+          export_id TEXT NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'failed')),
+          created_at INTEGER NOT NULL,
+          size INTEGER,
+          expires_at INTEGER
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 const METADATA_COLUMNS = [
@@ -230,5 +248,19 @@ export function migrate(
   });
   while (step.immediate()) {
     // one step per transaction, until the last one
+  }
+}
+
+/** The user_version of a database file, read only; 0 when there is no file yet (for `setup db`). */
+export function schemaVersionOf(file: string): number {
+  if (file === ':memory:' || !existsSync(file)) return 0;
+  let db: Database.Database | undefined;
+  try {
+    db = holdUntilExit(new Database(file, { readonly: true, fileMustExist: true }));
+    return holdUntilExit(db.prepare<[], number>('PRAGMA user_version').pluck()).get() ?? 0;
+  } catch (err) {
+    throw sqliteFailure(err, file);
+  } finally {
+    if (db?.open) db.close();
   }
 }

@@ -17,6 +17,22 @@ export const HOUR_MS = 3_600_000;
 export const DEFAULT_GRACE_HOURS = 24;
 export const DAY_MS = 24 * HOUR_MS;
 
+/** The lock every deleting sweep takes, across every process on the metadata store. */
+export const CLEANUP_LOCK = 'cleanup';
+
+/**
+ * A deleting sweep that did not run because another process holds the cleanup lock: nothing was
+ * changed, and the sweep that runs does the work. Not a failure: the CLI says so and exits 0.
+ */
+export class CleanupLockHeld extends Error {
+  constructor() {
+    super(
+      'Another cleanup sweep holds the lock (it runs in another process); nothing was changed. Run this again once it has finished.',
+    );
+    this.name = 'CleanupLockHeld';
+  }
+}
+
 /** A category of affected items: exact count and bytes, the first `limit` keys. */
 export interface KeySet {
   readonly count: number;

@@ -1,5 +1,5 @@
 import type { EchoRecord } from '../../domain/echo.ts';
-import { parseObjectKey, type ParsedKey } from '../../domain/keys.ts';
+import { isExportKey, parseObjectKey, type ParsedKey } from '../../domain/keys.ts';
 import type { EchoKey, EchoRepository } from '../../metadata/port.ts';
 import type { ObjectInfo, ObjectStore } from '../../storage/port.ts';
 import { chunked, LOOKUP_BATCH, recordId } from './common.ts';
@@ -22,7 +22,10 @@ export async function* classifyObjects(
   prefix: string,
   batchSize = LOOKUP_BATCH,
 ): AsyncGenerator<ClassifiedObject[]> {
-  for await (const batch of chunked(store.list(prefix), batchSize)) {
+  for await (const all of chunked(store.list(prefix), batchSize)) {
+    // Export zips (`!exports/`) are the exports sweep's (exports.ts), never orphans nor foreign.
+    const batch = all.filter((info) => !isExportKey(info.key));
+    if (batch.length === 0) continue;
     const parsed = batch.map((info) => parseObjectKey(info.key));
     const keys = new Map<string, EchoKey>();
     for (const p of parsed)

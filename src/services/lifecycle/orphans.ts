@@ -16,6 +16,7 @@ import {
 } from './common.ts';
 import { mapLimit } from '../../support/concurrency.ts';
 import { sweepLeftovers } from './leftovers.ts';
+import { sweepExports } from './exports.ts';
 import { classifyObjects } from './objects.ts';
 
 export { DEFAULT_GRACE_HOURS } from './common.ts';
@@ -55,6 +56,11 @@ export interface OrphanCleanupResult {
    * their age, since no upload in flight owns them. Their bytes count in `freedBytes`.
    */
   readonly leftovers: KeySet;
+  /**
+   * Asynchronous exports over (ready a day ago, or failed a day ago) and zips no export names:
+   * record and zip removed (keys `!exports/…`; bytes are the zips'). Not in the totals below.
+   */
+  readonly expiredExports: KeySet;
   /** What was (or, in a dry run, would be) removed. */
   readonly deletedObjects: number;
   readonly removedRecords: number;
@@ -194,6 +200,14 @@ export async function cleanupOrphans(
     for (const f of swept.failed.items) failed.add(f);
   }
 
+  const exported = await sweepExports(store, repo, {
+    dryRun,
+    now,
+    userId: options.userId,
+    limit,
+  });
+  for (const f of exported.failed.items) failed.add(f);
+
   return {
     dryRun,
     userId: options.userId ?? null,
@@ -208,6 +222,7 @@ export async function cleanupOrphans(
     recentOrphans: recent.result(),
     foreign: foreign.result(),
     leftovers,
+    expiredExports: exported.exports,
     deletedObjects,
     removedRecords,
     removedLeftovers,

@@ -1,3 +1,4 @@
+import { CleanupLockHeld } from './common.ts';
 import type { OrphanCleanupResult } from './orphans.ts';
 
 export interface CleanupLogger {
@@ -44,7 +45,9 @@ export function scheduleCleanup(
         ),
       )
       .catch((err: unknown) =>
-        log.error({ err }, 'periodic cleanup failed; the next run will retry'),
+        err instanceof CleanupLockHeld
+          ? log.info({ cleanup: { lockHeld: true } }, `periodic cleanup skipped: ${err.message}`)
+          : log.error({ err }, 'periodic cleanup failed; the next run will retry'),
       )
       .finally(() => {
         running = undefined;

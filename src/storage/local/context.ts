@@ -4,7 +4,8 @@ import { PortError } from '../../domain/errors.ts';
 import { errnoCode, isErrno } from '../../support/errno.ts';
 import { DIR_MODE, diskFailure } from './disk.ts';
 
-const KEY_SEGMENT_RE = /^[A-Za-z0-9._@|=+-]{1,255}$/;
+/** A leading `!` is the service's own prefixes (domain/keys.ts EXPORTS_PREFIX), which no user id can take. */
+const KEY_SEGMENT_RE = /^!?[A-Za-z0-9._@|=+-]{1,255}$/;
 /** 128 random bits, hex: unguessable, and safe as a folder name. */
 export const UPLOAD_ID_RE = /^[0-9a-f]{32}$/;
 

@@ -1,4 +1,5 @@
 import { createWriteStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PortError } from '../../domain/errors.ts';
 import type { ImportSpec } from '../port.ts';
@@ -37,5 +38,36 @@ export async function importObject(ctx: LocalStoreContext, spec: ImportSpec): Pr
     }
     if (meter.received !== spec.size) throw mismatch(String(meter.received));
     await publish(ctx, spec.key, spec.contentType, tmpPath, 'replace');
+  });
+}
+
+/**
+ * Writes a stream the service makes (an export's zip) the way an import is written: into a
+ * temporary file, published with rename() only once complete, so a reader or a crash never
+ * sees half of it.
+ */
+export async function writeObject(
+  ctx: LocalStoreContext,
+  key: string,
+  contentType: string,
+  body: Readable,
+): Promise<{ size: number }> {
+  if (!isSafeKey(key)) throw new Error(`Unsafe object key: ${key}`);
+  await ctx.init();
+  return inTemporaryFile(ctx, async (tmpPath) => {
+    const file = createWriteStream(tmpPath, { flags: 'wx', mode: FILE_MODE });
+    let failedBody = false;
+    body.once('error', () => {
+      failedBody = true;
+    });
+    try {
+      await pipeline(body, file);
+    } catch (err) {
+      // The body's own failure (the export stopped) is the caller's to report; the disk's is an outage.
+      if (failedBody) throw err;
+      throw diskFailure(err);
+    }
+    await publish(ctx, key, contentType, tmpPath, 'replace');
+    return { size: file.bytesWritten };
   });
 }

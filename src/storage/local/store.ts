@@ -13,6 +13,7 @@ import type {
   MultipartUploads,
   ObjectImports,
   ObjectInfo,
+  ObjectWrites,
   ObjectStore,
   PartSpec,
   SignedPart,
@@ -30,7 +31,7 @@ import {
 } from './context.ts';
 import { diskFailure, FILE_MODE, readDirOrEmpty, statOrMissing, statQuiet } from './disk.ts';
 import { isExactFolder, pruneEmptyFolders } from './folders.ts';
-import { importObject } from './imports.ts';
+import { importObject, writeObject } from './imports.ts';
 import { listLeftovers, removeLeftovers } from './leftovers.ts';
 import * as multipart from './multipart.ts';
 import { readMeta } from './publish.ts';
@@ -61,7 +62,9 @@ export interface LocalObjectStoreOptions {
  * Its failures are PortErrors; a request to a signed URL that does not hold is answered with
  * a refusal (see refusals.ts), which the URL server turns into its HTTP answer.
  */
-export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectImports {
+export class LocalObjectStore
+  implements ObjectStore, MultipartUploads, ObjectImports, ObjectWrites
+{
   readonly name = 'local';
   readonly limitsUnsizedUploads = true;
   private readonly ctx: LocalStoreContext;
@@ -101,6 +104,10 @@ export class LocalObjectStore implements ObjectStore, MultipartUploads, ObjectIm
 
   importObject(spec: ImportSpec): Promise<void> {
     return importObject(this.ctx, spec);
+  }
+
+  writeObject(key: string, contentType: string, body: Readable): Promise<{ size: number }> {
+    return writeObject(this.ctx, key, contentType, body);
   }
 
   createMultipart(spec: MultipartSpec): Promise<{ uploadId: string }> {

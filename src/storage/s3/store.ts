@@ -21,6 +21,7 @@ import type {
   MultipartUploads,
   ObjectImports,
   ObjectInfo,
+  ObjectWrites,
   ObjectStore,
   PartSpec,
   SignedPart,
@@ -40,6 +41,7 @@ import {
   listParts,
 } from './multipart.ts';
 import { S3UrlSigner } from './presign.ts';
+import { writeObject } from './writes.ts';
 
 export interface S3ObjectStoreOptions {
   readonly bucket: string;
@@ -79,7 +81,7 @@ const S3_REQUEST_PATH_COMMANDS: ReadonlySet<string> = new Set([
  * Objects in one S3 bucket (or an S3-compatible store) through one S3Client. URLs are signed
  * in presign.ts, multipart calls are in multipart.ts and imports in imports.ts.
  */
-export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImports {
+export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImports, ObjectWrites {
   readonly name = 's3';
   readonly limitsUnsizedUploads = false;
   readonly bucket: string;
@@ -322,6 +324,10 @@ export class S3ObjectStore implements ObjectStore, MultipartUploads, ObjectImpor
 
   importObject(spec: ImportSpec): Promise<void> {
     return importObject(this.importTarget, spec);
+  }
+
+  writeObject(key: string, contentType: string, body: Readable): Promise<{ size: number }> {
+    return writeObject(this.s3, key, contentType, body);
   }
 
   async check(): Promise<void> {
