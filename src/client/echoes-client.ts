@@ -12,6 +12,7 @@ import type {
   DevTokenRequest,
   Echo,
   EchoPage,
+  ExportAccepted,
   ExportJob,
   Health,
   ListQuery,
@@ -37,6 +38,7 @@ export type {
   Echo,
   EchoPage,
   ErrorBody,
+  ExportAccepted,
   ExportJob,
   Health,
   ListQuery,
@@ -251,8 +253,8 @@ export class EchoesClient {
   }
 
   /** POST /me/exports: starts building a zip of all your data (ApiError 409 EXPORT_IN_PROGRESS while one is). */
-  requestExport(): Promise<ExportJob> {
-    return this.json<ExportJob>('POST', '/me/exports', { body: {} });
+  requestExport(): Promise<ExportAccepted> {
+    return this.json<ExportAccepted>('POST', '/me/exports', { body: {} });
   }
 
   /** GET /me/exports/{export_id}: pending, ready (with `download_url`, a plain GET) or failed. */

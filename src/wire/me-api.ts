@@ -64,6 +64,14 @@ export const ExportJobSchema = Type.Object({
 });
 export type ExportJob = Static<typeof ExportJobSchema>;
 
+/** POST /me/exports (202): the export just started, as the contract words it. */
+export const ExportAcceptedSchema = Type.Object({
+  export_id: ExportJobSchema.properties.export_id,
+  status: Type.Literal('pending'),
+  created_at: ExportJobSchema.properties.created_at,
+});
+export type ExportAccepted = Static<typeof ExportAcceptedSchema>;
+
 /** POST /me/exports takes no fields: an empty JSON object, or no body at all. */
 export const ExportRequestSchema = Type.Object({}, strict);
 export type ExportRequest = Static<typeof ExportRequestSchema>;

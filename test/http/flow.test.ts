@@ -6,6 +6,7 @@ import type { TObject } from '@sinclair/typebox';
 import {
   CreateEchoRequestSchema,
   ErasureReceiptSchema,
+  ExportAcceptedSchema,
   ExportJobSchema,
   ExportParamsSchema,
   ExportRequestSchema,
@@ -103,7 +104,7 @@ const DOCUMENTED_ROUTES: Record<
   'DELETE /echoes/multipart/{echo_id}': { params: EchoIdParamsSchema, responses: {} },
   'GET /me/usage': { responses: { 200: UsageSchema } },
   'GET /me/export': { responses: {} },
-  'POST /me/exports': { body: ExportRequestSchema, responses: { 202: ExportJobSchema } },
+  'POST /me/exports': { body: ExportRequestSchema, responses: { 202: ExportAcceptedSchema } },
   'GET /me/exports/{export_id}': {
     params: ExportParamsSchema,
     responses: { 200: ExportJobSchema },

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { ExportJobService, ExportJobView } from '../../services/export-jobs.ts';
 import {
+  ExportAcceptedSchema,
   ExportJobSchema,
   ExportParamsSchema,
   ExportRequestSchema,
   NoQuerySchema,
+  type ExportAccepted,
   type ExportJob,
   type ExportParams,
   type ExportRequest,
@@ -25,7 +27,7 @@ function exportJson(v: ExportJobView): ExportJob {
 
 /** Asynchronous exports: the zip of GET /me/export, built in the background and kept a day. */
 export async function exportRoutes(app: FastifyInstance, exports: ExportJobService): Promise<void> {
-  app.post<{ Body: ExportRequest; Querystring: NoQuery; Reply: ExportJob }>(
+  app.post<{ Body: ExportRequest; Querystring: NoQuery; Reply: ExportAccepted }>(
     '/me/exports',
     {
       schema: {
@@ -35,7 +37,7 @@ export async function exportRoutes(app: FastifyInstance, exports: ExportJobServi
           'Start building a zip of all your data (as GET /me/export streams it); poll GET /me/exports/{export_id} until ready',
         body: ExportRequestSchema,
         querystring: NoQuerySchema,
-        response: { 202: ExportJobSchema, ...errors(409) },
+        response: { 202: ExportAcceptedSchema, ...errors(409) },
       },
       // No body at all is the same as `{}`; any field in one is unknown (400 naming it).
       preValidation: (request, _reply, done) => {
@@ -45,7 +47,11 @@ export async function exportRoutes(app: FastifyInstance, exports: ExportJobServi
     },
     async (request, reply) => {
       const view = await exports.request(request.userId);
-      return reply.code(202).header('cache-control', 'no-store').send(exportJson(view));
+      return reply.code(202).header('cache-control', 'no-store').send({
+        export_id: view.exportId,
+        status: 'pending',
+        created_at: view.createdAt.toISOString(),
+      });
     },
   );
 
