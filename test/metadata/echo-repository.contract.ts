@@ -706,6 +706,66 @@ export function echoRepositoryContract(
         expect(await drain(repo.scan({ userId: user }))).toHaveLength(2);
       });
 
+      it('60 concurrent reservations of 6 users, 4 MB each against 10 MB: exactly 2 per user succeed', async (ctx) => {
+        if (fx.atomicConditionalWrites === false) ctx.skip();
+        const users = Array.from({ length: 6 }, () => newUser());
+        const records = Array.from({ length: 60 }, (_, i) =>
+          pending(users[i % 6] as string, T0 + i),
+        );
+        const outcomes = await Promise.all(
+          records.map((r) => repo.createPending(r, { bytes: MB4, ...limits })),
+        );
+        for (const user of users) {
+          const mine = outcomes.filter((_, i) => records[i]?.userId === user);
+          expect(mine.filter((o) => o.ok)).toHaveLength(2);
+          expect(mine.filter((o) => !o.ok && o.reason === 'quota')).toHaveLength(8);
+          expect(await repo.getUsage(user)).toMatchObject({
+            bytesReserved: 2 * MB4,
+            pendingUploads: 2,
+          });
+          expect(await drain(repo.scan({ userId: user }))).toHaveLength(2);
+        }
+      });
+
+      it('reservations that fit together but not on top of what the user holds: one more fits', async (ctx) => {
+        if (fx.atomicConditionalWrites === false) ctx.skip();
+        const user = newUser();
+        expect((await repo.createPending(pending(user, T0), { bytes: MB4, ...limits })).ok).toBe(
+          true,
+        );
+        // Another user's request first, so that the next ones arrive while a statement is out.
+        const outcomes = await Promise.all([
+          repo.createPending(pending(newUser(), T0 + 1), { bytes: MB4, ...limits }),
+          repo.createPending(pending(user, T0 + 2), { bytes: MB4, ...limits }),
+          repo.createPending(pending(user, T0 + 3), { bytes: MB4, ...limits }),
+        ]);
+        expect(outcomes[0]?.ok).toBe(true);
+        expect(outcomes.slice(1).filter((o) => o.ok)).toHaveLength(1);
+        expect(await repo.getUsage(user)).toMatchObject({
+          bytesReserved: 2 * MB4,
+          pendingUploads: 2,
+        });
+      });
+
+      it('concurrent reservations of one id: one is stored, the others are conflicts, the rest are stored', async (ctx) => {
+        if (fx.atomicConditionalWrites === false) ctx.skip();
+        const user = newUser();
+        const twice = pending(user, T0);
+        const others = Array.from({ length: 8 }, (_, i) => pending(newUser(), T0 + i));
+        const settled = await Promise.allSettled([
+          repo.createPending(twice, { bytes: 10, ...limits }),
+          ...others.map((r) => repo.createPending(r, { bytes: 10, ...limits })),
+          repo.createPending(twice, { bytes: 10, ...limits }),
+        ]);
+        const conflicts = settled.filter(
+          (s) => s.status === 'rejected' && isPortError(s.reason, 'conflict'),
+        );
+        expect(conflicts).toHaveLength(1);
+        expect(settled.filter((s) => s.status === 'fulfilled' && s.value.ok)).toHaveLength(9);
+        expect(await repo.getUsage(user)).toMatchObject({ bytesReserved: 10, pendingUploads: 1 });
+        for (const r of others) expect((await repo.get(r))?.echoId).toBe(r.echoId);
+      });
+
       it('the usage kept is never returned as a record by get, getMany, listReady or scan', async () => {
         const user = newUser();
         const [r] = await seed(user, ['ready']);

@@ -59,6 +59,8 @@ export class PostgresDatabase {
   /** For messages: host, port and database. */
   readonly where: string;
   readonly callTimeoutMs: number;
+  /** How long before a call's deadline the server cancels its statement (statement_timeout). */
+  readonly statementMarginMs: number;
   private readonly url: string;
   private ended = false;
 
@@ -66,6 +68,7 @@ export class PostgresDatabase {
     this.url = options.url;
     this.where = describeUrl(options.url);
     this.callTimeoutMs = Math.max(1, Math.floor(options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS));
+    this.statementMarginMs = Math.min(200, Math.floor(this.callTimeoutMs / 5));
     const poolSize = Math.max(1, options.poolSize ?? DEFAULT_POOL_SIZE);
     this.pool = this.newPool(poolSize);
     this.provisionalPool = this.newPool(Math.ceil(poolSize / 2), 'synchronous_commit=off');
@@ -82,7 +85,7 @@ export class PostgresDatabase {
       // so a statement blocked on a lock is undone before the caller hears "unavailable" rather
       // than landing after it. The client gives up on a server that stopped answering altogether
       // a little after the deadline and drops that connection.
-      statement_timeout: Math.max(1, t - Math.min(200, Math.floor(t / 5))),
+      statement_timeout: Math.max(1, t - this.statementMarginMs),
       query_timeout: t + 1000,
       // A process frozen inside a transaction must not hold its locks for good.
       idle_in_transaction_session_timeout: Math.max(10_000, 2 * t),
@@ -167,7 +170,7 @@ export class PostgresDatabase {
     const client = new pg.Client({
       connectionString: this.url,
       connectionTimeoutMillis: t,
-      statement_timeout: Math.max(1, t - Math.min(200, Math.floor(t / 5))),
+      statement_timeout: Math.max(1, t - this.statementMarginMs),
       query_timeout: t + 1000,
       keepAlive: true,
       application_name: applicationName,

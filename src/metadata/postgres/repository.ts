@@ -25,6 +25,7 @@ import type {
 } from '../port.ts';
 import { PostgresExportJobs } from './exports.ts';
 import { PostgresMigrationJournal } from './journal.ts';
+import { BatchedReservations } from './reservations.ts';
 import { PostgresLimits } from './limits.ts';
 import { PostgresDatabase, type PostgresOptions } from './pool.ts';
 import {
@@ -65,6 +66,7 @@ export class PostgresEchoRepository
   private readonly journal: PostgresMigrationJournal;
   private readonly limits: PostgresLimits;
   private readonly exports: PostgresExportJobs;
+  private readonly reservations: BatchedReservations;
 
   /** Does not touch the database: open() migrates it first. */
   constructor(options: PostgresOptions) {
@@ -73,6 +75,7 @@ export class PostgresEchoRepository
     this.journal = new PostgresMigrationJournal(this.db);
     this.limits = new PostgresLimits(this.db);
     this.exports = new PostgresExportJobs(this.db);
+    this.reservations = new BatchedReservations(this.db);
   }
 
   /**
@@ -91,7 +94,15 @@ export class PostgresEchoRepository
 
   async createPending(record: EchoRecord, reservation?: Reservation): Promise<ReserveOutcome> {
     const bytes = reservation?.bytes ?? record.declaredSize ?? 0;
-    const limits = [reservation?.quotaBytes ?? 0, reservation?.maxPendingUploads ?? 0];
+    const quotaBytes = reservation?.quotaBytes ?? 0;
+    const maxPendingUploads = reservation?.maxPendingUploads ?? 0;
+    // Most requests are reserved with others in one statement; the rest, one by one below.
+    if (
+      (await this.reservations.reserve(record, bytes, { quotaBytes, maxPendingUploads })) ===
+      'reserved'
+    )
+      return RESERVED;
+    const limits = [quotaBytes, maxPendingUploads];
     for (let attempt = 1; ; attempt++) {
       const r = await this.db
         .provisional(INSERT_PENDING, [

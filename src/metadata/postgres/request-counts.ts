@@ -15,6 +15,8 @@ const COUNT_BATCH = `INSERT INTO echo_request_counts AS c (user_id, window_ms, w
 
 /** Requests counted by one statement at most; the rest go in the next. */
 const MAX_BATCH = 1000;
+/** Statements out at once: one, so that requests arriving meanwhile share the next. */
+const MAX_IN_FLIGHT = 1;
 
 interface Waiting {
   readonly userId: string;
@@ -38,7 +40,7 @@ const rowKey = (userId: string, windowMs: number, start: number): string =>
  */
 export class BatchedRequestCounts {
   private waiting: Waiting[] = [];
-  private flushing = false;
+  private inFlight = 0;
 
   constructor(private readonly db: PostgresDatabase) {}
 
@@ -48,7 +50,7 @@ export class BatchedRequestCounts {
     const counted = new Promise<number>((resolve, reject) => {
       this.waiting.push({ userId, windowMs, start, resolve, reject });
     });
-    if (!this.flushing) void this.flush();
+    this.pump();
     return this.withinDeadline(counted).then((count) => ({ count, resetAt }));
   }
 
@@ -69,15 +71,15 @@ export class BatchedRequestCounts {
     return Promise.race([counted, expired]).finally(() => clearTimeout(timer));
   }
 
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.waiting.length > 0) {
-        const batch = this.waiting.splice(0, MAX_BATCH);
-        await this.countBatch(batch);
-      }
-    } finally {
-      this.flushing = false;
+  /** Sends batches while fewer than MAX_IN_FLIGHT statements are out. */
+  private pump(): void {
+    while (this.inFlight < MAX_IN_FLIGHT && this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, MAX_BATCH);
+      this.inFlight += 1;
+      void this.countBatch(batch).finally(() => {
+        this.inFlight -= 1;
+        this.pump();
+      });
     }
   }
 

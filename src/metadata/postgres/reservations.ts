@@ -1,0 +1,162 @@
+import type { EchoRecord } from '../../domain/echo.ts';
+import { deadlineFailure } from './failures.ts';
+import type { Param, PostgresDatabase } from './pool.ts';
+import { INSERT_COLUMNS, insertValues } from './rows.ts';
+
+/** jsonb columns travel as text in the batch and are cast back: a JSON string is not the value. */
+const JSON_COLUMNS = new Set(
+  INSERT_COLUMNS.filter(([, type]) => type === 'jsonb').map(([name]) => name),
+);
+const RECORDSET = INSERT_COLUMNS.map(
+  ([name, type]) => `${name} ${JSON_COLUMNS.has(name) ? 'text' : type}`,
+).join(', ');
+const SELECTED = INSERT_COLUMNS.map(([name]) =>
+  JSON_COLUMNS.has(name) ? `${name}::jsonb` : name,
+).join(', ');
+
+/**
+ * Pending records of a batch ($1, a JSON array of rows) with their reservations, against the
+ * limits $2 (quota bytes) and $3 (open uploads; 0 = none). Each user's records of the batch are
+ * reserved together in one change of their usage row, only if all of them fit; users are taken
+ * in id order, so two processes' batches never lock rows in a cycle. Only the records of users
+ * whose reservation was made are inserted; RETURNING names them.
+ */
+const RESERVE_BATCH = `WITH input AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(${RECORDSET})
+  ), wanted AS (
+    SELECT user_id, sum(reserved_bytes)::bigint AS bytes, count(*)::bigint AS n
+    FROM input GROUP BY user_id
+  ), reserved AS (
+    INSERT INTO echo_usage AS u (user_id, bytes_reserved, pending_uploads)
+    SELECT user_id, bytes, n FROM wanted
+    WHERE ($2::bigint <= 0 OR bytes <= $2::bigint) AND ($3::bigint <= 0 OR n <= $3::bigint)
+    ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE SET bytes_reserved = u.bytes_reserved + EXCLUDED.bytes_reserved,
+      pending_uploads = u.pending_uploads + EXCLUDED.pending_uploads
+    WHERE ($2::bigint <= 0 OR u.bytes_used + u.bytes_reserved + EXCLUDED.bytes_reserved <= $2::bigint)
+      AND ($3::bigint <= 0 OR u.pending_uploads + EXCLUDED.pending_uploads <= $3::bigint)
+    RETURNING user_id
+  )
+  INSERT INTO echoes (${INSERT_COLUMNS.map(([name]) => name).join(', ')})
+  SELECT ${SELECTED} FROM input WHERE user_id IN (SELECT user_id FROM reserved)
+  RETURNING echo_id`;
+
+/** Requests one statement reserves at most; the rest go in the next. */
+const MAX_BATCH = 200;
+/** Statements out at once: one, so that requests arriving meanwhile share the next (two measured slower). */
+const MAX_IN_FLIGHT = 1;
+
+/** Reserved here, or to be reserved alone (refused together, an id taken, another batch's limits). */
+export type BatchOutcome = 'reserved' | 'alone';
+
+interface Waiting {
+  readonly record: EchoRecord;
+  readonly bytes: number;
+  readonly limitsKey: string;
+  readonly quotaBytes: number;
+  readonly maxPendingUploads: number;
+  readonly resolve: (outcome: BatchOutcome) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const jsonValue = (v: Param): unknown =>
+  v instanceof Date ? v.toISOString() : Buffer.isBuffer(v) ? `\\x${v.toString('hex')}` : v;
+
+function rowOf(record: EchoRecord, bytes: number): Record<string, unknown> {
+  const values = insertValues(record, bytes);
+  return Object.fromEntries(
+    INSERT_COLUMNS.map(([name], i) => [name, jsonValue(values[i] ?? null)]),
+  );
+}
+
+/**
+ * The upload URLs' reservations of this process, many per statement, as the request counts are
+ * (request-counts.ts): one statement in flight; requests that arrive meanwhile go together in
+ * the next. A user's requests in one batch are reserved together when all of them fit; when they
+ * do not (a user at their limit), or the statement fails on a taken id, each is reserved alone
+ * by the caller, which finds exactly how many fit and why the others do not. So every answer is
+ * the one reserving them one after another would give, and a busy process sends one statement
+ * per batch instead of one per request.
+ */
+export class BatchedReservations {
+  private waiting: Waiting[] = [];
+  private inFlight = 0;
+
+  constructor(private readonly db: PostgresDatabase) {}
+
+  reserve(
+    record: EchoRecord,
+    bytes: number,
+    limits: { quotaBytes: number; maxPendingUploads: number },
+  ): Promise<BatchOutcome> {
+    const outcome = new Promise<BatchOutcome>((resolve, reject) => {
+      this.waiting.push({
+        record,
+        bytes,
+        ...limits,
+        limitsKey: `${limits.quotaBytes}/${limits.maxPendingUploads}`,
+        resolve,
+        reject,
+      });
+    });
+    this.pump();
+    return this.withinDeadline(outcome);
+  }
+
+  /**
+   * A request waits for the statement ahead of its own too, so it keeps its own deadline, as a
+   * call waiting for a free connection of the pool does. Its statement, once sent, may still land
+   * after the request answered "unavailable": that is a pending record nobody uploads to, which
+   * expires, and cleanup gives its bytes back, as for a client that never uploads.
+   */
+  private withinDeadline(outcome: Promise<BatchOutcome>): Promise<BatchOutcome> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(deadlineFailure(this.db.where, this.db.callTimeoutMs)),
+        this.db.callTimeoutMs,
+      );
+    });
+    outcome.catch(() => {});
+    return Promise.race([outcome, expired]).finally(() => clearTimeout(timer));
+  }
+
+  /** Sends batches while fewer than MAX_IN_FLIGHT statements are out. */
+  private pump(): void {
+    while (this.inFlight < MAX_IN_FLIGHT && this.waiting.length > 0) {
+      // One statement takes one set of limits (in practice every request has the same ones).
+      const key = (this.waiting[0] as Waiting).limitsKey;
+      const batch: Waiting[] = [];
+      const rest: Waiting[] = [];
+      for (const w of this.waiting)
+        (w.limitsKey === key && batch.length < MAX_BATCH ? batch : rest).push(w);
+      this.waiting = rest;
+      this.inFlight += 1;
+      void this.reserveBatch(batch).finally(() => {
+        this.inFlight -= 1;
+        this.pump();
+      });
+    }
+  }
+
+  private async reserveBatch(batch: readonly Waiting[]): Promise<void> {
+    const first = batch[0] as Waiting;
+    try {
+      const r = await this.db.provisional<{ echo_id: string }>(RESERVE_BATCH, [
+        JSON.stringify(batch.map((w) => rowOf(w.record, w.bytes))),
+        first.quotaBytes,
+        first.maxPendingUploads,
+      ]);
+      const inserted = new Set(r.rows.map((row) => row.echo_id));
+      for (const w of batch) w.resolve(inserted.has(w.record.echoId) ? 'reserved' : 'alone');
+    } catch (err) {
+      // A taken id (or two requests with one id) fails the whole statement: each on its own
+      // then says which. Anything else (the database not answering) is every request's answer.
+      if (isConflict(err)) for (const w of batch) w.resolve('alone');
+      else for (const w of batch) w.reject(err);
+    }
+  }
+}
+
+const isConflict = (err: unknown): boolean =>
+  (err as { kind?: unknown } | null)?.kind === 'conflict';
