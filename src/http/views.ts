@@ -85,7 +85,6 @@ export function erasureReceiptJson(r: Receipt): ErasureReceipt {
     remaining_objects: r.remainingObjects,
     remaining_records: r.remainingRecords,
     skipped_objects: r.skippedObjects,
-    deleted_exports: r.deletedExports,
     completed_at: r.completedAt.toISOString(),
   };
 }

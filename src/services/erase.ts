@@ -17,7 +17,7 @@ export interface ErasureReceipt {
   readonly deletedEchoes: number;
   /** Upload URLs issued and never made echoes. */
   readonly deletedPending: number;
-  /** Every echo object of the user removed, uploads never made echoes included. */
+  /** Every object of the user removed: echoes, uploads never made echoes, export zips. */
   readonly deletedObjects: number;
   readonly deletedBytes: number;
   /** Echo objects of the user still there after the erase (0 on success). */
@@ -25,8 +25,6 @@ export interface ErasureReceipt {
   /** Objects under the user's prefix that are not echo keys (old audio, other tools' files): kept. */
   readonly skippedObjects: number;
   readonly remainingRecords: number;
-  /** Asynchronous exports removed (their records and zips). */
-  readonly deletedExports: number;
   readonly completedAt: Date;
 }
 
@@ -160,6 +158,9 @@ export class EraseService {
     // Zips of the user's exports copy their audio: they go with it.
     const exports = await eraseExports(this.store, this.repo, userId);
     remainingObjects += exports.remaining;
+    // The receipt's objects and bytes are every object removed: the zips are among them.
+    deletedObjects += exports.objects;
+    deletedBytes += exports.bytes;
 
     await mapLimit(echoes, CONCURRENCY, (r) => this.repo.remove(echoKeyOf(r)));
     this.metrics.echoesDeleted(echoes.length);
@@ -198,7 +199,6 @@ export class EraseService {
       remainingObjects,
       remainingRecords,
       skippedObjects,
-      deletedExports: exports.exports,
       completedAt: this.clock(),
     };
   }

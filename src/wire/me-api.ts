@@ -33,9 +33,6 @@ export const ErasureReceiptSchema = Type.Object({
     description:
       'objects under the user id that are not echo keys (such as legacy audio waiting for migrate): kept, not erased',
   }),
-  deleted_exports: Type.Integer({
-    description: 'asynchronous exports (POST /me/exports) removed, their zips included',
-  }),
   completed_at: Type.String({ format: 'date-time' }),
 });
 export type ErasureReceipt = Static<typeof ErasureReceiptSchema>;

@@ -190,14 +190,32 @@ for (const backend of backends()) {
       expect((await settled(client, after.body.export_id)).status).toBe('ready');
     }, 120_000);
 
-    it('erasure removes the user’s exports: record and zip, counted in the receipt', async () => {
+    it('erasure removes the user’s exports: record and zip, the zip counted among the receipt’s objects', async () => {
       const user = 'exp-cy';
       const client = await api(user);
       await upload(client, 'wav', wavVariant(3));
       const done = await readyExport(user);
       const receipt = await client.call<ErasureReceipt>('DELETE', '/me');
       expect(receipt.status, JSON.stringify(receipt.body)).toBe(200);
-      expect(receipt.body).toMatchObject({ deleted_exports: 1, remaining_objects: 0 });
+      // The contract's receipt, no more: the zip is one of the objects removed (with the echo's).
+      expect(Object.keys(receipt.body).sort()).toEqual(
+        [
+          'completed_at',
+          'deleted_bytes',
+          'deleted_echoes',
+          'deleted_objects',
+          'deleted_pending',
+          'remaining_objects',
+          'remaining_records',
+          'skipped_objects',
+          'user_id',
+        ].sort(),
+      );
+      expect(receipt.body).toMatchObject({
+        deleted_echoes: 1,
+        deleted_objects: 2,
+        remaining_objects: 0,
+      });
       const gone = await client.call<ErrorBody>('GET', `/me/exports/${done.export_id}`);
       expect(gone.status).toBe(404);
       expect(gone.body.error.code).toBe('EXPORT_NOT_FOUND');
@@ -206,7 +224,7 @@ for (const backend of backends()) {
       expect(await store.head(exportKey(user, done.export_id))).toBeUndefined();
       for await (const o of store.list(exportsPrefixOf(user))) expect.fail(`left: ${o.key}`);
       // Safe to repeat.
-      expect((await client.call<ErasureReceipt>('DELETE', '/me')).body.deleted_exports).toBe(0);
+      expect((await client.call<ErasureReceipt>('DELETE', '/me')).body.deleted_objects).toBe(0);
     }, 120_000);
 
     it('an export past its day answers 404, and cleanup removes its record and zip (and zips no export names)', async () => {

@@ -84,17 +84,13 @@ export async function eraseExports(
   store: ObjectStore,
   repo: EchoRepository,
   userId: string,
-): Promise<{ exports: number; remaining: number }> {
-  const ids = new Set<string>();
-  if (keepsExportJobs(repo)) {
-    const job = await repo.getExport(userId);
-    if (job) ids.add(job.exportId);
-    await repo.forgetExport(userId);
-  }
+): Promise<{ objects: number; bytes: number; remaining: number }> {
+  if (keepsExportJobs(repo)) await repo.forgetExport(userId);
   const keys: string[] = [];
+  let bytes = 0;
   for await (const o of store.list(exportsPrefixOf(userId))) {
     keys.push(o.key);
-    ids.add(parseExportKey(o.key)?.exportId ?? o.key);
+    bytes += o.size;
   }
   if (keys.length > 0) {
     const res = await store.deleteMany(keys);
@@ -109,5 +105,5 @@ export async function eraseExports(
   }
   let remaining = 0;
   for await (const _ of store.list(exportsPrefixOf(userId))) remaining += 1;
-  return { exports: ids.size, remaining };
+  return { objects: keys.length, bytes, remaining };
 }
