@@ -747,6 +747,27 @@ export function echoRepositoryContract(
         });
       });
 
+      it('one echo id under two users at once: each user is answered for their own record', async (ctx) => {
+        if (fx.atomicConditionalWrites === false) ctx.skip();
+        const [full, fresh] = [newUser(), newUser()];
+        expect(
+          (await repo.createPending(pending(full, T0), { bytes: 2 * MB4, ...limits })).ok,
+        ).toBe(true);
+        const mine = pending(full, T0 + 1);
+        const theirs = pending(fresh, T0 + 1, {
+          echoId: mine.echoId,
+          key: `${fresh}/${mine.key.slice(full.length + 1)}`,
+        });
+        const outcomes = await Promise.all([
+          repo.createPending(pending(newUser(), T0 + 2), { bytes: MB4, ...limits }),
+          repo.createPending(mine, { bytes: MB4, ...limits }),
+          repo.createPending(theirs, { bytes: MB4, ...limits }),
+        ]);
+        expect(outcomes.map((o) => (o.ok ? 'ok' : o.reason))).toEqual(['ok', 'quota', 'ok']);
+        expect(await repo.get(mine)).toBeUndefined();
+        expect((await repo.get(theirs))?.userId).toBe(fresh);
+      });
+
       it('concurrent reservations of one id: one is stored, the others are conflicts, the rest are stored', async (ctx) => {
         if (fx.atomicConditionalWrites === false) ctx.skip();
         const user = newUser();

@@ -1,4 +1,5 @@
 import type { EchoRecord } from '../../domain/echo.ts';
+import { isPortError } from '../../domain/errors.ts';
 import { deadlineFailure } from './failures.ts';
 import type { Param, PostgresDatabase } from './pool.ts';
 import { INSERT_COLUMNS, insertValues } from './rows.ts';
@@ -39,7 +40,7 @@ const RESERVE_BATCH = `WITH input AS (
   )
   INSERT INTO echoes (${INSERT_COLUMNS.map(([name]) => name).join(', ')})
   SELECT ${SELECTED} FROM input WHERE user_id IN (SELECT user_id FROM reserved)
-  RETURNING echo_id`;
+  RETURNING user_id, echo_id`;
 
 /** Requests one statement reserves at most; the rest go in the next. */
 const MAX_BATCH = 200;
@@ -58,6 +59,8 @@ interface Waiting {
   readonly resolve: (outcome: BatchOutcome) => void;
   readonly reject: (err: unknown) => void;
 }
+
+const keyOf = (userId: string, echoId: string): string => `${userId}\u0000${echoId}`;
 
 const jsonValue = (v: Param): unknown =>
   v instanceof Date ? v.toISOString() : Buffer.isBuffer(v) ? `\\x${v.toString('hex')}` : v;
@@ -142,21 +145,20 @@ export class BatchedReservations {
   private async reserveBatch(batch: readonly Waiting[]): Promise<void> {
     const first = batch[0] as Waiting;
     try {
-      const r = await this.db.provisional<{ echo_id: string }>(RESERVE_BATCH, [
+      const r = await this.db.provisional<{ user_id: string; echo_id: string }>(RESERVE_BATCH, [
         JSON.stringify(batch.map((w) => rowOf(w.record, w.bytes))),
         first.quotaBytes,
         first.maxPendingUploads,
       ]);
-      const inserted = new Set(r.rows.map((row) => row.echo_id));
-      for (const w of batch) w.resolve(inserted.has(w.record.echoId) ? 'reserved' : 'alone');
+      // An echo id is one user's: another user may hold the same one.
+      const inserted = new Set(r.rows.map((row) => keyOf(row.user_id, row.echo_id)));
+      for (const w of batch)
+        w.resolve(inserted.has(keyOf(w.record.userId, w.record.echoId)) ? 'reserved' : 'alone');
     } catch (err) {
       // A taken id (or two requests with one id) fails the whole statement: each on its own
       // then says which. Anything else (the database not answering) is every request's answer.
-      if (isConflict(err)) for (const w of batch) w.resolve('alone');
+      if (isPortError(err, 'conflict')) for (const w of batch) w.resolve('alone');
       else for (const w of batch) w.reject(err);
     }
   }
 }
-
-const isConflict = (err: unknown): boolean =>
-  (err as { kind?: unknown } | null)?.kind === 'conflict';
