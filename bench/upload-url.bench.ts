@@ -190,7 +190,8 @@ Where the PostgreSQL time goes: the API process spends 150-200 µs of CPU per re
 in the kernel sending statements to the database (a profile: writev on its socket, which wakes its process; a Unix socket
 measured the same), and the database server shares the two cores with the API and the load generator. Reservations one
 statement each gave 0.37x (16 users) and 0.31x (one user); counting and reserving in batches brought both near 0.5x, and
-the ratio moves by about 0.1 from run to run on this shared machine (0.58x and 0.47x in the run before this one).
+the ratio moves by about 0.1 from run to run on this shared machine: four runs gave 0.58x/0.47x, 0.43x/0.49x,
+0.55x/0.45x and 0.59x/0.45x (16 users / one user).
 PostgreSQL: a throwaway server started by the bench on 127.0.0.1 (${postgres.about}), the API's pool at its default DATABASE_POOL_SIZE.
 Target: PostgreSQL's req/s at least ${POSTGRES_TARGET}x SQLite's.
 ${lines.map((l) => `- ${l}`).join('\n')}`,
