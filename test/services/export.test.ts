@@ -5,49 +5,16 @@ import { join } from 'node:path';
 import { buffer as readAll } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import yauzl from 'yauzl';
 import { EchoesClient } from '../../src/client/echoes-client.ts';
 import type { Echo } from '../../src/wire/echoes-api.ts';
 import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
 import { backends } from '../backends/index.ts';
 import { CLI } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
+import { unzip, type Manifest } from '../support/zip.ts';
 
 const run = promisify(execFile);
 const hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-
-interface Manifest {
-  user_id: string;
-  created_at: string;
-  files: { path: string; size: number; sha256: string }[];
-}
-
-/** Every entry of a zip, in order, read by an independent reader (yauzl), which also checks each CRC-32. */
-async function unzip(zip: Buffer): Promise<{ name: string; bytes: Buffer }[]> {
-  const file = await new Promise<yauzl.ZipFile>((resolve, reject) => {
-    yauzl.fromBuffer(
-      zip,
-      { lazyEntries: true, strictFileNames: true, validateEntrySizes: true },
-      (err, z) => (err ? reject(err) : resolve(z)),
-    );
-  });
-  const entries: { name: string; bytes: Buffer }[] = [];
-  await new Promise<void>((resolve, reject) => {
-    file.on('error', reject);
-    file.on('end', () => resolve());
-    file.on('entry', (entry: yauzl.Entry) => {
-      file.openReadStream(entry, (err, stream) => {
-        if (err) return reject(err);
-        readAll(stream).then((bytes) => {
-          entries.push({ name: entry.fileName, bytes });
-          file.readEntry();
-        }, reject);
-      });
-    });
-    file.readEntry();
-  });
-  return entries;
-}
 
 /** A distinct valid WAV per n: the tone with its first samples changed. */
 function wavVariant(n: number): Buffer {

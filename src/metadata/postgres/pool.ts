@@ -205,6 +205,22 @@ export class PostgresDatabase {
     clearTimeout(timer);
   }
 
+  /**
+   * `waiting` (a call queued behind another one, as batches queue), failing as unavailable when
+   * it outlives the deadline; what it says after that is dropped.
+   */
+  withinDeadline<T>(waiting: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(deadlineFailure(this.where, this.callTimeoutMs)),
+        this.callTimeoutMs,
+      );
+    });
+    waiting.catch(() => {});
+    return Promise.race([waiting, expired]).finally(() => clearTimeout(timer));
+  }
+
   /** `call`, failing as unavailable when it outlives the deadline or the database fails. */
   private async bounded<T>(call: () => Promise<T>): Promise<T> {
     if (this.ended) throw pgFailure(new Error('Cannot use a pool after calling end'), this.where);

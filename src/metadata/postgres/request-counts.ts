@@ -1,5 +1,4 @@
 import type { RequestCount } from '../port.ts';
-import { deadlineFailure } from './failures.ts';
 import type { PostgresDatabase } from './pool.ts';
 
 /**
@@ -51,24 +50,9 @@ export class BatchedRequestCounts {
       this.waiting.push({ userId, windowMs, start, resolve, reject });
     });
     this.pump();
-    return this.withinDeadline(counted).then((count) => ({ count, resetAt }));
-  }
-
-  /**
-   * A request waits for the statement ahead of its own too, so it keeps its own deadline: a
-   * database that stalls answers it unavailable within the call's time, as any other call. A
-   * count that lands after that is one request too many in its window, never one too few.
-   */
-  private withinDeadline(counted: Promise<number>): Promise<number> {
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(deadlineFailure(this.db.where, this.db.callTimeoutMs)),
-        this.db.callTimeoutMs,
-      );
-    });
-    counted.catch(() => {});
-    return Promise.race([counted, expired]).finally(() => clearTimeout(timer));
+    // It waits for the statement ahead of its own too, so it keeps its own deadline. A count that
+    // lands after that is one request too many in its window, never one too few.
+    return this.db.withinDeadline(counted).then((count) => ({ count, resetAt }));
   }
 
   /** Sends batches while fewer than MAX_IN_FLIGHT statements are out. */

@@ -1,6 +1,5 @@
 import type { EchoRecord } from '../../domain/echo.ts';
 import { isPortError } from '../../domain/errors.ts';
-import { deadlineFailure } from './failures.ts';
 import type { Param, PostgresDatabase } from './pool.ts';
 import { INSERT_COLUMNS, insertValues } from './rows.ts';
 
@@ -103,25 +102,11 @@ export class BatchedReservations {
       });
     });
     this.pump();
-    return this.withinDeadline(outcome);
-  }
-
-  /**
-   * A request waits for the statement ahead of its own too, so it keeps its own deadline, as a
-   * call waiting for a free connection of the pool does. Its statement, once sent, may still land
-   * after the request answered "unavailable": that is a pending record nobody uploads to, which
-   * expires, and cleanup gives its bytes back, as for a client that never uploads.
-   */
-  private withinDeadline(outcome: Promise<BatchOutcome>): Promise<BatchOutcome> {
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(deadlineFailure(this.db.where, this.db.callTimeoutMs)),
-        this.db.callTimeoutMs,
-      );
-    });
-    outcome.catch(() => {});
-    return Promise.race([outcome, expired]).finally(() => clearTimeout(timer));
+    // It waits for the statement ahead of its own too, so it keeps its own deadline, as a call
+    // waiting for a free connection does. A reservation that lands after it answered
+    // "unavailable" is a pending record nobody uploads to: it expires, and cleanup gives its
+    // bytes back, as for a client that never uploads.
+    return this.db.withinDeadline(outcome);
   }
 
   /** Sends batches while fewer than MAX_IN_FLIGHT statements are out. */
