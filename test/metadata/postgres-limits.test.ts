@@ -175,12 +175,14 @@ describe.runIf(requirePostgres('PostgreSQL request counts and job locks'))(
       });
 
       it('counting and locking fail as unavailable within the deadline, the job never runs; both work again after', async () => {
-        await repo.countRequest('stall', WINDOW, new Date());
+        // One instant for every count here: a minute boundary crossed mid-test would start a new window.
+        const now = new Date(Math.floor(Date.now() / WINDOW) * WINDOW + 1_000);
+        await repo.countRequest('stall', WINDOW, now);
         proxy.stall();
         let ran = false;
         try {
           for (const call of [
-            () => repo.countRequest('stall', WINDOW, new Date()),
+            () => repo.countRequest('stall', WINDOW, now),
             () =>
               repo.whileLocked('stalled', async () => {
                 ran = true;
@@ -194,7 +196,7 @@ describe.runIf(requirePostgres('PostgreSQL request counts and job locks'))(
         }
         expect(ran).toBe(false);
         // The held statements went through once resumed, or were cancelled; either way it counts on.
-        expect((await repo.countRequest('stall', WINDOW, new Date())).count).toBeGreaterThan(1);
+        expect((await repo.countRequest('stall', WINDOW, now)).count).toBeGreaterThan(1);
         // A lock the stalled attempt took late was in a session that is ended: it is free.
         let outcome = await repo.whileLocked('stalled', async () => 'ran');
         for (let i = 0; i < 100 && !outcome.ran; i++) {
