@@ -1,5 +1,6 @@
 import type { RequestCount } from '../port.ts';
 import type { PostgresDatabase } from './pool.ts';
+import { StatementQueue } from './statement-queue.ts';
 
 /**
  * Adds each (user, window)'s requests of a batch to its row in one statement. Rows are taken in
@@ -14,8 +15,6 @@ const COUNT_BATCH = `INSERT INTO echo_request_counts AS c (user_id, window_ms, w
 
 /** Requests counted by one statement at most; the rest go in the next. */
 const MAX_BATCH = 1000;
-/** Statements out at once: one, so that requests arriving meanwhile share the next. */
-const MAX_IN_FLIGHT = 1;
 
 interface Waiting {
   readonly userId: string;
@@ -30,16 +29,18 @@ const rowKey = (userId: string, windowMs: number, start: number): string =>
   `${userId}\u0000${windowMs}\u0000${start}`;
 
 /**
- * Each process's requests counted in the shared table, many per statement. One statement is in
- * flight at a time; requests that arrive meanwhile wait for the next, which counts them all (a
- * user's n requests as one `count + n`, each of them given its own place in it). Under load this
- * costs the API and the database one statement per batch, not one per request; a lone request
- * goes at once. Every count is still exact across processes: each statement adds to the row
+ * Each process's requests counted in the shared table, many per statement (statement-queue.ts):
+ * one statement is in flight at a time; requests that arrive meanwhile wait for the next, which
+ * counts them all (a user's n requests as one `count + n`, each of them given its own place in
+ * it). Under load this costs the API and the database one statement per batch, not one per
+ * request; a lone request goes at the end of the event loop's turn. Every count is still exact across processes: each statement adds to the row
  * atomically and reads back the total, and each waiting request gets one distinct number of it.
  */
 export class BatchedRequestCounts {
-  private waiting: Waiting[] = [];
-  private inFlight = 0;
+  private readonly queue = new StatementQueue<Waiting>(
+    (waiting) => ({ batch: waiting.slice(0, MAX_BATCH), rest: waiting.slice(MAX_BATCH) }),
+    (batch) => this.countBatch(batch),
+  );
 
   constructor(private readonly db: PostgresDatabase) {}
 
@@ -47,24 +48,11 @@ export class BatchedRequestCounts {
     const start = Math.floor(now.getTime() / windowMs) * windowMs;
     const resetAt = new Date(start + windowMs);
     const counted = new Promise<number>((resolve, reject) => {
-      this.waiting.push({ userId, windowMs, start, resolve, reject });
+      this.queue.push({ userId, windowMs, start, resolve, reject });
     });
-    this.pump();
     // It waits for the statement ahead of its own too, so it keeps its own deadline. A count that
     // lands after that is one request too many in its window, never one too few.
     return this.db.withinDeadline(counted).then((count) => ({ count, resetAt }));
-  }
-
-  /** Sends batches while fewer than MAX_IN_FLIGHT statements are out. */
-  private pump(): void {
-    while (this.inFlight < MAX_IN_FLIGHT && this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, MAX_BATCH);
-      this.inFlight += 1;
-      void this.countBatch(batch).finally(() => {
-        this.inFlight -= 1;
-        this.pump();
-      });
-    }
   }
 
   private async countBatch(batch: readonly Waiting[]): Promise<void> {

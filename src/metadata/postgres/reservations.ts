@@ -2,6 +2,7 @@ import type { EchoRecord } from '../../domain/echo.ts';
 import { isPortError } from '../../domain/errors.ts';
 import type { Param, PostgresDatabase } from './pool.ts';
 import { INSERT_COLUMNS, insertValues } from './rows.ts';
+import { StatementQueue } from './statement-queue.ts';
 
 /** jsonb columns travel as text in the batch and are cast back: a JSON string is not the value. */
 const JSON_COLUMNS = new Set(
@@ -43,8 +44,6 @@ const RESERVE_BATCH = `WITH input AS (
 
 /** Requests one statement reserves at most; the rest go in the next. */
 const MAX_BATCH = 200;
-/** Statements out at once: one, so that requests arriving meanwhile share the next (two measured slower). */
-const MAX_IN_FLIGHT = 1;
 
 /** Reserved here, or to be reserved alone (refused together, an id taken, another batch's limits). */
 export type BatchOutcome = 'reserved' | 'alone';
@@ -73,7 +72,7 @@ function rowOf(record: EchoRecord, bytes: number): Record<string, unknown> {
 
 /**
  * The upload URLs' reservations of this process, many per statement, as the request counts are
- * (request-counts.ts): one statement in flight; requests that arrive meanwhile go together in
+ * (statement-queue.ts): one statement in flight; requests that arrive meanwhile go together in
  * the next. A user's requests in one batch are reserved together when all of them fit; when they
  * do not (a user at their limit), or the statement fails on a taken id, each is reserved alone
  * by the caller, which finds exactly how many fit and why the others do not. So every answer is
@@ -81,8 +80,18 @@ function rowOf(record: EchoRecord, bytes: number): Record<string, unknown> {
  * per batch instead of one per request.
  */
 export class BatchedReservations {
-  private waiting: Waiting[] = [];
-  private inFlight = 0;
+  // One statement takes one set of limits (in practice every request has the same ones).
+  private readonly queue = new StatementQueue<Waiting>(
+    (waiting) => {
+      const key = (waiting[0] as Waiting).limitsKey;
+      const batch: Waiting[] = [];
+      const rest: Waiting[] = [];
+      for (const w of waiting)
+        (w.limitsKey === key && batch.length < MAX_BATCH ? batch : rest).push(w);
+      return { batch, rest };
+    },
+    (batch) => this.reserveBatch(batch),
+  );
 
   constructor(private readonly db: PostgresDatabase) {}
 
@@ -92,7 +101,7 @@ export class BatchedReservations {
     limits: { quotaBytes: number; maxPendingUploads: number },
   ): Promise<BatchOutcome> {
     const outcome = new Promise<BatchOutcome>((resolve, reject) => {
-      this.waiting.push({
+      this.queue.push({
         record,
         bytes,
         ...limits,
@@ -101,30 +110,11 @@ export class BatchedReservations {
         reject,
       });
     });
-    this.pump();
     // It waits for the statement ahead of its own too, so it keeps its own deadline, as a call
     // waiting for a free connection does. A reservation that lands after it answered
     // "unavailable" is a pending record nobody uploads to: it expires, and cleanup gives its
     // bytes back, as for a client that never uploads.
     return this.db.withinDeadline(outcome);
-  }
-
-  /** Sends batches while fewer than MAX_IN_FLIGHT statements are out. */
-  private pump(): void {
-    while (this.inFlight < MAX_IN_FLIGHT && this.waiting.length > 0) {
-      // One statement takes one set of limits (in practice every request has the same ones).
-      const key = (this.waiting[0] as Waiting).limitsKey;
-      const batch: Waiting[] = [];
-      const rest: Waiting[] = [];
-      for (const w of this.waiting)
-        (w.limitsKey === key && batch.length < MAX_BATCH ? batch : rest).push(w);
-      this.waiting = rest;
-      this.inFlight += 1;
-      void this.reserveBatch(batch).finally(() => {
-        this.inFlight -= 1;
-        this.pump();
-      });
-    }
   }
 
   private async reserveBatch(batch: readonly Waiting[]): Promise<void> {
