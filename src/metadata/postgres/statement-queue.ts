@@ -5,7 +5,7 @@
  * during that turn share a statement: each statement costs the API a write that wakes the
  * database (tens of µs of CPU on a busy machine) and the database a commit, while one more turn
  * costs a lone call far less than a millisecond. On a busy process this took upload-url on
- * PostgreSQL from 0.45x to about 0.6x of SQLite's rate (BENCHMARKS.md).
+ * PostgreSQL with one user from 0.45x to 0.58x of SQLite's rate (BENCHMARKS.md).
  */
 export class StatementQueue<W> {
   private waiting: W[] = [];
