@@ -1,6 +1,6 @@
 import type { EchoRecord } from '../domain/echo.ts';
 import { AppError, backendRole, isPortError } from '../domain/errors.ts';
-import { assertSafeUserId, isEchoKeyOf } from '../domain/keys.ts';
+import { assertSafeUserId, exportsPrefixOf, isEchoKeyOf } from '../domain/keys.ts';
 import { keepsMigrationJournal, type EchoRepository } from '../metadata/port.ts';
 import type { ServiceMetrics } from '../metrics/port.ts';
 import { withDefaults, type Clock, type ServiceDeps } from './deps.ts';
@@ -33,6 +33,7 @@ export interface ErasurePlan {
   readonly userId: string;
   readonly echoes: number;
   readonly pending: number;
+  /** Echo objects and export zips, as the receipt's deleted_objects counts them. */
   readonly objects: number;
   readonly bytes: number;
   /** Objects under the prefix outside the echo layout, which the erase keeps. */
@@ -100,6 +101,11 @@ export class EraseService {
         skipped++;
         continue;
       }
+      objects++;
+      bytes += o.size;
+    }
+    // The erase removes the zips of the user's exports too, and counts them among the objects.
+    for await (const o of this.store.list(exportsPrefixOf(userId))) {
       objects++;
       bytes += o.size;
     }

@@ -195,8 +195,14 @@ for (const backend of backends()) {
       const client = await api(user);
       await upload(client, 'wav', wavVariant(3));
       const done = await readyExport(user);
+      // The dry run (erase-user --dry-run) counts what the erase then removes, the zip included.
+      const plan = await srv.server.composition.erase.plan(user);
       const receipt = await client.call<ErasureReceipt>('DELETE', '/me');
       expect(receipt.status, JSON.stringify(receipt.body)).toBe(200);
+      expect([plan.objects, plan.bytes]).toEqual([
+        receipt.body.deleted_objects,
+        receipt.body.deleted_bytes,
+      ]);
       // The contract's receipt, no more: the zip is one of the objects removed (with the echo's).
       expect(Object.keys(receipt.body).sort()).toEqual(
         [
