@@ -32,6 +32,10 @@ export function requireMoto(suite: string): boolean {
   return false;
 }
 
+const withSetpriv =
+  spawnSync('sh', ['-c', 'setpriv --help'], { encoding: 'utf8' }).stdout?.includes('--pdeathsig') ??
+  false;
+
 /**
  * Starts a moto_server of its own on a free loopback port and waits until it answers. Suites that
  * only need a bucket or a table share one per file (motoForFile); a suite that stops or freezes
@@ -39,7 +43,13 @@ export function requireMoto(suite: string): boolean {
  */
 export async function startMoto(): Promise<MotoServer> {
   const port = await freePort();
-  const child: ChildProcess = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+  const args = ['-H', '127.0.0.1', '-p', String(port)];
+  // Through setpriv (util-linux), moto dies with the test process that started it, even one
+  // killed before its afterAll could stop it: CI runs saw moto_servers outlive the suite.
+  const [command, argv] = withSetpriv
+    ? ['setpriv', ['--pdeathsig', 'KILL', '--', 'moto_server', ...args]]
+    : ['moto_server', args];
+  const child: ChildProcess = spawn(command, argv, {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' },
   });
