@@ -216,7 +216,7 @@ measured the same), and the database server shares the two cores with the API an
 statements per request. Reservations one statement each gave 0.37x (16 users) and 0.31x (one user); counting and reserving
 in batches, a statement sent as soon as the one before it returned, about 0.55x/0.45x; a statement that also waits for the
 end of the event loop's turn, so that every request read in that turn joins it (about 6 requests per statement instead of
-3), 0.70x/0.58x (the medians below). One statement for the counts and the reservations together measured slower (0.46x-0.55x one user): with
+3), medians of 0.70x/0.58x and 0.70x/0.62x in two runs (the latter below). One statement for the counts and the reservations together measured slower (0.46x-0.55x one user): with
 one statement in flight, counting and reserving no longer overlap. The ratio moves by about 0.1 from run to run on this
 shared machine.
 PostgreSQL: a throwaway server started by the bench on 127.0.0.1 (${postgres.about}), the API's pool at its default DATABASE_POOL_SIZE.

@@ -33,8 +33,9 @@ const rowKey = (userId: string, windowMs: number, start: number): string =>
  * one statement is in flight at a time; requests that arrive meanwhile wait for the next, which
  * counts them all (a user's n requests as one `count + n`, each of them given its own place in
  * it). Under load this costs the API and the database one statement per batch, not one per
- * request; a lone request goes at the end of the event loop's turn. Every count is still exact across processes: each statement adds to the row
- * atomically and reads back the total, and each waiting request gets one distinct number of it.
+ * request; a lone request goes at the end of the event loop's turn. Every count is still exact
+ * across processes: each statement adds to the row atomically and reads back the total, and each
+ * waiting request gets one distinct number of it.
  */
 export class BatchedRequestCounts {
   private readonly queue = new StatementQueue<Waiting>(

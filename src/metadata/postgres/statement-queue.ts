@@ -1,11 +1,12 @@
 /**
- * Calls of one kind (request counts, reservations) queued for one statement at a time. While a
- * statement is out, the calls that arrive wait and go together in the next. Sending also waits
- * for the end of the event loop's turn (setImmediate), so the calls of every request that came in
- * during that turn share a statement: each statement costs the API a write that wakes the
- * database (tens of µs of CPU on a busy machine) and the database a commit, while one more turn
- * costs a lone call far less than a millisecond. On a busy process this took upload-url on
- * PostgreSQL with one user from 0.45x to 0.58x of SQLite's rate (BENCHMARKS.md).
+ * Calls of one kind (request counts, reservations) queued for one statement at a time (two at a
+ * time measured slower). While a statement is out, the calls that arrive wait and go together in
+ * the next. Sending also waits for the end of the event loop's turn (setImmediate), so the calls
+ * of every request that came in during that turn share a statement: each statement costs the API
+ * a write that wakes the database (tens of µs of CPU on a busy machine) and the database a
+ * commit, while one more turn costs a lone call far less than a millisecond. On a busy process
+ * this took upload-url on PostgreSQL with one user from 0.45x to 0.58x-0.62x of SQLite's rate
+ * (BENCHMARKS.md).
  */
 export class StatementQueue<W> {
   private waiting: W[] = [];
