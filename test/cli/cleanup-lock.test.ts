@@ -91,7 +91,7 @@ const postgres: LockStore = {
       // Bounded: the server sees the closed socket at once; 200 looks is plenty.
       for (let i = 0; i < 200 && left > 0; i++) {
         const r = await admin.query(
-          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'echoes-storage lock cleanup'",
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'echoes-storage lock cleanup' AND datname = current_database()",
         );
         left = r.rowCount ?? 0;
         if (left > 0) await new Promise((r) => setTimeout(r, 25));

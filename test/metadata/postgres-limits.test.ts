@@ -98,13 +98,14 @@ describe.runIf(requirePostgres('PostgreSQL request counts and job locks'))(
 
     it('the lock is held on a session of its own while the job runs, and nothing is left after', async () => {
       const admin = await connect(pg.url);
+      // This database's only: other test files on the same server take cleanup locks of their own.
       const holders = async (): Promise<number> =>
         Number(
           (
             await admin.query<{ n: string }>(
               `SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
                 WHERE l.locktype = 'advisory' AND l.classid = $1::bigint AND l.granted
-                AND a.application_name = 'echoes-storage lock cleanup'`,
+                AND a.application_name = 'echoes-storage lock cleanup' AND a.datname = current_database()`,
               [JOB_LOCK_CLASS],
             )
           ).rows[0]?.n,
@@ -145,7 +146,7 @@ describe.runIf(requirePostgres('PostgreSQL request counts and job locks'))(
         const outcome = await pg.repo.whileLocked('cut', async () => {
           await admin.query(
             `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE application_name = 'echoes-storage lock cut'`,
+              WHERE application_name = 'echoes-storage lock cut' AND datname = current_database()`,
           );
           return 'finished';
         });

@@ -333,7 +333,8 @@ describe.runIf(requirePostgres('PostgreSQL adapter'))('PostgreSQL metadata adapt
       try {
         for (;;) {
           const waiters = await client.query(
-            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
           );
           if (waiters.rowCount === 1) break;
           await new Promise((r) => setTimeout(r, 20));
