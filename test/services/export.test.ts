@@ -11,7 +11,7 @@ import { apiClient, fixture, putBytes, type Ticket } from '../support/api.ts';
 import { backends } from '../backends/index.ts';
 import { CLI } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-import { unzip, type Manifest } from '../support/zip.ts';
+import { unzip, verifiedZip } from '../support/zip.ts';
 
 const run = promisify(execFile);
 const hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -119,21 +119,10 @@ for (const backend of backends()) {
       zip: Buffer,
       expectedCount: number,
     ): Promise<Echo[]> {
-      const entries = await unzip(zip);
-      expect(entries.at(-1)?.name).toBe('manifest.json');
-      const manifest = JSON.parse(entries.at(-1)?.bytes.toString('utf8') ?? '') as Manifest;
-      expect(manifest.user_id).toBe(userId);
+      // Every other file, once each, with its size and SHA-256.
+      const { entries, manifest } = await verifiedZip(zip, userId);
       expect(Number.isNaN(Date.parse(manifest.created_at))).toBe(false);
       const others = entries.slice(0, -1);
-      // Every other file, once each, with its size and SHA-256.
-      expect(manifest.files.map((f) => f.path)).toEqual(others.map((e) => e.name));
-      for (const [i, entry] of others.entries()) {
-        expect(manifest.files[i]).toEqual({
-          path: entry.name,
-          size: entry.bytes.length,
-          sha256: hex(entry.bytes),
-        });
-      }
       const listed = JSON.parse(
         others.find((e) => e.name === 'echoes.json')?.bytes.toString('utf8') ?? 'null',
       ) as Echo[];
@@ -230,11 +219,7 @@ for (const backend of backends()) {
       await srv.server.composition.store.delete(lost?.key ?? '');
       const res = await exportOf(user);
       expect(res.status).toBe(200);
-      const entries = await unzip(res.zip);
-      const manifest = JSON.parse(entries.at(-1)?.bytes.toString('utf8') ?? '') as Manifest;
-      expect(manifest.files.map((f) => f.path)).toEqual(entries.slice(0, -1).map((e) => e.name));
-      for (const [i, entry] of entries.slice(0, -1).entries())
-        expect(manifest.files[i]?.sha256).toBe(hex(entry.bytes));
+      const { entries } = await verifiedZip(res.zip, user);
       expect(
         (JSON.parse(entries[0]?.bytes.toString('utf8') ?? '') as Echo[]).map((e) => e.echo_id),
       ).toContain(lost?.echoId);
